@@ -1,0 +1,69 @@
+"""Hash links between the lines of one log file: pure functions, no I/O.
+
+A stored line is the entry's canonical JSON with one more key at the end:
+
+    {"id":"…",…,"createdAt":"2026-11-25T08:06:40.123Z","_chain":"sha256:<64 hex>"}
+
+`_chain` is SHA-256 over the previous line's link (32 bytes) followed by this entry's canonical
+JSON. The first link of a file starts from a genesis value that binds the file's partition and
+segment name, so a file copied or renamed elsewhere no longer verifies. The suffix has a fixed
+width, which lets readers strip it (and find `createdAt`) by position without parsing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+ALGORITHM = "sha256"
+SUFFIX_HEAD = b',"_chain":"sha256:'
+SUFFIX_LEN = len(SUFFIX_HEAD) + 64 + len(b'"}\n')
+#: `createdAt` sits just before the suffix: `"createdAt":"<24 chars>"` then `,"_chain"…`.
+CREATED_START = -(SUFFIX_LEN + 25)
+CREATED_END = -(SUFFIX_LEN + 1)
+_GENESIS_TAG = b"auditcli-chain-v1\x00"
+
+
+def genesis(partition: str, segment: str) -> bytes:
+    """The link a file's first line chains from: it binds `date=…/segment` into the chain."""
+    return hashlib.sha256(_GENESIS_TAG + f"{partition}/{segment}".encode()).digest()
+
+
+def link(previous: bytes, content: bytes) -> bytes:
+    """The link of an entry whose canonical JSON is `content`, following link `previous`."""
+    return hashlib.sha256(previous + content).digest()
+
+
+def chained_line(content: bytes, digest: bytes) -> bytes:
+    """The stored line: `content` (a JSON object) with its `_chain` key appended, plus newline."""
+    return content[:-1] + SUFFIX_HEAD + digest.hex().encode() + b'"}\n'
+
+
+def is_chained_line(line: bytes) -> bool:
+    """Whether `line` (newline included) has the stored shape: object start, chain suffix, end."""
+    return (
+        len(line) > SUFFIX_LEN + 40
+        and line.startswith(b'{"id":"')
+        and line[-SUFFIX_LEN : -SUFFIX_LEN + len(SUFFIX_HEAD)] == SUFFIX_HEAD
+        and line.endswith(b'"}\n')
+    )
+
+
+def split_line(line: bytes) -> tuple[bytes, bytes] | None:
+    """`(content, digest)` of a stored line (newline included), or None when it is malformed."""
+    if not is_chained_line(line):
+        return None
+    try:
+        digest = bytes.fromhex(line[-SUFFIX_LEN + len(SUFFIX_HEAD) : -3].decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return line[:-SUFFIX_LEN] + b"}", digest
+
+
+def content_of(line: bytes) -> bytes:
+    """The entry's canonical JSON (the 13 seed fields) of a stored line, without newline."""
+    return line[:-SUFFIX_LEN] + b"}"
+
+
+def tag(digest: bytes) -> str:
+    """A digest tagged with its algorithm, as shown to people and written in manifests."""
+    return f"{ALGORITHM}:{digest.hex()}"

@@ -1,0 +1,119 @@
+"""Options shared by several commands, defined once, and the helpers commands use to render.
+
+Nothing here imports rich at module level: `audit record` in a shell loop must start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .store import AuditStore
+
+_FILTERS = "Filters"
+
+ActionOpt = Annotated[
+    list[str] | None,
+    typer.Option("--action", "-a", help="Only this action (repeat for any of several).", rich_help_panel=_FILTERS),
+]
+TargetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--target", "-t", help="Only this target type: USER, ROLE, TEAM, SERVICE_ACCOUNT, ORGANIZATION.", rich_help_panel=_FILTERS),
+]
+ActorIdOpt = Annotated[
+    list[str] | None, typer.Option("--actor-id", help="Only entries by this actor.", rich_help_panel=_FILTERS)
+]
+TargetIdOpt = Annotated[
+    list[str] | None, typer.Option("--target-id", help="Only entries about this resource.", rich_help_panel=_FILTERS)
+]
+TeamIdOpt = Annotated[
+    list[str] | None, typer.Option("--team-id", help="Only entries of this team.", rich_help_panel=_FILTERS)
+]
+OrgIdOpt = Annotated[
+    list[str] | None, typer.Option("--org-id", help="Only entries of this organization.", rich_help_panel=_FILTERS)
+]
+SinceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        "--created-at-gte",
+        help="From this time, inclusive: 2026-11-25T08:00:00Z, 2026-11-25, 7d, 24h, today…",
+        rich_help_panel=_FILTERS,
+    ),
+]
+UntilOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--until",
+        "--created-at-lte",
+        help="Up to this time, inclusive (a bare date includes that whole day).",
+        rich_help_panel=_FILTERS,
+    ),
+]
+
+
+def make_filters(
+    store: AuditStore,
+    *,
+    action: list[str] | None = None,
+    target: list[str] | None = None,
+    actor_id: list[str] | None = None,
+    target_id: list[str] | None = None,
+    team_id: list[str] | None = None,
+    org_id: list[str] | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> Any:
+    """Build and check the core's Filters from the shared filter options."""
+    from .query import Filters
+    from .timeparse import parse_bound
+
+    filters = Filters(
+        actions=tuple(action or ()),
+        targets=tuple(value.upper() for value in target or ()),
+        actor_ids=tuple(actor_id or ()),
+        target_ids=tuple(target_id or ()),
+        team_ids=tuple(team_id or ()),
+        org_ids=tuple(org_id or ()),
+        since=parse_bound(since, end=False, clock=store.clock, option="--since") if since else None,
+        until=parse_bound(until, end=True, clock=store.clock, option="--until") if until else None,
+    )
+    return filters.check(store.catalog)
+
+
+def get_store(ctx: typer.Context) -> AuditStore:
+    """The store of the log directory chosen by `--log-dir`, `AUDIT_LOG_DIR` or the default."""
+    root: Path | None = ctx.obj.get("log_dir") if ctx.obj else None
+    return AuditStore(root)
+
+
+def stdout_is_terminal() -> bool:
+    """Whether standard output is a terminal (tables by default) or a pipe (JSONL)."""
+    return sys.stdout.isatty()
+
+
+def console(stderr: bool = False) -> Any:
+    """A rich Console that never interprets markup or emoji and honours NO_COLOR."""
+    from rich.console import Console
+
+    return Console(
+        stderr=stderr,
+        markup=False,
+        emoji=False,
+        highlight=False,
+        no_color="NO_COLOR" in os.environ or None,
+    )
+
+
+def say(message: str) -> None:
+    """A diagnostic line on stderr (never on stdout, which is for results)."""
+    sys.stderr.write(message + "\n")
+
+
+def write_out(data: bytes) -> None:
+    """Raw bytes to stdout."""
+    sys.stdout.buffer.write(data)

@@ -1,0 +1,358 @@
+"""`audit record`, `import`, `query`, `actions` and `path`."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..cli import app
+from ..cli_options import (
+    ActionOpt,
+    ActorIdOpt,
+    OrgIdOpt,
+    SinceOpt,
+    TargetIdOpt,
+    TargetOpt,
+    TeamIdOpt,
+    UntilOpt,
+    console,
+    get_store,
+    make_filters,
+    say,
+    stdout_is_terminal,
+    write_out,
+)
+from ..errors import InvalidEntryError, UsageError
+
+
+class QueryFormat(str, Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+class Order(str, Enum):
+    desc = "desc"
+    asc = "asc"
+
+
+class ListFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+# ----------------------------------------------------------------------------- record
+@app.command()
+def record(
+    ctx: typer.Context,
+    action: Annotated[str, typer.Argument(help="The action, e.g. login or team_created; '-' reads one JSON entry from stdin.")],
+    actor_id: Annotated[str | None, typer.Option("--actor-id", envvar="AUDIT_ACTOR_ID", help="Who did it (required).")] = None,
+    actor_name: Annotated[str | None, typer.Option("--actor-name", envvar="AUDIT_ACTOR_NAME")] = None,
+    actor_email: Annotated[str | None, typer.Option("--actor-email", envvar="AUDIT_ACTOR_EMAIL")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="Target type (default: the action's).")] = None,
+    target_id: Annotated[str | None, typer.Option("--target-id", help="The resource acted on (a login's defaults to the actor).")] = None,
+    target_name: Annotated[str | None, typer.Option("--target-name", help="The resource's name, used in the description.")] = None,
+    org_id: Annotated[str | None, typer.Option("--org-id", envvar="AUDIT_ORG_ID", help="The organization (required).")] = None,
+    team_id: Annotated[str | None, typer.Option("--team-id")] = None,
+    description: Annotated[str | None, typer.Option("--description", help="Default: the action's template.")] = None,
+    metadata: Annotated[str | None, typer.Option("--metadata", help="A JSON object of extra context.")] = None,
+    meta: Annotated[list[str] | None, typer.Option("--meta", help="key=value added to metadata (a string); repeatable.")] = None,
+    created_at: Annotated[str | None, typer.Option("--created-at", help="ISO-8601 time with offset (default: now).")] = None,
+    entry_id: Annotated[str | None, typer.Option("--id", help="The entry id (default: a new UUIDv7).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the stored entry instead of its id.")] = False,
+) -> None:
+    """Record one entry and print its id.
+
+    Example: audit record team_created --actor-id user-1 --actor-email a@example.com
+    --org-id org-1 --target-id team-101 --target-name Engineering
+    """
+    from ..model import dumps_entry, loads_strict
+
+    store = get_store(ctx)
+    target_display = None
+    if action == "-":
+        raw = sys.stdin.buffer.read()
+        if not raw.strip():
+            raise InvalidEntryError("stdin: no entry (the input is empty)")
+        try:
+            data: Any = loads_strict(raw)
+        except ValueError as exc:
+            raise InvalidEntryError(f"stdin: {exc}") from None
+    else:
+        data = {
+            "action": action,
+            "actorId": actor_id,
+            "actorName": actor_name,
+            "actorEmail": actor_email,
+            "target": target.upper() if target else None,
+            "targetId": target_id,
+            "organizationId": org_id,
+            "teamId": team_id,
+            "description": description,
+            "metadata": _metadata(metadata, meta or []),
+            "createdAt": created_at,
+            "id": entry_id,
+        }
+        data = {key: value for key, value in data.items() if value is not None}
+        target_display = target_name
+    entry = store.record(data, target_name=target_display)
+    if as_json:
+        write_out(dumps_entry(entry) + b"\n")
+    else:
+        write_out(entry["id"].encode() + b"\n")
+
+
+def _metadata(raw: str | None, pairs: list[str]) -> dict[str, Any] | None:
+    from ..model import loads_strict
+
+    result: dict[str, Any] | None = None
+    if raw is not None:
+        try:
+            result = loads_strict(raw)
+        except ValueError as exc:
+            raise InvalidEntryError(f"metadata: {exc}") from None
+        if not isinstance(result, dict):
+            raise InvalidEntryError("metadata: must be a JSON object")
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--meta: expected key=value, got {pair!r}")
+        result = {} if result is None else result
+        if key in result:
+            raise UsageError(f"--meta: key {key!r} is given twice")
+        result[key] = value
+    return result
+
+
+# ----------------------------------------------------------------------------- import
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="A JSONL file, or '-' for stdin.")],
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Write the valid lines and report the rest.")] = False,
+) -> None:
+    """Import JSONL entries (the seed's format). Validates every line before writing any.
+
+    Example: audit import entries.jsonl
+    """
+    from ..importer import import_jsonl
+
+    store = get_store(ctx)
+    if source == "-":
+        stream, size = sys.stdin.buffer, None
+    else:
+        path = Path(source)
+        try:
+            stream = path.open("rb")
+        except OSError as exc:
+            raise UsageError(f"{source}: cannot open: {exc.strerror}") from None
+        size = path.stat().st_size if path.is_file() else None
+    try:
+        with _progress(size) as progress:
+            report = import_jsonl(store, stream, skip_invalid=skip_invalid, progress=progress)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    for problem in report.problems:
+        say(f"skipped: {problem}")
+    duplicates = f", {report.duplicates} duplicate(s) skipped" if report.duplicates else ""
+    invalid = f", {report.invalid} invalid line(s) skipped" if report.invalid else ""
+    typer.echo(f"imported {report.written} entries{duplicates}{invalid}")
+
+
+class _progress:  # noqa: N801 - a context manager read as a function
+    """A byte progress bar on stderr when stderr is a terminal, else nothing."""
+
+    def __init__(self, size: int | None) -> None:
+        self.size, self.bar, self.task = size, None, None
+
+    def __enter__(self) -> Any:
+        if not sys.stderr.isatty():
+            return None
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=console(stderr=True), transient=True)
+        self.bar.start()
+        total = self.size * 2 if self.size else None
+        self.task = self.bar.add_task("importing", total=total)
+
+        def advance(phase: str, done: int) -> None:
+            self.bar.update(self.task, advance=done, description=phase)
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+# ----------------------------------------------------------------------------- query
+@app.command()
+def query(
+    ctx: typer.Context,
+    action: ActionOpt = None,
+    target: TargetOpt = None,
+    actor_id: ActorIdOpt = None,
+    target_id: TargetIdOpt = None,
+    team_id: TeamIdOpt = None,
+    org_id: OrgIdOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Entries per page.")] = 20,
+    offset: Annotated[int, typer.Option("--offset", help="Matches to skip.")] = 0,
+    all_: Annotated[bool, typer.Option("--all", help="Every match, streamed (ignores --limit/--offset).")] = False,
+    order: Annotated[Order, typer.Option("--order", help="desc: newest first; ties by id.")] = Order.desc,
+    fmt: Annotated[QueryFormat | None, typer.Option("--format", "-f", help="Default: table on a terminal, else jsonl.")] = None,
+    count: Annotated[bool, typer.Option("--count", help="Print only the number of matches.")] = False,
+) -> None:
+    """Answer who did what, and when.
+
+    Example: audit query --action login --since 7d --actor-id user-123
+    """
+    from ..query import QueryEngine
+
+    store = get_store(ctx)
+    filters = make_filters(
+        store, action=action, target=target, actor_id=actor_id, target_id=target_id,
+        team_id=team_id, org_id=org_id, since=since, until=until,
+    )
+    if limit < 1:
+        raise UsageError("--limit: must be at least 1")
+    if offset < 0:
+        raise UsageError("--offset: must be 0 or more")
+    engine = QueryEngine(store, filters, order=order.value)
+    if count:
+        typer.echo(str(engine.count()))
+        _report_problems(engine.problems)
+        return
+    chosen = fmt or (QueryFormat.table if stdout_is_terminal() else QueryFormat.jsonl)
+    out = sys.stdout.buffer
+    if all_:
+        _stream_all(engine, chosen, out)
+    else:
+        total, lines = engine.page(limit, offset)
+        _write_page(chosen, total, limit, offset, lines, filters, out)
+    out.flush()
+    _report_problems(engine.problems)
+
+
+def _stream_all(engine: Any, chosen: QueryFormat, out: Any) -> None:
+    from ..query import seed_json
+    from ..render import csv_rows, entries_table, loads_entry, write_json_response
+
+    if chosen is QueryFormat.jsonl:
+        for line in engine.stream():
+            out.write(seed_json(line) + b"\n")
+    elif chosen is QueryFormat.csv:
+        for row in csv_rows(loads_entry(seed_json(line)) for line in engine.stream()):
+            out.write(row.encode())
+    elif chosen is QueryFormat.json:
+        import tempfile
+
+        # `total` comes first in the response, so the matches are spooled, then written.
+        with tempfile.TemporaryFile() as spool:
+            total = 0
+            for line in engine.stream():
+                spool.write(seed_json(line) + b"\n")
+                total += 1
+            spool.seek(0)
+            write_json_response(out, total, total, 0, (row[:-1] for row in spool))
+    else:
+        entries = [loads_entry(seed_json(line)) for line in engine.stream()]
+        console().print(entries_table(entries, caption=f"{len(entries)} entries"))
+
+
+def _write_page(
+    chosen: QueryFormat, total: int, limit: int, offset: int, lines: list[bytes], filters: Any, out: Any
+) -> None:
+    from ..query import seed_json
+    from ..render import csv_rows, entries_table, loads_entry, write_json_response
+
+    if chosen is QueryFormat.json:
+        write_json_response(out, total, limit, offset, (seed_json(line) for line in lines))
+    elif chosen is QueryFormat.jsonl:
+        for line in lines:
+            out.write(seed_json(line) + b"\n")
+    elif chosen is QueryFormat.csv:
+        for row in csv_rows(loads_entry(seed_json(line)) for line in lines):
+            out.write(row.encode())
+    else:
+        entries = [loads_entry(seed_json(line)) for line in lines]
+        shown = f"{offset + 1}–{offset + len(lines)} of {total}" if lines else f"0 of {total}"
+        window = f"{filters.since or 'beginning'} → {filters.until or 'now'} (UTC)"
+        console().print(entries_table(entries, caption=f"{shown} · {window}"))
+
+
+def _report_problems(problems: list[Any]) -> None:
+    from ..errors import IntegrityError
+
+    if not problems:
+        return
+    for problem in problems:
+        say(f"warning: {problem}")
+    raise IntegrityError(f"{len(problems)} damaged or foreign line(s)/file(s) were skipped; run `audit verify`")
+
+
+# ----------------------------------------------------------------------------- actions
+actions_app = typer.Typer(help="List the action catalog, or add your own actions.", no_args_is_help=False)
+app.add_typer(actions_app, name="actions")
+
+
+@actions_app.callback(invoke_without_command=True)
+def actions(
+    ctx: typer.Context,
+    fmt: Annotated[ListFormat, typer.Option("--format", "-f")] = ListFormat.table,
+) -> None:
+    """List every action: name, display name, default target, group.
+
+    Example: audit actions --format json
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    import orjson
+
+    from ..render import rows_table
+
+    store = get_store(ctx)
+    specs = list(store.catalog)
+    if fmt is ListFormat.json:
+        write_out(orjson.dumps([spec.as_dict() for spec in specs], option=orjson.OPT_INDENT_2) + b"\n")
+        return
+    rows = [(s.action, s.display_name, s.target, s.group) for s in specs]
+    console().print(rows_table(("Action", "Display name", "Target", "Group"), rows))
+
+
+@actions_app.command("add")
+def actions_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="snake_case action name, e.g. deploy_approved.")],
+    display_name: Annotated[str, typer.Option("--display-name", help="Human-readable name.")],
+    target: Annotated[str, typer.Option("--target", help="Default target type.")],
+    template: Annotated[str, typer.Option("--template", help="Description template: {actor}, {target}, {team}, {org}.")],
+    group: Annotated[str, typer.Option("--group")] = "Custom",
+) -> None:
+    """Add a custom action to the log directory's catalog (_catalog.json).
+
+    Example: audit actions add deploy_approved --display-name "Deploy Approved"
+    --target ORGANIZATION --template "{actor} approved deploy {target}"
+    """
+    from ..catalog import add_custom_action
+
+    store = get_store(ctx)
+    spec = add_custom_action(store.root, name, display_name, target.upper(), template, group)
+    typer.echo(spec.action)
+
+
+# ----------------------------------------------------------------------------- path
+@app.command()
+def path(ctx: typer.Context) -> None:
+    """Print the log directory in use.
+
+    Example: audit path
+    """
+    typer.echo(str(get_store(ctx).root))

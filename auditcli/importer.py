@@ -1,0 +1,194 @@
+"""Bulk import of JSONL in the seed's format: validate everything first, then append by day."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO
+
+from .errors import DuplicateIdError, InvalidEntryError
+from .model import build_entry, dumps_entry, loads_strict
+from .store import AuditStore, IdIndex, content_digest
+
+#: Called with (phase, bytes of input done); phases are "validating" then "writing".
+Progress = Callable[[str, int], None]
+
+_FLUSH_BYTES = 4 << 20  # one locked write per day buffer of this size
+_MAX_BUFFERED = 32 << 20  # bound on what all day buffers hold together
+_MAX_REPORTED = 1000
+
+
+@dataclass
+class ImportReport:
+    """The outcome of an import: what was written, skipped as re-delivered, or refused."""
+
+    lines: int = 0
+    written: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def import_jsonl(
+    store: AuditStore,
+    source: IO[bytes],
+    *,
+    skip_invalid: bool = False,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import JSONL entries from `source` into `store`.
+
+    Every line is validated before anything is written; with an invalid line and no
+    `skip_invalid`, InvalidEntryError lists every problem as `line N: field: message` and the
+    store is untouched. Entries whose id is already stored with the same content are skipped and
+    counted as duplicates (shippers deliver at least once); an id stored with different content
+    is an invalid line. Memory stays bounded: validated entries are spooled to an unlinked
+    temporary file, then appended day by day in locked, fsynced batches.
+    """
+    report = ImportReport()
+    seen: dict[str, dict[str, tuple[bytes, int]]] = {}  # day -> id -> (digest, line number)
+    with tempfile.TemporaryFile(prefix="audit-import-") as spool:
+        _validate_into(store, source, spool, seen, report, progress)
+        rejected = _check_stored_ids(store, seen, report)
+        seen.clear()
+        if report.invalid and not skip_invalid:
+            raise InvalidEntryError(
+                f"{report.invalid} invalid line(s); nothing was written", report.problems
+            )
+        spool.seek(0)
+        _write_spooled(store, spool, rejected, report, progress)
+    return report
+
+
+def _problem(report: ImportReport, message: str) -> None:
+    report.invalid += 1
+    if len(report.problems) < _MAX_REPORTED:
+        report.problems.append(message)
+    elif len(report.problems) == _MAX_REPORTED:
+        report.problems.append("… further problems not listed")
+
+
+def _validate_into(
+    store: AuditStore,
+    source: IO[bytes],
+    spool: IO[bytes],
+    seen: dict[str, dict[str, tuple[bytes, int]]],
+    report: ImportReport,
+    progress: Progress | None,
+) -> None:
+    catalog, clock = store.catalog, store.clock
+    out: list[bytes] = []
+    for number, raw in enumerate(source, 1):
+        report.lines = number
+        if progress:
+            progress("validating", len(raw))
+        if not raw.strip():
+            _problem(report, f"line {number}: empty line")
+            continue
+        try:
+            data = loads_strict(raw)
+            entry = build_entry(data, catalog, clock=clock)
+            content = dumps_entry(entry)
+        except InvalidEntryError as exc:
+            for text in exc.problems:
+                _problem(report, f"line {number}: {text}")
+            continue
+        except ValueError as exc:
+            _problem(report, f"line {number}: {exc}")
+            continue
+        day_ids = seen.setdefault(entry["createdAt"][:10], {})
+        digest = content_digest(content)
+        earlier = day_ids.get(entry["id"])
+        if earlier is not None:
+            if earlier[0] != digest:
+                _problem(
+                    report,
+                    f"line {number}: id: {entry['id']} appears on line {earlier[1]} "
+                    "with different content",
+                )
+            else:
+                report.duplicates += 1
+            continue
+        day_ids[entry["id"]] = (digest, number)
+        out.append(content)
+        if len(out) >= 4096:
+            spool.write(b"\n".join(out) + b"\n")
+            out.clear()
+    if out:
+        spool.write(b"\n".join(out) + b"\n")
+    if report.lines == 0:
+        _problem(report, "input: no entries (the input is empty)")
+
+
+def _check_stored_ids(
+    store: AuditStore,
+    seen: dict[str, dict[str, tuple[bytes, int]]],
+    report: ImportReport,
+) -> set[str]:
+    """Report lines whose id is already stored with other content, before any write; returns
+    those ids so that `--skip-invalid` leaves them out."""
+    rejected: set[str] = set()
+    existing = set(store.days())
+    for day, ids in seen.items():
+        if day not in existing:
+            continue
+        index = IdIndex(store, day)
+        index.refresh()
+        for entry_id, (digest, number) in ids.items():
+            stored = index.ids.get(entry_id)
+            if stored is not None and stored != digest:
+                rejected.add(entry_id)
+                _problem(
+                    report, f"line {number}: id: {entry_id} is already recorded with different content"
+                )
+    return rejected
+
+
+def _write_spooled(
+    store: AuditStore,
+    spool: IO[bytes],
+    rejected: set[str],
+    report: ImportReport,
+    progress: Progress | None,
+) -> None:
+    indexes: dict[str, IdIndex] = {}
+    buffers: dict[str, list[tuple[str, bytes]]] = {}
+    sizes: dict[str, int] = {}
+    buffered = 0
+
+    def flush(day: str) -> None:
+        nonlocal buffered
+        items = buffers.pop(day)
+        buffered -= sizes.pop(day)
+        index = indexes.get(day)
+        if index is None:
+            index = indexes[day] = IdIndex(store, day)
+        try:
+            result = store.append_contents(day, items, known_ids=index)
+        except DuplicateIdError as exc:  # another writer stored a conflicting id meanwhile
+            raise DuplicateIdError(
+                f"{exc}; {report.written} entries were written before this batch"
+            ) from None
+        report.written += result.written
+        report.duplicates += result.duplicates
+
+    for line in spool:
+        content = line[:-1]
+        created_day = content[-26:-16].decode()
+        entry_id = content[7 : content.index(b'"', 7)].decode()
+        if progress:
+            progress("writing", len(line))
+        if entry_id in rejected:
+            continue
+        if created_day not in buffers:
+            buffers[created_day], sizes[created_day] = [], 0
+        buffers[created_day].append((entry_id, content))
+        sizes[created_day] += len(line)
+        buffered += len(line)
+        if sizes[created_day] >= _FLUSH_BYTES:
+            flush(created_day)
+        elif buffered >= _MAX_BUFFERED:
+            flush(max(sizes, key=sizes.__getitem__))
+    for day in sorted(buffers):
+        flush(day)

@@ -1,0 +1,307 @@
+"""Queries over the store: filters, byte-level prefilters, ordering, pagination and totals.
+
+Every stored line comes from one serialiser with a fixed key order, so each filter has an exact
+byte form. The engine searches the raw bytes for the most selective one, and checks every
+candidate line exactly by position (a prefilter only drops lines that cannot match):
+
+* fields before `metadata` (actorId, action, target, targetId) are checked at the *first*
+  occurrence of their key: a JSON string cannot hold an unescaped quote, so nothing earlier in
+  the line can imitate `,"action":`;
+* fields after `metadata` (organizationId, teamId) at the *last* occurrence, for the same
+  reason read from the end;
+* `createdAt` sits at a fixed offset from the end of the line, and fixed-width UTC timestamps
+  compare as strings.
+
+Lines that do not have the stored shape (foreign, corrupted, torn) are reported as problems with
+file and line number and never returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import orjson
+
+from . import chain
+from .catalog import Catalog, check_target
+from .errors import IntegrityError, UsageError
+from .store import AuditStore, LogFile
+
+_NEWLINE = b"\n"
+_SUFFIX_HEAD = chain.SUFFIX_HEAD
+_BEFORE_METADATA = ("actorId", "action", "target", "targetId")
+_AFTER_METADATA = ("organizationId", "teamId")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What to select. Values of one field are ORed; fields are ANDed. Bounds are canonical
+    timestamps, both inclusive."""
+
+    actions: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    actor_ids: tuple[str, ...] = ()
+    target_ids: tuple[str, ...] = ()
+    team_ids: tuple[str, ...] = ()
+    org_ids: tuple[str, ...] = ()
+    since: str | None = None
+    until: str | None = None
+
+    def check(self, catalog: Catalog) -> Filters:
+        """Raise UsageError for an unknown action or target, or `since` after `until`."""
+        for action in self.actions:
+            catalog.get(action)
+        for target in self.targets:
+            check_target(target)
+        if self.since and self.until and self.since > self.until:
+            raise UsageError(f"--since {self.since} is after --until {self.until}")
+        return self
+
+    def by_field(self) -> dict[str, tuple[str, ...]]:
+        """The equality filters keyed by the entry's JSON field name."""
+        pairs = {
+            "actorId": self.actor_ids,
+            "action": self.actions,
+            "target": self.targets,
+            "targetId": self.target_ids,
+            "organizationId": self.org_ids,
+            "teamId": self.team_ids,
+        }
+        return {name: values for name, values in pairs.items() if values}
+
+    def describe(self) -> dict[str, object]:
+        """The filters as JSON-friendly data, for reports and footers."""
+        data: dict[str, object] = {name: list(values) for name, values in self.by_field().items()}
+        data["since"], data["until"] = self.since, self.until
+        return data
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A line or file that is not a valid stored entry: reported, never returned."""
+
+    file: str
+    line: int | None
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.kind}: {self.detail}"
+
+
+class _Matcher:
+    """Exact, positional tests of one stored line against the filters."""
+
+    def __init__(self, filters: Filters) -> None:
+        self.checks: list[tuple[bytes, tuple[bytes, ...], bool]] = []
+        for name, values in filters.by_field().items():
+            key = b',"' + name.encode() + b'":'
+            forms = tuple(orjson.dumps(value) + b"," for value in values)
+            self.checks.append((key, forms, name in _AFTER_METADATA))
+        self.since = filters.since.encode() if filters.since else None
+        self.until = filters.until.encode() if filters.until else None
+        # The needle: the first single-valued filter, most selective fields first.
+        self.needle: bytes | None = None
+        by_field = filters.by_field()
+        for name in ("targetId", "actorId", "teamId", "action", "target", "organizationId"):
+            values = by_field.get(name, ())
+            if len(values) == 1:
+                self.needle = b',"' + name.encode() + b'":' + orjson.dumps(values[0]) + b","
+                break
+
+    @property
+    def filters_fields(self) -> bool:
+        """Whether any field (not only time) is filtered."""
+        return bool(self.checks)
+
+    def __call__(self, line: bytes) -> bool:
+        created = line[chain.CREATED_START : chain.CREATED_END]
+        if self.since is not None and created < self.since:
+            return False
+        if self.until is not None and created > self.until:
+            return False
+        for key, forms, from_end in self.checks:
+            at = line.rfind(key) if from_end else line.find(key)
+            if at < 0:
+                return False
+            at += len(key)
+            if not any(line.startswith(form, at) for form in forms):
+                return False
+        return True
+
+
+def sort_key(line: bytes) -> tuple[bytes, bytes]:
+    """(createdAt, id) of a stored line: the order of results, ties broken by id."""
+    return line[chain.CREATED_START : chain.CREATED_END], line[7 : line.index(b'"', 7)]
+
+
+class QueryEngine:
+    """Runs one query over a store: pruned partitions, prefiltered scans, ordered results.
+
+    Problems met on the way (torn or foreign lines, unreadable files) collect in `problems`.
+    """
+
+    def __init__(
+        self, store: AuditStore, filters: Filters, *, order: str = "desc"
+    ) -> None:
+        if order not in ("asc", "desc"):
+            raise UsageError(f"--order: expected asc or desc, got {order!r}")
+        self.store, self.filters, self.order = store, filters, order
+        self.matcher = _Matcher(filters)
+        self.problems: list[Problem] = []
+
+    def days(self) -> list[str]:
+        """The partitions that can hold matches, in result order."""
+        first = self.filters.since[:10] if self.filters.since else None
+        last = self.filters.until[:10] if self.filters.until else None
+        days = self.store.days(first, last)
+        return days[::-1] if self.order == "desc" else days
+
+    def _whole_day(self, day: str) -> bool:
+        since, until = self.filters.since, self.filters.until
+        return (since is None or since <= f"{day}T00:00:00.000Z") and (
+            until is None or until >= f"{day}T23:59:59.999Z"
+        )
+
+    # ---------------------------------------------------------------- scanning
+    def _scan_file(self, file: LogFile, *, count_only: bool) -> tuple[int, list[bytes]]:
+        """Count and (unless `count_only`) collect the matching lines of one file."""
+        source = self.store.lines(file)
+        matcher, needle = self.matcher, self.matcher.needle
+        everything = not matcher.filters_fields and self._whole_day(file.day)
+        count, found = 0, []
+        first_line = 1
+        try:
+            for chunk in source.chunks():
+                lines_here = chunk.count(_NEWLINE)
+                if chunk.count(_SUFFIX_HEAD) != lines_here:
+                    # Some line lacks the stored shape: take the careful path for this chunk.
+                    n, hits = self._scan_checked(file, chunk, first_line, count_only)
+                    count += n
+                    found.extend(hits)
+                elif everything:
+                    count += lines_here
+                    if not count_only:
+                        found.extend(split_lines(chunk))
+                elif needle is not None:
+                    n, hits = _scan_needle(chunk, needle, matcher, count_only)
+                    count += n
+                    found.extend(hits)
+                else:
+                    for line in split_lines(chunk):
+                        if matcher(line):
+                            count += 1
+                            if not count_only:
+                                found.append(line)
+                first_line += lines_here
+        except IntegrityError as exc:  # an unreadable file is reported, not fatal
+            self.problems.append(Problem(file.name, None, "unreadable", str(exc)))
+        if source.torn_line is not None:
+            self.problems.append(
+                Problem(
+                    file.name,
+                    source.torn_line,
+                    "torn line",
+                    f"{source.torn_bytes} bytes with no newline (a crash mid-write); excluded",
+                )
+            )
+        if source.trailing_garbage:
+            self.problems.append(
+                Problem(file.name, None, "trailing data", f"{source.trailing_garbage} bytes after the gzip member")
+            )
+        return count, found
+
+    def _scan_checked(
+        self, file: LogFile, chunk: bytes, first_line: int, count_only: bool
+    ) -> tuple[int, list[bytes]]:
+        count, found = 0, []
+        for offset, line in enumerate(split_lines(chunk)):
+            if not chain.is_chained_line(line):
+                self.problems.append(
+                    Problem(file.name, first_line + offset, "not an entry", "foreign or corrupted line; skipped")
+                )
+                continue
+            if self.matcher(line):
+                count += 1
+                if not count_only:
+                    found.append(line)
+        return count, found
+
+    def day_lines(self, day: str) -> list[bytes]:
+        """Every matching stored line of one partition, in result order."""
+        found: list[bytes] = []
+        for file in self.store.files(day):
+            found.extend(self._scan_file(file, count_only=False)[1])
+        found.sort(key=sort_key, reverse=self.order == "desc")
+        return found
+
+    def day_count(self, day: str) -> int:
+        """How many lines of one partition match, without keeping them."""
+        return sum(self._scan_file(file, count_only=True)[0] for file in self.store.files(day))
+
+    # ---------------------------------------------------------------- results
+    def stream(self) -> Iterator[bytes]:
+        """Every matching stored line, in order, one partition in memory at a time."""
+        for day in self.days():
+            yield from self.day_lines(day)
+
+    def count(self) -> int:
+        """The number of matches."""
+        return sum(self.day_count(day) for day in self.days())
+
+    def page(self, limit: int, offset: int = 0) -> tuple[int, list[bytes]]:
+        """`(total, lines)`: the matches ranked `offset` to `offset + limit` and the total.
+
+        Partitions hold disjoint days, so once enough matches are collected from the partitions
+        nearest the start of the order, the rest are only counted."""
+        if limit < 1:
+            raise UsageError("--limit: must be at least 1")
+        if offset < 0:
+            raise UsageError("--offset: must be 0 or more")
+        wanted = offset + limit
+        total, kept = 0, []
+        for day in self.days():
+            if len(kept) < wanted:
+                lines = self.day_lines(day)
+                total += len(lines)
+                kept.extend(lines[: wanted - len(kept)])
+            else:
+                total += self.day_count(day)
+        return total, kept[offset:wanted]
+
+
+def split_lines(chunk: bytes) -> list[bytes]:
+    """The lines of a chunk of whole lines, each with its newline (only `\\n` ends a line)."""
+    parts = chunk.split(_NEWLINE)
+    parts.pop()
+    return [part + _NEWLINE for part in parts]
+
+
+def _scan_needle(
+    chunk: bytes, needle: bytes, matcher: _Matcher, count_only: bool
+) -> tuple[int, list[bytes]]:
+    find, rfind = chunk.find, chunk.rfind
+    count, found = 0, []
+    pos = 0
+    while (at := find(needle, pos)) >= 0:
+        start = rfind(_NEWLINE, 0, at) + 1
+        end = find(_NEWLINE, at) + 1
+        line = chunk[start:end]
+        if matcher(line):
+            count += 1
+            if not count_only:
+                found.append(line)
+        pos = end
+    return count, found
+
+
+def seed_json(line: bytes) -> bytes:
+    """The entry's canonical JSON (the seed's 13 fields) of a stored line."""
+    return chain.content_of(line)
+
+
+def entry_of(line: bytes) -> dict[str, object]:
+    """The entry of a stored line as a dict of the seed's 13 fields."""
+    return orjson.loads(chain.content_of(line))

@@ -1,0 +1,134 @@
+"""Renderers: JSON, JSONL and CSV exact for machines; rich tables for people.
+
+Every field is untrusted text. Tables build cells as `rich.text.Text` (never markup) and show
+control characters, DEL, C1 controls and bidi overrides as visible escapes; CSV neutralises cells
+that a spreadsheet would run as a formula. rich is imported only when a table is drawn.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from typing import IO, Any
+
+import orjson
+
+from .model import SEED_FIELDS
+
+#: C0 controls, DEL, C1 controls, and the Unicode format characters that reorder or hide text.
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"
+)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def visible(text: str) -> str:
+    """`text` with every control or bidi character shown as an escape (`\\x1b`, `\\u202e`)."""
+    return _UNSAFE.sub(_escape_char, text)
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def csv_cell(value: Any) -> str:
+    """One CSV cell: JSON for objects, empty for null, and a leading `'` before a character a
+    spreadsheet would treat as the start of a formula (OWASP CSV injection)."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    if text.startswith(_FORMULA_START):
+        return "'" + text
+    return text
+
+
+def csv_rows(entries: Iterable[dict[str, Any]], fields: Sequence[str] = SEED_FIELDS) -> Iterator[str]:
+    """CSV text, a header row of `fields` first, then one row per entry (RFC 4180 quoting)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(fields)
+    yield buffer.getvalue()
+    for entry in entries:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow([csv_cell(entry.get(name)) for name in fields])
+        yield buffer.getvalue()
+
+
+def write_json_response(
+    out: IO[bytes], total: int, limit: int, offset: int, contents: Iterable[bytes]
+) -> None:
+    """The API's response `{"total","limit","offset","logs":[…]}` from canonical entries."""
+    out.write(b'{"total":%d,"limit":%d,"offset":%d,"logs":[' % (total, limit, offset))
+    first = True
+    for content in contents:
+        if not first:
+            out.write(b",")
+        out.write(content)
+        first = False
+    out.write(b"]}\n")
+
+
+def short_time(created_at: str) -> str:
+    """`2026-11-25 08:06:40` from a canonical timestamp: what a table shows (UTC)."""
+    return created_at[:10] + " " + created_at[11:19]
+
+
+def entries_table(
+    entries: Sequence[dict[str, Any]], *, title: str | None = None, caption: str | None = None
+) -> Any:
+    """A rich Table of entries: time, action, actor, target, description; fits 80 columns."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, caption=caption, expand=False, show_lines=False, pad_edge=False)
+    table.add_column("Time (UTC)", no_wrap=True, min_width=19)
+    table.add_column("Action", overflow="fold", max_width=16)
+    table.add_column("Actor", overflow="fold", max_width=16)
+    table.add_column("Target", overflow="fold", max_width=16)
+    table.add_column("Description", overflow="fold", ratio=1)
+    for entry in entries:
+        actor = entry.get("actorEmail") or entry.get("actorName") or entry.get("actorId") or ""
+        target = f"{entry.get('target')} {entry.get('targetId')}"
+        table.add_row(
+            Text(short_time(str(entry.get("createdAt", "")))),
+            Text(visible(str(entry.get("actionDisplayName") or entry.get("action")))),
+            Text(visible(str(actor))),
+            Text(visible(target)),
+            Text(visible(str(entry.get("description") or ""))),
+        )
+    return table
+
+
+def rows_table(
+    headers: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None,
+    caption: str | None = None, numeric: Sequence[str] = ()
+) -> Any:
+    """A rich Table of plain rows; every cell is shown inertly as text."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, caption=caption)
+    for header in headers:
+        table.add_column(header, justify="right" if header in numeric else "left", overflow="fold")
+    for row in rows:
+        table.add_row(*(cell if isinstance(cell, Text) else Text(visible(_cell_text(cell))) for cell in row))
+    return table
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def loads_entry(content: bytes) -> dict[str, Any]:
+    """Parse one canonical entry."""
+    return orjson.loads(content)

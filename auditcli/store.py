@@ -1,0 +1,543 @@
+"""AuditStore: the log directory, its day partitions, locked chained appends and raw file reads.
+
+Layout (Hive-style, so DuckDB, Spark, Trino and Athena read it unchanged)::
+
+    LOGDIR/date=2026-11-25/<writer>.jsonl        appended to, one file per writer host
+    LOGDIR/date=2026-11-25/<writer>+2.jsonl      a later segment (after a torn line or rotation)
+    LOGDIR/date=2026-11-24/<writer>.jsonl.gz     a rotated (closed, compressed) file
+    LOGDIR/_catalog.json  _manifests/  _accounts/   (underscore: hidden from the engines)
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import socket
+import stat
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import chain
+from .catalog import Catalog
+from .errors import DuplicateIdError, IntegrityError, NotRecordedError, UsageError
+from .model import build_entry, dumps_entry
+from .timeparse import Clock, utc_now
+
+PARTITION_PREFIX = "date="
+PLAIN, GZIP = ".jsonl", ".jsonl.gz"
+_PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+_SEGMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9.-]{0,62})(?:\+(\d{1,6}))?$")
+_ID_AT_LINE_START = re.compile(rb'^\{"id":"([^"]*)"', re.MULTILINE)
+_TAIL_BYTES = 70 * 1024  # more than one line can be, so the last whole line is in the tail
+_DIR_MODE, _FILE_MODE = 0o700, 0o600
+
+
+def default_writer_id() -> str:
+    """This host's writer id: `AUDIT_WRITER_ID`, else the host name, reduced to [A-Za-z0-9.-]."""
+    raw = os.environ.get("AUDIT_WRITER_ID") or socket.gethostname() or "localhost"
+    cleaned = re.sub(r"[^A-Za-z0-9.-]", "-", raw).strip(".-")[:63]
+    return cleaned or "localhost"
+
+
+def default_log_dir() -> Path:
+    """`AUDIT_LOG_DIR`, else the per-user data directory (XDG_DATA_HOME/auditcli/logs)."""
+    env = os.environ.get("AUDIT_LOG_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "auditcli" / "logs"
+
+
+@dataclass(frozen=True, order=True)
+class LogFile:
+    """One file of a partition: plain (maybe still appended to) or gzip-compressed (closed)."""
+
+    day: str
+    segment: str
+    path: Path = field(compare=False)
+    compressed: bool = field(compare=False)
+
+    @property
+    def partition(self) -> str:
+        """The partition directory name, `date=YYYY-MM-DD`."""
+        return PARTITION_PREFIX + self.day
+
+    @property
+    def name(self) -> str:
+        """`date=…/<file name>`: how problems and manifests name the file."""
+        return f"{self.partition}/{self.path.name}"
+
+
+class LineSource:
+    """The whole lines of one file, read in bounded chunks that each end with a newline.
+
+    A plain file is read up to its size when opened; if it then ends inside a line, a shared lock
+    waits out any writer mid-write (writers hold an exclusive lock while they write), and what is
+    still unterminated was left by a crash: a *torn* line, excluded and reported
+    (`torn_line`, 1-based), never rewritten. For a gzip file, `trailing_garbage` counts bytes
+    after its single member. Both are known once `chunks()` is exhausted.
+    """
+
+    CHUNK = 8 << 20
+
+    def __init__(self, file: LogFile) -> None:
+        self.file = file
+        self.lines = 0
+        self.torn_line: int | None = None
+        self.torn_bytes = 0
+        self.trailing_garbage = 0
+
+    def chunks(self) -> Iterator[bytes]:
+        """Blocks of whole lines, in file order."""
+        blocks = self._gzip_blocks() if self.file.compressed else self._plain_blocks()
+        carry = b""
+        for block in blocks:
+            if carry:
+                block = carry + block
+            cut = block.rfind(b"\n") + 1
+            carry = block[cut:]
+            if cut:
+                chunk = block[:cut]
+                self.lines += chunk.count(b"\n")
+                yield chunk
+        if carry:
+            self.torn_line = self.lines + 1
+            self.torn_bytes = len(carry)
+
+    def _plain_blocks(self) -> Iterator[bytes]:
+        path = self.file.path
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            gz = path.with_name(path.name + ".gz")
+            if gz.exists():  # rotated between listing and opening
+                self.file = LogFile(self.file.day, self.file.segment, gz, True)
+                yield from self._gzip_blocks()
+            return
+        except OSError as exc:
+            raise IntegrityError(f"{self.file.name}: cannot open: {exc.strerror}") from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise IntegrityError(f"{self.file.name}: not a regular file")
+            size, done, last = info.st_size, 0, b"\n"
+            while done < size:
+                block = os.read(fd, min(self.CHUNK, size - done))
+                if not block:
+                    break
+                done += len(block)
+                last = block[-1:]
+                yield block
+            if last != b"\n":
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                try:
+                    while block := os.read(fd, self.CHUNK):
+                        yield block
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def _gzip_blocks(self) -> Iterator[bytes]:
+        try:
+            with open(self.file.path, "rb") as handle:
+                raw = handle.read()
+        except OSError as exc:
+            raise IntegrityError(f"{self.file.name}: cannot read: {exc.strerror}") from None
+        inflater = zlib.decompressobj(wbits=31)
+        pending = raw
+        try:
+            while pending and not inflater.eof:
+                yield inflater.decompress(pending, self.CHUNK)
+                pending = inflater.unconsumed_tail
+        except zlib.error as exc:
+            raise IntegrityError(f"{self.file.name}: not a valid gzip file: {exc}") from None
+        if not inflater.eof:
+            raise IntegrityError(f"{self.file.name}: gzip stream is truncated")
+        self.trailing_garbage = len(inflater.unused_data)
+
+
+@dataclass
+class AppendReport:
+    """What an append did: entries written, and exact duplicates (same id and content) skipped."""
+
+    written: int = 0
+    duplicates: int = 0
+
+
+class AuditStore:
+    """An audit log directory: record and import entries, list partitions, read files.
+
+    >>> store = AuditStore("/var/log/audit-admin")
+    >>> entry = store.record({"action": "login", "actorId": "u-1", "organizationId": "org-1"})
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        writer_id: str | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.root = Path(root) if root is not None else default_log_dir()
+        self.writer_id = writer_id or default_writer_id()
+        if not _SEGMENT.match(self.writer_id) or "+" in self.writer_id:
+            raise UsageError(f"writer id {self.writer_id!r}: use letters, digits, '.' and '-'")
+        self.clock = clock
+        self._catalog: Catalog | None = None
+
+    # ------------------------------------------------------------------ catalog and layout
+    @property
+    def catalog(self) -> Catalog:
+        """The action catalog of this log directory (builtins plus `_catalog.json`)."""
+        if self._catalog is None:
+            self._catalog = Catalog.load(self.root)
+        return self._catalog
+
+    def reload_catalog(self) -> None:
+        """Forget the cached catalog, e.g. after `audit actions add` changed the file."""
+        self._catalog = None
+
+    def ensure_root(self) -> None:
+        """Create the log directory (mode 0700) if it does not exist."""
+        _make_dir(self.root)
+
+    def days(self, first: str | None = None, last: str | None = None) -> list[str]:
+        """The days (`YYYY-MM-DD`) that have a partition, oldest first, within [first, last]."""
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise UsageError(f"{self.root}: cannot list the log directory: {exc.strerror}") from None
+        days = []
+        for name in names:
+            match = _PARTITION.match(name)
+            if not match:
+                continue
+            day = match.group(1)
+            if (first is None or day >= first) and (last is None or day <= last):
+                days.append(day)
+        days.sort()
+        return days
+
+    def files(self, day: str) -> list[LogFile]:
+        """The files of one partition, by segment. A plain file whose `.gz` twin exists (a
+        rotation interrupted before it removed the original) is left out: the twin holds it."""
+        directory = self.root / (PARTITION_PREFIX + day)
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return []
+        found: dict[str, LogFile] = {}
+        for name in names:
+            if name.endswith(GZIP):
+                segment, compressed = name[: -len(GZIP)], True
+            elif name.endswith(PLAIN):
+                segment, compressed = name[: -len(PLAIN)], False
+            else:
+                continue
+            if not _SEGMENT.match(segment):
+                continue
+            if segment in found and not compressed:
+                continue
+            found[segment] = LogFile(day, segment, directory / name, compressed)
+        return sorted(found.values())
+
+    def stray_files(self, day: str) -> list[Path]:
+        """Entries of a partition directory that are not log files (planted or foreign)."""
+        directory = self.root / (PARTITION_PREFIX + day)
+        known = {f.path.name for f in self.files(day)}
+        strays = []
+        for name in sorted(os.listdir(directory)):
+            if name in known or name.endswith(".tmp"):
+                continue
+            if name.endswith(PLAIN) and (directory / (name + ".gz")).exists():
+                continue
+            strays.append(directory / name)
+        return strays
+
+    # ------------------------------------------------------------------ reading
+    def lines(self, file: LogFile) -> LineSource:
+        """A bounded-memory reader of the whole lines of `file` (see LineSource)."""
+        return LineSource(file)
+
+    def iter_lines(self, file: LogFile) -> Iterator[tuple[int, bytes]]:
+        """`(line number, line with newline)` for each whole line of `file`."""
+        number = 0
+        for chunk in LineSource(file).chunks():
+            start = 0
+            while start < len(chunk):
+                end = chunk.index(b"\n", start) + 1
+                number += 1
+                yield number, chunk[start:end]
+                start = end
+
+    # ------------------------------------------------------------------ writing
+    def record(self, data: Mapping[str, Any], *, target_name: str | None = None) -> dict[str, Any]:
+        """Validate one entry, fill its generated fields, append it durably and return it.
+
+        An `id` given by the caller that is already stored is refused (DuplicateIdError)."""
+        entry = build_entry(data, self.catalog, clock=self.clock, target_name=target_name)
+        content = dumps_entry(entry)
+        report = self.append_contents(
+            entry["createdAt"][:10], [(entry["id"], content)], check_ids="id" in data
+        )
+        if report.duplicates:
+            raise DuplicateIdError(f"id: {entry['id']} is already recorded")
+        return entry
+
+    def append_contents(
+        self,
+        day: str,
+        items: list[tuple[str, bytes]],
+        *,
+        check_ids: bool = True,
+        known_ids: IdIndex | None = None,
+    ) -> AppendReport:
+        """Append canonical entries `(id, content)` of one day in one locked write, chained and
+        fsynced. With `check_ids`, ids already in the partition are skipped when the stored
+        content is identical and refused (DuplicateIdError, nothing written) when it differs."""
+        if not items:
+            return AppendReport()
+        partition = PARTITION_PREFIX + day
+        self.ensure_root()
+        directory = self.root / partition
+        _make_dir(directory, parent=self.root)
+        index = known_ids if known_ids is not None else (IdIndex(self, day) if check_ids else None)
+        with _locked_segment(directory, self.writer_id) as target:
+            if index is not None:
+                index.refresh()
+                items, duplicates = index.filter_new(items)
+            else:
+                duplicates = 0
+            if not items:
+                return AppendReport(0, duplicates)
+            previous = target.last_link or chain.genesis(partition, target.segment)
+            lines = []
+            for _, content in items:
+                previous = chain.link(previous, content)
+                lines.append(chain.chained_line(content, previous))
+            target.write(b"".join(lines))
+            if index is not None:
+                index.note_written(target.path.name, items)
+        return AppendReport(len(items), duplicates)
+
+    def append(self, entries: Iterable[Mapping[str, Any]]) -> AppendReport:
+        """Validate and append entries (Python API); grouped by day, one locked write per day."""
+        by_day: dict[str, list[tuple[str, bytes]]] = {}
+        for data in entries:
+            entry = build_entry(data, self.catalog, clock=self.clock)
+            by_day.setdefault(entry["createdAt"][:10], []).append((entry["id"], dumps_entry(entry)))
+        report = AppendReport()
+        for day, items in sorted(by_day.items()):
+            part = self.append_contents(day, items)
+            report.written += part.written
+            report.duplicates += part.duplicates
+        return report
+
+
+def content_digest(content: bytes) -> bytes:
+    """A short digest of an entry's canonical content, to tell a re-delivery from a conflict."""
+    return hashlib.blake2b(content, digest_size=16).digest()
+
+
+class IdIndex:
+    """The ids stored in one partition with a digest of each entry, read incrementally."""
+
+    def __init__(self, store: AuditStore, day: str) -> None:
+        self.store, self.day = store, day
+        self.ids: dict[str, bytes] = {}
+        self._lines_read: dict[str, int] = {}
+
+    def refresh(self) -> None:
+        """Read the ids of lines appended to the partition since the last refresh."""
+        for file in self.store.files(self.day):
+            done = self._lines_read.get(file.path.name, 0)
+            number = 0
+            for number, line in self.store.iter_lines(file):
+                if number > done and (parsed := chain.split_line(line)) is not None:
+                    content = parsed[0]
+                    self.ids[_id_of(content)] = content_digest(content)
+            self._lines_read[file.path.name] = max(done, number)
+
+    def note_written(self, file_name: str, items: list[tuple[str, bytes]]) -> None:
+        """Remember entries this process just appended to `file_name` (no need to re-read them)."""
+        for entry_id, content in items:
+            self.ids[entry_id] = content_digest(content)
+        self._lines_read[file_name] = self._lines_read.get(file_name, 0) + len(items)
+
+    def filter_new(self, items: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], int]:
+        """Drop items whose id is stored with identical content; refuse one stored differently."""
+        fresh, duplicates = [], 0
+        batch: dict[str, bytes] = {}
+        for entry_id, content in items:
+            digest = content_digest(content)
+            known = self.ids.get(entry_id) or batch.get(entry_id)
+            if known is not None:
+                if known != digest:
+                    raise DuplicateIdError(
+                        f"id: {entry_id} is already recorded with different content"
+                    )
+                duplicates += 1
+                continue
+            batch[entry_id] = digest
+            fresh.append((entry_id, content))
+        return fresh, duplicates
+
+
+def _id_of(content: bytes) -> str:
+    return content[7 : content.index(b'"', 7)].decode()
+
+
+# ---------------------------------------------------------------------- low-level file work
+def _make_dir(path: Path, parent: Path | None = None) -> None:
+    try:
+        os.mkdir(path, _DIR_MODE)
+    except FileExistsError:
+        if not path.is_dir() or path.is_symlink():
+            raise NotRecordedError(f"{path}: exists and is not a directory; entry NOT recorded") from None
+        return
+    except OSError as exc:
+        raise NotRecordedError(f"{path}: cannot create: {exc.strerror}; entry NOT recorded") from None
+    if parent is not None:
+        _fsync_dir(parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise NotRecordedError(f"{path}: cannot sync the directory: {exc.strerror}") from None
+
+
+class _Segment:
+    """An open, exclusively locked segment file that is safe to append to."""
+
+    def __init__(self, fd: int, path: Path, segment: str, last_link: bytes | None) -> None:
+        self.fd, self.path, self.segment, self.last_link = fd, path, segment, last_link
+
+    def write(self, payload: bytes) -> None:
+        """Write `payload` at the end, fsync; on any failure cut the file back and raise."""
+        start = os.lseek(self.fd, 0, os.SEEK_END)
+        view = memoryview(payload)
+        try:
+            while view:
+                written = os.write(self.fd, view)
+                if written == 0:  # pragma: no cover - regular files never return 0 for n > 0
+                    raise OSError(errno.EIO, "short write")
+                view = view[written:]
+            os.fsync(self.fd)
+        except OSError as exc:
+            self._cut_back(start)
+            raise NotRecordedError(
+                f"{self.path}: {exc.strerror or exc}; entry NOT recorded (nothing was written)"
+            ) from None
+
+    def _cut_back(self, size: int) -> None:
+        # Removing our own unfinished bytes is not a rewrite: no reader was promised them, and
+        # leaving them would glue the next writer's line onto a fragment.
+        try:
+            os.ftruncate(self.fd, size)
+            os.fsync(self.fd)
+        except OSError:
+            pass
+
+
+class _locked_segment:  # noqa: N801 - used as a context manager, reads like a function
+    """Find this writer's current segment in `directory`, open it (created 0600), lock it.
+
+    A segment whose `.gz` twin exists is closed (rotated); one with a torn or foreign last line
+    is damaged and never written again (like journald): the writer moves to the next segment.
+    """
+
+    def __init__(self, directory: Path, writer_id: str) -> None:
+        self.directory, self.writer_id = directory, writer_id
+        self.segment: _Segment | None = None
+
+    def __enter__(self) -> _Segment:
+        for number in range(1, 100_000):
+            name = self.writer_id if number == 1 else f"{self.writer_id}+{number}"
+            segment = self._try(name)
+            if segment is not None:
+                self.segment = segment
+                return segment
+        raise NotRecordedError(f"{self.directory}: no usable segment left; entry NOT recorded")
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.segment is not None:
+            try:
+                os.close(self.segment.fd)  # closing releases the flock
+            except OSError as exc:
+                if exc_info[0] is None:
+                    raise NotRecordedError(f"{self.segment.path}: close failed: {exc.strerror}") from None
+
+    def _try(self, name: str) -> _Segment | None:
+        path = self.directory / (name + PLAIN)
+        gz = self.directory / (name + GZIP)
+        while True:
+            if gz.exists():
+                return None
+            try:
+                existed = path.exists()
+                fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, _FILE_MODE)
+            except OSError as exc:
+                raise NotRecordedError(f"{path}: {exc.strerror}; entry NOT recorded") from None
+            try:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):
+                    raise NotRecordedError(f"{path}: not a regular file; entry NOT recorded")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                # Rotation may have replaced or removed the file while we waited for the lock.
+                try:
+                    now = os.stat(path, follow_symlinks=False)
+                except FileNotFoundError:
+                    now = None
+                if now is None or (now.st_ino, now.st_dev) != (info.st_ino, info.st_dev):
+                    os.close(fd)
+                    continue
+                if gz.exists():
+                    os.close(fd)
+                    return None
+                if not existed:
+                    _fsync_dir(self.directory)
+                last_link, usable = _last_link(fd)
+                if not usable:
+                    os.close(fd)
+                    return None
+                return _Segment(fd, path, name, last_link)
+            except BaseException:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                raise
+
+
+def _last_link(fd: int) -> tuple[bytes | None, bool]:
+    """The chain link of the file's last line (None for an empty file), and whether the file
+    may be appended to: it may not when its end is torn or its last line is not ours."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return None, True
+    start = max(0, size - _TAIL_BYTES)
+    tail = os.pread(fd, size - start, start)
+    if not tail.endswith(b"\n"):
+        return None, False
+    begin = tail.rfind(b"\n", 0, len(tail) - 1) + 1
+    if begin == 0 and start > 0:
+        return None, False
+    parsed = chain.split_line(tail[begin:])
+    if parsed is None:
+        return None, False
+    return parsed[1], True
