@@ -9,18 +9,57 @@ The core is a library; the `audit` command is one client of it::
     total, lines = QueryEngine(store, Filters(actions=("login",))).page(limit=20)
 """
 
-from .errors import (
-    AuditError,
-    AuthError,
-    DuplicateIdError,
-    IntegrityError,
-    InvalidEntryError,
-    NotRecordedError,
-    UsageError,
-)
-from .model import SEED_FIELDS, Entry
-from .query import Filters, Problem, QueryEngine, entry_of
-from .store import AuditStore
+from typing import TYPE_CHECKING, Any
+
+# Names are loaded on first use (PEP 562): `import auditcli.cli` for `audit query` must not pay
+# for pydantic, and `audit record` must not pay for the query engine. Each name maps to the
+# module that defines it.
+_LAZY = {
+    "AuditError": "errors",
+    "AuthError": "errors",
+    "DuplicateIdError": "errors",
+    "IntegrityError": "errors",
+    "InvalidEntryError": "errors",
+    "NotRecordedError": "errors",
+    "UsageError": "errors",
+    "SEED_FIELDS": "model",
+    "Entry": "model",
+    "Filters": "query",
+    "Problem": "query",
+    "QueryEngine": "query",
+    "entry_of": "query",
+    "AuditStore": "store",
+}
+
+if TYPE_CHECKING:
+    from .errors import (
+        AuditError,
+        AuthError,
+        DuplicateIdError,
+        IntegrityError,
+        InvalidEntryError,
+        NotRecordedError,
+        UsageError,
+    )
+    from .model import SEED_FIELDS, Entry
+    from .query import Filters, Problem, QueryEngine, entry_of
+    from .store import AuditStore
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'auditcli' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "SEED_FIELDS",

@@ -110,8 +110,11 @@ def console(stderr: bool = False) -> Any:
 
 
 def say(message: str) -> None:
-    """A diagnostic line on stderr (never on stdout, which is for results)."""
-    sys.stderr.write(message + "\n")
+    """A diagnostic line on stderr (never on stdout, which is for results); control and bidi
+    characters from untrusted input are shown as escapes."""
+    from .errors import inert
+
+    sys.stderr.write(inert(message) + "\n")
 
 
 def write_out(data: bytes) -> None:

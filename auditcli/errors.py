@@ -2,6 +2,24 @@
 
 from __future__ import annotations
 
+import re
+
+#: Messages may quote untrusted input (a field name, a path): C0 and C1 controls, DEL and the
+#: bidi/invisible format characters are shown as escapes, so a message stays one inert line.
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"
+)
+
+
+def inert(message: str) -> str:
+    """`message` with every control or bidi character shown as an escape (`\\x1b`, `\\u202e`)."""
+    return _UNSAFE.sub(_escape, message)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
 
 class AuditError(Exception):
     """Base class of every error the core raises on purpose."""

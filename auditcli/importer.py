@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
-from .errors import DuplicateIdError, InvalidEntryError
+from .errors import DuplicateIdError, InvalidEntryError, NotRecordedError
 from .model import build_entry, dumps_entry, loads_strict
 from .store import AuditStore, IdIndex, content_digest
 
@@ -48,17 +48,34 @@ def import_jsonl(
     """
     report = ImportReport()
     seen: dict[str, dict[str, tuple[bytes, int]]] = {}  # day -> id -> (digest, line number)
-    with tempfile.TemporaryFile(prefix="audit-import-") as spool:
-        _validate_into(store, source, spool, seen, report, progress)
-        rejected = _check_stored_ids(store, seen, report)
-        seen.clear()
-        if report.invalid and not skip_invalid:
-            raise InvalidEntryError(
-                f"{report.invalid} invalid line(s); nothing was written", report.problems
-            )
-        spool.seek(0)
-        _write_spooled(store, spool, rejected, report, progress)
+    try:
+        with tempfile.TemporaryFile(prefix="audit-import-") as spool:
+            _import_spooled(store, source, spool, seen, report, skip_invalid, progress)
+    except OSError as exc:  # the input or the spool (in TMPDIR) failed, not the store
+        raise NotRecordedError(
+            f"import: {exc.strerror or exc}; {report.written} entries were written before this"
+        ) from None
     return report
+
+
+def _import_spooled(
+    store: AuditStore,
+    source: IO[bytes],
+    spool: IO[bytes],
+    seen: dict[str, dict[str, tuple[bytes, int]]],
+    report: ImportReport,
+    skip_invalid: bool,
+    progress: Progress | None,
+) -> None:
+    _validate_into(store, source, spool, seen, report, progress)
+    rejected = _check_stored_ids(store, seen, report)
+    seen.clear()
+    if report.invalid and not skip_invalid:
+        raise InvalidEntryError(
+            f"{report.invalid} invalid line(s); nothing was written", report.problems
+        )
+    spool.seek(0)
+    _write_spooled(store, spool, rejected, report, progress)
 
 
 def _problem(report: ImportReport, message: str) -> None:
@@ -140,7 +157,8 @@ def _check_stored_ids(
             if stored is not None and stored != digest:
                 rejected.add(entry_id)
                 _problem(
-                    report, f"line {number}: id: {entry_id} is already recorded with different content"
+                    report,
+                    f"line {number}: id: {entry_id} is already recorded with different content",
                 )
     return rejected
 
@@ -169,6 +187,11 @@ def _write_spooled(
         except DuplicateIdError as exc:  # another writer stored a conflicting id meanwhile
             raise DuplicateIdError(
                 f"{exc}; {report.written} entries were written before this batch"
+            ) from None
+        except NotRecordedError as exc:  # earlier batches are durable; a re-run skips them
+            raise NotRecordedError(
+                f"{exc}; {report.written} entries were written before this batch "
+                "(importing the file again skips them as duplicates)"
             ) from None
         report.written += result.written
         report.duplicates += result.duplicates

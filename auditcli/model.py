@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from .catalog import TARGETS, Catalog
 from .errors import InvalidEntryError
@@ -38,8 +38,10 @@ _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
 IdText = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")]
 RefText = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+_EMAIL_PART = r"[^@\s\x00-\x1f\x7f]+"
 Email = Annotated[
-    str, StringConstraints(max_length=320, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
+    str,
+    StringConstraints(max_length=320, pattern=rf"^{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}$"),
 ]
 Target = Annotated[str, StringConstraints(pattern="^(" + "|".join(TARGETS) + ")$")]
 Action = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")]
@@ -94,8 +96,14 @@ def loads_strict(raw: bytes | str) -> Any:
     # compact re-serialisation equals the input neither happened; otherwise the exact (slower)
     # standard parser decides.
     text = raw if isinstance(raw, bytes) else raw.encode()
-    if orjson.dumps(value) == text.strip():
-        return value
+    try:
+        if orjson.dumps(value) == text.strip():
+            return value
+    except orjson.JSONEncodeError as exc:
+        # orjson reads 1024 levels but writes only 254: what it cannot write back is refused
+        # here, before the standard parser could hit Python's recursion limit.
+        reason = "nested too deeply" if "ecursion" in str(exc) else str(exc)
+        raise ValueError(f"cannot be stored: {reason}") from None
     return json.loads(text, object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
 
 
@@ -198,10 +206,13 @@ def build_entry(
         _validate(entry)
     except ValidationError as exc:
         derived = {"description", "actionDisplayName", "target"} if spec is None else set()
+        # A field already reported (e.g. an impossible createdAt) is not reported twice.
+        reported = {problem.split(":", 1)[0].split(".", 1)[0] for problem in problems}
         problems.extend(
             problem
             for problem in _pydantic_problems(exc, entry)
             if not (problem.split(":", 1)[0] in derived and entry[problem.split(":", 1)[0]] is None)
+            and problem.split(":", 1)[0] not in reported
         )
     if problems:
         raise InvalidEntryError(problems[0], problems)

@@ -232,20 +232,60 @@ class QueryEngine:
     def day_lines(self, day: str) -> list[bytes]:
         """Every matching stored line of one partition, in result order."""
         found: list[bytes] = []
-        for file in self.store.files(day):
-            found.extend(self._scan_file(file, count_only=False)[1])
+        for file in self._day_files(day):
+            found.extend(self.file_lines(file))
         found.sort(key=sort_key, reverse=self.order == "desc")
         return found
 
+    def file_lines(self, file: LogFile) -> list[bytes]:
+        """The matching stored lines of one file, in file order."""
+        return self._scan_file(file, count_only=False)[1]
+
     def day_count(self, day: str) -> int:
         """How many lines of one partition match, without keeping them."""
-        return sum(self._scan_file(file, count_only=True)[0] for file in self.store.files(day))
+        return sum(self.file_count(file) for file in self._day_files(day))
+
+    def _day_files(self, day: str) -> list[LogFile]:
+        """The files of a partition; one that cannot be listed is reported and skipped."""
+        try:
+            return self.store.files(day)
+        except IntegrityError as exc:
+            self.problems.append(Problem(f"date={day}", None, "unreadable", str(exc)))
+            return []
+
+    def file_count(self, file: LogFile) -> int:
+        """How many lines of one file match: the unit a long-running caller (the HTTP server)
+        may memoise, since a file only grows and a closed one never changes."""
+        return self._scan_file(file, count_only=True)[0]
+
+    def _parseable(self, day: str, lines: list[bytes]) -> list[bytes]:
+        """`lines` less those whose content is not JSON: a line can keep the stored shape and
+        still be corrupted inside. Each is reported with its file and line, never returned."""
+        loads, content_of, bad = orjson.loads, chain.content_of, []
+        for line in lines:
+            try:
+                loads(content_of(line))
+            except orjson.JSONDecodeError:
+                bad.append(line)
+        if not bad:
+            return lines
+        for line in bad:
+            self.problems.append(self._locate(day, line))
+        return [line for line in lines if line not in bad]
+
+    def _locate(self, day: str, line: bytes) -> Problem:
+        detail = "corrupted line (its content is not JSON); skipped"
+        for file in self.store.files(day):
+            for number, candidate in self.store.iter_lines(file):
+                if candidate == line:
+                    return Problem(file.name, number, "not an entry", detail)
+        return Problem(f"date={day}", None, "not an entry", detail)
 
     # ---------------------------------------------------------------- results
     def stream(self) -> Iterator[bytes]:
         """Every matching stored line, in order, one partition in memory at a time."""
         for day in self.days():
-            yield from self.day_lines(day)
+            yield from self._parseable(day, self.day_lines(day))
 
     def count(self) -> int:
         """The number of matches."""
@@ -263,13 +303,15 @@ class QueryEngine:
         wanted = offset + limit
         total, kept = 0, []
         for day in self.days():
-            if len(kept) < wanted:
+            if total < wanted:
                 lines = self.day_lines(day)
+                # Keep only ranks offset..wanted: a huge offset (an API parameter) must not
+                # hold every earlier match in memory, only one partition's at a time.
+                kept.extend(self._parseable(day, lines[max(offset - total, 0) : wanted - total]))
                 total += len(lines)
-                kept.extend(lines[: wanted - len(kept)])
             else:
                 total += self.day_count(day)
-        return total, kept[offset:wanted]
+        return total, kept
 
 
 def split_lines(chunk: bytes) -> list[bytes]:

@@ -15,8 +15,6 @@ from typing import IO, Any
 
 import orjson
 
-from .model import SEED_FIELDS
-
 #: C0 controls, DEL, C1 controls, and the Unicode format characters that reorder or hide text.
 _UNSAFE = re.compile(
     "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"
@@ -45,8 +43,15 @@ def csv_cell(value: Any) -> str:
     return text
 
 
-def csv_rows(entries: Iterable[dict[str, Any]], fields: Sequence[str] = SEED_FIELDS) -> Iterator[str]:
-    """CSV text, a header row of `fields` first, then one row per entry (RFC 4180 quoting)."""
+def csv_rows(
+    entries: Iterable[dict[str, Any]], fields: Sequence[str] | None = None
+) -> Iterator[str]:
+    """CSV text, a header row of `fields` (default: the seed's 13) first, then one row per
+    entry (RFC 4180 quoting)."""
+    if fields is None:
+        from .model import SEED_FIELDS  # lazily: model imports pydantic (startup time)
+
+        fields = SEED_FIELDS
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(fields)

@@ -10,6 +10,7 @@ Layout (Hive-style, so DuckDB, Spark, Trino and Athena read it unchanged)::
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -18,15 +19,16 @@ import re
 import socket
 import stat
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from . import chain
 from .catalog import Catalog
 from .errors import DuplicateIdError, IntegrityError, NotRecordedError, UsageError
-from .model import build_entry, dumps_entry
 from .timeparse import Clock, utc_now
 
 PARTITION_PREFIX = "date="
@@ -36,6 +38,8 @@ _SEGMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9.-]{0,62})(?:\+(\d{1,6}))?$")
 _ID_AT_LINE_START = re.compile(rb'^\{"id":"([^"]*)"', re.MULTILINE)
 _TAIL_BYTES = 70 * 1024  # more than one line can be, so the last whole line is in the tail
 _DIR_MODE, _FILE_MODE = 0o700, 0o600
+#: Never follow a symlink; never block opening a FIFO planted where a file should be.
+_NO_SURPRISES = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def default_writer_id() -> str:
@@ -50,7 +54,8 @@ def default_log_dir() -> Path:
     env = os.environ.get("AUDIT_LOG_DIR")
     if env:
         return Path(env)
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    home_data = os.path.join(os.path.expanduser("~"), ".local", "share")
+    base = os.environ.get("XDG_DATA_HOME") or home_data
     return Path(base) / "auditcli" / "logs"
 
 
@@ -86,8 +91,11 @@ class LineSource:
 
     CHUNK = 8 << 20
 
-    def __init__(self, file: LogFile) -> None:
+    def __init__(self, file: LogFile, start: int = 0) -> None:
         self.file = file
+        #: Plain files: begin at this byte offset, which must start a line (a reader's
+        #: earlier end); line numbers then count from there.
+        self.start = 0 if file.compressed else start
         self.lines = 0
         self.torn_line: int | None = None
         self.torn_bytes = 0
@@ -113,7 +121,7 @@ class LineSource:
     def _plain_blocks(self) -> Iterator[bytes]:
         path = self.file.path
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = _open_in_partition(path, os.O_RDONLY)
         except FileNotFoundError:
             gz = path.with_name(path.name + ".gz")
             if gz.exists():  # rotated between listing and opening
@@ -121,35 +129,45 @@ class LineSource:
                 yield from self._gzip_blocks()
             return
         except OSError as exc:
-            raise IntegrityError(f"{self.file.name}: cannot open: {exc.strerror}") from None
+            raise IntegrityError(f"{self.file.name}: cannot open: {_why(exc)}") from None
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise IntegrityError(f"{self.file.name}: not a regular file")
-            size, done, last = info.st_size, 0, b"\n"
-            while done < size:
-                block = os.read(fd, min(self.CHUNK, size - done))
-                if not block:
+            size, done, last, settled = info.st_size, min(self.start, info.st_size), b"\n", False
+            os.lseek(fd, done, os.SEEK_SET)
+            while True:
+                while done < size:
+                    block = os.read(fd, min(self.CHUNK, size - done))
+                    if not block:  # cut back by a writer whose write failed
+                        size = done
+                        break
+                    done += len(block)
+                    last = block[-1:]
+                    yield block
+                if last == b"\n" or settled:
                     break
-                done += len(block)
-                last = block[-1:]
-                yield block
-            if last != b"\n":
+                # The end is inside a line: a writer may be mid-write (it holds an exclusive
+                # lock while it writes). Wait it out, note where it stopped, and read on
+                # without holding the lock while the caller consumes blocks.
                 fcntl.flock(fd, fcntl.LOCK_SH)
                 try:
-                    while block := os.read(fd, self.CHUNK):
-                        yield block
+                    size = os.fstat(fd).st_size
                 finally:
                     fcntl.flock(fd, fcntl.LOCK_UN)
+                settled = True
         finally:
             os.close(fd)
 
     def _gzip_blocks(self) -> Iterator[bytes]:
         try:
-            with open(self.file.path, "rb") as handle:
+            fd = _open_in_partition(self.file.path, os.O_RDONLY)
+            with open(fd, "rb") as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    raise IntegrityError(f"{self.file.name}: not a regular file")
                 raw = handle.read()
         except OSError as exc:
-            raise IntegrityError(f"{self.file.name}: cannot read: {exc.strerror}") from None
+            raise IntegrityError(f"{self.file.name}: cannot read: {_why(exc)}") from None
         inflater = zlib.decompressobj(wbits=31)
         pending = raw
         try:
@@ -205,8 +223,19 @@ class AuditStore:
         self._catalog = None
 
     def ensure_root(self) -> None:
-        """Create the log directory (mode 0700) if it does not exist."""
-        _make_dir(self.root)
+        """Create the log directory (mode 0700, missing parents too) if it does not exist.
+
+        The log directory may be a symlink to a directory (the operator's choice); a partition
+        directory may not (see `_make_dir`)."""
+        if self.root.is_dir():
+            return
+        try:
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NotRecordedError(
+                f"{self.root.parent}: cannot create: {exc.strerror}; entry NOT recorded"
+            ) from None
+        _make_dir(self.root, follow=True)
 
     def days(self, first: str | None = None, last: str | None = None) -> list[str]:
         """The days (`YYYY-MM-DD`) that have a partition, oldest first, within [first, last]."""
@@ -215,7 +244,9 @@ class AuditStore:
         except FileNotFoundError:
             return []
         except OSError as exc:
-            raise UsageError(f"{self.root}: cannot list the log directory: {exc.strerror}") from None
+            raise UsageError(
+                f"{self.root}: cannot list the log directory: {exc.strerror}"
+            ) from None
         days = []
         for name in names:
             match = _PARTITION.match(name)
@@ -235,6 +266,10 @@ class AuditStore:
             names = os.listdir(directory)
         except FileNotFoundError:
             return []
+        except OSError as exc:  # a file planted as `date=…`, or no permission to list it
+            raise IntegrityError(
+                f"{PARTITION_PREFIX}{day}: cannot list the partition: {exc.strerror}"
+            ) from None
         found: dict[str, LogFile] = {}
         for name in names:
             if name.endswith(GZIP):
@@ -284,6 +319,8 @@ class AuditStore:
         """Validate one entry, fill its generated fields, append it durably and return it.
 
         An `id` given by the caller that is already stored is refused (DuplicateIdError)."""
+        from .model import build_entry, dumps_entry  # pydantic: only for writers (startup)
+
         entry = build_entry(data, self.catalog, clock=self.clock, target_name=target_name)
         content = dumps_entry(entry)
         report = self.append_contents(
@@ -331,6 +368,8 @@ class AuditStore:
 
     def append(self, entries: Iterable[Mapping[str, Any]]) -> AppendReport:
         """Validate and append entries (Python API); grouped by day, one locked write per day."""
+        from .model import build_entry, dumps_entry
+
         by_day: dict[str, list[tuple[str, bytes]]] = {}
         for data in entries:
             entry = build_entry(data, self.catalog, clock=self.clock)
@@ -354,24 +393,35 @@ class IdIndex:
     def __init__(self, store: AuditStore, day: str) -> None:
         self.store, self.day = store, day
         self.ids: dict[str, bytes] = {}
-        self._lines_read: dict[str, int] = {}
+        self._read_to: dict[str, int] = {}  # file name -> bytes of whole lines already read
 
     def refresh(self) -> None:
-        """Read the ids of lines appended to the partition since the last refresh."""
+        """Read the ids of lines appended to the partition since the last refresh: only the
+        bytes past what was read before, so an import's batches do not re-read the day."""
         for file in self.store.files(self.day):
-            done = self._lines_read.get(file.path.name, 0)
-            number = 0
-            for number, line in self.store.iter_lines(file):
-                if number > done and (parsed := chain.split_line(line)) is not None:
-                    content = parsed[0]
-                    self.ids[_id_of(content)] = content_digest(content)
-            self._lines_read[file.path.name] = max(done, number)
+            name = file.path.name
+            start = self._read_to.get(name, 0)
+            if file.compressed and name in self._read_to:
+                continue  # a closed file does not change
+            try:
+                if start and os.stat(file.path, follow_symlinks=False).st_size < start:
+                    start = 0  # replaced by a shorter file: read it again
+            except FileNotFoundError:
+                continue
+            for chunk in LineSource(file, start).chunks():
+                start += len(chunk)
+                for line in chunk.split(b"\n")[:-1]:
+                    if (parsed := chain.split_line(line + b"\n")) is not None:
+                        content = parsed[0]
+                        self.ids[_id_of(content)] = content_digest(content)
+            self._read_to[name] = start
 
     def note_written(self, file_name: str, items: list[tuple[str, bytes]]) -> None:
         """Remember entries this process just appended to `file_name` (no need to re-read them)."""
         for entry_id, content in items:
             self.ids[entry_id] = content_digest(content)
-        self._lines_read[file_name] = self._lines_read.get(file_name, 0) + len(items)
+        written = sum(len(content) - 1 + chain.SUFFIX_LEN for _, content in items)
+        self._read_to[file_name] = self._read_to.get(file_name, 0) + written
 
     def filter_new(self, items: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], int]:
         """Drop items whose id is stored with identical content; refuse one stored differently."""
@@ -397,17 +447,59 @@ def _id_of(content: bytes) -> str:
 
 
 # ---------------------------------------------------------------------- low-level file work
-def _make_dir(path: Path, parent: Path | None = None) -> None:
+def _make_dir(path: Path, parent: Path | None = None, *, follow: bool = False) -> None:
+    """Create directory `path` (0700) and fsync `parent`. An existing symlink is refused unless
+    `follow`: a planted `date=…` link must not send entries to another directory."""
     try:
         os.mkdir(path, _DIR_MODE)
     except FileExistsError:
-        if not path.is_dir() or path.is_symlink():
-            raise NotRecordedError(f"{path}: exists and is not a directory; entry NOT recorded") from None
+        if path.is_symlink() and not follow:
+            raise NotRecordedError(
+                f"{path}: is a symbolic link, not a directory (refused); entry NOT recorded"
+            ) from None
+        if not path.is_dir():
+            raise NotRecordedError(
+                f"{path}: exists and is not a directory; entry NOT recorded"
+            ) from None
         return
     except OSError as exc:
-        raise NotRecordedError(f"{path}: cannot create: {exc.strerror}; entry NOT recorded") from None
+        raise NotRecordedError(
+            f"{path}: cannot create: {exc.strerror}; entry NOT recorded"
+        ) from None
     if parent is not None:
         _fsync_dir(parent)
+
+
+def _why(exc: OSError) -> str:
+    """The reason of an OS error, in words a person acts on."""
+    if exc.errno == errno.ELOOP:
+        return "is a symbolic link (refused: it could point anywhere)"
+    return exc.strerror or str(exc)
+
+
+def _open_partition(directory: Path) -> int:
+    """A descriptor of a partition directory; a symlink in its place raises ELOOP."""
+    try:
+        return os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except NotADirectoryError:
+        if directory.is_symlink():  # O_DIRECTORY | O_NOFOLLOW says ENOTDIR for a link
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(directory)) from None
+        raise
+
+
+def _open_in_partition(path: Path, flags: int) -> int:
+    """Open a file of a partition following no symlink, neither the file nor its partition
+    directory; O_NONBLOCK so that a FIFO planted in place of a file cannot hang the caller."""
+    dfd = _open_partition(path.parent)
+    try:
+        return os.open(
+            path.name,
+            flags | _NO_SURPRISES,
+            _FILE_MODE,
+            dir_fd=dfd,
+        )
+    finally:
+        os.close(dfd)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -418,7 +510,9 @@ def _fsync_dir(path: Path) -> None:
         finally:
             os.close(fd)
     except OSError as exc:
-        raise NotRecordedError(f"{path}: cannot sync the directory: {exc.strerror}") from None
+        raise NotRecordedError(
+            f"{path}: cannot sync the directory: {exc.strerror}; entry NOT recorded"
+        ) from None
 
 
 class _Segment:
@@ -426,6 +520,7 @@ class _Segment:
 
     def __init__(self, fd: int, path: Path, segment: str, last_link: bytes | None) -> None:
         self.fd, self.path, self.segment, self.last_link = fd, path, segment, last_link
+        self.written_from: int | None = None  # where this process's durable write began
 
     def write(self, payload: bytes) -> None:
         """Write `payload` at the end, fsync; on any failure cut the file back and raise."""
@@ -439,22 +534,47 @@ class _Segment:
                 view = view[written:]
             os.fsync(self.fd)
         except OSError as exc:
-            self._cut_back(start)
-            raise NotRecordedError(
-                f"{self.path}: {exc.strerror or exc}; entry NOT recorded (nothing was written)"
-            ) from None
+            raise self._failed(self.fd, start, exc) from None
+        self.written_from = start
 
-    def _cut_back(self, size: int) -> None:
+    def close(self, check: bool) -> None:
+        """Close the file, which releases the lock. A close error after a write (NFS reports
+        write-back errors there) cuts the write back, through a duplicate descriptor that keeps
+        the lock meanwhile, and raises NotRecordedError when `check`."""
+        spare = None
+        if self.written_from is not None:
+            try:
+                spare = os.dup(self.fd)
+            except OSError:
+                spare = None
+        try:
+            os.close(self.fd)
+        except OSError as exc:
+            if spare is not None and self.written_from is not None:
+                error = self._failed(spare, self.written_from, exc)
+                if check:
+                    raise error from None
+            elif check:
+                raise NotRecordedError(f"{self.path}: close failed: {exc.strerror}") from None
+        finally:
+            if spare is not None:
+                with contextlib.suppress(OSError):
+                    os.close(spare)
+
+    def _failed(self, fd: int, start: int, exc: OSError) -> NotRecordedError:
         # Removing our own unfinished bytes is not a rewrite: no reader was promised them, and
         # leaving them would glue the next writer's line onto a fragment.
         try:
-            os.ftruncate(self.fd, size)
-            os.fsync(self.fd)
+            os.ftruncate(fd, start)
+            left = "nothing was written"
         except OSError:
-            pass
+            left = "a partial line may remain: readers report it as torn, writers move on"
+        with contextlib.suppress(OSError):  # best effort: the failing device may refuse it too
+            os.fsync(fd)
+        return NotRecordedError(f"{self.path}: {exc.strerror or exc}; entry NOT recorded ({left})")
 
 
-class _locked_segment:  # noqa: N801 - used as a context manager, reads like a function
+class _locked_segment:  # used as a context manager, reads like a function
     """Find this writer's current segment in `directory`, open it (created 0600), lock it.
 
     A segment whose `.gz` twin exists is closed (rotated); one with a torn or foreign last line
@@ -464,35 +584,58 @@ class _locked_segment:  # noqa: N801 - used as a context manager, reads like a f
     def __init__(self, directory: Path, writer_id: str) -> None:
         self.directory, self.writer_id = directory, writer_id
         self.segment: _Segment | None = None
+        self.dfd = -1
 
     def __enter__(self) -> _Segment:
-        for number in range(1, 100_000):
-            name = self.writer_id if number == 1 else f"{self.writer_id}+{number}"
-            segment = self._try(name)
-            if segment is not None:
-                self.segment = segment
-                return segment
+        # Every file is opened relative to this descriptor of the partition, itself opened
+        # without following a symlink: a link swapped in after `_make_dir` is not followed.
+        try:
+            self.dfd = _open_partition(self.directory)
+        except OSError as exc:
+            raise NotRecordedError(f"{self.directory}: {_why(exc)}; entry NOT recorded") from None
+        try:
+            for number in range(1, 100_000):
+                name = self.writer_id if number == 1 else f"{self.writer_id}+{number}"
+                segment = self._try(name)
+                if segment is not None:
+                    self.segment = segment
+                    return segment
+        except BaseException:
+            os.close(self.dfd)
+            raise
+        os.close(self.dfd)
         raise NotRecordedError(f"{self.directory}: no usable segment left; entry NOT recorded")
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.segment is not None:
-            try:
-                os.close(self.segment.fd)  # closing releases the flock
-            except OSError as exc:
-                if exc_info[0] is None:
-                    raise NotRecordedError(f"{self.segment.path}: close failed: {exc.strerror}") from None
+        try:
+            if self.segment is not None:
+                self.segment.close(check=exc_info[0] is None)
+        finally:
+            os.close(self.dfd)
+
+    def _exists(self, name: str) -> bool:
+        try:
+            os.stat(name, dir_fd=self.dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return True
 
     def _try(self, name: str) -> _Segment | None:
-        path = self.directory / (name + PLAIN)
-        gz = self.directory / (name + GZIP)
+        plain, gz = name + PLAIN, name + GZIP
+        path = self.directory / plain
         while True:
-            if gz.exists():
+            if self._exists(gz):
                 return None
             try:
-                existed = path.exists()
-                fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, _FILE_MODE)
+                existed = self._exists(plain)
+                fd = os.open(
+                    plain,
+                    os.O_RDWR | os.O_APPEND | os.O_CREAT | _NO_SURPRISES,
+                    _FILE_MODE,
+                    dir_fd=self.dfd,
+                )
             except OSError as exc:
-                raise NotRecordedError(f"{path}: {exc.strerror}; entry NOT recorded") from None
+                raise NotRecordedError(f"{path}: {_why(exc)}; entry NOT recorded") from None
             try:
                 info = os.fstat(fd)
                 if not stat.S_ISREG(info.st_mode):
@@ -500,27 +643,31 @@ class _locked_segment:  # noqa: N801 - used as a context manager, reads like a f
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 # Rotation may have replaced or removed the file while we waited for the lock.
                 try:
-                    now = os.stat(path, follow_symlinks=False)
+                    now = os.stat(plain, dir_fd=self.dfd, follow_symlinks=False)
                 except FileNotFoundError:
                     now = None
                 if now is None or (now.st_ino, now.st_dev) != (info.st_ino, info.st_dev):
                     os.close(fd)
                     continue
-                if gz.exists():
+                if self._exists(gz):
                     os.close(fd)
                     return None
                 if not existed:
-                    _fsync_dir(self.directory)
+                    try:
+                        os.fsync(self.dfd)
+                    except OSError as exc:
+                        raise NotRecordedError(
+                            f"{self.directory}: cannot sync the directory: {exc.strerror}; "
+                            "entry NOT recorded"
+                        ) from None
                 last_link, usable = _last_link(fd)
                 if not usable:
                     os.close(fd)
                     return None
                 return _Segment(fd, path, name, last_link)
             except BaseException:
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
                 raise
 
 
@@ -539,5 +686,9 @@ def _last_link(fd: int) -> tuple[bytes | None, bool]:
         return None, False
     parsed = chain.split_line(tail[begin:])
     if parsed is None:
+        return None, False
+    try:  # a line can keep the stored shape and still be corrupted inside
+        orjson.loads(parsed[0])
+    except orjson.JSONDecodeError:
         return None, False
     return parsed[1], True

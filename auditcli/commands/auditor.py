@@ -1,1 +1,430 @@
-"""Commands of this area are added here."""
+"""`audit history`, `audit state` and `audit report`: the questions an access review asks."""
+
+# No `from __future__ import annotations`: typer would evaluate the strings at start-up.
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from auditcli.cli import app
+from auditcli.cli_options import (
+    ActorIdOpt,
+    OrgIdOpt,
+    SinceOpt,
+    TargetIdOpt,
+    TeamIdOpt,
+    UntilOpt,
+    console,
+    get_store,
+    say,
+    stdout_is_terminal,
+    write_out,
+)
+from auditcli.errors import UsageError
+
+
+class HistoryFormat(StrEnum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+
+
+class StateFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+class StateKind(StrEnum):
+    admins = "admins"
+    teams = "teams"
+    users = "users"
+    roles = "roles"
+    service_accounts = "service-accounts"
+
+
+class ReportFormat(StrEnum):
+    html = "html"
+    md = "md"
+
+
+def _json(data: Any) -> None:
+    import orjson
+
+    write_out(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def _short(created_at: str | None) -> str:
+    return "" if not created_at else created_at[:10] + " " + created_at[11:19]
+
+
+def _finish(problems: list[Any]) -> None:
+    """Damaged lines were skipped: say so on stderr and exit 5, after the answer was printed."""
+    from auditcli.errors import IntegrityError
+
+    if not problems:
+        return
+    for problem in problems:
+        say(f"warning: {problem}")
+    raise IntegrityError(
+        f"{len(problems)} damaged or foreign line(s)/file(s) were skipped; run `audit verify`"
+    )
+
+
+def rows_table(
+    headers: tuple[str, ...],
+    rows: list[tuple[Any, ...]],
+    *,
+    title: str | None = None,
+    caption: str | None = None,
+) -> Any:
+    """A rich Table of inert cells; times and entry ids never wrap (they are looked up)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from auditcli.render import visible
+
+    table = Table(title=title, caption=caption)
+    for header in headers:
+        whole = header.startswith(
+            ("Time", "Entry", "Granted (", "Since", "Set (", "Added (", "When")
+        )
+        wide = 30 if header in ("What happened", "Detail") else None
+        table.add_column(header, no_wrap=whole, overflow="fold", min_width=wide)
+    for row in rows:
+        table.add_row(
+            *(cell if isinstance(cell, Text) else Text(visible(str(cell or ""))) for cell in row)
+        )
+    return table
+
+
+def _anomaly_table(anomalies: list[Any]) -> Any:
+    rows = [
+        (_short(a.entry.createdAt), a.entry.action, a.kind, a.detail, a.entry.id) for a in anomalies
+    ]
+    return rows_table(
+        ("Time (UTC)", "Action", "Anomaly", "Detail", "Entry"),
+        rows,
+        title="Anomalies (reported, not hidden)",
+    )
+
+
+# ----------------------------------------------------------------------------- history
+@app.command()
+def history(
+    ctx: typer.Context,
+    target_id: TargetIdOpt = None,
+    actor_id: ActorIdOpt = None,
+    org_id: OrgIdOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    fmt: Annotated[
+        HistoryFormat | None,
+        typer.Option("--format", "-f", help="Default: table on a terminal, else jsonl."),
+    ] = None,
+) -> None:
+    """The timeline of one resource (--target-id) or of one actor (--actor-id), oldest first,
+    with what each change did (before → after; permissions added and removed).
+
+    A user's timeline also lists the team membership entries naming them in
+    metadata.input.userId, and the deletions of teams they were in.
+
+    Example: audit history --target-id role-201
+    """
+    from auditcli.auditor import history as build_history
+    from auditcli.timeparse import parse_bound
+
+    store = get_store(ctx)
+    if not target_id and not actor_id:
+        raise UsageError("give --target-id (a resource) or --actor-id (a person)")
+    result = build_history(
+        store,
+        target_ids=tuple(target_id or ()),
+        actor_ids=tuple(actor_id or ()),
+        org_ids=tuple(org_id or ()),
+        since=parse_bound(since, end=False, clock=store.clock) if since else None,
+        until=parse_bound(until, end=True, clock=store.clock, option="--until") if until else None,
+    )
+    chosen = fmt or (HistoryFormat.table if stdout_is_terminal() else HistoryFormat.jsonl)
+    if chosen is HistoryFormat.json:
+        _json(result.as_dict())
+    elif chosen is HistoryFormat.jsonl:
+        import orjson
+
+        for item in result.items:
+            write_out(orjson.dumps(item.as_dict()) + b"\n")
+    else:
+        _history_table(result)
+    _finish(result.problems)
+
+
+def _history_table(result: Any) -> None:
+    from rich.text import Text
+
+    from auditcli.auditor import UNKNOWN_BEFORE_NOTE
+    from auditcli.render import visible
+
+    rows = []
+    for item in result.items:
+        entry = item.entry
+        actor = entry.get("actorEmail") or entry.get("actorName") or entry.get("actorId")
+        # The description first (dim: it is free text), then what changed, then anomalies.
+        what = Text(visible(entry.get("description") or ""), style="dim")
+        for change in item.changes:
+            what.append("\n" + visible(change.text()))
+        if item.via:
+            what.append("\n" + visible(f"(via {item.via})"), style="italic")
+        for anomaly in item.anomalies:
+            what.append(f"\n⚠ {anomaly.kind}: ", style="bold")
+            what.append(visible(anomaly.detail))
+        rows.append((_short(entry["createdAt"]), entry["action"], actor, what, entry["id"]))
+    subject = ", ".join([*result.target_ids, *result.actor_ids])
+    caption = (
+        f"{len(result.items)} entries · first recorded entry {result.first_recorded or 'none'}: "
+        f"{UNKNOWN_BEFORE_NOTE}"
+    )
+    table = rows_table(
+        ("Time (UTC)", "Action", "Actor", "What happened", "Entry"),
+        rows,
+        title=f"History of {subject}",
+        caption=caption,
+    )
+    console().print(table)
+
+
+# ----------------------------------------------------------------------------- state
+_STATE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "admins": ("Org", "User", "Granted (UTC)", "Granted by", "Entry"),
+    "users": ("Org", "User", "Email", "Role", "Added (UTC)", "Added by", "Entry"),
+    "teams": ("Org", "Team", "Member", "Role", "Since (UTC)", "Granted by", "Entry"),
+    "roles": ("Org", "Role", "Name", "Permissions", "Set (UTC)", "Set by", "Entry"),
+    "service-accounts": ("Org", "Account", "Name", "Permissions", "Set (UTC)", "Set by", "Entry"),
+}
+
+
+def _state_cells(kind: str, row: dict[str, Any]) -> tuple[Any, ...]:
+    from auditcli.auditor import show_value
+
+    cite = row["grantedBy"]
+    tail = (_short(cite["createdAt"]), cite["actor"], cite["id"])
+    org = row["organizationId"]
+    if kind == "admins":
+        user = f"{row['userId']} {row['email']}" if row["email"] else row["userId"]
+        return (org, user, *tail)
+    if kind == "users":
+        return (org, row["userId"], row["email"] or "", row["role"] or "", *tail)
+    if kind == "teams":
+        team = f"{row['teamId']} {row['teamName']}" if row["teamName"] else row["teamId"]
+        member = row["userId"] or "(team)"
+        return (org, team, member, show_value(row["role"]) if row["userId"] else "", *tail)
+    rid = row.get("roleId") or row.get("serviceAccountId")
+    perms = show_value(row["permissions"]) if row["permissions"] is not None else "(unknown)"
+    return (org, rid, row["name"] or "", perms, *tail)
+
+
+def _subject(kind: str, row: dict[str, Any]) -> str:
+    if kind == "teams":
+        return f"{row['teamId']} {row['userId']}" if row["userId"] else f"{row['teamId']} (team)"
+    return f"{row['organizationId']} " + str(
+        row.get("userId") or row.get("roleId") or row.get("serviceAccountId")
+    )
+
+
+@app.command()
+def state(
+    ctx: typer.Context,
+    kind: Annotated[StateKind, typer.Argument(help="What to reconstruct.")],
+    at: Annotated[
+        str,
+        typer.Option(
+            "--at",
+            help="The instant: ISO-8601, a date (= the end of that day, UTC), 7d, now… "
+            "(default: now).",
+        ),
+    ] = "now",
+    org_id: OrgIdOpt = None,
+    team_id: TeamIdOpt = None,
+    diff: Annotated[
+        str | None,
+        typer.Option(
+            "--diff",
+            metavar="FROM",
+            help="Also show what was granted, revoked or changed between FROM and --at.",
+        ),
+    ] = None,
+    fmt: Annotated[StateFormat, typer.Option("--format", "-f")] = StateFormat.table,
+) -> None:
+    """Access state at an instant, replayed from the entries up to it: system admins, team
+    members and their roles, organization members, custom roles, service accounts. Each row
+    cites the entry that granted it. Anomalies (a removal with no prior grant, entries stored
+    out of order) are listed. State before the first recorded entry is unknown.
+
+    Example: audit state admins --at 2026-11-05 --diff 2026-11-03
+    """
+    from auditcli.auditor import access_state
+    from auditcli.timeparse import parse_bound
+
+    store = get_store(ctx)
+    at_bound = parse_bound(at, end=True, clock=store.clock, option="--at")
+    from_bound = parse_bound(diff, end=True, clock=store.clock, option="--diff") if diff else None
+    result = access_state(
+        store,
+        kind.value,
+        at=at_bound,
+        org_ids=tuple(org_id or ()),
+        team_ids=tuple(team_id or ()),
+        diff_from=from_bound,
+    )
+    if fmt is StateFormat.json:
+        _json(result.as_dict())
+    else:
+        _state_tables(result)
+    _finish(result.problems)
+
+
+def _state_tables(result: Any) -> None:
+    out = console()
+    kind = result.kind
+    title = f"{kind} at {result.at}"
+    if result.org_ids:
+        title += f" · org {', '.join(result.org_ids)}"
+    if result.team_ids:
+        title += f" · team {', '.join(result.team_ids)}"
+    out.print(
+        rows_table(
+            _STATE_COLUMNS[kind],
+            [_state_cells(kind, row) for row in result.rows],
+            title=title,
+            caption=f"{len(result.rows)} rows",
+        )
+    )
+    if result.diff_from is not None:
+        rows = []
+        for row in result.granted:
+            cite = row["grantedBy"]
+            rows.append(
+                (
+                    "granted",
+                    _subject(kind, row),
+                    _short(cite["createdAt"]),
+                    cite["actor"],
+                    cite["id"],
+                )
+            )
+        for row in result.revoked:
+            cite = row["revokedBy"]
+            rows.append(
+                (
+                    "revoked",
+                    _subject(kind, row),
+                    _short(cite["createdAt"]) if cite else "",
+                    cite["actor"] if cite else "",
+                    cite["id"] if cite else "",
+                )
+            )
+        for item in result.transient:
+            granted, revoked = item["grantedBy"], item["revokedBy"]
+            subject = " ".join(part for part in item["key"] if part)
+            for what, cite in (("granted, then", granted), ("… revoked", revoked)):
+                rows.append((what, subject, _short(cite["createdAt"]), cite["actor"], cite["id"]))
+        for change in result.changed:
+            cite = change["after"]["grantedBy"]
+            what = "re-granted" if change["regranted"] else "changed"
+            rows.append(
+                (
+                    what,
+                    _subject(kind, change["after"]),
+                    _short(cite["createdAt"]),
+                    cite["actor"],
+                    cite["id"],
+                )
+            )
+        out.print(
+            rows_table(
+                ("Change", "Subject", "When (UTC)", "By", "Entry"),
+                rows,
+                title=f"Changes from {result.diff_from} to {result.at}",
+                caption=f"{len(result.granted)} granted, {len(result.revoked)} revoked, "
+                f"{len(result.changed)} changed, {len(result.transient)} granted then revoked",
+            )
+        )
+    if result.anomalies:
+        out.print(_anomaly_table(result.anomalies))
+    out.print(result.note, soft_wrap=True)
+
+
+# ----------------------------------------------------------------------------- report
+def _generated_at(store: Any) -> str:
+    """Now, or SOURCE_DATE_EPOCH when set (reproducible reports, as reproducible builds do)."""
+    import os
+    from datetime import UTC, datetime
+
+    from auditcli.timeparse import format_utc
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch:
+        try:
+            return format_utc(datetime.fromtimestamp(int(epoch), UTC))
+        except (ValueError, OverflowError, OSError):
+            raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not a Unix time") from None
+    return format_utc(store.clock())
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="The file to write; '-' for stdout.")
+    ],
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    org_id: OrgIdOpt = None,
+    fmt: Annotated[
+        ReportFormat | None,
+        typer.Option("--format", "-f", help="html (default) or md; a .md file name means md."),
+    ] = None,
+) -> None:
+    """Write an access-review report for a period: totals, logins per day (chart), system
+    admin grants and revocations, admins at the start and end, user, team, role and service
+    account changes, the most active actors, anomalies and the integrity of the period. The
+    HTML is one self-contained file (no network, no scripts) that prints on A4 or Letter.
+
+    Example: audit report --since 2026-11-01 --until 2026-11-30 -o review.html
+    """
+    from auditcli.report import build_report, render_html, render_markdown
+    from auditcli.timeparse import parse_bound
+
+    store = get_store(ctx)
+    if since:
+        start = parse_bound(since, end=False, clock=store.clock)
+    else:
+        from auditcli.auditor import first_recorded
+
+        start = first_recorded(store, tuple(org_id or ())) or _generated_at(store)
+    end = parse_bound(until or "now", end=True, clock=store.clock, option="--until")
+    chosen = fmt or (ReportFormat.md if output.endswith(".md") else ReportFormat.html)
+    data = build_report(
+        store,
+        since=start,
+        until=end,
+        generated_at=_generated_at(store),
+        org_ids=tuple(org_id or ()),
+    )
+    command = f"audit report --since {start} --until {end}"
+    command += "".join(f" --org-id {org}" for org in org_id or ())
+    text = (render_markdown if chosen is ReportFormat.md else render_html)(data, command=command)
+    if output == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{output}: cannot write: {exc.strerror}") from None
+        say(
+            f"wrote {output}: {data.total} entries from {start} to {end}, "
+            f"{len(data.anomalies)} anomalies, integrity {data.integrity.get('status')}"
+        )
+    _finish(data.problems)

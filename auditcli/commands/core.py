@@ -1,6 +1,6 @@
 """`audit record`, `import`, `query`, `actions` and `path`."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: typer would eval every annotation string at start-up.
 
 import sys
 from enum import Enum

@@ -1,1 +1,215 @@
-"""Commands of this area are added here."""
+"""`audit seal`, `audit verify` and `audit keys generate`: tamper evidence (see integrity.py)."""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from auditcli.cli import app
+from auditcli.cli_options import SinceOpt, UntilOpt, console, get_store, say, write_out
+from auditcli.errors import IntegrityError, UsageError
+
+keys_app = typer.Typer(
+    help="Ed25519 keys that sign manifests.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(keys_app, name="keys")
+
+
+class VerifyFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+SigningKeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--signing-key",
+        envvar="AUDIT_SIGNING_KEY",
+        help="Ed25519 private key (PEM) that signs the manifest (default: $AUDIT_SIGNING_KEY).",
+    ),
+]
+
+
+# ----------------------------------------------------------------------------- seal
+@app.command()
+def seal(ctx: typer.Context, signing_key: SigningKeyOpt = None) -> None:
+    """Checkpoint every file in a new manifest chained to the previous one; print its hash.
+
+    Run it hourly from cron; it writes a manifest even when nothing changed, so a gap shows.
+    Ship the printed hash off-host to anchor the chain (`audit verify --anchor HASH`).
+
+    Example: audit seal --signing-key /etc/audit/seal.key
+    """
+    from auditcli.integrity import seal as seal_store
+
+    store = get_store(ctx)
+    if signing_key is not None:
+        _warn_if_exposed(signing_key)
+    result = seal_store(store, signing_key=signing_key)
+    manifest = result.manifest
+    signed = f"signed by {result.key_id}" if result.key_id else "unsigned (no signing key)"
+    say(
+        f"sealed manifest #{manifest.sequence} ({manifest.path.name}): {result.files} files,"
+        f" {result.lines} entries ({result.new_lines} new since the last seal), {signed}"
+    )
+    for warning in result.warnings:
+        say(f"warning: {warning}")
+    write_out(f"{manifest.hash}\n".encode())
+    if result.warnings:
+        raise IntegrityError(
+            f"{len(result.warnings)} file(s) changed against the previous seal; run `audit verify`"
+        )
+
+
+def _warn_if_exposed(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # load_signing_key reports it
+    if mode & 0o077:
+        say(f"warning: {path} is readable by group or others (chmod 600 it)")
+
+
+# ----------------------------------------------------------------------------- verify
+@app.command()
+def verify(
+    ctx: typer.Context,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    public_key: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--public-key",
+            help="Trusted Ed25519 public key (PEM or ssh-ed25519); every manifest must be signed"
+            " by one. Repeat for several keys.",
+        ),
+    ] = None,
+    anchor: Annotated[
+        str | None,
+        typer.Option(
+            "--anchor", help="A manifest hash kept off-host; it must still be in the chain."
+        ),
+    ] = None,
+    max_seal_age: Annotated[
+        str | None,
+        typer.Option(
+            "--max-seal-age",
+            help="Fail when the newest manifest is older than this (e.g. 2h), or there is none.",
+        ),
+    ] = None,
+    output_format: Annotated[
+        VerifyFormat, typer.Option("--format", "-f", help="table for people, json for machines.")
+    ] = VerifyFormat.table,
+) -> None:
+    """Check every line's chain link, every file against every checkpoint, the manifest chain
+    and its signatures; name each problem by file, line and kind. Exit code 5 on any problem.
+
+    Example: audit verify --public-key /etc/audit/seal.key.pub
+    """
+    from auditcli.integrity import load_public_key
+    from auditcli.integrity import verify as verify_store
+    from auditcli.timeparse import parse_bound
+
+    store = get_store(ctx)
+    first = (
+        parse_bound(since, end=False, clock=store.clock, option="--since")[:10] if since else None
+    )
+    last = parse_bound(until, end=True, clock=store.clock, option="--until")[:10] if until else None
+    if first and last and first > last:
+        raise UsageError("--since is after --until")
+    age_since = None
+    if max_seal_age is not None:
+        if not max_seal_age.strip()[-1:].isalpha():
+            raise UsageError("--max-seal-age: give a duration such as 90m, 2h or 1d")
+        age_since = parse_bound(max_seal_age, end=False, clock=store.clock, option="--max-seal-age")
+    keys = [load_public_key(path) for path in public_key or []]
+    report = verify_store(
+        store,
+        first_day=first,
+        last_day=last,
+        public_keys=keys,
+        anchor=anchor,
+        max_seal_age_since=age_since,
+    )
+    if output_format is VerifyFormat.json:
+        import orjson
+
+        write_out(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        _print_report(report)
+    if not report.ok:
+        raise IntegrityError(f"verify found {len(report.problems)} problem(s)")
+
+
+def _print_report(report: Any) -> None:
+    from rich.text import Text
+
+    from auditcli.render import rows_table
+
+    out = console()
+    latest = report.latest
+    signatures = {
+        "verified": "verified with --public-key",
+        "embedded": "consistent (key not given)",
+        "unsigned": "unsigned",
+        "none": "-",
+    }[report.signed]
+    rows = [
+        ("Partitions", report.partitions),
+        ("Files", report.files),
+        ("Entries", report.entries),
+        ("Manifests", report.manifests if latest else "0 (never sealed)"),
+        ("Latest seal", f"#{latest['sequence']} {latest['sealedAt']}" if latest else "-"),
+        ("Signatures", signatures),
+        ("Checkpoints", report.checkpoints),
+        ("Not yet covered", report.uncovered),
+        ("Deleted by retention", report.receipted_files),
+        ("Problems", len(report.problems)),
+    ]
+    out.print(rows_table(("Verify", "Result"), rows))
+    if latest:
+        out.print(Text(f"Latest manifest: {latest['hash']}"), soft_wrap=True)
+    if report.problems:
+        shown = report.problems[:500]
+        table = rows_table(
+            ("File", "Line", "Kind", "Detail"),
+            ((p.file, "" if p.line is None else p.line, p.kind, p.detail) for p in shown),
+            title="Problems",
+        )
+        out.print(table)
+        if len(report.problems) > len(shown):
+            out.print(Text(f"… and {len(report.problems) - len(shown)} more (use --format json)"))
+    for note in report.notes:
+        say(f"note: {note}")
+    if report.ok:
+        say("verify: OK")
+
+
+# ----------------------------------------------------------------------------- keys
+@keys_app.command("generate")
+def keys_generate(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Private key path; the public key goes to PATH.pub.")
+    ],
+    force: Annotated[bool, typer.Option("--force", help="Replace existing key files.")] = False,
+) -> None:
+    """Create an Ed25519 key pair: PATH (private, mode 0600) and PATH.pub (public).
+
+    Keep the private key where only `audit seal` can read it (not the writers); give auditors
+    PATH.pub for `audit verify --public-key`.
+
+    Example: audit keys generate --out /etc/audit/seal.key
+    """
+    from auditcli.integrity import generate_keys
+
+    key_id = generate_keys(out, force=force)
+    say(f"wrote {out} (private, 0600) and {out}.pub (public)")
+    write_out(f"{key_id}\n".encode())
+    if os.environ.get("AUDIT_SIGNING_KEY") is None:
+        say(f"sign with: audit seal --signing-key {out}   (or export AUDIT_SIGNING_KEY={out})")

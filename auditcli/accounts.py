@@ -1,0 +1,353 @@
+"""Service accounts and their bearer tokens: what `audit serve` authenticates.
+
+Accounts live in `LOGDIR/_accounts/accounts.json` (directory 0700, file 0600, replaced
+atomically). A token is `audit_` + 43 URL-safe characters (256 random bits); only its SHA-256 is
+stored, so a copy of the file does not grant access. Creating and deleting an account records
+`service_account_created` / `service_account_deleted` in the log itself, *before* the account
+file changes: an account never exists without its entry (a crash in between leaves an entry for
+an account that never got a token, which is the harmless direction).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import stat
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .errors import AuthError, IntegrityError, UsageError
+from .store import AuditStore
+from .timeparse import format_utc, parse_bound, parse_utc
+
+ACCOUNTS_DIR = "_accounts"
+ACCOUNTS_FILE = "accounts.json"
+LOCK_FILE = ".lock"
+TOKEN_PREFIX = "audit_"
+ROLES: tuple[str, ...] = ("admin", "member")
+_TOKEN = re.compile(r"^audit_[A-Za-z0-9_-]{43}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_DURATION = re.compile(r"^(\d{1,6})\s*(h|d|w|y)$")
+_OTHER_DURATION = re.compile(r"^-?\d+\s*[a-z]+$")
+_UNIT_HOURS = {"h": 1, "d": 24, "w": 24 * 7, "y": 24 * 365}
+_FORMAT_VERSION = 1
+
+
+class TokenError(AuthError):
+    """The bearer token is missing, malformed, unknown, expired or belongs to a deleted account
+    (HTTP 401). `code` is the RFC 6750 error code for the WWW-Authenticate header."""
+
+    def __init__(self, message: str, code: str | None = "invalid_token") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ForbiddenError(AuthError):
+    """The token is valid but its account lacks the role the operation needs (HTTP 403)."""
+
+
+@dataclass(frozen=True)
+class ServiceAccount:
+    """One service account. `token_hash` is `sha256:<hex>` of its token; the token itself is
+    never stored."""
+
+    id: str
+    name: str
+    organization_id: str
+    role: str
+    created_at: str
+    created_by: str
+    expires_at: str | None
+    token_hash: str
+
+    def expired(self, now: str) -> bool:
+        """Whether the account's token has expired at canonical time `now`."""
+        return self.expires_at is not None and now >= self.expires_at
+
+    def public(self, now: str | None = None) -> dict[str, Any]:
+        """The account as shown to people and scripts: everything but the token hash."""
+        data: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "organizationId": self.organization_id,
+            "role": self.role,
+            "createdAt": self.created_at,
+            "createdBy": self.created_by,
+            "expiresAt": self.expires_at,
+        }
+        if now is not None:
+            data["status"] = "expired" if self.expired(now) else "active"
+        return data
+
+    def stored(self) -> dict[str, Any]:
+        """The account's record in the accounts file."""
+        return {**self.public(), "tokenHash": self.token_hash}
+
+    @classmethod
+    def from_stored(cls, data: Mapping[str, Any]) -> ServiceAccount:
+        """An account from its record in the accounts file (KeyError/TypeError if malformed)."""
+        account = cls(
+            id=data["id"],
+            name=data["name"],
+            organization_id=data["organizationId"],
+            role=data["role"],
+            created_at=data["createdAt"],
+            created_by=data["createdBy"],
+            expires_at=data["expiresAt"],
+            token_hash=data["tokenHash"],
+        )
+        if not all(isinstance(v, str) for v in (account.id, account.name, account.token_hash)):
+            raise TypeError("id, name and tokenHash must be strings")
+        if account.role not in ROLES or not account.token_hash.startswith("sha256:"):
+            raise TypeError(f"account {account.name!r}: unknown role or hash algorithm")
+        return account
+
+
+def new_token() -> str:
+    """A fresh bearer token: `audit_` + 32 random bytes, URL-safe base64 (43 characters)."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    """What is stored for a token: its SHA-256, tagged with the algorithm. A token carries 256
+    random bits, so a fast hash is enough: there is nothing to brute-force."""
+    return "sha256:" + hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+def parse_expiry(text: str, now: str) -> str | None:
+    """When a token given `--expires TEXT` at `now` expires: `never` (None), a duration ahead
+    (`12h`, `90d`, `2w`, `1y`) or an ISO time or date (a date means the end of that day)."""
+    value = text.strip().lower()
+    if value in ("never", "none"):
+        return None
+    if match := _DURATION.match(value):
+        hours = int(match.group(1)) * _UNIT_HOURS[match.group(2)]
+        if hours == 0:
+            raise UsageError("--expires: must be in the future")
+        try:
+            return format_utc(parse_utc(now) + timedelta(hours=hours))
+        except OverflowError:
+            raise UsageError(f"--expires: {text!r} is too far ahead") from None
+    if _OTHER_DURATION.match(value):
+        # parse_bound reads `15m` as 15 minutes *ago*; an expiry only goes forward.
+        raise UsageError(
+            f"--expires: {text!r}: use hours, days, weeks or years (12h, 90d, 2w, 1y), "
+            "a date, or never"
+        )
+    expires = parse_bound(text, end=True, option="--expires")
+    if expires <= now:
+        raise UsageError(f"--expires: {expires} is not in the future")
+    return expires
+
+
+class AccountStore:
+    """The service accounts of one log directory.
+
+    Reading is cached by the file's identity (inode, size, mtime), so a server re-reads the file
+    only after `create` or `delete` replaced it: a deleted account stops working at once.
+    """
+
+    def __init__(self, store: AuditStore) -> None:
+        self.store = store
+        self.directory = store.root / ACCOUNTS_DIR
+        self.path = self.directory / ACCOUNTS_FILE
+        self._cache: tuple[tuple[int, int, int], tuple[ServiceAccount, ...]] | None = None
+
+    def now(self) -> str:
+        """The current canonical time, from the store's clock."""
+        return format_utc(self.store.clock())
+
+    # ------------------------------------------------------------------ reading
+    def accounts(self) -> tuple[ServiceAccount, ...]:
+        """Every live account, in creation order."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return ()
+        except OSError as exc:
+            raise IntegrityError(f"{self.path}: cannot open: {exc.strerror}") from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise IntegrityError(f"{self.path}: not a regular file")
+            if info.st_mode & 0o022:
+                # Anyone who can write the file can add a token: refuse it, as ssh does.
+                raise IntegrityError(
+                    f"{self.path}: writable by group or others "
+                    f"(mode {stat.S_IMODE(info.st_mode):o}); refused: chmod 600 it"
+                )
+            signature = (info.st_ino, info.st_size, info.st_mtime_ns)
+            cached = self._cache
+            if cached is not None and cached[0] == signature:
+                return cached[1]
+            with os.fdopen(os.dup(fd), "rb") as handle:
+                raw = handle.read()
+        finally:
+            os.close(fd)
+        accounts = self._parse(raw)
+        self._cache = (signature, accounts)
+        return accounts
+
+    def _parse(self, raw: bytes) -> tuple[ServiceAccount, ...]:
+        try:
+            doc = orjson.loads(raw)
+            if not isinstance(doc, dict) or doc.get("version") != _FORMAT_VERSION:
+                raise TypeError(f"expected an object with version {_FORMAT_VERSION}")
+            return tuple(ServiceAccount.from_stored(item) for item in doc["accounts"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            raise IntegrityError(f"{self.path}: not a valid accounts file: {exc}") from None
+
+    def get(self, name: str) -> ServiceAccount:
+        """The live account called `name`; UsageError if there is none."""
+        for account in self.accounts():
+            if account.name == name:
+                return account
+        raise UsageError(f"no service account named {name!r}; see `audit service-account list`")
+
+    def authenticate(self, token: str | None) -> ServiceAccount:
+        """The live, unexpired account whose token is `token`; TokenError otherwise.
+
+        Every stored hash is compared, in constant time, whatever matched earlier: the time
+        taken does not tell how close a guess was or where its account sits in the file."""
+        if not token:
+            raise TokenError("missing bearer token", code=None)
+        if not _TOKEN.match(token):
+            raise TokenError("malformed bearer token")
+        presented = hash_token(token).encode()
+        found: ServiceAccount | None = None
+        for account in self.accounts():
+            if hmac.compare_digest(presented, account.token_hash.encode()):
+                found = account
+        if found is None:
+            # A deleted account's token is unknown: its hash left the file with it.
+            raise TokenError("invalid bearer token")
+        if found.expired(self.now()):
+            raise TokenError(f"bearer token expired at {found.expires_at}")
+        return found
+
+    # ------------------------------------------------------------------ changing
+    def create(
+        self,
+        name: str,
+        organization_id: str,
+        role: str,
+        *,
+        actor: Mapping[str, str | None],
+        expires: str | None = None,
+    ) -> tuple[ServiceAccount, str]:
+        """Create an account and record `service_account_created`; returns (account, token).
+
+        `actor` holds the entry's actorId (required), actorName and actorEmail. The token is
+        returned once and never stored."""
+        if not _NAME.match(name):
+            raise UsageError(
+                f"name {name!r}: use 1-64 letters, digits, '.', '_' and '-', "
+                "starting with a letter or digit"
+            )
+        if role not in ROLES:
+            raise UsageError(f"--role: expected one of {', '.join(ROLES)}, got {role!r}")
+        if not organization_id.strip():
+            raise UsageError("--org-id: must not be empty")
+        now = self.now()
+        expires_at = parse_expiry(expires, now) if expires is not None else None
+        token = new_token()
+        with self._locked():
+            current = self.accounts()
+            if any(account.name == name for account in current):
+                raise UsageError(f"a service account named {name!r} already exists")
+            account = ServiceAccount(
+                id="sa-" + secrets.token_hex(8),
+                name=name,
+                organization_id=organization_id,
+                role=role,
+                created_at=now,
+                created_by=str(actor.get("actorId")),
+                expires_at=expires_at,
+                token_hash=hash_token(token),
+            )
+            self._record("service_account_created", account, actor)
+            self._write((*current, account))
+        return account, token
+
+    def delete(self, name: str, *, actor: Mapping[str, str | None]) -> ServiceAccount:
+        """Delete the account `name` (its token stops working at once) and record
+        `service_account_deleted`."""
+        with self._locked():
+            current = self.accounts()
+            account = self.get(name)
+            self._record("service_account_deleted", account, actor)
+            self._write(tuple(a for a in current if a.id != account.id))
+        return account
+
+    def _record(
+        self, action: str, account: ServiceAccount, actor: Mapping[str, str | None]
+    ) -> None:
+        entry: dict[str, Any] = {
+            "action": action,
+            "target": "SERVICE_ACCOUNT",
+            "targetId": account.id,
+            "organizationId": account.organization_id,
+            "metadata": {
+                "name": account.name,
+                "role": account.role,
+                "expiresAt": account.expires_at,
+            },
+        }
+        entry.update({key: value for key, value in actor.items() if value is not None})
+        self.store.record(entry, target_name=account.name)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """An exclusive lock over read-modify-write of the accounts file (concurrent `create`s
+        would otherwise lose one another's accounts)."""
+        self.store.ensure_root()
+        try:
+            os.mkdir(self.directory, 0o700)
+        except FileExistsError:
+            if self.directory.is_symlink() or not self.directory.is_dir():
+                raise IntegrityError(f"{self.directory}: not a directory (refused)") from None
+        fd = os.open(
+            self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _write(self, accounts: tuple[ServiceAccount, ...]) -> None:
+        """Replace the accounts file atomically: temp file (0600), fsync, rename, fsync dir."""
+        document = (
+            orjson.dumps(
+                {"version": _FORMAT_VERSION, "accounts": [a.stored() for a in accounts]},
+                option=orjson.OPT_INDENT_2,
+            )
+            + b"\n"
+        )
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".accounts-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:  # mkstemp creates the file with mode 0600
+                handle.write(document)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dfd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        self._cache = None

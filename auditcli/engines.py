@@ -1,0 +1,173 @@
+"""SQL that declares a log directory as a table in DuckDB, Spark, Athena or Trino.
+
+The store is already a Hive-partitioned JSON Lines dataset (`date=YYYY-MM-DD/<writer>.jsonl`,
+closed files `….jsonl.gz`), so an engine reads it unchanged: these statements only name the 13
+columns (the `_chain` key of every line is left out: engines ignore keys they are not told about),
+keep `metadata` as JSON text, and declare the partition column `date`.
+
+`createdAt` stays a string: it has one fixed-width UTC form (`2026-11-25T08:06:40.123Z`), so string
+comparisons are time comparisons, exactly as in `audit query`; each dialect's notes show how to
+turn it into a timestamp.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import UsageError
+
+DIALECTS: tuple[str, ...] = ("duckdb", "spark", "athena", "trino")
+
+#: The 13 columns in the entry's field order; `metadata` holds JSON, every other one text.
+COLUMNS: tuple[str, ...] = (
+    "id",
+    "description",
+    "actorId",
+    "actorName",
+    "actorEmail",
+    "action",
+    "actionDisplayName",
+    "target",
+    "targetId",
+    "metadata",
+    "organizationId",
+    "teamId",
+    "createdAt",
+)
+
+
+def _sql_string(text: str) -> str:
+    """A SQL string literal: single quotes doubled (the only escape every dialect shares)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _check_identifier(name: str) -> str:
+    # A table name goes into the SQL unquoted, so only plain identifiers are accepted.
+    parts = name.split(".")
+    if len(parts) > 3 or not all(
+        part
+        and (part[0].isalpha() or part[0] == "_")
+        and all(c.isalnum() or c == "_" for c in part)
+        for part in parts
+    ):
+        raise UsageError(
+            f"--table: {name!r} is not a plain SQL identifier (letters, digits, _ and dots)"
+        )
+    return name
+
+
+def schema_sql(dialect: str, location: str, *, table: str = "audit_logs") -> str:
+    """The statements that declare the log directory at `location` (a local path or an object
+    store URI such as `s3://bucket/audit/`) as table `table` in `dialect`."""
+    if dialect not in DIALECTS:
+        raise UsageError(f"--dialect: expected one of {', '.join(DIALECTS)}, got {dialect!r}")
+    _check_identifier(table)
+    if "\n" in location or "\r" in location:
+        raise UsageError("--location: must be one line")
+    return {"duckdb": _duckdb, "spark": _spark, "athena": _athena, "trino": _trino}[dialect](
+        location, table
+    )
+
+
+def _join(base: str, tail: str) -> str:
+    return base.rstrip("/") + "/" + tail
+
+
+def _duckdb(location: str, table: str) -> str:
+    if "://" not in location:
+        location = str(Path(location).expanduser().resolve())
+    columns = ",\n".join(
+        f"        {name}: {_sql_string('JSON' if name == 'metadata' else 'VARCHAR')}"
+        for name in COLUMNS
+    )
+    files = _sql_string(_join(location, "date=*/*.jsonl*"))
+    gz = _sql_string(_join(location, "date=*/*.jsonl.gz"))
+    return f"""-- DuckDB: the audit log at {location} as the view {table}.
+-- Plain and gzip files are read alike; `date` is the Hive partition column. A plain file whose
+-- .gz twin exists (a rotation interrupted before it removed the original) is skipped, as
+-- `audit` skips it. createdAt is fixed-width UTC text: CAST(createdAt AS TIMESTAMPTZ) for a time.
+CREATE OR REPLACE VIEW {table} AS
+SELECT * EXCLUDE (filename)
+FROM read_ndjson(
+    {files},
+    columns = {{
+{columns}
+    }},
+    hive_partitioning = true,
+    hive_types = {{'date': 'DATE'}},
+    filename = true
+)
+WHERE filename NOT IN (SELECT regexp_replace(file, '\\.gz$', '') FROM glob({gz}));
+"""
+
+
+def _spark(location: str, table: str) -> str:
+    columns = ",\n".join(f"  `{name}` STRING" for name in COLUMNS)
+    return f"""-- Spark SQL: the audit log at {location} as the table {table}.
+-- Spark reads .jsonl.gz files by their extension; metadata arrives as JSON text
+-- (from_json(metadata, 'MAP<STRING,STRING>') or get_json_object to look inside);
+-- to_timestamp(createdAt) gives a timestamp. A damaged line reads as a row of NULLs.
+CREATE TABLE IF NOT EXISTS {table} (
+{columns},
+  `date` DATE
+)
+USING json
+OPTIONS (path {_sql_string(location)})
+PARTITIONED BY (`date`);
+-- New days appear as new partitions: run this after each sync (cron it with the sync).
+ALTER TABLE {table} RECOVER PARTITIONS;
+"""
+
+
+def _athena(location: str, table: str) -> str:
+    base = location.rstrip("/") + "/"
+    columns = ",\n".join(f"  `{name.lower()}` string" for name in COLUMNS)
+    return f"""-- Amazon Athena: the audit log at {base} as the table {table}.
+-- Partition projection finds the days without MSCK REPAIR; the OpenX SerDe matches the
+-- camelCase keys case-insensitively and keeps the metadata object as JSON text
+-- (json_extract_scalar(metadata, '$.input.role')); from_iso8601_timestamp(createdat) gives a time.
+-- Gzip files are read by their .gz extension.
+CREATE EXTERNAL TABLE IF NOT EXISTS {table} (
+{columns}
+)
+PARTITIONED BY (`date` string)
+ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'
+WITH SERDEPROPERTIES ('ignore.malformed.json' = 'false', 'case.insensitive' = 'true')
+STORED AS INPUTFORMAT 'org.apache.hadoop.mapred.TextInputFormat'
+OUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat'
+LOCATION {_sql_string(base)}
+TBLPROPERTIES (
+  'projection.enabled' = 'true',
+  'projection.date.type' = 'date',
+  'projection.date.format' = 'yyyy-MM-dd',
+  'projection.date.range' = '2020-01-01,NOW',
+  'projection.date.interval' = '1',
+  'projection.date.interval.unit' = 'DAYS',
+  'storage.location.template' = {_sql_string(base + "date=${date}/")}
+);
+"""
+
+
+def _trino(location: str, table: str) -> str:
+    base = location.rstrip("/") + "/"
+    parts = table.split(".")
+    # A bare name lands in hive.default; `schema.table` in the hive catalog.
+    named = ["hive", "default", *parts] if len(parts) == 1 else ["hive", *parts]
+    catalog, schema, bare = named[-3:]
+    columns = ",\n".join(f"  {name} varchar" for name in COLUMNS)
+    return f"""-- Trino (Hive connector): the audit log at {base}
+-- as the table {catalog}.{schema}.{bare}. OPENX_JSON keeps the metadata object as JSON text
+-- (json_extract_scalar(metadata, '$.input.role'));
+-- from_iso8601_timestamp(createdAt) gives a time; .gz files are decompressed by their extension.
+CREATE TABLE IF NOT EXISTS {catalog}.{schema}.{bare} (
+{columns},
+  "date" varchar
+)
+WITH (
+  external_location = {_sql_string(base)},
+  format = 'OPENX_JSON',
+  partitioned_by = ARRAY['date']
+);
+-- New days appear as new partitions: run this after each sync.
+CALL {catalog}.system.sync_partition_metadata({_sql_string(schema)}, {_sql_string(bare)}, 'ADD');
+"""

@@ -1,0 +1,506 @@
+"""Line indexes: derived sidecar files that answer a query about a settled log file without
+scanning it.
+
+An index describes one plain log file: where each line starts; for each filter field (actorId,
+action, target, targetId, organizationId, teamId) a small code per line, with each code's value
+and count; and whether the lines are already in result order (createdAt, then id). It lives in
+`LOGDIR/_index/date=YYYY-MM-DD/<file name>.idx` (the underscore hides it from DuckDB and co.).
+
+It is derived data, never evidence: `verify` does not read it and deleting `_index/` loses
+nothing. It is used only while the file is exactly as it was indexed: device, inode, size,
+mtime and ctime are recorded, and any write, truncation, replacement or chmod of the file
+changes at least one of them (ctime cannot be set from user space). A file is indexed only when
+every line has the stored shape and is canonical JSON in the seed's field order, so a code says
+exactly what the byte-level matcher of `query` would say about the line. A file with any other
+line gets a small "not indexable" marker (same identity rules) and is scanned as before, which
+reports its problems.
+
+The query engine writes an index the first time it reads a file of a past day (UTC); today's
+files are still being appended to and are always scanned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import stat
+import sys
+from array import array
+from bisect import bisect_left, bisect_right
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import accumulate, islice, pairwise, repeat
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from . import chain
+
+INDEX_DIR = "_index"
+FIELDS = ("actorId", "action", "target", "targetId", "organizationId", "teamId")
+#: The key order of a canonical entry: model.SEED_FIELDS (not imported: model loads pydantic).
+KEY_ORDER = (
+    "id",
+    "description",
+    "actorId",
+    "actorName",
+    "actorEmail",
+    "action",
+    "actionDisplayName",
+    "target",
+    "targetId",
+    "metadata",
+    "organizationId",
+    "teamId",
+    "createdAt",
+)
+_MAGIC = b"AUDITIDX1\n"
+_HEADER_AT = len(_MAGIC) + 4
+_READ_BLOCK = 8 << 20
+_BATCH = 4096  # lines parsed per batch while building (bounds memory on huge files)
+_SUFFIX = chain.SUFFIX_LEN
+_HEAD = chain.SUFFIX_HEAD
+_ID_START = b'{"id":"'
+# createdAt of a line *without* its newline (chain's offsets count the newline)
+_CS, _CE = chain.CREATED_START + 1, chain.CREATED_END + 1
+
+Identity = tuple[int, int, int, int, int]
+
+
+def identity(info: os.stat_result) -> Identity:
+    """What must not change for an index to stay valid: device, inode, size, mtime, ctime."""
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def index_path(root: Path, partition: str, file_name: str) -> Path:
+    """Where the index of `partition/file_name` lives."""
+    return root / INDEX_DIR / partition / (file_name + ".idx")
+
+
+@dataclass
+class Column:
+    """One field's code per line, with each code's value and number of lines."""
+
+    values: list[Any]
+    counts: list[int]
+    codes: bytes  # `width` bytes per line, native byte order
+    width: int
+    _lookup: dict[Any, int] | None = field(default=None, repr=False)
+
+    def codes_of(self, wanted: Iterable[str]) -> list[int]:
+        """The codes of the wanted values that occur in the file (none: no line matches)."""
+        if self._lookup is None:
+            self._lookup = {value: code for code, value in enumerate(self.values)}
+        lookup = self._lookup
+        return sorted({lookup[value] for value in wanted if value in lookup})
+
+    def total(self, codes: Sequence[int]) -> int:
+        """How many lines have one of `codes`."""
+        return sum(self.counts[code] for code in codes)
+
+    def code_list(self) -> Sequence[int]:
+        """The code of every line, indexable by line number."""
+        if self.width == 1:
+            return self.codes
+        return memoryview(self.codes).cast("H" if self.width == 2 else "I")
+
+    def lines(self, codes: Sequence[int]) -> list[int]:
+        """The line numbers (ascending) whose value has one of `codes`."""
+        hits = self.total(codes)
+        if not hits:
+            return []
+        if self.width > 1:
+            column = self.code_list()
+            if len(codes) == 1:
+                (only,) = codes
+                return [n for n, code in enumerate(column) if code == only]
+            wanted = set(codes)
+            return [n for n, code in enumerate(column) if code in wanted]
+        column, target = self.codes, codes[0]
+        if len(codes) > 1:  # map the wanted codes to 1, every other to 0
+            table = bytearray(256)
+            for code in codes:
+                table[code] = 1
+            column, target = column.translate(table), 1
+        if hits * 8 > len(column):  # dense: one pass beats a find per hit
+            return [n for n, code in enumerate(column) if code == target]
+        found: list[int] = []
+        needle, find = bytes((target,)), column.find
+        at = find(needle)
+        while at >= 0:
+            found.append(at)
+            at = find(needle, at + 1)
+        return found
+
+
+@dataclass
+class LineIndex:
+    """The index of one file (or, with `usable` false, the marker of a file not indexable).
+
+    `order` lists the line numbers in result order (createdAt, then id, as query.sort_key) and
+    `rank` is its inverse; both are empty when the file is already in that order (`ordered`)."""
+
+    ident: Identity
+    usable: bool
+    lines: int = 0
+    ordered: bool = True
+    offsets: Sequence[int] = ()
+    columns: dict[str, Column] = field(default_factory=dict)
+    order: Sequence[int] = ()
+    rank: Sequence[int] = ()
+
+    # ------------------------------------------------------------------ selection
+    def select(
+        self,
+        by_field: dict[str, tuple[str, ...]],
+        since: bytes | None,
+        until: bytes | None,
+        data: Any,
+    ) -> Sequence[int]:
+        """The line numbers, in result order (createdAt, then id, ascending), that match the
+        equality filters `by_field` (JSON field name -> accepted values) and the inclusive
+        createdAt bounds, exactly as the query matcher decides. `data` is the file's bytes (an
+        mmap), read only for time bounds."""
+        chosen: list[tuple[int, str, list[int]]] = []
+        for name, values in by_field.items():
+            column = self.columns[name]
+            codes = column.codes_of(values)
+            if not codes:
+                return []
+            chosen.append((column.total(codes), name, codes))
+        chosen.sort()
+        in_order = self.order if not self.ordered else range(self.lines)
+        if since is not None or until is not None:
+            low, high = self._bounds(since, until, data)
+            in_order = in_order[low:high]
+        else:
+            low, high = 0, self.lines
+        if not chosen:
+            return in_order
+        hits, name, codes = chosen[0]
+        if hits * 8 > len(in_order):
+            # Dense: walk the lines in result order and test each one's code.
+            column, wanted = self.columns[name].code_list(), set(codes)
+            if len(wanted) == 1:
+                (only,) = wanted
+                selected = [n for n in in_order if column[n] == only]
+            else:
+                selected = [n for n in in_order if column[n] in wanted]
+        else:
+            # Sparse: find the few lines by code, then put them in result order.
+            selected = self.columns[name].lines(codes)
+            if self.ordered:  # line numbers are positions in result order
+                if low or high < self.lines:
+                    selected = selected[bisect_left(selected, low) : bisect_left(selected, high)]
+            else:
+                rank = self.rank
+                if low or high < self.lines:
+                    selected = [n for n in selected if low <= rank[n] < high]
+                selected.sort(key=rank.__getitem__)
+        for _, name, codes in chosen[1:]:
+            column, wanted = self.columns[name].code_list(), set(codes)
+            selected = [n for n in selected if column[n] in wanted]
+        return selected
+
+    def count(
+        self,
+        by_field: dict[str, tuple[str, ...]],
+        since: bytes | None,
+        until: bytes | None,
+        data_for: Any,
+    ) -> int:
+        """How many lines `select` would return; from the counts alone when no time bound and
+        at most one field is filtered. `data_for()` opens the file's bytes when needed."""
+        if since is None and until is None:
+            if not by_field:
+                return self.lines
+            if len(by_field) == 1:
+                ((name, values),) = by_field.items()
+                column = self.columns[name]
+                return column.total(column.codes_of(values))
+        return len(self.select(by_field, since, until, data_for()))
+
+    def _bounds(self, since: bytes | None, until: bytes | None, data: Any) -> tuple[int, int]:
+        """Positions in result order of the first line at or after `since` and the first line
+        after `until`: two binary searches on the stored createdAt bytes."""
+        offsets, order, ordered = self.offsets, self.order, self.ordered
+
+        def created(position: int) -> bytes:
+            end = offsets[(position if ordered else order[position]) + 1]
+            return data[end + chain.CREATED_START : end + chain.CREATED_END]
+
+        positions = range(self.lines)
+        low = bisect_left(positions, since, key=created) if since is not None else 0
+        high = bisect_right(positions, until, key=created) if until is not None else self.lines
+        return low, max(low, high)
+
+    def line_bytes(self, selected: Sequence[int], data: Any) -> list[bytes]:
+        """The stored lines (newline included) numbered `selected`, from the file's bytes."""
+        offsets = self.offsets
+        if isinstance(selected, range) and selected.step == 1:
+            starts = offsets[selected.start : selected.stop + 1]
+            return [data[a:b] for a, b in pairwise(starts)]
+        return [data[offsets[n] : offsets[n + 1]] for n in selected]
+
+    # ------------------------------------------------------------------ file form
+    def to_bytes(self) -> bytes:
+        """The index file's content."""
+        header: dict[str, Any] = {
+            "identity": list(self.ident),
+            "usable": self.usable,
+            "byteorder": sys.byteorder,
+        }
+        body: list[bytes] = []
+        if self.usable:
+            kind = "Q" if self.offsets[-1] >= 1 << 32 else "I"
+            header.update(lines=self.lines, ordered=self.ordered)
+            arrays = {"offsets": array(kind, self.offsets).tobytes()}
+            if not self.ordered:
+                arrays["order"] = array("I", self.order).tobytes()
+                arrays["rank"] = array("I", self.rank).tobytes()
+            at = 0
+            for name, data in arrays.items():
+                header[name] = [at, kind if name == "offsets" else "I"]
+                body.append(data)
+                at += len(data)
+            columns = {}
+            for name, column in self.columns.items():
+                columns[name] = {
+                    "values": column.values,
+                    "counts": column.counts,
+                    "at": at,
+                    "width": column.width,
+                }
+                body.append(column.codes)
+                at += len(column.codes)
+            header["columns"] = columns
+        head = orjson.dumps(header)
+        return _MAGIC + len(head).to_bytes(4, "little") + head + b"".join(body)
+
+
+# ---------------------------------------------------------------------- reading an index
+def load(path: Path, ident: Identity, fields: Iterable[str] = FIELDS) -> LineIndex | None:
+    """The index at `path` if it was made for a file of identity `ident`, with the columns of
+    `fields` read; None when it is missing, stale or unreadable (the caller scans)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        return _read(fd, ident, fields)
+    except (OSError, ValueError, KeyError, TypeError, OverflowError):
+        return None  # damaged or foreign: as if missing
+    finally:
+        os.close(fd)
+
+
+def _read(fd: int, ident: Identity, fields: Iterable[str]) -> LineIndex | None:
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        return None
+    start = os.pread(fd, 64 << 10, 0)
+    if not start.startswith(_MAGIC) or len(start) < _HEADER_AT:
+        return None
+    size = int.from_bytes(start[len(_MAGIC) : _HEADER_AT], "little")
+    raw = start[_HEADER_AT : _HEADER_AT + size]
+    if len(raw) < size:
+        raw += _pread_exact(fd, size - len(raw), _HEADER_AT + len(raw))
+    header = orjson.loads(raw)
+    if tuple(header["identity"]) != ident or header["byteorder"] != sys.byteorder:
+        return None
+    if not header["usable"]:
+        return LineIndex(ident, usable=False)
+    body = _HEADER_AT + size
+    lines, ordered = header["lines"], header["ordered"]
+
+    def read_array(name: str, count: int) -> array[int]:
+        at, kind = header[name]
+        values = array(kind)
+        values.frombytes(_pread_exact(fd, count * values.itemsize, body + at))
+        return values
+
+    offsets = read_array("offsets", lines + 1)
+    order = rank = ()
+    if not ordered:
+        order, rank = read_array("order", lines), read_array("rank", lines)
+    columns = {}
+    for name in fields:
+        spec = header["columns"][name]
+        codes = _pread_exact(fd, lines * spec["width"], body + spec["at"])
+        columns[name] = Column(spec["values"], spec["counts"], codes, spec["width"])
+    return LineIndex(ident, True, lines, ordered, offsets, columns, order, rank)
+
+
+def _pread_exact(fd: int, size: int, at: int) -> bytes:
+    data = os.pread(fd, size, at)
+    if len(data) != size:
+        raise ValueError("index file is truncated")
+    return data
+
+
+# ---------------------------------------------------------------------- building an index
+def build(fd: int, info: os.stat_result) -> LineIndex | None:
+    """Index the open file `fd` (whose fstat is `info`), reading it once. Returns an unusable
+    marker when some line is not canonical, and None when the file does not end with a newline
+    or changed while it was read (the caller scans it the ordinary way)."""
+    size = info.st_size
+    builder = _Builder()
+    carry, done = b"", 0
+    while done < size:
+        block = os.pread(fd, min(_READ_BLOCK, size - done), done)
+        if not block:
+            return None  # shrank: not what was stat'ed
+        done += len(block)
+        if carry:
+            block = carry + block
+        cut = block.rfind(b"\n") + 1
+        carry = block[cut:]
+        if cut and builder.usable:
+            builder.add(block[:cut])
+    if carry:
+        return None  # a torn or unfinished last line: the scan waits for writers and reports it
+    if identity(os.fstat(fd)) != identity(info):
+        return None
+    return builder.finish(identity(info))
+
+
+class _Builder:
+    """Accumulates offsets, field codes and sort keys over blocks of whole lines.
+
+    The per-line work runs in C (map, itemgetter, orjson); a Python loop per line would cost
+    more than parsing the line."""
+
+    def __init__(self) -> None:
+        self.usable = True
+        self.offsets = array("Q", [0])
+        self.tables: list[dict[Any, int]] = [{} for _ in FIELDS]
+        self.codes = [array("I") for _ in FIELDS]
+        self.keys: list[bytes] = []  # createdAt (fixed width) + raw id: the result order
+
+    def add(self, block: bytes) -> None:
+        lines = block.split(b"\n")
+        lines.pop()
+        for first in range(0, len(lines), _BATCH):
+            if not self._add_batch(lines[first : first + _BATCH]):
+                self.usable = False
+                return
+
+    def _add_batch(self, lines: list[bytes]) -> bool:
+        count = len(lines)
+        suffix_at = -_SUFFIX + 1  # where the chain suffix starts (newline already cut)
+        # The stored shape (chain.is_chained_line), for every line at once.
+        if (
+            min(map(len, lines)) < _SUFFIX + 40
+            or not all(map(bytes.startswith, lines, repeat(_ID_START)))
+            or not all(map(bytes.endswith, lines, repeat(b'"}')))
+            or list(map(itemgetter(slice(suffix_at, suffix_at + len(_HEAD))), lines)).count(_HEAD)
+            != count
+        ):
+            return False
+        bodies = map(itemgetter(slice(None, suffix_at)), lines)
+        contents = list(map(bytes.__add__, bodies, repeat(b"}")))
+        try:
+            entries = list(map(orjson.loads, contents))
+            # Canonical (what the one serialiser writes, keys in the seed's order): then each
+            # field's raw bytes are the JSON of its value, as the byte-level matcher assumes.
+            if list(map(orjson.dumps, entries)) != contents or not all(
+                map(KEY_ORDER.__eq__, map(tuple, entries))
+            ):
+                return False
+            ids = list(map(str.encode, map(itemgetter("id"), entries)))
+        except (orjson.JSONDecodeError, orjson.JSONEncodeError, TypeError, AttributeError):
+            return False
+        # sort_key() reads the raw id up to its first quote: the same bytes unless escaped.
+        if _NEEDS_ESCAPE.search(b"".join(ids)):
+            return False
+        self.keys.extend(map(bytes.__add__, map(itemgetter(slice(_CS, _CE)), lines), ids))
+        ends = accumulate(map(len, lines), _plus_newline, initial=self.offsets[-1])
+        self.offsets.extend(islice(ends, 1, None))
+        columns = zip(*map(itemgetter(*FIELDS), entries), strict=True)
+        try:
+            for table, codes, values in zip(self.tables, self.codes, columns, strict=True):
+                for value in dict.fromkeys(values):
+                    if value not in table:
+                        table[value] = len(table)
+                codes.extend(map(table.__getitem__, values))
+        except TypeError:  # an unhashable value (object, array): not ours
+            return False
+        return True
+
+    def finish(self, ident: Identity) -> LineIndex:
+        if not self.usable or not all(
+            value is None or type(value) is str for table in self.tables for value in table
+        ):
+            return LineIndex(ident, usable=False)
+        columns = {}
+        for name, table, codes in zip(FIELDS, self.tables, self.codes, strict=True):
+            kind = "B" if len(table) <= 1 << 8 else "H" if len(table) <= 1 << 16 else "I"
+            packed = array(kind, codes)
+            tally = Counter(codes)
+            counts = [tally[code] for code in range(len(table))]
+            columns[name] = Column(list(table), counts, packed.tobytes(), packed.itemsize)
+        keys = self.keys
+        lines = len(keys)
+        index = LineIndex(ident, True, lines, True, self.offsets, columns)
+        if not all(map(bytes.__le__, keys, islice(keys, 1, None))):
+            order = array("I", sorted(range(lines), key=keys.__getitem__))
+            rank = array("I", bytes(4 * lines))
+            for position, line in enumerate(order):
+                rank[line] = position
+            index.ordered, index.order, index.rank = False, order, rank
+        return index
+
+
+def _plus_newline(total: int, length: int) -> int:
+    return total + length + 1
+
+
+_NEEDS_ESCAPE = re.compile(rb'["\\\x00-\x1f]')
+
+
+# ---------------------------------------------------------------------- writing an index
+def save(root: Path, partition: str, file_name: str, index: LineIndex) -> None:
+    """Write `index` for `partition/file_name`, atomically; any failure (read-only directory,
+    full disk) is ignored: an index only saves time. Indexes of files that no longer exist in
+    the partition are removed on the way."""
+    directory = root / INDEX_DIR / partition
+    target = directory / (file_name + ".idx")
+    temporary = directory / f".{file_name}.{os.getpid()}.tmp"
+    try:
+        for path in (root / INDEX_DIR, directory):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path, 0o700)
+        fd = os.open(
+            temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
+        try:
+            view = memoryview(index.to_bytes())
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(temporary, target)
+        _prune(root, partition, directory)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+
+
+def _prune(root: Path, partition: str, directory: Path) -> None:
+    for name in os.listdir(directory):
+        if name.endswith(".idx") and not (root / partition / name[: -len(".idx")]).exists():
+            with contextlib.suppress(OSError):
+                os.unlink(directory / name)
+
+
+def forget(root: Path, partition: str) -> None:
+    """Remove the indexes of one partition (after it was compressed or deleted)."""
+    directory = root / INDEX_DIR / partition
+    with contextlib.suppress(OSError):
+        for name in os.listdir(directory):
+            with contextlib.suppress(OSError):
+                os.unlink(directory / name)
+        os.rmdir(directory)

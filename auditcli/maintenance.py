@@ -1,0 +1,799 @@
+"""Keeping a store for years: rotation (gzip closed days), retention (delete old days with a
+receipt), counts grouped by a key, and following the store as it grows.
+
+Rotation never rewrites or truncates a file a writer may hold. For each plain file of a closed
+day it takes the same exclusive `flock` the writers take, gzips the bytes to a hidden temp file in
+the same directory (one gzip member), fsyncs it, decompresses it again and compares, renames it
+to `<name>.jsonl.gz`, fsyncs the directory, and only then unlinks the plain file. A writer that
+was waiting for the lock finds the file gone or its `.gz` twin present and moves on to its next
+segment (`<writer>+2.jsonl`), so a late entry for a day being compressed is never lost; the next
+run compresses that segment too. Killed at any step, the next run completes the work: a leftover
+temp is removed and redone; a plain file beside its `.gz` twin (readers already prefer the twin)
+is removed once its bytes are checked equal to the twin's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import stat
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from . import chain
+from .errors import IntegrityError, NotRecordedError, UsageError
+from .query import Filters, Problem, QueryEngine, _scan_needle, split_lines
+from .store import PARTITION_PREFIX, PLAIN, AuditStore, LogFile
+
+ROTATE_LOCK = "_rotate.lock"
+#: Partitions being deleted by retention are first moved here (hidden from every engine).
+DELETING_DIR = "_deleting"
+_TEMP_SUFFIX = ".rotate.tmp"
+_BLOCK = 4 << 20
+
+
+# =============================================================================== rotation
+@dataclass
+class Step:
+    """One thing rotation did (or, with dry_run, would do)."""
+
+    action: str  # compress | finish | remove-temp | delete | purge | problem
+    target: str  # date=…/file, or date=… for a whole partition
+    detail: str = ""
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.action:<9} {self.target}" + (f"  {self.detail}" if self.detail else "")
+
+
+@dataclass
+class RotateReport:
+    """What one `rotate` run did."""
+
+    today: str
+    compress_before: str  # days strictly before this one are closed (compressed)
+    delete_before: str | None  # days strictly before this one are deleted
+    dry_run: bool
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[Step]:
+        """Steps that could not be done (left in place, nothing lost)."""
+        return [step for step in self.steps if step.action == "problem"]
+
+    def count(self, action: str) -> int:
+        """How many steps of one kind."""
+        return sum(1 for step in self.steps if step.action == action)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {
+            "today": self.today,
+            "compressBefore": self.compress_before,
+            "deleteBefore": self.delete_before,
+            "dryRun": self.dry_run,
+            "steps": [step.__dict__ for step in self.steps],
+        }
+
+
+def cutoff(today: date, days: int) -> str:
+    """The first day that is *not* older than `days` days before `today`: a day D is selected
+    (compressed or deleted) when `today - D >= days`, i.e. when D < today - days + 1."""
+    return (today - timedelta(days=days - 1)).isoformat()
+
+
+def rotate(
+    store: AuditStore,
+    *,
+    compress_after: int = 1,
+    delete_after: int | None = None,
+    dry_run: bool = False,
+    reason: str = "retention",
+    signing_key: Any = None,
+    on_step: Callable[[Step], None] | None = None,
+) -> RotateReport:
+    """Compress closed days and, with `delete_after`, delete old ones; see the module doc.
+
+    A day D is *closed* when it is at least `compress_after` days before today (UTC): with the
+    default 1, every day before today. With `delete_after` N, a day at least N days old is
+    deleted as a whole partition after a receipt is written through
+    `integrity.write_receipt`. Idempotent: a second run finds nothing to do. Only one rotation
+    runs at a time (a lock file in the log directory). `signing_key` signs receipts (default:
+    AUDIT_SIGNING_KEY, as for seals)."""
+    if compress_after < 0:
+        raise UsageError("--compress-after: must be 0 or more days")
+    if delete_after is not None and delete_after < 1:
+        raise UsageError("--delete-after: must be at least 1 day (today is never deleted)")
+    today = store.clock().date()
+    report = RotateReport(
+        today=today.isoformat(),
+        compress_before=cutoff(today, compress_after),
+        delete_before=cutoff(today, delete_after) if delete_after is not None else None,
+        dry_run=dry_run,
+    )
+
+    def note(step: Step) -> None:
+        report.steps.append(step)
+        if on_step is not None:
+            on_step(step)
+
+    if not store.root.is_dir():
+        return report
+    with _RotationLock(store.root, dry_run):
+        _purge_deleting(store, dry_run, note)
+        deleted: set[str] = set()
+        if report.delete_before is not None:
+            for day in store.days(last=_day_before(report.delete_before)):
+                _delete_day(store, day, reason, signing_key, dry_run, note)
+                deleted.add(day)
+        for day in store.days(last=_day_before(report.compress_before)):
+            if day not in deleted:  # (a dry run leaves them in place)
+                _compress_day(store, day, dry_run, note)
+    return report
+
+
+def _day_before(day: str) -> str:
+    return (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+
+
+class _RotationLock:
+    """An exclusive lock on LOGDIR/_rotate.lock: two rotations never work on one file."""
+
+    def __init__(self, root: Path, dry_run: bool) -> None:
+        self.root, self.dry_run, self.fd = root, dry_run, -1
+
+    def __enter__(self) -> None:
+        if self.dry_run:
+            return
+        try:
+            self.fd = os.open(
+                self.root / ROTATE_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600
+            )
+        except OSError as exc:
+            raise NotRecordedError(f"{self.root / ROTATE_LOCK}: {exc.strerror}") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise UsageError("another `audit rotate` is running on this log directory") from None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+
+
+# ------------------------------------------------------------------------------- compress
+def _compress_day(store: AuditStore, day: str, dry_run: bool, note: Callable[[Step], None]) -> None:
+    directory = store.root / (PARTITION_PREFIX + day)
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return
+    for name in names:
+        path = directory / name
+        where = f"{PARTITION_PREFIX}{day}/{name}"
+        if name.startswith(".") and name.endswith(_TEMP_SUFFIX):
+            # Left by a rotation killed before its rename: the plain file is still there.
+            note(Step("remove-temp", where, "left by an interrupted rotation"))
+            if not dry_run:
+                _unlink(path)
+                _fsync_dir(directory)
+            continue
+        if not name.endswith(PLAIN):
+            continue
+        gz = directory / (name + ".gz")
+        try:
+            if gz.exists():
+                _finish(path, gz, where, dry_run, note)
+            else:
+                _compress(path, gz, where, dry_run, note)
+        except IntegrityError as exc:
+            note(Step("problem", where, str(exc)))
+
+
+def _open_locked(path: Path) -> int | None:
+    """Open `path` (never through a symlink) and take the writers' exclusive lock; None when the
+    file is gone or was replaced while we waited."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise IntegrityError(f"cannot open: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise IntegrityError("not a regular file; left alone")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            now = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            now = None
+        if now is None or (now.st_ino, now.st_dev) != (info.st_ino, info.st_dev):
+            os.close(fd)
+            return None
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _compress(
+    path: Path, gz: Path, where: str, dry_run: bool, note: Callable[[Step], None]
+) -> None:
+    if dry_run:
+        size = path.stat().st_size if path.exists() else 0
+        note(Step("compress", where, f"{size} bytes (dry run)", size, 0))
+        return
+    fd = _open_locked(path)
+    if fd is None:
+        return
+    directory = path.parent
+    temp = directory / f".{path.name[: -len(PLAIN)]}{_TEMP_SUFFIX}"
+    try:
+        if gz.exists():  # compressed by someone else while we waited for the lock
+            return
+        _unlink(temp)
+        digest, size = hashlib.sha256(), 0
+        packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: one gzip member, mtime 0
+        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            while block := os.read(fd, _BLOCK):
+                digest.update(block)
+                size += len(block)
+                _write_all(out, packer.compress(block))
+            _write_all(out, packer.flush())
+            os.fsync(out)
+        finally:
+            os.close(out)
+        packed = temp.stat().st_size
+        _check_gzip(temp, digest.digest(), size)
+        os.rename(temp, gz)
+        _fsync_dir(directory)
+        os.unlink(path)
+        _fsync_dir(directory)
+    except OSError as exc:
+        _unlink(temp)
+        raise IntegrityError(
+            f"not compressed ({exc.strerror or exc}); the original is kept"
+        ) from None
+    finally:
+        os.close(fd)  # releases the lock: a waiting writer now finds the file gone
+    ratio = f"{size} -> {packed} bytes" + (f" ({packed * 100 // size}%)" if size else "")
+    note(Step("compress", where, ratio, size, packed))
+
+
+def _finish(path: Path, gz: Path, where: str, dry_run: bool, note: Callable[[Step], None]) -> None:
+    """A plain file beside its `.gz` twin: a rotation was interrupted after the rename, or a
+    writer racing the rotation created an empty file. Remove it once it holds nothing the twin
+    does not: identical bytes, or nothing at all."""
+    fd = None if dry_run else _open_locked(path)
+    if fd is None and not dry_run:
+        return
+    try:
+        plain_digest, plain_size = _file_digest(path if fd is None else fd)
+        if plain_size:
+            gz_digest, gz_size = _gzip_digest(gz)
+            if (gz_digest, gz_size) != (plain_digest, plain_size):
+                raise IntegrityError(
+                    f"differs from its .gz twin ({plain_size} vs {gz_size} bytes); both kept, "
+                    "run `audit verify`"
+                )
+        detail = "the .gz twin holds the same bytes" if plain_size else "empty"
+        if dry_run:
+            note(Step("finish", where, detail + " (dry run)"))
+            return
+        os.unlink(path)
+        _fsync_dir(path.parent)
+        note(Step("finish", where, detail + "; removed"))
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _file_digest(source: Path | int) -> tuple[bytes, int]:
+    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW) if isinstance(source, Path) else source
+    try:
+        digest, size, offset = hashlib.sha256(), 0, 0
+        while block := os.pread(fd, _BLOCK, offset):
+            digest.update(block)
+            size += len(block)
+            offset += len(block)
+        return digest.digest(), size
+    finally:
+        if isinstance(source, Path):
+            os.close(fd)
+
+
+def _gzip_digest(path: Path) -> tuple[bytes, int]:
+    """SHA-256 and length of what `path` decompresses to; IntegrityError unless it is exactly
+    one complete gzip member."""
+    inflater = zlib.decompressobj(wbits=31)
+    digest, size = hashlib.sha256(), 0
+    try:
+        with open(path, "rb") as handle:
+            while raw := handle.read(_BLOCK):
+                if inflater.eof:
+                    raise IntegrityError(f"{path.name}: data after the gzip member")
+                pending = raw
+                while pending:
+                    block = inflater.decompress(pending, _BLOCK)
+                    digest.update(block)
+                    size += len(block)
+                    pending = inflater.unconsumed_tail
+                    if inflater.eof:
+                        if inflater.unused_data or pending:
+                            raise IntegrityError(f"{path.name}: data after the gzip member")
+                        break
+    except zlib.error as exc:
+        raise IntegrityError(f"{path.name}: not a valid gzip file: {exc}") from None
+    if not inflater.eof:
+        raise IntegrityError(f"{path.name}: gzip stream is truncated")
+    return digest.digest(), size
+
+
+def _check_gzip(path: Path, digest: bytes, size: int) -> None:
+    if _gzip_digest(path) != (digest, size):
+        raise OSError(0, "the compressed file does not decompress to the same bytes")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------------ retention
+def _delete_day(
+    store: AuditStore,
+    day: str,
+    reason: str,
+    signing_key: Any,
+    dry_run: bool,
+    note: Callable[[Step], None],
+) -> None:
+    partition = PARTITION_PREFIX + day
+    directory = store.root / partition
+    files = store.files(day)
+    if dry_run:
+        lines = sum(1 for file in files for _ in store.iter_lines(file))
+        note(Step("delete", partition, f"{len(files)} file(s), {lines} entries (dry run)"))
+        return
+    # Hold every plain file's lock: no writer appends between the receipt and the deletion.
+    # A writer may open a new segment meanwhile, so list again until no unlocked file is left.
+    locks: dict[str, int] = {}
+    try:
+        while True:
+            files = store.files(day)
+            fresh = [f for f in files if not f.compressed and f.path.name not in locks]
+            if not fresh:
+                break
+            for file in fresh:
+                fd = _open_locked(file.path)
+                size = os.fstat(fd).st_size if fd is not None else 0
+                if fd is not None and size and os.pread(fd, 1, size - 1) != b"\n":
+                    # Torn by a crash: no writer appends to it again, and a reader (a seal)
+                    # may wait for a shared lock on it, so it is not held.
+                    os.close(fd)
+                    fd = None
+                locks[file.path.name] = fd if fd is not None else -1
+        from . import integrity
+
+        # The receipt records each file exactly as a seal checkpoints it (lines, head link,
+        # size, archive digest), so verify can tell this deletion from tampering.
+        facts = [integrity.file_record(file) for file in files]
+        integrity.write_receipt(store, day, facts, reason, signing_key=signing_key)
+        trash = store.root / DELETING_DIR
+        trash.mkdir(mode=0o700, exist_ok=True)
+        # A rename is atomic: the partition vanishes for every reader at once, and a run killed
+        # half way through the removal leaves only hidden leftovers for the next run.
+        os.rename(directory, trash / f"{partition}.{time.time_ns()}")
+        _fsync_dir(store.root)
+    finally:
+        for fd in locks.values():
+            if fd >= 0:
+                os.close(fd)
+    entries = sum(fact["lines"] for fact in facts)
+    note(Step("delete", partition, f"{len(facts)} file(s), {entries} entries; receipt written"))
+    _purge_deleting(store, False, lambda step: None)
+
+
+def _purge_deleting(store: AuditStore, dry_run: bool, note: Callable[[Step], None]) -> None:
+    trash = store.root / DELETING_DIR
+    try:
+        names = sorted(os.listdir(trash))
+    except FileNotFoundError:
+        return
+    for name in names:
+        note(Step("purge", f"{DELETING_DIR}/{name}", "removing a deleted partition"))
+        if not dry_run:
+            shutil.rmtree(trash / name)
+    if not dry_run:
+        _fsync_dir(trash)
+
+
+# =================================================================================== stats
+STATS_KEYS: tuple[str, ...] = ("action", "actor", "target", "org", "team", "day", "hour")
+TIME_KEYS = ("day", "hour")
+_STRING = rb'(null|"[^"\\\n]*(?:\\.[^"\\\n]*)*")'
+#: key -> (field key bytes, the key that always follows it, take the last occurrence)
+_FIELDS: dict[str, tuple[bytes, bytes, bool]] = {
+    "action": (b',"action":', b',"actionDisplayName":', False),
+    "actor": (b',"actorId":', b',"actorName":', False),
+    "target": (b',"target":', b',"targetId":', False),
+    "org": (b',"organizationId":', b',"teamId":', True),
+    "team": (b',"teamId":', b',"createdAt":', True),
+}
+_STAMP = rb'"(\d{4}-\d\d-\d\d)T(\d\d):\d\d:\d\d\.\d{3}Z","_chain":"'
+_PATTERNS: dict[str, re.Pattern[bytes]] = {
+    name: re.compile(re.escape(key) + _STRING + re.escape(term))
+    for name, (key, term, _) in _FIELDS.items()
+}
+_PATTERNS["day"] = re.compile(
+    rb',"createdAt":' + rb'"(\d{4}-\d\d-\d\d)T\d\d:\d\d:\d\d\.\d{3}Z","_chain":"'
+)
+_PATTERNS["hour"] = re.compile(
+    rb',"createdAt":' + rb'"(\d{4}-\d\d-\d\dT\d\d):\d\d:\d\d\.\d{3}Z","_chain":"'
+)
+
+
+@dataclass
+class StatsResult:
+    """Counts of matching entries grouped by one or two keys."""
+
+    keys: tuple[str, ...]
+    counts: dict[tuple[Any, ...], int]
+    total: int
+    problems: list[Problem]
+
+    def rows(self, top: int | None = None) -> list[tuple[Any, ...]]:
+        """`(key values…, count)`, time keys in time order, others by count (largest first);
+        with `top`, only the `top` largest groups."""
+        items = list(self.counts.items())
+        if top is not None:
+            items = sorted(items, key=lambda item: -item[1])[:top]
+        if self.keys[0] in TIME_KEYS:
+            items.sort(key=lambda item: tuple("" if v is None else str(v) for v in item[0]))
+        else:
+            items.sort(
+                key=lambda item: (-item[1], tuple("" if v is None else str(v) for v in item[0]))
+            )
+        return [(*key, count) for key, count in items]
+
+
+def parse_by(values: Sequence[str]) -> tuple[str, ...]:
+    """`--by` values (repeated or comma-separated) checked: one or two known keys."""
+    keys = tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+    if not 1 <= len(keys) <= 2:
+        raise UsageError("--by: give one or two keys, e.g. --by action or --by action,day")
+    for key in keys:
+        if key not in STATS_KEYS:
+            raise UsageError(f"--by: unknown key {key!r}: expected one of {', '.join(STATS_KEYS)}")
+    if len(set(keys)) != len(keys):
+        raise UsageError("--by: the same key twice")
+    return keys
+
+
+def stats(
+    store: AuditStore, filters: Filters, by: Sequence[str], *, workers: int | None = None
+) -> StatsResult:
+    """Count the entries matching `filters`, grouped by the keys `by` (see STATS_KEYS).
+
+    Keys are read from each line by position, never by parsing it: every stored line comes from
+    one serialiser, so a field's value sits between its key and the next field's key. A regular
+    expression collects one value per line for a whole block; when the number of values differs
+    from the number of lines (a metadata object that imitates a field) the block is redone line
+    by line, taking a field before `metadata` at its first occurrence and one after at its last.
+    A large store is scanned by `workers` processes (default: one per CPU), a share of the files
+    each.
+    """
+    keys = parse_by(by)
+    engine = QueryEngine(store, filters, order="asc")
+    files = [file for day in engine.days() for file in store.files(day)]
+    groups = _share(files, workers if workers is not None else (os.cpu_count() or 1))
+    if len(groups) > 1:
+        import multiprocessing
+
+        # fork: the workers inherit the imported modules, so starting them costs milliseconds.
+        with multiprocessing.get_context("fork").Pool(len(groups)) as pool:
+            parts = pool.starmap(
+                _count_files, [(store.root, filters, keys, group) for group in groups]
+            )
+    else:
+        parts = [_count_files(store.root, filters, keys, files)]
+    counter: Counter[tuple[bytes, ...]] = Counter()
+    problems: list[Problem] = []
+    for part, found in parts:
+        counter.update(part)
+        problems.extend(found)
+    counts: dict[tuple[Any, ...], int] = {}
+    for raw, count in counter.items():
+        decoded = tuple(_decode(key, value) for key, value in zip(keys, raw, strict=True))
+        counts[decoded] = counts.get(decoded, 0) + count
+    return StatsResult(keys, counts, sum(counts.values()), problems)
+
+
+_PARALLEL_BYTES = 64 << 20  # below this a second process costs more than it saves
+
+
+def _share(files: list[LogFile], workers: int) -> list[list[LogFile]]:
+    """`files` split into at most `workers` groups of about equal size (largest first)."""
+    sizes = []
+    for file in files:
+        try:
+            sizes.append((file.path.stat().st_size * (5 if file.compressed else 1), file))
+        except OSError:
+            sizes.append((0, file))
+    total = sum(size for size, _ in sizes)
+    count = max(1, min(workers, len(files), total // _PARALLEL_BYTES + 1))
+    if count == 1:
+        return [files]
+    groups: list[list[LogFile]] = [[] for _ in range(count)]
+    loads = [0] * count
+    for size, file in sorted(sizes, key=lambda item: -item[0]):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(file)
+        loads[lightest] += size
+    return [group for group in groups if group]
+
+
+def _count_files(
+    root: Path, filters: Filters, keys: tuple[str, ...], files: list[LogFile]
+) -> tuple[Counter[tuple[bytes, ...]], list[Problem]]:
+    engine = QueryEngine(AuditStore(root, writer_id="stats"), filters, order="asc")
+    counter: Counter[tuple[bytes, ...]] = Counter()
+    for file in files:
+        for block, lines in matching_blocks(engine, file):
+            counter.update(_block_keys(block, lines, keys))
+    return counter, engine.problems
+
+
+def _decode(key: str, value: bytes) -> Any:
+    if key in TIME_KEYS:
+        return value.decode()
+    return orjson.loads(value)
+
+
+def _block_keys(block: bytes, lines: int, keys: tuple[str, ...]) -> Iterator[tuple[bytes, ...]]:
+    columns = [_PATTERNS[key].findall(block) for key in keys]
+    if all(len(column) == lines for column in columns):
+        return zip(*columns, strict=True)
+    return (tuple(_line_key(line, key) for key in keys) for line in split_lines(block))
+
+
+def _line_key(line: bytes, key: str) -> bytes:
+    if key in TIME_KEYS:
+        stamp = line[chain.CREATED_START : chain.CREATED_END]
+        return stamp[:10] if key == "day" else stamp[:13]
+    name, term, from_end = _FIELDS[key]
+    at = (line.rfind(name) if from_end else line.find(name)) + len(name)
+    return line[at : line.find(term, at)]
+
+
+def matching_blocks(engine: QueryEngine, file: LogFile) -> Iterator[tuple[bytes, int]]:
+    """`(block, number of lines)`: the matching lines of `file`, a chunk at a time, joined.
+
+    The same scan as the query engine's (needle, positional checks, careful path for chunks with
+    foreign lines), problems noted in `engine.problems`, so counts agree with `audit query`."""
+    source = engine.store.lines(file)
+    matcher, needle = engine.matcher, engine.matcher.needle
+    everything = not matcher.filters_fields and engine._whole_day(file.day)
+    first_line = 1
+    try:
+        for chunk in source.chunks():
+            lines_here = chunk.count(b"\n")
+            if chunk.count(chain.SUFFIX_HEAD) != lines_here:
+                _, hits = engine._scan_checked(file, chunk, first_line, False)
+            elif everything:
+                yield chunk, lines_here
+                first_line += lines_here
+                continue
+            elif needle is not None:
+                _, hits = _scan_needle(chunk, needle, matcher, False)
+            else:
+                hits = [line for line in split_lines(chunk) if matcher(line)]
+            first_line += lines_here
+            if hits:
+                yield b"".join(hits), len(hits)
+    except IntegrityError as exc:
+        engine.problems.append(Problem(file.name, None, "unreadable", str(exc)))
+    if source.torn_line is not None:
+        engine.problems.append(
+            Problem(
+                file.name,
+                source.torn_line,
+                "torn line",
+                f"{source.torn_bytes} bytes with no newline (a crash mid-write); excluded",
+            )
+        )
+    if source.trailing_garbage:
+        engine.problems.append(
+            Problem(
+                file.name,
+                None,
+                "trailing data",
+                f"{source.trailing_garbage} bytes after the gzip member",
+            )
+        )
+
+
+def time_buckets(keys: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> list[str]:
+    """Every day (or hour) from the first to the last one in `rows`, gaps included: the x axis
+    of a sparkline."""
+    position = next(i for i, key in enumerate(keys) if key in TIME_KEYS)
+    seen = sorted({row[position] for row in rows})
+    if not seen:
+        return []
+    if keys[position] == "day":
+        first, last = date.fromisoformat(seen[0]), date.fromisoformat(seen[-1])
+        return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+    from datetime import datetime
+
+    start = datetime.fromisoformat(seen[0] + ":00")
+    end = datetime.fromisoformat(seen[-1] + ":00")
+    hours = int((end - start).total_seconds() // 3600)
+    if hours > 24 * 366:  # a sparkline of more than a year of hours says nothing
+        return seen
+    return [(start + timedelta(hours=n)).strftime("%Y-%m-%dT%H") for n in range(hours + 1)]
+
+
+_SPARKS = " ▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[int]) -> str:
+    """Counts as block characters, scaled to the largest (an empty bucket is a blank)."""
+    top = max(values, default=0)
+    if top <= 0:
+        return " " * len(values)
+    return "".join(_SPARKS[0 if v <= 0 else max(1, round(v * 8 / top))] for v in values)
+
+
+def bar(value: int, top: int, width: int = 24) -> str:
+    """A horizontal bar of `width` cells at most, in eighths of a cell."""
+    if top <= 0 or value <= 0:
+        return ""
+    eighths = max(1, round(value * width * 8 / top))
+    full, part = divmod(eighths, 8)
+    return "█" * full + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[part]
+
+
+# ==================================================================================== tail
+@dataclass
+class _Followed:
+    offset: int = 0  # bytes of the (decompressed) content already read, at a line boundary
+    done: bool = False  # compressed: it never changes again
+
+
+class Follower:
+    """New matching lines as they are appended anywhere in the store: new days, new segments,
+    and files that rotation replaces with their `.gz` twin (identical bytes, so reading goes on
+    from the same offset in the decompressed stream, then the file is done)."""
+
+    def __init__(self, store: AuditStore, filters: Filters) -> None:
+        self.store = store
+        self.engine = QueryEngine(store, filters, order="asc")
+        self.files: dict[tuple[str, str], _Followed] = {}
+        self.problems: list[Problem] = []
+        #: True when a poll stopped at its read limit: poll again without waiting.
+        self.behind = False
+
+    def _current(self) -> Iterator[LogFile]:
+        for day in self.engine.days():
+            yield from self.store.files(day)
+
+    def skip_existing(self) -> None:
+        """Start at the current end of every file: only entries appended from now on follow."""
+        for file in self._current():
+            key = (file.day, file.segment)
+            if file.compressed:
+                self.files[key] = _Followed(0, True)
+            else:
+                self.files[key] = _Followed(_whole_lines_size(file.path))
+
+    def poll(self) -> list[bytes]:
+        """The matching lines appended since the last poll, in (createdAt, id) order."""
+        found: list[bytes] = []
+        self.behind = False
+        for file in self._current():
+            state = self.files.setdefault((file.day, file.segment), _Followed())
+            if state.done:
+                continue
+            if file.compressed:
+                data = _gzip_from(file.path, state.offset)
+                state.done = True
+            else:
+                data = _plain_from(file.path, state.offset, _FOLLOW_LIMIT)
+                if data is None:  # rotated between listing and reading: next poll reads the .gz
+                    continue
+                self.behind = self.behind or len(data) >= _FOLLOW_LIMIT
+            cut = data.rfind(b"\n") + 1
+            state.offset += cut
+            for line in split_lines(data[:cut]):
+                if not chain.is_chained_line(line):
+                    self.problems.append(
+                        Problem(
+                            file.name, None, "not an entry", "foreign or corrupted line; skipped"
+                        )
+                    )
+                elif self.engine.matcher(line):
+                    found.append(line)
+        found.sort(
+            key=lambda line: (
+                line[chain.CREATED_START : chain.CREATED_END],
+                line[7 : line.index(b'"', 7)],
+            )
+        )
+        return found
+
+
+def _whole_lines_size(path: Path) -> int:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return 0
+    try:
+        size = os.fstat(fd).st_size
+        start = max(0, size - 70 * 1024)
+        tail = os.pread(fd, size - start, start)
+        return start + tail.rfind(b"\n") + 1 if b"\n" in tail else start
+    finally:
+        os.close(fd)
+
+
+_FOLLOW_LIMIT = 16 << 20  # bytes read from one file per poll: a big import is followed in steps
+
+
+def _plain_from(path: Path, offset: int, limit: int) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        return os.pread(fd, min(limit, size - offset), offset) if size > offset else b""
+    finally:
+        os.close(fd)
+
+
+def _gzip_from(path: Path, offset: int) -> bytes:
+    data = []
+    inflater = zlib.decompressobj(wbits=31)
+    skip = offset
+    try:
+        with open(path, "rb") as handle:
+            while (raw := handle.read(_BLOCK)) and not inflater.eof:
+                block = inflater.decompress(raw)
+                if skip:
+                    taken = min(skip, len(block))
+                    block, skip = block[taken:], skip - taken
+                if block:
+                    data.append(block)
+    except (OSError, zlib.error):
+        return b""
+    return b"".join(data)
