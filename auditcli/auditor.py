@@ -61,20 +61,36 @@ STATE_ACTIONS: tuple[str, ...] = (
     "service_account_created",
     "service_account_deleted",
 )
-#: The actions whose anomalies concern each kind of state (user_removed ends admin grants and
-#: team memberships too).
-KIND_ACTIONS: dict[str, tuple[str, ...]] = {
-    "admins": ("org_admin_added", "org_admin_removed", "user_removed"),
-    "users": ("user_added", "user_removed"),
-    "teams": ("team_created", "team_deleted", *TEAM_MEMBER_ACTIONS, "user_removed"),
-    "roles": ("role_created", "role_updated", "role_deleted"),
-    "service-accounts": ("service_account_created", "service_account_deleted"),
+#: The state each action changes (its anomalies are about that state).
+SCOPE_OF_ACTION: dict[str, str] = {
+    "org_admin_added": "admins",
+    "org_admin_removed": "admins",
+    "user_added": "users",
+    "user_removed": "users",
+    "team_created": "teams",
+    "team_deleted": "teams",
+    **dict.fromkeys(TEAM_MEMBER_ACTIONS, "teams"),
+    "role_created": "roles",
+    "role_updated": "roles",
+    "role_deleted": "roles",
+    "service_account_created": "service-accounts",
+    "service_account_deleted": "service-accounts",
+}
+#: The actions a kind of state is replayed from: its own, and the organization's users
+#: (removing a user ends their admin grant and team memberships).
+KIND_READS: dict[str, tuple[str, ...]] = {
+    kind: tuple(a for a, scope in SCOPE_OF_ACTION.items() if scope in (kind, "users"))
+    if kind in ("admins", "teams")
+    else tuple(a for a, scope in SCOPE_OF_ACTION.items() if scope == kind)
+    for kind in KINDS
 }
 UNKNOWN_BEFORE_NOTE = "state before the first recorded event is unknown"
 #: An entry stored after one of the same file stamped more than this much later is reported as
 #: stored out of time order (smaller gaps are concurrent writers racing, not a late import).
 OUT_OF_ORDER_TOLERANCE = timedelta(seconds=1)
-_LOGIN_BYTES = b',"action":"login",'
+_ACTION_KEY = b',"action":"'
+_LOGIN = b"login"
+_CASCADES = frozenset((b"team_deleted", b"user_removed"))
 
 
 # ----------------------------------------------------------------------------- value types
@@ -114,6 +130,7 @@ class Anomaly:
     entry: Cite
     detail: str
     target_id: str = ""
+    scope: str = ""  # the state it concerns: admins, users, teams, roles, service-accounts
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -121,6 +138,7 @@ class Anomaly:
             "kind": self.kind,
             "entry": self.entry.as_dict(),
             "targetId": self.target_id,
+            "state": self.scope,
             "detail": self.detail,
         }
 
@@ -284,7 +302,8 @@ class Replay:
 
     # ------------------------------------------------------------------ helpers
     def _flag(self, kind: str, cite: Cite, detail: str) -> None:
-        self.anomalies.append(Anomaly(kind, cite, detail, self._target))
+        scope = SCOPE_OF_ACTION.get(cite.action, "")
+        self.anomalies.append(Anomaly(kind, cite, detail, self._target, scope))
 
     def _end(self, kind: str, key: tuple[str, ...], cite: Cite, *, implicit: bool) -> None:
         self.journal.append((kind, key, False, cite))
@@ -722,6 +741,7 @@ def storage_order_anomalies(store: AuditStore, filters: Filters) -> list[Anomaly
                             f"{later_id} stamped {latest.decode()} ({_duration(gap)} later): "
                             "imported or recorded late",
                             entry["targetId"],
+                            SCOPE_OF_ACTION.get(entry["action"], ""),
                         )
                     )
                 number += len(stamps)
@@ -800,6 +820,14 @@ class StateResult:
         return data
 
 
+def action_of(line: bytes) -> bytes:
+    """The action of a stored line, from its bytes. The key's first occurrence is the field
+    (it comes before metadata, and a quote inside a JSON string is escaped); action names are
+    snake_case, so the value has no escapes."""
+    start = line.find(_ACTION_KEY) + len(_ACTION_KEY)
+    return line[start : line.find(b'"', start)]
+
+
 def _select(
     kind: str, rows: list[dict[str, Any]], team_ids: tuple[str, ...]
 ) -> list[dict[str, Any]]:
@@ -827,14 +855,16 @@ def access_state(
         raise UsageError(f"--diff {diff_from} is after --at {at}")
     if team_ids and kind != "teams":
         raise UsageError("--team-id applies to `audit state teams` only")
-    # Logins are skipped by their bytes: cheaper than asking the engine for 14 actions.
+    # Only the actions this state is replayed from are parsed; the rest are skipped by their
+    # bytes (cheaper than asking the engine to match a dozen actions).
     filters = Filters(org_ids=org_ids, until=at)
     engine = QueryEngine(store, filters, order="asc")
+    reads = frozenset(action.encode() for action in KIND_READS[kind])
     replay = Replay(track_changes=False)
     before_rows: list[dict[str, Any]] | None = None
     journal_from = 0
     for line in engine.stream():
-        if _LOGIN_BYTES in line:
+        if action_of(line) not in reads:
             continue
         if (
             diff_from is not None
@@ -846,12 +876,11 @@ def access_state(
     if diff_from is not None and before_rows is None:
         before_rows, journal_from = replay.rows(kind), len(replay.journal)
     rows = _select(kind, replay.rows(kind), team_ids)
-    # Only the anomalies of entries that affect this kind of state (of these teams).
+    # Only the anomalies about this kind of state (and these teams).
     anomalies = [
         a
         for a in replay.anomalies + storage_order_anomalies(store, filters)
-        if a.entry.action in KIND_ACTIONS[kind]
-        and (not team_ids or a.target_id in team_ids or a.entry.action == "user_removed")
+        if a.scope == kind and (not team_ids or a.target_id in team_ids)
     ]
     anomalies.sort(key=lambda a: (a.entry.createdAt, a.entry.id))
     result = StateResult(
@@ -978,7 +1007,9 @@ def history(
     selected = QueryEngine(store, Filters(target_ids=target_ids, actor_ids=actor_ids)).matcher
     engine = QueryEngine(store, Filters(org_ids=org_ids, until=until), order="asc")
     mentioned = set(target_ids) or _touched_by(store, actor_ids, org_ids, until)
-    names = _mention_pattern(mentioned)
+    # A busy actor touches many resources: past a few dozen names, a regex alternation costs
+    # more than parsing every state-changing line.
+    names = _mention_pattern(mentioned) if len(mentioned) <= 32 else None
     replay = Replay()
     items: list[TimelineItem] = []
     by_id: dict[str, TimelineItem] = {}
@@ -986,7 +1017,8 @@ def history(
     for line in engine.stream():
         hit = selected(line)
         if not hit and (
-            _LOGIN_BYTES in line or not (names.search(line) or _CASCADE_BYTES.search(line))
+            (action := action_of(line)) == _LOGIN
+            or not (action in _CASCADES or names is None or names.search(line))
         ):
             continue
         entry = entry_of(line)
@@ -1016,9 +1048,6 @@ def history(
     return HistoryResult(items, first, engine.problems, target_ids, actor_ids)
 
 
-_CASCADE_BYTES = re.compile(rb',"action":"(?:team_deleted|user_removed)",')
-
-
 def _mention_pattern(ids: set[str]) -> re.Pattern[bytes]:
     """Matches a line naming one of `ids` as a whole JSON string."""
     if not ids:
@@ -1033,7 +1062,7 @@ def _touched_by(
     touched: set[str] = set()
     engine = QueryEngine(store, Filters(actor_ids=actor_ids, org_ids=org_ids, until=until))
     for line in engine.stream():
-        if _LOGIN_BYTES in line:
+        if action_of(line) == _LOGIN:
             continue
         entry = entry_of(line)
         touched.add(entry["targetId"])
@@ -1196,12 +1225,13 @@ def report_data(
     for line in engine.stream():
         created = line[chain.CREATED_START : chain.CREATED_END]
         in_period = created >= since_bytes
-        if not in_period and _LOGIN_BYTES in line:
+        is_login = action_of(line) == _LOGIN
+        if not in_period and is_login:
             continue
         if in_period and not started:
             data.admins_at_start = replay.rows("admins")
             started = True
-        if _LOGIN_BYTES in line:
+        if is_login:
             # Most entries are logins: count them from their bytes, parse one per actor.
             actor = _actor_id_of(line)
             if actor is not None and actor in data.actor_names:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -17,6 +17,9 @@ Progress = Callable[[str, int], None]
 _FLUSH_BYTES = 4 << 20  # one locked write per day buffer of this size
 _MAX_BUFFERED = 32 << 20  # bound on what all day buffers hold together
 _MAX_REPORTED = 1000
+#: An input line may be this long (a stored entry is at most 64 KiB; JSON escapes and
+#: whitespace can make its input form longer).
+MAX_INPUT_LINE = 1 << 20
 
 
 @dataclass
@@ -78,6 +81,18 @@ def _import_spooled(
     _write_spooled(store, spool, rejected, report, progress)
 
 
+def _input_lines(source: IO[bytes]) -> Iterator[bytes | None]:
+    """The lines of `source`, None for one longer than MAX_INPUT_LINE: a hostile input without
+    newlines must not be read into memory whole; its bytes are skipped, not kept."""
+    while raw := source.readline(MAX_INPUT_LINE):
+        if len(raw) == MAX_INPUT_LINE and not raw.endswith(b"\n"):
+            while (rest := source.readline(MAX_INPUT_LINE)) and not rest.endswith(b"\n"):
+                pass
+            yield None
+        else:
+            yield raw
+
+
 def _problem(report: ImportReport, message: str) -> None:
     report.invalid += 1
     if len(report.problems) < _MAX_REPORTED:
@@ -96,8 +111,11 @@ def _validate_into(
 ) -> None:
     catalog, clock = store.catalog, store.clock
     out: list[bytes] = []
-    for number, raw in enumerate(source, 1):
+    for number, raw in enumerate(_input_lines(source), 1):
         report.lines = number
+        if raw is None:
+            _problem(report, f"line {number}: longer than {MAX_INPUT_LINE >> 20} MiB; not read")
+            continue
         if progress:
             progress("validating", len(raw))
         if not raw.strip():

@@ -60,6 +60,7 @@ _WINDOW = 64  # lines kept around a chain break to find where a moved line belon
 _MAX_BAD_SEARCH = 64  # bad lines per incident whose predecessor is searched for
 _MAX_PROBLEMS_PER_FILE = 200
 _MAX_INCIDENT = 4096
+_MAX_SEARCHES_PER_FILE = 512  # bounds the cost of a file broken throughout
 _CLOCK_SLACK = 2.0  # seconds: file times vs the seal's clock (see check_planted)
 
 
@@ -957,6 +958,14 @@ class _Verifier:
             report.signed = (
                 "unsigned" if not seen_signed else "verified" if self.trusted else "embedded"
             )
+        elif self.trusted:
+            self.problem(
+                f"{MANIFEST_DIR}/",
+                None,
+                "deleted manifest",
+                "no manifest at all, though --public-key expects signed ones"
+                " (all deleted, or the store was never sealed)",
+            )
         if self.anchor and not anchored:
             self.problem(
                 f"{MANIFEST_DIR}/",
@@ -1185,7 +1194,8 @@ class _Verifier:
             self.torn_notes.append(scan.sealed_torn)
         if known is None or not known.by_line:
             report.uncovered += scan.lines
-            self.check_planted(file, name, scan.lines)
+            if known is None:  # a receipted name that reappears is not "unknown"
+                self.check_planted(file, name, scan.lines)
             return
         report.checkpoints += sum(len(heads) for heads in known.by_line.values())
         report.uncovered += max(0, scan.lines - known.max_lines())
@@ -1288,6 +1298,7 @@ class _FileScan:
         self.at_line: dict[int, bytes] = {}
         self.moved_from: str | None = None
         self.sealed_torn: str | None = None
+        self.searched = 0
 
     def problem(self, line: int | None, kind: str, detail: str, name: str | None = None) -> None:
         if len(self.problems) >= _MAX_PROBLEMS_PER_FILE:
@@ -1437,8 +1448,9 @@ class _FileScan:
         pred: dict[int, int] = {}
         for index, (n, line, digest, _) in enumerate(bad):
             assert line is not None
-            if index >= _MAX_BAD_SEARCH:
+            if index >= _MAX_BAD_SEARCH or self.searched >= _MAX_SEARCHES_PER_FILE:
                 break
+            self.searched += 1
             content = line[:-_TAIL] + b"}"
             for m, candidate in candidates:
                 if m != n and m != n - 1 and sha(candidate + content).digest() == digest:
@@ -1463,8 +1475,12 @@ class _FileScan:
                         else f"not part of the chain (line {n} is the file's real first line)",
                     )
         for n, line, _, _ in bad:
-            if n not in pred and n not in self.flagged:
+            if n in pred or n in self.flagged:
+                continue
+            if len(self.unexplained) < _MAX_PROBLEMS_PER_FILE:
                 self.unexplained.append((n, line or b"", computed.get(n)))
+            else:  # a file broken throughout: name the rest plainly, keep no lines in memory
+                self.problem(n, "chain break", f"does not follow line {n - 1}")
 
     def classify_unexplained(self, by_line: Mapping[int, Mapping[bytes, int]]) -> None:
         """A broken line whose predecessor is nowhere near: name it with the help of the

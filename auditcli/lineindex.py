@@ -152,6 +152,7 @@ class LineIndex:
     columns: dict[str, Column] = field(default_factory=dict)
     order: Sequence[int] = ()
     rank: Sequence[int] = ()
+    ties: bool = False  # two lines with the same (createdAt, id): a stable sort keeps file order
 
     # ------------------------------------------------------------------ selection
     def select(
@@ -257,7 +258,7 @@ class LineIndex:
         body: list[bytes] = []
         if self.usable:
             kind = "Q" if self.offsets[-1] >= 1 << 32 else "I"
-            header.update(lines=self.lines, ordered=self.ordered)
+            header.update(lines=self.lines, ordered=self.ordered, ties=self.ties)
             arrays = {"offsets": array(kind, self.offsets).tobytes()}
             if not self.ordered:
                 arrays["order"] = array("I", self.order).tobytes()
@@ -331,7 +332,7 @@ def _read(fd: int, ident: Identity, fields: Iterable[str]) -> LineIndex | None:
         spec = header["columns"][name]
         codes = _pread_exact(fd, lines * spec["width"], body + spec["at"])
         columns[name] = Column(spec["values"], spec["counts"], codes, spec["width"])
-    return LineIndex(ident, True, lines, ordered, offsets, columns, order, rank)
+    return LineIndex(ident, True, lines, ordered, offsets, columns, order, rank, header["ties"])
 
 
 def _pread_exact(fd: int, size: int, at: int) -> bytes:
@@ -445,8 +446,12 @@ class _Builder:
         keys = self.keys
         lines = len(keys)
         index = LineIndex(ident, True, lines, True, self.offsets, columns)
-        if not all(map(bytes.__le__, keys, islice(keys, 1, None))):
-            order = array("I", sorted(range(lines), key=keys.__getitem__))
+        if all(map(bytes.__lt__, keys, islice(keys, 1, None))):
+            return index  # strictly increasing: file order is result order
+        order = array("I", sorted(range(lines), key=keys.__getitem__))  # stable
+        ranked = list(map(keys.__getitem__, order))
+        index.ties = any(map(bytes.__eq__, ranked, islice(ranked, 1, None)))
+        if any(map(int.__ne__, order, range(lines))):
             rank = array("I", bytes(4 * lines))
             for position, line in enumerate(order):
                 rank[line] = position

@@ -14,24 +14,36 @@ candidate line exactly by position (a prefilter only drops lines that cannot mat
 
 Lines that do not have the stored shape (foreign, corrupted, torn) are reported as problems with
 file and line number and never returned.
+
+A settled file (a plain file of a past day) is read once in full and gets a line index (see
+`lineindex`): later queries take the matching lines' positions from it and read only those
+lines, in result order, with no scan, parse or sort. The index agrees with the scan by
+construction and is used only while the file is byte-for-byte as indexed.
 """
 
 from __future__ import annotations
 
+import mmap
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import orjson
 
-from . import chain
+from . import chain, lineindex
 from .catalog import Catalog, check_target
 from .errors import IntegrityError, UsageError
-from .store import AuditStore, LogFile
+from .store import AuditStore, LogFile, _open_in_partition
+from .timeparse import format_utc
 
 _NEWLINE = b"\n"
 _SUFFIX_HEAD = chain.SUFFIX_HEAD
 _BEFORE_METADATA = ("actorId", "action", "target", "targetId")
 _AFTER_METADATA = ("organizationId", "teamId")
+#: Files smaller than this are scanned, never indexed: reading them costs what an index would.
+INDEX_MIN_BYTES = 256 << 10
+_BLOCK_LINES = 8192  # lines per output block of `content_blocks`
 
 
 @dataclass(frozen=True)
@@ -144,13 +156,20 @@ class QueryEngine:
     """
 
     def __init__(
-        self, store: AuditStore, filters: Filters, *, order: str = "desc"
+        self, store: AuditStore, filters: Filters, *, order: str = "desc", use_index: bool = True
     ) -> None:
         if order not in ("asc", "desc"):
             raise UsageError(f"--order: expected asc or desc, got {order!r}")
         self.store, self.filters, self.order = store, filters, order
         self.matcher = _Matcher(filters)
         self.problems: list[Problem] = []
+        #: Use (and write) line indexes; False scans every file (the reference path in tests).
+        self.use_index = use_index
+        self.index_min_bytes = INDEX_MIN_BYTES
+        self._today = format_utc(store.clock())[:10]  # files of this day or later: not settled
+        self._indexed: set[LogFile] = set()  # answered from an index: parsed when indexed
+        self._in_order: set[LogFile] = set()  # ... and already in result order, no ties
+        self._trusted_days: set[str] = set()
 
     def days(self) -> list[str]:
         """The partitions that can hold matches, in result order."""
@@ -231,14 +250,30 @@ class QueryEngine:
 
     def day_lines(self, day: str) -> list[bytes]:
         """Every matching stored line of one partition, in result order."""
+        files = self._day_files(day)
         found: list[bytes] = []
-        for file in self._day_files(day):
-            found.extend(self.file_lines(file))
-        found.sort(key=sort_key, reverse=self.order == "desc")
+        trusted = True
+        for file in files:
+            lines = self.file_lines(file)
+            trusted = trusted and (not lines or file in self._indexed)
+            found.extend(lines)
+        if trusted:
+            self._trusted_days.add(day)
+        else:
+            self._trusted_days.discard(day)
+        if len(files) == 1 and files[0] in self._in_order:
+            if self.order == "desc":
+                found.reverse()  # the index gave them ascending
+        else:
+            found.sort(key=sort_key, reverse=self.order == "desc")
         return found
 
     def file_lines(self, file: LogFile) -> list[bytes]:
-        """The matching stored lines of one file, in file order."""
+        """The matching stored lines of one file: in result order (ascending) when they come
+        from its line index, else in file order."""
+        answer = self._from_index(file, count_only=False)
+        if answer is not None:
+            return answer[1]
         return self._scan_file(file, count_only=False)[1]
 
     def day_count(self, day: str) -> int:
@@ -256,11 +291,78 @@ class QueryEngine:
     def file_count(self, file: LogFile) -> int:
         """How many lines of one file match: the unit a long-running caller (the HTTP server)
         may memoise, since a file only grows and a closed one never changes."""
+        answer = self._from_index(file, count_only=True)
+        if answer is not None:
+            return answer[0]
         return self._scan_file(file, count_only=True)[0]
+
+    def _from_index(self, file: LogFile, *, count_only: bool) -> tuple[int, list[bytes]] | None:
+        """`(count, lines in result order)` of one file from its line index, indexing a
+        settled file first when it has no valid index; None when the file is to be scanned
+        (compressed, small, of today, not indexable, or changed under us)."""
+        if not self.use_index or file.compressed:
+            return None
+        try:
+            fd = _open_in_partition(file.path, os.O_RDONLY)
+        except OSError:
+            return None  # the scan reports why
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size < max(self.index_min_bytes, 1):
+                return None
+            path = lineindex.index_path(self.store.root, file.partition, file.path.name)
+            by_field = self.filters.by_field()
+            index = lineindex.load(path, lineindex.identity(info), by_field)
+            if index is None:
+                if file.day >= self._today:
+                    return None  # still appended to: scanned, indexed once the day is over
+                index = lineindex.build(fd, info)
+                if index is None:
+                    return None
+                lineindex.save(self.store.root, file.partition, file.path.name, index)
+            if not index.usable:
+                return None
+            return self._answer(index, fd, info.st_size, file, by_field, count_only)
+        finally:
+            os.close(fd)
+
+    def _answer(
+        self,
+        index: lineindex.LineIndex,
+        fd: int,
+        size: int,
+        file: LogFile,
+        by_field: dict[str, tuple[str, ...]],
+        count_only: bool,
+    ) -> tuple[int, list[bytes]]:
+        since, until = self.matcher.since, self.matcher.until
+        data: mmap.mmap | None = None
+
+        def mapped() -> mmap.mmap:
+            nonlocal data
+            if data is None:
+                data = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+            return data
+
+        try:
+            if count_only:
+                return index.count(by_field, since, until, mapped), []
+            selected = index.select(by_field, since, until, mapped())
+            lines = index.line_bytes(selected, mapped()) if len(selected) else []
+        finally:
+            if data is not None:
+                data.close()
+        self._indexed.add(file)
+        if not index.ties:
+            self._in_order.add(file)
+        return len(lines), lines
 
     def _parseable(self, day: str, lines: list[bytes]) -> list[bytes]:
         """`lines` less those whose content is not JSON: a line can keep the stored shape and
-        still be corrupted inside. Each is reported with its file and line, never returned."""
+        still be corrupted inside. Each is reported with its file and line, never returned.
+        Lines that came from line indexes were parsed when their file was indexed."""
+        if day in self._trusted_days:
+            return lines
         loads, content_of, bad = orjson.loads, chain.content_of, []
         for line in lines:
             try:
@@ -286,6 +388,16 @@ class QueryEngine:
         """Every matching stored line, in order, one partition in memory at a time."""
         for day in self.days():
             yield from self._parseable(day, self.day_lines(day))
+
+    def content_blocks(self) -> Iterator[tuple[int, bytes]]:
+        """`(n, block)`: the matches as JSONL of their seed JSON (`n` lines per block), in
+        order, a partition at a time; what `query --all --format jsonl` writes."""
+        cut = -chain.SUFFIX_LEN
+        for day in self.days():
+            lines = self._parseable(day, self.day_lines(day))
+            for first in range(0, len(lines), _BLOCK_LINES):
+                part = lines[first : first + _BLOCK_LINES]
+                yield len(part), b"}\n".join([line[:cut] for line in part]) + b"}\n"
 
     def count(self) -> int:
         """The number of matches."""

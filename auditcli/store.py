@@ -235,7 +235,7 @@ class AuditStore:
             raise NotRecordedError(
                 f"{self.root.parent}: cannot create: {exc.strerror}; entry NOT recorded"
             ) from None
-        _make_dir(self.root, follow=True)
+        _make_dir(self.root, self.root.parent, follow=True)
 
     def days(self, first: str | None = None, last: str | None = None) -> list[str]:
         """The days (`YYYY-MM-DD`) that have a partition, oldest first, within [first, last]."""

@@ -195,6 +195,17 @@ class TestSystemAdmins:
         assert result.revoked[0]["revokedBy"]["id"] == "u3"
         assert result.anomalies == []  # the explicit removal after the cascade is expected
 
+    def test_metadata_imitating_a_login_does_not_hide_an_entry(self, store: AuditStore) -> None:
+        entry = ev("m1", T(1, "10:00:00"), "org_admin_added", "user-2")
+        entry["metadata"] = {"a": 1, "action": "login", "b": 2}
+        store.append([entry])
+        assert ids(access_state(store, "admins", at=T(2, "00:00:00")).rows) == ["user-2"]
+        data = report_data(
+            store, since=T(1, "00:00:00"), until=T(1, "23:59:59"), generated_at=T(2, "00:00:00")
+        )
+        assert data.by_action == {"org_admin_added": 1}
+        assert [i.entry["id"] for i in history(store, actor_ids=("user-1",)).items] == ["m1"]
+
 
 # ----------------------------------------------------------------------------- teams
 class TestTeams:

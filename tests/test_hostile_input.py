@@ -294,6 +294,18 @@ CASES: list[Case] = [
         _json(metadata={"n": 2**64}),
         stderr_has="64 bits",
     ),
+    Case(
+        "stdin of 3 MiB without a newline",
+        ["record", "-"],
+        b"{" * (3 << 20),
+        stderr_has="stdin: longer than 1 MiB; not read",
+    ),
+    Case(
+        "import line of 3 MiB",
+        ["import", "-"],
+        _json(id="imp-1") + b"\n" + b'"' * (3 << 20) + b"\n" + _json(id="imp-2"),
+        stderr_has="line 2: longer than 1 MiB; not read",
+    ),
     # --- import ---------------------------------------------------------------------------
     Case(
         "import one bad line among good",

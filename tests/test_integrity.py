@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -620,6 +621,12 @@ class TestSignatures:
         report = verify(store, public_keys=[load_public_key(f"{keys[0]}.pub")])
         assert _where(report, "bad signature") == [("_manifests/" + newest.name, None)]
 
+    def test_a_public_key_with_no_manifest_at_all_is_a_problem(
+        self, store: AuditStore, keys: tuple[Path, Path]
+    ) -> None:
+        report = verify(store, public_keys=[load_public_key(f"{keys[0]}.pub")])
+        assert _kinds(report) == {"deleted manifest"}
+
     def test_generated_keys_are_private_and_not_overwritten(self, keys: tuple[Path, Path]) -> None:
         assert keys[0].stat().st_mode & 0o777 == 0o600
         assert Path(f"{keys[0]}.pub").read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
@@ -674,6 +681,9 @@ class TestCli:
         assert result.exit_code == 0, result.output
         assert result.stdout.strip() == latest_manifest_hash(store)
         assert "sealed manifest #1" in result.stderr and "unsigned" in result.stderr
+        quiet = self.run(store, "seal", "--quiet")
+        assert quiet.exit_code == 0 and quiet.stderr == ""
+        assert quiet.stdout.strip() == latest_manifest_hash(store)
 
     def test_seal_exits_5_when_a_sealed_file_shrank(self, store: AuditStore) -> None:
         self.run(store, "seal")
@@ -744,6 +754,31 @@ class TestCli:
         self.run(store, "seal")
         assert self.run(store, "verify", "--max-seal-age", "2h").exit_code == 0
         assert self.run(store, "verify", "--max-seal-age", "2026").exit_code == 2
+
+    def test_a_store_rotated_and_pruned_by_audit_rotate_verifies_clean(
+        self, tmp_path: Path
+    ) -> None:
+        if not any("rotate" in (c.name, c.callback.__name__) for c in app.registered_commands):
+            pytest.skip("audit rotate is not available")
+        store = AuditStore(tmp_path / "rot", writer_id="w1")
+        today = datetime.now(UTC).date()
+        for age in (30, 5, 0):
+            store.append(_entries(3, (today - timedelta(days=age)).isoformat()))
+        key = tmp_path / "k"
+        generate_keys(key)
+        env = {"AUDIT_SIGNING_KEY": str(key), "AUDIT_WRITER_ID": "w1"}
+        assert self.runner.invoke(app, ["-d", str(store.root), "seal"], env=env).exit_code == 0
+        rotated = self.runner.invoke(
+            app, ["-d", str(store.root), "rotate", "--delete-after", "20"], env=env
+        )
+        assert rotated.exit_code == 0, rotated.output
+        public = ["--public-key", f"{key}.pub"]
+        for _ in range(2):  # before and after the next seal records the archives' digests
+            result = self.run(store, "verify", *public, "--format", "json")
+            assert result.exit_code == 0, result.output
+            data = orjson.loads(result.stdout)
+            assert (data["files"], data["entries"], data["receiptedFiles"]) == (2, 6, 1)
+            self.runner.invoke(app, ["-d", str(store.root), "seal"], env=env)
 
     def test_verify_since_until(self, store: AuditStore) -> None:
         store.append(_entries(3, DAY2))

@@ -217,6 +217,19 @@ class TestRotate:
         assert result.exit_code == 5
         assert "differs from its .gz twin" in result.output
 
+    def test_files_that_are_not_log_files_are_left_alone(self, tmp_path: Path) -> None:
+        store = _store(tmp_path)
+        store.append(_entries(_day(1), 2))
+        partition = tmp_path / f"date={_day(1)}"
+        (partition / "notes.txt").write_text("mine")
+        (partition / "bad name.jsonl").write_text("{}\n")
+        rotate(store)
+        assert sorted(p.name for p in partition.iterdir()) == [
+            "bad name.jsonl",
+            "notes.txt",
+            "w1.jsonl.gz",
+        ]
+
     def test_two_rotations_never_run_at_once(self, tmp_path: Path) -> None:
         import fcntl
 
@@ -619,7 +632,8 @@ class TestStats:
         for filters in (
             Filters(),
             Filters(actions=("login", "team_created")),
-            Filters(since="2026-11-02T05:00:00.000Z", org_ids=("org-1",)),
+            Filters(since="2026-11-02T05:00:00.000Z", org_ids=("org-1",)),  # checked by column
+            Filters(target_ids=("team-1",), until="2026-11-02T12:00:00.000Z"),  # needle search
         ):
             result = stats(store, filters, keys)
             assert Counter(result.counts) == self._expected(store, keys, filters)
@@ -649,9 +663,13 @@ class TestStats:
         }
         store.append([*_entries(_day(1), 20), odd])
         for keys in (("action",), ("org",), ("team",), ("actor",), ("day",), ("org", "team")):
-            assert Counter(stats(store, Filters(), keys).counts) == self._expected(
-                store, keys, Filters()
-            )
+            for filters in (
+                Filters(),
+                Filters(org_ids=("org-0",), actions=("team_deleted", "login")),
+            ):
+                assert Counter(stats(store, filters, keys).counts) == self._expected(
+                    store, keys, filters
+                )
 
     def test_several_workers_count_the_same(self, filled: Path, monkeypatch: Any) -> None:
         monkeypatch.setattr(maintenance, "_PARALLEL_BYTES", 1)

@@ -837,3 +837,21 @@ def test_query_to_a_full_stdout_says_so_in_one_line(tmp_path: Path) -> None:
         )
     assert proc.returncode == 1
     assert one_error_line(proc.stderr) == "Error: No space left on device"
+
+
+# ------------------------------------------------------------------------------- the log dir
+def test_a_log_dir_with_missing_parents_is_created(tmp_path: Path) -> None:
+    root = tmp_path / "fresh" / "home" / ".local" / "share" / "auditcli" / "logs"
+    result = inproc(root, "record", "-", stdin=orjson.dumps(entry("e-1", 1)))
+    assert result.returncode == 0, result.stderr
+    assert (root.stat().st_mode & 0o777) == 0o700
+    assert len(scan(root)[0]) == 1
+
+
+def test_the_log_dir_itself_may_be_a_symlink(tmp_path: Path) -> None:
+    """An operator's choice (`/var/log/audit -> /data/audit`); only partitions may not be."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    result = inproc(tmp_path / "link", "record", "-", stdin=orjson.dumps(entry("e-1", 1)))
+    assert result.returncode == 0, result.stderr
+    assert len(scan(tmp_path / "real")[0]) == 1

@@ -217,3 +217,12 @@ def test_torn_line_is_reported_with_file_and_line(store: AuditStore) -> None:
     assert result.exit_code == 5
     assert f"date={DAY}/{WRITER}.jsonl:3: torn line: 57 bytes" in result.stderr
     assert len(result.stdout_bytes.splitlines()) == 2
+
+
+def test_a_file_planted_as_a_partition_is_reported_not_fatal(store: AuditStore) -> None:
+    _record(store, 1)
+    (store.root / "date=2026-01-05").write_bytes(b"not a directory\n")
+    result = invoke(store.root, ["query", "-f", "jsonl"])
+    assert result.exit_code == 5
+    assert "date=2026-01-05" in result.stderr and "cannot list the partition" in result.stderr
+    assert [orjson.loads(line)["id"] for line in result.stdout_bytes.splitlines()] == ["e-1"]

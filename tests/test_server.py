@@ -766,6 +766,62 @@ class TestServiceAccountCommands:
         assert result.exit_code == 2 and result.stdout == ""
 
 
+class TestServeCommand:
+    """`audit serve`'s own decisions, with uvicorn.run replaced by a recorder."""
+
+    @pytest.fixture
+    def runs(self, monkeypatch) -> list[dict[str, Any]]:
+        import uvicorn
+
+        calls: list[dict[str, Any]] = []
+        monkeypatch.setattr(
+            uvicorn, "run", lambda app, **options: calls.append({"app": app, **options})
+        )
+        return calls
+
+    def test_binds_loopback_by_default_and_says_where(self, tmp_path, runs) -> None:
+        result = runner.invoke(cli_app, ["-d", str(tmp_path / "logs"), "serve"])
+        assert result.exit_code == 0, result.output
+        (call,) = runs
+        assert (call["host"], call["port"]) == ("127.0.0.1", 8080)
+        assert call["server_header"] is False and call["proxy_headers"] is False
+        assert "http://127.0.0.1:8080/api/v1/audit-logs" in result.stderr
+        assert "no admin service account yet" in result.stderr
+        assert "plain HTTP" not in result.stderr
+
+    def test_public_address_without_tls_warns(self, tmp_path, runs) -> None:
+        result = runner.invoke(
+            cli_app, ["-d", str(tmp_path / "logs"), "serve", "--host", "0.0.0.0"]
+        )
+        assert result.exit_code == 0 and "tokens cross the network in clear" in result.stderr
+
+    def test_tls_needs_both_files(self, tmp_path, runs) -> None:
+        result = runner.invoke(
+            cli_app,
+            ["-d", str(tmp_path / "logs"), "serve", "--ssl-certfile", str(tmp_path / "c.pem")],
+        )
+        assert result.exit_code == 2 and "go together" in result.stderr and runs == []
+
+    def test_workers_use_the_factory_over_the_same_directory(
+        self, tmp_path, runs, monkeypatch
+    ) -> None:
+        from auditcli.server import app_from_environment
+
+        store, tokens = _make_store(tmp_path / "logs")
+        # setenv first so that monkeypatch restores the variable `serve` sets for its workers.
+        monkeypatch.setenv("AUDIT_LOG_DIR", "unused")
+        monkeypatch.delenv("AUDIT_LOG_DIR")
+        result = runner.invoke(cli_app, ["-d", str(store.root), "serve", "--workers", "2"])
+        assert result.exit_code == 0, result.output
+        (call,) = runs
+        assert call["app"] == "auditcli.server:app_from_environment" and call["factory"] is True
+        assert call["workers"] == 2 and os.environ["AUDIT_LOG_DIR"] == str(store.root)
+        client = TestClient(app_from_environment())
+        assert client.get(API, headers=bearer(tokens.admin)).json()["total"] == len(
+            expected(store.root, "org-1")
+        )
+
+
 # ----------------------------------------------------------------------------- the real server
 def _free_port() -> int:
     with socket.socket() as sock:

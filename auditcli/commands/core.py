@@ -76,7 +76,11 @@ def record(
     store = get_store(ctx)
     target_display = None
     if action == "-":
-        raw = sys.stdin.buffer.read()
+        from ..importer import MAX_INPUT_LINE
+
+        raw = sys.stdin.buffer.read(MAX_INPUT_LINE + 1)  # bounded: stdin may be hostile
+        if len(raw) > MAX_INPUT_LINE:
+            raise InvalidEntryError(f"stdin: longer than {MAX_INPUT_LINE >> 20} MiB; not read")
         if not raw.strip():
             raise InvalidEntryError("stdin: no entry (the input is empty)")
         try:
@@ -246,8 +250,9 @@ def _stream_all(engine: Any, chosen: QueryFormat, out: Any) -> None:
     from ..render import csv_rows, entries_table, loads_entry, write_json_response
 
     if chosen is QueryFormat.jsonl:
-        for line in engine.stream():
-            out.write(seed_json(line) + b"\n")
+        # Whole blocks of stored bytes (chain suffix cut off): no per-entry parse or write.
+        for _, block in engine.content_blocks():
+            out.write(block)
     elif chosen is QueryFormat.csv:
         for row in csv_rows(loads_entry(seed_json(line)) for line in engine.stream()):
             out.write(row.encode())
@@ -257,9 +262,9 @@ def _stream_all(engine: Any, chosen: QueryFormat, out: Any) -> None:
         # `total` comes first in the response, so the matches are spooled, then written.
         with tempfile.TemporaryFile() as spool:
             total = 0
-            for line in engine.stream():
-                spool.write(seed_json(line) + b"\n")
-                total += 1
+            for count, block in engine.content_blocks():
+                spool.write(block)
+                total += count
             spool.seek(0)
             write_json_response(out, total, total, 0, (row[:-1] for row in spool))
     else:

@@ -38,7 +38,13 @@ SigningKeyOpt = Annotated[
 
 # ----------------------------------------------------------------------------- seal
 @app.command()
-def seal(ctx: typer.Context, signing_key: SigningKeyOpt = None) -> None:
+def seal(
+    ctx: typer.Context,
+    signing_key: SigningKeyOpt = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No summary on stderr; warnings only (cron).")
+    ] = False,
+) -> None:
     """Checkpoint every file in a new manifest chained to the previous one; print its hash.
 
     Run it hourly from cron; it writes a manifest even when nothing changed, so a gap shows.
@@ -54,10 +60,11 @@ def seal(ctx: typer.Context, signing_key: SigningKeyOpt = None) -> None:
     result = seal_store(store, signing_key=signing_key)
     manifest = result.manifest
     signed = f"signed by {result.key_id}" if result.key_id else "unsigned (no signing key)"
-    say(
-        f"sealed manifest #{manifest.sequence} ({manifest.path.name}): {result.files} files,"
-        f" {result.lines} entries ({result.new_lines} new since the last seal), {signed}"
-    )
+    if not quiet:
+        say(
+            f"sealed manifest #{manifest.sequence} ({manifest.path.name}): {result.files} files,"
+            f" {result.lines} entries ({result.new_lines} new since the last seal), {signed}"
+        )
     for warning in result.warnings:
         say(f"warning: {warning}")
     write_out(f"{manifest.hash}\n".encode())

@@ -440,7 +440,7 @@ def tail(
     if not 0.05 <= interval <= 60:
         raise UsageError("--interval: between 0.05 and 60 seconds")
     chosen = fmt or (TailFormat.text if stdout_is_terminal() else TailFormat.jsonl)
-    writer: Any = _TextWriter() if chosen is TailFormat.text else make_writer(chosen.value)
+    writer = make_writer(chosen.value)
     out = sys.stdout.buffer
     follower = Follower(store, filters)
     try:
@@ -471,29 +471,6 @@ def tail(
 
 def _id_of(stored: bytes) -> bytes:
     return stored[7 : stored.index(b'"', 7)]
-
-
-class _TextWriter:
-    """One readable line per entry: time, action, actor, target, description (escaped)."""
-
-    def head(self) -> bytes:
-        return b""
-
-    def line(self, stored: bytes) -> bytes:
-        from auditcli.query import entry_of
-        from auditcli.render import short_time, visible
-
-        entry = entry_of(stored)
-        actor = entry.get("actorEmail") or entry.get("actorName") or entry["actorId"]
-        # Padded columns line up for the usual widths; longer values just push the rest right.
-        fields = [
-            short_time(str(entry["createdAt"])),
-            visible(str(entry["action"])).ljust(22),
-            visible(str(actor)).ljust(24),
-            visible(f"{entry['target']}:{entry['targetId']}").ljust(22),
-            visible(str(entry["description"])),
-        ]
-        return ("  ".join(fields) + "\n").encode()
 
 
 # ----------------------------------------------------------------------------- schema
