@@ -30,7 +30,6 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from itertools import accumulate, islice, pairwise, repeat
 from operator import itemgetter
 from pathlib import Path
@@ -60,8 +59,8 @@ KEY_ORDER = (
 )
 _MAGIC = b"AUDITIDX1\n"
 _HEADER_AT = len(_MAGIC) + 4
-_READ_BLOCK = 8 << 20
-_BATCH = 4096  # lines parsed per batch while building (bounds memory on huge files)
+_READ_BLOCK = 4 << 20
+_BATCH = 2048  # lines parsed per batch while building (bounds memory on huge files)
 _SUFFIX = chain.SUFFIX_LEN
 _HEAD = chain.SUFFIX_HEAD
 _ID_START = b'{"id":"'
@@ -81,15 +80,16 @@ def index_path(root: Path, partition: str, file_name: str) -> Path:
     return root / INDEX_DIR / partition / (file_name + ".idx")
 
 
-@dataclass
 class Column:
     """One field's code per line, with each code's value and number of lines."""
 
-    values: list[Any]
-    counts: list[int]
-    codes: bytes  # `width` bytes per line, native byte order
-    width: int
-    _lookup: dict[Any, int] | None = field(default=None, repr=False)
+    # A plain class, not a dataclass: this module is imported by every query (start-up time).
+    __slots__ = ("_lookup", "codes", "counts", "values", "width")
+
+    def __init__(self, values: list[Any], counts: list[int], codes: bytes, width: int) -> None:
+        self.values, self.counts, self.width = values, counts, width
+        self.codes = codes  # `width` bytes per line, native byte order
+        self._lookup: dict[Any, int] | None = None
 
     def codes_of(self, wanted: Iterable[str]) -> list[int]:
         """The codes of the wanted values that occur in the file (none: no line matches)."""
@@ -137,22 +137,32 @@ class Column:
         return found
 
 
-@dataclass
 class LineIndex:
     """The index of one file (or, with `usable` false, the marker of a file not indexable).
 
     `order` lists the line numbers in result order (createdAt, then id, as query.sort_key) and
-    `rank` is its inverse; both are empty when the file is already in that order (`ordered`)."""
+    `rank` is its inverse; both are empty when the file is already in that order (`ordered`).
+    `ties`: two lines have the same (createdAt, id), so a stable sort keeps their file order."""
 
-    ident: Identity
-    usable: bool
-    lines: int = 0
-    ordered: bool = True
-    offsets: Sequence[int] = ()
-    columns: dict[str, Column] = field(default_factory=dict)
-    order: Sequence[int] = ()
-    rank: Sequence[int] = ()
-    ties: bool = False  # two lines with the same (createdAt, id): a stable sort keeps file order
+    __slots__ = (
+        "columns", "ident", "lines", "offsets", "order", "ordered", "rank", "ties", "usable"
+    )
+
+    def __init__(
+        self,
+        ident: Identity,
+        usable: bool,
+        lines: int = 0,
+        ordered: bool = True,
+        offsets: Sequence[int] = (),
+        columns: dict[str, Column] | None = None,
+        order: Sequence[int] = (),
+        rank: Sequence[int] = (),
+        ties: bool = False,
+    ) -> None:
+        self.ident, self.usable, self.lines, self.ordered = ident, usable, lines, ordered
+        self.offsets, self.columns = offsets, columns or {}
+        self.order, self.rank, self.ties = order, rank, ties
 
     # ------------------------------------------------------------------ selection
     def select(
@@ -205,7 +215,7 @@ class LineIndex:
         for _, name, codes in chosen[1:]:
             column, wanted = self.columns[name].code_list(), set(codes)
             selected = [n for n in selected if column[n] in wanted]
-        return selected
+        return selected[:-1] if len(selected) > 3 else selected
 
     def count(
         self,
@@ -246,6 +256,17 @@ class LineIndex:
             starts = offsets[selected.start : selected.stop + 1]
             return [data[a:b] for a, b in pairwise(starts)]
         return [data[offsets[n] : offsets[n + 1]] for n in selected]
+
+    def contents(self, selected: Sequence[int], data: Any) -> bytes:
+        """JSONL of the entries on lines `selected`, in that order: each stored line with its
+        chain suffix cut off (`seed_json`), straight from the file's bytes."""
+        offsets, cut = self.offsets, _SUFFIX
+        if isinstance(selected, range) and selected.step == 1:
+            ends = offsets[selected.start : selected.stop + 1]
+            parts = [data[a : b - cut] for a, b in pairwise(ends)]
+        else:
+            parts = [data[offsets[n] : offsets[n + 1] - cut] for n in selected]
+        return b"}\n".join(parts) + b"}\n" if parts else b""
 
     # ------------------------------------------------------------------ file form
     def to_bytes(self) -> bytes:
@@ -463,7 +484,7 @@ def _plus_newline(total: int, length: int) -> int:
     return total + length + 1
 
 
-_NEEDS_ESCAPE = re.compile(rb'["\\\x00-\x1f]')
+_NEEDS_ESCAPE = re.compile(rb'["\\\x00-\x1f]')  # what JSON escapes inside a string
 
 
 # ---------------------------------------------------------------------- writing an index

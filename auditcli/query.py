@@ -28,6 +28,7 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -271,7 +272,7 @@ class QueryEngine:
     def file_lines(self, file: LogFile) -> list[bytes]:
         """The matching stored lines of one file: in result order (ascending) when they come
         from its line index, else in file order."""
-        answer = self._from_index(file, count_only=False)
+        answer = self._from_index(file, "lines")
         if answer is not None:
             return answer[1]
         return self._scan_file(file, count_only=False)[1]
@@ -291,15 +292,17 @@ class QueryEngine:
     def file_count(self, file: LogFile) -> int:
         """How many lines of one file match: the unit a long-running caller (the HTTP server)
         may memoise, since a file only grows and a closed one never changes."""
-        answer = self._from_index(file, count_only=True)
+        answer = self._from_index(file, "count")
         if answer is not None:
             return answer[0]
         return self._scan_file(file, count_only=True)[0]
 
-    def _from_index(self, file: LogFile, *, count_only: bool) -> tuple[int, list[bytes]] | None:
-        """`(count, lines in result order)` of one file from its line index, indexing a
-        settled file first when it has no valid index; None when the file is to be scanned
-        (compressed, small, of today, not indexable, or changed under us)."""
+    def _from_index(self, file: LogFile, want: str) -> tuple[int, list[Any]] | None:
+        """One file's answer from its line index, indexing a settled file first when it has no
+        valid index: `(count, [])` for want "count", `(count, lines in ascending result order)`
+        for "lines", `(count, [(n, JSONL block)...] in query order)` for "blocks". None when
+        the file is to be scanned (compressed, small, of today, not indexable, changed under
+        us) or, for blocks, when equal sort keys make a plain reversal inexact."""
         if not self.use_index or file.compressed:
             return None
         try:
@@ -322,7 +325,7 @@ class QueryEngine:
                 lineindex.save(self.store.root, file.partition, file.path.name, index)
             if not index.usable:
                 return None
-            return self._answer(index, fd, info.st_size, file, by_field, count_only)
+            return self._answer(index, fd, info.st_size, file, by_field, want)
         finally:
             os.close(fd)
 
@@ -333,9 +336,12 @@ class QueryEngine:
         size: int,
         file: LogFile,
         by_field: dict[str, tuple[str, ...]],
-        count_only: bool,
-    ) -> tuple[int, list[bytes]]:
+        want: str,
+    ) -> tuple[int, list[Any]] | None:
         since, until = self.matcher.since, self.matcher.until
+        descending = self.order == "desc"
+        if want == "blocks" and index.ties and descending:
+            return None  # equal keys keep file order in a stable descending sort
         data: mmap.mmap | None = None
 
         def mapped() -> mmap.mmap:
@@ -345,17 +351,24 @@ class QueryEngine:
             return data
 
         try:
-            if count_only:
+            if want == "count":
                 return index.count(by_field, since, until, mapped), []
             selected = index.select(by_field, since, until, mapped())
-            lines = index.line_bytes(selected, mapped()) if len(selected) else []
+            found: list[Any] = []
+            if want == "blocks":
+                selected = selected[::-1] if descending else selected
+                for first in range(0, len(selected), _BLOCK_LINES):
+                    part = selected[first : first + _BLOCK_LINES]
+                    found.append((len(part), index.contents(part, data)))
+            elif len(selected):
+                found = index.line_bytes(selected, data)
         finally:
             if data is not None:
                 data.close()
         self._indexed.add(file)
         if not index.ties:
             self._in_order.add(file)
-        return len(lines), lines
+        return len(selected), found
 
     def _parseable(self, day: str, lines: list[bytes]) -> list[bytes]:
         """`lines` less those whose content is not JSON: a line can keep the stored shape and
@@ -394,6 +407,10 @@ class QueryEngine:
         order, a partition at a time; what `query --all --format jsonl` writes."""
         cut = -chain.SUFFIX_LEN
         for day in self.days():
+            files = self._day_files(day)
+            if len(files) == 1 and (answer := self._from_index(files[0], "blocks")) is not None:
+                yield from answer[1]
+                continue
             lines = self._parseable(day, self.day_lines(day))
             for first in range(0, len(lines), _BLOCK_LINES):
                 part = lines[first : first + _BLOCK_LINES]

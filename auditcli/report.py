@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .auditor import ReportData, TimelineItem, report_data
+from .auditor import SECTION_ACTIONS, ReportData, TimelineItem, report_data
 from .errors import AuditError
 from .render import visible
 from .store import AuditStore
@@ -96,9 +96,18 @@ def build_report(
     until: str,
     generated_at: str,
     org_ids: tuple[str, ...] = (),
+    max_rows: int = 0,
 ) -> ReportData:
-    """The report's data (see `auditor.report_data`) with the integrity status of the period."""
-    data = report_data(store, since=since, until=until, generated_at=generated_at, org_ids=org_ids)
+    """The report's data (see `auditor.report_data`) with the integrity status of the period;
+    with `max_rows`, each section keeps only that many entries (memory stays bounded)."""
+    data = report_data(
+        store,
+        since=since,
+        until=until,
+        generated_at=generated_at,
+        org_ids=org_ids,
+        keep=max_rows or None,
+    )
     data.integrity = integrity_status(store, since, until)
     return data
 
@@ -315,8 +324,21 @@ def logins_svg(per_day: dict[str, int]) -> str:
     return "".join(parts)
 
 
-def render_html(data: ReportData, *, command: str | None = None) -> str:
-    """The whole report as one HTML document (UTF-8 text)."""
+#: Rows shown per table by default: a review is read by people; the totals count everything.
+MAX_ROWS = 1000
+
+
+def _more(shown: int, total: int, hint: str) -> str:
+    """The plain-text note under a table cut at `shown` rows (empty when nothing was cut)."""
+    if total <= shown:
+        return ""
+    return f"Showing the first {shown} of {total}; {hint}"
+
+
+def render_html(data: ReportData, *, command: str | None = None, max_rows: int = MAX_ROWS) -> str:
+    """The whole report as one HTML document (UTF-8 text); each table shows at most
+    `max_rows` rows (0: all) and says how many it left out."""
+    limit = max_rows or None
     labels = data.labels
     orgs = ", ".join(data.org_ids) if data.org_ids else "all organizations"
     status = data.integrity.get("status", "not checked")
@@ -375,12 +397,12 @@ def render_html(data: ReportData, *, command: str | None = None) -> str:
             )
         )
     out.append(f"<h3>{esc(SECTION_TITLES['admins'])}</h3>")
-    out.append(_section_table(data.sections.get("admins", []), labels))
+    out.append(_section_table(data, "admins", labels, limit))
     out.append("</section>")
 
     for name in ("users", "teams", "roles", "service-accounts"):
         out.append(f'<section id="{name}"><h2>{esc(SECTION_TITLES[name])}</h2>')
-        out.append(_section_table(data.sections.get(name, []), labels))
+        out.append(_section_table(data, name, labels, limit))
         out.append("</section>")
 
     out.append('<section id="actors"><h2>Most active actors</h2>')
@@ -408,12 +430,14 @@ def render_html(data: ReportData, *, command: str | None = None) -> str:
                     esc(a.detail),
                     f'<span class="id">{esc(a.entry.id)}</span>',
                 ]
-                for a in data.anomalies
+                for a in data.anomalies[:limit]
             ),
             empty="No anomaly: every removal had a prior grant and entries were stored in order.",
             row_class="anomaly",
         )
     )
+    if note := _more(len(data.anomalies[:limit]), len(data.anomalies), _anomaly_hint(data)):
+        out.append(f'<p class="empty">{esc(note)}</p>')
     if data.problems:
         out.append("<h3>Damaged or foreign lines skipped</h3><ul>")
         out.extend(f"<li>{esc(p)}</li>" for p in data.problems)
@@ -433,11 +457,25 @@ def render_html(data: ReportData, *, command: str | None = None) -> str:
     return "\n".join(out)
 
 
-def _section_table(items: list[TimelineItem], labels: dict[str, str]) -> str:
-    return _table(
+def _section_hint(data: ReportData, name: str) -> str:
+    actions = " ".join(f"--action {a}" for a in SECTION_ACTIONS[name])
+    return f"the rest: audit query {actions} --since {data.since} --until {data.until} --all"
+
+
+def _anomaly_hint(data: ReportData) -> str:
+    return f"the rest: audit state … --at {data.until}, or audit history"
+
+
+def _section_table(data: ReportData, name: str, labels: dict[str, str], limit: int | None) -> str:
+    items = data.sections.get(name, [])
+    table = _table(
         ("Time (UTC)", "Actor", "Action", "Subject", "Change", "Entry"),
-        _event_rows(items, labels),
+        _event_rows(items[:limit], labels),
     )
+    total = max(data.section_totals.get(name, 0), len(items))
+    if note := _more(len(items[:limit]), total, _section_hint(data, name)):
+        table += f'<p class="empty">{esc(note)}</p>'
+    return table
 
 
 # ----------------------------------------------------------------------------- Markdown
@@ -483,8 +521,23 @@ def _md_events(items: list[TimelineItem], labels: dict[str, str]) -> list[str]:
     return _md_table(("Time (UTC)", "Actor", "Action", "Subject", "Change", "Entry"), rows)
 
 
-def render_markdown(data: ReportData, *, command: str | None = None) -> str:
-    """The report as GitHub-flavoured Markdown (tables; the chart as text bars)."""
+def _md_section(
+    data: ReportData, name: str, labels: dict[str, str], limit: int | None
+) -> list[str]:
+    items = data.sections.get(name, [])
+    lines = _md_events(items[:limit], labels)
+    total = max(data.section_totals.get(name, 0), len(items))
+    if note := _more(len(items[:limit]), total, _section_hint(data, name)):
+        lines += [f"_{md(note)}_", ""]
+    return lines
+
+
+def render_markdown(
+    data: ReportData, *, command: str | None = None, max_rows: int = MAX_ROWS
+) -> str:
+    """The report as GitHub-flavoured Markdown (tables; the chart as text bars); each table
+    shows at most `max_rows` rows (0: all)."""
+    limit = max_rows or None
     labels = data.labels
     orgs = ", ".join(data.org_ids) if data.org_ids else "all organizations"
     out = [
@@ -532,10 +585,10 @@ def render_markdown(data: ReportData, *, command: str | None = None) -> str:
             empty="No system admin is recorded (grants older than the log do not appear).",
         )
     out += [f"### {SECTION_TITLES['admins']}", ""]
-    out += _md_events(data.sections.get("admins", []), labels)
+    out += _md_section(data, "admins", labels, limit)
     for name in ("users", "teams", "roles", "service-accounts"):
         out += [f"## {SECTION_TITLES[name]}", ""]
-        out += _md_events(data.sections.get(name, []), labels)
+        out += _md_section(data, name, labels, limit)
     out += ["## Most active actors", ""]
     out += _md_table(
         ("Actor", "Actor id", "Entries", "Logins", "Other actions"),
@@ -555,10 +608,12 @@ def render_markdown(data: ReportData, *, command: str | None = None) -> str:
                 md(a.detail),
                 md(a.entry.id),
             ]
-            for a in data.anomalies
+            for a in data.anomalies[:limit]
         ),
         empty="No anomaly.",
     )
+    if note := _more(len(data.anomalies[:limit]), len(data.anomalies), _anomaly_hint(data)):
+        out += [f"_{md(note)}_", ""]
     if data.problems:
         out += ["Damaged or foreign lines skipped:", ""]
         out += [f"- {md(p)}" for p in data.problems] + [""]

@@ -638,6 +638,18 @@ class TestReport:
         assert "@page" in page and "@media print" in page
         assert "default-src 'none'" in page
         assert "state before the first recorded event is unknown" in page
+        kept = build_report(
+            report_store,
+            since=T(2, "00:00:00"),
+            until=T(3, "23:59:59", 999),
+            generated_at=T(4, "00:00:00"),
+            max_rows=1,
+        )
+        assert len(kept.sections["admins"]) == 1 and kept.section_totals["admins"] == 2
+        assert "Showing the first 1 of 2" in render_html(kept)
+        cut = render_html(data, max_rows=1)
+        assert "Showing the first 1 of 2; the rest: audit query --action org_admin_added" in cut
+        assert "Showing the first 1 of 2" in render_markdown(data, max_rows=1)
 
     def test_integrity_status_when_verify_is_absent_or_present(
         self, report_store: AuditStore, monkeypatch: pytest.MonkeyPatch

@@ -91,8 +91,7 @@ def rows_table(
         whole = header.startswith(
             ("Time", "Entry", "Granted (", "Since", "Set (", "Added (", "When")
         )
-        wide = 30 if header in ("What happened", "Detail") else None
-        table.add_column(header, no_wrap=whole, overflow="fold", min_width=wide)
+        table.add_column(header, no_wrap=whole, overflow="fold")
     for row in rows:
         table.add_row(
             *(cell if isinstance(cell, Text) else Text(visible(str(cell or ""))) for cell in row)
@@ -100,12 +99,24 @@ def rows_table(
     return table
 
 
+def _when_and_id(created_at: str, entry_id: str) -> Any:
+    """One cell: the time, and under it the entry id (dim), to look the entry up."""
+    from rich.text import Text
+
+    from auditcli.render import visible
+
+    cell = Text(_short(created_at) + "\n")
+    cell.append(visible(entry_id), style="dim")
+    return cell
+
+
 def _anomaly_table(anomalies: list[Any]) -> Any:
     rows = [
-        (_short(a.entry.createdAt), a.entry.action, a.kind, a.detail, a.entry.id) for a in anomalies
+        (_when_and_id(a.entry.createdAt, a.entry.id), a.entry.action, a.kind, a.detail)
+        for a in anomalies
     ]
     return rows_table(
-        ("Time (UTC)", "Action", "Anomaly", "Detail", "Entry"),
+        ("Time (UTC) / entry", "Action", "Anomaly", "Detail"),
         rows,
         title="Anomalies (reported, not hidden)",
     )
@@ -179,14 +190,14 @@ def _history_table(result: Any) -> None:
         for anomaly in item.anomalies:
             what.append(f"\n⚠ {anomaly.kind}: ", style="bold")
             what.append(visible(anomaly.detail))
-        rows.append((_short(entry["createdAt"]), entry["action"], actor, what, entry["id"]))
+        rows.append((_when_and_id(entry["createdAt"], entry["id"]), entry["action"], actor, what))
     subject = ", ".join([*result.target_ids, *result.actor_ids])
     caption = (
         f"{len(result.items)} entries · first recorded entry {result.first_recorded or 'none'}: "
         f"{UNKNOWN_BEFORE_NOTE}"
     )
     table = rows_table(
-        ("Time (UTC)", "Action", "Actor", "What happened", "Entry"),
+        ("Time (UTC) / entry", "Action", "Actor", "What happened"),
         rows,
         title=f"History of {subject}",
         caption=caption,
@@ -385,6 +396,9 @@ def report(
         ReportFormat | None,
         typer.Option("--format", "-f", help="html (default) or md; a .md file name means md."),
     ] = None,
+    max_rows: Annotated[
+        int, typer.Option("--max-rows", help="Rows per table at most (0: all); totals count all.")
+    ] = 1000,
 ) -> None:
     """Write an access-review report for a period: totals, logins per day (chart), system
     admin grants and revocations, admins at the start and end, user, team, role and service
@@ -396,6 +410,8 @@ def report(
     from auditcli.report import build_report, render_html, render_markdown
     from auditcli.timeparse import parse_bound
 
+    if max_rows < 0:
+        raise UsageError("--max-rows: must be 0 (all) or more")
     store = get_store(ctx)
     if since:
         start = parse_bound(since, end=False, clock=store.clock)
@@ -411,10 +427,12 @@ def report(
         until=end,
         generated_at=_generated_at(store),
         org_ids=tuple(org_id or ()),
+        max_rows=max_rows,
     )
     command = f"audit report --since {start} --until {end}"
     command += "".join(f" --org-id {org}" for org in org_id or ())
-    text = (render_markdown if chosen is ReportFormat.md else render_html)(data, command=command)
+    render = render_markdown if chosen is ReportFormat.md else render_html
+    text = render(data, command=command, max_rows=max_rows)
     if output == "-":
         sys.stdout.write(text)
         sys.stdout.flush()

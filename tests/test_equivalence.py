@@ -1,0 +1,427 @@
+"""The fast paths give exactly what plain parse-everything code gives.
+
+The query engine answers from line indexes, byte-level prefilters and positional checks; the
+importer takes canonical lines by a shortcut. Here both are compared, on randomised stores,
+filters and inputs (hypothesis), with reference code that parses every line and compares
+values. Nothing here is timed; see benchmarks/ for that.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from auditcli import chain, lineindex
+from auditcli.catalog import Catalog
+from auditcli.errors import InvalidEntryError
+from auditcli.importer import _canonical_entry
+from auditcli.model import SEED_FIELDS, build_entry, dumps_entry, loads_strict
+from auditcli.query import Filters, QueryEngine, seed_json
+from auditcli.store import AuditStore
+
+DAYS = ("2026-03-01", "2026-03-02", "2026-03-03")
+TODAY = "2026-03-04"  # the store's clock: every day above is settled (indexable) ...
+NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)  # ... and entries of TODAY are not
+ACTORS = ("user-1", "user-2", "user-3")
+ACTIONS = ("login", "role_updated", "team_created", "user_added")
+TARGETS = ("USER", "ROLE", "TEAM")
+TARGET_IDS = ("user-1", "role-1", "team-1", "team-2")
+ORGS = ("org-1", "org-2")
+TEAMS = (None, "team-1", "team-2")
+FILTER_FIELDS = {
+    "actions": ("action", (*ACTIONS, "user_removed")),
+    "targets": ("target", (*TARGETS, "ORGANIZATION")),
+    "actor_ids": ("actorId", (*ACTORS, "nobody")),
+    "target_ids": ("targetId", (*TARGET_IDS, "nothing")),
+    "team_ids": ("teamId", ("team-1", "team-2", "team-9")),
+    "org_ids": ("organizationId", (*ORGS, "org-9")),
+}
+# Metadata that imitates top-level fields: the positional matcher must not be fooled.
+METADATA = st.one_of(
+    st.none(),
+    st.just({"action": "login", "teamId": "team-2", "organizationId": "org-2"}),
+    st.just({"input": {"actorId": "user-3", "targetId": "team-1", "createdAt": "2026-03-02"}}),
+    st.dictionaries(
+        st.sampled_from(["a", "b", "teamId"]), st.integers(-1000, 1000) | st.text(max_size=5)
+    ),
+)
+DESCRIPTIONS = st.sampled_from(
+    ["someone did it", 'quote " and ,"action":"login", inside', "ünïcödé ✓", ""]
+)
+
+
+@st.composite
+def entries(draw: Any, day: str) -> dict[str, Any]:
+    """One valid entry of `day`; times come from a few seconds so that ties happen."""
+    second = draw(st.integers(0, 3))
+    milli = draw(st.sampled_from([0, 1, 999]))
+    action = draw(st.sampled_from(ACTIONS))
+    return {
+        "id": draw(st.sampled_from(["a", "b", "c", "0"])) + f"-{draw(st.integers(0, 10**9))}",
+        "description": draw(DESCRIPTIONS),
+        "actorId": draw(st.sampled_from(ACTORS)),
+        "actorName": draw(st.none() | st.just("Ann")),
+        "actorEmail": None,
+        "action": action,
+        "actionDisplayName": "Display",
+        "target": draw(st.sampled_from(TARGETS)),
+        "targetId": draw(st.sampled_from(TARGET_IDS)),
+        "metadata": draw(METADATA),
+        "organizationId": draw(st.sampled_from(ORGS)),
+        "teamId": draw(st.sampled_from(TEAMS)),
+        "createdAt": f"{day}T0{draw(st.integers(0, 1))}:00:0{second}.{milli:03d}Z",
+    }
+
+
+@st.composite
+def stores(draw: Any) -> list[dict[str, Any]]:
+    """A plan of a store: per day and writer, entries in append order, plus damage to do."""
+    plan = []
+    for day in (*DAYS, TODAY):
+        for writer in draw(st.sampled_from([("w1",), ("w1", "w2")])):
+            batch = draw(
+                st.lists(entries(day), min_size=draw(st.sampled_from([0, 5])), max_size=25)
+            )
+            plan.append(
+                {
+                    "day": day,
+                    "writer": writer,
+                    "entries": sorted(batch, key=_ref_key) if draw(st.booleans()) else batch,
+                    # most files stay clean: only those get (and use) a line index
+                    "foreign": draw(st.sampled_from([None] * 6 + [b"not json\n", b'{"id":"x"}\n'])),
+                    "torn": draw(st.integers(0, 7)) == 0,
+                    "gzip": day != TODAY and draw(st.integers(0, 5)) == 0,
+                }
+            )
+    return plan
+
+
+@st.composite
+def filters(draw: Any) -> Filters:
+    """Any mix of field filters (one or two values, maybe one that never occurs) and bounds."""
+    chosen: dict[str, Any] = {}
+    for name, (_, pool) in FILTER_FIELDS.items():
+        if draw(st.integers(0, 3)) == 0:
+            chosen[name] = tuple(draw(st.lists(st.sampled_from(pool), min_size=1, max_size=2)))
+    stamps = [None] + [
+        f"{day}T{hh}.{ms}Z"
+        for day in (*DAYS, TODAY)
+        for hh in ("00:00:00", "00:00:02", "01:00:01", "23:59:59")
+        for ms in ("000", "999")
+    ]
+    since, until = draw(st.sampled_from(stamps)), draw(st.sampled_from(stamps))
+    if since and until and since > until:
+        since, until = until, since
+    return Filters(**chosen, since=since, until=until)
+
+
+def _ref_key(entry: dict[str, Any]) -> tuple[str, str]:
+    return entry["createdAt"], entry["id"]
+
+
+def _build(root: Path, plan: list[dict[str, Any]]) -> AuditStore:
+    """Write the planned store with the real writer, then damage it as planned."""
+    catalog = Catalog.load(root)
+    for part in plan:
+        store = AuditStore(root, writer_id=part["writer"], clock=lambda: NOW)
+        items = []
+        for data in part["entries"]:
+            entry = build_entry(data, catalog)
+            items.append((entry["id"], dumps_entry(entry)))
+        store.append_contents(part["day"], items, check_ids=False)
+        path = root / f"date={part['day']}" / f"{part['writer']}.jsonl"
+        if part["foreign"] and path.exists():
+            with open(path, "ab") as handle:
+                handle.write(part["foreign"])
+        if part["torn"] and path.exists():
+            with open(path, "ab") as handle:
+                handle.write(b'{"id":"torn')
+        elif part["gzip"] and path.exists():
+            gz = path.with_name(path.name + ".gz")
+            gz.write_bytes(gzip.compress(path.read_bytes()))
+            path.unlink()
+    return AuditStore(root, clock=lambda: NOW)
+
+
+def _reference(root: Path, wanted: Filters, order: str) -> list[bytes]:
+    """Every matching stored line, found the plain way: parse each line of each file and
+    compare the values; sort by (createdAt, id), stably."""
+    fields = {name: set(values) for name, values in wanted.by_field().items()}
+    found = []
+    for partition in sorted(p for p in os.listdir(root) if p.startswith("date=")):
+        names = sorted(os.listdir(root / partition))
+        segments = sorted({n.removesuffix(".gz").removesuffix(".jsonl") for n in names})
+        for segment in segments:
+            plain, packed = (
+                root / partition / f"{segment}.jsonl",
+                root / partition / f"{segment}.jsonl.gz",
+            )
+            data = gzip.decompress(packed.read_bytes()) if packed.exists() else plain.read_bytes()
+            for raw in data.split(b"\n")[:-1]:  # a last piece without newline is torn
+                line = raw + b"\n"
+                if not chain.is_chained_line(line):
+                    continue
+                entry = orjson.loads(chain.content_of(line))
+                if any(entry[name] not in values for name, values in fields.items()):
+                    continue
+                if wanted.since and entry["createdAt"] < wanted.since:
+                    continue
+                if wanted.until and entry["createdAt"] > wanted.until:
+                    continue
+                found.append((_ref_key(entry), line))
+    found.sort(key=lambda item: item[0], reverse=order == "desc")
+    return [line for _, line in found]
+
+
+def _engine(store: AuditStore, wanted: Filters, order: str, use_index: bool) -> QueryEngine:
+    engine = QueryEngine(store, wanted, order=order, use_index=use_index)
+    engine.index_min_bytes = 0  # index even the tiny files of a test
+    return engine
+
+
+def _answers(
+    store: AuditStore, wanted: Filters, order: str, use_index: bool, limit: int, offset: int
+) -> dict[str, Any]:
+    streamed = _engine(store, wanted, order, use_index)
+    lines = list(streamed.stream())
+    blocks = b"".join(
+        block for _, block in _engine(store, wanted, order, use_index).content_blocks()
+    )
+    paged = _engine(store, wanted, order, use_index)
+    total, page = paged.page(limit, offset)
+    counted = _engine(store, wanted, order, use_index)
+    return {
+        "lines": lines,
+        "blocks": blocks,
+        "count": counted.count(),
+        "page": (total, page),
+        "problems": sorted(map(str, streamed.problems)),
+    }
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    plan=stores(),
+    queries=st.lists(
+        st.tuples(
+            filters(), st.sampled_from(["asc", "desc"]), st.integers(1, 30), st.integers(0, 40)
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_fast_paths_equal_parsing_everything(
+    plan: list[dict[str, Any]], queries: list[Any]
+) -> None:
+    ids = [entry["id"] for part in plan for entry in part["entries"]]
+    assume(len(ids) == len(set(ids)))  # the store refuses a repeated id within a day anyway
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        store = _build(root, plan)
+        for wanted, order, limit, offset in queries:
+            expected = _reference(root, wanted, order)
+            scanned = _answers(store, wanted, order, False, limit, offset)
+            indexing = _answers(store, wanted, order, True, limit, offset)  # writes indexes
+            indexed = _answers(store, wanted, order, True, limit, offset)  # reads them
+            for answer in (scanned, indexing, indexed):
+                assert answer["lines"] == expected
+                assert answer["blocks"] == b"".join(seed_json(line) + b"\n" for line in expected)
+                assert answer["count"] == len(expected)
+                assert answer["page"] == (len(expected), expected[offset : offset + limit])
+                assert answer["problems"] == scanned["problems"]
+
+
+class TestLineIndex:
+    """What the index is trusted with: exact identity, canonical lines only, settled files."""
+
+    def _store(self, root: Path, count: int = 40) -> AuditStore:
+        store = AuditStore(root, writer_id="w1", clock=lambda: NOW)
+        catalog = Catalog.load(root)
+        items = []
+        for n in range(count):
+            entry = build_entry(
+                {
+                    "action": ACTIONS[n % len(ACTIONS)],
+                    "actorId": ACTORS[n % 3],
+                    "organizationId": "org-1",
+                    "targetId": "t",
+                    "createdAt": f"2026-03-01T00:00:{n % 60:02d}.000Z",
+                },
+                catalog,
+            )
+            items.append((entry["id"], dumps_entry(entry)))
+        store.append_contents("2026-03-01", items)
+        return store
+
+    def _query(self, store: AuditStore, **filters: Any) -> tuple[list[bytes], QueryEngine]:
+        engine = _engine(store, Filters(**filters), "asc", True)
+        return list(engine.stream()), engine
+
+    def test_a_settled_file_gets_an_index_and_later_queries_use_it(self, tmp_path: Path) -> None:
+        store = self._store(tmp_path)
+        first, _ = self._query(store, actions=("login",))
+        index = tmp_path / "_index" / "date=2026-03-01" / "w1.jsonl.idx"
+        assert index.exists()
+        again, engine = self._query(store, actions=("login",))
+        assert again == first and len(first) == 10
+        assert engine._indexed  # answered from the index
+
+    def test_an_appended_file_is_not_answered_from_its_old_index(self, tmp_path: Path) -> None:
+        store = self._store(tmp_path)
+        self._query(store)
+        catalog = Catalog.load(tmp_path)
+        entry = build_entry(
+            {
+                "action": "login",
+                "actorId": "user-9",
+                "organizationId": "org-1",
+                "createdAt": "2026-03-01T00:00:30.500Z",
+            },
+            catalog,
+        )
+        store.append_contents("2026-03-01", [(entry["id"], dumps_entry(entry))])
+        found, _ = self._query(store, actor_ids=("user-9",))
+        assert [orjson.loads(seed_json(line))["id"] for line in found] == [entry["id"]]
+
+    def test_a_line_changed_in_place_invalidates_the_index(self, tmp_path: Path) -> None:
+        store = self._store(tmp_path)
+        self._query(store)
+        path = tmp_path / "date=2026-03-01" / "w1.jsonl"
+        data = path.read_bytes()
+        # Same length, other actor: only the file's identity (mtime, ctime) betrays the edit.
+        path.write_bytes(data.replace(b'"actorId":"user-1"', b'"actorId":"user-7"', 1))
+        found, _ = self._query(store, actor_ids=("user-7",))
+        assert len(found) == 1
+
+    def test_a_corrupted_line_keeps_the_file_scanned_and_reported(self, tmp_path: Path) -> None:
+        store = self._store(tmp_path)
+        path = tmp_path / "date=2026-03-01" / "w1.jsonl"
+        lines = path.read_bytes().split(b"\n")
+        lines[3] = lines[3].replace(b'"description":"', b'"description":"\xff', 1)
+        path.write_bytes(b"\n".join(lines))
+        found, engine = self._query(store)
+        assert len(found) == 39
+        assert any("not JSON" in str(problem) for problem in engine.problems)
+        found, engine = self._query(store)  # the "not indexable" marker: scanned again
+        assert len(found) == 39 and engine.problems and not engine._indexed
+
+    def test_todays_file_is_scanned_not_indexed(self, tmp_path: Path) -> None:
+        store = self._store(tmp_path)
+        late = AuditStore(
+            tmp_path, writer_id="w1", clock=lambda: datetime(2026, 3, 1, 23, tzinfo=UTC)
+        )
+        engine = _engine(late, Filters(), "asc", True)
+        assert len(list(engine.stream())) == 40
+        assert not (tmp_path / "_index").exists()
+        assert store.root == late.root
+
+    def test_a_damaged_index_is_ignored(self, tmp_path: Path) -> None:
+        store = self._store(tmp_path)
+        expected, _ = self._query(store, actions=("role_updated",))
+        index = tmp_path / "_index" / "date=2026-03-01" / "w1.jsonl.idx"
+        index.write_bytes(index.read_bytes()[:200])
+        found, _ = self._query(store, actions=("role_updated",))
+        assert found == expected
+
+    def test_index_key_order_is_the_models(self) -> None:
+        assert lineindex.KEY_ORDER == SEED_FIELDS
+
+
+# ---------------------------------------------------------------------- the importer's shortcut
+VALID = {
+    "id": "id-1",
+    "description": "d",
+    "actorId": "user-1",
+    "actorName": None,
+    "actorEmail": "a@example.com",
+    "action": "login",
+    "actionDisplayName": "User Login",
+    "target": "USER",
+    "targetId": "user-1",
+    "metadata": {"k": [1, 2.5, None, True, "x"]},
+    "organizationId": "org-1",
+    "teamId": None,
+    "createdAt": "2026-03-01T00:00:00.000Z",
+}
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+MUTATIONS = st.sampled_from(
+    [
+        ("id", None),
+        ("id", "bad id!"),
+        ("description", None),
+        ("actorId", ""),
+        ("actorId", 5),
+        ("actorEmail", "nope"),
+        ("action", "no_such_action"),
+        ("action", None),
+        ("actionDisplayName", None),
+        ("target", "PLANET"),
+        ("target", None),
+        ("targetId", None),
+        ("metadata", {"deep": _nested(34)}),
+        ("metadata", 7),
+        ("metadata", {"big": 2**64}),
+        ("organizationId", None),
+        ("teamId", ""),
+        ("createdAt", "2026-02-30T00:00:00.000Z"),
+        ("createdAt", "2026-03-01T01:00:00+01:00"),
+        ("createdAt", "2026-03-01T00:00:00Z"),
+        ("createdAt", None),
+        ("extra", 1),
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    mutations=st.lists(MUTATIONS, max_size=3),
+    drop=st.lists(st.sampled_from(SEED_FIELDS), max_size=2),
+    spacing=st.sampled_from(["compact", "spaced", "shuffled", "trailing"]),
+)
+def test_canonical_import_shortcut_equals_the_full_path(
+    mutations: list[tuple[str, Any]], drop: list[str], spacing: str
+) -> None:
+    data = dict(VALID)
+    for name, value in mutations:
+        data[name] = value
+    for name in drop:
+        data.pop(name, None)
+    if spacing == "shuffled":
+        data = dict(reversed(list(data.items())))
+    separators = (", ", ": ") if spacing == "spaced" else (",", ":")
+    raw = json.dumps(data, separators=separators, ensure_ascii=False).encode()
+    raw += b"\n" if spacing != "trailing" else b"  \r\n"
+    catalog = Catalog.load(Path(tempfile.gettempdir()) / "no-such-audit-dir")
+    try:
+        entry = build_entry(loads_strict(raw), catalog)
+        full: Any = (entry, dumps_entry(entry))
+    except (InvalidEntryError, ValueError):
+        full = "refused"
+    fast = _canonical_entry(raw, catalog)
+    if fast is not None:
+        assert full != "refused"
+        assert fast[1] == full[1]
+        assert fast[0] == full[0]
+    if not mutations and not drop and spacing == "compact":
+        assert fast is not None  # a complete canonical line does take the shortcut
