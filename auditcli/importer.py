@@ -105,8 +105,11 @@ def _input_lines(source: IO[bytes]) -> Iterator[bytes | None]:
             yield raw
 
 
-def _problem(report: ImportReport, message: str) -> None:
-    report.invalid += 1
+def _problem(report: ImportReport, message: str, *, new_line: bool = True) -> None:
+    """Note a problem; `new_line=False` for a further problem of a line already counted, so
+    `invalid` counts lines, not problems."""
+    if new_line:
+        report.invalid += 1
     if len(report.problems) < _MAX_REPORTED:
         report.problems.append(message)
     elif len(report.problems) == _MAX_REPORTED:
@@ -141,8 +144,8 @@ def _validate_into(
                 entry = build_entry(loads_strict(raw), catalog, clock=clock)
                 content = dumps_entry(entry)
         except InvalidEntryError as exc:
-            for text in exc.problems:
-                _problem(report, f"line {number}: {text}")
+            for n, text in enumerate(exc.problems):
+                _problem(report, f"line {number}: {text}", new_line=n == 0)
             continue
         except ValueError as exc:
             _problem(report, f"line {number}: {exc}")

@@ -215,7 +215,7 @@ class LineIndex:
         for _, name, codes in chosen[1:]:
             column, wanted = self.columns[name].code_list(), set(codes)
             selected = [n for n in selected if column[n] in wanted]
-        return selected[:-1] if len(selected) > 3 else selected
+        return selected
 
     def count(
         self,
@@ -234,6 +234,31 @@ class LineIndex:
                 column = self.columns[name]
                 return column.total(column.codes_of(values))
         return len(self.select(by_field, since, until, data_for()))
+
+    def key_counts(
+        self,
+        fields: Sequence[str],
+        by_field: dict[str, tuple[str, ...]],
+        since: bytes | None,
+        until: bytes | None,
+        data_for: Any,
+    ) -> Counter[tuple[bytes, ...]]:
+        """How many selected lines have each combination of values of `fields`, the values as
+        their JSON bytes (as they appear in the lines); from the counts alone when nothing is
+        filtered and one field is asked for."""
+        columns = [self.columns[name] for name in fields]
+        as_json = [[orjson.dumps(value) for value in column.values] for column in columns]
+        if not by_field and since is None and until is None and len(columns) == 1:
+            (column,), (values,) = columns, as_json
+            return Counter({(values[c],): n for c, n in enumerate(column.counts) if n})
+        selected = self.select(by_field, since, until, data_for())
+        codes = [map(column.code_list().__getitem__, selected) for column in columns]
+        return Counter(
+            {
+                tuple(values[c] for values, c in zip(as_json, combination, strict=True)): n
+                for combination, n in Counter(zip(*codes, strict=True)).items()
+            }
+        )
 
     def _bounds(self, since: bytes | None, until: bytes | None, data: Any) -> tuple[int, int]:
         """Positions in result order of the first line at or after `since` and the first line

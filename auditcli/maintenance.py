@@ -32,10 +32,10 @@ from typing import Any
 
 import orjson
 
-from . import chain
+from . import chain, lineindex
 from .errors import IntegrityError, NotRecordedError, UsageError
 from .query import Filters, Problem, QueryEngine, _scan_needle, split_lines
-from .store import PARTITION_PREFIX, PLAIN, AuditStore, LogFile
+from .store import PARTITION_PREFIX, PLAIN, AuditStore, LogFile, _open_in_partition
 
 ROTATE_LOCK = "_rotate.lock"
 #: Partitions being deleted by retention are first moved here (hidden from every engine).
@@ -173,7 +173,11 @@ def _compress_day(store: AuditStore, day: str, dry_run: bool, note: Callable[[St
     except FileNotFoundError:
         return
     # Only the store's own log files: anything else in the directory is not ours to touch.
-    segments = {file.segment for file in store.files(day)}
+    try:
+        segments = {file.segment for file in store.files(day)}
+    except IntegrityError as exc:  # e.g. a symlink in place of the partition directory
+        note(Step("problem", PARTITION_PREFIX + day, str(exc)))
+        return
     for name in names:
         path = directory / name
         where = f"{PARTITION_PREFIX}{day}/{name}"
@@ -200,7 +204,7 @@ def _open_locked(path: Path) -> int | None:
     """Open `path` (never through a symlink) and take the writers' exclusive lock; None when the
     file is gone or was replaced while we waited."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = _open_in_partition(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -257,6 +261,8 @@ def _compress(
         _fsync_dir(directory)
         os.unlink(path)
         _fsync_dir(directory)
+        # The plain file's line index (derived data) describes a file that is gone.
+        _unlink(lineindex.index_path(directory.parent, directory.name, path.name))
     except OSError as exc:
         _unlink(temp)
         raise IntegrityError(
@@ -297,7 +303,7 @@ def _finish(path: Path, gz: Path, where: str, dry_run: bool, note: Callable[[Ste
 
 
 def _file_digest(source: Path | int) -> tuple[bytes, int]:
-    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW) if isinstance(source, Path) else source
+    fd = _open_in_partition(source, os.O_RDONLY) if isinstance(source, Path) else source
     try:
         digest, size, offset = hashlib.sha256(), 0, 0
         while block := os.pread(fd, _BLOCK, offset):
@@ -316,7 +322,7 @@ def _gzip_digest(path: Path) -> tuple[bytes, int]:
     inflater = zlib.decompressobj(wbits=31)
     digest, size = hashlib.sha256(), 0
     try:
-        with open(path, "rb") as handle:
+        with os.fdopen(_open_in_partition(path, os.O_RDONLY), "rb") as handle:
             while raw := handle.read(_BLOCK):
                 if inflater.eof:
                     raise IntegrityError(f"{path.name}: data after the gzip member")
@@ -407,6 +413,7 @@ def _delete_day(
         # half way through the removal leaves only hidden leftovers for the next run.
         os.rename(directory, trash / f"{partition}.{time.time_ns()}")
         _fsync_dir(store.root)
+        shutil.rmtree(store.root / lineindex.INDEX_DIR / partition, ignore_errors=True)
     finally:
         for fd in locks.values():
             if fd >= 0:
@@ -445,6 +452,11 @@ _FIELDS: dict[str, tuple[bytes, bytes, bool]] = {
 _PATTERNS: dict[str, re.Pattern[bytes]] = {
     name: re.compile(re.escape(key) + _STRING + re.escape(term))
     for name, (key, term, _) in _FIELDS.items()
+}
+#: The JSON field of each key that is a field.
+_JSON_FIELD = {
+    "action": "action", "actor": "actorId", "target": "target", "org": "organizationId",
+    "team": "teamId",
 }
 #: The same positional read for the fields a query filters on, by JSON field name.
 _FILTER_PATTERNS: dict[str, re.Pattern[bytes]] = {
@@ -517,6 +529,19 @@ def stats(
     keys = parse_by(by)
     engine = QueryEngine(store, filters, order="asc")
     files = [file for day in engine.days() for file in store.files(day)]
+    counter: Counter[tuple[bytes, ...]] = Counter()
+    if not any(key in TIME_KEYS for key in keys):
+        # Settled files answer from their line index (query.lineindex): counts per value are
+        # stored there, nothing is read; only the other files are scanned below.
+        names = tuple(_JSON_FIELD[key] for key in keys)
+        scanned = []
+        for file in files:
+            counts = engine.key_counts(file, names)
+            if counts is None:
+                scanned.append(file)
+            else:
+                counter.update(counts)
+        files = scanned
     groups = _share(files, workers if workers is not None else (os.cpu_count() or 1))
     if len(groups) > 1:
         import multiprocessing
@@ -527,8 +552,7 @@ def stats(
                 _count_files, [(store.root, filters, keys, group) for group in groups]
             )
     else:
-        parts = [_count_files(store.root, filters, keys, files)]
-    counter: Counter[tuple[bytes, ...]] = Counter()
+        parts = [_count_files(store.root, filters, keys, files)] if files else []
     problems: list[Problem] = []
     for part, found in parts:
         counter.update(part)
@@ -805,7 +829,7 @@ class Follower:
 
 def _whole_lines_size(path: Path) -> int:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = _open_in_partition(path, os.O_RDONLY)
     except FileNotFoundError:
         return 0
     try:
@@ -822,7 +846,7 @@ _FOLLOW_LIMIT = 16 << 20  # bytes read from one file per poll: a big import is f
 
 def _plain_from(path: Path, offset: int, limit: int) -> bytes | None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = _open_in_partition(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
@@ -837,7 +861,7 @@ def _gzip_from(path: Path, offset: int) -> bytes:
     inflater = zlib.decompressobj(wbits=31)
     skip = offset
     try:
-        with open(path, "rb") as handle:
+        with os.fdopen(_open_in_partition(path, os.O_RDONLY), "rb") as handle:
             while (raw := handle.read(_BLOCK)) and not inflater.eof:
                 block = inflater.decompress(raw)
                 if skip:

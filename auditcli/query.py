@@ -26,6 +26,7 @@ from __future__ import annotations
 import mmap
 import os
 import stat
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -297,10 +298,22 @@ class QueryEngine:
             return answer[0]
         return self._scan_file(file, count_only=True)[0]
 
-    def _from_index(self, file: LogFile, want: str) -> tuple[int, list[Any]] | None:
+    def key_counts(
+        self, file: LogFile, fields: tuple[str, ...]
+    ) -> Counter[tuple[bytes, ...]] | None:
+        """How many matching lines of `file` have each combination of values of `fields` (JSON
+        field names, e.g. ("action",)), each value as its JSON bytes, from the file's line index;
+        None when the file is to be scanned instead (what `audit stats` counts first)."""
+        answer = self._from_index(file, "keys", fields)
+        return answer[1][0] if answer is not None else None
+
+    def _from_index(
+        self, file: LogFile, want: str, keys: tuple[str, ...] = ()
+    ) -> tuple[int, list[Any]] | None:
         """One file's answer from its line index, indexing a settled file first when it has no
         valid index: `(count, [])` for want "count", `(count, lines in ascending result order)`
-        for "lines", `(count, [(n, JSONL block)...] in query order)` for "blocks". None when
+        for "lines", `(count, [(n, JSONL block)...] in query order)` for "blocks", `(0,
+        [Counter of `keys` values])` for "keys". None when
         the file is to be scanned (compressed, small, of today, not indexable, changed under
         us) or, for blocks, when equal sort keys make a plain reversal inexact."""
         if not self.use_index or file.compressed:
@@ -315,7 +328,7 @@ class QueryEngine:
                 return None
             path = lineindex.index_path(self.store.root, file.partition, file.path.name)
             by_field = self.filters.by_field()
-            index = lineindex.load(path, lineindex.identity(info), by_field)
+            index = lineindex.load(path, lineindex.identity(info), {*by_field, *keys})
             if index is None:
                 if file.day >= self._today:
                     return None  # still appended to: scanned, indexed once the day is over
@@ -325,7 +338,7 @@ class QueryEngine:
                 lineindex.save(self.store.root, file.partition, file.path.name, index)
             if not index.usable:
                 return None
-            return self._answer(index, fd, info.st_size, file, by_field, want)
+            return self._answer(index, fd, info.st_size, file, by_field, want, keys)
         finally:
             os.close(fd)
 
@@ -337,6 +350,7 @@ class QueryEngine:
         file: LogFile,
         by_field: dict[str, tuple[str, ...]],
         want: str,
+        keys: tuple[str, ...] = (),
     ) -> tuple[int, list[Any]] | None:
         since, until = self.matcher.since, self.matcher.until
         descending = self.order == "desc"
@@ -353,6 +367,8 @@ class QueryEngine:
         try:
             if want == "count":
                 return index.count(by_field, since, until, mapped), []
+            if want == "keys":
+                return 0, [index.key_counts(keys, by_field, since, until, mapped)]
             selected = index.select(by_field, since, until, mapped())
             found: list[Any] = []
             if want == "blocks":

@@ -89,6 +89,10 @@ def parse_bound(text: str, *, end: bool, clock: Clock = utc_now, option: str = "
         moment = _fromiso(value)
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
+        if not end and moment.microsecond % 1000:
+            # Stored times have milliseconds: a lower bound between two of them rounds up, or
+            # `--since 08:00:00.0005Z` would include an entry at 08:00:00.000.
+            moment += timedelta(microseconds=1000 - moment.microsecond % 1000)
         return format_utc(moment)
     except (ValueError, OverflowError, OSError):
         raise UsageError(

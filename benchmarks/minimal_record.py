@@ -31,15 +31,22 @@ class Entry(BaseModel):
     description: Annotated[str, StringConstraints(max_length=8192)]
     actorId: Ref
     actorName: Annotated[str, StringConstraints(max_length=512)] | None
-    actorEmail: Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None
+    actorEmail: (
+        Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+        | None
+    )
     action: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")]
     actionDisplayName: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    target: Annotated[str, StringConstraints(pattern="^(USER|ROLE|TEAM|SERVICE_ACCOUNT|ORGANIZATION)$")]
+    target: Annotated[
+        str, StringConstraints(pattern="^(USER|ROLE|TEAM|SERVICE_ACCOUNT|ORGANIZATION)$")
+    ]
     targetId: Ref
     metadata: dict[str, Any] | None
     organizationId: Ref
     teamId: Ref | None
-    createdAt: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")]
+    createdAt: Annotated[
+        str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+    ]
 
 
 app = typer.Typer(add_completion=False)

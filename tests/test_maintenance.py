@@ -230,6 +230,45 @@ class TestRotate:
             "w1.jsonl.gz",
         ]
 
+    def test_fifos_and_symlinks_are_reported_never_followed_or_waited_on(
+        self, tmp_path: Path, tmp_path_factory: Any
+    ) -> None:
+        store = _store(tmp_path)
+        store.append(_entries(_day(1), 3) + _entries(_day(2), 3))
+        os.mkfifo(tmp_path / f"date={_day(1)}" / "w2.jsonl")
+        secret = tmp_path_factory.mktemp("elsewhere") / "secret.jsonl"
+        secret.write_text("secret\n")
+        (tmp_path / f"date={_day(2)}" / "w3.jsonl").symlink_to(secret)
+        (tmp_path / f"date={_day(5)}").symlink_to(secret.parent)
+        report = rotate(store)
+        assert sorted(step.target for step in report.problems) == [
+            f"date={_day(5)}/secret.jsonl",
+            f"date={_day(2)}/w3.jsonl",
+            f"date={_day(1)}/w2.jsonl",
+        ]
+        assert report.count("compress") == 2
+        assert sorted(p.name for p in secret.parent.iterdir()) == ["secret.jsonl"]
+        assert secret.read_text() == "secret\n"
+
+    def test_a_compressed_file_loses_its_line_index_and_a_deleted_day_its_index_dir(
+        self, tmp_path: Path
+    ) -> None:
+        from auditcli import lineindex
+
+        store = _store(tmp_path)
+        store.append(_entries(_day(1), 900) + _entries(_day(3), 900))
+        QueryEngine(store, Filters(actions=("login",))).count()  # indexes the settled files
+        partition = f"date={_day(1)}"
+        index = lineindex.index_path(tmp_path, partition, "w1.jsonl")
+        if not index.exists():
+            pytest.skip("this build writes no line index")
+        rotate(store, delete_after=3)
+        assert not index.exists()
+        assert not (tmp_path / lineindex.INDEX_DIR / f"date={_day(3)}").exists()
+        assert QueryEngine(store, Filters(actions=("login",))).count() == len(
+            [e for e in _entries(_day(1), 900) if e["action"] == "login"]
+        )
+
     def test_two_rotations_never_run_at_once(self, tmp_path: Path) -> None:
         import fcntl
 

@@ -52,13 +52,13 @@ def record(
     ctx: typer.Context,
     action: Annotated[str, typer.Argument(help="The action, e.g. login or team_created; '-' reads one JSON entry from stdin.")],
     actor_id: Annotated[str | None, typer.Option("--actor-id", envvar="AUDIT_ACTOR_ID", help="Who did it (required).")] = None,
-    actor_name: Annotated[str | None, typer.Option("--actor-name", envvar="AUDIT_ACTOR_NAME")] = None,
-    actor_email: Annotated[str | None, typer.Option("--actor-email", envvar="AUDIT_ACTOR_EMAIL")] = None,
+    actor_name: Annotated[str | None, typer.Option("--actor-name", envvar="AUDIT_ACTOR_NAME", help="Their display name.")] = None,
+    actor_email: Annotated[str | None, typer.Option("--actor-email", envvar="AUDIT_ACTOR_EMAIL", help="Their email (used in the description).")] = None,
     target: Annotated[str | None, typer.Option("--target", help="Target type (default: the action's).")] = None,
     target_id: Annotated[str | None, typer.Option("--target-id", help="The resource acted on (a login's defaults to the actor).")] = None,
     target_name: Annotated[str | None, typer.Option("--target-name", help="The resource's name, used in the description.")] = None,
     org_id: Annotated[str | None, typer.Option("--org-id", envvar="AUDIT_ORG_ID", help="The organization (required).")] = None,
-    team_id: Annotated[str | None, typer.Option("--team-id")] = None,
+    team_id: Annotated[str | None, typer.Option("--team-id", help="The team, where one applies.")] = None,
     description: Annotated[str | None, typer.Option("--description", help="Default: the action's template.")] = None,
     metadata: Annotated[str | None, typer.Option("--metadata", help="A JSON object of extra context.")] = None,
     meta: Annotated[list[str] | None, typer.Option("--meta", help="key=value added to metadata (a string); repeatable.")] = None,
@@ -68,8 +68,7 @@ def record(
 ) -> None:
     """Record one entry and print its id.
 
-    Example: audit record team_created --actor-id user-1 --actor-email a@example.com
-    --org-id org-1 --target-id team-101 --target-name Engineering
+    Example: audit record team_created --actor-id user-1 --org-id org-1 --target-id team-101 --target-name Engineering
     """
     from ..model import dumps_entry, loads_strict
 
@@ -304,14 +303,17 @@ def _report_problems(problems: list[Any]) -> None:
 
 
 # ----------------------------------------------------------------------------- actions
-actions_app = typer.Typer(help="List the action catalog, or add your own actions.", no_args_is_help=False)
+actions_app = typer.Typer(
+    help="List the action catalog, or add your own actions.\n\nExample: audit actions --format json",
+    no_args_is_help=False,
+)
 app.add_typer(actions_app, name="actions")
 
 
 @actions_app.callback(invoke_without_command=True)
 def actions(
     ctx: typer.Context,
-    fmt: Annotated[ListFormat, typer.Option("--format", "-f")] = ListFormat.table,
+    fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="table for people, json for scripts.")] = ListFormat.table,
 ) -> None:
     """List every action: name, display name, default target, group.
 
@@ -339,7 +341,7 @@ def actions_add(
     display_name: Annotated[str, typer.Option("--display-name", help="Human-readable name.")],
     target: Annotated[str, typer.Option("--target", help="Default target type.")],
     template: Annotated[str, typer.Option("--template", help="Description template: {actor}, {target}, {team}, {org}.")],
-    group: Annotated[str, typer.Option("--group")] = "Custom",
+    group: Annotated[str, typer.Option("--group", help="The group it is listed under.")] = "Custom",
 ) -> None:
     """Add a custom action to the log directory's catalog (_catalog.json).
 

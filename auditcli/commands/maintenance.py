@@ -26,8 +26,16 @@ from auditcli.cli_options import (
     say,
     stdout_is_terminal,
 )
-from auditcli.commands.integrity import SigningKeyOpt
 from auditcli.errors import IntegrityError, UsageError
+
+SigningKeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--signing-key",
+        envvar="AUDIT_SIGNING_KEY",
+        help="Ed25519 private key (PEM) signing retention receipts (default: $AUDIT_SIGNING_KEY).",
+    ),
+]
 
 
 class ExportFormat(StrEnum):

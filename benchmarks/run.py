@@ -1,0 +1,656 @@
+"""Benchmark `audit` against jq, ripgrep and DuckDB on the same files (issue 7's targets).
+
+    python benchmarks/run.py                      # 1M entries over 30 days, ~10 minutes
+    python benchmarks/run.py --runs 3 --quick     # fewer runs, no import benchmark
+    python benchmarks/run.py --scaling            # one-day and full-scan time vs history size
+
+Data lives under --data (default /tmp/benchdata, never in the repository): the generator's flat
+JSONL file, the store it is imported into (`DATA/logs`, reused when it already holds the
+entries), and scratch directories. Every peer reads the store's own files (`date=*/*.jsonl`).
+
+Each measurement is the wall time of a new process with its output drained through a pipe, and
+its peak RSS from wait4(). The tools of one row run alternately (audit, peer, peer, audit, ...)
+after a warm-up round, so a noisy neighbour slows all of them alike; medians are reported, and
+each target is judged on a ratio within the same run. Python's bytecode cache is enabled for
+`audit` (PYTHONPYCACHEPREFIX under --data), as it is in any installed copy: a development
+environment with PYTHONDONTWRITEBYTECODE would otherwise recompile the package on every start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+AUDIT = str(Path(PY).with_name("audit"))
+ACTOR, DAY, WEEK_START = "user-123", "2026-10-25", "2026-10-20"
+WEEK_LAST = "2026-10-26"  # the 7 days [WEEK_START, WEEK_START + 7d) as inclusive dates
+
+
+# ---------------------------------------------------------------------- measuring
+@dataclass
+class Sample:
+    seconds: float
+    rss_kb: int
+    lines: int
+    code: int
+
+
+def run_once(argv: Sequence[str], env: dict[str, str] | None = None, stdout: Any = None) -> Sample:
+    """Run `argv` as a new process; drain its stdout through a pipe (or send it to `stdout`);
+    return wall time, peak RSS (wait4) and the number of output lines."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE if stdout is None else stdout,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    lines = 0
+    if stdout is None:
+        assert proc.stdout is not None
+        while chunk := proc.stdout.read(1 << 20):
+            lines += chunk.count(b"\n")
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen.wait
+    return Sample(seconds, usage.ru_maxrss, lines, proc.returncode)
+
+
+@dataclass
+class Result:
+    name: str
+    samples: list[Sample] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(s.seconds for s in self.samples)
+
+    @property
+    def rss_mb(self) -> float:
+        return max(s.rss_kb for s in self.samples) / 1024
+
+    @property
+    def lines(self) -> int:
+        return self.samples[-1].lines
+
+
+def compare(
+    tools: dict[str, Callable[[], Sample]], runs: int, warmup: int = 1, slow: Sequence[str] = ()
+) -> dict[str, Result]:
+    """Time every tool `runs` times, alternating between them, after `warmup` rounds; tools
+    named in `slow` (jq) run half as often."""
+    results = {name: Result(name) for name in tools}
+    for _ in range(warmup):
+        for name, run in tools.items():
+            if name not in slow:
+                run()
+    for round_ in range(runs):
+        for name, run in tools.items():
+            if name in slow and round_ % 2:
+                continue
+            sample = run()
+            if sample.code != 0:
+                raise SystemExit(f"{name} failed (exit {sample.code})")
+            results[name].samples.append(sample)
+    return results
+
+
+# ---------------------------------------------------------------------- the data
+def ensure_data(data: Path, entries: int, days: int, end: str = "2026-11-08") -> tuple[Path, Path]:
+    """The flat file and the imported store for `entries` over `days`, made once."""
+    tag = f"{entries}x{days}"
+    flat = data / ("flat.jsonl" if tag == "1000000x30" else f"flat-{tag}.jsonl")
+    logs = data / ("logs" if tag == "1000000x30" else f"logs-{tag}")
+    if not flat.exists():
+        print(f"# generating {entries} entries over {days} days -> {flat}", flush=True)
+        subprocess.run(
+            [
+                PY,
+                str(HERE / "gen_entries.py"),
+                "--entries",
+                str(entries),
+                "--days",
+                str(days),
+                "--seed",
+                "42",
+                "--end",
+                end,
+                "--out",
+                str(flat),
+            ],
+            check=True,
+        )
+    if not logs.exists():
+        print(f"# importing {flat} -> {logs}", flush=True)
+        sample = run_once([AUDIT, "-d", str(logs), "import", str(flat)], env=ENV)
+        print(f"#   {sample.seconds:.1f} s, {entries / sample.seconds:,.0f} entries/s", flush=True)
+    return flat, logs
+
+
+def store_files(logs: Path) -> list[str]:
+    return sorted(str(p) for p in logs.glob("date=*/*.jsonl"))
+
+
+# ---------------------------------------------------------------------- peers
+DUCK = """
+import sys, duckdb
+mode, listfile, where = sys.argv[1], sys.argv[2], sys.argv[3]
+files = [l.rstrip("\\n") for l in open(listfile) if l.strip()]
+flist = "[" + ",".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+cols = ("{'id':'VARCHAR','description':'VARCHAR','actorId':'VARCHAR','actorName':'VARCHAR',"
+        "'actorEmail':'VARCHAR','action':'VARCHAR','actionDisplayName':'VARCHAR','target':'VARCHAR',"
+        "'targetId':'VARCHAR','metadata':'JSON','organizationId':'VARCHAR','teamId':'VARCHAR',"
+        "'createdAt':'VARCHAR'}")
+src = f"read_ndjson({flist}, columns={cols})"
+con = duckdb.connect()
+if mode == "count":
+    print(con.execute(f"SELECT count(*) FROM {src} WHERE {where}").fetchone()[0])
+elif mode == "group":
+    for row in con.execute(f"SELECT {where}, count(*) FROM {src} GROUP BY {where}").fetchall():
+        print(*row)
+else:
+    con.execute(f"COPY (SELECT * FROM {src} WHERE {where}) TO '/dev/stdout' (FORMAT json)")
+"""
+
+
+@dataclass
+class Query:
+    key: str
+    title: str
+    audit: list[str]
+    jq: str
+    rg: list[str]  # ripgrep's pattern arguments
+    where: str  # DuckDB
+
+
+def queries() -> list[Query]:
+    week_end = "2026-10-27"
+    days = "|".join(
+        (dt.date.fromisoformat(WEEK_START) + dt.timedelta(days=n)).isoformat() for n in range(7)
+    )
+    return [
+        Query(
+            "Q2",
+            "rare action (role_updated, 2%)",
+            ["--action", "role_updated"],
+            'select(.action=="role_updated")',
+            ["-F", '"action":"role_updated"'],
+            "action = 'role_updated'",
+        ),
+        Query(
+            "Q3",
+            f"one actor ({ACTOR})",
+            ["--actor-id", ACTOR],
+            f'select(.actorId=="{ACTOR}")',
+            ["-F", f'"actorId":"{ACTOR}"'],
+            f"\"actorId\" = '{ACTOR}'",
+        ),
+        Query(
+            "Q5",
+            "action + 7-day window",
+            ["--action", "team_created", "--since", WEEK_START, "--until", WEEK_LAST],
+            f'select(.action=="team_created" and .createdAt >= "{WEEK_START}" and '
+            f'.createdAt < "{week_end}")',
+            [f'"action":"team_created".*"createdAt":"({days})T'],
+            f"action = 'team_created' AND \"createdAt\" >= '{WEEK_START}' AND "
+            f"\"createdAt\" < '{week_end}'",
+        ),
+        Query(
+            "Q4",
+            f"one day of 30 ({DAY})",
+            ["--since", DAY, "--until", DAY],
+            f'select(.createdAt >= "{DAY}" and .createdAt < "2026-10-26")',
+            ["-F", f'"createdAt":"{DAY}T'],
+            f"\"createdAt\" >= '{DAY}' AND \"createdAt\" < '2026-10-26'",
+        ),
+        Query(
+            "Q1",
+            "broad (login, 60%)",
+            ["--action", "login"],
+            'select(.action=="login")',
+            ["-F", '"action":"login"'],
+            "action = 'login'",
+        ),
+    ]
+
+
+# ---------------------------------------------------------------------- the benchmark
+ENV = dict(os.environ)
+
+
+def setup_env(data: Path) -> None:
+    ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+    ENV["PYTHONPYCACHEPREFIX"] = str(data / "pycache")
+    ENV.pop("AUDIT_LOG_DIR", None)
+
+
+def machine() -> str:
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0]
+    return (
+        f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, "
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, load {load:.1f} at start"
+    )
+
+
+class Report:
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, row: str, measured: str, target: str, ok: bool | None, **extra: Any) -> None:
+        mark = "n/a" if ok is None else ("met" if ok else "NOT met")
+        print(f"{row:<46} {measured:<58} target {target:<34} {mark}", flush=True)
+        self.rows.append({"row": row, "measured": measured, "target": target, "met": ok, **extra})
+
+
+def seconds(value: float) -> str:
+    return f"{value:.3f}s"
+
+
+def bench_queries(logs: Path, runs: int, report: Report, results: dict[str, Any]) -> None:
+    files = store_files(logs)
+    listfile = logs.parent / f"{logs.name}.files"
+    listfile.write_text("\n".join(files) + "\n")
+    duck = logs.parent / "duck.py"
+    duck.write_text(DUCK)
+    base = [AUDIT, "-d", str(logs), "query", "--all", "--format", "jsonl"]
+    full_scan: Result | None = None
+    for q in queries():
+        tools: dict[str, Callable[[], Sample]] = {
+            "audit": lambda q=q: run_once([*base, *q.audit], env=ENV),
+            "duckdb-json": lambda q=q: run_once([PY, str(duck), "json", str(listfile), q.where]),
+            "rg": lambda q=q: run_once(["rg", "-I", "-N", *q.rg, *files]),
+            "jq": lambda q=q: run_once(["jq", "-c", q.jq, *files]),
+        }
+        if q.key == "Q4":  # the same query over all 30 days: no bounds
+            tools["audit-all-days"] = lambda: run_once(base, env=ENV)
+        got = compare(tools, runs, slow=("jq",))
+        counts = {name: r.lines for name, r in got.items() if name != "audit-all-days"}
+        if len(set(counts.values())) != 1:
+            raise SystemExit(f"{q.key}: the tools disagree on the matches: {counts}")
+        audit, duck_r, rg, jq = got["audit"], got["duckdb-json"], got["rg"], got["jq"]
+        results[q.key] = {
+            name: {"median_s": r.median, "rss_mb": r.rss_mb, "lines": r.lines}
+            for name, r in got.items()
+        }
+        line = (
+            f"audit {seconds(audit.median)} ({audit.lines} lines, {audit.rss_mb:.0f} MB), "
+            f"duckdb {seconds(duck_r.median)} ({duck_r.rss_mb:.0f} MB), "
+            f"rg {seconds(rg.median)}, jq {seconds(jq.median)}"
+        )
+        print(f"# {q.key} {q.title}: {line}", flush=True)
+        name = f"{q.key} {q.title}"
+        if q.key in ("Q2", "Q3", "Q5"):
+            report.add(
+                name,
+                f"{audit.median / duck_r.median:.2f}x DuckDB JSON",
+                "<= 0.6x DuckDB JSON",
+                audit.median <= 0.6 * duck_r.median,
+            )
+            report.add(
+                "",
+                f"{audit.median / rg.median:.1f}x ripgrep",
+                "<= 3x ripgrep",
+                audit.median <= 3 * rg.median,
+            )
+            report.add(
+                "",
+                f"{jq.median / audit.median:.0f}x faster than jq",
+                ">= 20x faster than jq",
+                jq.median >= 20 * audit.median,
+            )
+        elif q.key == "Q4":
+            full_scan = got["audit-all-days"]
+            report.add(
+                name,
+                f"{audit.median / full_scan.median:.2f} of all 30 days "
+                f"({seconds(audit.median)} vs {seconds(full_scan.median)})",
+                "<= 0.10 of all 30 days",
+                audit.median <= 0.1 * full_scan.median,
+            )
+        else:
+            report.add(
+                name,
+                f"{audit.median / duck_r.median:.2f}x DuckDB JSON",
+                "<= 1.5x DuckDB JSON",
+                audit.median <= 1.5 * duck_r.median,
+            )
+        for tool, r in got.items():
+            if tool.startswith("audit"):
+                peak = r.rss_mb
+                report.add(
+                    f"  memory: {q.key} {tool}",
+                    f"peak RSS {peak:.0f} MB (DuckDB {duck_r.rss_mb:.0f} MB)",
+                    "<= 100 MB and <= 1/2 DuckDB",
+                    peak <= 100 and peak <= duck_r.rss_mb / 2,
+                )
+    startup = compare(
+        {
+            "audit": lambda: run_once(
+                [AUDIT, "-d", str(logs.parent / "empty"), "query", "--count"], env=ENV
+            )
+        },
+        runs,
+    )["audit"]
+    results["startup"] = {"median_s": startup.median}
+    if full_scan is not None:
+        day = results["Q4"]["audit"]["median_s"]
+        net = (day - startup.median) / max(full_scan.median - startup.median, 1e-9)
+        report.add(
+            "  Q4 net of start-up",
+            f"{net:.3f} of all 30 days (start-up "
+            f"{seconds(startup.median)} = `audit query` on an empty store)",
+            "<= 0.10 of all 30 days",
+            net <= 0.1,
+        )
+
+    # default view: newest 20 with total, vs counting lines with ripgrep
+    got = compare(
+        {
+            "audit": lambda: run_once(
+                [AUDIT, "-d", str(logs), "query", "--format", "json"], env=ENV
+            ),
+            "rg-count": lambda: run_once(["rg", "-c", "", *files]),
+        },
+        runs,
+    )
+    a, r = got["audit"], got["rg-count"]
+    results["default-view"] = {
+        n: {"median_s": x.median, "rss_mb": x.rss_mb} for n, x in got.items()
+    }
+    report.add(
+        "default view (newest 20 + total)",
+        f"{a.median / r.median:.1f}x `rg -c ''` ({seconds(a.median)} vs {seconds(r.median)})",
+        "<= 3x rg -c",
+        a.median <= 3 * r.median,
+    )
+
+    # count everything
+    got = compare(
+        {
+            "audit": lambda: run_once([AUDIT, "-d", str(logs), "query", "--count"], env=ENV),
+            "duckdb-count": lambda: run_once([PY, str(duck), "count", str(listfile), "true"]),
+        },
+        runs,
+    )
+    results["count"] = {n: {"median_s": x.median, "rss_mb": x.rss_mb} for n, x in got.items()}
+    report.add(
+        "Q6 count all",
+        f"audit {seconds(got['audit'].median)}, DuckDB {seconds(got['duckdb-count'].median)}",
+        "(no target)",
+        None,
+    )
+
+    # stats --by action vs GROUP BY
+    got = compare(
+        {
+            "audit": lambda: run_once(
+                [AUDIT, "-d", str(logs), "stats", "--by", "action", "--format", "json"], env=ENV
+            ),
+            "duckdb-group": lambda: run_once([PY, str(duck), "group", str(listfile), "action"]),
+        },
+        runs,
+    )
+    a, d = got["audit"], got["duckdb-group"]
+    results["stats"] = {n: {"median_s": x.median, "rss_mb": x.rss_mb} for n, x in got.items()}
+    report.add(
+        "audit stats --by action",
+        f"{a.median / d.median:.2f}x DuckDB GROUP BY ({seconds(a.median)} vs {seconds(d.median)})",
+        "<= 1.5x DuckDB GROUP BY",
+        a.median <= 1.5 * d.median,
+    )
+
+    # verify vs sha256sum over the same files
+    got = compare(
+        {
+            "audit": lambda: run_once(
+                [AUDIT, "-d", str(logs), "verify", "--format", "json"], env=ENV
+            ),
+            "sha256sum": lambda: run_once(["sha256sum", *files]),
+        },
+        max(3, runs // 2),
+    )
+    a, s = got["audit"], got["sha256sum"]
+    results["verify"] = {n: {"median_s": x.median, "rss_mb": x.rss_mb} for n, x in got.items()}
+    report.add(
+        "audit verify (whole store)",
+        f"{a.median / s.median:.1f}x sha256sum ({seconds(a.median)} vs {seconds(s.median)})",
+        "<= 10x sha256sum",
+        a.median <= 10 * s.median,
+    )
+
+
+def bench_record(data: Path, runs: int, report: Report, results: dict[str, Any]) -> None:
+    rec = data / "record"
+    shutil.rmtree(rec, ignore_errors=True)
+    rec.mkdir(parents=True)
+    args = ["login", "--actor-id", "user-1", "--org-id", "org-1"]
+    got = compare(
+        {
+            "audit": lambda: run_once([AUDIT, "-d", str(rec / "logs"), "record", *args], env=ENV),
+            "minimal": lambda: run_once(
+                [PY, str(HERE / "minimal_record.py"), *args, "--out", str(rec / "minimal.jsonl")],
+                env=ENV,
+            ),
+        },
+        max(runs * 4, 20),
+        warmup=3,
+    )
+    a, m = got["audit"], got["minimal"]
+    results["record"] = {n: {"median_s": x.median, "rss_mb": x.rss_mb} for n, x in got.items()}
+    report.add(
+        "audit record (new process)",
+        f"{a.median / m.median:.2f}x minimal Typer app "
+        f"({seconds(a.median)} vs {seconds(m.median)})",
+        "<= 1.15x minimal app",
+        a.median <= 1.15 * m.median,
+    )
+
+
+def bench_import(
+    flat: Path, data: Path, entries: int, runs: int, report: Report, results: dict[str, Any]
+) -> None:
+    scratch = data / "import-bench"
+    out = data / "jq-out.jsonl"
+
+    def audit_import() -> Sample:
+        shutil.rmtree(scratch, ignore_errors=True)
+        return run_once([AUDIT, "-d", str(scratch), "import", str(flat)], env=ENV)
+
+    def jq_copy() -> Sample:
+        with open(out, "wb") as handle:
+            return run_once(["jq", "-c", ".", str(flat)], stdout=handle)
+
+    got = compare({"audit": audit_import, "jq": jq_copy}, runs, warmup=0)
+    out.unlink(missing_ok=True)
+    a, j = got["audit"], got["jq"]
+    rate = entries / a.median
+    results["import"] = {
+        "audit_s": a.median,
+        "jq_s": j.median,
+        "entries_per_s": rate,
+        "rss_mb": a.rss_mb,
+    }
+    report.add(
+        "audit import (validated, fsynced)",
+        f"{rate:,.0f} entries/s ({seconds(a.median)})",
+        ">= 150,000 entries/s",
+        rate >= 150_000,
+    )
+    report.add(
+        "",
+        f"{a.median / j.median:.2f}x `jq -c . FILE > out` ({seconds(j.median)})",
+        "<= 1.5x jq -c",
+        a.median <= 1.5 * j.median,
+    )
+    # the first query after an import reads every file once and writes the line indexes
+    cold = run_once(
+        [AUDIT, "-d", str(scratch), "query", "--count", "--action", "role_updated"], env=ENV
+    )
+    warm = run_once(
+        [AUDIT, "-d", str(scratch), "query", "--count", "--action", "role_updated"], env=ENV
+    )
+    results["first-query"] = {
+        "cold_s": cold.seconds,
+        "warm_s": warm.seconds,
+        "cold_rss_mb": cold.rss_kb / 1024,
+    }
+    report.add(
+        "first query after import (indexes)",
+        f"{seconds(cold.seconds)} cold, "
+        f"{seconds(warm.seconds)} after, peak {cold.rss_kb / 1024:.0f} MB",
+        "(no target)",
+        None,
+    )
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def bench_scaling(data: Path, runs: int) -> dict[str, Any]:
+    """One-day query and full scan as history grows: 30, 100 and 300 days at ~33k entries/day."""
+    rows = {}
+    for days in (30, 100, 300):
+        entries = days * 1_000_000 // 30
+        _, logs = ensure_data(data, entries, days)
+        run_once([AUDIT, "-d", str(logs), "query", "--count"], env=ENV)  # index once
+        got = compare(
+            {
+                "one day": lambda logs=logs: run_once(
+                    [
+                        AUDIT,
+                        "-d",
+                        str(logs),
+                        "query",
+                        "--all",
+                        "--format",
+                        "jsonl",
+                        "--since",
+                        DAY,
+                        "--until",
+                        DAY,
+                    ],
+                    env=ENV,
+                ),
+                "one day, one action": lambda logs=logs: run_once(
+                    [
+                        AUDIT,
+                        "-d",
+                        str(logs),
+                        "query",
+                        "--all",
+                        "--format",
+                        "jsonl",
+                        "--since",
+                        DAY,
+                        "--until",
+                        DAY,
+                        "--action",
+                        "role_updated",
+                    ],
+                    env=ENV,
+                ),
+                "full scan": lambda logs=logs: run_once(
+                    [AUDIT, "-d", str(logs), "query", "--all", "--format", "jsonl"], env=ENV
+                ),
+                "rare action, all days": lambda logs=logs: run_once(
+                    [
+                        AUDIT,
+                        "-d",
+                        str(logs),
+                        "query",
+                        "--all",
+                        "--format",
+                        "jsonl",
+                        "--action",
+                        "role_updated",
+                    ],
+                    env=ENV,
+                ),
+            },
+            runs,
+        )
+        rows[days] = {
+            name: {"median_s": r.median, "lines": r.lines, "rss_mb": r.rss_mb}
+            for name, r in got.items()
+        }
+        print(
+            f"# {days} days / {entries:,} entries: "
+            + ", ".join(
+                f"{name} {seconds(r.median)} ({r.lines:,} lines, {r.rss_mb:.0f} MB)"
+                for name, r in got.items()
+            ),
+            flush=True,
+        )
+    print(
+        "\n| history | entries | one day | one day, one action | rare action, all days "
+        "| full scan | full scan per 1M |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for days, row in rows.items():
+        entries = days * 1_000_000 // 30
+        full = row["full scan"]["median_s"]
+        print(
+            f"| {days} days | {entries:,} | {seconds(row['one day']['median_s'])} | "
+            f"{seconds(row['one day, one action']['median_s'])} | "
+            f"{seconds(row['rare action, all days']['median_s'])} | {seconds(full)} | "
+            f"{seconds(full / (entries / 1e6))} |"
+        )
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("/tmp/benchdata"))
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per tool (jq: half)")
+    parser.add_argument("--quick", action="store_true", help="skip the import benchmark")
+    parser.add_argument("--scaling", action="store_true", help="only the scaling series")
+    args = parser.parse_args(argv)
+    for tool in ("jq", "rg", "sha256sum"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed (apt-get install -y jq ripgrep)")
+    args.data.mkdir(parents=True, exist_ok=True)
+    (args.data / "empty").mkdir(exist_ok=True)
+    setup_env(args.data)
+    print(f"# machine: {machine()}", flush=True)
+    results: dict[str, Any] = {"machine": machine(), "runs": args.runs}
+    if args.scaling:
+        results["scaling"] = bench_scaling(args.data, args.runs)
+    else:
+        flat, logs = ensure_data(args.data, 1_000_000, 30)
+        report = Report()
+        bench_queries(logs, args.runs, report, results)
+        bench_record(args.data, args.runs, report, results)
+        if not args.quick:
+            bench_import(flat, args.data, 1_000_000, max(2, args.runs // 2), report, results)
+        results["report"] = report.rows
+        met = sum(1 for row in report.rows if row["met"])
+        judged = sum(1 for row in report.rows if row["met"] is not None)
+        print(f"# {met} of {judged} targets met", flush=True)
+    out = args.data / ("scaling.json" if args.scaling else "results.json")
+    out.write_text(json.dumps(results, indent=2))
+    print(f"# results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
