@@ -19,7 +19,7 @@ TEMPLATE_FIELDS = ("actor", "target", "team", "org")
 
 @dataclass(frozen=True)
 class ActionSpec:
-    """One action: its machine name, display name, default target, group and description template."""
+    """One action: machine name, display name, default target, group, description template."""
 
     action: str
     display_name: str
@@ -42,15 +42,27 @@ class ActionSpec:
 
 BUILTIN_ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("login", "User Login", "USER", "Authentication", "{actor} logged in"),
-    ActionSpec("user_added", "User Added", "USER", "User Management", "{actor} added user {target}"),
+    ActionSpec(
+        "user_added", "User Added", "USER", "User Management", "{actor} added user {target}"
+    ),
     ActionSpec(
         "user_removed", "User Removed", "USER", "User Management", "{actor} removed user {target}"
     ),
-    ActionSpec("role_created", "Role Created", "ROLE", "Role Management", "{actor} created role {target}"),
-    ActionSpec("role_updated", "Role Updated", "ROLE", "Role Management", "{actor} updated role {target}"),
-    ActionSpec("role_deleted", "Role Deleted", "ROLE", "Role Management", "{actor} deleted role {target}"),
-    ActionSpec("team_created", "Team Created", "TEAM", "Team Management", "{actor} created team {target}"),
-    ActionSpec("team_deleted", "Team Deleted", "TEAM", "Team Management", "{actor} deleted team {target}"),
+    ActionSpec(
+        "role_created", "Role Created", "ROLE", "Role Management", "{actor} created role {target}"
+    ),
+    ActionSpec(
+        "role_updated", "Role Updated", "ROLE", "Role Management", "{actor} updated role {target}"
+    ),
+    ActionSpec(
+        "role_deleted", "Role Deleted", "ROLE", "Role Management", "{actor} deleted role {target}"
+    ),
+    ActionSpec(
+        "team_created", "Team Created", "TEAM", "Team Management", "{actor} created team {target}"
+    ),
+    ActionSpec(
+        "team_deleted", "Team Deleted", "TEAM", "Team Management", "{actor} deleted team {target}"
+    ),
     ActionSpec(
         "user_added_to_team",
         "User Added to Team",
@@ -154,7 +166,7 @@ class Catalog:
         return [spec for spec in self._specs.values() if not spec.builtin]
 
     def get(self, action: str) -> ActionSpec:
-        """The spec of `action`; an unknown one raises a UsageError naming the closest known ones."""
+        """The spec of `action`; an unknown one raises a UsageError naming the closest ones."""
         try:
             return self._specs[action]
         except KeyError:
@@ -193,7 +205,9 @@ def parse_custom_actions(raw: bytes, source: str) -> tuple[ActionSpec, ...]:
         if not isinstance(target, str):
             raise UsageError(f"{where}.target: must be one of {', '.join(TARGETS)}")
         if not isinstance(template, str):
-            raise UsageError(f"{where}.template: must be a string such as '{{actor}} did {{target}}'")
+            raise UsageError(
+                f"{where}.template: must be a string such as '{{actor}} did {{target}}'"
+            )
         try:
             check_target(target)
             check_template(template)
@@ -226,7 +240,17 @@ def add_custom_action(
     import os
     import tempfile
 
+    # Checked here first so errors name what the user typed, not a position in the file.
+    if not ACTION_NAME.match(name):
+        raise UsageError(f"action {name!r}: the name must be snake_case, e.g. deploy_approved")
+    if not display_name.strip():
+        raise UsageError(f"action {name!r}: the display name must not be empty")
+    check_target(target)
+    check_template(template)
     catalog = Catalog.load(root)
+    if name in catalog:
+        kind = "a builtin action" if catalog.get(name).builtin else "already in the catalog"
+        raise UsageError(f"action {name!r} is already defined ({kind})")
     spec = ActionSpec(name, display_name, target, group, template, builtin=False)
     document = render_custom_actions([*catalog.custom(), spec])
     parse_custom_actions(document, CATALOG_FILE)  # validates the new action the same way

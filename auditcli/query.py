@@ -23,7 +23,6 @@ construction and is used only while the file is byte-for-byte as indexed.
 
 from __future__ import annotations
 
-import mmap
 import os
 import stat
 from collections import Counter
@@ -172,6 +171,7 @@ class QueryEngine:
         self._indexed: set[LogFile] = set()  # answered from an index: parsed when indexed
         self._in_order: set[LogFile] = set()  # ... and already in result order, no ties
         self._trusted_days: set[str] = set()
+        self._buffer = bytearray()  # reused to read indexed files whole (lineindex.FileBytes)
 
     def days(self) -> list[str]:
         """The partitions that can hold matches, in result order."""
@@ -308,12 +308,17 @@ class QueryEngine:
         return answer[1][0] if answer is not None else None
 
     def _from_index(
-        self, file: LogFile, want: str, keys: tuple[str, ...] = ()
-    ) -> tuple[int, list[Any]] | None:
+        self,
+        file: LogFile,
+        want: str,
+        keys: tuple[str, ...] = (),
+        window: tuple[int, int] = (0, 0),
+    ) -> tuple[int, Any] | None:
         """One file's answer from its line index, indexing a settled file first when it has no
         valid index: `(count, [])` for want "count", `(count, lines in ascending result order)`
         for "lines", `(count, [(n, JSONL block)...] in query order)` for "blocks", `(0,
-        [Counter of `keys` values])` for "keys". None when
+        [Counter of `keys` values])` for "keys", `(count, lines ranked window[0] to window[1]
+        in query order)` for "window". None when
         the file is to be scanned (compressed, small, of today, not indexable, changed under
         us) or, for blocks, when equal sort keys make a plain reversal inexact."""
         if not self.use_index or file.compressed:
@@ -338,7 +343,7 @@ class QueryEngine:
                 lineindex.save(self.store.root, file.partition, file.path.name, index)
             if not index.usable:
                 return None
-            return self._answer(index, fd, info.st_size, file, by_field, want, keys)
+            return self._answer(index, fd, info.st_size, file, by_field, want, keys, window)
         finally:
             os.close(fd)
 
@@ -350,41 +355,45 @@ class QueryEngine:
         file: LogFile,
         by_field: dict[str, tuple[str, ...]],
         want: str,
-        keys: tuple[str, ...] = (),
-    ) -> tuple[int, list[Any]] | None:
+        keys: tuple[str, ...],
+        window: tuple[int, int],
+    ) -> tuple[int, Any] | None:
         since, until = self.matcher.since, self.matcher.until
         descending = self.order == "desc"
-        if want == "blocks" and index.ties and descending:
+        if want in ("blocks", "window") and index.ties and descending:
             return None  # equal keys keep file order in a stable descending sort
-        data: mmap.mmap | None = None
-
-        def mapped() -> mmap.mmap:
-            nonlocal data
-            if data is None:
-                data = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
-            return data
-
-        try:
-            if want == "count":
-                return index.count(by_field, since, until, mapped), []
-            if want == "keys":
-                return 0, [index.key_counts(keys, by_field, since, until, mapped)]
-            selected = index.select(by_field, since, until, mapped())
-            found: list[Any] = []
-            if want == "blocks":
-                selected = selected[::-1] if descending else selected
-                for first in range(0, len(selected), _BLOCK_LINES):
-                    part = selected[first : first + _BLOCK_LINES]
-                    found.append((len(part), index.contents(part, data)))
-            elif len(selected):
-                found = index.line_bytes(selected, data)
-        finally:
-            if data is not None:
-                data.close()
+        data = lineindex.FileBytes(fd, size, self._buffer)
+        if want == "count":
+            return index.count(by_field, since, until, lambda: data), []
+        if want == "keys":
+            return 0, [index.key_counts(keys, by_field, since, until, lambda: data)]
+        selected = index.select(by_field, since, until, data)
+        found: Any = []
+        if want in ("blocks", "window"):
+            in_order = selected[::-1] if descending else selected
+            if want == "window":
+                found = index.line_bytes(in_order[window[0] : window[1]], data)
+            else:
+                found = self._blocks(index, in_order, os.dup(fd), size)
+        elif len(selected):
+            found = index.line_bytes(selected, data)
         self._indexed.add(file)
         if not index.ties:
             self._in_order.add(file)
         return len(selected), found
+
+    def _blocks(
+        self, index: lineindex.LineIndex, selected: Any, fd: int, size: int
+    ) -> Iterator[tuple[int, bytes]]:
+        """JSONL blocks of the `selected` lines, made as they are consumed (memory stays at one
+        block and the read buffer); closes `fd`."""
+        try:
+            data = lineindex.FileBytes(fd, size, self._buffer)
+            for first in range(0, len(selected), _BLOCK_LINES):
+                part = selected[first : first + _BLOCK_LINES]
+                yield len(part), index.contents(part, data)
+        finally:
+            os.close(fd)
 
     def _parseable(self, day: str, lines: list[bytes]) -> list[bytes]:
         """`lines` less those whose content is not JSON: a line can keep the stored shape and
@@ -448,7 +457,16 @@ class QueryEngine:
         wanted = offset + limit
         total, kept = 0, []
         for day in self.days():
-            if total < wanted:
+            low, high = max(offset - total, 0), wanted - total
+            files = self._day_files(day) if total < wanted else []
+            if len(files) == 1 and (
+                answer := self._from_index(files[0], "window", window=(low, high))
+            ):
+                # A settled day: only the wanted lines are read, ranked by the index.
+                self._trusted_days.add(day)
+                kept.extend(answer[1])
+                total += answer[0]
+            elif total < wanted:
                 lines = self.day_lines(day)
                 # Keep only ranks offset..wanted: a huge offset (an API parameter) must not
                 # hold every earlier match in memory, only one partition's at a time.

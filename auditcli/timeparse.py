@@ -58,9 +58,10 @@ def normalise_entry_time(text: str) -> str:
     if not _HAS_OFFSET.search(text):
         raise ValueError(f"time {text!r} has no UTC offset: add Z or e.g. +02:00")
     moment = _fromiso(text)
-    if moment.year < 1 or moment.year > 9999:  # pragma: no cover - fromisoformat refuses these
-        raise ValueError(f"time {text!r} is out of range")
-    return format_utc(moment)
+    try:
+        return format_utc(moment)
+    except OverflowError:  # 9999-12-31T23:59Z-01:00 is in year 10000 in UTC
+        raise ValueError(f"time {text!r} is out of range") from None
 
 
 def parse_bound(text: str, *, end: bool, clock: Clock = utc_now, option: str = "--since") -> str:

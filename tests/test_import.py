@@ -47,7 +47,9 @@ def snapshot(root: Path) -> dict[str, bytes]:
     """Every file under `root` and its bytes: 'unchanged' means byte for byte."""
     if not root.exists():
         return {}
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def stored(root: Path) -> list[dict[str, Any]]:
@@ -172,7 +174,7 @@ class TestInvalid:
     def test_unparseable_lines(self, cli, log_dir, line, message) -> None:
         result = cli("import", "-", input=jsonl(entry(1)) + line + "\n" + jsonl(entry(2)))
         assert result.exit_code == 3
-        assert f"line 2: " in result.stderr and message in result.stderr
+        assert "line 2: " in result.stderr and message in result.stderr
         assert snapshot(log_dir) == {}
 
     def test_empty_input_is_an_error(self, cli, log_dir) -> None:
@@ -230,7 +232,9 @@ class TestDuplicates:
         assert result.exit_code == 3
         assert "line 2: id: imp-0001 is already recorded with different content" in result.stderr
         assert snapshot(log_dir) == before
-        skipped = cli("import", "--skip-invalid", "-", input=jsonl(entry(2), entry(1, description="x")))
+        skipped = cli(
+            "import", "--skip-invalid", "-", input=jsonl(entry(2), entry(1, description="x"))
+        )
         assert skipped.exit_code == 0
         assert skipped.stdout.startswith("imported 1 entries")
         assert [e["description"] for e in stored(log_dir) if e["id"] == "imp-0001"] == ["entry 1"]

@@ -11,7 +11,7 @@ import stat
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import pytest
@@ -211,7 +211,15 @@ class TestGeneratedFields:
 
     @pytest.mark.parametrize(
         "given",
-        ["2023-11-08T08:06:40", "2023-11-08", "2023-02-30T00:00:00Z", "yesterday", "nonsense"],
+        [
+            "2023-11-08T08:06:40",
+            "2023-11-08",
+            "2023-02-30T00:00:00Z",
+            "yesterday",
+            "nonsense",
+            "9999-12-31T23:59:59-01:00",  # year 10000 in UTC
+            "0001-01-01T00:00:00+01:00",  # year 0 in UTC
+        ],
     )
     def test_created_at_without_offset_or_invalid_is_refused(self, cli, log_dir, given) -> None:
         result = cli(*BASE, "--created-at", given)
@@ -254,7 +262,9 @@ class TestGeneratedFields:
             "--actor-email", "alice@example.com", "--target-id", "team-101",
             "--target-name", "Engineering", "--json",
         )  # fmt: skip
-        assert json.loads(team.stdout)["description"] == "alice@example.com created team Engineering"
+        assert (
+            json.loads(team.stdout)["description"] == "alice@example.com created team Engineering"
+        )
 
     @pytest.mark.parametrize(
         ("extra", "actor"),
@@ -301,7 +311,9 @@ class TestGeneratedFields:
 # ------------------------------------------------------------------------------- errors
 class TestErrors:
     def test_unknown_action_names_the_closest(self, cli, log_dir) -> None:
-        result = cli("record", "team_creatd", "--actor-id", "u", "--org-id", "o", "--target-id", "t")
+        result = cli(
+            "record", "team_creatd", "--actor-id", "u", "--org-id", "o", "--target-id", "t"
+        )
         assert result.exit_code == 3
         assert "unknown action 'team_creatd'" in result.stderr
         assert "team_created" in result.stderr
@@ -374,7 +386,7 @@ class TestErrors:
 
 # ------------------------------------------------------------------------------- stdin
 class TestStdin:
-    SEED_ROLE = {
+    SEED_ROLE: ClassVar[dict[str, Any]] = {
         "id": "550e8400-e29b-41d4-a716-446655440002",
         "description": "user@example.com updated role Developer",
         "actorId": "user-456",
@@ -385,7 +397,10 @@ class TestStdin:
         "target": "ROLE",
         "targetId": "role-202",
         "metadata": {
-            "input": {"permissions": ["read", "write"], "description": "Updated developer permissions"}
+            "input": {
+                "permissions": ["read", "write"],
+                "description": "Updated developer permissions",
+            }
         },
         "organizationId": "org-456",
         "teamId": None,
@@ -410,6 +425,22 @@ class TestStdin:
         assert entry["target"] == "USER"
         assert entry["description"] == "u added user u-2"
 
+    def test_options_and_env_fill_what_the_json_lacks(self, cli, monkeypatch) -> None:
+        monkeypatch.setenv("AUDIT_ORG_ID", "org-env")
+        monkeypatch.setenv("AUDIT_ACTOR_EMAIL", "env@example.com")
+        data = {"action": "team_deleted", "actorId": "u-json", "actorEmail": None}
+        result = cli(
+            "record", "-", "--actor-id", "u-opt", "--target-id", "team-7",
+            "--target-name", "Red", "--json", input=json.dumps(data),
+        )  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        entry = json.loads(result.stdout)
+        assert entry["organizationId"] == "org-env"  # from the environment
+        assert entry["targetId"] == "team-7"  # from an option
+        assert entry["actorId"] == "u-json"  # the JSON's value wins
+        assert entry["actorEmail"] is None  # an explicit null too
+        assert entry["description"] == "u-json deleted team Red"
+
     @pytest.mark.parametrize(
         ("stdin", "message"),
         [
@@ -417,7 +448,10 @@ class TestStdin:
             ("   \n", "empty"),
             ("[1]", "JSON object"),
             ("{nope", "JSON"),
-            ('{"action":"login","actorId":"u","organizationId":"o","extra":1}', "extra: unknown field"),
+            (
+                '{"action":"login","actorId":"u","organizationId":"o","extra":1}',
+                "extra: unknown field",
+            ),
             ('{"action":"login","actorId":"u","organizationId":"o"}\n{"action":"login"}', "JSON"),
         ],
     )

@@ -265,7 +265,7 @@ def state(
             help="Also show what was granted, revoked or changed between FROM and --at.",
         ),
     ] = None,
-    fmt: Annotated[StateFormat, typer.Option("--format", "-f")] = StateFormat.table,
+    fmt: Annotated[StateFormat, typer.Option("--format", "-f", help="table or json.")] = StateFormat.table,
 ) -> None:
     """Access state at an instant, replayed from the entries up to it: system admins, team
     members and their roles, organization members, custom roles, service accounts. Each row

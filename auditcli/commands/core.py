@@ -3,14 +3,14 @@
 # No `from __future__ import annotations`: typer would eval every annotation string at start-up.
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ..cli import app
-from ..cli_options import (
+from auditcli.cli import app
+from auditcli.cli_options import (
     ActionOpt,
     ActorIdOpt,
     OrgIdOpt,
@@ -26,22 +26,22 @@ from ..cli_options import (
     stdout_is_terminal,
     write_out,
 )
-from ..errors import InvalidEntryError, UsageError
+from auditcli.errors import InvalidEntryError, UsageError
 
 
-class QueryFormat(str, Enum):
+class QueryFormat(StrEnum):
     table = "table"
     json = "json"
     jsonl = "jsonl"
     csv = "csv"
 
 
-class Order(str, Enum):
+class Order(StrEnum):
     desc = "desc"
     asc = "asc"
 
 
-class ListFormat(str, Enum):
+class ListFormat(StrEnum):
     table = "table"
     json = "json"
 
@@ -50,32 +50,92 @@ class ListFormat(str, Enum):
 @app.command()
 def record(
     ctx: typer.Context,
-    action: Annotated[str, typer.Argument(help="The action, e.g. login or team_created; '-' reads one JSON entry from stdin.")],
-    actor_id: Annotated[str | None, typer.Option("--actor-id", envvar="AUDIT_ACTOR_ID", help="Who did it (required).")] = None,
-    actor_name: Annotated[str | None, typer.Option("--actor-name", envvar="AUDIT_ACTOR_NAME", help="Their display name.")] = None,
-    actor_email: Annotated[str | None, typer.Option("--actor-email", envvar="AUDIT_ACTOR_EMAIL", help="Their email (used in the description).")] = None,
-    target: Annotated[str | None, typer.Option("--target", help="Target type (default: the action's).")] = None,
-    target_id: Annotated[str | None, typer.Option("--target-id", help="The resource acted on (a login's defaults to the actor).")] = None,
-    target_name: Annotated[str | None, typer.Option("--target-name", help="The resource's name, used in the description.")] = None,
-    org_id: Annotated[str | None, typer.Option("--org-id", envvar="AUDIT_ORG_ID", help="The organization (required).")] = None,
-    team_id: Annotated[str | None, typer.Option("--team-id", help="The team, where one applies.")] = None,
-    description: Annotated[str | None, typer.Option("--description", help="Default: the action's template.")] = None,
-    metadata: Annotated[str | None, typer.Option("--metadata", help="A JSON object of extra context.")] = None,
-    meta: Annotated[list[str] | None, typer.Option("--meta", help="key=value added to metadata (a string); repeatable.")] = None,
-    created_at: Annotated[str | None, typer.Option("--created-at", help="ISO-8601 time with offset (default: now).")] = None,
-    entry_id: Annotated[str | None, typer.Option("--id", help="The entry id (default: a new UUIDv7).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the stored entry instead of its id.")] = False,
+    action: Annotated[
+        str,
+        typer.Argument(
+            help="The action, e.g. login or team_created; '-' reads one JSON entry from stdin "
+            "(options fill the fields it lacks)."
+        ),
+    ],
+    actor_id: Annotated[
+        str | None,
+        typer.Option("--actor-id", envvar="AUDIT_ACTOR_ID", help="Who did it (required)."),
+    ] = None,
+    actor_name: Annotated[
+        str | None,
+        typer.Option("--actor-name", envvar="AUDIT_ACTOR_NAME", help="Their display name."),
+    ] = None,
+    actor_email: Annotated[
+        str | None,
+        typer.Option(
+            "--actor-email",
+            envvar="AUDIT_ACTOR_EMAIL",
+            help="Their email (used in the description).",
+        ),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Target type (default: the action's).")
+    ] = None,
+    target_id: Annotated[
+        str | None,
+        typer.Option(
+            "--target-id", help="The resource acted on (a login's defaults to the actor)."
+        ),
+    ] = None,
+    target_name: Annotated[
+        str | None,
+        typer.Option("--target-name", help="The resource's name, used in the description."),
+    ] = None,
+    org_id: Annotated[
+        str | None,
+        typer.Option("--org-id", envvar="AUDIT_ORG_ID", help="The organization (required)."),
+    ] = None,
+    team_id: Annotated[
+        str | None, typer.Option("--team-id", help="The team, where one applies.")
+    ] = None,
+    description: Annotated[
+        str | None, typer.Option("--description", help="Default: the action's template.")
+    ] = None,
+    metadata: Annotated[
+        str | None, typer.Option("--metadata", help="A JSON object of extra context.")
+    ] = None,
+    meta: Annotated[
+        list[str] | None,
+        typer.Option("--meta", help="key=value added to metadata (a string); repeatable."),
+    ] = None,
+    created_at: Annotated[
+        str | None, typer.Option("--created-at", help="ISO-8601 time with offset (default: now).")
+    ] = None,
+    entry_id: Annotated[
+        str | None, typer.Option("--id", help="The entry id (default: a new UUIDv7).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the stored entry instead of its id.")
+    ] = False,
 ) -> None:
     """Record one entry and print its id.
 
-    Example: audit record team_created --actor-id user-1 --org-id org-1 --target-id team-101 --target-name Engineering
+    Example: audit record team_created --actor-id user-1 --org-id org-1 --target-id team-101
     """
-    from ..model import dumps_entry, loads_strict
+    from auditcli.model import dumps_entry, loads_strict
 
     store = get_store(ctx)
-    target_display = None
+    given = {
+        "actorId": actor_id,
+        "actorName": actor_name,
+        "actorEmail": actor_email,
+        "target": target.upper() if target else None,
+        "targetId": target_id,
+        "organizationId": org_id,
+        "teamId": team_id,
+        "description": description,
+        "metadata": _metadata(metadata, meta or []),
+        "createdAt": created_at,
+        "id": entry_id,
+    }
+    given = {key: value for key, value in given.items() if value is not None}
     if action == "-":
-        from ..importer import MAX_INPUT_LINE
+        from auditcli.importer import MAX_INPUT_LINE
 
         raw = sys.stdin.buffer.read(MAX_INPUT_LINE + 1)  # bounded: stdin may be hostile
         if len(raw) > MAX_INPUT_LINE:
@@ -86,24 +146,13 @@ def record(
             data: Any = loads_strict(raw)
         except ValueError as exc:
             raise InvalidEntryError(f"stdin: {exc}") from None
+        if isinstance(data, dict):
+            # Options and AUDIT_* variables fill what the JSON leaves out (a script sets
+            # AUDIT_ORG_ID once); a field the JSON gives, even as null, is the JSON's.
+            data = {**given, **data}
     else:
-        data = {
-            "action": action,
-            "actorId": actor_id,
-            "actorName": actor_name,
-            "actorEmail": actor_email,
-            "target": target.upper() if target else None,
-            "targetId": target_id,
-            "organizationId": org_id,
-            "teamId": team_id,
-            "description": description,
-            "metadata": _metadata(metadata, meta or []),
-            "createdAt": created_at,
-            "id": entry_id,
-        }
-        data = {key: value for key, value in data.items() if value is not None}
-        target_display = target_name
-    entry = store.record(data, target_name=target_display)
+        data = {"action": action, **given}
+    entry = store.record(data, target_name=target_name)
     if as_json:
         write_out(dumps_entry(entry) + b"\n")
     else:
@@ -111,7 +160,7 @@ def record(
 
 
 def _metadata(raw: str | None, pairs: list[str]) -> dict[str, Any] | None:
-    from ..model import loads_strict
+    from auditcli.model import loads_strict
 
     result: dict[str, Any] | None = None
     if raw is not None:
@@ -137,13 +186,15 @@ def _metadata(raw: str | None, pairs: list[str]) -> dict[str, Any] | None:
 def import_(
     ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="A JSONL file, or '-' for stdin.")],
-    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Write the valid lines and report the rest.")] = False,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Write the valid lines and report the rest.")
+    ] = False,
 ) -> None:
     """Import JSONL entries (the seed's format). Validates every line before writing any.
 
     Example: audit import entries.jsonl
     """
-    from ..importer import import_jsonl
+    from auditcli.importer import import_jsonl
 
     store = get_store(ctx)
     if source == "-":
@@ -168,7 +219,7 @@ def import_(
     typer.echo(f"imported {report.written} entries{duplicates}{invalid}")
 
 
-class _progress:  # noqa: N801 - a context manager read as a function
+class _progress:
     """A byte progress bar on stderr when stderr is a terminal, else nothing."""
 
     def __init__(self, size: int | None) -> None:
@@ -179,7 +230,13 @@ class _progress:  # noqa: N801 - a context manager read as a function
             return None
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=console(stderr=True), transient=True)
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            console=console(stderr=True),
+            transient=True,
+        )
         self.bar.start()
         total = self.size * 2 if self.size else None
         self.task = self.bar.add_task("importing", total=total)
@@ -208,21 +265,37 @@ def query(
     until: UntilOpt = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Entries per page.")] = 20,
     offset: Annotated[int, typer.Option("--offset", help="Matches to skip.")] = 0,
-    all_: Annotated[bool, typer.Option("--all", help="Every match, streamed (ignores --limit/--offset).")] = False,
-    order: Annotated[Order, typer.Option("--order", help="desc: newest first; ties by id.")] = Order.desc,
-    fmt: Annotated[QueryFormat | None, typer.Option("--format", "-f", help="Default: table on a terminal, else jsonl.")] = None,
-    count: Annotated[bool, typer.Option("--count", help="Print only the number of matches.")] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every match, streamed (ignores --limit/--offset).")
+    ] = False,
+    order: Annotated[
+        Order, typer.Option("--order", help="desc: newest first; ties by id.")
+    ] = Order.desc,
+    fmt: Annotated[
+        QueryFormat | None,
+        typer.Option("--format", "-f", help="Default: table on a terminal, else jsonl."),
+    ] = None,
+    count: Annotated[
+        bool, typer.Option("--count", help="Print only the number of matches.")
+    ] = False,
 ) -> None:
     """Answer who did what, and when.
 
     Example: audit query --action login --since 7d --actor-id user-123
     """
-    from ..query import QueryEngine
+    from auditcli.query import QueryEngine
 
     store = get_store(ctx)
     filters = make_filters(
-        store, action=action, target=target, actor_id=actor_id, target_id=target_id,
-        team_id=team_id, org_id=org_id, since=since, until=until,
+        store,
+        action=action,
+        target=target,
+        actor_id=actor_id,
+        target_id=target_id,
+        team_id=team_id,
+        org_id=org_id,
+        since=since,
+        until=until,
     )
     if limit < 1:
         raise UsageError("--limit: must be at least 1")
@@ -245,8 +318,8 @@ def query(
 
 
 def _stream_all(engine: Any, chosen: QueryFormat, out: Any) -> None:
-    from ..query import seed_json
-    from ..render import csv_rows, entries_table, loads_entry, write_json_response
+    from auditcli.query import seed_json
+    from auditcli.render import csv_rows, entries_table, loads_entry, write_json_response
 
     if chosen is QueryFormat.jsonl:
         # Whole blocks of stored bytes (chain suffix cut off): no per-entry parse or write.
@@ -272,10 +345,16 @@ def _stream_all(engine: Any, chosen: QueryFormat, out: Any) -> None:
 
 
 def _write_page(
-    chosen: QueryFormat, total: int, limit: int, offset: int, lines: list[bytes], filters: Any, out: Any
+    chosen: QueryFormat,
+    total: int,
+    limit: int,
+    offset: int,
+    lines: list[bytes],
+    filters: Any,
+    out: Any,
 ) -> None:
-    from ..query import seed_json
-    from ..render import csv_rows, entries_table, loads_entry, write_json_response
+    from auditcli.query import seed_json
+    from auditcli.render import csv_rows, entries_table, loads_entry, write_json_response
 
     if chosen is QueryFormat.json:
         write_json_response(out, total, limit, offset, (seed_json(line) for line in lines))
@@ -293,18 +372,21 @@ def _write_page(
 
 
 def _report_problems(problems: list[Any]) -> None:
-    from ..errors import IntegrityError
+    from auditcli.errors import IntegrityError
 
     if not problems:
         return
     for problem in problems:
         say(f"warning: {problem}")
-    raise IntegrityError(f"{len(problems)} damaged or foreign line(s)/file(s) were skipped; run `audit verify`")
+    raise IntegrityError(
+        f"{len(problems)} damaged or foreign line(s)/file(s) were skipped; run `audit verify`"
+    )
 
 
 # ----------------------------------------------------------------------------- actions
 actions_app = typer.Typer(
-    help="List the action catalog, or add your own actions.\n\nExample: audit actions --format json",
+    help="List the action catalog, or add your own actions.\n\n"
+    "Example: audit actions --format json",
     no_args_is_help=False,
 )
 app.add_typer(actions_app, name="actions")
@@ -313,7 +395,9 @@ app.add_typer(actions_app, name="actions")
 @actions_app.callback(invoke_without_command=True)
 def actions(
     ctx: typer.Context,
-    fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="table for people, json for scripts.")] = ListFormat.table,
+    fmt: Annotated[
+        ListFormat, typer.Option("--format", "-f", help="table for people, json for scripts.")
+    ] = ListFormat.table,
 ) -> None:
     """List every action: name, display name, default target, group.
 
@@ -323,15 +407,43 @@ def actions(
         return
     import orjson
 
-    from ..render import rows_table
-
     store = get_store(ctx)
     specs = list(store.catalog)
     if fmt is ListFormat.json:
-        write_out(orjson.dumps([spec.as_dict() for spec in specs], option=orjson.OPT_INDENT_2) + b"\n")
+        write_out(
+            orjson.dumps([spec.as_dict() for spec in specs], option=orjson.OPT_INDENT_2) + b"\n"
+        )
         return
-    rows = [(s.action, s.display_name, s.target, s.group) for s in specs]
-    console().print(rows_table(("Action", "Display name", "Target", "Group"), rows))
+    console().print(_actions_table(specs))
+
+
+def _actions_table(specs: list[Any]) -> Any:
+    """The catalog under group headings, as the seed lists it. Action names never wrap (people
+    copy them into commands); three columns fit 80 with the longest builtin names."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from auditcli.render import visible
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    table.add_column("Action", no_wrap=True, overflow="ellipsis")
+    table.add_column("Display name", overflow="fold")
+    table.add_column("Target", no_wrap=True)
+    groups: dict[str, list[Any]] = {}
+    for spec in specs:
+        groups.setdefault(spec.group, []).append(spec)
+    for n, (group, members) in enumerate(groups.items()):
+        if n:
+            table.add_row()
+        table.add_row(Text(visible(group), style="bold"), Text(), Text())
+        for spec in members:
+            table.add_row(
+                Text("  " + visible(spec.action)),
+                Text(visible(spec.display_name)),
+                Text(spec.target),
+            )
+    return table
 
 
 @actions_app.command("add")
@@ -340,7 +452,10 @@ def actions_add(
     name: Annotated[str, typer.Argument(help="snake_case action name, e.g. deploy_approved.")],
     display_name: Annotated[str, typer.Option("--display-name", help="Human-readable name.")],
     target: Annotated[str, typer.Option("--target", help="Default target type.")],
-    template: Annotated[str, typer.Option("--template", help="Description template: {actor}, {target}, {team}, {org}.")],
+    template: Annotated[
+        str,
+        typer.Option("--template", help="Description template: {actor}, {target}, {team}, {org}."),
+    ],
     group: Annotated[str, typer.Option("--group", help="The group it is listed under.")] = "Custom",
 ) -> None:
     """Add a custom action to the log directory's catalog (_catalog.json).
@@ -348,7 +463,7 @@ def actions_add(
     Example: audit actions add deploy_approved --display-name "Deploy Approved"
     --target ORGANIZATION --template "{actor} approved deploy {target}"
     """
-    from ..catalog import add_custom_action
+    from auditcli.catalog import add_custom_action
 
     store = get_store(ctx)
     spec = add_custom_action(store.root, name, display_name, target.upper(), template, group)

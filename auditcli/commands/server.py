@@ -140,8 +140,8 @@ ActorIdOpt = Annotated[
         help="Who does this, for the audit entry (default: your login name).",
     ),
 ]
-ActorNameOpt = Annotated[str | None, typer.Option("--actor-name", envvar="AUDIT_ACTOR_NAME")]
-ActorEmailOpt = Annotated[str | None, typer.Option("--actor-email", envvar="AUDIT_ACTOR_EMAIL")]
+ActorNameOpt = Annotated[str | None, typer.Option("--actor-name", envvar="AUDIT_ACTOR_NAME", help="Name of who does it, for the log entry.")]
+ActorEmailOpt = Annotated[str | None, typer.Option("--actor-email", envvar="AUDIT_ACTOR_EMAIL", help="Email of who does it, for the log entry.")]
 
 
 def _actor(
@@ -195,7 +195,7 @@ def account_create(
 @accounts_app.command("list")
 def account_list(
     ctx: typer.Context,
-    fmt: Annotated[ListFormat, typer.Option("--format", "-f")] = ListFormat.table,
+    fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="table or json.")] = ListFormat.table,
 ) -> None:
     """List service accounts (never their tokens).
 
