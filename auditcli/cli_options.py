@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,25 +17,54 @@ from .store import AuditStore
 
 _FILTERS = "Filters"
 
+
+class TableOrJson(StrEnum):
+    """`--format` of a command that draws a table for people or writes JSON for scripts."""
+
+    table = "table"
+    json = "json"
+
+
+class Order(StrEnum):
+    """`--order`: by createdAt, ties by id."""
+
+    desc = "desc"
+    asc = "asc"
+
+
 ActionOpt = Annotated[
     list[str] | None,
-    typer.Option("--action", "-a", help="Only this action (repeat for any of several).", rich_help_panel=_FILTERS),
+    typer.Option(
+        "--action",
+        "-a",
+        help="Only this action (repeat for any of several).",
+        rich_help_panel=_FILTERS,
+    ),
 ]
 TargetOpt = Annotated[
     list[str] | None,
-    typer.Option("--target", "-t", help="Only this target type: USER, ROLE, TEAM, SERVICE_ACCOUNT, ORGANIZATION.", rich_help_panel=_FILTERS),
+    typer.Option(
+        "--target",
+        "-t",
+        help="Only this target type: USER, ROLE, TEAM, SERVICE_ACCOUNT, ORGANIZATION.",
+        rich_help_panel=_FILTERS,
+    ),
 ]
 ActorIdOpt = Annotated[
-    list[str] | None, typer.Option("--actor-id", help="Only entries by this actor.", rich_help_panel=_FILTERS)
+    list[str] | None,
+    typer.Option("--actor-id", help="Only entries by this actor.", rich_help_panel=_FILTERS),
 ]
 TargetIdOpt = Annotated[
-    list[str] | None, typer.Option("--target-id", help="Only entries about this resource.", rich_help_panel=_FILTERS)
+    list[str] | None,
+    typer.Option("--target-id", help="Only entries about this resource.", rich_help_panel=_FILTERS),
 ]
 TeamIdOpt = Annotated[
-    list[str] | None, typer.Option("--team-id", help="Only entries of this team.", rich_help_panel=_FILTERS)
+    list[str] | None,
+    typer.Option("--team-id", help="Only entries of this team.", rich_help_panel=_FILTERS),
 ]
 OrgIdOpt = Annotated[
-    list[str] | None, typer.Option("--org-id", help="Only entries of this organization.", rich_help_panel=_FILTERS)
+    list[str] | None,
+    typer.Option("--org-id", help="Only entries of this organization.", rich_help_panel=_FILTERS),
 ]
 SinceOpt = Annotated[
     str | None,
@@ -109,6 +139,36 @@ def console(stderr: bool = False) -> Any:
     )
 
 
+class StderrProgress:
+    """A transient rich progress bar on stderr, shown only when stderr is a terminal. `with`
+    gives the callback that advances it, or None (nothing to draw: a pipe, a log file, a test).
+    A subclass names the bar's columns and makes the callback."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def columns(self) -> list[Any]:
+        """The rich progress columns."""
+        raise NotImplementedError
+
+    def callback(self, bar: Any) -> Any:
+        """Add the task to the started `bar`; return the function that advances it."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        if not sys.stderr.isatty():
+            return None
+        from rich.progress import Progress
+
+        self.bar = Progress(*self.columns(), console=console(stderr=True), transient=True)
+        self.bar.start()
+        return self.callback(self.bar)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
 def say(message: str) -> None:
     """A diagnostic line on stderr (never on stdout, which is for results); control and bidi
     characters from untrusted input are shown as escapes."""
@@ -120,3 +180,29 @@ def say(message: str) -> None:
 def write_out(data: bytes) -> None:
     """Raw bytes to stdout."""
     sys.stdout.buffer.write(data)
+
+
+def write_json(data: Any) -> None:
+    """`data` as indented JSON and a newline on stdout (the `--format json` of the commands)."""
+    import orjson
+
+    write_out(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def time_window(filters: Any) -> str:
+    """The --since/--until window of `filters`, as a table caption shows it."""
+    return f"{filters.since or 'beginning'} → {filters.until or 'now'} (UTC)"
+
+
+def report_problems(problems: list[Any]) -> None:
+    """Damaged lines were skipped: a warning for each on stderr, then exit 5 (IntegrityError),
+    after the answer was printed."""
+    if not problems:
+        return
+    from .errors import IntegrityError
+
+    for problem in problems:
+        say(f"warning: {problem}")
+    raise IntegrityError(
+        f"{len(problems)} damaged or foreign line(s)/file(s) were skipped; run `audit verify`"
+    )

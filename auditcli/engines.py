@@ -15,25 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import UsageError
+from .model import SEED_FIELDS
 
 DIALECTS: tuple[str, ...] = ("duckdb", "spark", "athena", "trino")
 
 #: The 13 columns in the entry's field order; `metadata` holds JSON, every other one text.
-COLUMNS: tuple[str, ...] = (
-    "id",
-    "description",
-    "actorId",
-    "actorName",
-    "actorEmail",
-    "action",
-    "actionDisplayName",
-    "target",
-    "targetId",
-    "metadata",
-    "organizationId",
-    "teamId",
-    "createdAt",
-)
+COLUMNS: tuple[str, ...] = SEED_FIELDS
 
 
 def _sql_string(text: str) -> str:

@@ -455,9 +455,14 @@ _PATTERNS: dict[str, re.Pattern[bytes]] = {
 }
 #: The JSON field of each key that is a field.
 _JSON_FIELD = {
-    "action": "action", "actor": "actorId", "target": "target", "org": "organizationId",
+    "action": "action",
+    "actor": "actorId",
+    "target": "target",
+    "org": "organizationId",
     "team": "teamId",
 }
+#: The name of each key's column in `audit stats` output: its JSON field, or the time key itself.
+KEY_COLUMNS: dict[str, str] = {**_JSON_FIELD, **{key: key for key in TIME_KEYS}}
 #: The same positional read for the fields a query filters on, by JSON field name.
 _FILTER_PATTERNS: dict[str, re.Pattern[bytes]] = {
     "actorId": _PATTERNS["actor"],

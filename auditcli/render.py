@@ -85,42 +85,69 @@ def short_time(created_at: str) -> str:
 def entries_table(
     entries: Sequence[dict[str, Any]], *, title: str | None = None, caption: str | None = None
 ) -> Any:
-    """A rich Table of entries: time, action, actor, target, description; fits 80 columns."""
+    """A rich Table of entries for people: time, action (display name), actor (name, else email,
+    else id), target id (its type is in the action) and description.
+
+    Laid out for 80 columns: no borders but a rule under the header, so the description keeps
+    most of the width. Cells wrap at spaces and fold only a word wider than its column (an email,
+    an id): nothing is cut off. Every cell is inert text."""
+    from rich import box
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=title, caption=caption, expand=False, show_lines=False, pad_edge=False)
-    table.add_column("Time (UTC)", no_wrap=True, min_width=19)
-    table.add_column("Action", overflow="fold", max_width=16)
-    table.add_column("Actor", overflow="fold", max_width=16)
-    table.add_column("Target", overflow="fold", max_width=16)
-    table.add_column("Description", overflow="fold", ratio=1)
+    table = Table(
+        title=title,
+        caption=caption,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),  # with the blank column divider: two spaces between columns
+    )
+    # Caps, not minimums: rich crops a table whose minimums exceed the width. 12 holds every
+    # word of the builtin display names; names and ids past their cap wrap or fold.
+    table.add_column("Time (UTC)", no_wrap=True)
+    table.add_column("Action", overflow="fold", max_width=12)
+    table.add_column("Actor", overflow="fold", max_width=14)
+    table.add_column("Target", overflow="fold", max_width=12)
+    table.add_column("Description", overflow="fold")
     for entry in entries:
-        actor = entry.get("actorEmail") or entry.get("actorName") or entry.get("actorId") or ""
-        target = f"{entry.get('target')} {entry.get('targetId')}"
+        actor = entry.get("actorName") or entry.get("actorEmail") or entry.get("actorId") or ""
         table.add_row(
             Text(short_time(str(entry.get("createdAt", "")))),
             Text(visible(str(entry.get("actionDisplayName") or entry.get("action")))),
             Text(visible(str(actor))),
-            Text(visible(target)),
+            Text(visible(str(entry.get("targetId") or ""))),
             Text(visible(str(entry.get("description") or ""))),
         )
     return table
 
 
 def rows_table(
-    headers: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None,
-    caption: str | None = None, numeric: Sequence[str] = ()
+    headers: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    title: str | None = None,
+    caption: str | None = None,
+    numeric: Sequence[str] = (),
+    no_wrap: Sequence[str] = (),
 ) -> Any:
-    """A rich Table of plain rows; every cell is shown inertly as text."""
+    """A rich Table of plain rows; every cell is shown inertly as text (a `Text` cell as given).
+    `numeric` columns are right-aligned; `no_wrap` columns are never wrapped."""
     from rich.table import Table
     from rich.text import Text
 
     table = Table(title=title, caption=caption)
     for header in headers:
-        table.add_column(header, justify="right" if header in numeric else "left", overflow="fold")
+        table.add_column(
+            header,
+            justify="right" if header in numeric else "left",
+            no_wrap=header in no_wrap,
+            overflow="fold",
+        )
     for row in rows:
-        table.add_row(*(cell if isinstance(cell, Text) else Text(visible(_cell_text(cell))) for cell in row))
+        table.add_row(
+            *(cell if isinstance(cell, Text) else Text(visible(_cell_text(cell))) for cell in row)
+        )
     return table
 
 

@@ -14,13 +14,16 @@ from auditcli.cli_options import (
     ActorIdOpt,
     OrgIdOpt,
     SinceOpt,
+    TableOrJson,
     TargetIdOpt,
     TeamIdOpt,
     UntilOpt,
     console,
     get_store,
+    report_problems,
     say,
     stdout_is_terminal,
+    write_json,
     write_out,
 )
 from auditcli.errors import UsageError
@@ -30,11 +33,6 @@ class HistoryFormat(StrEnum):
     table = "table"
     json = "json"
     jsonl = "jsonl"
-
-
-class StateFormat(StrEnum):
-    table = "table"
-    json = "json"
 
 
 class StateKind(StrEnum):
@@ -50,27 +48,14 @@ class ReportFormat(StrEnum):
     md = "md"
 
 
-def _json(data: Any) -> None:
-    import orjson
-
-    write_out(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
-
-
 def _short(created_at: str | None) -> str:
-    return "" if not created_at else created_at[:10] + " " + created_at[11:19]
+    from auditcli.render import short_time
+
+    return short_time(created_at) if created_at else ""
 
 
-def _finish(problems: list[Any]) -> None:
-    """Damaged lines were skipped: say so on stderr and exit 5, after the answer was printed."""
-    from auditcli.errors import IntegrityError
-
-    if not problems:
-        return
-    for problem in problems:
-        say(f"warning: {problem}")
-    raise IntegrityError(
-        f"{len(problems)} damaged or foreign line(s)/file(s) were skipped; run `audit verify`"
-    )
+#: Columns of times and entry ids: they never wrap (people look them up).
+_WHOLE = ("Time", "Entry", "Granted (", "Since", "Set (", "Added (", "When")
 
 
 def rows_table(
@@ -80,23 +65,11 @@ def rows_table(
     title: str | None = None,
     caption: str | None = None,
 ) -> Any:
-    """A rich Table of inert cells; times and entry ids never wrap (they are looked up)."""
-    from rich.table import Table
-    from rich.text import Text
+    """render.rows_table, with the time and entry id columns kept whole."""
+    from auditcli.render import rows_table as inert_table
 
-    from auditcli.render import visible
-
-    table = Table(title=title, caption=caption)
-    for header in headers:
-        whole = header.startswith(
-            ("Time", "Entry", "Granted (", "Since", "Set (", "Added (", "When")
-        )
-        table.add_column(header, no_wrap=whole, overflow="fold")
-    for row in rows:
-        table.add_row(
-            *(cell if isinstance(cell, Text) else Text(visible(str(cell or ""))) for cell in row)
-        )
-    return table
+    whole = [header for header in headers if header.startswith(_WHOLE)]
+    return inert_table(headers, rows, title=title, caption=caption, no_wrap=whole)
 
 
 def _when_and_id(created_at: str, entry_id: str) -> Any:
@@ -160,7 +133,7 @@ def history(
     )
     chosen = fmt or (HistoryFormat.table if stdout_is_terminal() else HistoryFormat.jsonl)
     if chosen is HistoryFormat.json:
-        _json(result.as_dict())
+        write_json(result.as_dict())
     elif chosen is HistoryFormat.jsonl:
         import orjson
 
@@ -168,7 +141,7 @@ def history(
             write_out(orjson.dumps(item.as_dict()) + b"\n")
     else:
         _history_table(result)
-    _finish(result.problems)
+    report_problems(result.problems)
 
 
 def _history_table(result: Any) -> None:
@@ -265,7 +238,9 @@ def state(
             help="Also show what was granted, revoked or changed between FROM and --at.",
         ),
     ] = None,
-    fmt: Annotated[StateFormat, typer.Option("--format", "-f", help="table or json.")] = StateFormat.table,
+    fmt: Annotated[
+        TableOrJson, typer.Option("--format", "-f", help="table or json.")
+    ] = TableOrJson.table,
 ) -> None:
     """Access state at an instant, replayed from the entries up to it: system admins, team
     members and their roles, organization members, custom roles, service accounts. Each row
@@ -288,11 +263,11 @@ def state(
         team_ids=tuple(team_id or ()),
         diff_from=from_bound,
     )
-    if fmt is StateFormat.json:
-        _json(result.as_dict())
+    if fmt is TableOrJson.json:
+        write_json(result.as_dict())
     else:
         _state_tables(result)
-    _finish(result.problems)
+    report_problems(result.problems)
 
 
 def _state_tables(result: Any) -> None:
@@ -445,4 +420,4 @@ def report(
             f"wrote {output}: {data.total} entries from {start} to {end}, "
             f"{len(data.anomalies)} anomalies, integrity {data.integrity.get('status')}"
         )
-    _finish(data.problems)
+    report_problems(data.problems)

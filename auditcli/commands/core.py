@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: typer would eval every annotation string at start-up.
 
 import sys
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,8 +14,11 @@ from auditcli.cli import app
 from auditcli.cli_options import (
     ActionOpt,
     ActorIdOpt,
+    Order,
     OrgIdOpt,
     SinceOpt,
+    StderrProgress,
+    TableOrJson,
     TargetIdOpt,
     TargetOpt,
     TeamIdOpt,
@@ -22,8 +26,11 @@ from auditcli.cli_options import (
     console,
     get_store,
     make_filters,
+    report_problems,
     say,
     stdout_is_terminal,
+    time_window,
+    write_json,
     write_out,
 )
 from auditcli.errors import InvalidEntryError, UsageError
@@ -34,16 +41,6 @@ class QueryFormat(StrEnum):
     json = "json"
     jsonl = "jsonl"
     csv = "csv"
-
-
-class Order(StrEnum):
-    desc = "desc"
-    asc = "asc"
-
-
-class ListFormat(StrEnum):
-    table = "table"
-    json = "json"
 
 
 # ----------------------------------------------------------------------------- record
@@ -219,36 +216,26 @@ def import_(
     typer.echo(f"imported {report.written} entries{duplicates}{invalid}")
 
 
-class _progress:
+class _progress(StderrProgress):
     """A byte progress bar on stderr when stderr is a terminal, else nothing."""
 
     def __init__(self, size: int | None) -> None:
-        self.size, self.bar, self.task = size, None, None
+        super().__init__()
+        self.size = size
 
-    def __enter__(self) -> Any:
-        if not sys.stderr.isatty():
-            return None
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+    def columns(self) -> list[Any]:
+        from rich.progress import BarColumn, DownloadColumn, TextColumn
 
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            console=console(stderr=True),
-            transient=True,
-        )
-        self.bar.start()
+        return [TextColumn("{task.description}"), BarColumn(), DownloadColumn()]
+
+    def callback(self, bar: Any) -> Any:
         total = self.size * 2 if self.size else None
-        self.task = self.bar.add_task("importing", total=total)
+        task = bar.add_task("importing", total=total)
 
         def advance(phase: str, done: int) -> None:
-            self.bar.update(self.task, advance=done, description=phase)
+            bar.update(task, advance=done, description=phase)
 
         return advance
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 # ----------------------------------------------------------------------------- query
@@ -304,7 +291,7 @@ def query(
     engine = QueryEngine(store, filters, order=order.value)
     if count:
         typer.echo(str(engine.count()))
-        _report_problems(engine.problems)
+        report_problems(engine.problems)
         return
     chosen = fmt or (QueryFormat.table if stdout_is_terminal() else QueryFormat.jsonl)
     out = sys.stdout.buffer
@@ -314,20 +301,33 @@ def query(
         total, lines = engine.page(limit, offset)
         _write_page(chosen, total, limit, offset, lines, filters, out)
     out.flush()
-    _report_problems(engine.problems)
+    report_problems(engine.problems)
+
+
+def _entries(lines: Iterable[bytes]) -> list[dict[str, Any]]:
+    from auditcli.query import seed_json
+    from auditcli.render import loads_entry
+
+    return [loads_entry(seed_json(line)) for line in lines]
+
+
+def _write_csv(lines: Iterable[bytes], out: Any) -> None:
+    from auditcli.query import seed_json
+    from auditcli.render import csv_rows, loads_entry
+
+    for row in csv_rows(loads_entry(seed_json(line)) for line in lines):
+        out.write(row.encode())
 
 
 def _stream_all(engine: Any, chosen: QueryFormat, out: Any) -> None:
-    from auditcli.query import seed_json
-    from auditcli.render import csv_rows, entries_table, loads_entry, write_json_response
+    from auditcli.render import entries_table, write_json_response
 
     if chosen is QueryFormat.jsonl:
         # Whole blocks of stored bytes (chain suffix cut off): no per-entry parse or write.
         for _, block in engine.content_blocks():
             out.write(block)
     elif chosen is QueryFormat.csv:
-        for row in csv_rows(loads_entry(seed_json(line)) for line in engine.stream()):
-            out.write(row.encode())
+        _write_csv(engine.stream(), out)
     elif chosen is QueryFormat.json:
         import tempfile
 
@@ -340,7 +340,7 @@ def _stream_all(engine: Any, chosen: QueryFormat, out: Any) -> None:
             spool.seek(0)
             write_json_response(out, total, total, 0, (row[:-1] for row in spool))
     else:
-        entries = [loads_entry(seed_json(line)) for line in engine.stream()]
+        entries = _entries(engine.stream())
         console().print(entries_table(entries, caption=f"{len(entries)} entries"))
 
 
@@ -354,7 +354,7 @@ def _write_page(
     out: Any,
 ) -> None:
     from auditcli.query import seed_json
-    from auditcli.render import csv_rows, entries_table, loads_entry, write_json_response
+    from auditcli.render import entries_table, write_json_response
 
     if chosen is QueryFormat.json:
         write_json_response(out, total, limit, offset, (seed_json(line) for line in lines))
@@ -362,25 +362,11 @@ def _write_page(
         for line in lines:
             out.write(seed_json(line) + b"\n")
     elif chosen is QueryFormat.csv:
-        for row in csv_rows(loads_entry(seed_json(line)) for line in lines):
-            out.write(row.encode())
+        _write_csv(lines, out)
     else:
-        entries = [loads_entry(seed_json(line)) for line in lines]
         shown = f"{offset + 1}–{offset + len(lines)} of {total}" if lines else f"0 of {total}"
-        window = f"{filters.since or 'beginning'} → {filters.until or 'now'} (UTC)"
-        console().print(entries_table(entries, caption=f"{shown} · {window}"))
-
-
-def _report_problems(problems: list[Any]) -> None:
-    from auditcli.errors import IntegrityError
-
-    if not problems:
-        return
-    for problem in problems:
-        say(f"warning: {problem}")
-    raise IntegrityError(
-        f"{len(problems)} damaged or foreign line(s)/file(s) were skipped; run `audit verify`"
-    )
+        caption = f"{shown} · {time_window(filters)}"
+        console().print(entries_table(_entries(lines), caption=caption))
 
 
 # ----------------------------------------------------------------------------- actions
@@ -396,8 +382,8 @@ app.add_typer(actions_app, name="actions")
 def actions(
     ctx: typer.Context,
     fmt: Annotated[
-        ListFormat, typer.Option("--format", "-f", help="table for people, json for scripts.")
-    ] = ListFormat.table,
+        TableOrJson, typer.Option("--format", "-f", help="table for people, json for scripts.")
+    ] = TableOrJson.table,
 ) -> None:
     """List every action: name, display name, default target, group.
 
@@ -405,14 +391,10 @@ def actions(
     """
     if ctx.invoked_subcommand is not None:
         return
-    import orjson
-
     store = get_store(ctx)
     specs = list(store.catalog)
-    if fmt is ListFormat.json:
-        write_out(
-            orjson.dumps([spec.as_dict() for spec in specs], option=orjson.OPT_INDENT_2) + b"\n"
-        )
+    if fmt is TableOrJson.json:
+        write_json([spec.as_dict() for spec in specs])
         return
     console().print(_actions_table(specs))
 

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import os
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from auditcli.cli import app
-from auditcli.cli_options import SinceOpt, UntilOpt, console, get_store, say, write_out
+from auditcli.cli_options import (
+    SinceOpt,
+    TableOrJson,
+    UntilOpt,
+    console,
+    get_store,
+    say,
+    write_json,
+    write_out,
+)
 from auditcli.errors import IntegrityError, UsageError
 
 keys_app = typer.Typer(
@@ -19,11 +27,6 @@ keys_app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(keys_app, name="keys")
-
-
-class VerifyFormat(StrEnum):
-    table = "table"
-    json = "json"
 
 
 SigningKeyOpt = Annotated[
@@ -111,8 +114,8 @@ def verify(
         ),
     ] = None,
     output_format: Annotated[
-        VerifyFormat, typer.Option("--format", "-f", help="table for people, json for machines.")
-    ] = VerifyFormat.table,
+        TableOrJson, typer.Option("--format", "-f", help="table for people, json for machines.")
+    ] = TableOrJson.table,
 ) -> None:
     """Check every line's chain link, every file against every checkpoint, the manifest chain
     and its signatures; name each problem by file, line and kind. Exit code 5 on any problem.
@@ -144,10 +147,8 @@ def verify(
         anchor=anchor,
         max_seal_age_since=age_since,
     )
-    if output_format is VerifyFormat.json:
-        import orjson
-
-        write_out(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+    if output_format is TableOrJson.json:
+        write_json(report.to_dict())
     else:
         _print_report(report)
     if not report.ok:

@@ -14,8 +14,10 @@ from auditcli.cli import app
 from auditcli.cli_options import (
     ActionOpt,
     ActorIdOpt,
+    Order,
     OrgIdOpt,
     SinceOpt,
+    StderrProgress,
     TargetIdOpt,
     TargetOpt,
     TeamIdOpt,
@@ -23,8 +25,11 @@ from auditcli.cli_options import (
     console,
     get_store,
     make_filters,
+    report_problems,
     say,
     stdout_is_terminal,
+    time_window,
+    write_json,
 )
 from auditcli.errors import IntegrityError, UsageError
 
@@ -65,21 +70,6 @@ class Dialect(StrEnum):
     spark = "spark"
     athena = "athena"
     trino = "trino"
-
-
-class Order(StrEnum):
-    asc = "asc"
-    desc = "desc"
-
-
-def _report_problems(problems: list[Any]) -> None:
-    if not problems:
-        return
-    for problem in problems:
-        say(f"warning: {problem}")
-    raise IntegrityError(
-        f"{len(problems)} damaged or foreign line(s)/file(s) were skipped; run `audit verify`"
-    )
 
 
 # ----------------------------------------------------------------------------- rotate
@@ -222,40 +212,29 @@ def export(
                 )
     if output is not None:
         say(f"exported {report.entries} entries to {output} ({report.bytes_written} bytes)")
-    _report_problems(report.problems)
+    report_problems(report.problems)
 
 
-class _DayProgress:
+class _DayProgress(StderrProgress):
     """A partition progress bar on stderr when stderr is a terminal; else a no-op callback."""
 
-    def __init__(self) -> None:
-        self.bar: Any = None
-        self.task: Any = None
+    def columns(self) -> list[Any]:
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 
-    def __enter__(self) -> Any:
-        if not sys.stderr.isatty():
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self.bar = Progress(
+        return [
             TextColumn("exporting"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("days · {task.fields[entries]} entries"),
-            console=console(stderr=True),
-            transient=True,
-        )
-        self.bar.start()
-        self.task = self.bar.add_task("export", total=None, entries=0)
+        ]
+
+    def callback(self, bar: Any) -> Any:
+        task = bar.add_task("export", total=None, entries=0)
 
         def advance(done: int, total: int, entries: int) -> None:
-            self.bar.update(self.task, completed=done, total=total, entries=entries)
+            bar.update(task, completed=done, total=total, entries=entries)
 
         return advance
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 # ----------------------------------------------------------------------------- stats
@@ -317,33 +296,22 @@ def stats(
         _stats_csv(result, result.rows(top))
     else:
         _stats_table(result, top, filters)
-    _report_problems(result.problems)
-
-
-_HEADERS = {
-    "action": "action",
-    "actor": "actorId",
-    "target": "target",
-    "org": "organizationId",
-    "team": "teamId",
-    "day": "day",
-    "hour": "hour",
-}
+    report_problems(result.problems)
 
 
 def _stats_json(result: Any, rows: list[tuple[Any, ...]]) -> None:
-    import orjson
+    from auditcli.maintenance import KEY_COLUMNS
 
-    names = [_HEADERS[key] for key in result.keys]
+    names = [KEY_COLUMNS[key] for key in result.keys]
     groups = [dict(zip([*names, "count"], row, strict=True)) for row in rows]
-    payload = {"by": list(result.keys), "total": result.total, "groups": groups}
-    sys.stdout.buffer.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2) + b"\n")
+    write_json({"by": list(result.keys), "total": result.total, "groups": groups})
 
 
 def _stats_csv(result: Any, rows: list[tuple[Any, ...]]) -> None:
+    from auditcli.maintenance import KEY_COLUMNS
     from auditcli.render import csv_rows
 
-    names = [_HEADERS[key] for key in result.keys]
+    names = [KEY_COLUMNS[key] for key in result.keys]
     dicts = (dict(zip([*names, "count"], row, strict=True)) for row in rows)
     for text in csv_rows(dicts, [*names, "count"]):
         sys.stdout.write(text)
@@ -352,12 +320,11 @@ def _stats_csv(result: Any, rows: list[tuple[Any, ...]]) -> None:
 def _stats_table(result: Any, top: int | None, filters: Any) -> None:
     from rich.text import Text
 
-    from auditcli.maintenance import TIME_KEYS, bar, sparkline, time_buckets
+    from auditcli.maintenance import KEY_COLUMNS, TIME_KEYS, bar, sparkline, time_buckets
     from auditcli.render import rows_table
 
     keys = result.keys
-    window = f"{filters.since or 'beginning'} → {filters.until or 'now'} (UTC)"
-    caption = f"{result.total} entries · {window}"
+    caption = f"{result.total} entries · {time_window(filters)}"
     if len(keys) == 2 and (keys[0] in TIME_KEYS) != (keys[1] in TIME_KEYS):
         # One key over time: a row per value, with its counts over time as a sparkline.
         time_at = 0 if keys[0] in TIME_KEYS else 1
@@ -380,7 +347,7 @@ def _stats_table(result: Any, top: int | None, filters: Any) -> None:
         ]
         span = f"{buckets[0]} … {buckets[-1]}" if buckets else ""
         unit = keys[time_at] if step == 1 else f"{step} {keys[time_at]}s"
-        headers = (_HEADERS[keys[other]], "count", f"per {unit}, {span}")
+        headers = (KEY_COLUMNS[keys[other]], "count", f"per {unit}, {span}")
         console().print(rows_table(headers, table_rows, caption=caption, numeric=("count",)))
         return
     shown = result.rows(top)
@@ -388,7 +355,7 @@ def _stats_table(result: Any, top: int | None, filters: Any) -> None:
     table_rows = [
         (*(_show(v) for v in row[:-1]), row[-1], Text(bar(row[-1], peak))) for row in shown
     ]
-    headers = (*(_HEADERS[key] for key in keys), "count", "")
+    headers = (*(KEY_COLUMNS[key] for key in keys), "count", "")
     console().print(rows_table(headers, table_rows, caption=caption, numeric=("count",)))
 
 

@@ -10,13 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from auditcli.cli import app
-from auditcli.cli_options import console, get_store, say, write_out
+from auditcli.cli_options import TableOrJson, console, get_store, say, write_json, write_out
 from auditcli.errors import UsageError
-
-
-class ListFormat(StrEnum):
-    table = "table"
-    json = "json"
 
 
 class Role(StrEnum):
@@ -140,8 +135,18 @@ ActorIdOpt = Annotated[
         help="Who does this, for the audit entry (default: your login name).",
     ),
 ]
-ActorNameOpt = Annotated[str | None, typer.Option("--actor-name", envvar="AUDIT_ACTOR_NAME", help="Name of who does it, for the log entry.")]
-ActorEmailOpt = Annotated[str | None, typer.Option("--actor-email", envvar="AUDIT_ACTOR_EMAIL", help="Email of who does it, for the log entry.")]
+ActorNameOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--actor-name", envvar="AUDIT_ACTOR_NAME", help="Name of who does it, for the log entry."
+    ),
+]
+ActorEmailOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--actor-email", envvar="AUDIT_ACTOR_EMAIL", help="Email of who does it, for the log entry."
+    ),
+]
 
 
 def _actor(
@@ -195,22 +200,22 @@ def account_create(
 @accounts_app.command("list")
 def account_list(
     ctx: typer.Context,
-    fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="table or json.")] = ListFormat.table,
+    fmt: Annotated[
+        TableOrJson, typer.Option("--format", "-f", help="table or json.")
+    ] = TableOrJson.table,
 ) -> None:
     """List service accounts (never their tokens).
 
     Example: audit service-account list --format json
     """
-    import orjson
-
     from auditcli.accounts import AccountStore
     from auditcli.render import rows_table
 
     accounts = AccountStore(get_store(ctx))
     now = accounts.now()
     items = [account.public(now) for account in accounts.accounts()]
-    if fmt is ListFormat.json:
-        write_out(orjson.dumps(items, option=orjson.OPT_INDENT_2) + b"\n")
+    if fmt is TableOrJson.json:
+        write_json(items)
         return
     # The table is for people (exact times and the creator are in --format json).
     headers = ("Name", "ID", "Organization", "Role", "Expires (UTC)", "Status")
