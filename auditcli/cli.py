@@ -132,6 +132,14 @@ _MODULE_OF = {
     "stats": "maintenance",
     "export": "maintenance",
     "rotate": "maintenance",
+    "tail": "maintenance",
+    "schema": "maintenance",
+    "keys": "integrity",
+    "serve": "server",
+    "service-account": "server",
+    "history": "auditor",
+    "state": "auditor",
+    "report": "auditor",
 }
 _GLOBAL_WITH_VALUE = ("--log-dir", "-d")
 

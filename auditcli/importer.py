@@ -21,7 +21,7 @@ from .model import (
     loads_strict,
 )
 from .store import AuditStore, IdIndex, content_digest
-from .timeparse import CANONICAL, normalise_entry_time
+from .timeparse import normalise_entry_time
 
 #: Called with (phase, bytes of input done); phases are "validating" then "writing".
 Progress = Callable[[str, int], None]
@@ -209,11 +209,10 @@ def _canonical_entry(raw: bytes, catalog: Catalog) -> tuple[dict[str, Any], byte
         or action not in catalog
         or len(content) > MAX_LINE_BYTES - 100
         or content.count(b"{") + content.count(b"[") > MAX_METADATA_DEPTH + 1
-        or not CANONICAL.match(created)
     ):
         return None
     try:
-        if normalise_entry_time(created) != created:
+        if normalise_entry_time(created) != created:  # already canonical, a real date
             return None
         _validate(entry)
     except ValueError:  # pydantic's ValidationError is a ValueError

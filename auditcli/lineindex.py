@@ -26,10 +26,11 @@ import os
 import re
 import stat
 import sys
+import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import accumulate, islice, pairwise, repeat
 from operator import itemgetter
 from pathlib import Path
@@ -57,7 +58,7 @@ KEY_ORDER = (
     "teamId",
     "createdAt",
 )
-_MAGIC = b"AUDITIDX1\n"
+_MAGIC = b"AUDITIDX2\n"  # the format version: another version is rebuilt
 _HEADER_AT = len(_MAGIC) + 4
 _READ_BLOCK = 4 << 20
 _DENSE = 16  # a selection of more than 1/16 of the lines reads the whole file
@@ -68,6 +69,7 @@ _HEAD = chain.SUFFIX_HEAD
 _ID_START = b'{"id":"'
 # createdAt of a line *without* its newline (chain's offsets count the newline)
 _CS, _CE = chain.CREATED_START + 1, chain.CREATED_END + 1
+_STAMP = _CE - _CS  # bytes of a stored createdAt
 
 Identity = tuple[int, int, int, int, int]
 
@@ -148,7 +150,9 @@ class LineIndex:
 
     __slots__ = (
         "columns",
+        "first",
         "ident",
+        "last",
         "lines",
         "offsets",
         "order",
@@ -173,6 +177,8 @@ class LineIndex:
         self.ident, self.usable, self.lines, self.ordered = ident, usable, lines, ordered
         self.offsets, self.columns = offsets, columns or {}
         self.order, self.rank, self.ties = order, rank, ties
+        #: The earliest and latest createdAt (stored bytes): bounds outside them are no-ops.
+        self.first = self.last = b""
 
     # ------------------------------------------------------------------ selection
     def select(
@@ -337,7 +343,12 @@ class LineIndex:
         body: list[bytes] = []
         if self.usable:
             kind = "Q" if self.offsets[-1] >= 1 << 32 else "I"
-            header.update(lines=self.lines, ordered=self.ordered, ties=self.ties)
+            header.update(
+                lines=self.lines,
+                ordered=self.ordered,
+                ties=self.ties,
+                span=[self.first.decode("latin-1"), self.last.decode("latin-1")],
+            )
             arrays = {"offsets": array(kind, self.offsets).tobytes()}
             if not self.ordered:
                 arrays["order"] = array("I", self.order).tobytes()
@@ -443,7 +454,9 @@ def _read(fd: int, ident: Identity, fields: Iterable[str]) -> LineIndex | None:
         spec = header["columns"][name]
         codes = _pread_exact(fd, lines * spec["width"], body + spec["at"])
         columns[name] = Column(spec["values"], spec["counts"], codes, spec["width"])
-    return LineIndex(ident, True, lines, ordered, offsets, columns, order, rank, header["ties"])
+    index = LineIndex(ident, True, lines, ordered, offsets, columns, order, rank, header["ties"])
+    index.first, index.last = (stamp.encode("latin-1") for stamp in header["span"])
+    return index
 
 
 def _pread_exact(fd: int, size: int, at: int) -> bytes:
@@ -454,18 +467,18 @@ def _pread_exact(fd: int, size: int, at: int) -> bytes:
 
 
 # ---------------------------------------------------------------------- building an index
-def build(fd: int, info: os.stat_result) -> LineIndex | None:
-    """Index the open file `fd` (whose fstat is `info`), reading it once. Returns an unusable
-    marker when some line is not canonical, and None when the file does not end with a newline
-    or changed while it was read (the caller scans it the ordinary way)."""
-    size = info.st_size
+def build(fd: int, info: os.stat_result, *, compressed: bool = False) -> LineIndex | None:
+    """Index the open file `fd` (whose fstat is `info`), reading it once; a `compressed` file
+    (a rotated day, one gzip member) is indexed by its decompressed lines. Returns an unusable
+    marker when some line is not canonical, and None when the file does not end with a newline,
+    is not a clean gzip member or changed while it was read (the caller scans it the ordinary
+    way, which reports what is wrong)."""
     builder = _Builder()
-    carry, done = b"", 0
-    while done < size:
-        block = os.pread(fd, min(_READ_BLOCK, size - done), done)
-        if not block:
-            return None  # shrank: not what was stat'ed
-        done += len(block)
+    carry = b""
+    blocks = _gzip_blocks(fd, info.st_size) if compressed else _plain_blocks(fd, info.st_size)
+    for block in blocks:
+        if block is None:
+            return None
         if carry:
             block = carry + block
         cut = block.rfind(b"\n") + 1
@@ -477,6 +490,41 @@ def build(fd: int, info: os.stat_result) -> LineIndex | None:
     if identity(os.fstat(fd)) != identity(info):
         return None
     return builder.finish(identity(info))
+
+
+def _plain_blocks(fd: int, size: int) -> Iterator[bytes | None]:
+    done = 0
+    while done < size:
+        block = os.pread(fd, min(_READ_BLOCK, size - done), done)
+        if not block:
+            yield None  # shrank: not what was stat'ed
+            return
+        done += len(block)
+        yield block
+
+
+def _gzip_blocks(fd: int, size: int) -> Iterator[bytes | None]:
+    inflater = zlib.decompressobj(wbits=31)
+    done = 0
+    try:
+        while done < size and not inflater.eof:
+            raw = os.pread(fd, min(_READ_BLOCK, size - done), done)
+            if not raw:
+                yield None
+                return
+            done += len(raw)
+            pending = raw
+            while pending and not inflater.eof:
+                yield inflater.decompress(pending, _READ_BLOCK)
+                pending = inflater.unconsumed_tail
+            if inflater.eof and (pending or inflater.unused_data):
+                yield None  # bytes after the member: the scan reports them
+                return
+    except zlib.error:
+        yield None
+        return
+    if not inflater.eof or done < size:
+        yield None  # truncated, or more than one member
 
 
 class _Builder:
@@ -560,6 +608,8 @@ class _Builder:
         keys = self.keys
         lines = len(keys)
         index = LineIndex(ident, True, lines, True, self.offsets, columns)
+        if keys:  # a key starts with the fixed-width createdAt
+            index.first, index.last = min(keys)[:_STAMP], max(keys)[:_STAMP]
         if all(map(bytes.__lt__, keys, islice(keys, 1, None))):
             return index  # strictly increasing: file order is result order
         order = array("I", sorted(range(lines), key=keys.__getitem__))  # stable
@@ -587,7 +637,7 @@ def save(root: Path, partition: str, file_name: str, index: LineIndex) -> None:
     the partition are removed on the way."""
     directory = root / INDEX_DIR / partition
     target = directory / (file_name + ".idx")
-    temporary = directory / f".{file_name}.{os.getpid()}.tmp"
+    temporary = directory / f".{file_name}.{os.getpid()}.{id(index):x}.tmp"  # per writer
     try:
         for path in (root / INDEX_DIR, directory):
             with contextlib.suppress(FileExistsError):

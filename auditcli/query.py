@@ -230,7 +230,12 @@ class QueryEngine:
             )
         if source.trailing_garbage:
             self.problems.append(
-                Problem(file.name, None, "trailing data", f"{source.trailing_garbage} bytes after the gzip member")
+                Problem(
+                    file.name,
+                    None,
+                    "trailing data",
+                    f"{source.trailing_garbage} bytes after the gzip member",
+                )
             )
         return count, found
 
@@ -241,7 +246,12 @@ class QueryEngine:
         for offset, line in enumerate(split_lines(chunk)):
             if not chain.is_chained_line(line):
                 self.problems.append(
-                    Problem(file.name, first_line + offset, "not an entry", "foreign or corrupted line; skipped")
+                    Problem(
+                        file.name,
+                        first_line + offset,
+                        "not an entry",
+                        "foreign or corrupted line; skipped",
+                    )
                 )
                 continue
             if self.matcher(line):
@@ -315,14 +325,19 @@ class QueryEngine:
         window: tuple[int, int] = (0, 0),
     ) -> tuple[int, Any] | None:
         """One file's answer from its line index, indexing a settled file first when it has no
-        valid index: `(count, [])` for want "count", `(count, lines in ascending result order)`
-        for "lines", `(count, [(n, JSONL block)...] in query order)` for "blocks", `(0,
-        [Counter of `keys` values])` for "keys", `(count, lines ranked window[0] to window[1]
-        in query order)` for "window". None when
-        the file is to be scanned (compressed, small, of today, not indexable, changed under
-        us) or, for blocks, when equal sort keys make a plain reversal inexact."""
-        if not self.use_index or file.compressed:
-            return None
+        valid index. By `want`:
+
+        * "count": `(count, [])`;
+        * "lines": `(count, the lines in ascending result order)`;
+        * "blocks": `(count, iterator of (n, JSONL block) in query order)`;
+        * "window": `(count, the lines ranked window[0] to window[1] in query order)`;
+        * "keys": `(0, [Counter of the values of the fields `keys`])`.
+
+        None when the file is to be scanned (compressed, small, of today, not indexable,
+        changed under us) or, for blocks and windows, when equal sort keys make a plain
+        reversal inexact."""
+        if not self.use_index or (file.compressed and want not in ("count", "keys")):
+            return None  # the lines of a compressed file are read by decompressing it all
         try:
             fd = _open_in_partition(file.path, os.O_RDONLY)
         except OSError:
@@ -337,7 +352,7 @@ class QueryEngine:
             if index is None:
                 if file.day >= self._today:
                     return None  # still appended to: scanned, indexed once the day is over
-                index = lineindex.build(fd, info)
+                index = lineindex.build(fd, info, compressed=file.compressed)
                 if index is None:
                     return None
                 lineindex.save(self.store.root, file.partition, file.path.name, index)
@@ -359,9 +374,15 @@ class QueryEngine:
         window: tuple[int, int],
     ) -> tuple[int, Any] | None:
         since, until = self.matcher.since, self.matcher.until
+        if since is not None and since <= index.first:
+            since = None  # every line is at or after it: no test needed
+        if until is not None and until >= index.last:
+            until = None
         descending = self.order == "desc"
         if want in ("blocks", "window") and index.ties and descending:
             return None  # equal keys keep file order in a stable descending sort
+        if file.compressed and (since is not None or until is not None):
+            return None  # bounds inside the file's span need its lines: decompress and scan
         data = lineindex.FileBytes(fd, size, self._buffer)
         if want == "count":
             return index.count(by_field, since, until, lambda: data), []
