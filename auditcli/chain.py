@@ -14,6 +14,22 @@ from __future__ import annotations
 
 import hashlib
 
+#: The seed's fields, in the seed's order: the key order of every stored and printed entry.
+SEED_FIELDS: tuple[str, ...] = (
+    "id",
+    "description",
+    "actorId",
+    "actorName",
+    "actorEmail",
+    "action",
+    "actionDisplayName",
+    "target",
+    "targetId",
+    "metadata",
+    "organizationId",
+    "teamId",
+    "createdAt",
+)
 ALGORITHM = "sha256"
 SUFFIX_HEAD = b',"_chain":"sha256:'
 SUFFIX_LEN = len(SUFFIX_HEAD) + 64 + len(b'"}\n')

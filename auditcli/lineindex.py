@@ -42,22 +42,7 @@ from . import chain
 
 INDEX_DIR = "_index"
 FIELDS = ("actorId", "action", "target", "targetId", "organizationId", "teamId")
-#: The key order of a canonical entry: model.SEED_FIELDS (not imported: model loads pydantic).
-KEY_ORDER = (
-    "id",
-    "description",
-    "actorId",
-    "actorName",
-    "actorEmail",
-    "action",
-    "actionDisplayName",
-    "target",
-    "targetId",
-    "metadata",
-    "organizationId",
-    "teamId",
-    "createdAt",
-)
+KEY_ORDER = chain.SEED_FIELDS
 _MAGIC = b"AUDITIDX2\n"  # the format version: another version is rebuilt
 _HEADER_AT = len(_MAGIC) + 4
 _READ_BLOCK = 4 << 20

@@ -12,25 +12,10 @@ import orjson
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from .catalog import TARGETS, Catalog
+from .chain import SEED_FIELDS
 from .errors import InvalidEntryError
 from .timeparse import Clock, format_utc, normalise_entry_time, utc_now
 
-#: The seed's fields, in the seed's order: the order of every stored and printed entry.
-SEED_FIELDS: tuple[str, ...] = (
-    "id",
-    "description",
-    "actorId",
-    "actorName",
-    "actorEmail",
-    "action",
-    "actionDisplayName",
-    "target",
-    "targetId",
-    "metadata",
-    "organizationId",
-    "teamId",
-    "createdAt",
-)
 #: A stored line (entry plus chain link) may not exceed this many bytes.
 MAX_LINE_BYTES = 64 * 1024
 MAX_METADATA_DEPTH = 32
