@@ -115,6 +115,23 @@ def make_filters(
     return filters.check(store.catalog)
 
 
+_FILTER_OPTIONS = (
+    "action",
+    "target",
+    "actor_id",
+    "target_id",
+    "team_id",
+    "org_id",
+    "since",
+    "until",
+)
+
+
+def filters_from_options(ctx: typer.Context, store: AuditStore) -> Any:
+    """The checked Filters of a command that declares the shared filter options above."""
+    return make_filters(store, **{name: ctx.params.get(name) for name in _FILTER_OPTIONS})
+
+
 def get_store(ctx: typer.Context) -> AuditStore:
     """The store of the log directory chosen by `--log-dir`, `AUDIT_LOG_DIR` or the default."""
     root: Path | None = ctx.obj.get("log_dir") if ctx.obj else None

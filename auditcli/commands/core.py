@@ -24,8 +24,8 @@ from auditcli.cli_options import (
     TeamIdOpt,
     UntilOpt,
     console,
+    filters_from_options,
     get_store,
-    make_filters,
     report_problems,
     say,
     stdout_is_terminal,
@@ -273,17 +273,7 @@ def query(
     from auditcli.query import QueryEngine
 
     store = get_store(ctx)
-    filters = make_filters(
-        store,
-        action=action,
-        target=target,
-        actor_id=actor_id,
-        target_id=target_id,
-        team_id=team_id,
-        org_id=org_id,
-        since=since,
-        until=until,
-    )
+    filters = filters_from_options(ctx, store)
     if limit < 1:
         raise UsageError("--limit: must be at least 1")
     if offset < 0:

@@ -23,8 +23,8 @@ from auditcli.cli_options import (
     TeamIdOpt,
     UntilOpt,
     console,
+    filters_from_options,
     get_store,
-    make_filters,
     report_problems,
     say,
     stdout_is_terminal,
@@ -183,17 +183,7 @@ def export(
     from auditcli.export import export as run_export
 
     store = get_store(ctx)
-    filters = make_filters(
-        store,
-        action=action,
-        target=target,
-        actor_id=actor_id,
-        target_id=target_id,
-        team_id=team_id,
-        org_id=org_id,
-        since=since,
-        until=until,
-    )
+    filters = filters_from_options(ctx, store)
     with _DayProgress() as progress:
         if output is None:
             report = run_export(
@@ -275,17 +265,7 @@ def stats(
 
     store = get_store(ctx)
     keys = parse_by(by)
-    filters = make_filters(
-        store,
-        action=action,
-        target=target,
-        actor_id=actor_id,
-        target_id=target_id,
-        team_id=team_id,
-        org_id=org_id,
-        since=since,
-        until=until,
-    )
+    filters = filters_from_options(ctx, store)
     if top is not None and top < 1:
         raise UsageError("--top: must be at least 1")
     result = run_stats(store, filters, keys)
@@ -399,17 +379,7 @@ def tail(
     from auditcli.query import QueryEngine
 
     store = get_store(ctx)
-    filters = make_filters(
-        store,
-        action=action,
-        target=target,
-        actor_id=actor_id,
-        target_id=target_id,
-        team_id=team_id,
-        org_id=org_id,
-        since=since,
-        until=until,
-    )
+    filters = filters_from_options(ctx, store)
     if lines < 0:
         raise UsageError("--lines: must be 0 or more")
     if not 0.05 <= interval <= 60:
