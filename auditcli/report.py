@@ -11,15 +11,17 @@ would otherwise turn a value into markup or a link.
 from __future__ import annotations
 
 import html
-import inspect
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .auditor import SECTION_ACTIONS, ReportData, TimelineItem, report_data
 from .errors import AuditError
 from .render import visible
 from .store import AuditStore
+
+if TYPE_CHECKING:
+    from .integrity import VerifyReport
 
 SECTION_TITLES: dict[str, str] = {
     "admins": "System admin grants and revocations",
@@ -32,59 +34,29 @@ SECTION_TITLES: dict[str, str] = {
 
 # ----------------------------------------------------------------------------- data
 def integrity_status(store: AuditStore, since: str, until: str) -> dict[str, Any]:
-    """The integrity of the period's partitions from `auditcli.integrity.verify`, when this
-    installation has it: `{"status": "verified" | "FAILED" | "not checked", "detail": …}`."""
-    import importlib
+    """The integrity of the period's partitions from `auditcli.integrity.verify`:
+    `{"status": "verified" | "verified (unsealed)" | "FAILED", "detail": …}`."""
+    from .integrity import verify
 
     try:
-        integrity = importlib.import_module("auditcli.integrity")
-    except ImportError:
-        return {"status": "not checked", "detail": "integrity verification is not available"}
-    verify = getattr(integrity, "verify", None)
-    if not callable(verify):
-        return {"status": "not checked", "detail": "integrity verification is not available"}
-    try:
-        result = _call_verify(verify, store, since, until)
+        result = verify(store, first_day=since[:10], last_day=until[:10])
     except AuditError as exc:
         return {"status": "FAILED", "detail": str(exc)}
     return _summarise_verify(result)
 
 
-def _call_verify(verify: Any, store: AuditStore, since: str, until: str) -> Any:
-    # Pass the period under whichever names verify() accepts; days when it takes days.
-    params = inspect.signature(verify).parameters
-    kwargs: dict[str, Any] = {}
-    for name, value in (
-        ("since", since),
-        ("until", until),
-        ("first", since[:10]),
-        ("last", until[:10]),
-        ("first_day", since[:10]),
-        ("last_day", until[:10]),
-    ):
-        if name in params:
-            kwargs[name] = value
-    return verify(store, **kwargs)
-
-
-def _summarise_verify(result: Any) -> dict[str, Any]:
+def _summarise_verify(result: VerifyReport) -> dict[str, Any]:
     """`{"status", "detail"}` from verify()'s report (`ok`, counts, `problems`, `notes`)."""
-    ok = result.get("ok") if isinstance(result, dict) else getattr(result, "ok", None)
-    if ok is None:
-        return {"status": "not checked", "detail": "verify() returned no verdict"}
-    get = result.get if isinstance(result, dict) else lambda name: getattr(result, name, None)
-    parts = []
-    if get("entries") is not None and get("files") is not None:
-        parts.append(f"{get('entries')} entries in {get('files')} files checked")
-    if get("manifests") is not None:
-        parts.append(f"{get('manifests')} manifests, signatures: {get('signed') or 'none'}")
-    problems = list(get("problems") or [])
-    parts += [str(p) for p in problems[:5]]
-    if len(problems) > 5:
-        parts.append(f"… and {len(problems) - 5} more problems (run `audit verify`)")
-    parts += [str(note) for note in get("notes") or []]
-    status = "verified" if ok else "FAILED"
-    if ok and get("manifests") == 0:
+    parts = [
+        f"{result.entries} entries in {result.files} files checked",
+        f"{result.manifests} manifests, signatures: {result.signed or 'none'}",
+    ]
+    parts += [str(p) for p in result.problems[:5]]
+    if len(result.problems) > 5:
+        parts.append(f"… and {len(result.problems) - 5} more problems (run `audit verify`)")
+    parts += [str(note) for note in result.notes]
+    status = "verified" if result.ok else "FAILED"
+    if result.ok and result.manifests == 0:
         status = "verified (unsealed)"  # each file's chain holds; truncation is not excluded
     return {"status": status, "detail": "; ".join(parts)}
 

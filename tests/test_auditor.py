@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 import sys
-import types
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -651,32 +650,7 @@ class TestReport:
         assert "Showing the first 1 of 2; the rest: audit query --action org_admin_added" in cut
         assert "Showing the first 1 of 2" in render_markdown(data, max_rows=1)
 
-    def test_integrity_status_when_verify_is_absent_or_present(
-        self, report_store: AuditStore, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        args = {
-            "since": T(2, "00:00:00"),
-            "until": T(3, "23:59:59", 999),
-            "generated_at": T(4, "00:00:00"),
-        }
-        monkeypatch.setitem(sys.modules, "auditcli.integrity", None)  # import fails
-        assert build_report(report_store, **args).integrity["status"] == "not checked"
-
-        seen = {}
-
-        def verify(store: AuditStore, first: str | None = None, last: str | None = None) -> Any:
-            seen.update(first=first, last=last)
-            return types.SimpleNamespace(ok=False, problems=["a.jsonl:3: tampered"])
-
-        monkeypatch.setitem(sys.modules, "auditcli.integrity", types.SimpleNamespace(verify=verify))
-        status = build_report(report_store, **args).integrity
-        assert status == {"status": "FAILED", "detail": "a.jsonl:3: tampered"}
-        assert seen == {"first": "2026-01-02", "last": "2026-01-03"}
-        page = render_html(build_report(report_store, **args))
-        assert 'class="status FAILED"' in page
-
     def test_integrity_from_the_real_verify(self, report_store: AuditStore) -> None:
-        pytest.importorskip("auditcli.integrity")
         args = {
             "since": T(1, "00:00:00"),
             "until": T(3, "23:59:59", 999),

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from auditcli import chain, integrity
 from auditcli.cli import app
+from auditcli.errors import IntegrityError, UsageError
 from auditcli.integrity import (
     generate_keys,
     latest_manifest_hash,
@@ -551,7 +552,7 @@ class TestManifestTampering:
         self, store: AuditStore, chained: list[Path]
     ) -> None:
         chained[-1].write_bytes(b"{broken")
-        with pytest.raises(integrity.IntegrityError):
+        with pytest.raises(IntegrityError):
             seal(store)
 
 
@@ -630,7 +631,7 @@ class TestSignatures:
     def test_generated_keys_are_private_and_not_overwritten(self, keys: tuple[Path, Path]) -> None:
         assert keys[0].stat().st_mode & 0o777 == 0o600
         assert Path(f"{keys[0]}.pub").read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
-        with pytest.raises(integrity.UsageError):
+        with pytest.raises(UsageError):
             generate_keys(keys[0])
 
 

@@ -1,729 +1,53 @@
-"""Tamper evidence: sealed manifests (checkpoints), retention receipts, signatures and verify.
-
-Each log file is already a hash chain (see chain.py). A chain alone is weak: whoever can write
-the directory can cut off its tail or recompute it. So `seal()` writes a *manifest* into
-`LOGDIR/_manifests/` that records, for every file of every partition, its line count, the link of
-its last line (its head), its size and, for gzip archives, the archive's SHA-256. Each manifest
-names the hash of the previous one, has a sequence number (a gap shows), and is signed with
-Ed25519 when a private key is configured. `write_receipt()` adds a manifest of kind `receipt`
-when retention deletes files, so a planned deletion is told apart from tampering.
-
-`verify()` streams every file once (SHA-256 per line), checks every link, the genesis binding,
-every checkpoint any manifest ever made of the file (so truncating a file and re-sealing it
-still shows), the manifest chain and its signatures, and what is missing or new.
-
-On disk a manifest is one canonical JSON object (orjson, sorted keys)::
-
-    {"hash":"sha256:…","manifest":{…body…},"signature":{"algorithm":"ed25519","keyId":"sha256:…",
-     "publicKey":"<base64>","value":"<base64>"} | null}
-
-`hash` is SHA-256 over the canonical body; the signature covers a domain tag plus that body.
-"""
+"""`verify()`: stream every file once and check chains, checkpoints, manifests, signatures,
+and what is missing, planted or foreign."""
 
 from __future__ import annotations
 
-import base64
-import fcntl
 import hashlib
 import os
-import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-from . import chain
-from .errors import IntegrityError, UsageError
-from .query import Problem
-from .store import PARTITION_PREFIX, AuditStore, LineSource, LogFile
-from .timeparse import format_utc, parse_utc
+from auditcli import chain
+from auditcli.errors import IntegrityError
+from auditcli.query import Problem
+from auditcli.store import PARTITION_PREFIX, AuditStore, LineSource, LogFile
+from auditcli.timeparse import format_utc, parse_utc
+
+from .constants import (
+    _CLOCK_SLACK,
+    _CREATED_DAY,
+    _HEX64,
+    _HEX_END,
+    _HEX_START,
+    _MAX_BAD_SEARCH,
+    _MAX_INCIDENT,
+    _MAX_PROBLEMS_PER_FILE,
+    _MAX_SEARCHES_PER_FILE,
+    _MIN_LINE,
+    _TAGGED,
+    _TAIL,
+    _WINDOW,
+    MANIFEST_DIR,
+)
+from .keys import embedded_public_key, key_id, signature_valid
+from .manifests import (
+    Manifest,
+    archive_digest,
+    file_key,
+    load_manifests,
+    manifest_names,
+    read_manifest,
+    receipt_records,
+    records_of,
+)
 
-MANIFEST_DIR = "_manifests"
-FORMAT = "auditcli-manifest/1"
-SIGNING_ENV = "AUDIT_SIGNING_KEY"
-_SIGNED_TAG = b"auditcli-manifest/1\n"
-_MANIFEST_NAME = re.compile(r"^(\d{9})-(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z)\.json$")
-_FILE_NAME = re.compile(r"^date=(\d{4}-\d{2}-\d{2})/([^/]+?)(\.jsonl|\.jsonl\.gz)$")
-_HEX64 = re.compile(rb"^[0-9a-f]{64}$")
-_TAGGED = re.compile(r"^sha256:[0-9a-f]{64}$")
 
-# Stored line without its newline: content[:-84] + "}" is the entry, [-66:-2] the link in hex.
-_TAIL = chain.SUFFIX_LEN - 1
-_HEX_START, _HEX_END = -(_TAIL - len(chain.SUFFIX_HEAD)), -2
-_MIN_LINE = chain.SUFFIX_LEN + 40
-_CREATED_DAY = chain.CREATED_START + 1  # createdAt[:10] of a line without its newline
-_WINDOW = 64  # lines kept around a chain break to find where a moved line belongs
-_MAX_BAD_SEARCH = 64  # bad lines per incident whose predecessor is searched for
-_MAX_PROBLEMS_PER_FILE = 200
-_MAX_INCIDENT = 4096
-_MAX_SEARCHES_PER_FILE = 512  # bounds the cost of a file broken throughout
-_CLOCK_SLACK = 2.0  # seconds: file times vs the seal's clock (see check_planted)
-
-
-# ============================================================================ keys and signing
-def key_id(public_key: Any) -> str:
-    """The fingerprint of an Ed25519 public key: SHA-256 of its 32 raw bytes, tagged."""
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return chain.tag(hashlib.sha256(raw).digest())
-
-
-def generate_keys(out: str | os.PathLike[str], *, force: bool = False) -> str:
-    """Write a new Ed25519 private key to `out` (PEM, mode 0600) and its public key to
-    `out.pub` (PEM). Refuses to overwrite unless `force`. Returns the key id."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import (
-        Encoding,
-        NoEncryption,
-        PrivateFormat,
-        PublicFormat,
-    )
-
-    path = Path(out)
-    pub_path = path.with_name(path.name + ".pub")
-    for target in (path, pub_path):
-        if (target.exists() or target.is_symlink()) and not force:
-            raise UsageError(f"{target}: exists; pass --force to replace it")
-    key = Ed25519PrivateKey.generate()
-    private_pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    public_pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-    _write_new(path, private_pem, 0o600)
-    _write_new(pub_path, public_pem, 0o644)
-    return key_id(key.public_key())
-
-
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Write `data` to a temp file with `mode`, fsync, then rename it over `path`."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot write: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)  # the umask may have narrowed it; never widen a private key though
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def load_signing_key(path: str | os.PathLike[str]) -> Any:
-    """The Ed25519 private key in PEM file `path` (UsageError when unreadable or not Ed25519)."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"signing key {path}: cannot read: {exc.strerror}") from None
-    try:
-        key = load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise UsageError(
-            f"signing key {path}: not an unencrypted PEM private key ({exc})"
-        ) from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise UsageError(f"signing key {path}: not an Ed25519 key (use `audit keys generate`)")
-    return key
-
-
-def load_public_key(path: str | os.PathLike[str]) -> Any:
-    """The Ed25519 public key in `path`: PEM (`audit keys generate` writes PATH.pub) or an
-    OpenSSH `ssh-ed25519` line. A private key file is accepted too (its public half is used)."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-        Ed25519PrivateKey,
-        Ed25519PublicKey,
-    )
-    from cryptography.hazmat.primitives.serialization import (
-        load_pem_private_key,
-        load_pem_public_key,
-        load_ssh_public_key,
-    )
-
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"public key {path}: cannot read: {exc.strerror}") from None
-    key: Any = None
-    for loader in (load_pem_public_key, load_ssh_public_key):
-        try:
-            key = loader(data)
-            break
-        except (ValueError, TypeError, Exception):
-            continue
-    if key is None:
-        try:
-            private = load_pem_private_key(data, password=None)
-        except (ValueError, TypeError):
-            private = None
-        if isinstance(private, Ed25519PrivateKey):
-            key = private.public_key()
-    if not isinstance(key, Ed25519PublicKey):
-        raise UsageError(f"public key {path}: not an Ed25519 public key (PEM or ssh-ed25519)")
-    return key
-
-
-def _signing_key_from(signing_key: Any) -> Any:
-    """A private key object from a path, a key object, or AUDIT_SIGNING_KEY; None if none."""
-    if signing_key is None:
-        env = os.environ.get(SIGNING_ENV)
-        return load_signing_key(env) if env else None
-    if isinstance(signing_key, str | os.PathLike):
-        return load_signing_key(signing_key)
-    return signing_key
-
-
-def _sign(body_bytes: bytes, key: Any) -> dict[str, str]:
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    public = key.public_key()
-    return {
-        "algorithm": "ed25519",
-        "keyId": key_id(public),
-        "publicKey": base64.b64encode(public.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode(),
-        "value": base64.b64encode(key.sign(_SIGNED_TAG + body_bytes)).decode(),
-    }
-
-
-def _signature_valid(body_bytes: bytes, signature: Mapping[str, Any], public_key: Any) -> bool:
-    from cryptography.exceptions import InvalidSignature
-
-    try:
-        public_key.verify(
-            base64.b64decode(signature["value"], validate=True), _SIGNED_TAG + body_bytes
-        )
-    except (InvalidSignature, ValueError, TypeError, KeyError):
-        return False
-    return True
-
-
-def _embedded_public_key(signature: Mapping[str, Any]) -> Any:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    try:
-        raw = base64.b64decode(signature["publicKey"], validate=True)
-        return Ed25519PublicKey.from_public_bytes(raw)
-    except (ValueError, TypeError, KeyError):
-        return None
-
-
-# ============================================================================ manifests on disk
-def canonical(body: Mapping[str, Any]) -> bytes:
-    """The canonical bytes of a manifest body: compact JSON with sorted keys (hashed, signed)."""
-    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
-
-
-def body_hash(body_bytes: bytes) -> str:
-    """The tagged SHA-256 of a canonical manifest body: what the next manifest chains to."""
-    return chain.tag(hashlib.sha256(body_bytes).digest())
-
-
-def manifest_dir(store: AuditStore) -> Path:
-    """`LOGDIR/_manifests` (the underscore hides it from query engines)."""
-    return store.root / MANIFEST_DIR
-
-
-@dataclass
-class Manifest:
-    """One manifest file as read from disk; `body` is None when it could not be parsed."""
-
-    path: Path
-    sequence: int
-    body: dict[str, Any] | None = None
-    hash: str | None = None
-    body_bytes: bytes = b""
-    signature: dict[str, Any] | None = None
-    error: str | None = None
-
-    @property
-    def name(self) -> str:
-        """`_manifests/<file name>`: how problems name it."""
-        return f"{MANIFEST_DIR}/{self.path.name}"
-
-    @property
-    def kind(self) -> str:
-        """`seal` or `receipt`."""
-        return str((self.body or {}).get("kind", ""))
-
-    @property
-    def sealed_at(self) -> str:
-        """The canonical time the manifest was made."""
-        return str((self.body or {}).get("sealedAt", ""))
-
-
-def _manifest_names(store: AuditStore) -> tuple[list[tuple[int, Path]], list[Path]]:
-    """`(sequence, path)` of every manifest file, in order, and the other files in the dir."""
-    directory = manifest_dir(store)
-    try:
-        names = os.listdir(directory)
-    except FileNotFoundError:
-        return [], []
-    except OSError as exc:
-        raise IntegrityError(f"{directory}: cannot list: {exc.strerror}") from None
-    found, foreign = [], []
-    for name in names:
-        if name.startswith("."):  # the lock file and temp files of a seal in progress
-            continue
-        match = _MANIFEST_NAME.match(name)
-        if match:
-            found.append((int(match.group(1)), directory / name))
-        else:
-            foreign.append(directory / name)
-    found.sort(key=lambda item: (item[0], item[1].name))
-    return found, sorted(foreign)
-
-
-def read_manifest(path: Path, sequence: int) -> Manifest:
-    """Parse one manifest file; problems go to `error` (never raises for bad content)."""
-    manifest = Manifest(path, sequence)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        manifest.error = f"cannot read: {exc.strerror}"
-        return manifest
-    try:
-        envelope = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        manifest.error = f"not valid JSON ({exc})"
-        return manifest
-    if not isinstance(envelope, dict) or not isinstance(envelope.get("manifest"), dict):
-        manifest.error = "not a manifest envelope"
-        return manifest
-    body = envelope["manifest"]
-    manifest.body = body
-    manifest.body_bytes = canonical(body)
-    manifest.hash = body_hash(manifest.body_bytes)
-    signature = envelope.get("signature")
-    manifest.signature = signature if isinstance(signature, dict) else None
-    problems = []
-    if envelope.get("hash") != manifest.hash:
-        problems.append(
-            f"its content hashes to {manifest.hash}, not the {envelope.get('hash')} it states"
-        )
-    if body.get("format") != FORMAT or body.get("kind") not in ("seal", "receipt"):
-        problems.append("unknown format or kind")
-    if body.get("sequence") != sequence:
-        problems.append(
-            f"its body says sequence {body.get('sequence')!r}, its file name {sequence}"
-        )
-    if not isinstance(body.get("sealedAt"), str) or not _valid_time(body["sealedAt"]):
-        problems.append("no valid sealedAt time")
-    if not isinstance(body.get("files", []), list):
-        problems.append("files is not a list")
-    if problems:
-        manifest.error = "; ".join(problems)
-    return manifest
-
-
-def _valid_time(text: str) -> bool:
-    try:
-        parse_utc(text)
-    except ValueError:
-        return False
-    return True
-
-
-def load_manifests(store: AuditStore) -> tuple[list[Manifest], list[Path]]:
-    """Every manifest in sequence order, and foreign files found in the manifest directory."""
-    names, foreign = _manifest_names(store)
-    return [read_manifest(path, sequence) for sequence, path in names], foreign
-
-
-def latest_manifest_hash(store: AuditStore) -> str | None:
-    """The hash of the newest manifest (what `audit seal` prints to ship off-host), or None."""
-    names, _ = _manifest_names(store)
-    if not names:
-        return None
-    sequence, path = names[-1]
-    manifest = read_manifest(path, sequence)
-    if manifest.body is None:
-        raise IntegrityError(f"{manifest.name}: {manifest.error}")
-    return manifest.hash
-
-
-class _manifest_lock:
-    """An exclusive lock on the manifest directory: one seal or receipt at a time.
-
-    Writers never take it, so sealing never blocks `audit record`."""
-
-    def __init__(self, store: AuditStore) -> None:
-        self.directory = manifest_dir(store)
-        self.store = store
-        self.fd = -1
-
-    def __enter__(self) -> Path:
-        self.store.ensure_root()
-        try:
-            os.mkdir(self.directory, 0o700)
-        except FileExistsError:
-            if not self.directory.is_dir() or self.directory.is_symlink():
-                raise IntegrityError(f"{self.directory}: exists and is not a directory") from None
-        except OSError as exc:
-            raise IntegrityError(f"{self.directory}: cannot create: {exc.strerror}") from None
-        try:
-            self.fd = os.open(
-                self.directory / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600
-            )
-        except OSError as exc:
-            raise IntegrityError(f"{self.directory}/.lock: {exc.strerror}") from None
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self.directory
-
-    def __exit__(self, *exc_info: object) -> None:
-        os.close(self.fd)
-
-
-def _append_manifest(
-    store: AuditStore, directory: Path, body: dict[str, Any], signing_key: Any
-) -> Manifest:
-    """Give `body` its place in the chain (sequence, previous, time), sign it, write it."""
-    names, _ = _manifest_names(store)
-    previous: str | None = None
-    sequence = 1
-    if names:
-        last_sequence, last_path = names[-1]
-        last = read_manifest(last_path, last_sequence)
-        if last.body is None or last.error:
-            # Chaining to a damaged manifest would hide the damage behind a fresh, valid link.
-            raise IntegrityError(
-                f"{last.name}: {last.error}; not sealing on top of it (run `audit verify`)"
-            )
-        previous, sequence = last.hash, last_sequence + 1
-    body = {
-        "format": FORMAT,
-        "sequence": sequence,
-        "previous": previous,
-        **body,
-    }
-    body_bytes = canonical(body)
-    digest = body_hash(body_bytes)
-    signature = _sign(body_bytes, signing_key) if signing_key is not None else None
-    envelope = {"hash": digest, "manifest": body, "signature": signature}
-    stamp = body["sealedAt"][:19].replace(":", "-") + "Z"
-    path = directory / f"{sequence:09d}-{stamp}.json"
-    tmp = directory / f".{path.name}.tmp"
-    data = orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS) + b"\n"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.link(tmp, path)  # never replaces an existing manifest
-        os.unlink(tmp)
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise IntegrityError(f"{path}: cannot write the manifest: {exc.strerror}") from None
-    return Manifest(path, sequence, body, digest, body_bytes, signature)
-
-
-# ============================================================================ file states
-def _file_key(name: str) -> tuple[str, str] | None:
-    """`(day, segment)` of a manifest file name `date=…/<segment>.jsonl[.gz]`: a plain file
-    and its gzip twin share one key (rotation keeps identical lines)."""
-    match = _FILE_NAME.match(name)
-    return (match.group(1), match.group(2)) if match else None
-
-
-def file_record(file: LogFile, reuse: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The checkpoint of one file: name, whole lines, head link, bytes of whole lines, and for a
-    gzip archive its size and SHA-256 (and a torn tail if there is one).
-
-    Reads without holding a lock (LineSource takes a shared lock only to wait out a write in
-    progress at the end). A gzip archive whose digest equals `reuse`'s is not decompressed again.
-    """
-    if file.compressed:
-        archive = _archive_digest(file.path)
-        if reuse and reuse.get("archive", {}).get("sha256") == archive["sha256"]:
-            return {**reuse, "name": file.name, "archive": archive}
-    source = LineSource(file)
-    size, last_chunk = 0, b""
-    for chunk in source.chunks():
-        size += len(chunk)
-        last_chunk = chunk
-    head = None
-    if last_chunk:
-        begin = last_chunk.rfind(b"\n", 0, len(last_chunk) - 1) + 1
-        parsed = chain.split_line(last_chunk[begin:])
-        head = chain.tag(parsed[1]) if parsed else None
-    record: dict[str, Any] = {
-        "name": source.file.name,
-        "lines": source.lines,
-        "head": head,
-        "size": size,
-    }
-    if source.file.compressed:
-        record["archive"] = _archive_digest(source.file.path)
-    if source.torn_line is not None:
-        record["torn"] = {"line": source.torn_line, "bytes": source.torn_bytes}
-    return record
-
-
-def _archive_digest(path: Path) -> dict[str, Any]:
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        with open(path, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-                size += len(block)
-    except OSError as exc:
-        raise IntegrityError(f"{path}: cannot read: {exc.strerror}") from None
-    return {"size": size, "sha256": chain.tag(digest.digest())}
-
-
-def partition_records(store: AuditStore, day: str) -> list[dict[str, Any]]:
-    """The checkpoint records of every file of one partition: what `write_receipt` wants."""
-    return [file_record(file) for file in store.files(day)]
-
-
-# ============================================================================ seal
-@dataclass
-class SealResult:
-    """What `seal()` wrote, and anything it noticed that contradicts the previous seal."""
-
-    manifest: Manifest
-    files: int
-    lines: int
-    new_lines: int
-    key_id: str | None
-    warnings: list[str] = field(default_factory=list)
-
-
-def seal(store: AuditStore, *, signing_key: Any = None) -> SealResult:
-    """Write the next manifest: a checkpoint of every file of every partition, chained to the
-    previous manifest and signed when a key is given (a path, a key, or AUDIT_SIGNING_KEY).
-
-    Writes one even when nothing changed, so a missing hour shows as a gap. Warnings (not
-    errors: the manifest is written, older ones keep the evidence) name files that shrank or
-    vanished since the previous seal without a retention receipt."""
-    key = _signing_key_from(signing_key)
-    with _manifest_lock(store) as directory:
-        # The time is taken before listing: a file that `verify` finds missing from this
-        # manifest but older than this time was hidden from the seal, or planted backdated.
-        sealed_at = format_utc(store.clock())
-        manifests = _since_last_seal(store)
-        previous_seal = manifests[0] if manifests and manifests[0].kind == "seal" else None
-        known = _latest_records(manifests)
-        records = []
-        total = 0
-        unreadable = []
-        for day in store.days():
-            for file in store.files(day):
-                old = known.get((file.day, file.segment))
-                reuse = old if old and file.compressed and old["name"] == file.name else None
-                try:
-                    record = file_record(file, reuse)
-                except IntegrityError as exc:
-                    # Left out of this manifest; older checkpoints of it still hold in verify.
-                    unreadable.append(f"{file.name}: not sealed: {exc}")
-                    continue
-                records.append(record)
-                total += record["lines"]
-        warnings = unreadable + _seal_warnings(manifests, previous_seal, records)
-        uncovered = _count_new_lines(known, records)
-        body = {
-            "kind": "seal",
-            "sealedAt": sealed_at,
-            "files": records,
-            "totals": {"files": len(records), "lines": total},
-        }
-        manifest = _append_manifest(store, directory, body, key)
-    return SealResult(
-        manifest,
-        len(records),
-        total,
-        uncovered,
-        key_id(key.public_key()) if key else None,
-        warnings,
-    )
-
-
-def _since_last_seal(store: AuditStore) -> list[Manifest]:
-    """The newest readable seal manifest and the manifests after it (receipts), oldest first:
-    all a new seal compares against, without reading a year of hourly manifests."""
-    names, _ = _manifest_names(store)
-    found: list[Manifest] = []
-    for sequence, path in reversed(names):
-        manifest = read_manifest(path, sequence)
-        found.append(manifest)
-        if manifest.kind == "seal" and manifest.error is None:
-            break
-    return found[::-1]
-
-
-def _latest_records(manifests: Sequence[Manifest]) -> dict[tuple[str, str], dict[str, Any]]:
-    """The newest checkpoint record of each file key over all readable seal manifests."""
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for manifest in manifests:
-        if manifest.body is None or manifest.kind != "seal":
-            continue
-        for record in _records_of(manifest):
-            key = _file_key(record["name"])
-            if key:
-                latest[key] = record
-    return latest
-
-
-def _records_of(manifest: Manifest) -> Iterator[dict[str, Any]]:
-    files = (manifest.body or {}).get("files")
-    if isinstance(files, list):
-        for record in files:
-            if (
-                isinstance(record, dict)
-                and isinstance(record.get("name"), str)
-                and isinstance(record.get("lines"), int)
-            ):
-                yield record
-
-
-def _receipt_records(manifest: Manifest) -> Iterator[dict[str, Any]]:
-    """The file records of a deletion receipt (a `compress` receipt excuses nothing)."""
-    receipt = (manifest.body or {}).get("receipt")
-    if (
-        isinstance(receipt, dict)
-        and receipt.get("action", "delete") == "delete"
-        and isinstance(receipt.get("files"), list)
-    ):
-        for record in receipt["files"]:
-            if isinstance(record, dict) and isinstance(record.get("name"), str):
-                yield record
-
-
-def _seal_warnings(
-    manifests: Sequence[Manifest], previous: Manifest | None, records: list[dict[str, Any]]
-) -> list[str]:
-    if previous is None:
-        return []
-    now = {_file_key(r["name"]): r for r in records}
-    receipted = {
-        _file_key(r["name"])
-        for m in manifests
-        if m.sequence > previous.sequence and m.kind == "receipt"
-        for r in _receipt_records(m)
-    }
-    warnings = []
-    for old in _records_of(previous):
-        key = _file_key(old["name"])
-        if key is None or key in receipted:
-            continue
-        new = now.get(key)
-        if new is None:
-            warnings.append(
-                f"{old['name']}: in manifest #{previous.sequence} but gone,"
-                " with no retention receipt"
-            )
-        elif new["lines"] < old["lines"]:
-            warnings.append(
-                f"{new['name']}: {new['lines']} lines,"
-                f" manifest #{previous.sequence} recorded {old['lines']}"
-            )
-        elif new["lines"] == old["lines"] and old.get("head") and new.get("head") != old["head"]:
-            warnings.append(
-                f"{new['name']}: its last line changed since manifest #{previous.sequence}"
-            )
-    return warnings
-
-
-def _count_new_lines(
-    known: Mapping[tuple[str, str], dict[str, Any]], records: list[dict[str, Any]]
-) -> int:
-    new = 0
-    for record in records:
-        old = known.get(_file_key(record["name"]))  # type: ignore[arg-type]
-        new += max(0, record["lines"] - (old["lines"] if old else 0))
-    return new
-
-
-# ============================================================================ retention receipts
-def write_receipt(
-    store: AuditStore,
-    day: str,
-    files: list[dict[str, Any]],
-    reason: str,
-    *,
-    action: str = "delete",
-    signing_key: Any = None,
-) -> str:
-    """Record in the manifest chain that the files of partition `day` are deleted on purpose
-    (`action="delete"`), or only noted (`action="compress"`: no effect on checks, since a gzip
-    twin with the same lines already verifies).
-
-    Call it *before* deleting (if it fails, do not delete). `files`: one dict per file, as
-    `file_record()` / `partition_records()` return them: `name` (`host.jsonl[.gz]` or
-    `date=…/host.jsonl[.gz]`), `lines`, `head` (or `last_link`: the tagged last link), `size`,
-    and `sha256` (of the bytes on disk) or `archive: {size, sha256}`. Signed like a seal (a key,
-    a path, or AUDIT_SIGNING_KEY).
-    Returns the receipt manifest's hash."""
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
-        raise UsageError(f"receipt: day {day!r} is not YYYY-MM-DD")
-    if action not in ("delete", "compress"):
-        raise UsageError(f"receipt: action {action!r} is not delete or compress")
-    key = _signing_key_from(signing_key)
-    normalised = [_normalise_receipt_file(day, record) for record in files]
-    with _manifest_lock(store) as directory:
-        body = {
-            "kind": "receipt",
-            "sealedAt": format_utc(store.clock()),
-            "receipt": {"action": action, "day": day, "reason": str(reason), "files": normalised},
-        }
-        manifest = _append_manifest(store, directory, body, key)
-    return manifest.hash or ""
-
-
-def _normalise_receipt_file(day: str, record: Mapping[str, Any]) -> dict[str, Any]:
-    raw_name = str(record.get("name") or record.get("path") or "")
-    base = raw_name.rsplit("/", 1)[-1]
-    name = f"{PARTITION_PREFIX}{day}/{base}"
-    if _file_key(name) is None:
-        raise UsageError(f"receipt: {raw_name!r} is not a log file name of partition {day}")
-    lines = record.get("lines")
-    if not isinstance(lines, int) or lines < 0:
-        raise UsageError(f"receipt: {name}: lines must be a count")
-    head = (
-        record.get("head")
-        or record.get("last_link")
-        or record.get("last_hash")
-        or record.get("lastHash")
-    )
-    if isinstance(head, bytes):
-        head = chain.tag(head)
-    out: dict[str, Any] = {
-        "name": name,
-        "lines": lines,
-        "head": head if isinstance(head, str) else None,
-    }
-    if isinstance(record.get("size"), int):
-        out["size"] = record["size"]
-    archive = record.get("archive")
-    sha = record.get("sha256") or record.get("archive_sha256") or record.get("archiveSha256")
-    if isinstance(sha, str) and not sha.startswith("sha256:"):
-        sha = "sha256:" + sha
-    if isinstance(archive, dict):
-        out["archive"] = archive
-    elif isinstance(sha, str) and name.endswith(".gz"):
-        out["archive"] = {"sha256": sha}
-    elif isinstance(sha, str):
-        out["sha256"] = sha  # of the plain file's bytes
-    return out
-
-
-# ============================================================================ verify
 @dataclass
 class VerifyReport:
     """The outcome of `verify()`. `problems` empty means the store is what was written (within
@@ -1022,7 +346,7 @@ class _Verifier:
                 )
                 return False, stated
         else:
-            key = _embedded_public_key(signature)
+            key = embedded_public_key(signature)
             if key is None or key_id(key) != stated:
                 self.problem(
                     manifest.name, None, "bad signature", "the embedded public key is malformed"
@@ -1037,7 +361,7 @@ class _Verifier:
                     " (pass --public-key for each key you trust)",
                 )
                 return False, stated
-        if not _signature_valid(manifest.body_bytes, signature, key):
+        if not signature_valid(manifest.body_bytes, signature, key):
             self.problem(
                 manifest.name,
                 None,
@@ -1055,13 +379,13 @@ class _Verifier:
         if manifest.kind == "seal":
             if manifest.error is None:
                 self.latest_seal = manifest
-            for record in _records_of(manifest):
-                key = _file_key(record["name"])
+            for record in records_of(manifest):
+                key = file_key(record["name"])
                 if key is not None:
                     self.checkpoints.setdefault(key, _Checkpoints()).add(record, manifest.sequence)
         elif manifest.kind == "receipt" and trusted:
-            for record in _receipt_records(manifest):
-                key = _file_key(record["name"])
+            for record in receipt_records(manifest):
+                key = file_key(record["name"])
                 if key is None:
                     continue
                 known = self.checkpoints.get(key)
@@ -1148,7 +472,7 @@ class _Verifier:
     def late_receipts(self) -> set[tuple[str, str]]:
         """File keys covered by (acceptably signed) receipts written since verify started."""
         keys: set[tuple[str, str]] = set()
-        names, _ = _manifest_names(self.store)
+        names, _ = manifest_names(self.store)
         for sequence, path in names:
             if sequence <= self.loaded_up_to:
                 continue
@@ -1158,9 +482,9 @@ class _Verifier:
             if self.trusted:
                 signature = manifest.signature or {}
                 key = self.trusted.get(str(signature.get("keyId")))
-                if key is None or not _signature_valid(manifest.body_bytes, signature, key):
+                if key is None or not signature_valid(manifest.body_bytes, signature, key):
                     continue
-            keys.update(k for r in _receipt_records(manifest) if (k := _file_key(r["name"])))
+            keys.update(k for r in receipt_records(manifest) if (k := file_key(r["name"])))
         return keys
 
     def geneses(self) -> dict[bytes, str]:
@@ -1203,7 +527,7 @@ class _Verifier:
         if current.compressed:
             recorded = known.archives.get(current.name)
             if recorded is not None:
-                actual = _archive_digest(current.path)["sha256"]
+                actual = archive_digest(current.path)["sha256"]
                 if actual != recorded[0]:
                     self.problem(
                         current.name,

@@ -1,0 +1,323 @@
+"""Manifests on disk: canonical bodies, hashes, names, reading, the chained append, and the
+per-file facts (line count, head, size, archive digest) a manifest records."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from auditcli import chain
+from auditcli.errors import IntegrityError
+from auditcli.store import AuditStore, LineSource, LogFile
+from auditcli.timeparse import parse_utc
+
+from .constants import _FILE_NAME, _MANIFEST_NAME, FORMAT, MANIFEST_DIR
+from .keys import sign
+
+
+def canonical(body: Mapping[str, Any]) -> bytes:
+    """The canonical bytes of a manifest body: compact JSON with sorted keys (hashed, signed)."""
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
+def body_hash(body_bytes: bytes) -> str:
+    """The tagged SHA-256 of a canonical manifest body: what the next manifest chains to."""
+    return chain.tag(hashlib.sha256(body_bytes).digest())
+
+
+def manifest_dir(store: AuditStore) -> Path:
+    """`LOGDIR/_manifests` (the underscore hides it from query engines)."""
+    return store.root / MANIFEST_DIR
+
+
+@dataclass
+class Manifest:
+    """One manifest file as read from disk; `body` is None when it could not be parsed."""
+
+    path: Path
+    sequence: int
+    body: dict[str, Any] | None = None
+    hash: str | None = None
+    body_bytes: bytes = b""
+    signature: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def name(self) -> str:
+        """`_manifests/<file name>`: how problems name it."""
+        return f"{MANIFEST_DIR}/{self.path.name}"
+
+    @property
+    def kind(self) -> str:
+        """`seal` or `receipt`."""
+        return str((self.body or {}).get("kind", ""))
+
+    @property
+    def sealed_at(self) -> str:
+        """The canonical time the manifest was made."""
+        return str((self.body or {}).get("sealedAt", ""))
+
+
+def manifest_names(store: AuditStore) -> tuple[list[tuple[int, Path]], list[Path]]:
+    """`(sequence, path)` of every manifest file, in order, and the other files in the dir."""
+    directory = manifest_dir(store)
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return [], []
+    except OSError as exc:
+        raise IntegrityError(f"{directory}: cannot list: {exc.strerror}") from None
+    found, foreign = [], []
+    for name in names:
+        if name.startswith("."):  # the lock file and temp files of a seal in progress
+            continue
+        match = _MANIFEST_NAME.match(name)
+        if match:
+            found.append((int(match.group(1)), directory / name))
+        else:
+            foreign.append(directory / name)
+    found.sort(key=lambda item: (item[0], item[1].name))
+    return found, sorted(foreign)
+
+
+def read_manifest(path: Path, sequence: int) -> Manifest:
+    """Parse one manifest file; problems go to `error` (never raises for bad content)."""
+    manifest = Manifest(path, sequence)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        manifest.error = f"cannot read: {exc.strerror}"
+        return manifest
+    try:
+        envelope = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        manifest.error = f"not valid JSON ({exc})"
+        return manifest
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("manifest"), dict):
+        manifest.error = "not a manifest envelope"
+        return manifest
+    body = envelope["manifest"]
+    manifest.body = body
+    manifest.body_bytes = canonical(body)
+    manifest.hash = body_hash(manifest.body_bytes)
+    signature = envelope.get("signature")
+    manifest.signature = signature if isinstance(signature, dict) else None
+    problems = []
+    if envelope.get("hash") != manifest.hash:
+        problems.append(
+            f"its content hashes to {manifest.hash}, not the {envelope.get('hash')} it states"
+        )
+    if body.get("format") != FORMAT or body.get("kind") not in ("seal", "receipt"):
+        problems.append("unknown format or kind")
+    if body.get("sequence") != sequence:
+        problems.append(
+            f"its body says sequence {body.get('sequence')!r}, its file name {sequence}"
+        )
+    if not isinstance(body.get("sealedAt"), str) or not _valid_time(body["sealedAt"]):
+        problems.append("no valid sealedAt time")
+    if not isinstance(body.get("files", []), list):
+        problems.append("files is not a list")
+    if problems:
+        manifest.error = "; ".join(problems)
+    return manifest
+
+
+def _valid_time(text: str) -> bool:
+    try:
+        parse_utc(text)
+    except ValueError:
+        return False
+    return True
+
+
+def load_manifests(store: AuditStore) -> tuple[list[Manifest], list[Path]]:
+    """Every manifest in sequence order, and foreign files found in the manifest directory."""
+    names, foreign = manifest_names(store)
+    return [read_manifest(path, sequence) for sequence, path in names], foreign
+
+
+def latest_manifest_hash(store: AuditStore) -> str | None:
+    """The hash of the newest manifest (what `audit seal` prints to ship off-host), or None."""
+    names, _ = manifest_names(store)
+    if not names:
+        return None
+    sequence, path = names[-1]
+    manifest = read_manifest(path, sequence)
+    if manifest.body is None:
+        raise IntegrityError(f"{manifest.name}: {manifest.error}")
+    return manifest.hash
+
+
+class manifest_lock:
+    """An exclusive lock on the manifest directory: one seal or receipt at a time.
+
+    Writers never take it, so sealing never blocks `audit record`."""
+
+    def __init__(self, store: AuditStore) -> None:
+        self.directory = manifest_dir(store)
+        self.store = store
+        self.fd = -1
+
+    def __enter__(self) -> Path:
+        self.store.ensure_root()
+        try:
+            os.mkdir(self.directory, 0o700)
+        except FileExistsError:
+            if not self.directory.is_dir() or self.directory.is_symlink():
+                raise IntegrityError(f"{self.directory}: exists and is not a directory") from None
+        except OSError as exc:
+            raise IntegrityError(f"{self.directory}: cannot create: {exc.strerror}") from None
+        try:
+            self.fd = os.open(
+                self.directory / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600
+            )
+        except OSError as exc:
+            raise IntegrityError(f"{self.directory}/.lock: {exc.strerror}") from None
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self.directory
+
+    def __exit__(self, *exc_info: object) -> None:
+        os.close(self.fd)
+
+
+def append_manifest(
+    store: AuditStore, directory: Path, body: dict[str, Any], signing_key: Any
+) -> Manifest:
+    """Give `body` its place in the chain (sequence, previous, time), sign it, write it."""
+    names, _ = manifest_names(store)
+    previous: str | None = None
+    sequence = 1
+    if names:
+        last_sequence, last_path = names[-1]
+        last = read_manifest(last_path, last_sequence)
+        if last.body is None or last.error:
+            # Chaining to a damaged manifest would hide the damage behind a fresh, valid link.
+            raise IntegrityError(
+                f"{last.name}: {last.error}; not sealing on top of it (run `audit verify`)"
+            )
+        previous, sequence = last.hash, last_sequence + 1
+    body = {
+        "format": FORMAT,
+        "sequence": sequence,
+        "previous": previous,
+        **body,
+    }
+    body_bytes = canonical(body)
+    digest = body_hash(body_bytes)
+    signature = sign(body_bytes, signing_key) if signing_key is not None else None
+    envelope = {"hash": digest, "manifest": body, "signature": signature}
+    stamp = body["sealedAt"][:19].replace(":", "-") + "Z"
+    path = directory / f"{sequence:09d}-{stamp}.json"
+    tmp = directory / f".{path.name}.tmp"
+    data = orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS) + b"\n"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(tmp, path)  # never replaces an existing manifest
+        os.unlink(tmp)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise IntegrityError(f"{path}: cannot write the manifest: {exc.strerror}") from None
+    return Manifest(path, sequence, body, digest, body_bytes, signature)
+
+
+def file_key(name: str) -> tuple[str, str] | None:
+    """`(day, segment)` of a manifest file name `date=…/<segment>.jsonl[.gz]`: a plain file
+    and its gzip twin share one key (rotation keeps identical lines)."""
+    match = _FILE_NAME.match(name)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def file_record(file: LogFile, reuse: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint of one file: name, whole lines, head link, bytes of whole lines, and for a
+    gzip archive its size and SHA-256 (and a torn tail if there is one).
+
+    Reads without holding a lock (LineSource takes a shared lock only to wait out a write in
+    progress at the end). A gzip archive whose digest equals `reuse`'s is not decompressed again.
+    """
+    if file.compressed:
+        archive = archive_digest(file.path)
+        if reuse and reuse.get("archive", {}).get("sha256") == archive["sha256"]:
+            return {**reuse, "name": file.name, "archive": archive}
+    source = LineSource(file)
+    size, last_chunk = 0, b""
+    for chunk in source.chunks():
+        size += len(chunk)
+        last_chunk = chunk
+    head = None
+    if last_chunk:
+        begin = last_chunk.rfind(b"\n", 0, len(last_chunk) - 1) + 1
+        parsed = chain.split_line(last_chunk[begin:])
+        head = chain.tag(parsed[1]) if parsed else None
+    record: dict[str, Any] = {
+        "name": source.file.name,
+        "lines": source.lines,
+        "head": head,
+        "size": size,
+    }
+    if source.file.compressed:
+        record["archive"] = archive_digest(source.file.path)
+    if source.torn_line is not None:
+        record["torn"] = {"line": source.torn_line, "bytes": source.torn_bytes}
+    return record
+
+
+def archive_digest(path: Path) -> dict[str, Any]:
+    """The SHA-256 and size of a gzip archive's bytes, as a manifest records them."""
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+                size += len(block)
+    except OSError as exc:
+        raise IntegrityError(f"{path}: cannot read: {exc.strerror}") from None
+    return {"size": size, "sha256": chain.tag(digest.digest())}
+
+
+def partition_records(store: AuditStore, day: str) -> list[dict[str, Any]]:
+    """The checkpoint records of every file of one partition: what `write_receipt` wants."""
+    return [file_record(file) for file in store.files(day)]
+
+
+def records_of(manifest: Manifest) -> Iterator[dict[str, Any]]:
+    """The well-formed file records (checkpoints) of a seal manifest."""
+    files = (manifest.body or {}).get("files")
+    if isinstance(files, list):
+        for record in files:
+            if (
+                isinstance(record, dict)
+                and isinstance(record.get("name"), str)
+                and isinstance(record.get("lines"), int)
+            ):
+                yield record
+
+
+def receipt_records(manifest: Manifest) -> Iterator[dict[str, Any]]:
+    """The file records of a deletion receipt (a `compress` receipt excuses nothing)."""
+    receipt = (manifest.body or {}).get("receipt")
+    if (
+        isinstance(receipt, dict)
+        and receipt.get("action", "delete") == "delete"
+        and isinstance(receipt.get("files"), list)
+    ):
+        for record in receipt["files"]:
+            if isinstance(record, dict) and isinstance(record.get("name"), str):
+                yield record
