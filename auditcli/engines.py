@@ -105,9 +105,10 @@ def _duckdb(location: str, table: str) -> str:
     return f"""-- DuckDB: the audit log at {location} as the view {table}.
 -- Plain and gzip files are read alike; `date` is the Hive partition column. A plain file whose
 -- .gz twin exists (a rotation interrupted before it removed the original) is skipped, as
--- `audit` skips it. A torn line (a crash mid-write; `audit verify` reports it) is not JSON and
--- is skipped (ignore_errors), as `audit query` excludes it. Lines are not checked against
--- their hash chain here: `audit verify` does that.
+-- `audit` skips it. A torn line (a crash mid-write; `audit verify` reports it) is not JSON:
+-- ignore_errors reads it as a row of NULLs, which the view leaves out (every entry has an id),
+-- as `audit query` excludes it. Lines are not checked against their hash chain here:
+-- `audit verify` does that.
 -- createdAt is fixed-width UTC text: CAST(createdAt AS TIMESTAMPTZ) for a time.
 CREATE OR REPLACE VIEW {table} AS
 SELECT * EXCLUDE (filename)
@@ -121,18 +122,20 @@ FROM read_ndjson(
     filename = true,
     ignore_errors = true
 )
-WHERE filename NOT IN (SELECT regexp_replace(file, '\\.gz$', '') FROM glob({gz}));
+WHERE id IS NOT NULL
+  AND filename NOT IN (SELECT regexp_replace(file, '\\.gz$', '') FROM glob({gz}));
 """
 
 
 def _spark(location: str, table: str) -> str:
     columns = ",\n".join(f"  `{name}` STRING" for name in COLUMNS)
     names = ", ".join(f"`{name}`" for name in (*COLUMNS, "date"))
-    files = f"{table}_files"
-    gz = "binaryFile.`" + _join(location, "date=*/*.jsonl.gz").replace("`", "``") + "`"
+    files, archives = f"{table}_files", f"{table}_archives"
+    path = _spark_string(location)
     return f"""-- Spark SQL: the audit log at {location} as the view {table}
--- over the table {files}. Spark reads .jsonl.gz files by their extension; metadata arrives
--- as JSON text (from_json(metadata, 'MAP<STRING,STRING>') or get_json_object to look inside);
+-- over the tables {files} (the lines) and {archives} (the names of the .gz files).
+-- Spark reads .jsonl.gz files by their extension; metadata arrives as JSON text
+-- (from_json(metadata, 'MAP<STRING,STRING>') or get_json_object to look inside);
 -- to_timestamp(createdAt) gives a timestamp. A torn line (a crash mid-write) is dropped
 -- (DROPMALFORMED), as `audit query` excludes it; the view leaves out a plain file whose .gz
 -- twin exists (a rotation interrupted before it removed the original), as `audit` does.
@@ -142,14 +145,19 @@ CREATE TABLE IF NOT EXISTS {files} (
   `date` DATE
 )
 USING json
-OPTIONS (path {_spark_string(location)}, mode 'DROPMALFORMED')
+OPTIONS (path {path}, mode 'DROPMALFORMED')
 PARTITIONED BY (`date`);
--- New days appear as new partitions: run this after each sync (cron it with the sync).
-ALTER TABLE {files} RECOVER PARTITIONS;
+CREATE TABLE IF NOT EXISTS {archives}
+USING binaryFile
+OPTIONS (path {path}, pathGlobFilter '*.jsonl.gz', recursiveFileLookup 'true');
 CREATE OR REPLACE VIEW {table} AS
 SELECT {names}
 FROM (SELECT *, _metadata.file_path AS file FROM {files})
-WHERE file NOT IN (SELECT regexp_replace(path, '\\\\.gz$', '') FROM {gz});
+WHERE file NOT IN (SELECT regexp_replace(path, '\\\\.gz$', '') FROM {archives});
+-- New days and files appear after these: run them after each sync (cron them with it).
+ALTER TABLE {files} RECOVER PARTITIONS;
+REFRESH TABLE {files};
+REFRESH TABLE {archives};
 """
 
 

@@ -295,6 +295,7 @@ def escape_text(text: str) -> str:
 def unescape_text(text: str) -> str:
     """The original of escape_text(): `\\\\` → `\\`, `\\xNN` and `\\uNNNN` → that
     character."""
+
     def one(match: re.Match[str]) -> str:
         if match.group(3):
             return "\\"
