@@ -196,6 +196,9 @@ def ocsf_event(entry: dict[str, Any]) -> dict[str, Any]:
     team = entry.get("teamId") or (entry["targetId"] if target_type == "TEAM" else None)
     if mapping.subject == "actor":
         event["user"] = dict(actor_user)
+    if class_uid == 3002:
+        # OCSF wants the service or endpoint signed in to: the entry names the organization.
+        event["service"] = {"uid": entry["organizationId"]}
     elif mapping.subject == "target":
         type_id, type_name = _USER_TYPES.get(target_type, (99, target_type.title()))
         event["user"] = {
@@ -420,11 +423,21 @@ class CsvWriter(Writer):
         return self._row([csv_cell(entry[name]) for name in SEED_FIELDS])
 
 
+#: Characters JSON allows raw inside strings that some line readers (Python's splitlines,
+#: JavaScript before ES2019) take as line ends: an OCSF line writes them as JSON escapes.
+_JSON_LINE_BREAKS = (("\u0085", "\\u0085"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
+
+
 class OcsfWriter(Writer):
-    """One OCSF event per line (JSON Lines)."""
+    """One OCSF event per line (JSON Lines), with no character any reader takes as a line end."""
 
     def line(self, stored: bytes) -> bytes:
-        return orjson.dumps(ocsf_event(entry_of(stored))) + b"\n"
+        data = orjson.dumps(ocsf_event(entry_of(stored)))
+        for raw, escaped in _JSON_LINE_BREAKS:
+            raw_bytes = raw.encode()
+            if raw_bytes in data:  # only inside strings: JSON's structure is ASCII
+                data = data.replace(raw_bytes, escaped.encode())
+        return data + b"\n"
 
 
 class SyslogWriter(Writer):
