@@ -141,17 +141,17 @@ def big_day_entries(count: int = 800) -> list[dict[str, Any]]:
 
 
 def audit(root: Path, *args: str, input: str | None = None) -> Any:
-    """Run `audit ARGS` in-process against the log directory `root`; fails the test on error."""
+    """Run `audit ARGS` in-process against the log directory `root`: click's Result."""
     env = {"AUDIT_LOG_DIR": str(root), "AUDIT_WRITER_ID": WRITER, "COLUMNS": "80"}
     result = CliRunner().invoke(app, list(args), input=input, env=env)
     return result
 
 
 def run_ok(root: Path, *args: str, input: str | None = None) -> str:
-    """`audit ARGS`, asserting exit 0; its stdout."""
+    """`audit ARGS`, asserting exit 0; its stdout, exactly (click's `stdout` turns CRLF to LF)."""
     result = audit(root, *args, input=input)
     assert result.exit_code == 0, (args, result.output)
-    return result.stdout
+    return result.stdout_bytes.decode("utf-8")
 
 
 def build(root: Path, entries: Sequence[dict[str, Any]], *, big: bool = True) -> None:
