@@ -43,7 +43,7 @@ HOSTILE_TEXTS = (
     "fs\x1cgs\x1drs\x1e us\x1f",
     "esc\x1b[31mred\x1b[0m del\x7f c1\x9b",
     r"literal \x0a and \u2028 and \\ and \\x0a",
-    "back\\slash \"quote\" ]bracket [sd@1 k=\"v\"]",
+    'back\\slash "quote" ]bracket [sd@1 k="v"]',
     "=1+1",
     "'=1+1",
     "'",
@@ -104,8 +104,15 @@ def every_action_entries() -> list[dict[str, Any]]:
             n += 1
         # and the same action naming no team, no actor name or email
         entries.append(
-            _entry(n, action, target, _DAYS[index % len(_DAYS)], teamId=None,
-                   actorName=None, actorEmail=None)
+            _entry(
+                n,
+                action,
+                target,
+                _DAYS[index % len(_DAYS)],
+                teamId=None,
+                actorName=None,
+                actorEmail=None,
+            )
         )
         n += 1
     for index, text in enumerate(HOSTILE_TEXTS):
@@ -134,8 +141,14 @@ def every_action_entries() -> list[dict[str, Any]]:
 def big_day_entries(count: int = 800) -> list[dict[str, Any]]:
     """`count` logins on BIG_DAY (about 400 bytes each)."""
     return [
-        _entry(100000 + n, "login", "USER", BIG_DAY, id=f"big-{n:05d}",
-               metadata={"input": {"ip": f"10.0.{n // 250}.{n % 250}"}})
+        _entry(
+            100000 + n,
+            "login",
+            "USER",
+            BIG_DAY,
+            id=f"big-{n:05d}",
+            metadata={"input": {"ip": f"10.0.{n // 250}.{n % 250}"}},
+        )
         for n in range(count)
     ]
 
@@ -158,8 +171,18 @@ def build(root: Path, entries: Sequence[dict[str, Any]], *, big: bool = True) ->
     """A store at `root` holding `entries` (custom actions added to the catalog first), and the
     big day when `big`; queried once, so settled plain files get their line index."""
     for action, target in CUSTOM_ACTIONS.items():
-        run_ok(root, "actions", "add", action, "--display-name", action.title(), "--target",
-               target, "--template", "{actor} did " + action)
+        run_ok(
+            root,
+            "actions",
+            "add",
+            action,
+            "--display-name",
+            action.title(),
+            "--target",
+            target,
+            "--template",
+            "{actor} did " + action,
+        )
     lines = [json.dumps(entry) for entry in [*entries, *(big_day_entries() if big else [])]]
     source = root.parent / f"{root.name}-import.jsonl"
     source.write_text("\n".join(lines) + "\n")
