@@ -1,8 +1,8 @@
 """Export writers (JSONL, JSON, CSV, OCSF, RFC 5424 syslog) and the atomic output file.
 
 Every writer turns stored lines into bytes one entry at a time, so an export of any size runs in
-the memory of one partition's matches. The OCSF and syslog mappings are documented in the README
-(keep its table in step with OCSF_CLASSES below).
+the memory of one partition's matches. The OCSF mapping and the syslog and CSV encodings are
+documented in docs/formats.md (keep its tables in step with OCSF_CLASSES and the escapes below).
 """
 
 from __future__ import annotations
