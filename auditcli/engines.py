@@ -1,9 +1,11 @@
 """SQL that declares a log directory as a table in DuckDB, Spark, Athena or Trino.
 
 The store is already a Hive-partitioned JSON Lines dataset (`date=YYYY-MM-DD/<writer>.jsonl`,
-closed files `….jsonl.gz`), so an engine reads it unchanged: these statements only name the 13
+closed files `….jsonl.gz`), so an engine reads it unchanged: these statements name the 13
 columns (the `_chain` key of every line is left out: engines ignore keys they are not told about),
-keep `metadata` as JSON text, and declare the partition column `date`.
+keep `metadata` as JSON text, and declare the partition column `date`. Where the engine can, a
+view leaves out what `audit query` leaves out: a torn line (a crash mid-write) and a plain file
+beside its `.gz` twin (an interrupted rotation). docs/formats.md explains each dialect.
 
 `createdAt` stays a string: it has one fixed-width UTC form (`2026-11-25T08:06:40.123Z`), so string
 comparisons are time comparisons, exactly as in `audit query`; each dialect's notes show how to
