@@ -232,3 +232,19 @@ def test_athena_projection_covers_every_day_of_the_store(every_store: dict[str, 
     fresh = stores.audit(store.root.parent / "empty", "schema", "--dialect", "athena")
     assert "'projection.date.range' = '1970-01-01,NOW+1DAYS'" in fresh.stdout
     assert fresh.stderr == ""
+
+
+def test_a_time_before_year_1000_is_stored_and_queried_in_canonical_form(tmp_path: Path) -> None:
+    # strftime's %Y gives "998" on glibc: the stored form and the query bounds pad it to 4 digits
+    root = tmp_path / "logs"
+    stores.run_ok(
+        root, "record", "login", "--actor-id", "u1", "--org-id", "o1",
+        "--created-at", "0999-01-01T00:30:00+01:00",
+    )  # fmt: skip
+    (line,) = stores.run_ok(root, "query", "-f", "jsonl").splitlines()
+    assert json.loads(line)["createdAt"] == "0998-12-31T23:30:00.000Z"
+    assert (root / "date=0998-12-31").is_dir()
+    counted = stores.run_ok(
+        root, "query", "--count", "--since", "0998-12-31", "--until", "0999-01-01"
+    )
+    assert counted.strip() == "1"
