@@ -1,8 +1,8 @@
 """Export writers (JSONL, JSON, CSV, OCSF, RFC 5424 syslog) and the atomic output file.
 
 Every writer turns stored lines into bytes one entry at a time, so an export of any size runs in
-the memory of one partition's matches. The OCSF and syslog mappings are documented in the README
-(keep its table in step with OCSF_CLASSES below).
+the memory of one partition's matches. The OCSF mapping and the syslog and CSV encodings are
+documented in docs/formats.md (keep its tables in step with OCSF_CLASSES and the escapes below).
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import re
 import socket
 import stat
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,6 +34,7 @@ FORMATS: tuple[str, ...] = ("jsonl", "json", "csv", "ocsf", "syslog")
 # =============================================================================== OCSF
 #: The OCSF schema version the events declare.
 OCSF_VERSION = "1.3.0"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _IAM = 3  # category "Identity & Access Management"
 _CLASS_NAMES = {
     3001: "Account Change",
@@ -40,43 +43,70 @@ _CLASS_NAMES = {
     3005: "User Access Management",
     3006: "Group Management",
 }
+#: The OCSF 1.3.0 captions of the activities used here, per class (99 is always "Other").
+_ACTIVITIES = {
+    3001: {1: "Create", 6: "Delete"},
+    3002: {1: "Logon"},
+    3004: {},
+    3005: {1: "Assign Privileges", 2: "Revoke Privileges"},
+    3006: {3: "Add User", 4: "Remove User", 5: "Delete", 6: "Create"},
+}
+#: OCSF `email_t`: an address outside this pattern stays in `unmapped` only.
+_OCSF_EMAIL = re.compile(r"^[a-zA-Z0-9!#$%&'*+-/=?^_`{|}~.]+@[a-zA-Z0-9-]+\.[a-zA-Z0-9-.]+$")
+#: What the event says when an entry does not name the member (or role) OCSF requires.
+UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
 class OcsfClass:
-    """How one action maps to OCSF: class, activity, and which entry field is the `user`."""
+    """How one action maps to OCSF: class, activity, and what `user` (or `group`) describes."""
 
     class_uid: int
     activity_id: int
-    activity_name: str
-    #: what `user` (or `group`) describes: "actor", "target", or "member" (metadata's userId)
+    #: "actor", "target" (targetId as a user), "group" (the team; `user` = the actor),
+    #: "member" (metadata's userId), or "entity" (targetId as a managed entity)
     subject: str
+    #: activity_name for activity 99 (Other), which takes the source's own name
+    other_name: str | None = None
+
+    @property
+    def activity_name(self) -> str:
+        """The OCSF caption of the activity, or the own name of an Other (99) activity."""
+        if self.activity_id == 99:
+            return self.other_name or "Other"
+        return _ACTIVITIES[self.class_uid][self.activity_id]
+
+    @property
+    def type_name(self) -> str:
+        """The caption of `type_uid` in OCSF 1.3.0: class caption and activity caption."""
+        caption = "Other" if self.activity_id == 99 else self.activity_name
+        return f"{_CLASS_NAMES[self.class_uid]}: {caption}"
 
 
-#: The 15 built-in actions. Custom actions fall back by target type (see ocsf_class()).
+#: The 15 built-in actions. Custom actions map by target type (see ocsf_class()).
 OCSF_CLASSES: dict[str, OcsfClass] = {
-    "login": OcsfClass(3002, 1, "Logon", "actor"),
-    "user_added": OcsfClass(3001, 1, "Create", "target"),
-    "user_removed": OcsfClass(3001, 6, "Delete", "target"),
-    "service_account_created": OcsfClass(3001, 1, "Create", "target"),
-    "service_account_deleted": OcsfClass(3001, 6, "Delete", "target"),
-    "role_created": OcsfClass(3001, 1, "Create", "target"),
-    "role_updated": OcsfClass(3001, 99, "Update", "target"),
-    "role_deleted": OcsfClass(3001, 6, "Delete", "target"),
-    "org_admin_added": OcsfClass(3005, 1, "Assign Privileges", "target"),
-    "org_admin_removed": OcsfClass(3005, 2, "Revoke Privileges", "target"),
-    "user_role_changed_in_team": OcsfClass(3005, 1, "Assign Privileges", "member"),
-    "team_created": OcsfClass(3006, 6, "Create", "group"),
-    "team_deleted": OcsfClass(3006, 5, "Delete", "group"),
-    "user_added_to_team": OcsfClass(3006, 3, "Add User", "member"),
-    "user_removed_from_team": OcsfClass(3006, 4, "Remove User", "member"),
+    "login": OcsfClass(3002, 1, "actor"),
+    "user_added": OcsfClass(3001, 1, "target"),
+    "user_removed": OcsfClass(3001, 6, "target"),
+    "service_account_created": OcsfClass(3001, 1, "target"),
+    "service_account_deleted": OcsfClass(3001, 6, "target"),
+    "role_created": OcsfClass(3001, 1, "target"),
+    "role_updated": OcsfClass(3001, 99, "target", "Update"),
+    "role_deleted": OcsfClass(3001, 6, "target"),
+    "org_admin_added": OcsfClass(3005, 1, "target"),
+    "org_admin_removed": OcsfClass(3005, 2, "target"),
+    "user_role_changed_in_team": OcsfClass(3005, 1, "member"),
+    "team_created": OcsfClass(3006, 6, "group"),
+    "team_deleted": OcsfClass(3006, 5, "group"),
+    "user_added_to_team": OcsfClass(3006, 3, "member"),
+    "user_removed_from_team": OcsfClass(3006, 4, "member"),
 }
 _CUSTOM_BY_TARGET = {
-    "USER": 3001,
-    "ROLE": 3001,
-    "SERVICE_ACCOUNT": 3001,
-    "TEAM": 3006,
-    "ORGANIZATION": 3004,
+    "USER": (3001, "target"),
+    "ROLE": (3001, "target"),
+    "SERVICE_ACCOUNT": (3001, "target"),
+    "TEAM": (3006, "group"),
+    "ORGANIZATION": (3004, "entity"),
 }
 #: OCSF user type: a regular user (1), or Other (99) named by `type` for roles and service accounts.
 _USER_TYPES = {
@@ -86,21 +116,22 @@ _USER_TYPES = {
 }
 
 
-def ocsf_class(action: str, target: str) -> OcsfClass:
+def ocsf_class(action: str, target: str, display_name: str | None = None) -> OcsfClass:
     """The mapping of `action`; an action outside the catalog's 15 maps by its target type to
-    the class's Other activity (99)."""
+    the class's Other activity (99), named by its display name."""
     known = OCSF_CLASSES.get(action)
     if known is not None:
         return known
-    class_uid = _CUSTOM_BY_TARGET.get(target, 3004)
-    subject = {3006: "group", 3004: "entity"}.get(class_uid, "target")
-    return OcsfClass(class_uid, 99, "Other", subject)
+    class_uid, subject = _CUSTOM_BY_TARGET.get(target, (3004, "entity"))
+    return OcsfClass(class_uid, 99, subject, display_name or action)
 
 
 def _epoch_ms(created_at: str) -> int:
     from .timeparse import parse_utc
 
-    return int(parse_utc(created_at).timestamp() * 1000)
+    moment = parse_utc(created_at)
+    # Exact integer arithmetic: a float timestamp loses milliseconds for years far from 1970.
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _input(entry: dict[str, Any]) -> dict[str, Any]:
@@ -112,16 +143,30 @@ def _input(entry: dict[str, Any]) -> dict[str, Any]:
     return inner if isinstance(inner, dict) else metadata
 
 
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def ocsf_event(entry: dict[str, Any]) -> dict[str, Any]:
-    """One entry as an OCSF 1.3 event of the Identity & Access Management category."""
-    mapping = ocsf_class(entry["action"], entry["target"])
+    """One entry as an OCSF 1.3.0 event of the Identity & Access Management category (the
+    mapping per action is documented in docs/formats.md)."""
+    mapping = ocsf_class(entry["action"], entry["target"], entry["actionDisplayName"])
     class_uid, activity_id = mapping.class_uid, mapping.activity_id
     org = {"uid": entry["organizationId"]}
+    unmapped: dict[str, Any] = {
+        "action": entry["action"],
+        "actionDisplayName": entry["actionDisplayName"],
+        "target": entry["target"],
+        "targetId": entry["targetId"],
+    }
     actor_user: dict[str, Any] = {"uid": entry["actorId"], "type_id": 1, "type": "User", "org": org}
     if entry.get("actorName"):
         actor_user["name"] = entry["actorName"]
-    if entry.get("actorEmail"):
-        actor_user["email_addr"] = entry["actorEmail"]
+    email = entry.get("actorEmail")
+    if email and _OCSF_EMAIL.match(email):
+        actor_user["email_addr"] = email
+    elif email:
+        unmapped["actorEmail"] = email  # not an OCSF email_t: kept, but not as email_addr
     event: dict[str, Any] = {
         "class_uid": class_uid,
         "class_name": _CLASS_NAMES[class_uid],
@@ -130,7 +175,7 @@ def ocsf_event(entry: dict[str, Any]) -> dict[str, Any]:
         "activity_id": activity_id,
         "activity_name": mapping.activity_name,
         "type_uid": class_uid * 100 + activity_id,
-        "type_name": f"{_CLASS_NAMES[class_uid]}: {mapping.activity_name}",
+        "type_name": mapping.type_name,
         "time": _epoch_ms(entry["createdAt"]),
         "severity_id": 1,
         "severity": "Informational",
@@ -146,17 +191,14 @@ def ocsf_event(entry: dict[str, Any]) -> dict[str, Any]:
             "product": {"name": "auditcli", "vendor_name": "auditcli", "version": __version__},
         },
     }
-    unmapped: dict[str, Any] = {
-        "action": entry["action"],
-        "actionDisplayName": entry["actionDisplayName"],
-        "target": entry["target"],
-        "targetId": entry["targetId"],
-    }
     details = _input(entry)
-    member = details.get("userId") if isinstance(details.get("userId"), str) else None
     target_type = entry["target"]
+    team = entry.get("teamId") or (entry["targetId"] if target_type == "TEAM" else None)
     if mapping.subject == "actor":
         event["user"] = dict(actor_user)
+    if class_uid == 3002:
+        # OCSF wants the service or endpoint signed in to: the entry names the organization.
+        event["service"] = {"uid": entry["organizationId"]}
     elif mapping.subject == "target":
         type_id, type_name = _USER_TYPES.get(target_type, (99, target_type.title()))
         event["user"] = {
@@ -166,20 +208,26 @@ def ocsf_event(entry: dict[str, Any]) -> dict[str, Any]:
             "org": org,
         }
     elif mapping.subject == "group":
-        event["group"] = {"uid": entry["targetId"], "type": "Team"}
+        # OCSF wants the member (user) or privileges; creating or deleting a team has neither,
+        # so `user` is the actor, the one user the entry names.
+        event["group"] = _group(entry["targetId"], details)
+        event["user"] = dict(actor_user)
     elif mapping.subject == "member":
-        team = entry.get("teamId") or (entry["targetId"] if target_type == "TEAM" else None)
-        if member is not None:
-            event["user"] = {"uid": member, "type_id": 1, "type": "User", "org": org}
+        member = _text(details.get("userId"))
+        event["user"] = (
+            {"uid": member, "type_id": 1, "type": "User", "org": org}
+            if member is not None
+            else {"name": UNKNOWN, "type_id": 0, "type": "Unknown", "org": org}
+        )
         if class_uid == 3006:
-            event["group"] = {"uid": team, "type": "Team"}
+            event["group"] = _group(team or entry["targetId"], details)
         elif team is not None:
             event["resource"] = {"uid": team, "type": "Team"}
     else:  # entity
         event["entity"] = {"uid": entry["targetId"], "type": target_type.title()}
     if class_uid == 3005:
-        event["privileges"] = _privileges(entry, details)
-    if entry.get("teamId") and "group" not in event:
+        event["privileges"] = [_privilege(entry, details)]
+    if entry.get("teamId") and "group" not in event and "resource" not in event:
         unmapped["teamId"] = entry["teamId"]
     if entry.get("metadata") is not None:
         unmapped["metadata"] = entry["metadata"]
@@ -187,14 +235,24 @@ def ocsf_event(entry: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def _privileges(entry: dict[str, Any], details: dict[str, Any]) -> list[str]:
+def _group(uid: str, details: dict[str, Any]) -> dict[str, Any]:
+    group: dict[str, Any] = {"uid": uid, "type": "Team"}
+    name = _text(details.get("name"))
+    if name is not None:
+        group["name"] = name
+    return group
+
+
+def _privilege(entry: dict[str, Any], details: dict[str, Any]) -> str:
+    """The privilege granted or revoked: `org_admin`, or the new team role; `unknown` when the
+    entry's metadata does not say (the entry is kept whole in `unmapped`)."""
     if entry["action"] in ("org_admin_added", "org_admin_removed"):
-        return ["org_admin"]
+        return "org_admin"
     for key in ("to", "role", "newRole"):
-        value = details.get(key)
-        if isinstance(value, str):
-            return [value]
-    return [entry["actionDisplayName"]]
+        value = _text(details.get(key))
+        if value is not None:
+            return value
+    return UNKNOWN
 
 
 # ============================================================================== syslog
@@ -213,24 +271,51 @@ _SD_FIELDS = (
     "organizationId",
     "teamId",
 )
-#: One pass of str.translate: a raw newline would end the syslog line early, so controls are
-#: written as \xNN; in SD values `"`, `\` and `]` get a backslash (a literal backslash doubled,
-#: so an \xNN escape cannot be confused with data there).
-_MSG_TABLE = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F]}
-_SD_TABLE = {**_MSG_TABLE, ord("\\"): "\\\\", ord('"'): '\\"', ord("]"): "\\]"}
+#: The text escape of syslog MSG and SD values, one pass of str.translate: a backslash is
+#: doubled, and every character that some reader takes as a line break or control — C0 controls,
+#: DEL, the C1 controls (NEL is U+0085), U+2028 and U+2029 — becomes `\xNN` or `\uNNNN`.
+#: unescape_text() reverses it exactly.
+_TEXT_TABLE = {
+    **{code: f"\\x{code:02x}" for code in [*range(0x20), *range(0x7F, 0xA0)]},
+    0x5C: "\\\\",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+#: RFC 5424 §6.3.3: inside a PARAM-VALUE, `"`, `\` and `]` are escaped with a backslash.
+_SD_TABLE = {0x5C: "\\\\", 0x22: '\\"', 0x5D: "\\]"}
+_UNESCAPE = re.compile(r"\\(?:x([0-9a-f]{2})|u([0-9a-f]{4})|(\\))")
+#: Printed before a MSG that is not pure ASCII, as RFC 5424 §6.4 asks of UTF-8 text.
+BOM = "\ufeff"
+#: MSGID is at most 32 characters (RFC 5424 §6); a longer action leaves it NILVALUE.
+MSGID_MAX = 32
 
 
-def _no_controls(text: str) -> str:
-    return text.translate(_MSG_TABLE)
+def escape_text(text: str) -> str:
+    """The text escape used in syslog MSG and (before RFC 5424 escaping) in SD values."""
+    return text.translate(_TEXT_TABLE)
+
+
+def unescape_text(text: str) -> str:
+    """The original of escape_text(): `\\\\` → `\\`, `\\xNN` and `\\uNNNN` → that
+    character."""
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(3):
+            return "\\"
+        return chr(int(match.group(1) or match.group(2), 16))
+
+    return _UNESCAPE.sub(one, text)
 
 
 def sd_escape(value: str) -> str:
-    """An SD-PARAM value (RFC 5424 §6.3.3): `"`, `\\` and `]` escaped with a backslash."""
-    return value.translate(_SD_TABLE)
+    """An SD-PARAM value: the text escape, then RFC 5424 §6.3.3's backslash before `"`, `\\`
+    and `]`. An RFC 5424 parser's value is escape_text(value), so unescape_text() of it is
+    `value`."""
+    return escape_text(value).translate(_SD_TABLE)
 
 
 def _header_token(text: str, limit: int) -> str:
-    # HOSTNAME, APP-NAME and MSGID are printable US-ASCII without spaces, or "-".
+    # HOSTNAME is printable US-ASCII without spaces, or "-" (it is this host's name, not data).
     if text.isascii() and text.isprintable() and " " not in text and 0 < len(text) <= limit:
         return text
     cleaned = "".join(c for c in text if 33 <= ord(c) <= 126)[:limit]
@@ -239,7 +324,9 @@ def _header_token(text: str, limit: int) -> str:
 
 def syslog_line(entry: dict[str, Any], hostname: str) -> str:
     """One entry as an RFC 5424 message (without the newline): PRI, version 1, the entry's time,
-    HOSTNAME, APP-NAME `audit`, no PROCID, MSGID = the action, structured data, description."""
+    HOSTNAME, APP-NAME `audit`, no PROCID, MSGID = the action (NILVALUE when it is longer than
+    32 characters: it is always in the `action` parameter), structured data, and the
+    description as MSG. docs/formats.md says how to decode it."""
     severity = 6 if entry["action"] == "login" else 5
     params = [
         f'{name}="{sd_escape(str(entry[name]))}"'
@@ -249,10 +336,16 @@ def syslog_line(entry: dict[str, Any], hostname: str) -> str:
     if entry.get("metadata") is not None:
         params.append(f'metadata="{sd_escape(orjson.dumps(entry["metadata"]).decode())}"')
     pri = SYSLOG_FACILITY * 8 + severity
-    host, msgid = _header_token(hostname, 255), _header_token(entry["action"], 32)
+    action = entry["action"]
+    msgid = action if len(action) <= MSGID_MAX else "-"  # actions are [a-z0-9_]: PRINTUSASCII
+    host = _header_token(hostname, 255)
     data = f"[{SD_ID} {' '.join(params)}]"
-    message = _no_controls(entry["description"])
-    return f"<{pri}>1 {entry['createdAt']} {host} audit - {msgid} {data} {message}"
+    line = f"<{pri}>1 {entry['createdAt']} {host} audit - {msgid} {data}"
+    description = entry["description"]
+    if not description:
+        return line
+    message = escape_text(description)
+    return f"{line} {message if message.isascii() else BOM + message}"
 
 
 def default_hostname() -> str:
@@ -330,11 +423,21 @@ class CsvWriter(Writer):
         return self._row([csv_cell(entry[name]) for name in SEED_FIELDS])
 
 
+#: Characters JSON allows raw inside strings that some line readers (Python's splitlines,
+#: JavaScript before ES2019) take as line ends: an OCSF line writes them as JSON escapes.
+_JSON_LINE_BREAKS = (("\u0085", "\\u0085"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
+
+
 class OcsfWriter(Writer):
-    """One OCSF event per line (JSON Lines)."""
+    """One OCSF event per line (JSON Lines), with no character any reader takes as a line end."""
 
     def line(self, stored: bytes) -> bytes:
-        return orjson.dumps(ocsf_event(entry_of(stored))) + b"\n"
+        data = orjson.dumps(ocsf_event(entry_of(stored)))
+        for raw, escaped in _JSON_LINE_BREAKS:
+            raw_bytes = raw.encode()
+            if raw_bytes in data:  # only inside strings: JSON's structure is ASCII
+                data = data.replace(raw_bytes, escaped.encode())
+        return data + b"\n"
 
 
 class SyslogWriter(Writer):

@@ -19,7 +19,9 @@ import orjson
 _UNSAFE = re.compile(
     "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"
 )
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: A cell starting with one of these gets a leading `'`: the first five start a formula in a
+#: spreadsheet (OWASP CSV injection); `'` itself, so that the prefix can always be taken off.
+_QUOTED_START = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
 def visible(text: str) -> str:
@@ -33,12 +35,14 @@ def _escape_char(match: re.Match[str]) -> str:
 
 
 def csv_cell(value: Any) -> str:
-    """One CSV cell: JSON for objects, empty for null, and a leading `'` before a character a
-    spreadsheet would treat as the start of a formula (OWASP CSV injection)."""
+    """One CSV cell, reversibly (docs/formats.md): null is an empty cell, an empty string a
+    lone `'`, an object its JSON; a leading `'` goes before text starting with a character a
+    spreadsheet would treat as the start of a formula (OWASP CSV injection) or with `'`. So a
+    non-empty cell starting with `'` loses exactly that one character when decoded."""
     if value is None:
         return ""
     text = value if isinstance(value, str) else orjson.dumps(value).decode()
-    if text.startswith(_FORMULA_START):
+    if not text or text.startswith(_QUOTED_START):
         return "'" + text
     return text
 

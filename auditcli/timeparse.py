@@ -29,7 +29,12 @@ def utc_now() -> datetime:
 def format_utc(moment: datetime) -> str:
     """The canonical stored form of `moment`: UTC, millisecond precision, `Z` suffix."""
     moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # strftime's %Y does not pad years before 1000 on every libc ("1-01-01"): pad it here.
+    return (
+        f"{moment.year:04d}"
+        + moment.strftime("-%m-%dT%H:%M:%S.")
+        + f"{moment.microsecond // 1000:03d}Z"
+    )
 
 
 def parse_utc(text: str) -> datetime:

@@ -562,7 +562,8 @@ class TestExport:
             assert match, line
             assert match.group(1) == ("110" if match.group(4) == "login" else "109")
         evil = next(line for line in lines if 'id="evil-1"' in line)
-        assert r'actorName="@SUM(1+1) \"quoted\" back\\slash \]bracket"' in evil
+        # the text escape doubles the backslash, then RFC 5424 escapes each of the two
+        assert r'actorName="@SUM(1+1) \"quoted\" back\\\\slash \]bracket"' in evil
         assert evil.endswith(r"-2+3 line\x0abreak")
 
     def test_output_file_is_atomic_and_never_overwritten_without_force(

@@ -440,7 +440,19 @@ def schema(
     Example: audit schema > audit.sql && duckdb -init audit.sql ;
     audit schema --dialect athena --location s3://bucket/audit/
     """
-    from auditcli.engines import schema_sql
+    from auditcli.engines import athena_missed_days, schema_sql
+    from auditcli.timeparse import format_utc
 
-    where = location or str(get_store(ctx).root)
-    typer.echo(schema_sql(dialect.value, where, table=table), nl=False)
+    store = get_store(ctx)
+    days = store.days()
+    where = location or str(store.root)
+    typer.echo(schema_sql(dialect.value, where, table=table, days=days), nl=False)
+    if dialect.value == "athena":
+        missed = athena_missed_days(days, format_utc(store.clock())[:10])
+        if missed:
+            more = f" and {len(missed) - 5} more" if len(missed) > 5 else ""
+            shown = ", ".join(missed[:5]) + more
+            say(
+                f"warning: the Athena table does not see {len(missed)} day(s) of {store.root} after"
+                f" tomorrow: {shown}; widen 'projection.date.range' to reach them"
+            )

@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Check an auditcli log directory without auditcli: Python's standard library + `cryptography`.
+
+    python3 verify_store.py LOGDIR [--public-key seal.key.pub]
+
+It implements docs/store-format.md and nothing else: every file's hash chain from its genesis,
+the manifest chain (file names, sequence numbers, `previous` links, body hashes), each manifest's
+Ed25519 signature (with the key given, else with the key the manifest embeds, which proves
+nothing about who signed), and that every checkpoint a manifest ever made of a file still holds
+(the file has at least that many lines and its link at that line is the recorded head) unless a
+later retention receipt says the file was deleted on purpose. Exit 0: all holds; 1: problems,
+one per line on stdout; 2: bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import re
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_public_key,
+)
+
+GENESIS_TAG = b"auditcli-chain-v1\x00"
+SIGNED_TAG = b"auditcli-manifest/1\n"
+FORMAT = "auditcli-manifest/1"
+SUFFIX_HEAD = b',"_chain":"sha256:'
+SUFFIX_LEN = len(SUFFIX_HEAD) + 64 + len(b'"}')  # of a line without its newline
+LOG_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})/([A-Za-z0-9.+-]+?)(\.jsonl|\.jsonl\.gz)$")
+MANIFEST_FILE = re.compile(r"^(\d{9})-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z\.json$")
+
+
+def manifest_paths(root: Path) -> list[tuple[int, Path]]:
+    """The manifest files, `(sequence, path)` in sequence order; stray names are reported."""
+    directory = root / "_manifests"
+    found = []
+    for path in sorted(directory.iterdir()) if directory.is_dir() else []:
+        match = MANIFEST_FILE.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+        elif not path.name.startswith("."):  # .lock and a seal's temp file
+            problem(f"_manifests/{path.name}", "not a manifest file name")
+    return sorted(found)
+
+
+PROBLEMS: list[str] = []
+
+
+def problem(where: str, what: str) -> None:
+    """Record one problem: `where: what`."""
+    PROBLEMS.append(f"{where}: {what}")
+
+
+def canonical(body: Any) -> bytes:
+    """The canonical bytes of a manifest body: compact JSON, keys sorted, UTF-8."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def tagged(digest: bytes) -> str:
+    """`sha256:<hex>`, as manifests write a digest."""
+    return "sha256:" + digest.hex()
+
+
+def key_id(key: Ed25519PublicKey) -> str:
+    """SHA-256 of the 32 raw public key bytes, tagged."""
+    return tagged(hashlib.sha256(key.public_bytes(Encoding.Raw, PublicFormat.Raw)).digest())
+
+
+def check_manifests(root: Path, trusted: Ed25519PublicKey | None) -> list[dict[str, Any]]:
+    """The manifest bodies, in order, after checking their chain and signatures."""
+    bodies = []
+    previous_hash, previous_time, expected, signer = None, "", 1, None
+    for sequence, path in manifest_paths(root):
+        name = f"_manifests/{path.name}"
+        envelope = json.loads(path.read_bytes())
+        body = envelope.get("manifest")
+        if not isinstance(body, dict):
+            problem(name, "no manifest body")
+            continue
+        body_bytes = canonical(body)
+        digest = tagged(hashlib.sha256(body_bytes).digest())
+        if path.read_bytes() != canonical(envelope) + b"\n":
+            problem(name, "the file is not the canonical envelope of its content")
+        if envelope.get("hash") != digest:
+            problem(name, f"its body hashes to {digest}, not {envelope.get('hash')}")
+        if sequence != expected:
+            problem(name, f"sequence {sequence}, expected {expected} (a manifest is missing)")
+        expected = sequence + 1
+        if body.get("format") != FORMAT or body.get("sequence") != sequence:
+            problem(name, "wrong format or sequence in its body")
+        if body.get("previous") != previous_hash:
+            problem(name, f"previous is {body.get('previous')}, expected {previous_hash}")
+        if str(body.get("sealedAt")) < previous_time:
+            problem(name, "sealed before the manifest it follows")
+        signer = check_signature(name, body_bytes, envelope.get("signature"), trusted, signer)
+        previous_hash, previous_time = digest, str(body.get("sealedAt"))
+        bodies.append(body)
+    return bodies
+
+
+def check_signature(
+    name: str,
+    body_bytes: bytes,
+    signature: dict[str, Any] | None,
+    trusted: Ed25519PublicKey | None,
+    signer: str | None,
+) -> str | None:
+    """Check one signature; returns the key id manifests are signed with so far."""
+    if signature is None:
+        if trusted is not None or signer is not None:
+            problem(name, "not signed")
+        return signer
+    try:
+        embedded = Ed25519PublicKey.from_public_bytes(base64.b64decode(signature["publicKey"]))
+        value = base64.b64decode(signature["value"], validate=True)
+    except (KeyError, ValueError, TypeError):
+        problem(name, "malformed signature")
+        return signer
+    key = trusted or embedded
+    if signature.get("algorithm") != "ed25519" or signature.get("keyId") != key_id(key):
+        problem(name, f"signed by {signature.get('keyId')}, not by {key_id(key)}")
+        return signer
+    if signer is not None and signer != key_id(key):
+        problem(name, f"signed by {key_id(key)}, earlier manifests by {signer}")
+    try:
+        key.verify(value, SIGNED_TAG + body_bytes)
+    except InvalidSignature:
+        problem(name, "the signature does not match the body")
+    return signer or key_id(key)
+
+
+def checkpoints(bodies: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per file key (day, segment): every (lines, head) a seal recorded since the last deletion
+    receipt of it, torn tails recorded, and whether a receipt deleted it last."""
+    known: dict[tuple[str, str], dict[str, Any]] = {}
+    for body in bodies:
+        if body.get("kind") == "seal":
+            for record in body.get("files", []):
+                key = file_key(record["name"])
+                entry = known.setdefault(key, {"heads": set(), "torn": set(), "deleted": False})
+                entry["heads"].add((record["lines"], record.get("head")))
+                entry["deleted"] = False
+                if record.get("torn"):
+                    entry["torn"].add((record["torn"]["line"], record["torn"]["bytes"]))
+        receipt = body.get("receipt") or {}
+        if body.get("kind") == "receipt" and receipt.get("action", "delete") == "delete":
+            for record in receipt.get("files", []):
+                known[file_key(record["name"])] = {"heads": set(), "torn": set(), "deleted": True}
+    return known
+
+
+def file_key(name: str) -> tuple[str, str]:
+    """`date=D/<segment>.jsonl[.gz]` -> (D, segment): a plain file and its gzip twin share it."""
+    match = LOG_FILE.match(name.removeprefix("date="))
+    if match is None:
+        raise ValueError(f"{name}: not a log file name")
+    return match.group(1), match.group(2)
+
+
+def read_file(path: Path, name: str) -> bytes:
+    """A log file's bytes, decompressed when it is gzip (one member, nothing after it)."""
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        unpacker = zlib.decompressobj(31)
+        plain = unpacker.decompress(data) + unpacker.flush()
+        if not unpacker.eof or unpacker.unused_data:
+            problem(name, "not exactly one complete gzip member")
+        return plain
+    return data
+
+
+def check_file(
+    path: Path, name: str, day: str, segment: str, want: set[int]
+) -> tuple[int, dict[int, str], tuple[int, int] | None]:
+    """Check one file's chain from its genesis. Returns its number of whole lines, the link
+    after each line number in `want` (the line counts manifests recorded), and its torn line
+    (number, bytes) if it ends without a newline."""
+    data = read_file(path, name)
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline, else a torn line
+    link = hashlib.sha256(GENESIS_TAG + f"date={day}/{segment}".encode()).digest()
+    heads: dict[int, str] = {}
+    for number, line in enumerate(lines, 1):
+        if not (line.startswith(b'{"id":"') and line[-SUFFIX_LEN:].startswith(SUFFIX_HEAD)):
+            problem(f"{name}:{number}", "not a stored entry")
+            continue
+        content = line[:-SUFFIX_LEN] + b"}"
+        stated = line[-SUFFIX_LEN + len(SUFFIX_HEAD) : -2]
+        link = hashlib.sha256(link + content).digest()
+        if stated != link.hex().encode():
+            problem(f"{name}:{number}", "its chain link does not follow from the lines before")
+            link = bytes.fromhex(stated.decode())  # go on from the stated link
+        if json.loads(content).get("createdAt", "")[:10] != day:
+            problem(f"{name}:{number}", f"createdAt is not in date={day}")
+        if number in want:
+            heads[number] = tagged(link)
+    torn = (len(lines) + 1, len(tail)) if tail else None
+    return len(lines), heads, torn
+
+
+def verify(root: Path, trusted: Ed25519PublicKey | None) -> tuple[int, int]:
+    """Check everything; returns (files, lines) read. Problems go to PROBLEMS."""
+    known = checkpoints(check_manifests(root, trusted))
+    seen: set[tuple[str, str]] = set()
+    files = total = 0
+    for path in sorted(root.glob("date=*/*")):
+        name = f"{path.parent.name}/{path.name}"
+        try:
+            day, segment = file_key(name)
+        except ValueError:
+            problem(name, "not a log file of the store")
+            continue
+        seen.add((day, segment))
+        entry = known.get((day, segment), {"heads": set(), "torn": set()})
+        wanted = {lines for lines, _ in entry["heads"]}
+        count, heads, torn = check_file(path, name, day, segment, wanted)
+        files, total = files + 1, total + count
+        for lines, head in sorted(entry["heads"], key=lambda item: item[0]):
+            if lines > count:
+                problem(name, f"{count} lines, but a manifest recorded {lines}: truncated")
+            elif lines and heads.get(lines) != head:
+                problem(f"{name}:{lines}", "not the line a manifest recorded: rewritten")
+        if torn is not None and torn not in entry["torn"]:
+            problem(f"{name}:{torn[0]}", f"torn line ({torn[1]} bytes with no newline)")
+    for (day, segment), entry in sorted(known.items()):
+        if (day, segment) not in seen and not entry["deleted"]:
+            problem(f"date={day}/{segment}", "sealed, now gone, and no retention receipt")
+    return files, total
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: exit 0 when the store holds, 1 when a problem was found."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", type=Path, help="the log directory")
+    parser.add_argument("--public-key", type=Path, help="the seal key's public half (PEM)")
+    args = parser.parse_args(argv)
+    trusted = None
+    if args.public_key is not None:
+        trusted = load_pem_public_key(args.public_key.read_bytes())
+        if not isinstance(trusted, Ed25519PublicKey):
+            parser.error(f"{args.public_key}: not an Ed25519 public key")
+    files, lines = verify(args.root, trusted)
+    for line in PROBLEMS:
+        print(line)
+    verdict = f"{len(PROBLEMS)} problem(s)" if PROBLEMS else "OK"
+    print(f"{verdict}: {files} files, {lines} lines", file=sys.stderr)
+    return 1 if PROBLEMS else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
