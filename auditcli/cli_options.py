@@ -259,17 +259,20 @@ def _accepts(param: Any, value: Any) -> bool:
     return bool(param.multiple) == isinstance(value, list)
 
 
-def get_store(ctx: typer.Context, *, create: bool = False) -> AuditStore:
+def get_store(ctx: typer.Context, *, must_exist: bool = True) -> AuditStore:
     """The store of the log directory chosen by `--log-dir`, `AUDIT_LOG_DIR`, the config file
-    or the default, and this host's writer id. Unless `create` (the commands that record:
-    `record`, `import`), it must already be a log directory: a mistyped path is an error (exit
-    7), not an empty log."""
+    or the default, and this host's writer id. With `must_exist` (all but `record`, `import`,
+    which create it at their first write, and `path`), it must already be a log directory: a
+    mistyped path is an error (exit 7), not an empty log."""
     from .store import require_store
 
     found = settings(ctx)
-    log_dir = found["log_dir"]
-    store = AuditStore(log_dir.value, writer_id=found["writer_id"].value)
-    if not create:
+    log_dir, writer = found["log_dir"], found["writer_id"]
+    # AUDIT_WRITER_ID is the store's to read (it reduces a host name to a valid id); a config
+    # file's writer_id is taken as written, and refused when it is not a valid id.
+    from_file = writer.value if writer.source not in ("default", "AUDIT_WRITER_ID") else None
+    store = AuditStore(log_dir.value, writer_id=from_file)
+    if must_exist:
         try:
             require_store(store.root)
         except AuditError as exc:

@@ -53,6 +53,10 @@ IDS = [" ".join(path) or "audit" for path, _ in COMMANDS]
 
 # ------------------------------------------------------------------------------- actions
 class TestActions:
+    @pytest.fixture(autouse=True)
+    def _store(self, store_dir: Path) -> None:
+        """`audit actions` reads, and `actions add` writes, an existing log directory."""
+
     def test_catalog_is_the_seeds(self) -> None:
         assert {s.action: (s.display_name, s.group) for s in BUILTIN_ACTIONS} == SEED_ACTIONS
         assert TARGETS == ("USER", "ROLE", "TEAM", "SERVICE_ACCOUNT", "ORGANIZATION")
@@ -131,7 +135,6 @@ class TestActions:
         assert again.exit_code == 2 and "already defined" in again.stderr
 
     def test_a_broken_catalog_file_is_a_clear_error(self, cli, log_dir) -> None:
-        log_dir.mkdir()
         (log_dir / CATALOG_FILE).write_text('{"actions": [{"action": "Bad"}]}')
         result = cli("actions")
         assert result.exit_code == 2

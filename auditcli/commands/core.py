@@ -154,7 +154,7 @@ def record(
     """
     from auditcli.model import dumps_entry, loads_strict
 
-    store = get_store(ctx, create=True)
+    store = get_store(ctx, must_exist=False)
     given = {
         "actorId": actor_id,
         "actorName": actor_name,
@@ -165,7 +165,7 @@ def record(
         "teamId": team_id,
         "description": description,
         "metadata": _metadata(metadata, meta or []),
-        "createdAt": created_at,
+        "createdAt": _entry_time(created_at, store.clock) if created_at else None,
         "id": entry_id,
     }
     given = {key: value for key, value in given.items() if value is not None}
@@ -192,6 +192,17 @@ def record(
         write_out(dumps_entry(entry) + b"\n")
     else:
         write_out(entry["id"].encode() + b"\n")
+
+
+def _entry_time(text: str, clock: Any) -> str:
+    """`--created-at`: `now` or a duration back from now (`5m`, `2 hours ago`) is resolved
+    here; anything else goes to the entry's own check (ISO-8601 with an offset)."""
+    from auditcli.timeparse import relative_time
+
+    try:
+        return relative_time(text, clock) or text
+    except ValueError as exc:
+        raise UsageError(f"--created-at: {exc}") from None
 
 
 def _metadata(raw: str | None, pairs: list[str]) -> dict[str, Any] | None:
@@ -233,7 +244,7 @@ def import_(
     """
     from auditcli.importer import import_jsonl
 
-    store = get_store(ctx, create=True)
+    store = get_store(ctx, must_exist=False)
     if source == "-":
         stream, size = sys.stdin.buffer, None
     else:
@@ -489,4 +500,4 @@ def path(ctx: typer.Context) -> None:
 
     Example: audit path
     """
-    typer.echo(str(get_store(ctx).root))
+    typer.echo(str(get_store(ctx, must_exist=False).root))
