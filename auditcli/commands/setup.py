@@ -67,7 +67,10 @@ def config_(
 
     found = settings(ctx)
     files = config_files()
-    rows = [(key.name, _shown(found[key.name].value), found[key.name].source) for key in KEYS]
+    rows = [
+        (key.name, _effective(key.name, found[key.name].value), found[key.name].source)
+        for key in KEYS
+    ]
     chosen = fmt or (TableOrJson.table if stdout_is_terminal() else TableOrJson.json)
     if chosen is TableOrJson.json:
         write_json(
@@ -84,11 +87,19 @@ def config_(
     out = console()
     out.print(rows_table(("Setting", "Value", "Source"), rows))
     for f in files:
-        out.print(Text(f"{f.scope} file: {f.path}{'' if f.found else ' (none)'}"), soft_wrap=True)
+        out.print(Text(f"{f.scope} file: {f.path}{'' if f.found else ' (none)'}"), overflow="fold")
 
 
-def _shown(value: Any) -> Any:
-    """A setting's value as text/JSON: paths as strings, unset as None."""
+def _effective(name: str, value: Any) -> Any:
+    """A setting's value as text/JSON, the built-in default filled in where there is one (None:
+    unset, e.g. no signing key; `format` unset means each command's own default)."""
+    from auditcli.store import default_log_dir, default_writer_id
+
+    if value is None:
+        defaults = {"log_dir": default_log_dir, "writer_id": default_writer_id}
+        if name in defaults:
+            return str(defaults[name]())
+        return "UTC" if name == "time_zone" else None
     if isinstance(value, list):
         return " ".join(str(item) for item in value)
-    return None if value is None else str(value)
+    return str(value)
