@@ -28,6 +28,7 @@ class _AuditGroup(TyperGroup):
 
     def main(self, *args: Any, standalone_mode: bool = True, **extra: Any) -> Any:
         """Run the command; a usage error is one `Error: …; see 'audit X -h'` line, exit 2."""
+        _resolved.clear()
         try:
             code = super().main(*args, standalone_mode=False, **extra)
         except typer.Abort:
@@ -46,6 +47,12 @@ class _AuditGroup(TyperGroup):
             return code
         # Without standalone mode a command's Exit comes back as its code; success as None.
         sys.exit(code if isinstance(code, int) else 0)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        """Note the command path resolved so far, for errors that come without a context."""
+        name, command, rest = super().resolve_command(ctx, args)
+        _resolved[:] = [ctx.command_path, name or ""]
+        return name, command, rest
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -81,6 +88,9 @@ class _AuditGroup(TyperGroup):
             raise typer.Exit(1) from None
 
 
+#: The command path last resolved (see `_AuditGroup.resolve_command`).
+_resolved: list[str] = []
+
 #: Typer's parameter checks speak pydantic; these say the same in a CLI's words.
 _PYDANTIC_WORDS = (
     (re.compile(r"Value error, "), ""),
@@ -101,9 +111,9 @@ def usage_message(exc: Any) -> str:
     if isinstance(exc, BadParameter) and exc.param is not None:
         text = text.replace(" / ", "/")
     ctx = exc.ctx if isinstance(exc, UsageError) else None
-    if ctx is not None:
-        text = f"{text}{' ' if text.endswith(('.', '?')) else '. '}See '{ctx.command_path} -h'."
-    return text
+    # Some parser errors carry no context: the command being parsed is then the last resolved.
+    where = ctx.command_path if ctx is not None else " ".join(_resolved) or "audit"
+    return f"{text}{' ' if text.endswith(('.', '?')) else '. '}See '{where} -h'."
 
 
 def _tidy(group: Any, globals_: list[Any]) -> None:
@@ -131,14 +141,12 @@ def _tidy(group: Any, globals_: list[Any]) -> None:
 def _tidy_params(command: Any) -> None:
     command.rich_markup_mode = None
     for param in command.params:
-        if param.metavar is not None or getattr(param, "is_flag", False):
-            continue
         if param.param_type_name == "argument":
-            param.metavar = param.name.upper()
+            param.metavar = param.metavar or param.name.upper()
             # Typer would show `{action}` in the usage line and `<str>` after the name.
             param._usage_display_name = _plain_usage(param)
             param.display_type_rich = _no_type
-        else:
+        elif param.metavar is None and not getattr(param, "is_flag", False):
             param.metavar = _metavar(param.display_type(None))
 
 
@@ -160,6 +168,7 @@ def _metavar(shown: str) -> str:
         inner = inner[5:-1]
     if "|" in inner:
         return f"[{inner}]"
+    inner = inner.removesuffix(" range")  # `<int range>`: the range is shown after the help
     return {"int": "INTEGER", "float": "NUMBER", "path": "PATH", "file": "FILE"}.get(inner, "TEXT")
 
 
