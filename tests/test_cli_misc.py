@@ -8,7 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import typer
@@ -45,6 +45,15 @@ def commands() -> Iterator[tuple[list[str], Any]]:
             yield from walk(sub, [*path, name])
 
     yield from walk(typer.main.get_command(app), [])
+
+
+def undocumented(command: Any) -> list[str]:
+    """The visible options and arguments of `command` that have no help text."""
+    return [
+        param.opts[0]
+        for param in command.params
+        if not getattr(param, "hidden", False) and not (getattr(param, "help", None) or "").strip()
+    ]
 
 
 COMMANDS = list(commands())
@@ -212,13 +221,30 @@ class TestHelp:
 
     @pytest.mark.parametrize(("path", "command"), COMMANDS, ids=IDS)
     def test_every_option_and_argument_says_what_it_is(self, path, command) -> None:
-        missing = [
-            param.opts[0]
-            for param in command.params
-            if not getattr(param, "hidden", False)
-            and not (getattr(param, "help", None) or "").strip()
-        ]
+        missing = undocumented(command)
         assert not missing, f"`audit {' '.join(path)}`: no help for {missing}"
+
+    def test_the_help_check_finds_what_is_missing(self) -> None:
+        """The check above can fail: a command and an option without help are reported, and
+        a hidden alias (the old spellings) is not."""
+        demo = typer.Typer()
+
+        @demo.command()
+        def first(
+            size: Annotated[int, typer.Option("--size")] = 1,
+            old: Annotated[int, typer.Option("--old", hidden=True)] = 1,
+            name: Annotated[str, typer.Option("--name", help="A name.")] = "",
+        ) -> None:
+            pass
+
+        @demo.command()
+        def second() -> None:
+            """Documented."""
+
+        group = typer.main.get_command(demo)
+        assert undocumented(group.commands["first"]) == ["--size"]
+        assert not (group.commands["first"].help or "").strip()
+        assert (group.commands["second"].help or "").strip() == "Documented."
 
     def test_the_commands_of_the_issue_exist(self) -> None:
         names = {" ".join(path) for path, _ in COMMANDS}

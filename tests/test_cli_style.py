@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_cli_misc import COMMANDS, IDS
 
 ENTRY = ["login", "--actor-id", "u-1", "--org-id", "org-1"]
