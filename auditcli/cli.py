@@ -8,6 +8,7 @@ import copy
 import os
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,11 +27,19 @@ class _AuditGroup(TyperGroup):
         super().__init__(**attrs)
         _tidy(self, [param for param in self.params if param.name in _GLOBAL_NAMES])
 
-    def main(self, *args: Any, standalone_mode: bool = True, **extra: Any) -> Any:
-        """Run the command; a usage error is one `Error: …; see 'audit X -h'` line, exit 2."""
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command; a usage error is one `Error: … See 'audit X -h'.` line, exit 2."""
         _resolved.clear()
         try:
-            code = super().main(*args, standalone_mode=False, **extra)
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.Abort:
             if not standalone_mode:
                 raise
@@ -197,7 +206,7 @@ class _AuditTyper(typer.Typer):
     _state = "pending"  # then "loading" while modules import, then "done"
 
     @property
-    def registered_commands(self) -> list[Any]:  # type: ignore[override]
+    def registered_commands(self) -> list[Any]:
         _ensure_registered()
         return self._commands
 
@@ -206,7 +215,7 @@ class _AuditTyper(typer.Typer):
         self._commands = value
 
     @property
-    def registered_groups(self) -> list[Any]:  # type: ignore[override]
+    def registered_groups(self) -> list[Any]:
         _ensure_registered()
         return self._groups
 

@@ -332,7 +332,7 @@ def _stats_table(result: Any, top: int | None, filters: Any) -> None:
         ]
         span = f"{buckets[0]} … {buckets[-1]}" if buckets else ""
         unit = keys[time_at] if step == 1 else f"{step} {keys[time_at]}s"
-        headers = (KEY_COLUMNS[keys[other]], "count", f"per {unit}, {span}")
+        headers: tuple[str, ...] = (KEY_COLUMNS[keys[other]], "count", f"per {unit}, {span}")
         console().print(rows_table(headers, table_rows, caption=caption, numeric=("count",)))
         return
     shown = result.rows(top)
