@@ -251,11 +251,14 @@ def _defaults(command: Any, found: dict[str, Any]) -> dict[str, Any]:
 
 
 def _accepts(param: Any, value: Any) -> bool:
-    """Whether an option takes `value`: a format must be one of its choices; one key path goes
-    to a list option as a list and to a single option as itself."""
+    """Whether an option takes `value` as its default. The config's format is the default only
+    of commands that draw tables and offer that format (not `record`'s id or `export`'s
+    formats: a script reading them must not change with a config file); one key path goes to
+    a list option as a list and to a single option as itself."""
     choices = getattr(param.type_descriptor, "choices", None)
     if choices:
-        return str(value) in {str(choice) for choice in choices}
+        offered = {str(choice) for choice in choices}
+        return "table" in offered and str(value) in offered
     return bool(param.multiple) == isinstance(value, list)
 
 

@@ -101,8 +101,10 @@ class TestPrecedence:
         assert report["ok"] is True and report["signatures"] == "verified"
         assert json.loads(cli("query").stdout)["total"] == 1  # json, not jsonl
         assert cli("query", "-f", "jsonl").stdout.count("\n") == 1  # the flag wins
-        # a format the command does not offer is not forced on it
-        assert cli("record", *ENTRY).stdout.count("\n") == 1
+        # only commands that draw tables take it: record still prints the id, export JSONL
+        assert len(cli("record", *ENTRY).stdout.strip()) == 36
+        exported = cli("export").stdout.splitlines()
+        assert len(exported) == 2 and all(json.loads(line)["action"] for line in exported)
 
     def test_environment_beats_the_config_for_option_defaults(
         self, cli, monkeypatch, tmp_path, user_file, store_dir

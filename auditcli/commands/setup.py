@@ -84,8 +84,15 @@ def config_(
 
     from auditcli.render import rows_table
 
+    # The table names a file by its scope (the paths follow it), leaving the width to values.
+    scope_of = {str(f.path): f"{f.scope} file" for f in files}
     out = console()
-    out.print(rows_table(("Setting", "Value", "Source"), rows))
+    out.print(
+        rows_table(
+            ("Setting", "Value", "Source"),
+            [(name, value, scope_of.get(source, source)) for name, value, source in rows],
+        )
+    )
     for f in files:
         out.print(Text(f"{f.scope} file: {f.path}{'' if f.found else ' (none)'}"), overflow="fold")
 
