@@ -46,11 +46,14 @@ class _AuditGroup(TyperGroup):
             sys.stderr.write("Error: aborted\n")
             sys.exit(1)
         except Exception as exc:
-            from typer._click.exceptions import ClickException
+            from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
             if not isinstance(exc, ClickException) or not standalone_mode:
                 raise
-            sys.stderr.write(f"Error: {inert(usage_message(exc))}\n")
+            if isinstance(exc, NoArgsIsHelpError):
+                exc.show()  # `audit`, `audit keys`: the help, as click shows it (exit 2)
+            else:
+                sys.stderr.write(f"Error: {inert(usage_message(exc))}\n")
             sys.exit(exc.exit_code)
         if not standalone_mode:
             return code

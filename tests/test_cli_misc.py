@@ -190,9 +190,10 @@ class TestPathAndVersion:
         assert path.stdout == f"{log_dir}\n"
 
     def test_no_arguments_shows_help(self, cli) -> None:
-        result = cli()
-        assert "Usage" in result.stdout + result.stderr
-        assert "record" in result.stdout + result.stderr
+        for argv in ([], ["keys"]):
+            result = cli(*argv)
+            assert result.stderr.startswith("Usage: audit "), result.stderr
+            assert "\nCommands:\n" in result.stderr and "Error" not in result.stderr
 
     def test_unknown_command_exits_2(self, cli) -> None:
         result = cli("recrod")

@@ -198,3 +198,20 @@ def test_bash_itself_completes_with_the_script(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.stdout.split() == ["TEAM"], done.stderr
+
+
+# ------------------------------------------------------------------------------- record times
+def test_record_created_at_takes_now_and_durations(cli) -> None:
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    before = datetime.now(UTC)
+    stored = json.loads(cli("record", *ENTRY, "-f", "json", "--created-at", "2 hours ago").stdout)
+    at = datetime.fromisoformat(stored["createdAt"])
+    assert timedelta(hours=2) - timedelta(seconds=5) < before - at < timedelta(hours=2, seconds=5)
+    now = json.loads(cli("record", *ENTRY, "-f", "json", "--created-at", "now").stdout)
+    assert abs(datetime.fromisoformat(now["createdAt"]) - before) < timedelta(seconds=30)
+    bad = cli("record", *ENTRY, "--created-at", "3 parsecs")
+    assert bad.exit_code == 2 and "--created-at: unknown unit 'parsecs'" in bad.stderr
+    naive = cli("record", *ENTRY, "--created-at", "2026-11-25T08:00:00")
+    assert naive.exit_code == 3 and "no UTC offset" in naive.stderr  # still refused, not guessed

@@ -106,6 +106,11 @@ class TestPrecedence:
         exported = cli("export").stdout.splitlines()
         assert len(exported) == 2 and all(json.loads(line)["action"] for line in exported)
 
+    def test_audit_format_sets_the_table_commands_format(self, cli, monkeypatch, store_dir):
+        monkeypatch.setenv("AUDIT_FORMAT", "json")
+        assert json.loads(cli("query").stdout)["total"] == 0
+        assert shown(cli)["settings"]["format"] == {"value": "json", "source": "AUDIT_FORMAT"}
+
     def test_environment_beats_the_config_for_option_defaults(
         self, cli, monkeypatch, tmp_path, user_file, store_dir
     ) -> None:
@@ -192,9 +197,12 @@ class TestDisplayZone:
         assert "2026-11-25 08:06:40" in cli("query", "-f", "table").stdout
         tokyo = cli("query", "-f", "table", "--tz", "Asia/Tokyo").stdout
         assert "Time (Asia/Tokyo)" in tokyo and "2026-11-25 17:06:40" in tokyo
-        assert json.loads(cli("--tz", "Asia/Tokyo", "query", "-f", "json").stdout)["logs"][0][
-            "createdAt"
-        ] == AT
+        assert (
+            json.loads(cli("--tz", "Asia/Tokyo", "query", "-f", "json").stdout)["logs"][0][
+                "createdAt"
+            ]
+            == AT
+        )
         monkeypatch.setenv("TZ", "America/New_York")
         assert "2026-11-25 03:06:40" in cli("query", "-f", "table").stdout
         monkeypatch.delenv("TZ")

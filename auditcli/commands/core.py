@@ -231,9 +231,7 @@ def _metadata(raw: str | None, pairs: list[str]) -> dict[str, Any] | None:
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    source: Annotated[
-        str, typer.Argument(metavar="FILE", help="A JSONL file, or '-' for stdin.")
-    ],
+    source: Annotated[str, typer.Argument(metavar="FILE", help="A JSONL file, or '-' for stdin.")],
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Write the valid lines and report the rest.")
     ] = False,

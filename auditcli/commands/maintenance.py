@@ -375,9 +375,7 @@ def tail(
     ] = None,
     limit: Annotated[
         int,
-        typer.Option(
-            "--limit", "-n", metavar="N", help="First print the last N matching entries."
-        ),
+        typer.Option("--limit", "-n", metavar="N", help="First print the last N matching entries."),
     ] = 10,
     lines: Annotated[
         int | None, typer.Option("--lines", hidden=True, help="Old spelling of --limit.")

@@ -114,6 +114,7 @@ def serve(
     if workers > 1:
         # Each worker process imports the app factory and finds the log directory here.
         os.environ["AUDIT_LOG_DIR"] = str(store.root)
+        os.environ["AUDIT_WRITER_ID"] = store.writer_id  # also when the config file set it
         uvicorn.run(
             "auditcli.server:app_from_environment", factory=True, workers=workers, **options
         )
