@@ -39,7 +39,7 @@ class _AuditGroup(TyperGroup):
         """Run the command; a usage error is one `Error: … See 'audit X -h'.` line, exit 2."""
         _resolved.clear()
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         except typer.Abort:
             if not standalone_mode:
                 raise
@@ -81,7 +81,7 @@ class _AuditGroup(TyperGroup):
             sys.stderr.close()
             raise typer.Exit(0) from None
         except Exception as exc:
-            # Click's own exceptions (usage errors, exits) are click's to print. Anything else
+            # Click's own exceptions (usage errors, exits) are for `main` to print. Anything else
             # is a bug or an unwrapped OS error: one line and exit 1, never a traceback, which
             # could quote an entry's content. AUDIT_DEBUG=1 shows it.
             own = isinstance(exc, typer.Exit | typer.Abort) or type(exc).__module__.startswith(

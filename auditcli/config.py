@@ -17,25 +17,27 @@ from typing import Any
 from .errors import UsageError
 
 SYSTEM_CONFIG = Path("/etc/auditcli/config.toml")
+#: The values of `format`: what the table-drawing commands offer besides `table` itself.
+FORMATS = ("table", "json", "jsonl", "csv")
 
 
 @dataclass(frozen=True)
 class Key:
-    """One setting: its environment variable and the kind of value the file gives."""
+    """One setting: its environment variable and the kind of value the file gives (see
+    docs/configuration.md for what each means)."""
 
     name: str
     env: str | None
     kind: str  # "path", "paths" (one or a list), "text", "format", "zone"
-    help: str
 
 
 KEYS = (
-    Key("log_dir", "AUDIT_LOG_DIR", "path", "The log directory every command uses."),
-    Key("writer_id", "AUDIT_WRITER_ID", "text", "This host's writer id (file name in a day)."),
-    Key("signing_key", "AUDIT_SIGNING_KEY", "path", "Private key that signs seals and receipts."),
-    Key("public_key", "AUDIT_PUBLIC_KEY", "paths", "Trusted public key(s) for `audit verify`."),
-    Key("format", "AUDIT_FORMAT", "format", "Default --format where a command offers it."),
-    Key("time_zone", "TZ", "zone", "Zone that tables show times in (stored times stay UTC)."),
+    Key("log_dir", "AUDIT_LOG_DIR", "path"),
+    Key("writer_id", "AUDIT_WRITER_ID", "text"),
+    Key("signing_key", "AUDIT_SIGNING_KEY", "path"),
+    Key("public_key", "AUDIT_PUBLIC_KEY", "paths"),
+    Key("format", "AUDIT_FORMAT", "format"),
+    Key("time_zone", "TZ", "zone"),
 )
 _BY_NAME = {key.name: key for key in KEYS}
 
@@ -116,7 +118,7 @@ def _checked(path: Path, key: Key, raw: Any) -> Any:
         resolved = _relative_to(path, raw)
         return [resolved] if key.kind == "paths" else resolved
     if key.kind == "format":
-        return raw.strip().lower()
+        return _format(raw, where)
     if key.kind == "zone":
         from .timeparse import display_zone
 
@@ -152,7 +154,16 @@ def resolve(
     return result
 
 
+def _format(raw: str, where: str) -> str:
+    value = raw.strip().lower()
+    if value not in FORMATS:
+        raise UsageError(f"{where}: {raw!r} is not one of {', '.join(FORMATS)}")
+    return value
+
+
 def _from_env(key: Key, raw: str) -> Any:
+    if key.kind == "format":
+        return _format(raw, key.env or key.name)
     if key.kind == "path":
         return Path(raw)
     if key.kind == "paths":

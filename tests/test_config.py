@@ -132,6 +132,7 @@ class TestBadConfig:
             ('log_dir = "/x\n', "not valid TOML"),
             ('time_zone = "Mars/Base"\n', "unknown time zone 'Mars/Base'"),
             ("public_key = []\n", "public_key: expected a path or a list of paths"),
+            ('format = "yaml"\n', "format: 'yaml' is not one of table, json, jsonl, csv"),
         ],
     )
     def test_one_line_naming_the_file(self, cli, user_file, text, message) -> None:
