@@ -159,7 +159,7 @@ def _tidy_params(command: Any) -> None:
             param._usage_display_name = _plain_usage(param)
             param.display_type_rich = _no_type
         elif param.metavar is None and not getattr(param, "is_flag", False):
-            param.metavar = _metavar(param.display_type(None))
+            param.metavar = _metavar(param.opts[0], param.display_type(None))
 
 
 def _no_type(ctx: Any = None) -> None:
@@ -173,13 +173,37 @@ def _plain_usage(param: Any) -> Any:
     return usage
 
 
-def _metavar(shown: str) -> str:
-    """`<list[str]>` → TEXT, `<int>` → INTEGER, `<desc|asc>` → [desc|asc]."""
+#: What to give, by option name, where the type alone would say TEXT or INTEGER.
+_METAVAR_OF_OPTION = {
+    "--target": "TYPE",
+    "--host": "ADDRESS",
+    "--port": "PORT",
+    "--location": "URL",
+    "--table": "NAME",
+    "--group": "NAME",
+    "--interval": "SECONDS",
+    "--compress-after": "DAYS",
+    "--delete-after": "DAYS",
+    "--ssl-certfile": "FILE",
+    "--ssl-keyfile": "FILE",
+    **dict.fromkeys(("--limit", "--offset", "--top", "--max-rows", "--workers"), "N"),
+}
+_METAVAR_OF_SUFFIX = (("-id", "ID"), ("-email", "EMAIL"), ("-name", "NAME"))
+
+
+def _metavar(option: str, shown: str) -> str:
+    """A metavar from the option's name (`--org-id` → ID, `--port` → PORT) or its type as
+    typer shows it (`<list[str]>` → TEXT, `<int>` → INTEGER, `<desc|asc>` → [desc|asc])."""
     inner = shown.strip("<>")
     if inner.startswith("list[") and inner.endswith("]"):
         inner = inner[5:-1]
     if "|" in inner:
         return f"[{inner}]"
+    if option in _METAVAR_OF_OPTION:
+        return _METAVAR_OF_OPTION[option]
+    for suffix, metavar in _METAVAR_OF_SUFFIX:
+        if option.endswith(suffix):
+            return metavar
     inner = inner.removesuffix(" range")  # `<int range>`: the range is shown after the help
     return {"int": "INTEGER", "float": "NUMBER", "path": "PATH", "file": "FILE"}.get(inner, "TEXT")
 
