@@ -218,3 +218,13 @@ class TestDisplayZone:
             "Error: --tz: unknown time zone 'Mars/Base'; use UTC, local or a name such as"
             " Europe/Paris\n"
         )
+
+
+def test_the_suite_never_reads_the_machines_or_the_developers_config(tmp_path) -> None:
+    """conftest points both files into the test's directory: a real /etc/auditcli/config.toml
+    or ~/.config/auditcli/config.toml cannot change what a test sees."""
+    from auditcli.config import SYSTEM_CONFIG, config_files
+
+    paths = [found.path for found in config_files()]
+    assert all(path.is_relative_to(tmp_path) for path in paths), paths
+    assert SYSTEM_CONFIG not in paths
