@@ -299,7 +299,14 @@ class AuditStore:
                     f"{self.root.parent}: cannot create: {exc.strerror}; entry NOT recorded"
                 ) from None
             _make_dir(self.root, self.root.parent, follow=True)
-        _write_marker(self.root)
+        try:
+            _write_marker(self.root)
+        except NotRecordedError:
+            # A store made before the marker, whose directory this writer may not add files
+            # to (it only appends to partitions), is still a store: the marker is optional
+            # there. A directory that is not yet a store must be marked, or nothing is written.
+            if store_problem(self.root) is not None:
+                raise
         self._marked = True
 
     def days(self, first: str | None = None, last: str | None = None) -> list[str]:

@@ -8,9 +8,11 @@ import json
 import stat
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
+from auditcli.errors import NotRecordedError
 from auditcli.store import STORE_MARKER, AuditStore, init_store, require_store, store_problem
 
 ENTRY = ["login", "--actor-id", "u-1", "--org-id", "org-1"]
@@ -157,3 +159,31 @@ def test_the_exit_code_reaches_the_shell(tmp_path) -> None:
     )  # fmt: skip
     assert done.returncode == 7 and done.stdout == ""
     assert done.stderr.startswith("Error: ") and done.stderr.count("\n") == 1
+
+
+def test_an_older_store_the_writer_cannot_mark_still_records(tmp_path, monkeypatch) -> None:
+    """A 0.1.0 store whose directory the writer may not add files to (it only appends to
+    partitions) keeps recording; a new directory that cannot be marked records nothing."""
+    import errno
+    import os
+
+    real_open = os.open
+
+    def no_marker(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if str(path).endswith(STORE_MARKER) and flags & os.O_CREAT:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    old = tmp_path / "old"
+    first = {"action": "login", "actorId": "u-1", "organizationId": "org-1"}
+    AuditStore(old, writer_id="w1").record(first)
+    (old / STORE_MARKER).unlink()
+    monkeypatch.setattr("auditcli.store.os.open", no_marker)
+    AuditStore(old, writer_id="w1").record({**first, "actorId": "u-2"})
+    assert not (old / STORE_MARKER).exists()
+    (day_file,) = old.glob("date=*/w1.jsonl")
+    assert len(day_file.read_bytes().splitlines()) == 2
+    new = tmp_path / "new"
+    with pytest.raises(NotRecordedError, match=r"_store\.json: cannot create"):
+        AuditStore(new, writer_id="w1").record(first)
+    assert list(new.iterdir()) == []
