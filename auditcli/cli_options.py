@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .errors import AuditError
+from .errors import NoStoreError
 from .store import AuditStore
 
 _FILTERS = "Filters"
@@ -255,7 +255,7 @@ def _accepts(param: Any, value: Any) -> bool:
     of commands that draw tables and offer that format (not `record`'s id or `export`'s
     formats: a script reading them must not change with a config file); one key path goes to
     a list option as a list and to a single option as itself."""
-    choices = getattr(param.type_descriptor, "choices", None)
+    choices = getattr(getattr(param, "type_descriptor", None), "choices", None)
     if choices:
         offered = {str(choice) for choice in choices}
         return "table" in offered and str(value) in offered
@@ -278,9 +278,9 @@ def get_store(ctx: typer.Context, *, must_exist: bool = True) -> AuditStore:
     if must_exist:
         try:
             require_store(store.root)
-        except AuditError as exc:
+        except NoStoreError as exc:
             origin = "" if log_dir.source == "default" else f" (from {log_dir.source})"
-            raise type(exc)(
+            raise NoStoreError(
                 f"{exc}{origin}; check the path, or create one with `audit init {store.root}`"
             ) from None
     return store
