@@ -86,6 +86,8 @@ def store_problem(root: Path) -> str | None:
         return "not a directory"
     try:
         names = os.listdir(root)
+    except FileNotFoundError:  # removed or renamed since the stat
+        return "no such log directory"
     except OSError as exc:
         return f"cannot list: {_why(exc)}"
     if STORE_MARKER in names or any(
@@ -298,7 +300,7 @@ class AuditStore:
                 raise NotRecordedError(
                     f"{self.root.parent}: cannot create: {exc.strerror}; entry NOT recorded"
                 ) from None
-            _make_dir(self.root, self.root.parent, follow=True)
+            _make_marked_dir(self.root)
         try:
             _write_marker(self.root)
         except NotRecordedError:
@@ -540,6 +542,31 @@ def _make_dir(path: Path, parent: Path | None = None, *, follow: bool = False) -
         ) from None
     if parent is not None:
         _fsync_dir(parent)
+
+
+def _make_marked_dir(root: Path) -> None:
+    """Create log directory `root` with its marker already inside: made under a temporary name
+    and renamed into place, so a reader never sees it empty (and refuses it) while a first
+    writer creates it. If another writer created it meanwhile, theirs stays."""
+    staging = root.with_name(f".{root.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    try:
+        _make_dir(staging)
+        _write_marker(staging)
+        os.rename(staging, root)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            (staging / STORE_MARKER).unlink(missing_ok=True)
+            staging.rmdir()
+        if isinstance(exc, OSError) and root.is_dir():
+            return  # another writer created it first: theirs is the log directory
+        if isinstance(exc, OSError):
+            raise NotRecordedError(
+                f"{root}: cannot create: {_why(exc)}; entry NOT recorded"
+            ) from None
+        if isinstance(exc, NotRecordedError):  # name the log directory, not the staging one
+            raise NotRecordedError(str(exc).replace(str(staging), str(root))) from None
+        raise
+    _fsync_dir(root.parent)
 
 
 def _write_marker(root: Path) -> None:

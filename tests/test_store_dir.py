@@ -186,4 +186,34 @@ def test_an_older_store_the_writer_cannot_mark_still_records(tmp_path, monkeypat
     new = tmp_path / "new"
     with pytest.raises(NotRecordedError, match=r"_store\.json: cannot create"):
         AuditStore(new, writer_id="w1").record(first)
-    assert list(new.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [old]  # neither `new` nor its staging directory
+
+
+def test_a_reader_never_sees_a_log_directory_half_made(tmp_path) -> None:
+    """The first writer makes the directory with its marker inside, under a temporary name,
+    then renames it into place: a concurrent reader sees no directory, then a store."""
+    import threading
+
+    root = tmp_path / "logs"
+    seen: set[str | None] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.add(store_problem(root))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for n in range(30):
+            AuditStore(root, writer_id="w1").record(
+                {"action": "login", "actorId": f"u-{n}", "organizationId": "org-1"}
+            )
+            if n < 29:
+                root.rename(tmp_path / f"gone-{n}")  # atomically, unlike deleting it
+    finally:
+        stop.set()
+        watcher.join(timeout=30)
+    assert seen <= {"no such log directory", None}, seen
+    assert None in seen and "no such log directory" in seen
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
