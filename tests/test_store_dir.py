@@ -217,3 +217,14 @@ def test_a_reader_never_sees_a_log_directory_half_made(tmp_path) -> None:
     assert seen <= {"no such log directory", None}, seen
     assert None in seen and "no such log directory" in seen
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_a_dangling_symlinked_log_directory_is_not_replaced(cli, tmp_path) -> None:
+    """`/var/log/audit -> /data/audit` with /data not mounted: nothing is recorded, and the
+    link is not replaced by a local directory that would take the entries."""
+    link = tmp_path / "audit"
+    link.symlink_to(tmp_path / "unmounted" / "audit")
+    result = cli("-d", link, "record", *ENTRY)
+    assert result.exit_code == 4 and "entry NOT recorded" in result.stderr
+    assert link.is_symlink() and not (tmp_path / "unmounted").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit"]
