@@ -21,7 +21,6 @@ import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ import orjson
 
 from .errors import AuthError, IntegrityError, UsageError
 from .store import AuditStore
-from .timeparse import format_utc, parse_bound, parse_utc
+from .timeparse import Duration, format_utc, parse_bound, parse_duration, parse_utc
 
 ACCOUNTS_DIR = "_accounts"
 ACCOUNTS_FILE = "accounts.json"
@@ -38,9 +37,6 @@ TOKEN_PREFIX = "audit_"
 ROLES: tuple[str, ...] = ("admin", "member")
 _TOKEN = re.compile(r"^audit_[A-Za-z0-9_-]{43}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_DURATION = re.compile(r"^(\d{1,6})\s*(h|d|w|y)$")
-_OTHER_DURATION = re.compile(r"^-?\d+\s*[a-z]+$")
-_UNIT_HOURS = {"h": 1, "d": 24, "w": 24 * 7, "y": 24 * 365}
 _FORMAT_VERSION = 1
 
 
@@ -127,24 +123,23 @@ def hash_token(token: str) -> str:
 
 def parse_expiry(text: str, now: str) -> str | None:
     """When a token given `--expires TEXT` at `now` expires: `never` (None), a duration ahead
-    (`12h`, `90d`, `2w`, `1y`) or an ISO time or date (a date means the end of that day)."""
+    (`12h`, `90d`, `2w`, `3mo`, `1y`: the grammar of every time option) or an ISO time or date
+    (a date means the end of that day)."""
     value = text.strip().lower()
     if value in ("never", "none"):
         return None
-    if match := _DURATION.match(value):
-        hours = int(match.group(1)) * _UNIT_HOURS[match.group(2)]
-        if hours == 0:
-            raise UsageError("--expires: must be in the future")
+    try:
+        parsed = parse_duration(value)
+    except ValueError as exc:
+        raise UsageError(f"--expires: {exc}") from None
+    if parsed is not None:
+        duration, ago = parsed
+        if ago or duration == Duration(0, 0):
+            raise UsageError(f"--expires: {text!r} is not in the future")
         try:
-            return format_utc(parse_utc(now) + timedelta(hours=hours))
+            return format_utc(duration.after(parse_utc(now)))
         except OverflowError:
             raise UsageError(f"--expires: {text!r} is too far ahead") from None
-    if _OTHER_DURATION.match(value):
-        # parse_bound reads `15m` as 15 minutes *ago*; an expiry only goes forward.
-        raise UsageError(
-            f"--expires: {text!r}: use hours, days, weeks or years (12h, 90d, 2w, 1y), "
-            "a date, or never"
-        )
     expires = parse_bound(text, end=True, option="--expires")
     if expires <= now:
         raise UsageError(f"--expires: {expires} is not in the future")

@@ -392,7 +392,7 @@ class Replay:
                     cite,
                     f"{user} is already a member of {org} since {current.cite.createdAt}",
                 )
-                changes = self._diff(current.attrs, attrs, origin_known=True)
+                changes: list[Change] = self._diff(current.attrs, attrs, origin_known=True)
                 current.attrs.update(attrs)
                 return changes
             self.users[key] = _Resource(org, user, cite, cite, dict(attrs))
@@ -401,7 +401,7 @@ class Replay:
             self.deleted.pop(("users", org, user), None)
             self._grant("users", key, cite)
             return [Change("member", False, True), *self._diff({}, attrs, origin_known=True)]
-        changes: list[Change] = []
+        changes = []
         if current is None:
             known = not self._no_grant("users", key, cite, f"membership of {org} for {user}")
             changes.append(Change("member", False if known else None, False, known))
@@ -945,7 +945,7 @@ def _fill_diff(
     for key, row in before.items():
         if key not in after:
             ended_key = (kind, key) if kind != "teams" or key[2] else ("teams", key[:2])
-            ender = replay.ended.get(ended_key)  # type: ignore[arg-type]
+            ender = replay.ended.get(ended_key)
             result.revoked.append({**row, "revokedBy": ender.as_dict() if ender else None})
     # Granted after FROM and gone again by TO: in neither snapshot, but access that existed.
     opened: dict[tuple[str, ...], Cite] = {}
@@ -1204,7 +1204,7 @@ class ReportData:
 
 def _days_between(since: str, until: str) -> list[str]:
     first, last = parse_utc(since).date(), parse_utc(until).date()
-    days = []
+    days: list[str] = []
     while first <= last and len(days) < 3700:
         days.append(first.isoformat())
         first += timedelta(days=1)

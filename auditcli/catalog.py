@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,7 +159,7 @@ class Catalog:
     def __contains__(self, action: object) -> bool:
         return action in self._specs
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[ActionSpec]:
         return iter(self._specs.values())
 
     def custom(self) -> list[ActionSpec]:

@@ -1,10 +1,14 @@
 """The `audit` command: parses options, calls the core, renders. Exit codes are documented in
-the README; every core error is one `Error: …` line on stderr and its class's exit code."""
+docs/reliability.md; every error, the framework's usage errors included, is one `Error: …` line
+on stderr and its class's exit code."""
 
 # No `from __future__ import annotations`: typer would eval every annotation string at start-up.
 
+import copy
 import os
+import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +19,52 @@ from .errors import AuditError, inert
 
 
 class _AuditGroup(TyperGroup):
-    """Maps every AuditError a command raises to `Error: …` on stderr and its exit code."""
+    """The `audit` group: maps every AuditError a command raises to `Error: …` on stderr and its
+    exit code, prints the framework's usage errors the same way (one line, exit 2), and tidies
+    the command tree once built (see `_tidy`)."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        _tidy(self, [param for param in self.params if param.name in _GLOBAL_NAMES])
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command; a usage error is one `Error: … See 'audit X -h'.` line, exit 2."""
+        _resolved.clear()
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except typer.Abort:
+            if not standalone_mode:
+                raise
+            sys.stderr.write("Error: aborted\n")
+            sys.exit(1)
+        except Exception as exc:
+            from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+            if not isinstance(exc, ClickException) or not standalone_mode:
+                raise
+            if isinstance(exc, NoArgsIsHelpError):
+                exc.show()  # `audit`, `audit keys`: the help, as click shows it (exit 2)
+            else:
+                sys.stderr.write(f"Error: {inert(usage_message(exc))}\n")
+            sys.exit(exc.exit_code)
+        if not standalone_mode:
+            return code
+        # Without standalone mode a command's Exit comes back as its code; success as None.
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        """Note the command path resolved so far, for errors that come without a context."""
+        name, command, rest = super().resolve_command(ctx, args)
+        _resolved[:] = [ctx.command_path, name or ""]
+        return name, command, rest
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -32,7 +81,7 @@ class _AuditGroup(TyperGroup):
             sys.stderr.close()
             raise typer.Exit(0) from None
         except Exception as exc:
-            # Click's own exceptions (usage errors, exits) are click's to print. Anything else
+            # Click's own exceptions (usage errors, exits) are for `main` to print. Anything else
             # is a bug or an unwrapped OS error: one line and exit 1, never a traceback, which
             # could quote an entry's content. AUDIT_DEBUG=1 shows it.
             own = isinstance(exc, typer.Exit | typer.Abort) or type(exc).__module__.startswith(
@@ -51,6 +100,130 @@ class _AuditGroup(TyperGroup):
             raise typer.Exit(1) from None
 
 
+#: The command path last resolved (see `_AuditGroup.resolve_command`).
+_resolved: list[str] = []
+
+#: Typer's parameter checks speak pydantic; these say the same in a CLI's words.
+_PYDANTIC_WORDS = (
+    (re.compile(r"Value error, "), ""),
+    (re.compile(r"Input should be a valid integer.*"), "expected a whole number"),
+    (re.compile(r"Input should be a valid number.*"), "expected a number"),
+    (re.compile(r"Input should be a valid boolean.*"), "expected true or false"),
+    (re.compile(r"Input should be "), "expected "),
+)
+
+
+def usage_message(exc: Any) -> str:
+    """A click/typer usage error as one line: what is wrong, then where to read more."""
+    from typer._click.exceptions import BadParameter, UsageError
+
+    text = " ".join(exc.format_message().split())
+    for pattern, words in _PYDANTIC_WORDS:
+        text = pattern.sub(words, text)
+    if isinstance(exc, BadParameter) and exc.param is not None:
+        text = text.replace(" / ", "/")
+    ctx = exc.ctx if isinstance(exc, UsageError) else None
+    # Some parser errors carry no context: the command being parsed is then the last resolved.
+    where = ctx.command_path if ctx is not None else " ".join(_resolved) or "audit"
+    return f"{text}{' ' if text.endswith(('.', '?')) else '. '}See '{where} -h'."
+
+
+def _tidy(group: Any, globals_: list[Any]) -> None:
+    """Once the tree is built: plain help (no boxes, flags without a type), metavars that read
+    like a CLI, one-line summaries in the command list, and the global options accepted after
+    the command name too (`audit query --log-dir X`)."""
+    _tidy_params(group)
+    for command in group.commands.values():
+        own = {opt for param in command.params for opt in param.opts}
+        for param in globals_:
+            if own.isdisjoint(param.opts):
+                late = copy.copy(param)
+                late.expose_value = False
+                late.callback = _set_late_global
+                late.help = f"Same as '{param.opts[0]}' before the command name."
+                command.params.append(late)
+        if not command.short_help and command.help:
+            command.short_help = _summary(command.help)
+        if hasattr(command, "commands"):
+            _tidy(command, globals_)
+        else:
+            _tidy_params(command)
+
+
+def _tidy_params(command: Any) -> None:
+    command.rich_markup_mode = None
+    for param in command.params:
+        if param.param_type_name == "argument":
+            param.metavar = param.metavar or param.name.upper()
+            # Typer would show `{action}` in the usage line and `<str>` after the name.
+            param._usage_display_name = _plain_usage(param)
+            param.display_type_rich = _no_type
+        elif param.metavar is None and not getattr(param, "is_flag", False):
+            param.metavar = _metavar(param.opts[0], param.display_type(None))
+
+
+def _no_type(ctx: Any = None) -> None:
+    return None
+
+
+def _plain_usage(param: Any) -> Any:
+    def usage() -> str:
+        return param.metavar if param.required else f"[{param.metavar}]"
+
+    return usage
+
+
+#: What to give, by option name, where the type alone would say TEXT or INTEGER.
+_METAVAR_OF_OPTION = {
+    "--target": "TYPE",
+    "--host": "ADDRESS",
+    "--port": "PORT",
+    "--location": "URL",
+    "--table": "NAME",
+    "--group": "NAME",
+    "--interval": "SECONDS",
+    "--compress-after": "DAYS",
+    "--delete-after": "DAYS",
+    "--ssl-certfile": "FILE",
+    "--ssl-keyfile": "FILE",
+    **dict.fromkeys(("--limit", "--offset", "--top", "--max-rows", "--workers"), "N"),
+}
+_METAVAR_OF_SUFFIX = (("-id", "ID"), ("-email", "EMAIL"), ("-name", "NAME"))
+
+
+def _metavar(option: str, shown: str) -> str:
+    """A metavar from the option's name (`--org-id` → ID, `--port` → PORT) or its type as
+    typer shows it (`<list[str]>` → TEXT, `<int>` → INTEGER, `<desc|asc>` → [desc|asc])."""
+    inner = shown.strip("<>")
+    if inner.startswith("list[") and inner.endswith("]"):
+        inner = inner[5:-1]
+    if "|" in inner:
+        return f"[{inner}]"
+    if option in _METAVAR_OF_OPTION:
+        return _METAVAR_OF_OPTION[option]
+    for suffix, metavar in _METAVAR_OF_SUFFIX:
+        if option.endswith(suffix):
+            return metavar
+    inner = inner.removesuffix(" range")  # `<int range>`: the range is shown after the help
+    return {"int": "INTEGER", "float": "NUMBER", "path": "PATH", "file": "FILE"}.get(inner, "TEXT")
+
+
+def _summary(help_text: str) -> str:
+    """The first sentence of a help text's first paragraph, on one line."""
+    first = " ".join(help_text.split("\n\n")[0].split())
+    end = first.find(". ")
+    return first if end < 0 else first[: end + 1]
+
+
+def _set_late_global(ctx: Any, param: Any, value: Any) -> Any:
+    """A global option given after the command name: the same effect as before it."""
+    if value is not None:
+        from .cli_options import set_flag
+
+        set_flag(ctx, param.name, value)
+    return value
+
+
 class _AuditTyper(typer.Typer):
     """A Typer app whose command modules are imported when its commands are first asked for.
 
@@ -60,7 +233,7 @@ class _AuditTyper(typer.Typer):
     _state = "pending"  # then "loading" while modules import, then "done"
 
     @property
-    def registered_commands(self) -> list[Any]:  # type: ignore[override]
+    def registered_commands(self) -> list[Any]:
         _ensure_registered()
         return self._commands
 
@@ -69,7 +242,7 @@ class _AuditTyper(typer.Typer):
         self._commands = value
 
     @property
-    def registered_groups(self) -> list[Any]:  # type: ignore[override]
+    def registered_groups(self) -> list[Any]:
         _ensure_registered()
         return self._groups
 
@@ -85,7 +258,7 @@ app = _AuditTyper(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
-    add_completion=False,
+    rich_markup_mode=None,
 )
 
 
@@ -105,8 +278,18 @@ def _root(
         typer.Option(
             "--log-dir",
             "-d",
-            envvar="AUDIT_LOG_DIR",
-            help="The log directory (default: $AUDIT_LOG_DIR, else ~/.local/share/auditcli/logs).",
+            metavar="DIR",
+            help="The log directory (default: $AUDIT_LOG_DIR, the config file's log_dir, else"
+            " ~/.local/share/auditcli/logs). Before or after the command name.",
+        ),
+    ] = None,
+    tz: Annotated[
+        str | None,
+        typer.Option(
+            "--tz",
+            metavar="ZONE",
+            help="Show times in tables in this zone: UTC, local or e.g. Europe/Paris (default:"
+            " $TZ, the config file's time_zone, else UTC). Stored times stay UTC.",
         ),
     ] = None,
     version: Annotated[
@@ -114,10 +297,12 @@ def _root(
     ] = False,
 ) -> None:
     """Record and query audit logs. Run `audit COMMAND -h` for a command's options."""
-    ctx.obj = {"log_dir": log_dir}
+    from .cli_options import start
+
+    start(ctx, {"log_dir": log_dir, "tz": tz})
 
 
-_COMMAND_MODULES = ("auditor", "core", "integrity", "maintenance", "server")
+_COMMAND_MODULES = ("auditor", "core", "integrity", "maintenance", "server", "setup")
 #: The module that defines a command. Start-up time is measured (`audit record` in shell loops):
 #: typer builds every registered command before it parses, so `audit COMMAND` registers only
 #: COMMAND's module. A name missing here, or not found where this says, registers every module.
@@ -140,8 +325,12 @@ _MODULE_OF = {
     "history": "auditor",
     "state": "auditor",
     "report": "auditor",
+    "init": "setup",
+    "config": "setup",
 }
-_GLOBAL_WITH_VALUE = ("--log-dir", "-d")
+_GLOBAL_WITH_VALUE = ("--log-dir", "-d", "--tz")
+#: The parameter names of the global options, accepted before or after the command name.
+_GLOBAL_NAMES = ("log_dir", "tz")
 
 
 def _ensure_registered() -> None:
@@ -169,7 +358,7 @@ def _command_name(argv: list[str] | None) -> str | None:
     for arg in args:
         if arg in _GLOBAL_WITH_VALUE:
             next(args, None)
-        elif arg.startswith("--log-dir=") or (arg.startswith("-d") and arg != "-d"):
+        elif arg.startswith(("--log-dir=", "--tz=")) or (arg.startswith("-d") and arg != "-d"):
             continue
         elif arg.startswith("-"):
             return None  # --help, --version, or a mistake: typer shows every command

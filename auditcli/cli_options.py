@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from .errors import NoStoreError
 from .store import AuditStore
 
 _FILTERS = "Filters"
@@ -32,12 +33,37 @@ class Order(StrEnum):
     asc = "asc"
 
 
+def complete_action(incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion of an action name: the builtins and the log directory's own actions."""
+    from .catalog import Catalog
+    from .config import resolve
+    from .store import default_log_dir
+
+    try:
+        root = resolve()["log_dir"].value or default_log_dir()
+        catalog = Catalog.load(Path(root))
+    except Exception:  # a broken config or catalog: complete the builtins, never fail
+        catalog = Catalog()
+    return [
+        (spec.action, spec.display_name) for spec in catalog if spec.action.startswith(incomplete)
+    ]
+
+
+def complete_target(incomplete: str) -> list[str]:
+    """Shell completion of a target type."""
+    from .catalog import TARGETS
+
+    return [target for target in TARGETS if target.startswith(incomplete.upper())]
+
+
 ActionOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--action",
         "-a",
+        metavar="ACTION",
         help="Only this action (repeat for any of several).",
+        autocompletion=complete_action,
         rich_help_panel=_FILTERS,
     ),
 ]
@@ -46,32 +72,50 @@ TargetOpt = Annotated[
     typer.Option(
         "--target",
         "-t",
+        metavar="TYPE",
         help="Only this target type: USER, ROLE, TEAM, SERVICE_ACCOUNT, ORGANIZATION.",
+        autocompletion=complete_target,
         rich_help_panel=_FILTERS,
     ),
 ]
 ActorIdOpt = Annotated[
     list[str] | None,
-    typer.Option("--actor-id", help="Only entries by this actor.", rich_help_panel=_FILTERS),
+    typer.Option(
+        "--actor-id", metavar="ID", help="Only entries by this actor.", rich_help_panel=_FILTERS
+    ),
 ]
 TargetIdOpt = Annotated[
     list[str] | None,
-    typer.Option("--target-id", help="Only entries about this resource.", rich_help_panel=_FILTERS),
+    typer.Option(
+        "--target-id",
+        metavar="ID",
+        help="Only entries about this resource.",
+        rich_help_panel=_FILTERS,
+    ),
 ]
 TeamIdOpt = Annotated[
     list[str] | None,
-    typer.Option("--team-id", help="Only entries of this team.", rich_help_panel=_FILTERS),
+    typer.Option(
+        "--team-id", metavar="ID", help="Only entries of this team.", rich_help_panel=_FILTERS
+    ),
 ]
 OrgIdOpt = Annotated[
     list[str] | None,
-    typer.Option("--org-id", help="Only entries of this organization.", rich_help_panel=_FILTERS),
+    typer.Option(
+        "--org-id",
+        metavar="ID",
+        help="Only entries of this organization.",
+        rich_help_panel=_FILTERS,
+    ),
 ]
 SinceOpt = Annotated[
     str | None,
     typer.Option(
         "--since",
         "--created-at-gte",
-        help="From this time, inclusive: 2026-11-25T08:00:00Z, 2026-11-25, 7d, 24h, today…",
+        metavar="TIME",
+        help="From this time, inclusive: 2026-11-25T08:00:00Z, 2026-11-25, 7d, 3mo,"
+        " '2 hours ago', today…",
         rich_help_panel=_FILTERS,
     ),
 ]
@@ -80,6 +124,7 @@ UntilOpt = Annotated[
     typer.Option(
         "--until",
         "--created-at-lte",
+        metavar="TIME",
         help="Up to this time, inclusive (a bare date includes that whole day).",
         rich_help_panel=_FILTERS,
     ),
@@ -132,10 +177,113 @@ def filters_from_options(ctx: typer.Context, store: AuditStore) -> Any:
     return make_filters(store, **{name: ctx.params.get(name) for name in _FILTER_OPTIONS})
 
 
-def get_store(ctx: typer.Context) -> AuditStore:
-    """The store of the log directory chosen by `--log-dir`, `AUDIT_LOG_DIR` or the default."""
-    root: Path | None = ctx.obj.get("log_dir") if ctx.obj else None
-    return AuditStore(root)
+#: Global options by parameter name: the config key each sets and the flag it is named by.
+_FLAG_KEYS = {"log_dir": ("log_dir", "--log-dir"), "tz": ("time_zone", "--tz")}
+#: Config keys that become defaults of the commands' options of the same meaning (click's
+#: default_map: below a flag and the option's own environment variable).
+_OPTION_OF_KEY = {
+    "signing_key": "--signing-key",
+    "public_key": "--public-key",
+    "format": "--format",
+}
+
+
+def start(ctx: typer.Context, flags: dict[str, Any]) -> None:
+    """Read the settings (config files and environment) once, for the whole run, and make the
+    config's signing key, public key and format the defaults of the options that take them."""
+    from .config import resolve
+
+    ctx.obj = {"flags": {}, "settings": resolve()}
+    for name, value in flags.items():
+        if value is not None:
+            set_flag(ctx, name, value)
+    _show_times_in_zone(ctx)
+    ctx.default_map = _defaults(ctx.command, ctx.obj["settings"])
+
+
+def set_flag(ctx: typer.Context, name: str, value: Any) -> None:
+    """Record global option `name` (given before or after the command name)."""
+    ctx.find_root().obj["flags"][name] = value
+    if name == "tz":
+        _show_times_in_zone(ctx)
+
+
+def _show_times_in_zone(ctx: typer.Context) -> None:
+    """Tables show times in the zone of `--tz`, `TZ` or the config (UTC when none is set)."""
+    from .timeparse import set_display_zone
+
+    zone = settings(ctx)["time_zone"]
+    source = zone.source if zone.source in ("--tz", "TZ") else f"{zone.source}: time_zone"
+    set_display_zone(zone.value, option=source, lenient=zone.source == "TZ")
+
+
+def settings(ctx: typer.Context) -> dict[str, Any]:
+    """Every setting's effective value and source (config.Setting), global flags applied."""
+    from .config import Setting
+
+    obj = ctx.find_root().obj
+    result = dict(obj["settings"])
+    for name, value in obj["flags"].items():
+        key, flag = _FLAG_KEYS[name]
+        result[key] = Setting(key, value, flag)
+    return result
+
+
+def _defaults(command: Any, found: dict[str, Any]) -> dict[str, Any]:
+    """click's default_map for `command`'s subtree from the settings that have a value."""
+    wanted = {
+        _OPTION_OF_KEY[name]: setting.value
+        for name, setting in found.items()
+        if name in _OPTION_OF_KEY and setting.value is not None
+    }
+    result: dict[str, Any] = {}
+    if not wanted:
+        return result
+    for name, sub in getattr(command, "commands", {}).items():
+        defaults = _defaults(sub, found) if hasattr(sub, "commands") else {}
+        for param in sub.params:
+            for opt, value in wanted.items():
+                if opt in param.opts and _accepts(param, value):
+                    defaults[param.name] = value
+        if defaults:
+            result[name] = defaults
+    return result
+
+
+def _accepts(param: Any, value: Any) -> bool:
+    """Whether an option takes `value` as its default. The config's format is the default only
+    of commands that draw tables and offer that format (not `record`'s id or `export`'s
+    formats: a script reading them must not change with a config file); one key path goes to
+    a list option as a list and to a single option as itself."""
+    choices = getattr(getattr(param, "type_descriptor", None), "choices", None)
+    if choices:
+        offered = {str(choice) for choice in choices}
+        return "table" in offered and str(value) in offered
+    return bool(param.multiple) == isinstance(value, list)
+
+
+def get_store(ctx: typer.Context, *, must_exist: bool = True) -> AuditStore:
+    """The store of the log directory chosen by `--log-dir`, `AUDIT_LOG_DIR`, the config file
+    or the default, and this host's writer id. With `must_exist` (all but `record`, `import`,
+    which create it at their first write, and `path`), it must already be a log directory: a
+    mistyped path is an error (exit 7), not an empty log."""
+    from .store import require_store
+
+    found = settings(ctx)
+    log_dir, writer = found["log_dir"], found["writer_id"]
+    # AUDIT_WRITER_ID is the store's to read (it reduces a host name to a valid id); a config
+    # file's writer_id is taken as written, and refused when it is not a valid id.
+    from_file = writer.value if writer.source not in ("default", "AUDIT_WRITER_ID") else None
+    store = AuditStore(log_dir.value, writer_id=from_file)
+    if must_exist:
+        try:
+            require_store(store.root)
+        except NoStoreError as exc:
+            origin = "" if log_dir.source == "default" else f" (from {log_dir.source})"
+            raise NoStoreError(
+                f"{exc}{origin}; check the path, or create one with `audit init {store.root}`"
+            ) from None
+    return store
 
 
 def stdout_is_terminal() -> bool:

@@ -63,3 +63,10 @@ class AuthError(AuditError):
     """A token is missing, unknown, expired or lacks the role the operation needs."""
 
     exit_code = 6
+
+
+class NoStoreError(AuditError):
+    """The log directory does not exist or is not an audit log directory (a mistyped path, an
+    unmounted disk): nothing was read or written."""
+
+    exit_code = 7

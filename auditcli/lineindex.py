@@ -196,12 +196,12 @@ class LineIndex:
         hits, name, codes = chosen[0]
         if hits * 8 > len(in_order):
             # Dense: walk the lines in result order and test each one's code.
-            column, wanted = self.columns[name].code_list(), set(codes)
+            code_of, wanted = self.columns[name].code_list(), set(codes)
             if len(wanted) == 1:
                 (only,) = wanted
-                selected = [n for n in in_order if column[n] == only]
+                selected = [n for n in in_order if code_of[n] == only]
             else:
-                selected = [n for n in in_order if column[n] in wanted]
+                selected = [n for n in in_order if code_of[n] in wanted]
         else:
             # Sparse: find the few lines by code, then put them in result order.
             selected = self.columns[name].lines(codes)
@@ -214,8 +214,8 @@ class LineIndex:
                     selected = [n for n in selected if low <= rank[n] < high]
                 selected.sort(key=rank.__getitem__)
         for _, name, codes in chosen[1:]:
-            column, wanted = self.columns[name].code_list(), set(codes)
-            selected = [n for n in selected if column[n] in wanted]
+            code_of, wanted = self.columns[name].code_list(), set(codes)
+            selected = [n for n in selected if code_of[n] in wanted]
         return selected
 
     def count(
@@ -304,14 +304,15 @@ class LineIndex:
         # Slices of a memoryview copy nothing: the join is the one copy of each line.
         view = memoryview(data)
         try:
+            slices: list[memoryview]
             if isinstance(selected, range) and selected.step == 1:
                 ends = self.offset_list()[selected.start : selected.stop + 1]
-                parts = [view[a : b - cut] for a, b in pairwise(ends)]
+                slices = [view[a : b - cut] for a, b in pairwise(ends)]
             else:
                 offsets = self.offset_list()
-                parts = [view[offsets[n] : offsets[n + 1] - cut] for n in selected]
-            block = b"}\n".join(parts) + b"}\n" if parts else b""
-            del parts  # the slices hold the buffer until they are gone
+                slices = [view[offsets[n] : offsets[n + 1] - cut] for n in selected]
+            block = b"}\n".join(slices) + b"}\n" if slices else b""
+            del slices  # the slices hold the buffer until they are gone
             return block
         finally:
             with contextlib.suppress(BufferError):
@@ -431,7 +432,8 @@ def _read(fd: int, ident: Identity, fields: Iterable[str]) -> LineIndex | None:
         return values
 
     offsets = read_array("offsets", lines + 1)
-    order = rank = ()
+    order: Sequence[int] = ()
+    rank: Sequence[int] = ()
     if not ordered:
         order, rank = read_array("order", lines), read_array("rank", lines)
     columns = {}

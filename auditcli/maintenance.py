@@ -541,11 +541,11 @@ def stats(
         names = tuple(_JSON_FIELD[key] for key in keys)
         scanned = []
         for file in files:
-            counts = engine.key_counts(file, names)
-            if counts is None:
+            indexed = engine.key_counts(file, names)
+            if indexed is None:
                 scanned.append(file)
             else:
-                counter.update(counts)
+                counter.update(indexed)
         files = scanned
     groups = _share(files, workers if workers is not None else (os.cpu_count() or 1))
     if len(groups) > 1:
@@ -614,6 +614,7 @@ def _block_keys(
     block: bytes, lines: int, keys: tuple[str, ...], mask: list[bool] | None = None
 ) -> Iterator[tuple[bytes, ...]]:
     columns = [_PATTERNS[key].findall(block) for key in keys]
+    rows: Iterator[tuple[bytes, ...]]
     if all(len(column) == lines for column in columns):
         rows = zip(*columns, strict=True)
     else:
@@ -808,9 +809,10 @@ class Follower:
                 data = _gzip_from(file.path, state.offset)
                 state.done = True
             else:
-                data = _plain_from(file.path, state.offset, _FOLLOW_LIMIT)
-                if data is None:  # rotated between listing and reading: next poll reads the .gz
+                plain = _plain_from(file.path, state.offset, _FOLLOW_LIMIT)
+                if plain is None:  # rotated between listing and reading: next poll reads the .gz
                     continue
+                data = plain
                 self.behind = self.behind or len(data) >= _FOLLOW_LIMIT
             cut = data.rfind(b"\n") + 1
             state.offset += cut

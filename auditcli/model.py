@@ -149,9 +149,11 @@ def build_entry(
         raise InvalidEntryError(f"expected a JSON object, got {_json_type(data)}")
     unknown = [key for key in data if key not in SEED_FIELDS]
     if unknown:
-        problems = [f"{key}: unknown field (the seed's 13 fields only)" for key in unknown]
+        problems: list[str] = [
+            f"{key}: unknown field (the seed's 13 fields only)" for key in unknown
+        ]
         raise InvalidEntryError(problems[0], problems)
-    problems: list[str] = []
+    problems = []
     entry = dict.fromkeys(SEED_FIELDS)
     entry.update(data)
     action = entry["action"]

@@ -528,6 +528,6 @@ def seed_json(line: bytes) -> bytes:
     return chain.content_of(line)
 
 
-def entry_of(line: bytes) -> dict[str, object]:
+def entry_of(line: bytes) -> dict[str, Any]:
     """The entry of a stored line as a dict of the seed's 13 fields."""
     return orjson.loads(chain.content_of(line))

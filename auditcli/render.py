@@ -82,8 +82,19 @@ def write_json_response(
 
 
 def short_time(created_at: str) -> str:
-    """`2026-11-25 08:06:40` from a canonical timestamp: what a table shows (UTC)."""
-    return created_at[:10] + " " + created_at[11:19]
+    """`2026-11-25 08:06:40` from a canonical timestamp: what a table shows, in the display
+    zone (`--tz`; UTC unless set)."""
+    from .timeparse import display_time
+
+    return display_time(created_at)
+
+
+def zoned(heading: str) -> str:
+    """A table heading with its `(UTC)` naming the display zone instead, as `short_time`
+    shows the times under it: `Time (Europe/Paris)`."""
+    from .timeparse import display_zone_name
+
+    return heading.replace("(UTC)", f"({display_zone_name()})")
 
 
 def entries_table(
@@ -109,7 +120,7 @@ def entries_table(
     )
     # Caps, not minimums: rich crops a table whose minimums exceed the width. 12 holds every
     # word of the builtin display names; names and ids past their cap wrap or fold.
-    table.add_column("Time (UTC)", no_wrap=True)
+    table.add_column(zoned("Time (UTC)"), no_wrap=True)
     table.add_column("Action", overflow="fold", max_width=12)
     table.add_column("Actor", overflow="fold", max_width=14)
     table.add_column("Target", overflow="fold", max_width=12)
@@ -143,7 +154,7 @@ def rows_table(
     table = Table(title=title, caption=caption)
     for header in headers:
         table.add_column(
-            header,
+            zoned(header),
             justify="right" if header in numeric else "left",
             no_wrap=header in no_wrap,
             overflow="fold",

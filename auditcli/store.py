@@ -5,6 +5,7 @@ Layout (Hive-style, so DuckDB, Spark, Trino and Athena read it unchanged)::
     LOGDIR/date=2026-11-25/<writer>.jsonl        appended to, one file per writer host
     LOGDIR/date=2026-11-25/<writer>+2.jsonl      a later segment (after a torn line or rotation)
     LOGDIR/date=2026-11-24/<writer>.jsonl.gz     a rotated (closed, compressed) file
+    LOGDIR/_store.json                           the marker that makes it a log directory
     LOGDIR/_catalog.json  _manifests/  _accounts/   (underscore: hidden from the engines)
 """
 
@@ -28,7 +29,13 @@ import orjson
 
 from . import chain
 from .catalog import Catalog
-from .errors import DuplicateIdError, IntegrityError, NotRecordedError, UsageError
+from .errors import (
+    DuplicateIdError,
+    IntegrityError,
+    NoStoreError,
+    NotRecordedError,
+    UsageError,
+)
 from .timeparse import Clock, utc_now
 
 PARTITION_PREFIX = "date="
@@ -38,6 +45,12 @@ _SEGMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9.-]{0,62})(?:\+(\d{1,6}))?$")
 _ID_AT_LINE_START = re.compile(rb'^\{"id":"([^"]*)"', re.MULTILINE)
 _TAIL_BYTES = 70 * 1024  # more than one line can be, so the last whole line is in the tail
 _DIR_MODE, _FILE_MODE = 0o700, 0o600
+#: Written when a log directory is created (`audit init`, the first write); its presence, or
+#: that of a day partition or a control directory of a store made before the marker existed,
+#: is what makes a directory a log directory.
+STORE_MARKER = "_store.json"
+_MARKER_CONTENT = b'{"format":"auditcli-log-directory","version":1}\n'
+_OLDER_STORE_NAMES = ("_manifests", "_catalog.json", "_accounts")
 #: Never follow a symlink; never block opening a FIFO planted where a file should be.
 _NO_SURPRISES = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -57,6 +70,55 @@ def default_log_dir() -> Path:
     home_data = os.path.join(os.path.expanduser("~"), ".local", "share")
     base = os.environ.get("XDG_DATA_HOME") or home_data
     return Path(base) / "auditcli" / "logs"
+
+
+def store_problem(root: Path) -> str | None:
+    """Why `root` is not an audit log directory (`no such log directory`, `an empty directory`,
+    …), or None when it is one: it holds the marker, a `date=` partition or a control directory.
+    Readers refuse anything else, so a mistyped path is an error, not an empty, "verified" log."""
+    try:
+        info = os.stat(root)
+    except FileNotFoundError:
+        return "no such log directory"
+    except OSError as exc:
+        return f"cannot read: {_why(exc)}"
+    if not stat.S_ISDIR(info.st_mode):
+        return "not a directory"
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:  # removed or renamed since the stat
+        return "no such log directory"
+    except OSError as exc:
+        return f"cannot list: {_why(exc)}"
+    if STORE_MARKER in names or any(
+        name in _OLDER_STORE_NAMES or _PARTITION.match(name) for name in names
+    ):
+        return None
+    if not names:
+        return "an empty directory, not a log directory"
+    return f"not an audit log directory (no {STORE_MARKER}, no date= partitions)"
+
+
+def require_store(root: Path) -> None:
+    """Raise NoStoreError unless `root` is an audit log directory (see `store_problem`)."""
+    problem = store_problem(root)
+    if problem is not None:
+        raise NoStoreError(f"{root}: {problem}")
+
+
+def init_store(root: Path) -> bool:
+    """Make `root` a log directory: create it (mode 0700, parents too) when missing and write
+    the marker. True when it was created or marked, False when it already was a log directory.
+    A directory that holds other files is refused (UsageError): `audit init /var/log` is a slip."""
+    problem = store_problem(root)
+    if problem is None:
+        if not (root / STORE_MARKER).exists():
+            AuditStore(root, writer_id="init").ensure_root()
+        return False
+    if problem != "no such log directory" and not problem.startswith("an empty directory"):
+        raise UsageError(f"{root}: {problem}; give a new or empty directory")
+    AuditStore(root, writer_id="init").ensure_root()
+    return True
 
 
 @dataclass(frozen=True, order=True)
@@ -209,6 +271,7 @@ class AuditStore:
             raise UsageError(f"writer id {self.writer_id!r}: use letters, digits, '.' and '-'")
         self.clock = clock
         self._catalog: Catalog | None = None
+        self._marked = False
 
     # ------------------------------------------------------------------ catalog and layout
     @property
@@ -223,19 +286,30 @@ class AuditStore:
         self._catalog = None
 
     def ensure_root(self) -> None:
-        """Create the log directory (mode 0700, missing parents too) if it does not exist.
+        """Create the log directory (mode 0700, missing parents too) if it does not exist, and
+        its marker (`STORE_MARKER`) if it lacks one.
 
         The log directory may be a symlink to a directory (the operator's choice); a partition
         directory may not (see `_make_dir`)."""
-        if self.root.is_dir():
+        if self._marked:
             return
+        if not self.root.is_dir():
+            try:
+                self.root.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise NotRecordedError(
+                    f"{self.root.parent}: cannot create: {exc.strerror}; entry NOT recorded"
+                ) from None
+            _make_marked_dir(self.root)
         try:
-            self.root.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise NotRecordedError(
-                f"{self.root.parent}: cannot create: {exc.strerror}; entry NOT recorded"
-            ) from None
-        _make_dir(self.root, self.root.parent, follow=True)
+            _write_marker(self.root)
+        except NotRecordedError:
+            # A store made before the marker, whose directory this writer may not add files
+            # to (it only appends to partitions), is still a store: the marker is optional
+            # there. A directory that is not yet a store must be marked, or nothing is written.
+            if store_problem(self.root) is not None:
+                raise
+        self._marked = True
 
     def days(self, first: str | None = None, last: str | None = None) -> list[str]:
         """The days (`YYYY-MM-DD`) that have a partition, oldest first, within [first, last]."""
@@ -468,6 +542,48 @@ def _make_dir(path: Path, parent: Path | None = None, *, follow: bool = False) -
         ) from None
     if parent is not None:
         _fsync_dir(parent)
+
+
+def _make_marked_dir(root: Path) -> None:
+    """Create log directory `root` with its marker already inside: made under a temporary name
+    and renamed into place, so a reader never sees it empty (and refuses it) while a first
+    writer creates it. If another writer created it meanwhile, theirs stays."""
+    staging = root.with_name(f".{root.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    try:
+        _make_dir(staging)
+        _write_marker(staging)
+        os.rename(staging, root)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            (staging / STORE_MARKER).unlink(missing_ok=True)
+            staging.rmdir()
+        if isinstance(exc, OSError) and root.is_dir():
+            return  # another writer created it first: theirs is the log directory
+        if isinstance(exc, OSError):
+            raise NotRecordedError(
+                f"{root}: cannot create: {_why(exc)}; entry NOT recorded"
+            ) from None
+        if isinstance(exc, NotRecordedError):  # name the log directory, not the staging one
+            raise NotRecordedError(str(exc).replace(str(staging), str(root))) from None
+        raise
+    _fsync_dir(root.parent)
+
+
+def _write_marker(root: Path) -> None:
+    """Create `root`'s marker unless it exists (O_EXCL: concurrent writers race harmlessly)."""
+    path = root / STORE_MARKER
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_SURPRISES, _FILE_MODE)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise NotRecordedError(f"{path}: cannot create: {_why(exc)}; entry NOT recorded") from None
+    try:
+        os.write(fd, _MARKER_CONTENT)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fsync_dir(root)
 
 
 def _why(exc: OSError) -> str:

@@ -1,8 +1,9 @@
 """Shared fixtures for every test module.
 
 Every test runs against its own empty log directory (`AUDIT_LOG_DIR` = `<tmp_path>/logs`), as
-writer `testhost`, with no actor, organization or signing key inherited from the environment,
-and with an 80-column terminal, so results never depend on the machine running the suite.
+writer `testhost`, with no actor, organization, signing key, time zone or config file inherited
+from the environment or the machine, and with an 80-column terminal, so results never depend on
+the machine running the suite.
 """
 
 from __future__ import annotations
@@ -20,8 +21,12 @@ _INHERITED = (
     "AUDIT_ACTOR_EMAIL",
     "AUDIT_ORG_ID",
     "AUDIT_SIGNING_KEY",
+    "AUDIT_PUBLIC_KEY",
+    "AUDIT_FORMAT",
+    "AUDIT_CONFIG",
     "AUDIT_DEBUG",
     "NO_COLOR",
+    "TZ",
 )
 
 
@@ -34,6 +39,10 @@ def _audit_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("AUDIT_WRITER_ID", "testhost")
     # The default log directory, should a test unset AUDIT_LOG_DIR, is inside tmp_path too.
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    # No config file of the machine or of the developer: the system file is looked for in
+    # tmp_path (AUDIT_SYSTEM_CONFIG), the user's under an empty XDG_CONFIG_HOME.
+    monkeypatch.setenv("AUDIT_SYSTEM_CONFIG", str(tmp_path / "etc" / "config.toml"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("COLUMNS", "80")
     monkeypatch.setenv("LINES", "50")
     for name in _INHERITED:
@@ -45,6 +54,15 @@ def _audit_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def log_dir(_audit_env: Path) -> Path:
     """The test's log directory (not created until something is written), = `AUDIT_LOG_DIR`."""
     return _audit_env
+
+
+@pytest.fixture
+def store_dir(log_dir: Path) -> Path:
+    """The test's log directory, created as `audit init` creates it (for commands that read)."""
+    from auditcli.store import init_store
+
+    init_store(log_dir)
+    return log_dir
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from auditcli.cli import app
 from auditcli.errors import UsageError
 from auditcli.maintenance import Follower, rotate, stats
 from auditcli.query import Filters, QueryEngine, entry_of
-from auditcli.store import AuditStore
+from auditcli.store import AuditStore, init_store
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 TODAY = NOW.date()
@@ -439,6 +439,7 @@ class TestRetention:
         assert totals["total"] == count
 
     def test_delete_after_must_keep_today(self, tmp_path: Path) -> None:
+        init_store(tmp_path)
         result = _cli(tmp_path, "rotate", "--delete-after", "0")
         assert result.exit_code == 2
         assert "--delete-after" in result.output
@@ -892,6 +893,7 @@ class TestSchema:
         assert "_chain" not in sql
 
     def test_a_table_name_is_an_identifier(self, tmp_path: Path) -> None:
+        init_store(tmp_path)
         result = _cli(tmp_path, "schema", "--table", "x; drop table y")
         assert result.exit_code == 2
 

@@ -309,17 +309,51 @@ class TestTimeSyntax:
             ("@0", False, "1970-01-01T00:00:00.000Z"),
             ("@1764057600.5", False, "2025-11-25T08:00:00.500Z"),
             (" 7d ", False, "2026-11-18T08:06:40.123Z"),
+            # the grammar of --expires, backwards: calendar months and years, words, "ago"
+            ("1y", False, "2025-11-25T08:06:40.123Z"),
+            ("3mo", False, "2026-08-25T08:06:40.123Z"),
+            ("2 hours ago", False, "2026-11-25T06:06:40.123Z"),
+            ("1 day", False, "2026-11-24T08:06:40.123Z"),
+            ("1h30m", False, "2026-11-25T06:36:40.123Z"),
+            ("-7d", False, "2026-11-18T08:06:40.123Z"),
+            ("2 Weeks Ago", False, "2026-11-11T08:06:40.123Z"),
         ],
     )
     def test_parse_bound(self, text, end, want) -> None:
         assert parse_bound(text, end=end, clock=lambda: self.NOW) == want
 
-    @pytest.mark.parametrize("text", ["soon", "7y", "2026-13-01", "2026-03-02T25:00Z", "@x", ""])
-    def test_parse_bound_refuses(self, text) -> None:
+    def test_a_month_back_from_the_31st_is_the_end_of_the_shorter_month(self) -> None:
+        march_31 = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
+        assert parse_bound("1mo", end=False, clock=lambda: march_31) == "2026-02-28T12:00:00.000Z"
+        assert parse_bound("1y", end=False, clock=lambda: march_31) == "2025-03-31T12:00:00.000Z"
+
+    @pytest.mark.parametrize(
+        ("text", "why"),
+        [
+            ("soon", "use ISO-8601"),
+            ("@x", "use ISO-8601"),
+            ("", "use ISO-8601"),
+            ("2026-13-01", "month 13 is out of range (1-12)"),
+            ("2026-00-10", "month 0 is out of range (1-12)"),
+            ("2026-02-30", "2026-02 has no day 30 (it has 28)"),
+            ("2026-03-02T25:00Z", "hour 25 is out of range (0-23)"),
+            ("2026-03-02T10:61:00Z", "minute 61 is out of range (0-59)"),
+            ("3x", "unknown unit 'x'"),
+            ("2 fortnights ago", "unknown unit 'fortnights'"),
+        ],
+    )
+    def test_parse_bound_refuses_and_says_why(self, text, why) -> None:
         from auditcli import UsageError
 
-        with pytest.raises(UsageError, match="--until: cannot read"):
+        with pytest.raises(UsageError, match="--until: cannot read") as caught:
             parse_bound(text, end=True, clock=lambda: self.NOW, option="--until")
+        assert why in str(caught.value)
+
+    def test_an_overflowing_duration_is_out_of_range(self) -> None:
+        from auditcli import UsageError
+
+        with pytest.raises(UsageError, match="out of range"):
+            parse_bound("9000y", end=False, clock=lambda: self.NOW)
 
     def test_relative_and_named_times_through_the_cli(self, cli, log_dir) -> None:
         now = datetime.now(UTC)
@@ -575,7 +609,7 @@ class TestFormats:
         out = cli("query", "-f", "table", "--actor-id", "nobody").stdout
         assert "0 of 0" in out
 
-    def test_empty_store(self, cli) -> None:
+    def test_empty_store(self, cli, store_dir) -> None:
         assert query_json(cli) == {"total": 0, "limit": 20, "offset": 0, "logs": []}
         assert cli("query").stdout == ""
 

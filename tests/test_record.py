@@ -291,7 +291,7 @@ class TestGeneratedFields:
         other = json.loads(cli(*BASE, "--target-id", "user-2", "--json").stdout)
         assert other["targetId"] == "user-2"
 
-    def test_custom_action_from_the_catalog(self, cli) -> None:
+    def test_custom_action_from_the_catalog(self, cli, store_dir) -> None:
         added = cli(
             "actions", "add", "deploy_approved", "--display-name", "Deploy Approved",
             "--target", "organization", "--template", "{actor} approved deploy {target} in {org}",

@@ -30,7 +30,7 @@ from auditcli import chain
 from auditcli.cli import app
 from auditcli.commands import core  # noqa: F401  (registers record, import, query)
 from auditcli.model import MAX_LINE_BYTES, SEED_FIELDS
-from auditcli.store import AuditStore
+from auditcli.store import AuditStore, init_store
 
 DAYS = ("2026-03-01", "2026-03-02", "2026-03-03")
 
@@ -235,6 +235,7 @@ def test_concurrent_records_imports_and_queries(tmp_path: Path) -> None:
                     failures.append(f"query returned a bad or repeated entry: {line[:100]!r}")
                 seen.add(data["id"])
 
+    init_store(root)  # the queries read it from the start: it must be a log directory by then
     started = time.monotonic()
     importers = {name: popen_import(root, paths[name], writer) for name, writer in sources}
     threads = [

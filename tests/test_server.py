@@ -31,7 +31,7 @@ from auditcli.accounts import AccountStore, TokenError, parse_expiry
 from auditcli.cli import app as cli_app
 from auditcli.errors import IntegrityError, UsageError
 from auditcli.model import SEED_FIELDS
-from auditcli.store import AuditStore
+from auditcli.store import AuditStore, init_store
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's notice about httpx vs httpx2
@@ -607,6 +607,9 @@ class TestAccounts:
             ("90d", "2027-02-23T08:00:00.000Z"),
             ("2w", "2026-12-09T08:00:00.000Z"),
             ("1y", "2027-11-25T08:00:00.000Z"),
+            ("3mo", "2027-02-25T08:00:00.000Z"),
+            ("15m", "2026-11-25T08:15:00.000Z"),
+            ("1 week", "2026-12-02T08:00:00.000Z"),
             ("never", None),
             ("2026-12-31", "2026-12-31T23:59:59.999Z"),
             ("2027-01-01T00:00:00+01:00", "2026-12-31T23:00:00.000Z"),
@@ -615,7 +618,9 @@ class TestAccounts:
     def test_expiry_forms(self, text, result) -> None:
         assert parse_expiry(text, "2026-11-25T08:00:00.000Z") == result
 
-    @pytest.mark.parametrize("text", ["0d", "15m", "-3d", "2026-11-01", "soon"])
+    @pytest.mark.parametrize(
+        "text", ["0d", "-3d", "2 hours ago", "3x", "2026-11-01", "2026-13-01", "soon"]
+    )
     def test_bad_expiry(self, text) -> None:
         with pytest.raises(UsageError, match="--expires"):
             parse_expiry(text, "2026-11-25T08:00:00.000Z")
@@ -661,6 +666,11 @@ class TestAccounts:
 
 # ----------------------------------------------------------------------------- CLI
 class TestServiceAccountCommands:
+    @pytest.fixture(autouse=True)
+    def _store(self, tmp_path) -> None:
+        """The commands work on an existing log directory (`audit init`)."""
+        init_store(tmp_path / "logs")
+
     def test_create_prints_the_token_alone_on_stdout(self, tmp_path) -> None:
         logs = str(tmp_path / "logs")
         result = runner.invoke(
@@ -770,13 +780,14 @@ class TestServeCommand:
     """`audit serve`'s own decisions, with uvicorn.run replaced by a recorder."""
 
     @pytest.fixture
-    def runs(self, monkeypatch) -> list[dict[str, Any]]:
+    def runs(self, monkeypatch, tmp_path) -> list[dict[str, Any]]:
         import uvicorn
 
         calls: list[dict[str, Any]] = []
         monkeypatch.setattr(
             uvicorn, "run", lambda app, **options: calls.append({"app": app, **options})
         )
+        init_store(tmp_path / "logs")  # serve reads an existing log directory
         return calls
 
     def test_binds_loopback_by_default_and_says_where(self, tmp_path, runs) -> None:

@@ -219,11 +219,18 @@ def _subject(kind: str, row: dict[str, Any]) -> str:
 @app.command()
 def state(
     ctx: typer.Context,
-    kind: Annotated[StateKind, typer.Argument(help="What to reconstruct.")],
+    kind: Annotated[
+        StateKind,
+        typer.Argument(
+            metavar="KIND",
+            help="What to reconstruct: admins, teams, users, roles or service-accounts.",
+        ),
+    ],
     at: Annotated[
         str,
         typer.Option(
             "--at",
+            metavar="TIME",
             help="The instant: ISO-8601, a date (= the end of that day, UTC), 7d, now… "
             "(default: now).",
         ),
@@ -362,7 +369,8 @@ def _generated_at(store: Any) -> str:
 def report(
     ctx: typer.Context,
     output: Annotated[
-        str, typer.Option("--output", "-o", help="The file to write; '-' for stdout.")
+        str,
+        typer.Option("--output", "-o", metavar="FILE", help="The file to write; '-' for stdout."),
     ],
     since: SinceOpt = None,
     until: UntilOpt = None,

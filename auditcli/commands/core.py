@@ -23,6 +23,8 @@ from auditcli.cli_options import (
     TargetOpt,
     TeamIdOpt,
     UntilOpt,
+    complete_action,
+    complete_target,
     console,
     filters_from_options,
     get_store,
@@ -34,6 +36,11 @@ from auditcli.cli_options import (
     write_out,
 )
 from auditcli.errors import InvalidEntryError, UsageError
+
+
+class RecordFormat(StrEnum):
+    id = "id"
+    json = "json"
 
 
 class QueryFormat(StrEnum):
@@ -51,63 +58,94 @@ def record(
         str,
         typer.Argument(
             help="The action, e.g. login or team_created; '-' reads one JSON entry from stdin "
-            "(options fill the fields it lacks)."
+            "(options fill the fields it lacks).",
+            autocompletion=complete_action,
         ),
     ],
     actor_id: Annotated[
         str | None,
-        typer.Option("--actor-id", envvar="AUDIT_ACTOR_ID", help="Who did it (required)."),
+        typer.Option(
+            "--actor-id", metavar="ID", envvar="AUDIT_ACTOR_ID", help="Who did it (required)."
+        ),
     ] = None,
     actor_name: Annotated[
         str | None,
-        typer.Option("--actor-name", envvar="AUDIT_ACTOR_NAME", help="Their display name."),
+        typer.Option(
+            "--actor-name", metavar="NAME", envvar="AUDIT_ACTOR_NAME", help="Their display name."
+        ),
     ] = None,
     actor_email: Annotated[
         str | None,
         typer.Option(
             "--actor-email",
+            metavar="EMAIL",
             envvar="AUDIT_ACTOR_EMAIL",
             help="Their email (used in the description).",
         ),
     ] = None,
     target: Annotated[
-        str | None, typer.Option("--target", help="Target type (default: the action's).")
+        str | None,
+        typer.Option(
+            "--target",
+            metavar="TYPE",
+            autocompletion=complete_target,
+            help="Target type (default: the action's).",
+        ),
     ] = None,
     target_id: Annotated[
         str | None,
         typer.Option(
-            "--target-id", help="The resource acted on (a login's defaults to the actor)."
+            "--target-id",
+            metavar="ID",
+            help="The resource acted on (a login's defaults to the actor).",
         ),
     ] = None,
     target_name: Annotated[
         str | None,
-        typer.Option("--target-name", help="The resource's name, used in the description."),
+        typer.Option(
+            "--target-name", metavar="NAME", help="The resource's name, used in the description."
+        ),
     ] = None,
     org_id: Annotated[
         str | None,
-        typer.Option("--org-id", envvar="AUDIT_ORG_ID", help="The organization (required)."),
+        typer.Option(
+            "--org-id", metavar="ID", envvar="AUDIT_ORG_ID", help="The organization (required)."
+        ),
     ] = None,
     team_id: Annotated[
-        str | None, typer.Option("--team-id", help="The team, where one applies.")
+        str | None, typer.Option("--team-id", metavar="ID", help="The team, where one applies.")
     ] = None,
     description: Annotated[
         str | None, typer.Option("--description", help="Default: the action's template.")
     ] = None,
     metadata: Annotated[
-        str | None, typer.Option("--metadata", help="A JSON object of extra context.")
+        str | None,
+        typer.Option("--metadata", metavar="JSON", help="A JSON object of extra context."),
     ] = None,
     meta: Annotated[
         list[str] | None,
-        typer.Option("--meta", help="key=value added to metadata (a string); repeatable."),
+        typer.Option(
+            "--meta", metavar="KEY=VALUE", help="Added to metadata (a string); repeatable."
+        ),
     ] = None,
     created_at: Annotated[
-        str | None, typer.Option("--created-at", help="ISO-8601 time with offset (default: now).")
+        str | None,
+        typer.Option(
+            "--created-at",
+            metavar="TIME",
+            help="ISO-8601 time with offset, or e.g. '5 minutes ago' (default: now).",
+        ),
     ] = None,
     entry_id: Annotated[
-        str | None, typer.Option("--id", help="The entry id (default: a new UUIDv7).")
+        str | None,
+        typer.Option("--id", metavar="ID", help="The entry id (default: a new UUIDv7)."),
     ] = None,
+    fmt: Annotated[
+        RecordFormat,
+        typer.Option("--format", "-f", help="id: print the new id; json: the stored entry."),
+    ] = RecordFormat.id,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the stored entry instead of its id.")
+        bool, typer.Option("--json", hidden=True, help="Old spelling of --format json.")
     ] = False,
 ) -> None:
     """Record one entry and print its id.
@@ -116,7 +154,7 @@ def record(
     """
     from auditcli.model import dumps_entry, loads_strict
 
-    store = get_store(ctx)
+    store = get_store(ctx, must_exist=False)
     given = {
         "actorId": actor_id,
         "actorName": actor_name,
@@ -127,7 +165,7 @@ def record(
         "teamId": team_id,
         "description": description,
         "metadata": _metadata(metadata, meta or []),
-        "createdAt": created_at,
+        "createdAt": _entry_time(created_at, store.clock) if created_at else None,
         "id": entry_id,
     }
     given = {key: value for key, value in given.items() if value is not None}
@@ -150,10 +188,21 @@ def record(
     else:
         data = {"action": action, **given}
     entry = store.record(data, target_name=target_name)
-    if as_json:
+    if as_json or fmt is RecordFormat.json:
         write_out(dumps_entry(entry) + b"\n")
     else:
         write_out(entry["id"].encode() + b"\n")
+
+
+def _entry_time(text: str, clock: Any) -> str:
+    """`--created-at`: `now` or a duration back from now (`5m`, `2 hours ago`) is resolved
+    here; anything else goes to the entry's own check (ISO-8601 with an offset)."""
+    from auditcli.timeparse import relative_time
+
+    try:
+        return relative_time(text, clock) or text
+    except ValueError as exc:
+        raise UsageError(f"--created-at: {exc}") from None
 
 
 def _metadata(raw: str | None, pairs: list[str]) -> dict[str, Any] | None:
@@ -182,7 +231,7 @@ def _metadata(raw: str | None, pairs: list[str]) -> dict[str, Any] | None:
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    source: Annotated[str, typer.Argument(help="A JSONL file, or '-' for stdin.")],
+    source: Annotated[str, typer.Argument(metavar="FILE", help="A JSONL file, or '-' for stdin.")],
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Write the valid lines and report the rest.")
     ] = False,
@@ -193,7 +242,7 @@ def import_(
     """
     from auditcli.importer import import_jsonl
 
-    store = get_store(ctx)
+    store = get_store(ctx, must_exist=False)
     if source == "-":
         stream, size = sys.stdin.buffer, None
     else:
@@ -449,4 +498,4 @@ def path(ctx: typer.Context) -> None:
 
     Example: audit path
     """
-    typer.echo(str(get_store(ctx).root))
+    typer.echo(str(get_store(ctx, must_exist=False).root))

@@ -33,6 +33,7 @@ SigningKeyOpt = Annotated[
     Path | None,
     typer.Option(
         "--signing-key",
+        metavar="FILE",
         envvar="AUDIT_SIGNING_KEY",
         help="Ed25519 private key (PEM) that signs the manifest (default: $AUDIT_SIGNING_KEY).",
     ),
@@ -96,6 +97,8 @@ def verify(
         list[Path] | None,
         typer.Option(
             "--public-key",
+            metavar="FILE",
+            envvar="AUDIT_PUBLIC_KEY",
             help="Trusted Ed25519 public key (PEM or ssh-ed25519); every manifest must be signed"
             " by one. Repeat for several keys.",
         ),
@@ -103,13 +106,16 @@ def verify(
     anchor: Annotated[
         str | None,
         typer.Option(
-            "--anchor", help="A manifest hash kept off-host; it must still be in the chain."
+            "--anchor",
+            metavar="HASH",
+            help="A manifest hash kept off-host; it must still be in the chain.",
         ),
     ] = None,
     max_seal_age: Annotated[
         str | None,
         typer.Option(
             "--max-seal-age",
+            metavar="DURATION",
             help="Fail when the newest manifest is older than this (e.g. 2h), or there is none.",
         ),
     ] = None,
@@ -202,20 +208,32 @@ def _print_report(report: Any) -> None:
 # ----------------------------------------------------------------------------- keys
 @keys_app.command("generate")
 def keys_generate(
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Private key path; the public key goes to PATH.pub.")
-    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Private key path (required); the public key goes to FILE.pub.",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace existing key files.")] = False,
+    out_old: Annotated[
+        Path | None, typer.Option("--out", hidden=True, help="Old spelling of --output.")
+    ] = None,
 ) -> None:
-    """Create an Ed25519 key pair: PATH (private, mode 0600) and PATH.pub (public).
+    """Create an Ed25519 key pair: FILE (private, mode 0600) and FILE.pub (public).
 
     Keep the private key where only `audit seal` can read it (not the writers); give auditors
-    PATH.pub for `audit verify --public-key`.
+    FILE.pub for `audit verify --public-key`.
 
-    Example: audit keys generate --out /etc/audit/seal.key
+    Example: audit keys generate --output /etc/audit/seal.key
     """
     from auditcli.integrity import generate_keys
 
+    out = output or out_old
+    if out is None:
+        raise UsageError("missing option '--output'/'-o' (the private key file)")
     key_id = generate_keys(out, force=force)
     say(f"wrote {out} (private, 0600) and {out}.pub (public)")
     write_out(f"{key_id}\n".encode())

@@ -37,6 +37,7 @@ SigningKeyOpt = Annotated[
     Path | None,
     typer.Option(
         "--signing-key",
+        metavar="FILE",
         envvar="AUDIT_SIGNING_KEY",
         help="Ed25519 private key (PEM) signing retention receipts (default: $AUDIT_SIGNING_KEY).",
     ),
@@ -52,7 +53,8 @@ class ExportFormat(StrEnum):
 
 
 class TailFormat(StrEnum):
-    text = "text"
+    table = "table"
+    text = "text"  # the old name of table, still accepted
     jsonl = "jsonl"
     csv = "csv"
     ocsf = "ocsf"
@@ -165,7 +167,9 @@ def export(
     ] = ExportFormat.jsonl,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write this file atomically (default: stdout)."),
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="Write this file atomically (default: stdout)."
+        ),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing --output file.")
@@ -236,6 +240,7 @@ def stats(
         typer.Option(
             "--by",
             "-b",
+            metavar="KEY",
             help="action, actor, target, org, team, day or hour; one or two (repeat, or a,b).",
         ),
     ],
@@ -327,7 +332,7 @@ def _stats_table(result: Any, top: int | None, filters: Any) -> None:
         ]
         span = f"{buckets[0]} … {buckets[-1]}" if buckets else ""
         unit = keys[time_at] if step == 1 else f"{step} {keys[time_at]}s"
-        headers = (KEY_COLUMNS[keys[other]], "count", f"per {unit}, {span}")
+        headers: tuple[str, ...] = (KEY_COLUMNS[keys[other]], "count", f"per {unit}, {span}")
         console().print(rows_table(headers, table_rows, caption=caption, numeric=("count",)))
         return
     shown = result.rows(top)
@@ -361,11 +366,20 @@ def tail(
     until: UntilOpt = None,
     fmt: Annotated[
         TailFormat | None,
-        typer.Option("--format", "-f", help="Default: text on a terminal, else jsonl."),
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="[table|jsonl|csv|ocsf|syslog]",
+            help="Default: table on a terminal, else jsonl.",
+        ),
     ] = None,
-    lines: Annotated[
-        int, typer.Option("--lines", "-n", help="First print the last N matching entries.")
+    limit: Annotated[
+        int,
+        typer.Option("--limit", "-n", metavar="N", help="First print the last N matching entries."),
     ] = 10,
+    lines: Annotated[
+        int | None, typer.Option("--lines", hidden=True, help="Old spelling of --limit.")
+    ] = None,
     interval: Annotated[
         float, typer.Option("--interval", help="Seconds between looks at the store.")
     ] = 0.5,
@@ -380,20 +394,22 @@ def tail(
 
     store = get_store(ctx)
     filters = filters_from_options(ctx, store)
-    if lines < 0:
-        raise UsageError("--lines: must be 0 or more")
+    if lines is not None:
+        limit = lines
+    if limit < 0:
+        raise UsageError("--limit: must be 0 or more")
     if not 0.05 <= interval <= 60:
         raise UsageError("--interval: between 0.05 and 60 seconds")
-    chosen = fmt or (TailFormat.text if stdout_is_terminal() else TailFormat.jsonl)
-    writer = make_writer(chosen.value)
+    chosen = fmt or (TailFormat.table if stdout_is_terminal() else TailFormat.jsonl)
+    writer = make_writer("text" if chosen is TailFormat.table else chosen.value)
     out = sys.stdout.buffer
     follower = Follower(store, filters)
     try:
         follower.skip_existing()
         shown: set[bytes] = set()
         out.write(writer.head())
-        if lines:
-            _, recent = QueryEngine(store, filters, order="desc").page(lines)
+        if limit:
+            _, recent = QueryEngine(store, filters, order="desc").page(limit)
             for stored in reversed(recent):
                 shown.add(_id_of(stored))
                 out.write(writer.line(stored))

@@ -114,6 +114,7 @@ def serve(
     if workers > 1:
         # Each worker process imports the app factory and finds the log directory here.
         os.environ["AUDIT_LOG_DIR"] = str(store.root)
+        os.environ["AUDIT_WRITER_ID"] = store.writer_id  # also when the config file set it
         uvicorn.run(
             "auditcli.server:app_from_environment", factory=True, workers=workers, **options
         )
@@ -171,7 +172,11 @@ def account_create(
     ],
     expires: Annotated[
         str | None,
-        typer.Option("--expires", help="12h, 90d, 2w, 1y, a date or time, or never (default)."),
+        typer.Option(
+            "--expires",
+            metavar="WHEN",
+            help="12h, 90d, 2w, 3mo, 1y, a date or time, or never (default).",
+        ),
     ] = None,
     actor_id: ActorIdOpt = None,
     actor_name: ActorNameOpt = None,
@@ -209,7 +214,7 @@ def account_list(
     Example: audit service-account list --format json
     """
     from auditcli.accounts import AccountStore
-    from auditcli.render import rows_table
+    from auditcli.render import rows_table, short_time
 
     accounts = AccountStore(get_store(ctx))
     now = accounts.now()
@@ -225,7 +230,7 @@ def account_list(
             i["id"],
             i["organizationId"],
             i["role"],
-            i["expiresAt"][:16].replace("T", " ") if i["expiresAt"] else "never",
+            short_time(i["expiresAt"])[:16] if i["expiresAt"] else "never",
             i["status"],
         )
         for i in items

@@ -647,6 +647,7 @@ class _FileScan:
         misplaced = 0
         after_malformed = False
         n = 0
+        record: tuple[int, bytes | None, bytes | None, bool]  # line no., line, digest, ok
         for chunk in source.chunks():
             self.bytes += len(chunk)
             lines = chunk.split(b"\n")
