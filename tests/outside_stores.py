@@ -170,6 +170,7 @@ def run_ok(root: Path, *args: str, input: str | None = None) -> str:
 def build(root: Path, entries: Sequence[dict[str, Any]], *, big: bool = True) -> None:
     """A store at `root` holding `entries` (custom actions added to the catalog first), and the
     big day when `big`; queried once, so settled plain files get their line index."""
+    run_ok(root, "init", str(root))
     for action, target in CUSTOM_ACTIONS.items():
         run_ok(
             root,

@@ -229,7 +229,9 @@ def test_athena_projection_covers_every_day_of_the_store(every_store: dict[str, 
     assert "'projection.date.range' = '0001-01-01,NOW+1DAYS'" in result.stdout
     # a day after tomorrow is outside NOW+1DAYS: the tool says so, naming it
     assert "9999-12-31" in result.stderr and "Athena table does not see 1 day" in result.stderr
-    fresh = stores.audit(store.root.parent / "empty", "schema", "--dialect", "athena")
+    empty = store.root.parent / "empty"
+    stores.run_ok(empty, "init", str(empty))
+    fresh = stores.audit(empty, "schema", "--dialect", "athena")
     assert "'projection.date.range' = '1970-01-01,NOW+1DAYS'" in fresh.stdout
     assert fresh.stderr == ""
 
