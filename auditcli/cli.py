@@ -109,12 +109,23 @@ def _root(
             help="The log directory (default: $AUDIT_LOG_DIR, else ~/.local/share/auditcli/logs).",
         ),
     ] = None,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="No progress bars on stderr (results and errors stay)."),
+    ] = False,
+    no_pager: Annotated[
+        bool,
+        typer.Option(
+            "--no-pager",
+            help="Never page long output (default pager: $AUDIT_PAGER, $PAGER, else less -FRX).",
+        ),
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
     """Record and query audit logs. Run `audit COMMAND -h` for a command's options."""
-    ctx.obj = {"log_dir": log_dir}
+    ctx.obj = {"log_dir": log_dir, "quiet": quiet, "no_pager": no_pager}
 
 
 _COMMAND_MODULES = ("auditor", "core", "integrity", "maintenance", "server")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -141,6 +143,45 @@ def get_store(ctx: typer.Context) -> AuditStore:
 def stdout_is_terminal() -> bool:
     """Whether standard output is a terminal (tables by default) or a pipe (JSONL)."""
     return sys.stdout.isatty()
+
+
+def pick_format(given: Any, table: Any, machine: Any) -> Any:
+    """The `--format` given, else `table` on a terminal and `machine` (JSON or JSONL) in a pipe:
+    the one rule of every command that prints data."""
+    if given is not None:
+        return given
+    return table if stdout_is_terminal() else machine
+
+
+def global_flag(ctx: typer.Context, name: str) -> bool:
+    """A global flag of the root command (`quiet`, `no_pager`), seen from any subcommand."""
+    obj = ctx.find_root().obj or {}
+    return bool(obj.get(name))
+
+
+@contextmanager
+def screen(ctx: typer.Context) -> Iterator[Any]:
+    """The console a command draws its tables on. On a terminal, output taller than the screen
+    goes through the pager (see pager.py) unless `--no-pager`; on a pipe it is written as is."""
+    out = console()
+    command = None
+    if stdout_is_terminal() and not global_flag(ctx, "no_pager"):
+        from .pager import pager_command
+
+        command = pager_command()
+    if command is None:
+        yield out
+        return
+    with out.capture() as captured:
+        yield out
+    text = captured.get()
+    if text.count("\n") < out.height:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        from .pager import page
+
+        page(text, command)
 
 
 def console(stderr: bool = False) -> Any:

@@ -23,12 +23,12 @@ from auditcli.cli_options import (
     TargetOpt,
     TeamIdOpt,
     UntilOpt,
-    console,
     filters_from_options,
     get_store,
+    pick_format,
     report_problems,
     say,
-    stdout_is_terminal,
+    screen,
     time_window,
     write_json,
     write_out,
@@ -283,13 +283,13 @@ def query(
         typer.echo(str(engine.count()))
         report_problems(engine.problems)
         return
-    chosen = fmt or (QueryFormat.table if stdout_is_terminal() else QueryFormat.jsonl)
+    chosen = pick_format(fmt, QueryFormat.table, QueryFormat.jsonl)
     out = sys.stdout.buffer
     if all_:
-        _stream_all(engine, chosen, out)
+        _stream_all(ctx, engine, chosen, out)
     else:
         total, lines = engine.page(limit, offset)
-        _write_page(chosen, total, limit, offset, lines, filters, out)
+        _write_page(ctx, chosen, (total, limit, offset), lines, filters, out)
     out.flush()
     report_problems(engine.problems)
 
@@ -309,7 +309,7 @@ def _write_csv(lines: Iterable[bytes], out: Any) -> None:
         out.write(row.encode())
 
 
-def _stream_all(engine: Any, chosen: QueryFormat, out: Any) -> None:
+def _stream_all(ctx: typer.Context, engine: Any, chosen: QueryFormat, out: Any) -> None:
     from auditcli.render import entries_table, write_json_response
 
     if chosen is QueryFormat.jsonl:
@@ -331,14 +331,15 @@ def _stream_all(engine: Any, chosen: QueryFormat, out: Any) -> None:
             write_json_response(out, total, total, 0, (row[:-1] for row in spool))
     else:
         entries = _entries(engine.stream())
-        console().print(entries_table(entries, caption=f"{len(entries)} entries"))
+        with screen(ctx) as shown:
+            caption = f"{len(entries)} entries"
+            shown.print(entries_table(entries, width=shown.width, caption=caption))
 
 
 def _write_page(
+    ctx: typer.Context,
     chosen: QueryFormat,
-    total: int,
-    limit: int,
-    offset: int,
+    page: tuple[int, int, int],
     lines: list[bytes],
     filters: Any,
     out: Any,
@@ -346,6 +347,7 @@ def _write_page(
     from auditcli.query import seed_json
     from auditcli.render import entries_table, write_json_response
 
+    total, limit, offset = page
     if chosen is QueryFormat.json:
         write_json_response(out, total, limit, offset, (seed_json(line) for line in lines))
     elif chosen is QueryFormat.jsonl:
@@ -356,7 +358,8 @@ def _write_page(
     else:
         shown = f"{offset + 1}–{offset + len(lines)} of {total}" if lines else f"0 of {total}"
         caption = f"{shown} · {time_window(filters)}"
-        console().print(entries_table(_entries(lines), caption=caption))
+        with screen(ctx) as out_:
+            out_.print(entries_table(_entries(lines), width=out_.width, caption=caption))
 
 
 # ----------------------------------------------------------------------------- actions
@@ -372,8 +375,9 @@ app.add_typer(actions_app, name="actions")
 def actions(
     ctx: typer.Context,
     fmt: Annotated[
-        TableOrJson, typer.Option("--format", "-f", help="table for people, json for scripts.")
-    ] = TableOrJson.table,
+        TableOrJson | None,
+        typer.Option("--format", "-f", help="Default: table on a terminal, else json."),
+    ] = None,
 ) -> None:
     """List every action: name, display name, default target, group.
 
@@ -383,39 +387,31 @@ def actions(
         return
     store = get_store(ctx)
     specs = list(store.catalog)
-    if fmt is TableOrJson.json:
+    if pick_format(fmt, TableOrJson.table, TableOrJson.json) is TableOrJson.json:
         write_json([spec.as_dict() for spec in specs])
         return
-    console().print(_actions_table(specs))
+    with screen(ctx) as out:
+        out.print(_actions_table(specs, out.width))
 
 
-def _actions_table(specs: list[Any]) -> Any:
-    """The catalog under group headings, as the seed lists it. Action names never wrap (people
-    copy them into commands); three columns fit 80 with the longest builtin names."""
-    from rich import box
-    from rich.table import Table
+def _actions_table(specs: list[Any], width: int) -> Any:
+    """The catalog under group headings. Action names never wrap (people copy them into
+    commands); on a narrow terminal the target, then the display name give way."""
     from rich.text import Text
 
-    from auditcli.render import visible
+    from auditcli.render import Column, fit_table, visible
 
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
-    table.add_column("Action", no_wrap=True, overflow="ellipsis")
-    table.add_column("Display name", overflow="fold")
-    table.add_column("Target", no_wrap=True)
+    rows: list[tuple[Any, ...]] = []
     groups: dict[str, list[Any]] = {}
     for spec in specs:
         groups.setdefault(spec.group, []).append(spec)
     for n, (group, members) in enumerate(groups.items()):
         if n:
-            table.add_row()
-        table.add_row(Text(visible(group), style="bold"), Text(), Text())
-        for spec in members:
-            table.add_row(
-                Text("  " + visible(spec.action)),
-                Text(visible(spec.display_name)),
-                Text(spec.target),
-            )
-    return table
+            rows.append(("", "", ""))
+        rows.append((Text(visible(group), style="bold"), "", ""))
+        rows.extend(("  " + spec.action, spec.display_name, spec.target) for spec in members)
+    columns = (Column("Action"), Column("Display name", priority=1), Column("Target", priority=2))
+    return fit_table(columns, rows, width=width)
 
 
 @actions_app.command("add")
