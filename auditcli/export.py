@@ -24,7 +24,7 @@ from . import __version__
 from .errors import UsageError
 from .model import SEED_FIELDS
 from .query import Filters, QueryEngine, entry_of, seed_json
-from .render import csv_cell, short_time, visible
+from .render import csv_cell
 from .store import AuditStore
 
 FORMATS: tuple[str, ...] = ("jsonl", "json", "csv", "ocsf", "syslog")
@@ -347,26 +347,8 @@ class SyslogWriter(Writer):
         return syslog_line(entry_of(stored), self.hostname).encode() + b"\n"
 
 
-class TextWriter(Writer):
-    """One readable line per entry (for `audit tail` on a terminal): time, action, actor,
-    target, description, every field with control and bidi characters shown as escapes."""
-
-    def line(self, stored: bytes) -> bytes:
-        entry = entry_of(stored)
-        actor = entry.get("actorEmail") or entry.get("actorName") or entry["actorId"]
-        # Padded columns line up for the usual widths; longer values push the rest right.
-        fields = [
-            short_time(str(entry["createdAt"])),
-            visible(str(entry["action"])).ljust(22),
-            visible(str(actor)).ljust(24),
-            visible(f"{entry['target']}:{entry['targetId']}").ljust(22),
-            visible(str(entry["description"])),
-        ]
-        return ("  ".join(fields) + "\n").encode()
-
-
 def make_writer(fmt: str, *, hostname: str | None = None) -> Writer:
-    """The writer of one of FORMATS, or `text` (TextWriter)."""
+    """The writer of one of FORMATS."""
     if fmt == "jsonl":
         return JsonlWriter()
     if fmt == "json":
@@ -377,8 +359,6 @@ def make_writer(fmt: str, *, hostname: str | None = None) -> Writer:
         return OcsfWriter()
     if fmt == "syslog":
         return SyslogWriter(hostname)
-    if fmt == "text":
-        return TextWriter()
     raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
 
 

@@ -97,6 +97,7 @@ class Column:
     fold: int | None = None
     numeric: bool = False
     max_width: int | None = None
+    width: int | None = None  # exactly this wide (a stream's rows line up whatever they hold)
 
 
 #: The space between two columns.
@@ -160,6 +161,8 @@ def _want_width(column: Column, cells: Sequence[Any], need: int) -> int:
     """The width the column would take unwrapped (its widest line), up to its max_width."""
     from rich.cells import cell_len
 
+    if column.width is not None:
+        return column.width
     widest = max((cell_len(line) for cell in cells for line in cell.plain.split("\n")), default=0)
     widest = max(widest, cell_len(column.header))
     if column.max_width is not None:
@@ -187,6 +190,8 @@ def _min_width(column: Column, cells: Sequence[Any]) -> int:
     of up to `fold` characters); its header may wrap at spaces."""
     from rich.cells import cell_len
 
+    if column.width is not None:
+        return column.width
     words = [word for cell in cells for word in cell.plain.split()]
     widest = max((cell_len(word) for word in words), default=0)
     if column.fold is not None:
@@ -220,15 +225,18 @@ def entries_table(
     title: str | None = None,
     caption: str | None = None,
     show_header: bool = True,
+    stream: bool = False,
 ) -> Any:
     """A table of entries for people (query, tail): time, action (display name), actor (name,
     else email, else id), target id (its type is in the action) and description. At 80 columns
-    all five fit; on narrower terminals target, then actor, then action give way."""
+    all five fit; on narrower terminals target, then actor, then action give way. `stream`:
+    fixed widths, so that the rows of successive tables (`audit tail`) line up."""
+    fixed = {"Time (UTC)": 19, "Action": 12, "Actor": 14, "Target": 10} if stream else {}
     columns = (
-        Column("Time (UTC)"),
-        Column("Action", priority=1, max_width=12),
-        Column("Actor", priority=2, max_width=16),
-        Column("Target", priority=3),
+        Column("Time (UTC)", width=fixed.get("Time (UTC)")),
+        Column("Action", priority=1, max_width=12, width=fixed.get("Action")),
+        Column("Actor", priority=2, max_width=16, width=fixed.get("Actor")),
+        Column("Target", priority=3, width=fixed.get("Target")),
         Column("Description", fold=30),
     )
     rows = [

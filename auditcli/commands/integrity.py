@@ -13,9 +13,10 @@ from auditcli.cli_options import (
     SinceOpt,
     TableOrJson,
     UntilOpt,
-    console,
     get_store,
+    pick_format,
     say,
+    screen,
     write_json,
     write_out,
 )
@@ -114,8 +115,9 @@ def verify(
         ),
     ] = None,
     output_format: Annotated[
-        TableOrJson, typer.Option("--format", "-f", help="table for people, json for machines.")
-    ] = TableOrJson.table,
+        TableOrJson | None,
+        typer.Option("--format", "-f", help="Default: table on a terminal, else json."),
+    ] = None,
 ) -> None:
     """Check every line's chain link, every file against every checkpoint, the manifest chain
     and its signatures; name each problem by file, line and kind. Exit code 5 on any problem.
@@ -147,20 +149,24 @@ def verify(
         anchor=anchor,
         max_seal_age_since=age_since,
     )
-    if output_format is TableOrJson.json:
+    if pick_format(output_format, TableOrJson.table, TableOrJson.json) is TableOrJson.json:
         write_json(report.to_dict())
+        for note in report.notes:
+            say(f"note: {note}")
     else:
-        _print_report(report)
+        with screen(ctx) as out:
+            _print_report(out, report)
+    if report.ok:
+        say("verify: OK")
     if not report.ok:
         raise IntegrityError(f"verify found {len(report.problems)} problem(s)")
 
 
-def _print_report(report: Any) -> None:
+def _print_report(out: Any, report: Any) -> None:
     from rich.text import Text
 
-    from auditcli.render import rows_table
+    from auditcli.render import Column, fit_table, rows_table
 
-    out = console()
     latest = report.latest
     signatures = {
         "verified": "verified with --public-key",
@@ -180,14 +186,21 @@ def _print_report(report: Any) -> None:
         ("Deleted by retention", report.receipted_files),
         ("Problems", len(report.problems)),
     ]
-    out.print(rows_table(("Verify", "Result"), rows))
+    out.print(rows_table(("Verify", "Result"), rows, width=out.width))
     if latest:
         out.print(Text(f"Latest manifest: {latest['hash']}"), soft_wrap=True)
     if report.problems:
         shown = report.problems[:500]
-        table = rows_table(
-            ("File", "Line", "Kind", "Detail"),
-            ((p.file, "" if p.line is None else p.line, p.kind, p.detail) for p in shown),
+        columns = (
+            Column("File"),
+            Column("Line", numeric=True),
+            Column("Kind", max_width=16),
+            Column("Detail", fold=30),
+        )
+        table = fit_table(
+            columns,
+            [(p.file, "" if p.line is None else p.line, p.kind, p.detail) for p in shown],
+            width=out.width,
             title="Problems",
         )
         out.print(table)
@@ -195,8 +208,6 @@ def _print_report(report: Any) -> None:
             out.print(Text(f"… and {len(report.problems) - len(shown)} more (use --format json)"))
     for note in report.notes:
         say(f"note: {note}")
-    if report.ok:
-        say("verify: OK")
 
 
 # ----------------------------------------------------------------------------- keys

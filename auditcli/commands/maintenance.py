@@ -22,12 +22,12 @@ from auditcli.cli_options import (
     TargetOpt,
     TeamIdOpt,
     UntilOpt,
-    console,
     filters_from_options,
     get_store,
+    pick_format,
     report_problems,
     say,
-    stdout_is_terminal,
+    screen,
     time_window,
     write_json,
 )
@@ -269,13 +269,14 @@ def stats(
     if top is not None and top < 1:
         raise UsageError("--top: must be at least 1")
     result = run_stats(store, filters, keys)
-    chosen = fmt or (StatsFormat.table if stdout_is_terminal() else StatsFormat.json)
+    chosen = pick_format(fmt, StatsFormat.table, StatsFormat.json)
     if chosen is StatsFormat.json:
         _stats_json(result, result.rows(top))
     elif chosen is StatsFormat.csv:
         _stats_csv(result, result.rows(top))
     else:
-        _stats_table(result, top, filters)
+        with screen(ctx) as out:
+            out.print(_stats_table(result, top, filters, out.width))
     report_problems(result.problems)
 
 
@@ -297,7 +298,7 @@ def _stats_csv(result: Any, rows: list[tuple[Any, ...]]) -> None:
         sys.stdout.write(text)
 
 
-def _stats_table(result: Any, top: int | None, filters: Any) -> None:
+def _stats_table(result: Any, top: int | None, filters: Any, width: int) -> Any:
     from rich.text import Text
 
     from auditcli.maintenance import KEY_COLUMNS, TIME_KEYS, bar, sparkline, time_buckets
@@ -328,15 +329,14 @@ def _stats_table(result: Any, top: int | None, filters: Any) -> None:
         span = f"{buckets[0]} … {buckets[-1]}" if buckets else ""
         unit = keys[time_at] if step == 1 else f"{step} {keys[time_at]}s"
         headers = (KEY_COLUMNS[keys[other]], "count", f"per {unit}, {span}")
-        console().print(rows_table(headers, table_rows, caption=caption, numeric=("count",)))
-        return
+        return rows_table(headers, table_rows, width=width, caption=caption, numeric=("count",))
     shown = result.rows(top)
     peak = max((row[-1] for row in shown), default=0)
     table_rows = [
         (*(_show(v) for v in row[:-1]), row[-1], Text(bar(row[-1], peak))) for row in shown
     ]
     headers = (*(KEY_COLUMNS[key] for key in keys), "count", "")
-    console().print(rows_table(headers, table_rows, caption=caption, numeric=("count",)))
+    return rows_table(headers, table_rows, width=width, caption=caption, numeric=("count",))
 
 
 def _binned(values: list[int], step: int) -> list[int]:
@@ -384,8 +384,8 @@ def tail(
         raise UsageError("--lines: must be 0 or more")
     if not 0.05 <= interval <= 60:
         raise UsageError("--interval: between 0.05 and 60 seconds")
-    chosen = fmt or (TailFormat.text if stdout_is_terminal() else TailFormat.jsonl)
-    writer = make_writer(chosen.value)
+    chosen = pick_format(fmt, TailFormat.text, TailFormat.jsonl)
+    writer = _TableWriter() if chosen is TailFormat.text else make_writer(chosen.value)
     out = sys.stdout.buffer
     follower = Follower(store, filters)
     try:
@@ -412,6 +412,30 @@ def tail(
     except KeyboardInterrupt:
         out.flush()
         raise typer.Exit(0) from None
+
+
+class _TableWriter:
+    """`audit tail -f text`: each entry as a row of the query table (display names, words never
+    split, fitted to the terminal), columns at fixed widths so that rows line up."""
+
+    def __init__(self) -> None:
+        from auditcli.cli_options import console
+
+        self.console = console()
+
+    def head(self) -> bytes:
+        return b""
+
+    def line(self, stored: bytes) -> bytes:
+        from auditcli.query import entry_of
+        from auditcli.render import entries_table
+
+        table = entries_table(
+            [entry_of(stored)], width=self.console.width, show_header=False, stream=True
+        )
+        with self.console.capture() as captured:
+            self.console.print(table)
+        return captured.get().encode()
 
 
 def _id_of(stored: bytes) -> bytes:
