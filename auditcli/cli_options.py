@@ -197,34 +197,84 @@ def console(stderr: bool = False) -> Any:
     )
 
 
-class StderrProgress:
-    """A transient rich progress bar on stderr, shown only when stderr is a terminal. `with`
-    gives the callback that advances it, or None (nothing to draw: a pipe, a log file, a test).
-    A subclass names the bar's columns and makes the callback."""
+#: Work that ends sooner than this shows no progress bar (no flicker on quick commands).
+SHOW_AFTER = 1.0
 
-    def __init__(self) -> None:
+
+class _ProgressBar:
+    """A `progress.Progress` that draws a transient rich bar on stderr once the work has taken
+    SHOW_AFTER seconds: entries, entries per second and, where the total is known, a bar and
+    the time left."""
+
+    def __init__(self, label: str, total: int | None, unit: str) -> None:
+        import time
+
+        self.label, self.total, self.unit = label, total, unit
+        self.clock = time.monotonic
+        self.started = self.last = self.clock()
         self.bar: Any = None
+        self.task: Any = None
 
-    def columns(self) -> list[Any]:
-        """The rich progress columns."""
-        raise NotImplementedError
+    def __call__(
+        self,
+        entries: int,
+        *,
+        done: int | None = None,
+        total: int | None = None,
+        phase: str | None = None,
+    ) -> None:
+        now = self.clock()
+        if now - self.last < 0.1 or now - self.started < SHOW_AFTER:
+            return  # a tenth of a second is as often as anyone can read it
+        self.last = now
+        if total is not None:
+            self.total = total
+        if self.bar is None:
+            self._start()
+        rate = entries / max(now - self.started, 1e-6)
+        self.bar.update(
+            self.task,
+            completed=done if done is not None else entries,
+            total=self.total,
+            description=f"{self.label} ({phase})" if phase else self.label,
+            entries=f"{entries:,} {self.unit} · {rate:,.0f}/s",
+        )
 
-    def callback(self, bar: Any) -> Any:
-        """Add the task to the started `bar`; return the function that advances it."""
-        raise NotImplementedError
+    def _start(self) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    def __enter__(self) -> Any:
-        if not sys.stderr.isatty():
-            return None
-        from rich.progress import Progress
-
-        self.bar = Progress(*self.columns(), console=console(stderr=True), transient=True)
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[entries]}"),
+            TimeRemainingColumn(),
+            console=console(stderr=True),
+            transient=True,
+        )
         self.bar.start()
-        return self.callback(self.bar)
+        self.task = self.bar.add_task(self.label, total=self.total, entries="")
 
-    def __exit__(self, *exc: object) -> None:
+    def close(self) -> None:
+        """Take the bar off the screen."""
         if self.bar is not None:
             self.bar.stop()
+
+
+@contextmanager
+def progress_bar(
+    ctx: typer.Context, label: str, *, total: int | None = None, unit: str = "entries"
+) -> Iterator[Any]:
+    """The `progress` argument for a core function: a bar on stderr when stderr is a terminal
+    and `--quiet` was not given, else None (nothing to draw: a pipe, a log file, cron).
+    `total`: the size of the work, when the caller knows it and the core does not."""
+    if global_flag(ctx, "quiet") or not sys.stderr.isatty():
+        yield None
+        return
+    bar = _ProgressBar(label, total, unit)
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 def say(message: str) -> None:

@@ -13,7 +13,7 @@ import os
 import socket
 import stat
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -23,6 +23,7 @@ import orjson
 from . import __version__
 from .errors import UsageError
 from .model import SEED_FIELDS
+from .progress import Progress
 from .query import Filters, QueryEngine, entry_of, seed_json
 from .render import csv_cell
 from .store import AuditStore
@@ -381,11 +382,11 @@ def export(
     order: str = "asc",
     gzip: bool = False,
     hostname: str | None = None,
-    progress: Callable[[int, int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> ExportReport:
     """Write every entry matching `filters` to `out` in `fmt`, one partition in memory at a time.
 
-    `progress(days_done, days_total, entries)` is called after each partition. With `gzip`, the
+    `progress` hears of the entries written and the partitions (days) done of all. With `gzip`, the
     output is one gzip member."""
     writer = make_writer(fmt, hostname=hostname)
     engine = QueryEngine(store, filters, order=order)
@@ -403,7 +404,7 @@ def export(
                 buffer.clear()
         sink.write(bytes(buffer))
         if progress is not None:
-            progress(done, len(days), entries)
+            progress(entries, done=done, total=len(days))
     sink.write(writer.tail())
     sink.close()
     return ExportReport(entries, sink.size, engine.problems)

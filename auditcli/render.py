@@ -78,6 +78,16 @@ def write_json_response(
     out.write(b"]}\n")
 
 
+def human_size(size: int) -> str:
+    """A byte count as people read it: `812 B`, `254.9 KiB`, `1.8 MiB`."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
 def short_time(created_at: str) -> str:
     """`2026-11-25 08:06:40` from a canonical timestamp: what a table shows (UTC)."""
     return created_at[:10] + " " + created_at[11:19]

@@ -17,7 +17,6 @@ from auditcli.cli_options import (
     Order,
     OrgIdOpt,
     SinceOpt,
-    StderrProgress,
     TableOrJson,
     TargetIdOpt,
     TargetOpt,
@@ -26,6 +25,7 @@ from auditcli.cli_options import (
     filters_from_options,
     get_store,
     pick_format,
+    progress_bar,
     report_problems,
     say,
     screen,
@@ -204,7 +204,7 @@ def import_(
             raise UsageError(f"{source}: cannot open: {exc.strerror}") from None
         size = path.stat().st_size if path.is_file() else None
     try:
-        with _progress(size) as progress:
+        with progress_bar(ctx, "importing", total=size) as progress:
             report = import_jsonl(store, stream, skip_invalid=skip_invalid, progress=progress)
     finally:
         if stream is not sys.stdin.buffer:
@@ -214,28 +214,6 @@ def import_(
     duplicates = f", {report.duplicates} duplicate(s) skipped" if report.duplicates else ""
     invalid = f", {report.invalid} invalid line(s) skipped" if report.invalid else ""
     typer.echo(f"imported {report.written} entries{duplicates}{invalid}")
-
-
-class _progress(StderrProgress):
-    """A byte progress bar on stderr when stderr is a terminal, else nothing."""
-
-    def __init__(self, size: int | None) -> None:
-        super().__init__()
-        self.size = size
-
-    def columns(self) -> list[Any]:
-        from rich.progress import BarColumn, DownloadColumn, TextColumn
-
-        return [TextColumn("{task.description}"), BarColumn(), DownloadColumn()]
-
-    def callback(self, bar: Any) -> Any:
-        total = self.size * 2 if self.size else None
-        task = bar.add_task("importing", total=total)
-
-        def advance(phase: str, done: int) -> None:
-            bar.update(task, advance=done, description=phase)
-
-        return advance
 
 
 # ----------------------------------------------------------------------------- query

@@ -17,7 +17,6 @@ from auditcli.cli_options import (
     Order,
     OrgIdOpt,
     SinceOpt,
-    StderrProgress,
     TargetIdOpt,
     TargetOpt,
     TeamIdOpt,
@@ -25,6 +24,7 @@ from auditcli.cli_options import (
     filters_from_options,
     get_store,
     pick_format,
+    progress_bar,
     report_problems,
     say,
     screen,
@@ -107,28 +107,35 @@ def rotate(
     Example: audit rotate --compress-after 1 --delete-after 400
     """
     from auditcli.maintenance import rotate as run_rotate
+    from auditcli.render import human_size
 
     store = get_store(ctx)
+    with progress_bar(ctx, "rotating", unit="files") as progress:
+        steps = 0
 
-    def show(step: Any) -> None:
-        if not quiet or step.action == "problem":
-            typer.echo(("would " if dry_run else "") + str(step))
+        def show(step: Any) -> None:
+            nonlocal steps
+            if not quiet or step.action == "problem":
+                typer.echo(("would " if dry_run else "") + _step_line(step))
+            steps += 1
+            if progress is not None:
+                progress(steps)
 
-    report = run_rotate(
-        store,
-        compress_after=compress_after,
-        delete_after=delete_after,
-        dry_run=dry_run,
-        signing_key=signing_key,
-        on_step=show,
-    )
+        report = run_rotate(
+            store,
+            compress_after=compress_after,
+            delete_after=delete_after,
+            dry_run=dry_run,
+            signing_key=signing_key,
+            on_step=show,
+        )
     compressed = [s for s in report.steps if s.action == "compress"]
     before = sum(s.bytes_in for s in compressed)
     after = sum(s.bytes_out for s in compressed)
     if dry_run:
-        parts = [f"would compress {len(compressed)} file(s)"]
+        parts = [f"would compress {len(compressed)} file(s) ({human_size(before)})"]
     else:
-        sizes = f" ({before} -> {after} bytes)" if compressed else ""
+        sizes = f" ({human_size(before)} -> {human_size(after)})" if compressed else ""
         parts = [f"compressed {len(compressed)} file(s){sizes}"]
     if report.count("finish"):
         parts.append(f"finished {report.count('finish')} interrupted rotation(s)")
@@ -143,6 +150,20 @@ def rotate(
         raise IntegrityError(
             f"{len(report.problems)} file(s) could not be rotated and were left in place"
         )
+
+
+def _step_line(step: Any) -> str:
+    """A rotation step as `rotate` prints it: sizes as people read them."""
+    from auditcli.render import human_size
+
+    if step.action != "compress":
+        return str(step)
+    if step.bytes_out:
+        ratio = f" ({step.bytes_out * 100 // step.bytes_in}%)" if step.bytes_in else ""
+        sizes = f"{human_size(step.bytes_in)} -> {human_size(step.bytes_out)}{ratio}"
+    else:
+        sizes = f"{human_size(step.bytes_in)} (dry run)"
+    return f"{step.action:<9} {step.target}  {sizes}"
 
 
 # ----------------------------------------------------------------------------- export
@@ -184,7 +205,7 @@ def export(
 
     store = get_store(ctx)
     filters = filters_from_options(ctx, store)
-    with _DayProgress() as progress:
+    with progress_bar(ctx, "exporting") as progress:
         if output is None:
             report = run_export(
                 store,
@@ -203,28 +224,6 @@ def export(
     if output is not None:
         say(f"exported {report.entries} entries to {output} ({report.bytes_written} bytes)")
     report_problems(report.problems)
-
-
-class _DayProgress(StderrProgress):
-    """A partition progress bar on stderr when stderr is a terminal; else a no-op callback."""
-
-    def columns(self) -> list[Any]:
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
-
-        return [
-            TextColumn("exporting"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("days · {task.fields[entries]} entries"),
-        ]
-
-    def callback(self, bar: Any) -> Any:
-        task = bar.add_task("export", total=None, entries=0)
-
-        def advance(done: int, total: int, entries: int) -> None:
-            bar.update(task, completed=done, total=total, entries=entries)
-
-        return advance
 
 
 # ----------------------------------------------------------------------------- stats
