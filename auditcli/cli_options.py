@@ -224,13 +224,15 @@ class _ProgressBar:
         phase: str | None = None,
     ) -> None:
         now = self.clock()
-        if now - self.last < 0.1 or now - self.started < SHOW_AFTER:
-            return  # a tenth of a second is as often as anyone can read it
-        self.last = now
         if total is not None:
             self.total = total
         if self.bar is None:
+            if now - self.started < SHOW_AFTER:
+                return
             self._start()
+        elif now - self.last < 0.1:
+            return  # ten times a second is as often as anyone can read it
+        self.last = now
         rate = entries / max(now - self.started, 1e-6)
         self.bar.update(
             self.task,

@@ -38,6 +38,7 @@ import orjson
 
 from . import chain
 from .errors import IntegrityError, UsageError
+from .progress import Progress
 from .query import Problem
 from .store import PARTITION_PREFIX, AuditStore, LineSource, LogFile
 from .timeparse import format_utc, parse_utc
@@ -505,7 +506,9 @@ class SealResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def seal(store: AuditStore, *, signing_key: Any = None) -> SealResult:
+def seal(
+    store: AuditStore, *, signing_key: Any = None, progress: Progress | None = None
+) -> SealResult:
     """Write the next manifest: a checkpoint of every file of every partition, chained to the
     previous manifest and signed when a key is given (a path, a key, or AUDIT_SIGNING_KEY).
 
@@ -523,7 +526,10 @@ def seal(store: AuditStore, *, signing_key: Any = None) -> SealResult:
         records = []
         total = 0
         unreadable = []
-        for day in store.days():
+        days = store.days()
+        for done, day in enumerate(days, 1):
+            if progress is not None:
+                progress(total, done=done - 1, total=len(days))
             for file in store.files(day):
                 old = known.get((file.day, file.segment))
                 reuse = old if old and file.compressed and old["name"] == file.name else None
@@ -809,6 +815,7 @@ def verify(
     public_keys: Sequence[Any] = (),
     anchor: str | None = None,
     max_seal_age_since: str | None = None,
+    progress: Progress | None = None,
 ) -> VerifyReport:
     """Check the store: every line's link, every file against every checkpoint, the manifest
     chain and signatures, missing, planted and foreign files. Partitions outside
@@ -817,8 +824,10 @@ def verify(
     `public_keys`: trusted Ed25519 public keys; when given, every manifest must be signed by
     one of them. `anchor`: a manifest hash kept off-host that must still be in the chain.
     `max_seal_age_since`: a canonical time; the newest manifest must be at least that recent.
-    """
-    return _Verifier(store, first_day, last_day, public_keys, anchor, max_seal_age_since).run()
+    `progress` hears of the entries checked and the partitions done."""
+    verifier = _Verifier(store, first_day, last_day, public_keys, anchor, max_seal_age_since)
+    verifier.progress = progress
+    return verifier.run()
 
 
 class _Verifier:
@@ -844,6 +853,7 @@ class _Verifier:
         self._geneses: dict[bytes, str] | None = None
         self.torn_notes: list[str] = []
         self.loaded_up_to = 0
+        self.progress: Progress | None = None
 
     def problem(self, file: str, line: int | None, kind: str, detail: str) -> None:
         self.report.problems.append(Problem(file, line, kind, detail))
@@ -1094,7 +1104,9 @@ class _Verifier:
         days = self.store.days(self.first_day, self.last_day)
         on_disk = set(days)
         seen: set[tuple[str, str]] = set()
-        for day in days:
+        for done, day in enumerate(days):
+            if self.progress is not None:
+                self.progress(report.entries, done=done, total=len(days))
             report.partitions += 1
             try:
                 strays = self.store.stray_files(day)

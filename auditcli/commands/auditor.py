@@ -20,6 +20,7 @@ from auditcli.cli_options import (
     UntilOpt,
     get_store,
     pick_format,
+    progress_bar,
     report_problems,
     say,
     screen,
@@ -120,14 +121,20 @@ def history(
     store = get_store(ctx)
     if not target_id and not actor_id:
         raise UsageError("give --target-id (a resource) or --actor-id (a person)")
-    result = build_history(
-        store,
-        target_ids=tuple(target_id or ()),
-        actor_ids=tuple(actor_id or ()),
-        org_ids=tuple(org_id or ()),
-        since=parse_bound(since, end=False, clock=store.clock) if since else None,
-        until=parse_bound(until, end=True, clock=store.clock, option="--until") if until else None,
+    since_bound = parse_bound(since, end=False, clock=store.clock) if since else None
+    until_bound = (
+        parse_bound(until, end=True, clock=store.clock, option="--until") if until else None
     )
+    with progress_bar(ctx, "reading the history") as progress:
+        result = build_history(
+            store,
+            target_ids=tuple(target_id or ()),
+            actor_ids=tuple(actor_id or ()),
+            org_ids=tuple(org_id or ()),
+            since=since_bound,
+            until=until_bound,
+            progress=progress,
+        )
     chosen = pick_format(fmt, HistoryFormat.table, HistoryFormat.jsonl)
     if chosen is HistoryFormat.json:
         write_json(result.as_dict())
@@ -280,14 +287,16 @@ def state(
     store = get_store(ctx)
     at_bound = parse_bound(at, end=True, clock=store.clock, option="--at")
     from_bound = parse_bound(diff, end=True, clock=store.clock, option="--diff") if diff else None
-    result = access_state(
-        store,
-        kind.value,
-        at=at_bound,
-        org_ids=tuple(org_id or ()),
-        team_ids=tuple(team_id or ()),
-        diff_from=from_bound,
-    )
+    with progress_bar(ctx, "replaying") as progress:
+        result = access_state(
+            store,
+            kind.value,
+            at=at_bound,
+            org_ids=tuple(org_id or ()),
+            team_ids=tuple(team_id or ()),
+            diff_from=from_bound,
+            progress=progress,
+        )
     if pick_format(fmt, TableOrJson.table, TableOrJson.json) is TableOrJson.json:
         write_json(result.as_dict())
     else:
@@ -415,14 +424,16 @@ def report(
         start = first_recorded(store, tuple(org_id or ())) or _generated_at(store)
     end = parse_bound(until or "now", end=True, clock=store.clock, option="--until")
     chosen = fmt or (ReportFormat.md if output.endswith(".md") else ReportFormat.html)
-    data = build_report(
-        store,
-        since=start,
-        until=end,
-        generated_at=_generated_at(store),
-        org_ids=tuple(org_id or ()),
-        max_rows=max_rows,
-    )
+    with progress_bar(ctx, "reporting") as progress:
+        data = build_report(
+            store,
+            since=start,
+            until=end,
+            generated_at=_generated_at(store),
+            org_ids=tuple(org_id or ()),
+            max_rows=max_rows,
+            progress=progress,
+        )
     command = f"audit report --since {start} --until {end}"
     command += "".join(f" --org-id {org}" for org in org_id or ())
     render = render_markdown if chosen is ReportFormat.md else render_html

@@ -256,20 +256,34 @@ def query(
         raise UsageError("--limit: must be at least 1")
     if offset < 0:
         raise UsageError("--offset: must be 0 or more")
-    engine = QueryEngine(store, filters, order=order.value)
-    if count:
-        typer.echo(str(engine.count()))
-        report_problems(engine.problems)
-        return
     chosen = pick_format(fmt, QueryFormat.table, QueryFormat.jsonl)
     out = sys.stdout.buffer
-    if all_:
-        _stream_all(ctx, engine, chosen, out)
-    else:
-        total, lines = engine.page(limit, offset)
+    with progress_bar(ctx, "indexing") as progress:
+        # The first query after an import or a rotation indexes the settled files it reads.
+        engine = QueryEngine(store, filters, order=order.value, progress=progress)
+        if count:
+            total = engine.count()
+        elif all_ and chosen is not QueryFormat.table:
+            _stream_all(engine, chosen, out)
+        elif all_:
+            lines = list(engine.stream())
+        else:
+            total, lines = engine.page(limit, offset)
+    if count:
+        typer.echo(str(total))
+    elif all_ and chosen is QueryFormat.table:
+        _show_table(ctx, _entries(lines), f"{len(lines)} entries")
+    elif not all_:
         _write_page(ctx, chosen, (total, limit, offset), lines, filters, out)
     out.flush()
     report_problems(engine.problems)
+
+
+def _show_table(ctx: typer.Context, entries: list[dict[str, Any]], caption: str) -> None:
+    from auditcli.render import entries_table
+
+    with screen(ctx) as shown:
+        shown.print(entries_table(entries, width=shown.width, caption=caption))
 
 
 def _entries(lines: Iterable[bytes]) -> list[dict[str, Any]]:
@@ -287,8 +301,8 @@ def _write_csv(lines: Iterable[bytes], out: Any) -> None:
         out.write(row.encode())
 
 
-def _stream_all(ctx: typer.Context, engine: Any, chosen: QueryFormat, out: Any) -> None:
-    from auditcli.render import entries_table, write_json_response
+def _stream_all(engine: Any, chosen: QueryFormat, out: Any) -> None:
+    from auditcli.render import write_json_response
 
     if chosen is QueryFormat.jsonl:
         # Whole blocks of stored bytes (chain suffix cut off): no per-entry parse or write.
@@ -307,11 +321,6 @@ def _stream_all(ctx: typer.Context, engine: Any, chosen: QueryFormat, out: Any) 
                 total += count
             spool.seek(0)
             write_json_response(out, total, total, 0, (row[:-1] for row in spool))
-    else:
-        entries = _entries(engine.stream())
-        with screen(ctx) as shown:
-            caption = f"{len(entries)} entries"
-            shown.print(entries_table(entries, width=shown.width, caption=caption))
 
 
 def _write_page(
@@ -323,7 +332,7 @@ def _write_page(
     out: Any,
 ) -> None:
     from auditcli.query import seed_json
-    from auditcli.render import entries_table, write_json_response
+    from auditcli.render import write_json_response
 
     total, limit, offset = page
     if chosen is QueryFormat.json:
@@ -335,9 +344,7 @@ def _write_page(
         _write_csv(lines, out)
     else:
         shown = f"{offset + 1}–{offset + len(lines)} of {total}" if lines else f"0 of {total}"
-        caption = f"{shown} · {time_window(filters)}"
-        with screen(ctx) as out_:
-            out_.print(entries_table(_entries(lines), width=out_.width, caption=caption))
+        _show_table(ctx, _entries(lines), f"{shown} · {time_window(filters)}")
 
 
 # ----------------------------------------------------------------------------- actions

@@ -15,6 +15,7 @@ from auditcli.cli_options import (
     UntilOpt,
     get_store,
     pick_format,
+    progress_bar,
     say,
     screen,
     write_json,
@@ -61,7 +62,8 @@ def seal(
     store = get_store(ctx)
     if signing_key is not None:
         _warn_if_exposed(signing_key)
-    result = seal_store(store, signing_key=signing_key)
+    with progress_bar(ctx, "sealing") as progress:
+        result = seal_store(store, signing_key=signing_key, progress=progress)
     manifest = result.manifest
     signed = f"signed by {result.key_id}" if result.key_id else "unsigned (no signing key)"
     if not quiet:
@@ -141,14 +143,16 @@ def verify(
             raise UsageError("--max-seal-age: give a duration such as 90m, 2h or 1d")
         age_since = parse_bound(max_seal_age, end=False, clock=store.clock, option="--max-seal-age")
     keys = [load_public_key(path) for path in public_key or []]
-    report = verify_store(
-        store,
-        first_day=first,
-        last_day=last,
-        public_keys=keys,
-        anchor=anchor,
-        max_seal_age_since=age_since,
-    )
+    with progress_bar(ctx, "verifying") as progress:
+        report = verify_store(
+            store,
+            first_day=first,
+            last_day=last,
+            public_keys=keys,
+            anchor=anchor,
+            max_seal_age_since=age_since,
+            progress=progress,
+        )
     if pick_format(output_format, TableOrJson.table, TableOrJson.json) is TableOrJson.json:
         write_json(report.to_dict())
         for note in report.notes:
