@@ -897,7 +897,7 @@ def access_state(
     before_rows: list[dict[str, Any]] | None = None
     journal_from = 0
     for n, line in enumerate(engine.stream(), 1):
-        if progress is not None and not n % _PROGRESS_EVERY:
+        if progress is not None and n % _PROGRESS_EVERY == 1:
             progress(n)
         if action_of(line) not in reads:
             continue
@@ -1053,7 +1053,7 @@ def history(
     by_id: dict[str, TimelineItem] = {}
     wanted_users = set(target_ids)
     for n, line in enumerate(engine.stream(), 1):
-        if progress is not None and not n % _PROGRESS_EVERY:
+        if progress is not None and n % _PROGRESS_EVERY == 1:
             progress(n)
         hit = selected(line)
         if not hit and (
@@ -1274,7 +1274,7 @@ def report_data(
     started = False
     since_bytes = since.encode()
     for n, line in enumerate(engine.stream(), 1):
-        if progress is not None and not n % _PROGRESS_EVERY:
+        if progress is not None and n % _PROGRESS_EVERY == 1:
             progress(n)
         created = line[chain.CREATED_START : chain.CREATED_END]
         in_period = created >= since_bytes

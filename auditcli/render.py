@@ -247,7 +247,7 @@ def entries_table(
         Column("Action", priority=1, max_width=12, width=fixed.get("Action")),
         Column("Actor", priority=2, max_width=16, width=fixed.get("Actor")),
         Column("Target", priority=3, width=fixed.get("Target")),
-        Column("Description", fold=30),
+        Column("Description", fold=36),
     )
     rows = [
         (
@@ -284,7 +284,7 @@ def rows_table(
         Column(
             header,
             numeric=header in numeric,
-            fold=16 if at == len(headers) - 1 else None,
+            fold=36 if at == len(headers) - 1 else None,
         )
         for at, header in enumerate(headers)
     ]

@@ -83,7 +83,7 @@ def _anomaly_table(catalog: Any, anomalies: list[Any], width: int) -> Any:
         Column("Time (UTC) / entry"),
         Column("Action", priority=1, max_width=12),
         Column("Anomaly", max_width=16),
-        Column("Detail", fold=30),
+        Column("Detail", fold=36),
     )
     return fit_table(columns, rows, width=width, title="Anomalies (reported, not hidden)")
 
@@ -180,7 +180,7 @@ def _history_table(result: Any, width: int) -> Any:
         Column("Time (UTC) / entry"),
         Column("Action", priority=2, max_width=12),
         Column("Actor", priority=1),
-        Column("What happened", fold=30),
+        Column("What happened", fold=36),
     )
     return fit_table(columns, rows, width=width, title=f"History of {subject}", caption=caption)
 
@@ -208,7 +208,7 @@ def _state_columns(kind: str) -> list[Any]:
 
     verb = _CITE_HEADERS.get(kind, "Granted")
     columns = [
-        Column(header, priority=priority, fold=30 if text else None)
+        Column(header, priority=priority, fold=36 if text else None)
         for header, priority, text in _STATE_COLUMNS[kind]
     ]
     return [

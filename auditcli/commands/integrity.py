@@ -199,7 +199,7 @@ def _print_report(out: Any, report: Any) -> None:
             Column("File"),
             Column("Line", numeric=True),
             Column("Kind", max_width=16),
-            Column("Detail", fold=30),
+            Column("Detail", fold=36),
         )
         table = fit_table(
             columns,
