@@ -165,8 +165,10 @@ def workspace(tmp: Path) -> tuple[Path, dict[str, str]]:
 
 def run_commands(commands: list[str], work: Path, env: dict[str, str]) -> list[list[str]]:
     """Run the commands in one bash under a pseudo-terminal; each one's output lines."""
+    # After each command: its marker, then its exit status again, for a following `echo $?`.
     script = "".join(
-        f"{command}\nprintf '\\n{_MARK}{n}\\n'\n" for n, command in enumerate(commands)
+        f"{command}\n__rc=$?; printf '\\n{_MARK}{n}\\n'; (exit $__rc)\n"
+        for n, command in enumerate(commands)
     )
     (work.parent / "page.sh").write_text(script)
     master, slave = pty.openpty()
@@ -214,13 +216,21 @@ def run_commands(commands: list[str], work: Path, env: dict[str, str]) -> list[l
     return outputs
 
 
-def _update(page: Path, examples: list[Example], outputs: list[list[str]]) -> None:
-    """Write each example's real output into the page, from the last one up."""
+def _update(
+    page: Path, examples: list[Example], outputs: list[list[str]], paths: dict[str, str]
+) -> None:
+    """Write each example's real output into the page, from the last one up, with the
+    temporary directories shown as a reader has them (`~`, `.`)."""
     lines = page.read_text().split("\n")
     for example, output in sorted(
         zip(examples, outputs, strict=True), key=lambda pair: pair[0].start, reverse=True
     ):
-        shown = [line.rstrip() for line in output]
+        shown = []
+        for line in output:
+            for real, seen in paths.items():
+                line = line.replace(real + "/", "" if seen == "." else seen + "/")
+                line = line.replace(real, seen)
+            shown.append(line.rstrip())
         while shown and not shown[-1]:
             shown.pop()
         lines[example.start : example.end] = shown
@@ -234,7 +244,7 @@ def test_console_examples(page: Path, tmp_path: Path, request: pytest.FixtureReq
         pytest.skip("no console example")
     work, env = workspace(tmp_path)
     outputs = run_commands([example.command for example in examples], work, env)
-    paths = {str(work): ".", env["HOME"]: "~"}
+    paths = {env["HOME"]: "~", str(work): "."}
     wrong = []
     for example, output in zip(examples, outputs, strict=True):
         expected = normalise(example.expected, paths)
@@ -244,7 +254,7 @@ def test_console_examples(page: Path, tmp_path: Path, request: pytest.FixtureReq
             diff = "\n".join(difflib.unified_diff(expected, actual, "page", "run", lineterm=""))
             print(f"{page.name}:{example.start}: $ {example.command}\n{diff}\n")
     if wrong and request.config.getoption("--update-docs"):
-        _update(page, [example for example, _ in wrong], [output for _, output in wrong])
+        _update(page, [e for e, _ in wrong], [output for _, output in wrong], paths)
         pytest.skip(f"rewrote {len(wrong)} example output(s) in {page.name}")
     assert not wrong, f"{len(wrong)} example(s) in {page.name} print something else (diffs above)"
 
