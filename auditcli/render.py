@@ -241,14 +241,15 @@ def entries_table(
     else email, else id), target id (its type is in the action) and description. At 80 columns
     all five fit; on narrower terminals target, then actor, then action give way. `stream`:
     fixed widths, so that the rows of successive tables (`audit tail`) line up."""
-    fixed = {"Time (UTC)": 19, "Action": 12, "Actor": 14, "Target": 10} if stream else {}
-    columns = (
-        Column("Time (UTC)", width=fixed.get("Time (UTC)")),
-        Column("Action", priority=1, max_width=12, width=fixed.get("Action")),
-        Column("Actor", priority=2, max_width=16, width=fixed.get("Actor")),
-        Column("Target", priority=3, width=fixed.get("Target")),
+    columns: list[Column | None] = [
+        Column("Time (UTC)"),
+        Column("Action", priority=1, max_width=12),
+        Column("Actor", priority=2, max_width=16),
+        Column("Target", priority=3),
         Column("Description", fold=36),
-    )
+    ]
+    if stream:
+        columns = _stream_columns(columns, width)
     rows = [
         (
             short_time(str(entry.get("createdAt", ""))),
@@ -259,9 +260,47 @@ def entries_table(
         )
         for entry in entries
     ]
+    shown = [
+        [row[at] for at, column in enumerate(columns) if column is not None] for row in rows
+    ]
     return fit_table(
-        columns, rows, width=width, title=title, caption=caption, show_header=show_header
+        [column for column in columns if column is not None],
+        shown,
+        width=width,
+        title=title,
+        caption=caption,
+        show_header=show_header,
     )
+
+
+#: The widths of the entries table's columns in a stream, and the least the description gets.
+_STREAM_WIDTHS = (19, 12, 14, 12)
+_STREAM_TEXT = 28
+
+
+def _stream_columns(columns: list[Column | None], width: int) -> list[Column | None]:
+    """Fixed widths for a stream of one-row tables (`audit tail`): the columns that fit beside
+    a description of at least _STREAM_TEXT, by priority; None for a column left out."""
+    from dataclasses import replace
+
+    kept = list(range(len(_STREAM_WIDTHS)))
+
+    def used() -> int:
+        return sum(_STREAM_WIDTHS[at] + _GAP for at in kept)
+
+    while used() + _STREAM_TEXT > width and len(kept) > 1:
+        kept.remove(max(kept, key=lambda at: _priority(columns[at])))
+    result: list[Column | None] = [
+        replace(column, width=_STREAM_WIDTHS[at]) if column and at in kept else None
+        for at, column in enumerate(columns[:-1])
+    ]
+    text = columns[-1]
+    assert text is not None
+    return [*result, replace(text, width=max(width - used(), 10))]
+
+
+def _priority(column: Column | None) -> int:
+    return column.priority if column else 0
 
 
 def action_name(entry: dict[str, Any]) -> str:

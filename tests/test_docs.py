@@ -7,7 +7,7 @@ carry over), under a pseudo-terminal 80 columns wide, as a person would see them
 terminal, machine formats where the command line pipes. Every page starts from a fresh working
 directory holding copies of `sample_logs/`, `benchmarks/` and `docs/examples/` (the files the
 examples use), an empty home directory (so the default store is new) and no `AUDIT_*` variable
-but `AUDIT_WRITER_ID=web-1` and `AUDIT_PAGER=cat`.
+but `AUDIT_WRITER_ID=web-1` and `AUDIT_PAGER=cat`; the login name is `ops`.
 
 Outputs are compared after normalising what differs from run to run: ids, hashes, tokens,
 times and dates, sizes and timings, the temporary paths, runs of spaces and of rule characters.
@@ -44,9 +44,10 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 #: What a page's working directory holds: the files its examples use.
 FIXTURES = ("sample_logs", "benchmarks", "docs/examples")
 WIDTH = 80
-TIMEOUT = 300  # seconds for one page, all its commands
+TIMEOUT = 120  # seconds for one page, all its commands
 _MARK = "\x1e@@docs-test@@"
 _ELLIPSIS = "…"
+_HEREDOC = re.compile(r"<<-?\s*'?\"?(\w+)'?\"?\s*$")
 
 
 @dataclass
@@ -77,6 +78,12 @@ def parse(text: str) -> list[Example]:
                 while command.endswith("\\") and at + 1 < len(lines):
                     at += 1
                     command += "\n" + lines[at]
+                heredoc = _HEREDOC.search(command)
+                while heredoc and at + 1 < len(lines):  # the here-document is the command's
+                    at += 1
+                    command += "\n" + lines[at]
+                    if lines[at] == heredoc.group(1):
+                        break
                 current = Example(command, at + 1, at + 1)
                 examples.append(current)
             elif current is None:
@@ -106,6 +113,7 @@ _RULES = [
     (re.compile(r"\b\d+(?:\.\d+)? ?(?:B|kB|KB|MB|GB|KiB|MiB|GiB|bytes)\b"), "<size>"),
     (re.compile(r"\b\d+(?:\.\d+)? ?(?:s|ms)\b"), "<duration>"),
     (re.compile(r"\(\d+%\)"), "(<n>%)"),
+    (re.compile(r"^(<\d+>1 \S+ )\S+( audit )"), r"\1<host>\2"),  # syslog HOSTNAME
     (re.compile(r"([─━═│┃])\1+"), r"\1"),
     (re.compile(r"[ \t]+"), " "),
 ]
@@ -156,6 +164,8 @@ def workspace(tmp: Path) -> tuple[Path, dict[str, str]]:
         LC_ALL="C.UTF-8",
         TZ="UTC",
         AUDIT_WRITER_ID="web-1",
+        USER="ops",  # the login name service-account commands record as the actor
+        LOGNAME="ops",
         AUDIT_PAGER="cat",
         PYTHONDONTWRITEBYTECODE="1",
         PS1="",
