@@ -7,8 +7,8 @@ admins, organization members, teams with their members, custom roles and service
 order is the entries' own time, never the order in which they were stored, so entries imported
 late still land where they belong; being stored out of time order is itself reported.
 
-Metadata conventions the replay reads (the seed leaves `metadata` free-form; these are the
-shapes `sample_logs/` and `/work/shared/bench/gen_entries.py` use):
+Metadata conventions the replay reads (the API leaves `metadata` free-form; these are the
+shapes `sample_logs/` and `benchmarks/gen_entries.py` use):
 
 * `org_admin_added` / `org_admin_removed`, `user_added` / `user_removed`: `targetId` is the user.
 * `team_created` / `team_deleted`: `targetId` is the team (`teamId` too);
@@ -105,7 +105,7 @@ class Cite:
     """The entry a fact comes from: its id, time, actor and action."""
 
     id: str
-    createdAt: str  # the seed's field names
+    createdAt: str  # the API's field names
     actorId: str
     actor: str
     action: str

@@ -105,7 +105,7 @@ def _epoch_ms(created_at: str) -> int:
 
 
 def _input(entry: dict[str, Any]) -> dict[str, Any]:
-    # The seed's examples keep request details under metadata.input; accept them at the top too.
+    # The API's examples keep request details under metadata.input; accept them at the top too.
     metadata = entry.get("metadata")
     if not isinstance(metadata, dict):
         return {}
@@ -279,7 +279,7 @@ class Writer:
 
 
 class JsonlWriter(Writer):
-    """One entry per line: exactly the seed's 13 fields (the `_chain` link is left out)."""
+    """One entry per line: exactly the 13 entry fields (the `_chain` link is left out)."""
 
     def line(self, stored: bytes) -> bytes:
         return seed_json(stored) + b"\n"

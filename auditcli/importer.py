@@ -1,4 +1,4 @@
-"""Bulk import of JSONL in the seed's format: validate everything first, then append by day."""
+"""Bulk import of JSONL in the API's entry format: validate everything first, then append by day."""
 
 from __future__ import annotations
 
@@ -183,7 +183,7 @@ def _canonical_entry(raw: bytes, catalog: Catalog) -> tuple[dict[str, Any], byte
 
     Only lines that the full path would accept unchanged are taken here, so both give the same
     entry and the same bytes: the JSON is compact and round-trips (what `loads_strict` checks
-    first), the 13 seed fields are present in the seed's order, none that `build_entry` would
+    first), the 13 entry fields are present in the API's order, none that `build_entry` would
     fill is null, createdAt is already canonical, the action is in the catalog, metadata cannot
     nest too deep (few brackets in the whole line), and the same pydantic validator passes. What
     this skips is Python work per entry: the parse-dump round trip and validation remain."""

@@ -538,10 +538,10 @@ def _scan_needle(
 
 
 def seed_json(line: bytes) -> bytes:
-    """The entry's canonical JSON (the seed's 13 fields) of a stored line."""
+    """The entry's canonical JSON (the 13 entry fields) of a stored line."""
     return chain.content_of(line)
 
 
 def entry_of(line: bytes) -> dict[str, object]:
-    """The entry of a stored line as a dict of the seed's 13 fields."""
+    """The entry of a stored line as a dict of the 13 entry fields."""
     return orjson.loads(chain.content_of(line))

@@ -47,7 +47,7 @@ def csv_cell(value: Any) -> str:
 def csv_rows(
     entries: Iterable[dict[str, Any]], fields: Sequence[str] | None = None
 ) -> Iterator[str]:
-    """CSV text, a header row of `fields` (default: the seed's 13) first, then one row per
+    """CSV text, a header row of `fields` (default: the 13 entry fields) first, then one row per
     entry (RFC 4180 quoting)."""
     if fields is None:
         from .model import SEED_FIELDS  # lazily: model imports pydantic (startup time)

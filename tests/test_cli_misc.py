@@ -217,6 +217,6 @@ class TestHelp:
         ]
         assert not missing, f"`audit {' '.join(path)}`: no help for {missing}"
 
-    def test_the_commands_of_the_issue_exist(self) -> None:
+    def test_every_documented_command_exists(self) -> None:
         names = {" ".join(path) for path, _ in COMMANDS}
         assert {"record", "import", "query", "actions", "actions add", "path"} <= names

@@ -1,4 +1,4 @@
-"""Tamper evidence (issue 4): every kind of tampering, done to a real store, is detected and
+"""Tamper evidence: every kind of tampering, done to a real store, is detected and
 named; untouched stores verify clean (also unsealed, rotated, or being appended to)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""rotate, retention, export, stats, tail and schema (issue 5).
+"""rotate, retention, export, stats, tail and schema.
 
 Core behaviour runs in-process with an injected clock; the cases where processes are the point
 (a rotation killed at random moments, writers appending while a day is compressed, `tail`

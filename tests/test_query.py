@@ -1,6 +1,6 @@
 """`audit query`: every filter and their combinations, every time syntax, ordering and
 tie-breaks, pagination, `--all`, every format, every usage error (exit 2), partition pruning,
-and the issue's done-when check on the seed's three example entries (real processes)."""
+and the API's three example entries, end to end (real processes)."""
 
 from __future__ import annotations
 
@@ -711,7 +711,7 @@ class TestSeedExamples:
             ("--action", "login"): (1, 20, 0, [LOGIN]),
             ("--target", "ROLE"): (1, 20, 0, [ROLE]),
             ("--actor-id", "user-789"): (1, 20, 0, [TEAM]),
-            ("--limit", "50", "--action", "login"): (1, 50, 0, [LOGIN]),  # the seed's request
+            ("--limit", "50", "--action", "login"): (1, 50, 0, [LOGIN]),  # the API's example
         }  # fmt: skip
         for args, (total, limit, offset, want) in cases.items():
             done = audit("query", "--format", "json", *args)
@@ -722,7 +722,7 @@ class TestSeedExamples:
                 "offset": offset,
                 "logs": want,
             }, args
-            # field order too: the seed's 13 fields in the seed's order
+            # field order too: the 13 entry fields in the API's order
             for raw in json.loads(done.stdout, object_pairs_hook=list)[3][1]:
                 assert [key for key, _ in raw] == list(SEED_FIELDS)
 

@@ -187,7 +187,7 @@ def import_(
         bool, typer.Option("--skip-invalid", help="Write the valid lines and report the rest.")
     ] = False,
 ) -> None:
-    """Import JSONL entries (the seed's format). Validates every line before writing any.
+    """Import JSONL entries (the API's entry format). Validates every line before writing any.
 
     Example: audit import entries.jsonl
     """

@@ -1,4 +1,4 @@
-"""`audit serve` (the seed's HTTP API) and `audit service-account create|list|delete`."""
+"""`audit serve` (the audit-log HTTP API) and `audit service-account create|list|delete`."""
 
 from __future__ import annotations
 
