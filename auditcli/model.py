@@ -143,8 +143,8 @@ def build_entry(
 ) -> dict[str, Any]:
     """Validate `data` and fill in what the API's format lets be generated: `id` (UUIDv7),
     `createdAt` (now), `actionDisplayName` and `target` (from the catalog), `description` (the
-    action's template), `targetId` of a login (the actor). Returns the entry in the API's field order.
-    Raises InvalidEntryError listing every problem as `field: message`."""
+    action's template), `targetId` of a login (the actor). Returns the entry in the API's field
+    order. Raises InvalidEntryError listing every problem as `field: message`."""
     if not isinstance(data, Mapping):
         raise InvalidEntryError(f"expected a JSON object, got {_json_type(data)}")
     unknown = [key for key in data if key not in SEED_FIELDS]
