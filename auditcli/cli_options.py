@@ -211,7 +211,8 @@ class _ProgressBar:
 
         self.label, self.total, self.unit = label, total, unit
         self.clock = time.monotonic
-        self.started = self.last = self.clock()
+        self.started = self.last = self.phase_started = self.clock()
+        self.phase: str | None = None
         self.bar: Any = None
         self.task: Any = None
 
@@ -233,13 +234,18 @@ class _ProgressBar:
         elif now - self.last < 0.1:
             return  # ten times a second is as often as anyone can read it
         self.last = now
-        rate = entries / max(now - self.started, 1e-6)
+        if phase != self.phase:
+            if self.phase is not None:  # a later stage counts its entries from 0 again
+                self.phase_started = now
+            self.phase = phase
+        elapsed = now - self.phase_started
+        rate = f" · {entries / elapsed:,.0f}/s" if elapsed >= 0.2 else ""  # else: no rate yet
         self.bar.update(
             self.task,
             completed=done if done is not None else entries,
             total=self.total,
             description=f"{self.label} ({phase})" if phase else self.label,
-            entries=f"{entries:,} {self.unit} · {rate:,.0f}/s",
+            entries=f"{entries:,} {self.unit}{rate}",
         )
 
     def _start(self) -> None:

@@ -281,3 +281,13 @@ def test_normalise_keeps_what_matters() -> None:
     assert matches(["a", _ELLIPSIS, "z"], ["a", "b", "c", "z"])
     assert matches(["a", _ELLIPSIS, "z"], ["a", "z"])
     assert not matches(["a", _ELLIPSIS, "z"], ["a", "b"])
+
+
+def test_example_scripts_are_shown_as_run() -> None:
+    """A Python script under docs/examples/ that a page runs is shown in that page verbatim, as
+    a ```python block, so the code a reader sees is the code that ran."""
+    blocks = []
+    for page in PAGES:
+        blocks += re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.DOTALL)
+    for script in sorted((ROOT / "docs" / "examples").glob("*.py")):
+        assert script.read_text() in blocks, f"{script.name} is not shown verbatim in the docs"

@@ -115,14 +115,37 @@ def entries_file(tmp_path: Path) -> Path:
 
 # ------------------------------------------------------------------------------ progress
 class TestProgress:
-    def test_import_shows_entries_and_rate_on_a_terminal(self, tmp_path, entries_file) -> None:
+    def test_import_shows_a_bar_with_entries_on_a_terminal(self, tmp_path, entries_file) -> None:
         logs = str(tmp_path / "logs")
         code, screen, stdout = run_audit("-d", logs, "import", str(entries_file))
         assert code == 0
         assert stdout == b"imported 3000 entries\n"
         text = screen.decode()
         assert "importing" in text
-        assert re.search(r"[\d,]+ entries · [\d,]+/s", text), text
+        assert re.search(r"[\d,]+ entries", text), text
+
+    def test_the_bar_shows_entries_per_second_and_restarts_at_each_phase(self) -> None:
+        from auditcli.cli_options import _ProgressBar
+
+        now = [100.0]
+        bar = _ProgressBar("importing", 2000, "entries")
+        bar.clock = lambda: now[0]
+        bar.started = bar.last = bar.phase_started = 100.0
+        try:
+            now[0] = 102.0
+            bar(5000, done=1000, phase="validating")
+            fields = bar.bar.tasks[0].fields
+            assert fields["entries"] == "5,000 entries · 2,500/s"
+            assert bar.bar.tasks[0].completed == 1000 and bar.bar.tasks[0].total == 2000
+            now[0] = 103.0
+            bar(10, done=5, total=50, phase="writing")  # a new phase: no rate yet
+            assert bar.bar.tasks[0].fields["entries"] == "10 entries"
+            assert bar.bar.tasks[0].total == 50
+            now[0] = 104.0
+            bar(4000, done=40, phase="writing")
+            assert bar.bar.tasks[0].fields["entries"] == "4,000 entries · 4,000/s"
+        finally:
+            bar.close()
 
     def test_quiet_and_pipes_show_nothing(self, tmp_path, entries_file) -> None:
         logs = str(tmp_path / "logs")
