@@ -55,7 +55,7 @@ def seal(
     Run it hourly from cron; it writes a manifest even when nothing changed, so a gap shows.
     Ship the printed hash off-host to anchor the chain (`audit verify --anchor HASH`).
 
-    Example: audit seal --signing-key /etc/audit/seal.key
+    Example: audit seal --signing-key /etc/auditcli/seal.key
     """
     from auditcli.integrity import seal as seal_store
 
@@ -124,7 +124,7 @@ def verify(
     """Check every line's chain link, every file against every checkpoint, the manifest chain
     and its signatures; name each problem by file, line and kind. Exit code 5 on any problem.
 
-    Example: audit verify --public-key /etc/audit/seal.key.pub
+    Example: audit verify --public-key /etc/auditcli/seal.key.pub
     """
     from auditcli.integrity import load_public_key
     from auditcli.integrity import verify as verify_store
@@ -227,7 +227,7 @@ def keys_generate(
     Keep the private key where only `audit seal` can read it (not the writers); give auditors
     PATH.pub for `audit verify --public-key`.
 
-    Example: audit keys generate --out /etc/audit/seal.key
+    Example: audit keys generate --out /etc/auditcli/seal.key
     """
     from auditcli.integrity import generate_keys
 
