@@ -161,16 +161,30 @@ def workspace(tmp: Path) -> tuple[Path, dict[str, str]]:
         NO_COLOR="1",
         COLUMNS=str(WIDTH),
         LINES="50",
-        LC_ALL="C.UTF-8",
+        LC_ALL=_utf8_locale(),  # byte order for `ls` and `sort`, UTF-8 text
         TZ="UTC",
         AUDIT_WRITER_ID="web-1",
         USER="ops",  # the login name service-account commands record as the actor
         LOGNAME="ops",
         AUDIT_PAGER="cat",
         PYTHONDONTWRITEBYTECODE="1",
+        PYTHONUTF8="1",
         PS1="",
     )
     return work, env
+
+
+def _utf8_locale() -> str:
+    """C.UTF-8 where the system has it (almost everywhere), else C."""
+    import locale
+
+    try:
+        previous = locale.setlocale(locale.LC_ALL)
+        locale.setlocale(locale.LC_ALL, "C.UTF-8")
+        locale.setlocale(locale.LC_ALL, previous)
+    except locale.Error:
+        return "C"
+    return "C.UTF-8"
 
 
 def run_commands(commands: list[str], work: Path, env: dict[str, str]) -> list[list[str]]:
