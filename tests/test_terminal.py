@@ -313,3 +313,26 @@ def test_data_commands_write_json_to_a_pipe(cli, sample, args, kind) -> None:
     assert table.exit_code == 0
     with pytest.raises(ValueError):
         json.loads(table.stdout)
+
+
+@pytest.mark.parametrize(
+    ("audit_pager", "pager", "want"),
+    [
+        (None, None, ["less", "-FRX"]),
+        (None, "more -d", ["more", "-d"]),
+        ("most", "more", ["most"]),
+        ("", "more", None),
+        ("cat", None, None),
+        (None, "cat", None),
+        ("less 'unbalanced", None, None),
+    ],
+)
+def test_pager_choice(monkeypatch, audit_pager, pager, want) -> None:
+    from auditcli.pager import pager_command
+
+    for name, value in (("AUDIT_PAGER", audit_pager), ("PAGER", pager)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    assert pager_command() == want
