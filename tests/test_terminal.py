@@ -215,6 +215,15 @@ class TestPager:
         assert b"PAGED" not in piped and b"Time (UTC)" in piped
 
 
+    def test_a_missing_pager_shows_the_output_anyway(self, sample) -> None:
+        env = _env(AUDIT_PAGER="/nonexistent/pager")
+        code, screen, _ = run_audit(
+            "-d", str(sample), "query", "-n", "30", terminal=("stdout", "stderr"), env=env
+        )
+        assert code == 0
+        assert "Time (UTC)" in screen.decode() and "1–30 of 385" in screen.decode()
+
+
 # ------------------------------------------------------------------------------ widths
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _ID_START = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{1,12})*$")
