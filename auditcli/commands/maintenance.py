@@ -423,9 +423,11 @@ class _TableWriter:
         self.console = console()
 
     def head(self) -> bytes:
+        """No header: rows arrive one by one, for as long as tail runs."""
         return b""
 
     def line(self, stored: bytes) -> bytes:
+        """One entry as a table row, rendered for the terminal."""
         from auditcli.query import entry_of
         from auditcli.render import entries_table
 
