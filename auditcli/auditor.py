@@ -7,8 +7,8 @@ admins, organization members, teams with their members, custom roles and service
 order is the entries' own time, never the order in which they were stored, so entries imported
 late still land where they belong; being stored out of time order is itself reported.
 
-Metadata conventions the replay reads (the seed leaves `metadata` free-form; these are the
-shapes `sample_logs/` and `/work/shared/bench/gen_entries.py` use):
+Metadata conventions the replay reads (the API leaves `metadata` free-form; these are the
+shapes `sample_logs/` and `benchmarks/gen_entries.py` use):
 
 * `org_admin_added` / `org_admin_removed`, `user_added` / `user_removed`: `targetId` is the user.
 * `team_created` / `team_deleted`: `targetId` is the team (`teamId` too);
@@ -42,6 +42,7 @@ import orjson
 
 from . import chain
 from .errors import UsageError
+from .progress import Progress
 from .query import Filters, Problem, QueryEngine, entry_of, split_lines
 from .store import AuditStore
 from .timeparse import parse_utc
@@ -94,6 +95,8 @@ OUT_OF_ORDER_TOLERANCE = timedelta(seconds=1)
 _ACTION_KEY = b',"action":"'
 _LOGIN = b"login"
 _CASCADES = frozenset((b"team_deleted", b"user_removed"))
+#: Lines read between two progress reports (a report costs far more than skipping a line).
+_PROGRESS_EVERY = 4096
 
 
 # ----------------------------------------------------------------------------- value types
@@ -102,7 +105,7 @@ class Cite:
     """The entry a fact comes from: its id, time, actor and action."""
 
     id: str
-    createdAt: str  # the seed's field names
+    createdAt: str  # the API's field names
     actorId: str
     actor: str
     action: str
@@ -873,11 +876,12 @@ def access_state(
     org_ids: tuple[str, ...] = (),
     team_ids: tuple[str, ...] = (),
     diff_from: str | None = None,
+    progress: Progress | None = None,
 ) -> StateResult:
     """The `kind` state (admins, teams, users, roles, service-accounts) at the canonical instant
     `at`, from the entries up to it; with `diff_from`, also what was granted, revoked or
     changed between that earlier instant and `at`. `team_ids` narrows team rows (and the
-    anomalies about teams) to those teams."""
+    anomalies about teams) to those teams. `progress` hears of the entries read."""
     if kind not in KINDS:
         raise UsageError(f"unknown state {kind!r}: expected one of {', '.join(KINDS)}")
     if diff_from is not None and diff_from > at:
@@ -892,7 +896,9 @@ def access_state(
     replay = Replay(track_changes=False, keep_journal=diff_from is not None)
     before_rows: list[dict[str, Any]] | None = None
     journal_from = 0
-    for line in engine.stream():
+    for n, line in enumerate(engine.stream(), 1):
+        if progress is not None and n % _PROGRESS_EVERY == 1:
+            progress(n)
         if action_of(line) not in reads:
             continue
         if (
@@ -1023,6 +1029,7 @@ def history(
     org_ids: tuple[str, ...] = (),
     since: str | None = None,
     until: str | None = None,
+    progress: Progress | None = None,
 ) -> HistoryResult:
     """The timeline of the resources `target_ids` (entries whose targetId is one of them, and
     team membership entries whose metadata.input.userId is one of them), or of what the actors
@@ -1031,7 +1038,8 @@ def history(
     Changes depend on what came before, so the entries up to `until` that can change the
     selected resources are replayed: those naming one of them as a JSON string (targetId,
     metadata.input.userId), and every team deletion and user removal (they end memberships).
-    Other lines are skipped by their bytes, without being parsed."""
+    Other lines are skipped by their bytes, without being parsed. `progress` hears of the
+    entries read."""
     if not target_ids and not actor_ids:
         raise UsageError("give --target-id or --actor-id")
     selected = QueryEngine(store, Filters(target_ids=target_ids, actor_ids=actor_ids)).matcher
@@ -1044,7 +1052,9 @@ def history(
     items: list[TimelineItem] = []
     by_id: dict[str, TimelineItem] = {}
     wanted_users = set(target_ids)
-    for line in engine.stream():
+    for n, line in enumerate(engine.stream(), 1):
+        if progress is not None and n % _PROGRESS_EVERY == 1:
+            progress(n)
         hit = selected(line)
         if not hit and (
             (action := action_of(line)) == _LOGIN
@@ -1245,13 +1255,14 @@ def report_data(
     generated_at: str,
     org_ids: tuple[str, ...] = (),
     keep: int | None = None,
+    progress: Progress | None = None,
 ) -> ReportData:
     """The access-review report's data for [since, until] (canonical, inclusive): totals,
     logins per day, the admin / user / team / role / service-account changes with their
     before → after changes, system admins at the start and end, the busiest actors, and the
     anomalies of the period. Entries before `since` are replayed (not counted) so that state
     and changes are right. Each section keeps its first `keep` entries (None: all) and counts
-    the rest in `section_totals`."""
+    the rest in `section_totals`. `progress` hears of the entries read."""
     if since > until:
         raise UsageError(f"--since {since} is after --until {until}")
     data = ReportData(since, until, org_ids, generated_at, first_recorded(store, org_ids))
@@ -1262,7 +1273,9 @@ def report_data(
     replay = Replay()
     started = False
     since_bytes = since.encode()
-    for line in engine.stream():
+    for n, line in enumerate(engine.stream(), 1):
+        if progress is not None and n % _PROGRESS_EVERY == 1:
+            progress(n)
         created = line[chain.CREATED_START : chain.CREATED_END]
         in_period = created >= since_bytes
         is_login = action_of(line) == _LOGIN

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 
-#: The seed's fields, in the seed's order: the key order of every stored and printed entry.
+#: The 13 entry fields, in the API's order: the key order of every stored and printed entry.
 SEED_FIELDS: tuple[str, ...] = (
     "id",
     "description",
@@ -76,7 +76,7 @@ def split_line(line: bytes) -> tuple[bytes, bytes] | None:
 
 
 def content_of(line: bytes) -> bytes:
-    """The entry's canonical JSON (the 13 seed fields) of a stored line, without newline."""
+    """The entry's canonical JSON (the 13 entry fields) of a stored line, without newline."""
     return line[:-SUFFIX_LEN] + b"}"
 
 

@@ -292,6 +292,17 @@ def _root(
             " $TZ, the config file's time_zone, else UTC). Stored times stay UTC.",
         ),
     ] = None,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="No progress bars on stderr (results and errors stay)."),
+    ] = False,
+    no_pager: Annotated[
+        bool,
+        typer.Option(
+            "--no-pager",
+            help="Never page long output (default pager: $AUDIT_PAGER, $PAGER, else less -FRX).",
+        ),
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
@@ -300,6 +311,7 @@ def _root(
     from .cli_options import start
 
     start(ctx, {"log_dir": log_dir, "tz": tz})
+    ctx.obj.update(quiet=quiet, no_pager=no_pager)
 
 
 _COMMAND_MODULES = ("auditor", "core", "integrity", "maintenance", "server", "setup")
@@ -329,6 +341,8 @@ _MODULE_OF = {
     "config": "setup",
 }
 _GLOBAL_WITH_VALUE = ("--log-dir", "-d", "--tz")
+#: Global flags without a value: only before the command name (`seal -q`, `rotate -q` differ).
+_GLOBAL_FLAGS = ("--quiet", "-q", "--no-pager")
 #: The parameter names of the global options, accepted before or after the command name.
 _GLOBAL_NAMES = ("log_dir", "tz")
 
@@ -358,13 +372,19 @@ def _command_name(argv: list[str] | None) -> str | None:
     for arg in args:
         if arg in _GLOBAL_WITH_VALUE:
             next(args, None)
-        elif arg.startswith(("--log-dir=", "--tz=")) or (arg.startswith("-d") and arg != "-d"):
+        elif _is_global(arg):
             continue
         elif arg.startswith("-"):
             return None  # --help, --version, or a mistake: typer shows every command
         else:
             return arg
     return None
+
+
+def _is_global(arg: str) -> bool:
+    """Whether `arg` is a whole global option: a flag, `--log-dir=DIR`, `--tz=ZONE` or `-dDIR`."""
+    attached = arg.startswith(("--log-dir=", "--tz=")) or (arg.startswith("-d") and arg != "-d")
+    return arg in _GLOBAL_FLAGS or attached
 
 
 def _registered(name: str | None) -> bool:

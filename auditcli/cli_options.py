@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -291,6 +293,45 @@ def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
+def pick_format(given: Any, table: Any, machine: Any) -> Any:
+    """The `--format` given, else `table` on a terminal and `machine` (JSON or JSONL) in a pipe:
+    the one rule of every command that prints data."""
+    if given is not None:
+        return given
+    return table if stdout_is_terminal() else machine
+
+
+def global_flag(ctx: typer.Context, name: str) -> bool:
+    """A global flag of the root command (`quiet`, `no_pager`), seen from any subcommand."""
+    obj = ctx.find_root().obj or {}
+    return bool(obj.get(name))
+
+
+@contextmanager
+def screen(ctx: typer.Context) -> Iterator[Any]:
+    """The console a command draws its tables on. On a terminal, output taller than the screen
+    goes through the pager (see pager.py) unless `--no-pager`; on a pipe it is written as is."""
+    out = console()
+    command = None
+    if stdout_is_terminal() and not global_flag(ctx, "no_pager"):
+        from .pager import pager_command
+
+        command = pager_command()
+    if command is None:
+        yield out
+        return
+    with out.capture() as captured:
+        yield out
+    text = captured.get()
+    if text.count("\n") < out.height:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        from .pager import page
+
+        page(text, command)
+
+
 def console(stderr: bool = False) -> Any:
     """A rich Console that never interprets markup or emoji and honours NO_COLOR."""
     from rich.console import Console
@@ -304,34 +345,92 @@ def console(stderr: bool = False) -> Any:
     )
 
 
-class StderrProgress:
-    """A transient rich progress bar on stderr, shown only when stderr is a terminal. `with`
-    gives the callback that advances it, or None (nothing to draw: a pipe, a log file, a test).
-    A subclass names the bar's columns and makes the callback."""
+#: Work that ends sooner than this shows no progress bar (no flicker on quick commands).
+SHOW_AFTER = 1.0
 
-    def __init__(self) -> None:
+
+class _ProgressBar:
+    """A `progress.Progress` that draws a transient rich bar on stderr once the work has taken
+    SHOW_AFTER seconds: entries, entries per second and, where the total is known, a bar and
+    the time left."""
+
+    def __init__(self, label: str, total: int | None, unit: str) -> None:
+        import time
+
+        self.label, self.total, self.unit = label, total, unit
+        self.clock = time.monotonic
+        self.started = self.last = self.phase_started = self.clock()
+        self.phase: str | None = None
         self.bar: Any = None
+        self.task: Any = None
 
-    def columns(self) -> list[Any]:
-        """The rich progress columns."""
-        raise NotImplementedError
+    def __call__(
+        self,
+        entries: int,
+        *,
+        done: int | None = None,
+        total: int | None = None,
+        phase: str | None = None,
+    ) -> None:
+        now = self.clock()
+        if total is not None:
+            self.total = total
+        if self.bar is None:
+            if now - self.started < SHOW_AFTER:
+                return
+            self._start()
+        elif now - self.last < 0.1:
+            return  # ten times a second is as often as anyone can read it
+        self.last = now
+        if phase != self.phase:
+            if self.phase is not None:  # a later stage counts its entries from 0 again
+                self.phase_started = now
+            self.phase = phase
+        elapsed = now - self.phase_started
+        rate = f" · {entries / elapsed:,.0f}/s" if elapsed >= 0.2 else ""  # else: no rate yet
+        self.bar.update(
+            self.task,
+            completed=done if done is not None else entries,
+            total=self.total,
+            description=f"{self.label} ({phase})" if phase else self.label,
+            entries=f"{entries:,} {self.unit}{rate}",
+        )
 
-    def callback(self, bar: Any) -> Any:
-        """Add the task to the started `bar`; return the function that advances it."""
-        raise NotImplementedError
+    def _start(self) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    def __enter__(self) -> Any:
-        if not sys.stderr.isatty():
-            return None
-        from rich.progress import Progress
-
-        self.bar = Progress(*self.columns(), console=console(stderr=True), transient=True)
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[entries]}"),
+            TimeRemainingColumn(),
+            console=console(stderr=True),
+            transient=True,
+        )
         self.bar.start()
-        return self.callback(self.bar)
+        self.task = self.bar.add_task(self.label, total=self.total, entries="")
 
-    def __exit__(self, *exc: object) -> None:
+    def close(self) -> None:
+        """Take the bar off the screen."""
         if self.bar is not None:
             self.bar.stop()
+
+
+@contextmanager
+def progress_bar(
+    ctx: typer.Context, label: str, *, total: int | None = None, unit: str = "entries"
+) -> Iterator[Any]:
+    """The `progress` argument for a core function: a bar on stderr when stderr is a terminal
+    and `--quiet` was not given, else None (nothing to draw: a pipe, a log file, cron).
+    `total`: the size of the work, when the caller knows it and the core does not."""
+    if global_flag(ctx, "quiet") or not sys.stderr.isatty():
+        yield None
+        return
+    bar = _ProgressBar(label, total, unit)
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 def say(message: str) -> None:

@@ -14,7 +14,7 @@ import re
 import socket
 import stat
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,8 +25,9 @@ import orjson
 from . import __version__
 from .errors import UsageError
 from .model import SEED_FIELDS
+from .progress import Progress
 from .query import Filters, QueryEngine, entry_of, seed_json
-from .render import csv_cell, short_time, visible
+from .render import csv_cell
 from .store import AuditStore
 
 FORMATS: tuple[str, ...] = ("jsonl", "json", "csv", "ocsf", "syslog")
@@ -135,7 +136,7 @@ def _epoch_ms(created_at: str) -> int:
 
 
 def _input(entry: dict[str, Any]) -> dict[str, Any]:
-    # The seed's examples keep request details under metadata.input; accept them at the top too.
+    # The API's examples keep request details under metadata.input; accept them at the top too.
     metadata = entry.get("metadata")
     if not isinstance(metadata, dict):
         return {}
@@ -371,7 +372,7 @@ class Writer:
 
 
 class JsonlWriter(Writer):
-    """One entry per line: exactly the seed's 13 fields (the `_chain` link is left out)."""
+    """One entry per line: exactly the 13 entry fields (the `_chain` link is left out)."""
 
     def line(self, stored: bytes) -> bytes:
         return seed_json(stored) + b"\n"
@@ -450,26 +451,8 @@ class SyslogWriter(Writer):
         return syslog_line(entry_of(stored), self.hostname).encode() + b"\n"
 
 
-class TextWriter(Writer):
-    """One readable line per entry (for `audit tail` on a terminal): time, action, actor,
-    target, description, every field with control and bidi characters shown as escapes."""
-
-    def line(self, stored: bytes) -> bytes:
-        entry = entry_of(stored)
-        actor = entry.get("actorEmail") or entry.get("actorName") or entry["actorId"]
-        # Padded columns line up for the usual widths; longer values push the rest right.
-        fields = [
-            short_time(str(entry["createdAt"])),
-            visible(str(entry["action"])).ljust(22),
-            visible(str(actor)).ljust(24),
-            visible(f"{entry['target']}:{entry['targetId']}").ljust(22),
-            visible(str(entry["description"])),
-        ]
-        return ("  ".join(fields) + "\n").encode()
-
-
 def make_writer(fmt: str, *, hostname: str | None = None) -> Writer:
-    """The writer of one of FORMATS, or `text` (TextWriter)."""
+    """The writer of one of FORMATS."""
     if fmt == "jsonl":
         return JsonlWriter()
     if fmt == "json":
@@ -480,8 +463,6 @@ def make_writer(fmt: str, *, hostname: str | None = None) -> Writer:
         return OcsfWriter()
     if fmt == "syslog":
         return SyslogWriter(hostname)
-    if fmt == "text":
-        return TextWriter()
     raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
 
 
@@ -504,11 +485,11 @@ def export(
     order: str = "asc",
     gzip: bool = False,
     hostname: str | None = None,
-    progress: Callable[[int, int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> ExportReport:
     """Write every entry matching `filters` to `out` in `fmt`, one partition in memory at a time.
 
-    `progress(days_done, days_total, entries)` is called after each partition. With `gzip`, the
+    `progress` hears of the entries written and the partitions (days) done of all. With `gzip`, the
     output is one gzip member."""
     writer = make_writer(fmt, hostname=hostname)
     engine = QueryEngine(store, filters, order=order)
@@ -526,7 +507,7 @@ def export(
                 buffer.clear()
         sink.write(bytes(buffer))
         if progress is not None:
-            progress(done, len(days), entries)
+            progress(entries, done=done, total=len(days))
     sink.write(writer.tail())
     sink.close()
     return ExportReport(entries, sink.size, engine.problems)

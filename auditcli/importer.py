@@ -1,9 +1,9 @@
-"""Bulk import of JSONL in the seed's format: validate everything first, then append by day."""
+"""Bulk import of JSONL in the API's entry format: validate everything first, then append by day."""
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -20,11 +20,11 @@ from .model import (
     dumps_entry,
     loads_strict,
 )
+from .progress import Progress
 from .store import AuditStore, IdIndex, content_digest
 from .timeparse import normalise_entry_time
 
 #: Called with (phase, bytes of input done); phases are "validating" then "writing".
-Progress = Callable[[str, int], None]
 
 _FLUSH_BYTES = 4 << 20  # one locked write per day buffer of this size
 _MAX_BUFFERED = 32 << 20  # bound on what all day buffers hold together
@@ -126,13 +126,15 @@ def _validate_into(
 ) -> None:
     catalog, clock = store.catalog, store.clock
     out: list[bytes] = []
+    read = 0
     for number, raw in enumerate(_input_lines(source), 1):
         report.lines = number
         if raw is None:
             _problem(report, f"line {number}: longer than {MAX_INPUT_LINE >> 20} MiB; not read")
             continue
+        read += len(raw)
         if progress:
-            progress("validating", len(raw))
+            progress(number, done=read, phase="validating")
         if not raw.strip():
             _problem(report, f"line {number}: empty line")
             continue
@@ -181,7 +183,7 @@ def _canonical_entry(raw: bytes, catalog: Catalog) -> tuple[dict[str, Any], byte
 
     Only lines that the full path would accept unchanged are taken here, so both give the same
     entry and the same bytes: the JSON is compact and round-trips (what `loads_strict` checks
-    first), the 13 seed fields are present in the seed's order, none that `build_entry` would
+    first), the 13 entry fields are present in the API's order, none that `build_entry` would
     fill is null, createdAt is already canonical, the action is in the catalog, metadata cannot
     nest too deep (few brackets in the whole line), and the same pydantic validator passes. What
     this skips is Python work per entry: the parse-dump round trip and validation remain."""
@@ -278,12 +280,16 @@ def _write_spooled(
         report.written += result.written
         report.duplicates += result.duplicates
 
-    for line in spool:
+    size = spool.seek(0, 2)
+    spool.seek(0)
+    done = 0
+    for number, line in enumerate(spool, 1):
         content = line[:-1]
         created_day = content[-26:-16].decode()
         entry_id = content[7 : content.index(b'"', 7)].decode()
+        done += len(line)
         if progress:
-            progress("writing", len(line))
+            progress(number, done=done, total=size, phase="writing")
         if entry_id in rejected:
             continue
         if created_day not in buffers:

@@ -10,7 +10,7 @@ It is derived data, never evidence: `verify` does not read it and deleting `_ind
 nothing. It is used only while the file is exactly as it was indexed: device, inode, size,
 mtime and ctime are recorded, and any write, truncation, replacement or chmod of the file
 changes at least one of them (ctime cannot be set from user space). A file is indexed only when
-every line has the stored shape and is canonical JSON in the seed's field order, so a code says
+every line has the stored shape and is canonical JSON in the API's field order, so a code says
 exactly what the byte-level matcher of `query` would say about the line. A file with any other
 line gets a small "not indexable" marker (same identity rules) and is scanned as before, which
 reports its problems.
@@ -551,7 +551,7 @@ class _Builder:
         contents = list(map(bytes.__add__, bodies, repeat(b"}")))
         try:
             entries = list(map(orjson.loads, contents))
-            # Canonical (what the one serialiser writes, keys in the seed's order): then each
+            # Canonical (what the one serialiser writes, keys in the API's order): then each
             # field's raw bytes are the JSON of its value, as the byte-level matcher assumes.
             # One dumps of the whole batch (a tenth of the cost of one call per entry) equals
             # the contents joined only if each entry does: each content is one JSON object

@@ -1,4 +1,4 @@
-"""The entry: the seed's 13 fields, their validation, strict JSON input and the one serialiser."""
+"""The entry: the 13 entry fields, their validation, strict JSON input and the one serialiser."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ Stamp = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2
 
 
 class Entry(BaseModel):
-    """One audit log entry, exactly the seed's 13 fields under their JSON names."""
+    """One audit log entry, exactly the 13 fields of the API's entry under their JSON names."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -53,7 +53,7 @@ class Entry(BaseModel):
     createdAt: Stamp
 
     def to_dict(self) -> dict[str, Any]:
-        """The entry as a plain dict in the seed's field order."""
+        """The entry as a plain dict in the API's field order."""
         return dict(self.__dict__)
 
 
@@ -141,16 +141,16 @@ def build_entry(
     clock: Clock = utc_now,
     target_name: str | None = None,
 ) -> dict[str, Any]:
-    """Validate `data` and fill in what the seed lets be generated: `id` (UUIDv7), `createdAt`
-    (now), `actionDisplayName` and `target` (from the catalog), `description` (the action's
-    template), `targetId` of a login (the actor). Returns the entry in the seed's field order.
-    Raises InvalidEntryError listing every problem as `field: message`."""
+    """Validate `data` and fill in what the API's format lets be generated: `id` (UUIDv7),
+    `createdAt` (now), `actionDisplayName` and `target` (from the catalog), `description` (the
+    action's template), `targetId` of a login (the actor). Returns the entry in the API's field
+    order. Raises InvalidEntryError listing every problem as `field: message`."""
     if not isinstance(data, Mapping):
         raise InvalidEntryError(f"expected a JSON object, got {_json_type(data)}")
     unknown = [key for key in data if key not in SEED_FIELDS]
     if unknown:
         problems: list[str] = [
-            f"{key}: unknown field (the seed's 13 fields only)" for key in unknown
+            f"{key}: unknown field (the 13 entry fields only)" for key in unknown
         ]
         raise InvalidEntryError(problems[0], problems)
     problems = []
@@ -235,7 +235,7 @@ def _json_type(value: Any) -> str:
 
 
 def dumps_entry(entry: Mapping[str, Any]) -> bytes:
-    """The one serialiser: the entry's canonical JSON (seed field order, compact, UTF-8).
+    """The one serialiser: the entry's canonical JSON (the API's field order, compact, UTF-8).
 
     Every byte that is stored, hashed or compared is produced here. Raises InvalidEntryError when
     the stored line would exceed MAX_LINE_BYTES."""

@@ -35,6 +35,7 @@ import orjson
 from . import chain, lineindex
 from .catalog import Catalog, check_target
 from .errors import IntegrityError, UsageError
+from .progress import Progress
 from .store import AuditStore, LogFile, _open_in_partition
 from .timeparse import format_utc
 
@@ -157,8 +158,16 @@ class QueryEngine:
     """
 
     def __init__(
-        self, store: AuditStore, filters: Filters, *, order: str = "desc", use_index: bool = True
+        self,
+        store: AuditStore,
+        filters: Filters,
+        *,
+        order: str = "desc",
+        use_index: bool = True,
+        progress: Progress | None = None,
     ) -> None:
+        """`progress` hears of the entries of the files indexed on the way (a settled file is
+        indexed the first time a query reads it)."""
         if order not in ("asc", "desc"):
             raise UsageError(f"--order: expected asc or desc, got {order!r}")
         self.store, self.filters, self.order = store, filters, order
@@ -172,6 +181,8 @@ class QueryEngine:
         self._in_order: set[LogFile] = set()  # ... and already in result order, no ties
         self._trusted_days: set[str] = set()
         self._buffer = bytearray()  # reused to read indexed files whole (lineindex.FileBytes)
+        self.progress = progress
+        self._indexed_lines = 0
 
     def days(self) -> list[str]:
         """The partitions that can hold matches, in result order."""
@@ -355,6 +366,9 @@ class QueryEngine:
                 index = lineindex.build(fd, info, compressed=file.compressed)
                 if index is None:
                     return None
+                self._indexed_lines += index.lines
+                if self.progress is not None:
+                    self.progress(self._indexed_lines)
                 lineindex.save(self.store.root, file.partition, file.path.name, index)
             if not index.usable:
                 return None
@@ -524,10 +538,10 @@ def _scan_needle(
 
 
 def seed_json(line: bytes) -> bytes:
-    """The entry's canonical JSON (the seed's 13 fields) of a stored line."""
+    """The entry's canonical JSON (the 13 entry fields) of a stored line."""
     return chain.content_of(line)
 
 
 def entry_of(line: bytes) -> dict[str, Any]:
-    """The entry of a stored line as a dict of the seed's 13 fields."""
+    """The entry of a stored line as a dict of the 13 entry fields."""
     return orjson.loads(chain.content_of(line))

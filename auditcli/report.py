@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .auditor import SECTION_ACTIONS, ReportData, TimelineItem, report_data
 from .errors import AuditError
+from .progress import Progress
 from .render import visible
 from .store import AuditStore
 
@@ -69,9 +70,11 @@ def build_report(
     generated_at: str,
     org_ids: tuple[str, ...] = (),
     max_rows: int = 0,
+    progress: Progress | None = None,
 ) -> ReportData:
     """The report's data (see `auditor.report_data`) with the integrity status of the period;
-    with `max_rows`, each section keeps only that many entries (memory stays bounded)."""
+    with `max_rows`, each section keeps only that many entries (memory stays bounded).
+    `progress` hears of the entries read, then of the integrity check starting."""
     data = report_data(
         store,
         since=since,
@@ -79,7 +82,10 @@ def build_report(
         generated_at=generated_at,
         org_ids=org_ids,
         keep=max_rows or None,
+        progress=progress,
     )
+    if progress is not None:
+        progress(data.total, phase="verifying")
     data.integrity = integrity_status(store, since, until)
     return data
 

@@ -1,4 +1,4 @@
-"""The seed's HTTP API over a log directory: `GET /api/v1/audit-logs` with bearer tokens.
+"""The audit-log HTTP API over a log directory: `GET /api/v1/audit-logs` with bearer tokens.
 
 Needs the `server` extra (`pip install 'auditcli[server]'`: FastAPI and uvicorn). The endpoint
 runs the same query engine as `audit query`: the same filters give the same answers. Stored
@@ -38,7 +38,7 @@ API_PATH = "/api/v1/audit-logs"
 REALM = "auditcli"
 log = logging.getLogger("auditcli.server")
 
-#: The seed's words for each field, shown in the OpenAPI schema.
+#: The API's words for each field, shown in the OpenAPI schema.
 FIELD_DOCS = {
     "id": "Unique log entry id (a time-ordered UUIDv7 unless the recorder gave one).",
     "description": "Human-readable description of the action.",
@@ -448,7 +448,7 @@ def _install_openapi(app: FastAPI) -> None:
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
         entry = components.get("Entry", {})
-        entry["description"] = "One audit log entry: exactly the seed's 13 fields."
+        entry["description"] = "One audit log entry: exactly the 13 entry fields."
         for name, prop in entry.get("properties", {}).items():
             if name in FIELD_DOCS:
                 prop["description"] = FIELD_DOCS[name]

@@ -2,11 +2,11 @@
 """`audit serve` under load: requests/s and p50/p99 latency for pages of 20 and 100 from a
 1M-entry store, against DuckDB answering the same queries in-process. Run on demand:
 
-    /tmp/v/bin/python benchmarks/bench_server.py                 # defaults below
-    /tmp/v/bin/python benchmarks/bench_server.py --workers 1 --seconds 3 --requests 50
+    python benchmarks/bench_server.py                 # defaults below
+    python benchmarks/bench_server.py --workers 1 --seconds 3 --requests 50
 
 Data: /tmp/benchdata/logs (reused when it holds partitions; otherwise made from
-/tmp/benchdata/flat.jsonl, itself generated when missing, with /work/shared/bench/gen_entries.py
+/tmp/benchdata/flat.jsonl, itself generated when missing, with benchmarks/gen_entries.py
 --entries 1000000 --days 30). The benchmark never writes to that store: its token lives in a
 separate accounts directory, so the shared data set stays untouched.
 
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 DATA = Path("/tmp/benchdata")
-GEN = Path("/work/shared/bench/gen_entries.py")
+GEN = Path(__file__).resolve().parent / "gen_entries.py"
 ORG = "org-456"
 API = "/api/v1/audit-logs"
 FIELDS = (

@@ -3,9 +3,10 @@ pydantic and appends it with orjson (fsynced, like `audit record`).
 
     python benchmarks/minimal_record.py login --actor-id user-1 --org-id org-1 --out FILE
 
-The benchmark runner times this against `audit record` with the same arguments; the issue's
-target is `audit record` <= 1.15x this app's wall time. The model mirrors the entry's 13 fields
-and their constraints (patterns, lengths), so the pydantic schema build is comparable.
+The benchmark runner times this against `audit record` with the same arguments; the
+target (docs/performance.md) is `audit record` <= 1.15x this app's wall time. The model
+mirrors the entry's 13 fields and their constraints (patterns, lengths), so the pydantic schema
+build is comparable.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ Ref = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
 
 class Entry(BaseModel):
-    """One entry: the seed's 13 fields with constraints like auditcli's own model."""
+    """One entry: the 13 entry fields with constraints like auditcli's own model."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 

@@ -1,4 +1,4 @@
-"""Benchmark `audit` against jq, ripgrep and DuckDB on the same files (issue 7's targets).
+"""Benchmark `audit` against jq, ripgrep and DuckDB on the same files (docs/performance.md).
 
     python benchmarks/run.py                      # 1M entries over 30 days, ~10 minutes
     python benchmarks/run.py --runs 3 --quick     # fewer runs, no import benchmark

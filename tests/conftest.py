@@ -82,3 +82,14 @@ def cli(runner: CliRunner):  # type: ignore[no-untyped-def]
         return runner.invoke(app, argv, input=input, env=env)
 
     return invoke
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """`--update-docs`: tests/test_docs.py rewrites the docs' example outputs from real runs."""
+    parser.addoption(
+        "--update-docs",
+        action="store_true",
+        default=False,
+        help="rewrite the output of every console example in README.md and docs/*.md that "
+        "no longer matches, from a real run",
+    )

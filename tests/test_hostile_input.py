@@ -1,5 +1,5 @@
 """Hostile input, table-driven: every case is refused with its exit code and leaves the store
-byte-for-byte unchanged, or is stored and returned exactly (issue 3, item 4).
+byte-for-byte unchanged, or is stored and returned exactly.
 
 Cases run in-process through the real CLI (typer's CliRunner) for speed; the FIFO query case runs
 a real process with a timeout, since a regression there would hang rather than fail.

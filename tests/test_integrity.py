@@ -1,4 +1,4 @@
-"""Tamper evidence (issue 4): every kind of tampering, done to a real store, is detected and
+"""Tamper evidence: every kind of tampering, done to a real store, is detected and
 named; untouched stores verify clean (also unsealed, rotated, or being appended to)."""
 
 from __future__ import annotations
@@ -697,9 +697,16 @@ class TestCli:
 
     def test_verify_clean_table_and_exit_0(self, store: AuditStore) -> None:
         self.run(store, "seal")
-        result = self.run(store, "verify")
+        result = self.run(store, "verify", "-f", "table")
         assert result.exit_code == 0, result.output
         assert "Entries" in result.stdout and "10" in result.stdout
+        assert "verify: OK" in result.stderr and "unsigned" in result.stderr
+
+    def test_verify_writes_json_to_a_pipe(self, store: AuditStore) -> None:
+        self.run(store, "seal")
+        result = self.run(store, "verify")  # CliRunner's stdout is not a terminal
+        assert result.exit_code == 0, result.output
+        assert orjson.loads(result.stdout)["entries"] == 10
         assert "verify: OK" in result.stderr and "unsigned" in result.stderr
 
     def test_verify_unsealed_store_warns_and_exits_0(self, store: AuditStore) -> None:
@@ -711,7 +718,7 @@ class TestCli:
         self.run(store, "seal")
         path = _path(store)
         path.write_bytes(b"".join(_lines(path)[:6]))
-        result = self.run(store, "verify")
+        result = self.run(store, "verify", "-f", "table")
         assert result.exit_code == 5
         assert "truncated file" in result.stdout and f"date={DAY}/host1.jsonl" in result.stdout
         assert "Error: verify found 1 problem(s)" in result.stderr

@@ -1,4 +1,4 @@
-"""rotate, retention, export, stats, tail and schema (issue 5).
+"""rotate, retention, export, stats, tail and schema.
 
 Core behaviour runs in-process with an injected clock; the cases where processes are the point
 (a rotation killed at random moments, writers appending while a day is compressed, `tail`
@@ -290,7 +290,10 @@ class TestRotate:
         assert dry.output.startswith(f"would compress  date={_day(2, _real_today())}/w1.jsonl")
         done = _cli(tmp_path, "rotate")
         assert done.exit_code == 0, done.output
-        assert re.search(r"compressed 1 file\(s\) \(\d+ -> \d+ bytes\)", done.output)
+        # Sizes as people read them, per file and in the summary.
+        size = r"\d+(\.\d)? (B|KiB|MiB)"
+        assert re.search(rf"compress  date=\S+/w1.jsonl  {size} -> {size} \(\d+%\)", done.output)
+        assert re.search(rf"compressed 1 file\(s\) \({size} -> {size}\)", done.output)
         again = _cli(tmp_path, "rotate")
         assert again.output.startswith("nothing to do")
 

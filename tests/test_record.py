@@ -241,7 +241,7 @@ class TestGeneratedFields:
             actor="ann@example.com", target="Thing", team="", org="org-1"
         )
 
-    def test_default_targets_are_the_issues(self) -> None:
+    def test_default_targets_are_the_apis(self) -> None:
         targets = {spec.action: spec.target for spec in BUILTIN_ACTIONS}
         assert len(targets) == 15
         for action, target in targets.items():

@@ -1,4 +1,4 @@
-"""Loses nothing, lets nothing through (issue 3, items 1-3 and 6), with real processes:
+"""Loses nothing, lets nothing through, with real processes:
 concurrent writers and readers, `kill -9` mid-import, torn lines, and write faults (resource
 limits, read-only and immutable files, dropped privileges, a tiny filesystem, injected OS errors).
 """

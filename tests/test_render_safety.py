@@ -1,4 +1,4 @@
-"""Hostile content on the way out (issue 3, item 5): tables are inert, CSV cannot run formulas,
+"""Hostile content on the way out: tables are inert, CSV cannot run formulas,
 foreign or corrupted lines are reported with file and line and skipped, never crash a query."""
 
 from __future__ import annotations

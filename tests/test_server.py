@@ -1,4 +1,4 @@
-"""`audit serve` (issue 6): the seed's HTTP API, service-account tokens, errors and OpenAPI.
+"""`audit serve`: the audit-log HTTP API, service-account tokens, errors and OpenAPI.
 
 Fast cases run in-process through FastAPI's TestClient; the rest start the real server
 (`python -m auditcli serve`) on a free loopback port and talk HTTP to it with httpx, including
@@ -139,7 +139,7 @@ def assert_error(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 def assert_page(response: httpx.Response, limit: int, offset: int) -> dict[str, Any]:
-    """The seed's response shape, each entry exactly the 13 fields in the seed's order."""
+    """The API's response shape, each entry exactly the 13 fields in the API's order."""
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
     body = response.json()

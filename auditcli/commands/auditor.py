@@ -18,11 +18,12 @@ from auditcli.cli_options import (
     TargetIdOpt,
     TeamIdOpt,
     UntilOpt,
-    console,
     get_store,
+    pick_format,
+    progress_bar,
     report_problems,
     say,
-    stdout_is_terminal,
+    screen,
     write_json,
     write_out,
 )
@@ -54,26 +55,8 @@ def _short(created_at: str | None) -> str:
     return short_time(created_at) if created_at else ""
 
 
-#: Columns of times and entry ids: they never wrap (people look them up).
-_WHOLE = ("Time", "Entry", "Granted (", "Since", "Set (", "Added (", "When")
-
-
-def rows_table(
-    headers: tuple[str, ...],
-    rows: list[tuple[Any, ...]],
-    *,
-    title: str | None = None,
-    caption: str | None = None,
-) -> Any:
-    """render.rows_table, with the time and entry id columns kept whole."""
-    from auditcli.render import rows_table as inert_table
-
-    whole = [header for header in headers if header.startswith(_WHOLE)]
-    return inert_table(headers, rows, title=title, caption=caption, no_wrap=whole)
-
-
 def _when_and_id(created_at: str, entry_id: str) -> Any:
-    """One cell: the time, and under it the entry id (dim), to look the entry up."""
+    """One cell: the time, and under it the entry's short id (dim), to look the entry up."""
     from rich.text import Text
 
     from auditcli.render import visible
@@ -83,16 +66,31 @@ def _when_and_id(created_at: str, entry_id: str) -> Any:
     return cell
 
 
-def _anomaly_table(anomalies: list[Any]) -> Any:
+def _anomaly_table(catalog: Any, anomalies: list[Any], width: int) -> Any:
+    from auditcli.render import Column, fit_table, short_ids
+
+    short = short_ids(a.entry.id for a in anomalies)
     rows = [
-        (_when_and_id(a.entry.createdAt, a.entry.id), a.entry.action, a.kind, a.detail)
+        (
+            _when_and_id(a.entry.createdAt, short[a.entry.id]),
+            _action_name(catalog, a.entry.action),
+            a.kind,
+            a.detail,
+        )
         for a in anomalies
     ]
-    return rows_table(
-        ("Time (UTC) / entry", "Action", "Anomaly", "Detail"),
-        rows,
-        title="Anomalies (reported, not hidden)",
+    columns = (
+        Column("Time (UTC) / entry"),
+        Column("Action", priority=1, max_width=12),
+        Column("Anomaly", max_width=16),
+        Column("Detail", fold=36),
     )
+    return fit_table(columns, rows, width=width, title="Anomalies (reported, not hidden)")
+
+
+def _action_name(catalog: Any, action: str) -> str:
+    """The display name of a catalog action, as query and tail show it."""
+    return catalog.get(action).display_name if action in catalog else action
 
 
 # ----------------------------------------------------------------------------- history
@@ -123,15 +121,21 @@ def history(
     store = get_store(ctx)
     if not target_id and not actor_id:
         raise UsageError("give --target-id (a resource) or --actor-id (a person)")
-    result = build_history(
-        store,
-        target_ids=tuple(target_id or ()),
-        actor_ids=tuple(actor_id or ()),
-        org_ids=tuple(org_id or ()),
-        since=parse_bound(since, end=False, clock=store.clock) if since else None,
-        until=parse_bound(until, end=True, clock=store.clock, option="--until") if until else None,
+    since_bound = parse_bound(since, end=False, clock=store.clock) if since else None
+    until_bound = (
+        parse_bound(until, end=True, clock=store.clock, option="--until") if until else None
     )
-    chosen = fmt or (HistoryFormat.table if stdout_is_terminal() else HistoryFormat.jsonl)
+    with progress_bar(ctx, "reading the history") as progress:
+        result = build_history(
+            store,
+            target_ids=tuple(target_id or ()),
+            actor_ids=tuple(actor_id or ()),
+            org_ids=tuple(org_id or ()),
+            since=since_bound,
+            until=until_bound,
+            progress=progress,
+        )
+    chosen = pick_format(fmt, HistoryFormat.table, HistoryFormat.jsonl)
     if chosen is HistoryFormat.json:
         write_json(result.as_dict())
     elif chosen is HistoryFormat.jsonl:
@@ -140,16 +144,18 @@ def history(
         for item in result.items:
             write_out(orjson.dumps(item.as_dict()) + b"\n")
     else:
-        _history_table(result)
+        with screen(ctx) as out:
+            out.print(_history_table(result, out.width))
     report_problems(result.problems)
 
 
-def _history_table(result: Any) -> None:
+def _history_table(result: Any, width: int) -> Any:
     from rich.text import Text
 
     from auditcli.auditor import UNKNOWN_BEFORE_NOTE
-    from auditcli.render import visible
+    from auditcli.render import Column, action_name, fit_table, short_ids, visible
 
+    short = short_ids(item.entry["id"] for item in result.items)
     rows = []
     for item in result.items:
         entry = item.entry
@@ -163,36 +169,61 @@ def _history_table(result: Any) -> None:
         for anomaly in item.anomalies:
             what.append(f"\n⚠ {anomaly.kind}: ", style="bold")
             what.append(visible(anomaly.detail))
-        rows.append((_when_and_id(entry["createdAt"], entry["id"]), entry["action"], actor, what))
+        when = _when_and_id(entry["createdAt"], short[entry["id"]])
+        rows.append((when, action_name(entry), actor, what))
     subject = ", ".join([*result.target_ids, *result.actor_ids])
     caption = (
         f"{len(result.items)} entries · first recorded entry {result.first_recorded or 'none'}: "
         f"{UNKNOWN_BEFORE_NOTE}"
     )
-    table = rows_table(
-        ("Time (UTC) / entry", "Action", "Actor", "What happened"),
-        rows,
-        title=f"History of {subject}",
-        caption=caption,
+    columns = (
+        Column("Time (UTC) / entry"),
+        Column("Action", priority=2, max_width=12),
+        Column("Actor", priority=1),
+        Column("What happened", fold=36),
     )
-    console().print(table)
+    return fit_table(columns, rows, width=width, title=f"History of {subject}", caption=caption)
 
 
 # ----------------------------------------------------------------------------- state
-_STATE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "admins": ("Org", "User", "Granted (UTC)", "Granted by", "Entry"),
-    "users": ("Org", "User", "Email", "Role", "Added (UTC)", "Added by", "Entry"),
-    "teams": ("Org", "Team", "Member", "Role", "Since (UTC)", "Granted by", "Entry"),
-    "roles": ("Org", "Role", "Name", "Permissions", "Set (UTC)", "Set by", "Entry"),
-    "service-accounts": ("Org", "Account", "Name", "Permissions", "Set (UTC)", "Set by", "Entry"),
+#: Each kind's columns: (header, priority: 0 always shown, higher given up first when narrow,
+#: free text). Who and what come first; when, by whom and the citing entry give way.
+_STATE_COLUMNS: dict[str, tuple[tuple[str, int, bool], ...]] = {
+    "admins": (("Org", 0, False), ("User", 0, False)),
+    "users": (("Org", 0, False), ("User", 0, False), ("Email", 1, False), ("Role", 2, False)),
+    "teams": (("Org", 3, False), ("Team", 0, False), ("Member", 0, False), ("Role", 1, False)),
+    "roles": (("Org", 3, False), ("Role", 0, False), ("Name", 1, False), ("Permissions", 0, True)),
+    "service-accounts": (
+        ("Org", 3, False),
+        ("Account", 0, False),
+        ("Name", 1, False),
+        ("Permissions", 0, True),
+    ),
 }
+_CITE_HEADERS = {"users": "Added", "roles": "Set", "service-accounts": "Set"}
 
 
-def _state_cells(kind: str, row: dict[str, Any]) -> tuple[Any, ...]:
+def _state_columns(kind: str) -> list[Any]:
+    from auditcli.render import Column
+
+    verb = _CITE_HEADERS.get(kind, "Granted")
+    columns = [
+        Column(header, priority=priority, fold=36 if text else None)
+        for header, priority, text in _STATE_COLUMNS[kind]
+    ]
+    return [
+        *columns,
+        Column(f"{verb} by", priority=4),
+        Column(f"{'Since' if kind == 'teams' else verb} (UTC)", priority=5),
+        Column("Entry", priority=6),
+    ]
+
+
+def _state_cells(kind: str, row: dict[str, Any], short: dict[str, str]) -> tuple[Any, ...]:
     from auditcli.auditor import show_value
 
     cite = row["grantedBy"]
-    tail = (_short(cite["createdAt"]), cite["actor"], cite["id"])
+    tail = (cite["actor"], _short(cite["createdAt"]), short[cite["id"]])
     org = row["organizationId"]
     if kind == "admins":
         user = f"{row['userId']} {row['email']}" if row["email"] else row["userId"]
@@ -246,8 +277,9 @@ def state(
         ),
     ] = None,
     fmt: Annotated[
-        TableOrJson, typer.Option("--format", "-f", help="table or json.")
-    ] = TableOrJson.table,
+        TableOrJson | None,
+        typer.Option("--format", "-f", help="Default: table on a terminal, else json."),
+    ] = None,
 ) -> None:
     """Access state at an instant, replayed from the entries up to it: system admins, team
     members and their roles, organization members, custom roles, service accounts. Each row
@@ -262,90 +294,86 @@ def state(
     store = get_store(ctx)
     at_bound = parse_bound(at, end=True, clock=store.clock, option="--at")
     from_bound = parse_bound(diff, end=True, clock=store.clock, option="--diff") if diff else None
-    result = access_state(
-        store,
-        kind.value,
-        at=at_bound,
-        org_ids=tuple(org_id or ()),
-        team_ids=tuple(team_id or ()),
-        diff_from=from_bound,
-    )
-    if fmt is TableOrJson.json:
+    with progress_bar(ctx, "replaying") as progress:
+        result = access_state(
+            store,
+            kind.value,
+            at=at_bound,
+            org_ids=tuple(org_id or ()),
+            team_ids=tuple(team_id or ()),
+            diff_from=from_bound,
+            progress=progress,
+        )
+    if pick_format(fmt, TableOrJson.table, TableOrJson.json) is TableOrJson.json:
         write_json(result.as_dict())
     else:
-        _state_tables(result)
+        with screen(ctx) as out:
+            _state_tables(out, store.catalog, result)
     report_problems(result.problems)
 
 
-def _state_tables(result: Any) -> None:
-    out = console()
+def _state_tables(out: Any, catalog: Any, result: Any) -> None:
+    from auditcli.render import Column, fit_table, short_ids
+
     kind = result.kind
     title = f"{kind} at {result.at}"
     if result.org_ids:
         title += f" · org {', '.join(result.org_ids)}"
     if result.team_ids:
         title += f" · team {', '.join(result.team_ids)}"
+    changes: list[tuple[str, str, dict[str, Any] | None]] = []
+    if result.diff_from is not None:
+        changes += [("granted", _subject(kind, row), row["grantedBy"]) for row in result.granted]
+        changes += [("revoked", _subject(kind, row), row["revokedBy"]) for row in result.revoked]
+        for item in result.transient:
+            subject = " ".join(part for part in item["key"] if part)
+            changes.append(("granted, then", subject, item["grantedBy"]))
+            changes.append(("… revoked", subject, item["revokedBy"]))
+        for change in result.changed:
+            what = "re-granted" if change["regranted"] else "changed"
+            changes.append((what, _subject(kind, change["after"]), change["after"]["grantedBy"]))
+    cited = [row["grantedBy"]["id"] for row in result.rows]
+    short = short_ids(cited + [cite["id"] for _, _, cite in changes if cite])
     out.print(
-        rows_table(
-            _STATE_COLUMNS[kind],
-            [_state_cells(kind, row) for row in result.rows],
+        fit_table(
+            _state_columns(kind),
+            [_state_cells(kind, row, short) for row in result.rows],
+            width=out.width,
             title=title,
             caption=f"{len(result.rows)} rows",
         )
     )
     if result.diff_from is not None:
-        rows = []
-        for row in result.granted:
-            cite = row["grantedBy"]
-            rows.append(
-                (
-                    "granted",
-                    _subject(kind, row),
-                    _short(cite["createdAt"]),
-                    cite["actor"],
-                    cite["id"],
-                )
+        rows = [
+            (
+                what,
+                subject,
+                cite["actor"] if cite else "",
+                _short(cite["createdAt"]) if cite else "",
+                short[cite["id"]] if cite else "",
             )
-        for row in result.revoked:
-            cite = row["revokedBy"]
-            rows.append(
-                (
-                    "revoked",
-                    _subject(kind, row),
-                    _short(cite["createdAt"]) if cite else "",
-                    cite["actor"] if cite else "",
-                    cite["id"] if cite else "",
-                )
-            )
-        for item in result.transient:
-            granted, revoked = item["grantedBy"], item["revokedBy"]
-            subject = " ".join(part for part in item["key"] if part)
-            for what, cite in (("granted, then", granted), ("… revoked", revoked)):
-                rows.append((what, subject, _short(cite["createdAt"]), cite["actor"], cite["id"]))
-        for change in result.changed:
-            cite = change["after"]["grantedBy"]
-            what = "re-granted" if change["regranted"] else "changed"
-            rows.append(
-                (
-                    what,
-                    _subject(kind, change["after"]),
-                    _short(cite["createdAt"]),
-                    cite["actor"],
-                    cite["id"],
-                )
-            )
+            for what, subject, cite in changes
+        ]
+        columns = (
+            Column("Change"),
+            Column("Subject"),
+            Column("By", priority=1),
+            Column("When (UTC)", priority=2),
+            Column("Entry", priority=3),
+        )
         out.print(
-            rows_table(
-                ("Change", "Subject", "When (UTC)", "By", "Entry"),
+            fit_table(
+                columns,
                 rows,
+                width=out.width,
                 title=f"Changes from {result.diff_from} to {result.at}",
                 caption=f"{len(result.granted)} granted, {len(result.revoked)} revoked, "
                 f"{len(result.changed)} changed, {len(result.transient)} granted then revoked",
             )
         )
     if result.anomalies:
-        out.print(_anomaly_table(result.anomalies))
-    out.print(result.note, soft_wrap=True)
+        out.print(_anomaly_table(catalog, result.anomalies, out.width))
+    out.print(result.note, soft_wrap=False)
 
 
 # ----------------------------------------------------------------------------- report
@@ -404,14 +432,16 @@ def report(
         start = first_recorded(store, tuple(org_id or ())) or _generated_at(store)
     end = parse_bound(until or "now", end=True, clock=store.clock, option="--until")
     chosen = fmt or (ReportFormat.md if output.endswith(".md") else ReportFormat.html)
-    data = build_report(
-        store,
-        since=start,
-        until=end,
-        generated_at=_generated_at(store),
-        org_ids=tuple(org_id or ()),
-        max_rows=max_rows,
-    )
+    with progress_bar(ctx, "reporting") as progress:
+        data = build_report(
+            store,
+            since=start,
+            until=end,
+            generated_at=_generated_at(store),
+            org_ids=tuple(org_id or ()),
+            max_rows=max_rows,
+            progress=progress,
+        )
     command = f"audit report --since {start} --until {end}"
     command += "".join(f" --org-id {org}" for org in org_id or ())
     render = render_markdown if chosen is ReportFormat.md else render_html

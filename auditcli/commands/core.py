@@ -17,7 +17,6 @@ from auditcli.cli_options import (
     Order,
     OrgIdOpt,
     SinceOpt,
-    StderrProgress,
     TableOrJson,
     TargetIdOpt,
     TargetOpt,
@@ -25,12 +24,13 @@ from auditcli.cli_options import (
     UntilOpt,
     complete_action,
     complete_target,
-    console,
     filters_from_options,
     get_store,
+    pick_format,
+    progress_bar,
     report_problems,
     say,
-    stdout_is_terminal,
+    screen,
     time_window,
     write_json,
     write_out,
@@ -236,7 +236,7 @@ def import_(
         bool, typer.Option("--skip-invalid", help="Write the valid lines and report the rest.")
     ] = False,
 ) -> None:
-    """Import JSONL entries (the seed's format). Validates every line before writing any.
+    """Import JSONL entries (the API's entry format). Validates every line before writing any.
 
     Example: audit import entries.jsonl
     """
@@ -253,7 +253,7 @@ def import_(
             raise UsageError(f"{source}: cannot open: {exc.strerror}") from None
         size = path.stat().st_size if path.is_file() else None
     try:
-        with _progress(size) as progress:
+        with progress_bar(ctx, "importing", total=size) as progress:
             report = import_jsonl(store, stream, skip_invalid=skip_invalid, progress=progress)
     finally:
         if stream is not sys.stdin.buffer:
@@ -263,28 +263,6 @@ def import_(
     duplicates = f", {report.duplicates} duplicate(s) skipped" if report.duplicates else ""
     invalid = f", {report.invalid} invalid line(s) skipped" if report.invalid else ""
     typer.echo(f"imported {report.written} entries{duplicates}{invalid}")
-
-
-class _progress(StderrProgress):
-    """A byte progress bar on stderr when stderr is a terminal, else nothing."""
-
-    def __init__(self, size: int | None) -> None:
-        super().__init__()
-        self.size = size
-
-    def columns(self) -> list[Any]:
-        from rich.progress import BarColumn, DownloadColumn, TextColumn
-
-        return [TextColumn("{task.description}"), BarColumn(), DownloadColumn()]
-
-    def callback(self, bar: Any) -> Any:
-        total = self.size * 2 if self.size else None
-        task = bar.add_task("importing", total=total)
-
-        def advance(phase: str, done: int) -> None:
-            bar.update(task, advance=done, description=phase)
-
-        return advance
 
 
 # ----------------------------------------------------------------------------- query
@@ -327,20 +305,34 @@ def query(
         raise UsageError("--limit: must be at least 1")
     if offset < 0:
         raise UsageError("--offset: must be 0 or more")
-    engine = QueryEngine(store, filters, order=order.value)
-    if count:
-        typer.echo(str(engine.count()))
-        report_problems(engine.problems)
-        return
-    chosen = fmt or (QueryFormat.table if stdout_is_terminal() else QueryFormat.jsonl)
+    chosen = pick_format(fmt, QueryFormat.table, QueryFormat.jsonl)
     out = sys.stdout.buffer
-    if all_:
-        _stream_all(engine, chosen, out)
-    else:
-        total, lines = engine.page(limit, offset)
-        _write_page(chosen, total, limit, offset, lines, filters, out)
+    with progress_bar(ctx, "indexing") as progress:
+        # The first query after an import or a rotation indexes the settled files it reads.
+        engine = QueryEngine(store, filters, order=order.value, progress=progress)
+        if count:
+            total = engine.count()
+        elif all_ and chosen is not QueryFormat.table:
+            _stream_all(engine, chosen, out)
+        elif all_:
+            lines = list(engine.stream())
+        else:
+            total, lines = engine.page(limit, offset)
+    if count:
+        typer.echo(str(total))
+    elif all_ and chosen is QueryFormat.table:
+        _show_table(ctx, _entries(lines), f"{len(lines)} entries")
+    elif not all_:
+        _write_page(ctx, chosen, (total, limit, offset), lines, filters, out)
     out.flush()
     report_problems(engine.problems)
+
+
+def _show_table(ctx: typer.Context, entries: list[dict[str, Any]], caption: str) -> None:
+    from auditcli.render import entries_table
+
+    with screen(ctx) as shown:
+        shown.print(entries_table(entries, width=shown.width, caption=caption))
 
 
 def _entries(lines: Iterable[bytes]) -> list[dict[str, Any]]:
@@ -359,7 +351,7 @@ def _write_csv(lines: Iterable[bytes], out: Any) -> None:
 
 
 def _stream_all(engine: Any, chosen: QueryFormat, out: Any) -> None:
-    from auditcli.render import entries_table, write_json_response
+    from auditcli.render import write_json_response
 
     if chosen is QueryFormat.jsonl:
         # Whole blocks of stored bytes (chain suffix cut off): no per-entry parse or write.
@@ -378,23 +370,20 @@ def _stream_all(engine: Any, chosen: QueryFormat, out: Any) -> None:
                 total += count
             spool.seek(0)
             write_json_response(out, total, total, 0, (row[:-1] for row in spool))
-    else:
-        entries = _entries(engine.stream())
-        console().print(entries_table(entries, caption=f"{len(entries)} entries"))
 
 
 def _write_page(
+    ctx: typer.Context,
     chosen: QueryFormat,
-    total: int,
-    limit: int,
-    offset: int,
+    page: tuple[int, int, int],
     lines: list[bytes],
     filters: Any,
     out: Any,
 ) -> None:
     from auditcli.query import seed_json
-    from auditcli.render import entries_table, write_json_response
+    from auditcli.render import write_json_response
 
+    total, limit, offset = page
     if chosen is QueryFormat.json:
         write_json_response(out, total, limit, offset, (seed_json(line) for line in lines))
     elif chosen is QueryFormat.jsonl:
@@ -404,8 +393,7 @@ def _write_page(
         _write_csv(lines, out)
     else:
         shown = f"{offset + 1}–{offset + len(lines)} of {total}" if lines else f"0 of {total}"
-        caption = f"{shown} · {time_window(filters)}"
-        console().print(entries_table(_entries(lines), caption=caption))
+        _show_table(ctx, _entries(lines), f"{shown} · {time_window(filters)}")
 
 
 # ----------------------------------------------------------------------------- actions
@@ -421,8 +409,9 @@ app.add_typer(actions_app, name="actions")
 def actions(
     ctx: typer.Context,
     fmt: Annotated[
-        TableOrJson, typer.Option("--format", "-f", help="table for people, json for scripts.")
-    ] = TableOrJson.table,
+        TableOrJson | None,
+        typer.Option("--format", "-f", help="Default: table on a terminal, else json."),
+    ] = None,
 ) -> None:
     """List every action: name, display name, default target, group.
 
@@ -432,39 +421,31 @@ def actions(
         return
     store = get_store(ctx)
     specs = list(store.catalog)
-    if fmt is TableOrJson.json:
+    if pick_format(fmt, TableOrJson.table, TableOrJson.json) is TableOrJson.json:
         write_json([spec.as_dict() for spec in specs])
         return
-    console().print(_actions_table(specs))
+    with screen(ctx) as out:
+        out.print(_actions_table(specs, out.width))
 
 
-def _actions_table(specs: list[Any]) -> Any:
-    """The catalog under group headings, as the seed lists it. Action names never wrap (people
-    copy them into commands); three columns fit 80 with the longest builtin names."""
-    from rich import box
-    from rich.table import Table
+def _actions_table(specs: list[Any], width: int) -> Any:
+    """The catalog under group headings. Action names never wrap (people copy them into
+    commands); on a narrow terminal the target, then the display name give way."""
     from rich.text import Text
 
-    from auditcli.render import visible
+    from auditcli.render import Column, fit_table, visible
 
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
-    table.add_column("Action", no_wrap=True, overflow="ellipsis")
-    table.add_column("Display name", overflow="fold")
-    table.add_column("Target", no_wrap=True)
+    rows: list[tuple[Any, ...]] = []
     groups: dict[str, list[Any]] = {}
     for spec in specs:
         groups.setdefault(spec.group, []).append(spec)
     for n, (group, members) in enumerate(groups.items()):
         if n:
-            table.add_row()
-        table.add_row(Text(visible(group), style="bold"), Text(), Text())
-        for spec in members:
-            table.add_row(
-                Text("  " + visible(spec.action)),
-                Text(visible(spec.display_name)),
-                Text(spec.target),
-            )
-    return table
+            rows.append(("", "", ""))
+        rows.append((Text(visible(group), style="bold"), "", ""))
+        rows.extend(("  " + spec.action, spec.display_name, spec.target) for spec in members)
+    columns = (Column("Action"), Column("Display name", priority=1), Column("Target", priority=2))
+    return fit_table(columns, rows, width=width)
 
 
 @actions_app.command("add")

@@ -13,9 +13,11 @@ from auditcli.cli_options import (
     SinceOpt,
     TableOrJson,
     UntilOpt,
-    console,
     get_store,
+    pick_format,
+    progress_bar,
     say,
+    screen,
     write_json,
     write_out,
 )
@@ -54,14 +56,15 @@ def seal(
     Run it hourly from cron; it writes a manifest even when nothing changed, so a gap shows.
     Ship the printed hash off-host to anchor the chain (`audit verify --anchor HASH`).
 
-    Example: audit seal --signing-key /etc/audit/seal.key
+    Example: audit seal --signing-key /etc/auditcli/seal.key
     """
     from auditcli.integrity import seal as seal_store
 
     store = get_store(ctx)
     if signing_key is not None:
         _warn_if_exposed(signing_key)
-    result = seal_store(store, signing_key=signing_key)
+    with progress_bar(ctx, "sealing") as progress:
+        result = seal_store(store, signing_key=signing_key, progress=progress)
     manifest = result.manifest
     signed = f"signed by {result.key_id}" if result.key_id else "unsigned (no signing key)"
     if not quiet:
@@ -120,13 +123,14 @@ def verify(
         ),
     ] = None,
     output_format: Annotated[
-        TableOrJson, typer.Option("--format", "-f", help="table for people, json for machines.")
-    ] = TableOrJson.table,
+        TableOrJson | None,
+        typer.Option("--format", "-f", help="Default: table on a terminal, else json."),
+    ] = None,
 ) -> None:
     """Check every line's chain link, every file against every checkpoint, the manifest chain
     and its signatures; name each problem by file, line and kind. Exit code 5 on any problem.
 
-    Example: audit verify --public-key /etc/audit/seal.key.pub
+    Example: audit verify --public-key /etc/auditcli/seal.key.pub
     """
     from auditcli.integrity import load_public_key
     from auditcli.integrity import verify as verify_store
@@ -145,28 +149,34 @@ def verify(
             raise UsageError("--max-seal-age: give a duration such as 90m, 2h or 1d")
         age_since = parse_bound(max_seal_age, end=False, clock=store.clock, option="--max-seal-age")
     keys = [load_public_key(path) for path in public_key or []]
-    report = verify_store(
-        store,
-        first_day=first,
-        last_day=last,
-        public_keys=keys,
-        anchor=anchor,
-        max_seal_age_since=age_since,
-    )
-    if output_format is TableOrJson.json:
+    with progress_bar(ctx, "verifying") as progress:
+        report = verify_store(
+            store,
+            first_day=first,
+            last_day=last,
+            public_keys=keys,
+            anchor=anchor,
+            max_seal_age_since=age_since,
+            progress=progress,
+        )
+    if pick_format(output_format, TableOrJson.table, TableOrJson.json) is TableOrJson.json:
         write_json(report.to_dict())
+        for note in report.notes:
+            say(f"note: {note}")
     else:
-        _print_report(report)
+        with screen(ctx) as out:
+            _print_report(out, report)
+    if report.ok:
+        say("verify: OK")
     if not report.ok:
         raise IntegrityError(f"verify found {len(report.problems)} problem(s)")
 
 
-def _print_report(report: Any) -> None:
+def _print_report(out: Any, report: Any) -> None:
     from rich.text import Text
 
-    from auditcli.render import rows_table
+    from auditcli.render import Column, fit_table, rows_table
 
-    out = console()
     latest = report.latest
     signatures = {
         "verified": "verified with --public-key",
@@ -186,14 +196,21 @@ def _print_report(report: Any) -> None:
         ("Deleted by retention", report.receipted_files),
         ("Problems", len(report.problems)),
     ]
-    out.print(rows_table(("Verify", "Result"), rows))
+    out.print(rows_table(("Verify", "Result"), rows, width=out.width))
     if latest:
         out.print(Text(f"Latest manifest: {latest['hash']}"), soft_wrap=True)
     if report.problems:
         shown = report.problems[:500]
-        table = rows_table(
-            ("File", "Line", "Kind", "Detail"),
-            ((p.file, "" if p.line is None else p.line, p.kind, p.detail) for p in shown),
+        columns = (
+            Column("File"),
+            Column("Line", numeric=True),
+            Column("Kind", max_width=16),
+            Column("Detail", fold=36),
+        )
+        table = fit_table(
+            columns,
+            [(p.file, "" if p.line is None else p.line, p.kind, p.detail) for p in shown],
+            width=out.width,
             title="Problems",
         )
         out.print(table)
@@ -201,8 +218,6 @@ def _print_report(report: Any) -> None:
             out.print(Text(f"… and {len(report.problems) - len(shown)} more (use --format json)"))
     for note in report.notes:
         say(f"note: {note}")
-    if report.ok:
-        say("verify: OK")
 
 
 # ----------------------------------------------------------------------------- keys

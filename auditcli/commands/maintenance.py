@@ -17,17 +17,17 @@ from auditcli.cli_options import (
     Order,
     OrgIdOpt,
     SinceOpt,
-    StderrProgress,
     TargetIdOpt,
     TargetOpt,
     TeamIdOpt,
     UntilOpt,
-    console,
     filters_from_options,
     get_store,
+    pick_format,
+    progress_bar,
     report_problems,
     say,
-    stdout_is_terminal,
+    screen,
     time_window,
     write_json,
 )
@@ -109,28 +109,35 @@ def rotate(
     Example: audit rotate --compress-after 1 --delete-after 400
     """
     from auditcli.maintenance import rotate as run_rotate
+    from auditcli.render import human_size
 
     store = get_store(ctx)
+    with progress_bar(ctx, "rotating", unit="files") as progress:
+        steps = 0
 
-    def show(step: Any) -> None:
-        if not quiet or step.action == "problem":
-            typer.echo(("would " if dry_run else "") + str(step))
+        def show(step: Any) -> None:
+            nonlocal steps
+            if not quiet or step.action == "problem":
+                typer.echo(("would " if dry_run else "") + _step_line(step))
+            steps += 1
+            if progress is not None:
+                progress(steps)
 
-    report = run_rotate(
-        store,
-        compress_after=compress_after,
-        delete_after=delete_after,
-        dry_run=dry_run,
-        signing_key=signing_key,
-        on_step=show,
-    )
+        report = run_rotate(
+            store,
+            compress_after=compress_after,
+            delete_after=delete_after,
+            dry_run=dry_run,
+            signing_key=signing_key,
+            on_step=show,
+        )
     compressed = [s for s in report.steps if s.action == "compress"]
     before = sum(s.bytes_in for s in compressed)
     after = sum(s.bytes_out for s in compressed)
     if dry_run:
-        parts = [f"would compress {len(compressed)} file(s)"]
+        parts = [f"would compress {len(compressed)} file(s) ({human_size(before)})"]
     else:
-        sizes = f" ({before} -> {after} bytes)" if compressed else ""
+        sizes = f" ({human_size(before)} -> {human_size(after)})" if compressed else ""
         parts = [f"compressed {len(compressed)} file(s){sizes}"]
     if report.count("finish"):
         parts.append(f"finished {report.count('finish')} interrupted rotation(s)")
@@ -145,6 +152,20 @@ def rotate(
         raise IntegrityError(
             f"{len(report.problems)} file(s) could not be rotated and were left in place"
         )
+
+
+def _step_line(step: Any) -> str:
+    """A rotation step as `rotate` prints it: sizes as people read them."""
+    from auditcli.render import human_size
+
+    if step.action != "compress":
+        return str(step)
+    if step.bytes_out:
+        ratio = f" ({step.bytes_out * 100 // step.bytes_in}%)" if step.bytes_in else ""
+        sizes = f"{human_size(step.bytes_in)} -> {human_size(step.bytes_out)}{ratio}"
+    else:
+        sizes = f"{human_size(step.bytes_in)} (dry run)"
+    return f"{step.action:<9} {step.target}  {sizes}"
 
 
 # ----------------------------------------------------------------------------- export
@@ -188,7 +209,7 @@ def export(
 
     store = get_store(ctx)
     filters = filters_from_options(ctx, store)
-    with _DayProgress() as progress:
+    with progress_bar(ctx, "exporting") as progress:
         if output is None:
             report = run_export(
                 store,
@@ -207,28 +228,6 @@ def export(
     if output is not None:
         say(f"exported {report.entries} entries to {output} ({report.bytes_written} bytes)")
     report_problems(report.problems)
-
-
-class _DayProgress(StderrProgress):
-    """A partition progress bar on stderr when stderr is a terminal; else a no-op callback."""
-
-    def columns(self) -> list[Any]:
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
-
-        return [
-            TextColumn("exporting"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("days · {task.fields[entries]} entries"),
-        ]
-
-    def callback(self, bar: Any) -> Any:
-        task = bar.add_task("export", total=None, entries=0)
-
-        def advance(done: int, total: int, entries: int) -> None:
-            bar.update(task, completed=done, total=total, entries=entries)
-
-        return advance
 
 
 # ----------------------------------------------------------------------------- stats
@@ -274,13 +273,14 @@ def stats(
     if top is not None and top < 1:
         raise UsageError("--top: must be at least 1")
     result = run_stats(store, filters, keys)
-    chosen = fmt or (StatsFormat.table if stdout_is_terminal() else StatsFormat.json)
+    chosen = pick_format(fmt, StatsFormat.table, StatsFormat.json)
     if chosen is StatsFormat.json:
         _stats_json(result, result.rows(top))
     elif chosen is StatsFormat.csv:
         _stats_csv(result, result.rows(top))
     else:
-        _stats_table(result, top, filters)
+        with screen(ctx) as out:
+            out.print(_stats_table(result, top, filters, out.width))
     report_problems(result.problems)
 
 
@@ -302,7 +302,7 @@ def _stats_csv(result: Any, rows: list[tuple[Any, ...]]) -> None:
         sys.stdout.write(text)
 
 
-def _stats_table(result: Any, top: int | None, filters: Any) -> None:
+def _stats_table(result: Any, top: int | None, filters: Any, width: int) -> Any:
     from rich.text import Text
 
     from auditcli.maintenance import KEY_COLUMNS, TIME_KEYS, bar, sparkline, time_buckets
@@ -333,15 +333,14 @@ def _stats_table(result: Any, top: int | None, filters: Any) -> None:
         span = f"{buckets[0]} … {buckets[-1]}" if buckets else ""
         unit = keys[time_at] if step == 1 else f"{step} {keys[time_at]}s"
         headers: tuple[str, ...] = (KEY_COLUMNS[keys[other]], "count", f"per {unit}, {span}")
-        console().print(rows_table(headers, table_rows, caption=caption, numeric=("count",)))
-        return
+        return rows_table(headers, table_rows, width=width, caption=caption, numeric=("count",))
     shown = result.rows(top)
     peak = max((row[-1] for row in shown), default=0)
     table_rows = [
         (*(_show(v) for v in row[:-1]), row[-1], Text(bar(row[-1], peak))) for row in shown
     ]
     headers = (*(KEY_COLUMNS[key] for key in keys), "count", "")
-    console().print(rows_table(headers, table_rows, caption=caption, numeric=("count",)))
+    return rows_table(headers, table_rows, width=width, caption=caption, numeric=("count",))
 
 
 def _binned(values: list[int], step: int) -> list[int]:
@@ -400,8 +399,9 @@ def tail(
         raise UsageError("--limit: must be 0 or more")
     if not 0.05 <= interval <= 60:
         raise UsageError("--interval: between 0.05 and 60 seconds")
-    chosen = fmt or (TailFormat.table if stdout_is_terminal() else TailFormat.jsonl)
-    writer = make_writer("text" if chosen is TailFormat.table else chosen.value)
+    chosen = pick_format(fmt, TailFormat.table, TailFormat.jsonl)
+    tabular = chosen in (TailFormat.table, TailFormat.text)
+    writer = _TableWriter() if tabular else make_writer(chosen.value)
     out = sys.stdout.buffer
     follower = Follower(store, filters)
     try:
@@ -428,6 +428,32 @@ def tail(
     except KeyboardInterrupt:
         out.flush()
         raise typer.Exit(0) from None
+
+
+class _TableWriter:
+    """`audit tail -f table`: each entry as a row of the query table (display names, words never
+    split, fitted to the terminal), columns at fixed widths so that rows line up."""
+
+    def __init__(self) -> None:
+        from auditcli.cli_options import console
+
+        self.console = console()
+
+    def head(self) -> bytes:
+        """No header: rows arrive one by one, for as long as tail runs."""
+        return b""
+
+    def line(self, stored: bytes) -> bytes:
+        """One entry as a table row, rendered for the terminal."""
+        from auditcli.query import entry_of
+        from auditcli.render import entries_table
+
+        table = entries_table(
+            [entry_of(stored)], width=self.console.width, show_header=False, stream=True
+        )
+        with self.console.capture() as captured:
+            self.console.print(table)
+        return captured.get().encode()
 
 
 def _id_of(stored: bytes) -> bytes:

@@ -1,4 +1,4 @@
-"""`audit serve` (the seed's HTTP API) and `audit service-account create|list|delete`."""
+"""`audit serve` (the audit-log HTTP API) and `audit service-account create|list|delete`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,15 @@ from typing import Annotated, Any
 import typer
 
 from auditcli.cli import app
-from auditcli.cli_options import TableOrJson, console, get_store, say, write_json, write_out
+from auditcli.cli_options import (
+    TableOrJson,
+    get_store,
+    pick_format,
+    say,
+    screen,
+    write_json,
+    write_out,
+)
 from auditcli.errors import UsageError
 
 
@@ -206,24 +214,32 @@ def account_create(
 def account_list(
     ctx: typer.Context,
     fmt: Annotated[
-        TableOrJson, typer.Option("--format", "-f", help="table or json.")
-    ] = TableOrJson.table,
+        TableOrJson | None,
+        typer.Option("--format", "-f", help="Default: table on a terminal, else json."),
+    ] = None,
 ) -> None:
     """List service accounts (never their tokens).
 
     Example: audit service-account list --format json
     """
     from auditcli.accounts import AccountStore
-    from auditcli.render import rows_table, short_time
+    from auditcli.render import Column, fit_table, short_time
 
     accounts = AccountStore(get_store(ctx))
     now = accounts.now()
     items = [account.public(now) for account in accounts.accounts()]
-    if fmt is TableOrJson.json:
+    if pick_format(fmt, TableOrJson.table, TableOrJson.json) is TableOrJson.json:
         write_json(items)
         return
     # The table is for people (exact times and the creator are in --format json).
-    headers = ("Name", "ID", "Organization", "Role", "Expires (UTC)", "Status")
+    columns = (
+        Column("Name"),
+        Column("ID", priority=3),
+        Column("Organization", priority=2),
+        Column("Role"),
+        Column("Expires (UTC)", priority=1),
+        Column("Status"),
+    )
     rows = [
         (
             i["name"],
@@ -235,7 +251,9 @@ def account_list(
         )
         for i in items
     ]
-    console().print(rows_table(headers, rows, caption=f"{len(items)} service account(s)"))
+    with screen(ctx) as out:
+        caption = f"{len(items)} service account(s)"
+        out.print(fit_table(columns, rows, width=out.width, caption=caption))
 
 
 @accounts_app.command("delete")

@@ -91,6 +91,7 @@ def config_(
         rows_table(
             ("Setting", "Value", "Source"),
             [(name, value, scope_of.get(source, source)) for name, value, source in rows],
+            width=out.width,
         )
     )
     for f in files:

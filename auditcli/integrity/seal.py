@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from auditcli.errors import IntegrityError
+from auditcli.progress import Progress
 from auditcli.store import AuditStore
 from auditcli.timeparse import format_utc
 
@@ -36,7 +37,9 @@ class SealResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def seal(store: AuditStore, *, signing_key: Any = None) -> SealResult:
+def seal(
+    store: AuditStore, *, signing_key: Any = None, progress: Progress | None = None
+) -> SealResult:
     """Write the next manifest: a checkpoint of every file of every partition, chained to the
     previous manifest and signed when a key is given (a path, a key, or AUDIT_SIGNING_KEY).
 
@@ -54,7 +57,10 @@ def seal(store: AuditStore, *, signing_key: Any = None) -> SealResult:
         records = []
         total = 0
         unreadable = []
-        for day in store.days():
+        days = store.days()
+        for done, day in enumerate(days, 1):
+            if progress is not None:
+                progress(total, done=done - 1, total=len(days))
             for file in store.files(day):
                 old = known.get((file.day, file.segment))
                 reuse = old if old and file.compressed and old["name"] == file.name else None

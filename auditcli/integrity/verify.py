@@ -15,6 +15,7 @@ import orjson
 
 from auditcli import chain
 from auditcli.errors import IntegrityError
+from auditcli.progress import Progress
 from auditcli.query import Problem
 from auditcli.store import PARTITION_PREFIX, AuditStore, LineSource, LogFile
 from auditcli.timeparse import format_utc, parse_utc
@@ -133,6 +134,7 @@ def verify(
     public_keys: Sequence[Any] = (),
     anchor: str | None = None,
     max_seal_age_since: str | None = None,
+    progress: Progress | None = None,
 ) -> VerifyReport:
     """Check the store: every line's link, every file against every checkpoint, the manifest
     chain and signatures, missing, planted and foreign files. Partitions outside
@@ -141,8 +143,10 @@ def verify(
     `public_keys`: trusted Ed25519 public keys; when given, every manifest must be signed by
     one of them. `anchor`: a manifest hash kept off-host that must still be in the chain.
     `max_seal_age_since`: a canonical time; the newest manifest must be at least that recent.
-    """
-    return _Verifier(store, first_day, last_day, public_keys, anchor, max_seal_age_since).run()
+    `progress` hears of the entries checked and the partitions done."""
+    verifier = _Verifier(store, first_day, last_day, public_keys, anchor, max_seal_age_since)
+    verifier.progress = progress
+    return verifier.run()
 
 
 class _Verifier:
@@ -168,6 +172,7 @@ class _Verifier:
         self._geneses: dict[bytes, str] | None = None
         self.torn_notes: list[str] = []
         self.loaded_up_to = 0
+        self.progress: Progress | None = None
 
     def problem(self, file: str, line: int | None, kind: str, detail: str) -> None:
         self.report.problems.append(Problem(file, line, kind, detail))
@@ -418,7 +423,9 @@ class _Verifier:
         days = self.store.days(self.first_day, self.last_day)
         on_disk = set(days)
         seen: set[tuple[str, str]] = set()
-        for day in days:
+        for done, day in enumerate(days):
+            if self.progress is not None:
+                self.progress(report.entries, done=done, total=len(days))
             report.partitions += 1
             try:
                 strays = self.store.stray_files(day)
