@@ -485,7 +485,8 @@ def schema(
     from auditcli.engines import athena_missed_days, schema_sql
     from auditcli.timeparse import format_utc
 
-    store = get_store(ctx)
+    # With --location the SQL can be printed without a local store (its days are then unknown).
+    store = get_store(ctx, must_exist=location is None)
     days = store.days()
     where = location or str(store.root)
     typer.echo(schema_sql(dialect.value, where, table=table, days=days), nl=False)

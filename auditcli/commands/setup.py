@@ -89,8 +89,9 @@ def config_(
     out = console()
     out.print(
         rows_table(
-            ("Setting", "Value", "Source"),
-            [(name, value, scope_of.get(source, source)) for name, value, source in rows],
+            # Value last: a long path folds there instead of squeezing the other columns.
+            ("Setting", "Source", "Value"),
+            [(name, scope_of.get(source, source), value) for name, value, source in rows],
             width=out.width,
         )
     )
