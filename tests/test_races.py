@@ -152,3 +152,106 @@ def test_records_into_days_being_deleted_are_kept_or_receipted(tmp_path: Path) -
     assert loop_problems == []
     report = verify(AuditStore(root))
     assert report.problems == []
+
+
+#: One rotation with retention whose partition rename, once the receipt is written, takes
+#: `sys.argv[2]` seconds: a seal started meanwhile would see the receipt but not the deletion.
+SLOW_DELETE = """
+import os, sys, time
+from auditcli.maintenance import rotate
+from auditcli.store import AuditStore
+rename = os.rename
+def slow_rename(src, dst, **kwargs):
+    if "_deleting" in str(dst) or kwargs.get("dst_dir_fd") is not None:
+        time.sleep(float(sys.argv[2]))
+    return rename(src, dst, **kwargs)
+os.rename = slow_rename
+report = rotate(AuditStore(sys.argv[1], writer_id="maint"), delete_after=30)
+print(report.count("delete"), [str(step) for step in report.problems])
+"""
+
+
+def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIT_")}
+    return subprocess.run(
+        [sys.executable, "-m", "auditcli", "-d", str(root), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_seal_between_a_receipt_and_its_deletion_raises_no_alarm(tmp_path: Path) -> None:
+    root = tmp_path / "log"
+    store = AuditStore(root, writer_id="w1")
+    old = (datetime.now(UTC).date() - timedelta(days=40)).isoformat()
+    for n in range(5):
+        store.record(
+            {
+                "action": "login",
+                "actorId": f"u{n}",
+                "organizationId": "o",
+                "createdAt": f"{old}T10:00:0{n}.000Z",
+            }
+        )
+    assert _cli(root, "seal").returncode == 0
+    rotation = _python(SLOW_DELETE, str(root), "2")
+    deadline = time.monotonic() + 60
+    while not any(m.kind == "receipt" for m in load_manifests(store)[0]):
+        assert time.monotonic() < deadline and rotation.poll() is None, "no receipt written"
+        time.sleep(0.02)
+    sealed = _cli(root, "seal")  # while the partition is still there, receipted
+    out, err = rotation.communicate(timeout=60)
+    assert rotation.returncode == 0, err
+    assert out.startswith("1 []"), out
+    assert sealed.returncode == 0, sealed.stderr
+    checked = _cli(root, "verify")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    again = _cli(root, "seal")
+    assert again.returncode == 0 and "warning" not in again.stderr, again.stderr
+    assert _cli(root, "verify").returncode == 0
+
+
+def test_verify_during_a_rotation_of_many_writer_files_finds_nothing_stray(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "log"
+    day = (datetime.now(UTC).date() - timedelta(days=2)).isoformat()
+    for n in range(300):
+        AuditStore(root, writer_id=f"host{n}").append_contents(
+            day, [(f"id-{n}", _content(f"id-{n}", day))], check_ids=False
+        )
+    assert _cli(root, "seal").returncode == 0
+    rotation = _python(
+        "import sys\nfrom auditcli.maintenance import rotate\nfrom auditcli.store import "
+        "AuditStore\nprint(rotate(AuditStore(sys.argv[1])).count('compress'))",
+        str(root),
+    )
+    alarms, runs = [], 0
+    while rotation.poll() is None or runs == 0:
+        report = verify(AuditStore(root))
+        alarms += [str(problem) for problem in report.problems]
+        runs += 1
+    out, err = rotation.communicate()
+    assert rotation.returncode == 0, err
+    assert out.strip() == "300"
+    assert alarms == [], f"{len(alarms)} false alarms in {runs} verifies: {alarms[:3]}"
+
+
+def _content(entry_id: str, day: str) -> bytes:
+    from auditcli.catalog import Catalog
+    from auditcli.model import build_entry, dumps_entry
+
+    entry = build_entry(
+        {
+            "id": entry_id,
+            "action": "login",
+            "actorId": "u",
+            "organizationId": "o",
+            "createdAt": f"{day}T08:00:00.000Z",
+        },
+        Catalog.load(Path("/nonexistent")),
+    )
+    return dumps_entry(entry)

@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -424,6 +425,12 @@ class _Verifier:
                 strays = self.store.stray_files(day)
             except OSError:
                 strays = []
+            if strays:
+                # The two listings behind stray_files are not one snapshot: a rotation that
+                # renamed `x.jsonl.gz` into place, or a writer that opened a new segment,
+                # between them shows a log file as foreign. Ask again after the fact: a stray
+                # is a name that is still not a log file of the partition.
+                strays = self.still_stray(day, strays)
             for path in strays:
                 self.problem(
                     f"{PARTITION_PREFIX}{day}/{path.name}",
@@ -468,6 +475,17 @@ class _Verifier:
                         f"in manifest #{known.last_listed} with {known.max_lines()} lines,"
                         " now gone, no retention receipt",
                     )
+
+    def still_stray(self, day: str, strays: list[Path]) -> list[Path]:
+        """The strays of `day` that a fresh listing does not show as log files (or as the
+        plain half of a rotation in progress, whose `.gz` twin is listed)."""
+        try:
+            known = {f.path.name for f in self.store.files(day)}
+        except IntegrityError:
+            return strays
+        return [
+            path for path in strays if path.name not in known and path.name + ".gz" not in known
+        ]
 
     def late_receipts(self) -> set[tuple[str, str]]:
         """File keys covered by (acceptably signed) receipts written since verify started."""
