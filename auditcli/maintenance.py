@@ -887,12 +887,19 @@ def bar(value: int, top: int, width: int = 24) -> str:
 class _Followed:
     offset: int = 0  # bytes of the (decompressed) content already read, at a line boundary
     done: bool = False  # compressed: it never changes again
+    plain: tuple[int, int] | None = None  # (device, inode) of the plain file being read
+    archive: tuple[int, int] | None = None  # (device, inode) of the archive read to its end
 
 
 class Follower:
     """New matching lines as they are appended anywhere in the store: new days, new segments,
     and files that rotation replaces with their `.gz` twin (identical bytes, so reading goes on
-    from the same offset in the decompressed stream, then the file is done)."""
+    from the same offset in the decompressed stream, then the file is done).
+
+    Only confirmed entries: a plain file is read under the writers' lock taken shared, which
+    waits out a write in progress; a write that fails is cut back before its writer lets the
+    lock go, so its line is never read. A file is known by its inode: one that retention
+    deleted and a late writer made again under the same name is read from its start."""
 
     def __init__(self, store: AuditStore, filters: Filters) -> None:
         self.store = store
@@ -911,26 +918,24 @@ class Follower:
         for file in self._current():
             key = (file.day, file.segment)
             if file.compressed:
-                self.files[key] = _Followed(0, True)
+                self.files[key] = _Followed(0, True, archive=_identity(file.path))
             else:
-                self.files[key] = _Followed(_whole_lines_size(file.path))
+                size, identity = _whole_lines_size(file.path)
+                self.files[key] = _Followed(size, plain=identity)
 
     def poll(self) -> list[bytes]:
         """The matching lines appended since the last poll, in (createdAt, id) order."""
         found: list[bytes] = []
         self.behind = False
         for file in self._current():
-            state = self.files.setdefault((file.day, file.segment), _Followed())
-            if state.done:
-                continue
+            key = (file.day, file.segment)
+            state = self.files.setdefault(key, _Followed())
             if file.compressed:
-                data = _gzip_from(file.path, state.offset)
-                state.done = True
+                data = self._read_archive(file, state)
             else:
-                data = _plain_from(file.path, state.offset, _FOLLOW_LIMIT)
-                if data is None:  # rotated between listing and reading: next poll reads the .gz
-                    continue
-                self.behind = self.behind or len(data) >= _FOLLOW_LIMIT
+                data = self._read_plain(file, state)
+            if not data:
+                continue
             cut = data.rfind(b"\n") + 1
             state.offset += cut
             for line in split_lines(data[:cut]):
@@ -950,17 +955,63 @@ class Follower:
         )
         return found
 
+    def _read_archive(self, file: LogFile, state: _Followed) -> bytes:
+        identity = _identity(file.path)
+        if identity is None or (state.done and state.archive == identity):
+            return b""
+        if state.archive is not None:  # another archive under the same name: a new file
+            state.offset = 0
+        # Else the plain file followed so far was rotated: the same bytes go on from offset.
+        data = _gzip_from(file.path, state.offset)
+        state.done, state.archive, state.plain = True, identity, None
+        return data
 
-def _whole_lines_size(path: Path) -> int:
+    def _read_plain(self, file: LogFile, state: _Followed) -> bytes:
+        read = _plain_from(file.path, state.offset, _FOLLOW_LIMIT)
+        if read is None:  # rotated between listing and reading: next poll reads the .gz
+            return b""
+        data, identity, size = read
+        if state.plain != identity:
+            if state.plain is not None or state.archive is not None:
+                # Not the file followed so far: retention deleted the day and a writer made
+                # it again. Everything in it is new.
+                state.offset, state.done, state.archive = 0, False, None
+                read = _plain_from(file.path, 0, _FOLLOW_LIMIT)
+                if read is None:
+                    return b""
+                data, identity, size = read
+            state.plain = identity
+        elif size < state.offset:
+            self.problems.append(
+                Problem(file.name, None, "shrank", f"{size} bytes, {state.offset} were read")
+            )
+            state.offset = size
+        self.behind = self.behind or len(data) >= _FOLLOW_LIMIT
+        return data
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _whole_lines_size(path: Path) -> tuple[int, tuple[int, int] | None]:
+    """The size of the whole lines of `path` and its identity, read under the shared lock."""
     try:
         fd = _open_in_partition(path, os.O_RDONLY)
     except FileNotFoundError:
-        return 0
+        return 0, None
     try:
-        size = os.fstat(fd).st_size
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        info = os.fstat(fd)
+        size = info.st_size
         start = max(0, size - 70 * 1024)
         tail = os.pread(fd, size - start, start)
-        return start + tail.rfind(b"\n") + 1 if b"\n" in tail else start
+        whole = start + tail.rfind(b"\n") + 1 if b"\n" in tail else start
+        return whole, (info.st_dev, info.st_ino)
     finally:
         os.close(fd)
 
@@ -968,14 +1019,19 @@ def _whole_lines_size(path: Path) -> int:
 _FOLLOW_LIMIT = 16 << 20  # bytes read from one file per poll: a big import is followed in steps
 
 
-def _plain_from(path: Path, offset: int, limit: int) -> bytes | None:
+def _plain_from(path: Path, offset: int, limit: int) -> tuple[bytes, tuple[int, int], int] | None:
+    """`(bytes from offset, identity, size)` of a plain file, read under the writers' lock
+    taken shared (a write in progress is waited out); None when the file is gone."""
     try:
         fd = _open_in_partition(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
-        size = os.fstat(fd).st_size
-        return os.pread(fd, min(limit, size - offset), offset) if size > offset else b""
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        info = os.fstat(fd)
+        size = info.st_size
+        data = os.pread(fd, min(limit, size - offset), offset) if size > offset else b""
+        return data, (info.st_dev, info.st_ino), size
     finally:
         os.close(fd)
 

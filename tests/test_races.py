@@ -255,3 +255,128 @@ def _content(entry_id: str, day: str) -> bytes:
         Catalog.load(Path("/nonexistent")),
     )
     return dumps_entry(entry)
+
+
+#: `audit …` with the first fsync of a log file slowed, then failing with EIO: the entry's
+#: line sits in the file, whole, for a second before the writer cuts it back.
+FAILING_FSYNC = """
+import errno, os, runpy, stat, sys, time
+real = os.fsync
+failed = []
+def fsync(fd):
+    if not failed and stat.S_ISREG(os.fstat(fd).st_mode):
+        failed.append(fd)
+        time.sleep(1.0)
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+    return real(fd)
+os.fsync = fsync
+sys.argv = ["audit", *sys.argv[1:]]
+runpy.run_module("auditcli", run_name="__main__")
+"""
+
+
+class _Lines:
+    """The lines a process writes to stdout, collected by a thread."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        import threading
+
+        self.lines: list[bytes] = []
+        self.thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self.thread.start()
+
+    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.lines.append(line)
+
+    def ids(self) -> list[str]:
+        return [orjson.loads(line)["id"] for line in list(self.lines)]
+
+    def wait_for(self, ids: list[str], seconds: float = 20) -> None:
+        deadline = time.monotonic() + seconds
+        while not set(ids) <= set(self.ids()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def test_tail_prints_exactly_the_confirmed_entries_across_a_failed_write_and_a_recreated_day(
+    tmp_path: Path,
+) -> None:
+    import signal
+
+    root = tmp_path / "log"
+    old = (datetime.now(UTC).date() - timedelta(days=40)).isoformat()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIT_")}
+    env.update(AUDIT_WRITER_ID="w1", AUDIT_ACTOR_ID="u1", AUDIT_ORG_ID="org-1")
+    confirmed: list[str] = []
+
+    def record(entry_id: str, *extra: str, code: str | None = None) -> int:
+        argv = ["-d", str(root), "record", "login", "--id", entry_id, *extra]
+        command = (
+            [sys.executable, "-c", code, *argv]
+            if code
+            else [sys.executable, "-m", "auditcli", *argv]
+        )
+        done = subprocess.run(command, capture_output=True, env=env, timeout=60, check=False)
+        if done.returncode == 0:
+            assert done.stdout.decode().strip() == entry_id
+            confirmed.append(entry_id)
+        return done.returncode
+
+    assert record("first") == 0
+    tail = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "auditcli",
+            "-d",
+            str(root),
+            "tail",
+            "-n",
+            "0",
+            "-f",
+            "jsonl",
+            "--interval",
+            "0.05",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    printed = _Lines(tail)
+    try:
+        for n in range(40):  # until tail is following: it prints a marker
+            assert record(f"marker-{n}") == 0
+            printed.wait_for([f"marker-{n}"], 0.5)
+            if printed.lines:
+                break
+        del confirmed[: confirmed.index(printed.ids()[0])]  # recorded before tail followed
+        assert record("never", code=FAILING_FSYNC) == 4
+        for n in range(5):
+            assert record(f"after-{n}") == 0
+        for n in range(3):
+            assert record(f"old-{n}", "--created-at", f"{old}T10:00:0{n}Z") == 0
+        printed.wait_for(confirmed)
+        rotated = subprocess.run(
+            [sys.executable, "-m", "auditcli", "-d", str(root), "rotate", "--delete-after", "30"],
+            capture_output=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert rotated.returncode == 0, rotated.stderr
+        assert not (root / f"date={old}").exists()
+        for n in range(2):  # the day again, under the same file name
+            assert record(f"late-{n}", "--created-at", f"{old}T11:00:0{n}Z") == 0
+        printed.wait_for(confirmed)
+    finally:
+        tail.send_signal(signal.SIGINT)
+        _, err = tail.communicate(timeout=30)
+        printed.thread.join(timeout=10)
+    seen = printed.ids()
+    assert "never" not in seen
+    expected = confirmed
+    missing = [entry_id for entry_id in expected if entry_id not in seen]
+    assert missing == [] and len(seen) == len(expected), (seen, err)
+    assert sorted(seen) == sorted(expected)
+    assert b"not an entry" not in err, err
