@@ -211,9 +211,9 @@ def time_window(filters: Any) -> str:
     return f"{filters.since or 'beginning'} → {filters.until or 'now'} (UTC)"
 
 
-def report_problems(problems: list[Any]) -> None:
+def report_problems(problems: list[Any], outcome: str = "") -> None:
     """Damaged lines were skipped: a warning for each on stderr, then exit 5 (IntegrityError),
-    after the answer was printed."""
+    after the answer was printed; `outcome` says what that meant for the output."""
     if not problems:
         return
     from .errors import IntegrityError
@@ -221,5 +221,7 @@ def report_problems(problems: list[Any]) -> None:
     for problem in problems:
         say(f"warning: {problem}")
     raise IntegrityError(
-        f"{len(problems)} damaged or foreign line(s)/file(s) were skipped; run `audit verify`"
+        f"{len(problems)} damaged or foreign line(s)/file(s) were skipped"
+        + (f"; {outcome}" if outcome else "")
+        + "; run `audit verify`"
     )
