@@ -214,6 +214,11 @@ def import_(
     duplicates = f", {report.duplicates} duplicate(s) skipped" if report.duplicates else ""
     invalid = f", {report.invalid} invalid line(s) skipped" if report.invalid else ""
     typer.echo(f"imported {report.written} entries{duplicates}{invalid}")
+    if report.unstable:
+        say(
+            f"note: {report.unstable} line(s) had neither id nor createdAt: they got new ids "
+            "and the import time, so importing this input again would store them again"
+        )
 
 
 class _progress(StderrProgress):
