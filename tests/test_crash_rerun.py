@@ -14,6 +14,10 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
+import pytest
+
+from auditcli.accounts import AccountStore
+from auditcli.store import AuditStore
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -96,3 +100,109 @@ def test_id_and_time_less_lines_are_named_as_not_safe_to_rerun(tmp_path: Path) -
     assert "1 line(s) had neither id nor createdAt" in first.stderr
     second = subprocess.run(run, capture_output=True, text=True, env=_env(), check=False)
     assert second.stdout == "imported 1 entries, 1 duplicate(s) skipped\n"
+
+
+#: `audit …` with one fault, argv[1] = "<where>:<what>:<n>": at the n-th call of `where`
+#: (log-write: os.write to a log file; accounts-replace: os.replace onto accounts.json), do
+#: `what` (kill: SIGKILL itself; enospc: fail with ENOSPC).
+FAULT = """
+import errno, os, runpy, signal, sys
+where, what, nth = sys.argv.pop(1).split(":")
+calls = [0]
+def hit():
+    calls[0] += 1
+    if calls[0] == int(nth):
+        if what == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+real_write, real_replace = os.write, os.replace
+def write(fd, data):
+    if where == "log-write" and "/date=" in os.readlink(f"/proc/self/fd/{fd}"):
+        hit()
+    return real_write(fd, data)
+def replace(src, dst, **kw):
+    if where == "accounts-replace" and str(dst).endswith("accounts.json"):
+        hit()
+    return real_replace(src, dst, **kw)
+os.write, os.replace = write, replace
+sys.argv = ["audit", *sys.argv[1:]]
+runpy.run_module("auditcli", run_name="__main__")
+"""
+
+
+def _accounts_cli(root: Path, *args: str, fault: str | None = None):
+    prefix = [sys.executable, "-c", FAULT, fault] if fault else [sys.executable, "-m", "auditcli"]
+    return subprocess.run(
+        [*prefix, "-d", str(root), "service-account", *args],
+        capture_output=True,
+        text=True,
+        env=_env(AUDIT_ACTOR_ID="admin-1"),
+        timeout=60,
+        check=False,
+    )
+
+
+def _agree(root: Path) -> list[str]:
+    """The live account names after settling (`list`), checked against the log: an account
+    exists exactly when its created entry is there and its deleted entry is not."""
+    listed = _accounts_cli(root, "list", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    live = {item["id"]: item["name"] for item in orjson.loads(listed.stdout)}
+    entries = _stored(root)
+    created = {e["targetId"] for e in entries if e["action"] == "service_account_created"}
+    deleted = {e["targetId"] for e in entries if e["action"] == "service_account_deleted"}
+    assert set(live) == created - deleted, (live, created, deleted)
+    assert list((root / "_accounts").glob(".accounts-*.tmp")) == []
+    assert "pending" not in orjson.loads((root / "_accounts" / "accounts.json").read_bytes())
+    return sorted(live.values())
+
+
+CREATE = ("create", "siem", "--org-id", "org-1", "--role", "admin")
+
+
+@pytest.mark.parametrize(
+    ("fault", "code", "exists"),
+    [
+        ("log-write:enospc:1", 4, False),  # full disk: nothing recorded, no account
+        ("log-write:kill:1", -9, False),  # killed before the entry is written
+        ("accounts-replace:kill:1", -9, False),  # killed before anything is noted
+        ("accounts-replace:kill:2", -9, True),  # killed after the entry, before the account
+        ("accounts-replace:enospc:2", 1, True),  # recorded, account file full: settled later
+        ("accounts-replace:enospc:1", 4, False),  # the note itself cannot be written
+    ],
+)
+def test_service_account_create_and_the_log_agree_after_a_fault(
+    tmp_path: Path, fault: str, code: int, exists: bool
+) -> None:
+    root = tmp_path / "log"
+    assert _accounts_cli(root, *CREATE[:1], "other", *CREATE[2:]).returncode == 0
+    result = _accounts_cli(root, *CREATE, fault=fault)
+    assert result.returncode == code, result.stderr
+    if code > 0:
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert result.stdout == ""  # no token for an account that is not usable
+    assert _agree(root) == (["other", "siem"] if exists else ["other"])
+    # And the name can be used (again) afterwards.
+    if not exists:
+        assert _accounts_cli(root, *CREATE).returncode == 0
+        assert _agree(root) == ["other", "siem"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "code", "usable", "gone"),
+    [
+        ("log-write:kill:1", -9, False, False),  # killed before the entry: undone when settled
+        ("accounts-replace:kill:2", -9, False, True),  # killed after the entry: completed
+        ("log-write:enospc:1", 4, True, False),  # full disk: not deleted
+    ],
+)
+def test_service_account_delete_and_the_log_agree_after_a_fault(
+    tmp_path: Path, fault: str, code: int, usable: bool, gone: bool
+) -> None:
+    root = tmp_path / "log"
+    assert _accounts_cli(root, *CREATE).returncode == 0
+    result = _accounts_cli(root, "delete", "siem", fault=fault)
+    assert result.returncode == code, result.stderr
+    # Before anything settles it, a deletion in progress already stops the token.
+    assert bool(AccountStore(AuditStore(root)).accounts()) == usable
+    assert _agree(root) == ([] if gone else ["siem"])

@@ -212,6 +212,7 @@ def account_list(
     from auditcli.render import rows_table
 
     accounts = AccountStore(get_store(ctx))
+    accounts.settle()  # a create or delete that a kill interrupted: completed or undone
     now = accounts.now()
     items = [account.public(now) for account in accounts.accounts()]
     if fmt is TableOrJson.json:
