@@ -199,6 +199,23 @@ def write_out(data: bytes) -> None:
     sys.stdout.buffer.write(data)
 
 
+def deliver(data: bytes, done: str) -> None:
+    """Write `data` to stdout and flush it now; when stdout fails (full disk, closed pipe),
+    an error (exit 1) that says what was `done` all the same, e.g. that an entry is stored
+    and its id, which the caller would otherwise lose."""
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    except OSError as exc:
+        from .errors import AuditError
+
+        # What is still buffered would fail again at exit, with a traceback-like message.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        raise AuditError(f"stdout: {exc.strerror or exc}; {done}") from None
+
+
 def write_json(data: Any) -> None:
     """`data` as indented JSON and a newline on stdout (the `--format json` of the commands)."""
     import orjson

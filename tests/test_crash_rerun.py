@@ -206,3 +206,38 @@ def test_service_account_delete_and_the_log_agree_after_a_fault(
     # Before anything settles it, a deletion in progress already stops the token.
     assert bool(AccountStore(AuditStore(root)).accounts()) == usable
     assert _agree(root) == ([] if gone else ["siem"])
+
+
+def test_record_whose_stdout_fails_says_the_entry_is_stored_and_gives_its_id(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "log"
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "auditcli",
+                "-d",
+                str(root),
+                "record",
+                "login",
+                "--actor-id",
+                "u",
+                "--org-id",
+                "o",
+            ],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith(
+        "Error: stdout: No space left on device; the entry IS recorded, with id "
+    )
+    [stored] = _stored(root)
+    assert line.endswith(stored["id"])

@@ -24,6 +24,7 @@ from auditcli.cli_options import (
     TeamIdOpt,
     UntilOpt,
     console,
+    deliver,
     filters_from_options,
     get_store,
     report_problems,
@@ -31,7 +32,6 @@ from auditcli.cli_options import (
     stdout_is_terminal,
     time_window,
     write_json,
-    write_out,
 )
 from auditcli.errors import InvalidEntryError, UsageError
 
@@ -150,10 +150,8 @@ def record(
     else:
         data = {"action": action, **given}
     entry = store.record(data, target_name=target_name)
-    if as_json:
-        write_out(dumps_entry(entry) + b"\n")
-    else:
-        write_out(entry["id"].encode() + b"\n")
+    printed = dumps_entry(entry) if as_json else entry["id"].encode()
+    deliver(printed + b"\n", f"the entry IS recorded, with id {entry['id']}")
 
 
 def _metadata(raw: str | None, pairs: list[str]) -> dict[str, Any] | None:
