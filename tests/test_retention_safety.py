@@ -116,3 +116,66 @@ def test_a_partition_swapped_for_a_symlink_is_never_compressed_through(tmp_path:
     report = rotate(store)
     assert [step.target for step in report.problems] == [f"date={recent}"]
     assert _tree(sandbox) == before
+
+
+#: `audit rotate` whose unlink of a plain log file fails with EPERM (as for a file that is
+#: append-only on a file system whose flags cannot be read).
+EPERM_UNLINK = """
+import errno, os, runpy, sys
+real = os.unlink
+def unlink(path, *args, **kwargs):
+    if str(path).endswith(".jsonl"):
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+    return real(path, *args, **kwargs)
+os.unlink = unlink
+sys.argv = ["audit", *sys.argv[1:]]
+runpy.run_module("auditcli", run_name="__main__")
+"""
+
+
+def _rotate(root: Path, code: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIT_")}
+    prefix = [sys.executable, "-c", code] if code else [sys.executable, "-m", "auditcli"]
+    return subprocess.run(
+        [*prefix, "-d", str(root), "rotate"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def _partition_names(store: AuditStore) -> list[str]:
+    return sorted(p.name for p in (store.root / f"date={OLD}").iterdir())
+
+
+def test_an_append_only_log_file_is_skipped_cleanly_and_rotated_once_it_is_not(
+    tmp_path: Path,
+) -> None:
+    store = _store(tmp_path)
+    plain = store.root / f"date={OLD}" / "w1.jsonl"
+    if subprocess.run(["chattr", "+a", str(plain)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +a is not available or not permitted here")
+    try:
+        for _ in range(2):  # and the next run is no different: no abort, nothing left
+            result = _rotate(store.root)
+            assert result.returncode == 5, result.stderr
+            assert "append-only or immutable" in result.stdout + result.stderr
+            assert _partition_names(store) == ["w1.jsonl"]
+    finally:
+        subprocess.run(["chattr", "-a", str(plain)], check=True)
+    assert _rotate(store.root).returncode == 0
+    assert _partition_names(store) == ["w1.jsonl.gz"]
+
+
+def test_a_plain_file_that_cannot_be_removed_leaves_no_gz_twin(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    result = _rotate(store.root, EPERM_UNLINK)
+    assert result.returncode == 5
+    assert "not compressed (Operation not permitted); the original is kept" in (
+        result.stdout + result.stderr
+    )
+    assert _partition_names(store) == ["w1.jsonl"]
+    assert _rotate(store.root).returncode == 0
+    assert _partition_names(store) == ["w1.jsonl.gz"]
