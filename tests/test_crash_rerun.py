@@ -241,3 +241,32 @@ def test_record_whose_stdout_fails_says_the_entry_is_stored_and_gives_its_id(
     )
     [stored] = _stored(root)
     assert line.endswith(stored["id"])
+
+
+def test_a_seal_killed_mid_write_leaves_a_temp_that_the_next_seal_removes(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "log"
+    AuditStore(root, writer_id="w1").record(
+        {"action": "login", "actorId": "u", "organizationId": "o"}
+    )
+    stall = (
+        "import os, runpy, signal, sys\n"
+        "real = os.fsync\n"
+        "def fsync(fd):\n"
+        "    if os.readlink(f'/proc/self/fd/{fd}').endswith('.json.tmp'):\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return real(fd)\n"
+        "os.fsync = fsync\n"
+        "sys.argv = ['audit', *sys.argv[1:]]\n"
+        "runpy.run_module('auditcli', run_name='__main__')\n"
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", stall, "-d", str(root), "seal"], env=_env(), check=False
+    )
+    assert killed.returncode == -9
+    assert len(list((root / "_manifests").glob(".*.json.tmp"))) == 1
+    run = [sys.executable, "-m", "auditcli", "-d", str(root)]
+    assert subprocess.run([*run, "seal"], env=_env(), capture_output=True).returncode == 0
+    assert list((root / "_manifests").glob(".*.tmp")) == []
+    assert subprocess.run([*run, "verify"], env=_env(), capture_output=True).returncode == 0
