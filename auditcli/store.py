@@ -644,7 +644,7 @@ class _locked_segment:  # used as a context manager, reads like a function
             lock = partition_lock(self.directory, exclusive=False)
             try:
                 self.dfd = lock.__enter__()
-            except PartitionMoved:
+            except (PartitionMoved, FileNotFoundError):  # retention renamed it just now
                 continue
             except OSError as exc:
                 raise NotRecordedError(

@@ -48,7 +48,8 @@ while time.monotonic() < end:
     n += 1
 """
 
-#: Rotate (retention at 30 days) or seal in a loop until a stop file appears. Renames are
+#: Rotate (retention at 30 days), seal or verify in a loop until a stop file appears; each
+#: problem, warning or error goes to stderr. Renames are
 #: slowed, as on a loaded disk or NFS, which widens every window a rename closes.
 LOOPER = """
 import os, sys, time
@@ -67,9 +68,12 @@ while not stop.exists():
         if job == "rotate":
             from auditcli.maintenance import rotate
             problems = rotate(store, delete_after=30).problems
-        else:
+        elif job == "seal":
             from auditcli.integrity import seal
             problems = seal(store).warnings
+        else:
+            from auditcli.integrity import verify
+            problems = verify(store).problems
     except Exception as exc:  # reported, and the loop goes on: the count decides first
         problems = [repr(exc)]
     for problem in problems:
@@ -110,7 +114,7 @@ def test_records_into_days_being_deleted_are_kept_or_receipted(tmp_path: Path) -
         _python(WRITER, str(root), writer, str(RACE_SECONDS), *old)
         for writer in ("w1", "w2", "w1")  # two processes share a writer id (one host)
     ]
-    loops = [_python(LOOPER, str(root), job, str(stop)) for job in ("rotate", "seal")]
+    loops = [_python(LOOPER, str(root), job, str(stop)) for job in ("rotate", "seal", "verify")]
     confirmed: dict[str, str] = {}
     refused: list[str] = []
     for writer in writers:

@@ -439,8 +439,8 @@ class _Verifier:
                     "not a log file of this store (planted or foreign)",
                 )
             for file in self.store.files(day):
-                seen.add((file.day, file.segment))
-                self.check_file(file)
+                if self.check_file(file):
+                    seen.add((file.day, file.segment))
         missing_by_day: dict[str, list[_Checkpoints]] = {}
         late: set[tuple[str, str]] | None = None
         for key, known in self.checkpoints.items():
@@ -518,15 +518,38 @@ class _Verifier:
             }
         return self._geneses
 
-    def check_file(self, file: LogFile) -> None:
+    def check_file(self, file: LogFile) -> bool:
+        """Check one file; False when it vanished before it could be read (retention deleted
+        its partition meanwhile): it is then judged as missing, which a receipt excuses."""
         report = self.report
         known = self.checkpoints.get((file.day, file.segment))
         scan = _FileScan(file, known, self.geneses)
         try:
             scan.run()
         except IntegrityError as exc:
+            if _vanished(file):
+                return False
             self.problem(file.name, None, "unreadable file", str(exc))
-            return
+            return True
+        if scan.lines == 0 and _vanished(file):
+            return False
+        if (
+            scan.problems
+            and known is not None
+            and known.by_line
+            and (file.day, file.segment) in self.late_receipts()
+        ):
+            # Retention deleted the file that the manifests loaded at the start checkpointed,
+            # and a late writer made a new one under the same name: those are not its checks.
+            known = _Checkpoints()
+            scan = _FileScan(file, known, self.geneses)
+            try:
+                scan.run()
+            except IntegrityError as exc:
+                if _vanished(file):
+                    return False
+                self.problem(file.name, None, "unreadable file", str(exc))
+                return True
         name = scan.source.file.name if scan.source else file.name
         report.files += 1
         report.entries += scan.lines
@@ -538,14 +561,19 @@ class _Verifier:
             report.uncovered += scan.lines
             if known is None:  # a receipted name that reappears is not "unknown"
                 self.check_planted(file, name, scan.lines)
-            return
+            return True
         report.checkpoints += sum(len(heads) for heads in known.by_line.values())
         report.uncovered += max(0, scan.lines - known.max_lines())
         current = scan.source.file if scan.source else file
         if current.compressed:
             recorded = known.archives.get(current.name)
             if recorded is not None:
-                actual = archive_digest(current.path)["sha256"]
+                try:
+                    actual = archive_digest(current.path)["sha256"]
+                except IntegrityError as exc:
+                    if not _vanished(current):  # (read whole above; then deleted by retention)
+                        self.problem(current.name, None, "unreadable file", str(exc))
+                    return True
                 if actual != recorded[0]:
                     self.problem(
                         current.name,
@@ -553,6 +581,7 @@ class _Verifier:
                         "altered archive",
                         f"SHA-256 {actual}, manifest #{recorded[1]} recorded {recorded[0]}",
                     )
+        return True
 
     def check_planted(self, file: LogFile, name: str, lines: int) -> None:
         """A file no manifest knows is new since the latest seal, or planted: planted when it is
@@ -936,6 +965,12 @@ class _FileScan:
                 f"{source.trailing_garbage} bytes after the gzip member (appended to the archive)",
                 name,
             )
+
+
+def _vanished(file: LogFile) -> bool:
+    """Whether neither the file nor its `.gz` twin is there any more."""
+    plain = file.path.with_name(file.segment + ".jsonl")
+    return not any(os.path.lexists(p) for p in (plain, plain.with_name(plain.name + ".gz")))
 
 
 def iter_problem_lines(problems: Iterable[Problem]) -> Iterator[str]:
