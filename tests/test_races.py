@@ -384,3 +384,41 @@ def test_tail_prints_exactly_the_confirmed_entries_across_a_failed_write_and_a_r
     assert missing == [] and len(seen) == len(expected), (seen, err)
     assert sorted(seen) == sorted(expected)
     assert b"not an entry" not in err, err
+
+
+def test_rotate_killed_between_a_receipt_and_its_deletion_loses_nothing(tmp_path: Path) -> None:
+    import signal
+
+    root = tmp_path / "log"
+    store = AuditStore(root, writer_id="w1")
+    old = (datetime.now(UTC).date() - timedelta(days=40)).isoformat()
+
+    def record(n: int) -> str:
+        data = {
+            "action": "login",
+            "actorId": f"u{n}",
+            "organizationId": "o",
+            "createdAt": f"{old}T10:00:{n:02d}.000Z",
+        }
+        return store.record(data)["id"]
+
+    confirmed = [record(n) for n in range(5)]
+    assert _cli(root, "seal").returncode == 0
+    rotation = _python(SLOW_DELETE, str(root), "600")
+    deadline = time.monotonic() + 60
+    while not any(m.kind == "receipt" for m in load_manifests(store)[0]):
+        assert time.monotonic() < deadline and rotation.poll() is None, "no receipt written"
+        time.sleep(0.02)
+    rotation.send_signal(signal.SIGKILL)
+    rotation.communicate(timeout=30)
+    confirmed += [record(n) for n in range(5, 7)]  # after the receipt, before any deletion
+    assert _cli(root, "seal").returncode == 0
+    assert _cli(root, "verify").returncode == 0
+    again = _cli(root, "rotate", "--delete-after", "30")
+    assert again.returncode == 0, again.stderr
+    receipts = [m for m in load_manifests(store)[0] if m.kind == "receipt"]
+    assert [sum(r["lines"] for r in receipt_records(m)) for m in receipts] == [5, 7]
+    assert not (root / f"date={old}").exists() and list((root / "_deleting").iterdir()) == []
+    checked = _cli(root, "verify")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert len(confirmed) == 7
