@@ -422,3 +422,43 @@ def test_rotate_killed_between_a_receipt_and_its_deletion_loses_nothing(tmp_path
     checked = _cli(root, "verify")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert len(confirmed) == 7
+
+
+def test_verify_accepts_an_old_store_sealed_between_a_receipt_and_its_deletion(
+    tmp_path: Path,
+) -> None:
+    """Stores written before receipts and deletions were one step may hold a seal between
+    them: the partition being gone is still the receipt's deletion, unless a seal saw more
+    than the receipt counted (then entries were deleted that no receipt covers)."""
+    import shutil
+
+    from auditcli.integrity import partition_records, seal, write_receipt
+
+    for grown in (False, True):
+        root = tmp_path / f"log-{grown}"
+        store = AuditStore(root, writer_id="w1")
+        old = "2026-01-05"
+        for n in range(3):
+            store.record(
+                {
+                    "action": "login",
+                    "actorId": f"u{n}",
+                    "organizationId": "o",
+                    "createdAt": f"{old}T10:00:0{n}Z",
+                }
+            )
+        seal(store)
+        write_receipt(store, old, partition_records(store, old), "retention")
+        if grown:
+            store.record(
+                {
+                    "action": "login",
+                    "actorId": "late",
+                    "organizationId": "o",
+                    "createdAt": f"{old}T11:00:00Z",
+                }
+            )
+        seal(store)  # between the receipt and the deletion
+        shutil.rmtree(root / f"date={old}")
+        kinds = [problem.kind for problem in verify(store).problems]
+        assert kinds == (["deleted partition"] if grown else [])

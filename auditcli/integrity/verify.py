@@ -108,6 +108,11 @@ class _Checkpoints:
     archives: dict[str, tuple[str, int]] = field(default_factory=dict)  # gz name -> (sha, seq)
     torn: set[tuple[int, int]] = field(default_factory=set)
     receipt_seq: int = 0
+    receipted: tuple[int, Any] | None = None  # (lines, head) the last receipt counted
+    #: Every seal since the receipt saw the file exactly as the receipt counted it: one that
+    #: ran between a receipt and its deletion (before the two were made one step), so the
+    #: file being gone is still the receipt's deletion.
+    as_receipted: bool = True
 
     def add(self, record: Mapping[str, Any], sequence: int) -> None:
         self.last_listed = sequence
@@ -382,8 +387,12 @@ class _Verifier:
                 self.latest_seal = manifest
             for record in records_of(manifest):
                 key = file_key(record["name"])
-                if key is not None:
-                    self.checkpoints.setdefault(key, _Checkpoints()).add(record, manifest.sequence)
+                if key is None:
+                    continue
+                known = self.checkpoints.setdefault(key, _Checkpoints())
+                if (record["lines"], record.get("head")) != known.receipted:
+                    known.as_receipted = False
+                known.add(record, manifest.sequence)
         elif manifest.kind == "receipt" and trusted:
             for record in receipt_records(manifest):
                 key = file_key(record["name"])
@@ -393,6 +402,8 @@ class _Verifier:
                 if known is not None and known.by_line and self.in_range(key[0]):
                     self.check_receipt(manifest, record, known)
                 fresh = _Checkpoints(receipt_seq=manifest.sequence, name=record["name"])
+                if isinstance(record.get("lines"), int):
+                    fresh.receipted = (record["lines"], record.get("head"))
                 self.checkpoints[key] = fresh
 
     def check_receipt(
@@ -446,7 +457,9 @@ class _Verifier:
         for key, known in self.checkpoints.items():
             if key in seen or not self.in_range(key[0]):
                 continue
-            if known.last_listed == 0:  # only a receipt since: deleted as planned
+            if known.last_listed == 0 or (known.receipted is not None and known.as_receipted):
+                # Only a receipt since (or seals that saw exactly what it counted): deleted as
+                # planned.
                 report.receipted_files += 1
                 continue
             if late is None:
