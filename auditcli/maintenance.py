@@ -10,6 +10,11 @@ segment (`<writer>+2.jsonl`), so a late entry for a day being compressed is neve
 run compresses that segment too. Killed at any step, the next run completes the work: a leftover
 temp is removed and redone; a plain file beside its `.gz` twin (readers already prefer the twin)
 is removed once its bytes are checked equal to the twin's.
+
+Retention holds the partition's lock exclusive (writers hold it shared while appending) and the
+manifest lock from its receipt to the rename into `_deleting/`, so the receipt counts exactly
+what is deleted and no seal falls between them. Everything rotation removes is reached through
+directory descriptors opened without following a link (it never leaves the log directory).
 """
 
 from __future__ import annotations
