@@ -888,11 +888,17 @@ def bar(value: int, top: int, width: int = 24) -> str:
 
 
 # ==================================================================================== tail
+#: The bytes before a follower's offset that it keeps: they end with the chain link of the last
+#: line read, which hashes every line before it, so a file whose bytes there are the same holds
+#: the same lines up to the offset, whatever its inode (numbers are reused after a deletion).
+_MARK = chain.SUFFIX_LEN
+
+
 @dataclass
 class _Followed:
     offset: int = 0  # bytes of the (decompressed) content already read, at a line boundary
+    mark: bytes = b""  # the last _MARK bytes before offset
     done: bool = False  # compressed: it never changes again
-    plain: tuple[int, int] | None = None  # (device, inode) of the plain file being read
     archive: tuple[int, int] | None = None  # (device, inode) of the archive read to its end
 
 
@@ -903,8 +909,9 @@ class Follower:
 
     Only confirmed entries: a plain file is read under the writers' lock taken shared, which
     waits out a write in progress; a write that fails is cut back before its writer lets the
-    lock go, so its line is never read. A file is known by its inode: one that retention
-    deleted and a late writer made again under the same name is read from its start."""
+    lock go, so its line is never read. Each file's bytes before the follower's offset must
+    still be what was read (see _MARK): a file that retention deleted and a late writer made
+    again under the same name is read from its start."""
 
     def __init__(self, store: AuditStore, filters: Filters) -> None:
         self.store = store
@@ -923,10 +930,10 @@ class Follower:
         for file in self._current():
             key = (file.day, file.segment)
             if file.compressed:
-                self.files[key] = _Followed(0, True, archive=_identity(file.path))
+                self.files[key] = _Followed(done=True, archive=_identity(file.path))
             else:
-                size, identity = _whole_lines_size(file.path)
-                self.files[key] = _Followed(size, plain=identity)
+                size, mark = _whole_lines_end(file.path)
+                self.files[key] = _Followed(size, mark)
 
     def poll(self) -> list[bytes]:
         """The matching lines appended since the last poll, in (createdAt, id) order."""
@@ -939,10 +946,11 @@ class Follower:
                 data = self._read_archive(file, state)
             else:
                 data = self._read_plain(file, state)
-            if not data:
-                continue
             cut = data.rfind(b"\n") + 1
+            if not cut:
+                continue
             state.offset += cut
+            state.mark = (state.mark + data[:cut])[-_MARK:]
             for line in split_lines(data[:cut]):
                 if not chain.is_chained_line(line):
                     self.problems.append(
@@ -964,33 +972,29 @@ class Follower:
         identity = _identity(file.path)
         if identity is None or (state.done and state.archive == identity):
             return b""
-        if state.archive is not None:  # another archive under the same name: a new file
-            state.offset = 0
-        # Else the plain file followed so far was rotated: the same bytes go on from offset.
-        data = _gzip_from(file.path, state.offset)
-        state.done, state.archive, state.plain = True, identity, None
-        return data
+        content = _gzip_content(file.path)
+        # The plain file followed so far, rotated: the same bytes go on from the offset.
+        # Anything else (a new file under the same name) is read whole.
+        if content[max(0, state.offset - len(state.mark)) : state.offset] != state.mark:
+            state.offset, state.mark = 0, b""
+        state.done, state.archive = True, identity
+        return content[state.offset :]
 
     def _read_plain(self, file: LogFile, state: _Followed) -> bytes:
-        read = _plain_from(file.path, state.offset, _FOLLOW_LIMIT)
+        if state.done:  # an archive was read; a plain file under its name is a new file
+            state.offset, state.mark, state.done, state.archive = 0, b"", False, None
+        read = _plain_from(file.path, state.offset, len(state.mark), _FOLLOW_LIMIT)
         if read is None:  # rotated between listing and reading: next poll reads the .gz
             return b""
-        data, identity, size = read
-        if state.plain != identity:
-            if state.plain is not None or state.archive is not None:
-                # Not the file followed so far: retention deleted the day and a writer made
-                # it again. Everything in it is new.
-                state.offset, state.done, state.archive = 0, False, None
-                read = _plain_from(file.path, 0, _FOLLOW_LIMIT)
-                if read is None:
-                    return b""
-                data, identity, size = read
-            state.plain = identity
-        elif size < state.offset:
-            self.problems.append(
-                Problem(file.name, None, "shrank", f"{size} bytes, {state.offset} were read")
-            )
-            state.offset = size
+        before, data = read
+        if before != state.mark:
+            # Not the file followed so far: retention deleted the day and a writer made it
+            # again. Everything in it is new.
+            state.offset, state.mark = 0, b""
+            read = _plain_from(file.path, 0, 0, _FOLLOW_LIMIT)
+            if read is None:
+                return b""
+            data = read[1]
         self.behind = self.behind or len(data) >= _FOLLOW_LIMIT
         return data
 
@@ -1003,20 +1007,20 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
-def _whole_lines_size(path: Path) -> tuple[int, tuple[int, int] | None]:
-    """The size of the whole lines of `path` and its identity, read under the shared lock."""
+def _whole_lines_end(path: Path) -> tuple[int, bytes]:
+    """The size of the whole lines of `path` and the _MARK bytes before it, read under the
+    writers' lock taken shared."""
     try:
         fd = _open_in_partition(path, os.O_RDONLY)
     except FileNotFoundError:
-        return 0, None
+        return 0, b""
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
-        info = os.fstat(fd)
-        size = info.st_size
-        start = max(0, size - 70 * 1024)
-        tail = os.pread(fd, size - start, start)
-        whole = start + tail.rfind(b"\n") + 1 if b"\n" in tail else start
-        return whole, (info.st_dev, info.st_ino)
+        size = os.fstat(fd).st_size
+        begin = max(0, size - 70 * 1024)
+        tail = os.pread(fd, size - begin, begin)
+        cut = tail.rfind(b"\n") + 1
+        return begin + cut, tail[:cut][-_MARK:]
     finally:
         os.close(fd)
 
@@ -1024,36 +1028,32 @@ def _whole_lines_size(path: Path) -> tuple[int, tuple[int, int] | None]:
 _FOLLOW_LIMIT = 16 << 20  # bytes read from one file per poll: a big import is followed in steps
 
 
-def _plain_from(path: Path, offset: int, limit: int) -> tuple[bytes, tuple[int, int], int] | None:
-    """`(bytes from offset, identity, size)` of a plain file, read under the writers' lock
-    taken shared (a write in progress is waited out); None when the file is gone."""
+def _plain_from(path: Path, offset: int, back: int, limit: int) -> tuple[bytes, bytes] | None:
+    """`(the `back` bytes before offset, up to `limit` bytes from offset)` of a plain file, read
+    under the writers' lock taken shared (a write in progress is waited out); None when the
+    file is gone. Before-bytes shorter than `back` mean the file is shorter than the offset."""
     try:
         fd = _open_in_partition(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
-        info = os.fstat(fd)
-        size = info.st_size
+        size = os.fstat(fd).st_size
+        before = os.pread(fd, back, offset - back) if back else b""
         data = os.pread(fd, min(limit, size - offset), offset) if size > offset else b""
-        return data, (info.st_dev, info.st_ino), size
+        return before, data
     finally:
         os.close(fd)
 
 
-def _gzip_from(path: Path, offset: int) -> bytes:
+def _gzip_content(path: Path) -> bytes:
+    """What a gzip log file decompresses to (b"" when it cannot be read)."""
     data = []
     inflater = zlib.decompressobj(wbits=31)
-    skip = offset
     try:
         with os.fdopen(_open_in_partition(path, os.O_RDONLY), "rb") as handle:
             while (raw := handle.read(_BLOCK)) and not inflater.eof:
-                block = inflater.decompress(raw)
-                if skip:
-                    taken = min(skip, len(block))
-                    block, skip = block[taken:], skip - taken
-                if block:
-                    data.append(block)
+                data.append(inflater.decompress(raw))
     except (OSError, zlib.error):
         return b""
     return b"".join(data)

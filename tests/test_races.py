@@ -462,3 +462,47 @@ def test_verify_accepts_an_old_store_sealed_between_a_receipt_and_its_deletion(
         shutil.rmtree(root / f"date={old}")
         kinds = [problem.kind for problem in verify(store).problems]
         assert kinds == (["deleted partition"] if grown else [])
+
+
+def test_tail_reads_a_file_made_again_under_a_deleted_name_from_its_start(
+    tmp_path: Path,
+) -> None:
+    """Whatever the new file's inode (numbers are reused after a deletion) and whether it is
+    shorter or longer than what was read of the old one."""
+    import shutil
+
+    from auditcli.maintenance import Follower
+    from auditcli.query import Filters
+
+    store = AuditStore(tmp_path / "log", writer_id="w1")
+    day = "2026-01-05"
+
+    def record(tag: str, count: int) -> list[str]:
+        return [
+            store.record(
+                {
+                    "action": "login",
+                    "actorId": f"{tag}{n}",
+                    "organizationId": "o",
+                    "createdAt": f"{day}T10:00:{n:02d}Z",
+                    "id": f"{tag}-{n}",
+                }
+            )["id"]
+            for n in range(count)
+        ]
+
+    follower = Follower(store, Filters())
+    follower.skip_existing()
+    seen: list[str] = []
+
+    def poll() -> None:
+        seen.extend(orjson.loads(line)["id"] for line in follower.poll())
+
+    expected = record("a", 3)
+    poll()
+    for tag, count in (("b", 1), ("c", 6)):  # shorter, then longer than the file read before
+        shutil.rmtree(store.root / f"date={day}")
+        expected += record(tag, count)
+        poll()
+    assert seen == expected
+    assert follower.problems == []
