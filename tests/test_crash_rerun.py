@@ -270,3 +270,36 @@ def test_a_seal_killed_mid_write_leaves_a_temp_that_the_next_seal_removes(
     assert subprocess.run([*run, "seal"], env=_env(), capture_output=True).returncode == 0
     assert list((root / "_manifests").glob(".*.tmp")) == []
     assert subprocess.run([*run, "verify"], env=_env(), capture_output=True).returncode == 0
+
+
+def test_import_and_service_account_create_whose_stdout_fails_say_what_was_done(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "log"
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(
+        b'{"action":"login","actorId":"u","organizationId":"o","createdAt":"2026-03-01T10:00Z"}\n'
+    )
+    commands = {
+        "import": ["import", str(source)],
+        "create": ["service-account", "create", "siem", "--org-id", "o", "--role", "admin"],
+    }
+    errors = {}
+    for name, args in commands.items():
+        with open("/dev/full", "wb") as full:
+            done = subprocess.run(
+                [sys.executable, "-m", "auditcli", "-d", str(root), *args],
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=60,
+                check=False,
+                env=_env(AUDIT_ACTOR_ID="admin-1"),
+            )
+        assert done.returncode == 1
+        errors[name] = done.stderr.splitlines()[-1]
+    assert errors["import"] == (
+        "Error: stdout: No space left on device; the import IS done: imported 1 entries"
+    )
+    assert "IS created, but its token could not be shown" in errors["create"]
+    assert _agree(root) == ["siem"]

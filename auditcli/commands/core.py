@@ -211,7 +211,8 @@ def import_(
         say(f"skipped: {problem}")
     duplicates = f", {report.duplicates} duplicate(s) skipped" if report.duplicates else ""
     invalid = f", {report.invalid} invalid line(s) skipped" if report.invalid else ""
-    typer.echo(f"imported {report.written} entries{duplicates}{invalid}")
+    summary = f"imported {report.written} entries{duplicates}{invalid}"
+    deliver(summary.encode() + b"\n", f"the import IS done: {summary}")
     if report.unstable:
         say(
             f"note: {report.unstable} line(s) had neither id nor createdAt: they got new ids "

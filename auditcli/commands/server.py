@@ -10,7 +10,14 @@ from typing import Annotated, Any
 import typer
 
 from auditcli.cli import app
-from auditcli.cli_options import TableOrJson, console, get_store, say, write_json, write_out
+from auditcli.cli_options import (
+    TableOrJson,
+    console,
+    deliver,
+    get_store,
+    say,
+    write_json,
+)
 from auditcli.errors import UsageError
 
 
@@ -188,7 +195,11 @@ def account_create(
     account, token = AccountStore(store).create(
         name, org_id, role.value, expires=expires, actor=_actor(actor_id, actor_name, actor_email)
     )
-    write_out(token.encode() + b"\n")
+    deliver(
+        token.encode() + b"\n",
+        f"service account {account.name} ({account.id}) IS created, but its token could not be"
+        " shown: delete the account and create it again",
+    )
     until = f"expires {account.expires_at}" if account.expires_at else "never expires"
     say(
         f"Created service account {account.name} ({account.id}): organization "
