@@ -511,7 +511,7 @@ class partition_lock:  # used as a context manager, reads like a function
     rename that deletes the partition. So no write lands in a partition after retention counted
     it, and retention never counts a write in progress.
 
-    Yields the directory's descriptor. `check` (writers): after the lock is granted, the
+    Yields the directory's descriptor. Shared (writers): once the lock is granted, the
     descriptor must still be the directory at `path`; when retention moved or removed it in
     the meantime, the lock is given up and `__enter__` raises `PartitionMoved`."""
 
