@@ -2,10 +2,16 @@
 
 Accounts live in `LOGDIR/_accounts/accounts.json` (directory 0700, file 0600, replaced
 atomically). A token is `audit_` + 43 URL-safe characters (256 random bits); only its SHA-256 is
-stored, so a copy of the file does not grant access. Creating and deleting an account records
-`service_account_created` / `service_account_deleted` in the log itself, *before* the account
-file changes: an account never exists without its entry (a crash in between leaves an entry for
-an account that never got a token, which is the harmless direction).
+stored, so a copy of the file does not grant access.
+
+Creating and deleting an account records `service_account_created` / `service_account_deleted`
+in the log itself, and the accounts file and the log agree after any single fault or kill. A
+change is made in three durable steps, under the accounts lock: (1) the file notes the change as
+*pending* (an account being created is not usable yet; one being deleted stops working at
+once), (2) the entry is recorded with an id derived from the account (`sa-….created`,
+`sa-….deleted`), (3) the file completes the change. When (2) fails, (1) is undone. Whatever a
+kill or a failed (3) leaves pending is settled by the next `service-account` command: the
+change is completed when its entry is in the log, else undone.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from .errors import AuthError, IntegrityError, UsageError
+from .errors import AuditError, AuthError, IntegrityError, NotRecordedError, UsageError
 from .store import AuditStore
 from .timeparse import Duration, format_utc, parse_bound, parse_duration, parse_utc
 
@@ -158,6 +164,7 @@ class AccountStore:
         self.directory = store.root / ACCOUNTS_DIR
         self.path = self.directory / ACCOUNTS_FILE
         self._cache: tuple[tuple[int, int, int], tuple[ServiceAccount, ...]] | None = None
+        self._doc: dict[str, Any] | None = None
 
     def now(self) -> str:
         """The current canonical time, from the store's clock."""
@@ -199,9 +206,17 @@ class AccountStore:
             doc = orjson.loads(raw)
             if not isinstance(doc, dict) or doc.get("version") != _FORMAT_VERSION:
                 raise TypeError(f"expected an object with version {_FORMAT_VERSION}")
+            self._doc = doc
             return tuple(ServiceAccount.from_stored(item) for item in doc["accounts"])
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise IntegrityError(f"{self.path}: not a valid accounts file: {exc}") from None
+
+    def _document(self) -> dict[str, Any] | None:
+        """The whole accounts file as last read (None when there is none)."""
+        self._doc = None
+        self._cache = None
+        self.accounts()
+        return self._doc
 
     def get(self, name: str) -> ServiceAccount:
         """The live account called `name`; UsageError if there is none."""
@@ -258,6 +273,7 @@ class AccountStore:
         expires_at = parse_expiry(expires, now) if expires is not None else None
         token = new_token()
         with self._locked():
+            self._settle()
             current = self.accounts()
             if any(account.name == name for account in current):
                 raise UsageError(f"a service account named {name!r} already exists")
@@ -271,24 +287,101 @@ class AccountStore:
                 expires_at=expires_at,
                 token_hash=hash_token(token),
             )
-            self._record("service_account_created", account, actor)
-            self._write((*current, account))
+            self._change("create", current, account, actor, (*current, account))
         return account, token
 
     def delete(self, name: str, *, actor: Mapping[str, str | None]) -> ServiceAccount:
         """Delete the account `name` (its token stops working at once) and record
         `service_account_deleted`."""
         with self._locked():
+            self._settle()
             current = self.accounts()
             account = self.get(name)
-            self._record("service_account_deleted", account, actor)
-            self._write(tuple(a for a in current if a.id != account.id))
+            remaining = tuple(a for a in current if a.id != account.id)
+            self._change("delete", remaining, account, actor, remaining)
         return account
 
-    def _record(
-        self, action: str, account: ServiceAccount, actor: Mapping[str, str | None]
+    def settle(self) -> None:
+        """Complete or undo a change that a kill or a fault left pending (see the module doc)."""
+        if self._pending() or any(self.directory.glob(".accounts-*.tmp")):
+            with self._locked():
+                self._settle()
+
+    def _change(
+        self,
+        op: str,
+        meanwhile: tuple[ServiceAccount, ...],
+        account: ServiceAccount,
+        actor: Mapping[str, str | None],
+        after: tuple[ServiceAccount, ...],
     ) -> None:
+        """The three steps of a create or delete (the lock is held)."""
+        before = self.accounts()
+        what = f"service account {account.name!r} NOT {op}d"
+        # The entry's time is fixed now, so its partition is known when settling.
+        created_at = self.now()
+        pending = {"op": op, "account": account.stored(), "createdAt": created_at}
+        try:
+            self._write(meanwhile, [pending])
+        except OSError as exc:
+            raise NotRecordedError(f"{self.path}: cannot write: {exc.strerror}; {what}") from None
+        try:
+            self._record(op, account, actor, created_at)
+        except AuditError as exc:
+            with contextlib.suppress(OSError):  # else the next command undoes it
+                self._write(before, [])
+            raise NotRecordedError(f"{exc}; {what}") from None
+        try:
+            self._write(after, [])
+        except OSError as exc:
+            raise AuditError(
+                f"{self.path}: cannot write: {exc.strerror}; service_account_{op}d is recorded,"
+                f" and the next `audit service-account` command completes the {op}"
+                + (
+                    " (the new token is not shown: delete the account and create it again)"
+                    if op == "create"
+                    else ""
+                )
+            ) from None
+
+    def _pending(self) -> list[dict[str, Any]]:
+        doc = self._document()
+        pending = doc.get("pending", []) if doc else []
+        return pending if isinstance(pending, list) else []
+
+    def _settle(self) -> None:
+        for stale in self.directory.glob(".accounts-*.tmp"):  # left by a kill (lock held)
+            stale.unlink(missing_ok=True)
+        pending = self._pending()
+        if not pending:
+            return
+        accounts = list(self.accounts())
+        for change in pending:
+            account = ServiceAccount.from_stored(change["account"])
+            recorded = self._recorded(change["op"], account, str(change["createdAt"]))
+            if (change["op"] == "create" and recorded) or (
+                change["op"] == "delete" and not recorded
+            ):
+                accounts.append(account)
+        accounts.sort(key=lambda a: a.created_at)
+        self._write(tuple(accounts), [])
+
+    def _recorded(self, op: str, account: ServiceAccount, created_at: str) -> bool:
+        """Whether the log holds the entry of this change (its id is derived from both, its
+        partition from the time fixed when the change was noted)."""
+        from .store import IdIndex
+
+        index = IdIndex(self.store, created_at[:10])
+        index.refresh()
+        return _entry_id(op, account) in index.ids
+
+    def _record(
+        self, op: str, account: ServiceAccount, actor: Mapping[str, str | None], created_at: str
+    ) -> None:
+        action = f"service_account_{op}d"
         entry: dict[str, Any] = {
+            "id": _entry_id(op, account),
+            "createdAt": created_at,
             "action": action,
             "target": "SERVICE_ACCOUNT",
             "targetId": account.id,
@@ -321,15 +414,15 @@ class AccountStore:
         finally:
             os.close(fd)  # releases the lock
 
-    def _write(self, accounts: tuple[ServiceAccount, ...]) -> None:
+    def _write(self, accounts: tuple[ServiceAccount, ...], pending: list[dict[str, Any]]) -> None:
         """Replace the accounts file atomically: temp file (0600), fsync, rename, fsync dir."""
-        document = (
-            orjson.dumps(
-                {"version": _FORMAT_VERSION, "accounts": [a.stored() for a in accounts]},
-                option=orjson.OPT_INDENT_2,
-            )
-            + b"\n"
-        )
+        doc: dict[str, Any] = {
+            "version": _FORMAT_VERSION,
+            "accounts": [a.stored() for a in accounts],
+        }
+        if pending:
+            doc["pending"] = pending
+        document = orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".accounts-", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:  # mkstemp creates the file with mode 0600
@@ -346,3 +439,8 @@ class AccountStore:
         finally:
             os.close(dfd)
         self._cache = None
+
+
+def _entry_id(op: str, account: ServiceAccount) -> str:
+    """The id of the log entry of a change to `account`: found again after a kill."""
+    return f"{account.id}.{op}d"

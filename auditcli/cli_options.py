@@ -446,6 +446,23 @@ def write_out(data: bytes) -> None:
     sys.stdout.buffer.write(data)
 
 
+def deliver(data: bytes, done: str) -> None:
+    """Write `data` to stdout and flush it now; when stdout fails (full disk, closed pipe),
+    an error (exit 1) that says what was `done` all the same, e.g. that an entry is stored
+    and its id, which the caller would otherwise lose."""
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    except OSError as exc:
+        from .errors import AuditError
+
+        # What is still buffered would fail again at exit, with a traceback-like message.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        raise AuditError(f"stdout: {exc.strerror or exc}; {done}") from None
+
+
 def write_json(data: Any) -> None:
     """`data` as indented JSON and a newline on stdout (the `--format json` of the commands)."""
     import orjson
@@ -458,9 +475,9 @@ def time_window(filters: Any) -> str:
     return f"{filters.since or 'beginning'} → {filters.until or 'now'} (UTC)"
 
 
-def report_problems(problems: list[Any]) -> None:
+def report_problems(problems: list[Any], outcome: str = "") -> None:
     """Damaged lines were skipped: a warning for each on stderr, then exit 5 (IntegrityError),
-    after the answer was printed."""
+    after the answer was printed; `outcome` says what that meant for the output."""
     if not problems:
         return
     from .errors import IntegrityError
@@ -468,5 +485,7 @@ def report_problems(problems: list[Any]) -> None:
     for problem in problems:
         say(f"warning: {problem}")
     raise IntegrityError(
-        f"{len(problems)} damaged or foreign line(s)/file(s) were skipped; run `audit verify`"
+        f"{len(problems)} damaged or foreign line(s)/file(s) were skipped"
+        + (f"; {outcome}" if outcome else "")
+        + "; run `audit verify`"
     )

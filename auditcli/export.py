@@ -1,4 +1,4 @@
-"""Export writers (JSONL, JSON, CSV, OCSF, RFC 5424 syslog) and the atomic output file.
+"""Export writers (JSONL, JSON, CSV, OCSF, RFC 5424 syslog); `-o` files go through outfile.py.
 
 Every writer turns stored lines into bytes one entry at a time, so an export of any size runs in
 the memory of one partition's matches. The OCSF mapping and the syslog and CSV encodings are
@@ -7,17 +7,13 @@ documented in docs/formats.md (keep its tables in step with OCSF_CLASSES and the
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import os
 import re
 import socket
-import stat
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import IO, Any
 
 import orjson
@@ -542,79 +538,3 @@ class _GzipSink(_PlainSink):
     def close(self) -> None:
         super().write(self.packer.flush())
         super().close()
-
-
-# ========================================================================= atomic file
-class AtomicFile:
-    """An output file that appears complete or not at all.
-
-    The data goes to a temp file (mode 0600) in the target's directory; on success it is
-    fsynced, then linked into place (refusing an existing file) or, with `force`, renamed over
-    it, and the directory is fsynced. The target is never opened, so a symlink there is never
-    followed: without `force` it is refused like any existing file; with `force` the link itself
-    is replaced. On failure the temp file is removed and the target is untouched."""
-
-    def __init__(self, path: str | os.PathLike[str], *, force: bool = False) -> None:
-        self.path = Path(path)
-        self.force = force
-        self.temp: Path | None = None
-        self.handle: IO[bytes] | None = None
-
-    def __enter__(self) -> IO[bytes]:
-        self._check_target()
-        directory = self.path.parent
-        for attempt in range(100):
-            temp = directory / f".{self.path.name}.{os.getpid()}.{attempt}.tmp"
-            try:
-                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                raise UsageError(
-                    f"{self.path}: cannot write in {directory}: {exc.strerror}"
-                ) from None
-            self.temp = temp
-            self.handle = os.fdopen(fd, "wb", buffering=1 << 20)
-            return self.handle
-        raise UsageError(f"{self.path}: cannot create a temp file in {directory}")
-
-    def _check_target(self) -> None:
-        try:
-            info = os.lstat(self.path)
-        except FileNotFoundError:
-            return
-        if stat.S_ISDIR(info.st_mode):
-            raise UsageError(f"{self.path}: is a directory")
-        if not self.force:
-            kind = "a symlink" if stat.S_ISLNK(info.st_mode) else "a file"
-            raise UsageError(f"{self.path}: {kind} is already there; use --force to replace it")
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        assert self.handle is not None and self.temp is not None
-        try:
-            if exc_type is None:
-                self.handle.flush()
-                os.fsync(self.handle.fileno())
-            self.handle.close()
-            if exc_type is not None:
-                return
-            if self.force:
-                os.rename(self.temp, self.path)
-            else:
-                try:
-                    os.link(self.temp, self.path)  # fails if anything appeared there meanwhile
-                except FileExistsError:
-                    raise UsageError(
-                        f"{self.path}: appeared while exporting; use --force to replace it"
-                    ) from None
-                os.unlink(self.temp)
-            self.temp = None
-            fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        finally:
-            if self.temp is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.temp)

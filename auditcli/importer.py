@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -10,7 +12,7 @@ from typing import IO, Any
 import orjson
 
 from .catalog import Catalog
-from .errors import DuplicateIdError, InvalidEntryError, NotRecordedError
+from .errors import AuditError, InvalidEntryError, NotRecordedError
 from .model import (
     MAX_LINE_BYTES,
     MAX_METADATA_DEPTH,
@@ -42,7 +44,19 @@ class ImportReport:
     written: int = 0
     duplicates: int = 0
     invalid: int = 0
+    #: Lines with neither `id` nor `createdAt`: they get a new id and the import time, so
+    #: importing the same input again stores them again.
+    unstable: int = 0
     problems: list[str] = field(default_factory=list)
+
+    def rerun_advice(self) -> str:
+        """What importing the same input again does (after a crash or a failed batch)."""
+        if not self.unstable:
+            return "importing the same input again skips them as duplicates"
+        return (
+            "importing the same input again skips them as duplicates, except the "
+            f"{self.unstable} line(s) with neither id nor createdAt, which it stores again"
+        )
 
 
 def import_jsonl(
@@ -54,7 +68,10 @@ def import_jsonl(
 ) -> ImportReport:
     """Import JSONL entries from `source` into `store`.
 
-    Every line is validated before anything is written; with an invalid line and no
+    A line without an `id` but with a `createdAt` gets a stable id (see `stable_id`), so a
+    re-run after a crash skips what was written; a line with neither gets a new UUIDv7 and
+    counts in `unstable`. Every line is validated before anything is written; with an invalid
+    line and no
     `skip_invalid`, InvalidEntryError lists every problem as `line N: field: message` and the
     store is untouched. Entries whose id is already stored with the same content are skipped and
     counted as duplicates (shippers deliver at least once); an id stored with different content
@@ -69,8 +86,28 @@ def import_jsonl(
     except OSError as exc:  # the input or the spool (in TMPDIR) failed, not the store
         raise NotRecordedError(
             f"import: {exc.strerror or exc}; {report.written} entries were written before this"
+            + (f" ({report.rerun_advice()})" if report.written else "")
         ) from None
     return report
+
+
+#: Prefix of the hash behind a stable id: a new derivation gets a new prefix.
+_STABLE_ID_DOMAIN = b"auditcli-import-id/1\n"
+
+
+def stable_id(data: dict[str, Any], occurrence: int) -> str:
+    """The id of an imported line that has none: a UUID (version 8) from SHA-256 over the
+    line's JSON object (keys sorted, whitespace and key order ignored, `"id": null` the same as
+    no id) and its occurrence among identical objects of the same input (1, 2, …). The same
+    input gives the same ids, so a re-run skips what was already written; two identical lines
+    in one input stay two entries."""
+    body = orjson.dumps({k: v for k, v in data.items() if k != "id"}, option=orjson.OPT_SORT_KEYS)
+    raw = bytearray(
+        hashlib.sha256(_STABLE_ID_DOMAIN + body + b"\n" + str(occurrence).encode()).digest()[:16]
+    )
+    raw[6] = (raw[6] & 0x0F) | 0x80  # version 8: custom
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return str(uuid.UUID(bytes=bytes(raw)))
 
 
 def _import_spooled(
@@ -127,6 +164,7 @@ def _validate_into(
     catalog, clock = store.catalog, store.clock
     out: list[bytes] = []
     read = 0
+    occurrences: dict[bytes, int] = {}  # id-less objects seen so far -> how many times
     for number, raw in enumerate(_input_lines(source), 1):
         report.lines = number
         if raw is None:
@@ -143,7 +181,17 @@ def _validate_into(
             if fast is not None:
                 entry, content = fast
             else:
-                entry = build_entry(loads_strict(raw), catalog, clock=clock)
+                data = loads_strict(raw)
+                if isinstance(data, dict) and data.get("id") is None:
+                    if data.get("createdAt") is None:
+                        report.unstable += 1
+                    else:
+                        key = hashlib.blake2b(
+                            orjson.dumps(data, option=orjson.OPT_SORT_KEYS), digest_size=16
+                        ).digest()
+                        occurrences[key] = occurrences.get(key, 0) + 1
+                        data["id"] = stable_id(data, occurrences[key])
+                entry = build_entry(data, catalog, clock=clock)
                 content = dumps_entry(entry)
         except InvalidEntryError as exc:
             for n, text in enumerate(exc.problems):
@@ -268,15 +316,9 @@ def _write_spooled(
             index = indexes[day] = IdIndex(store, day)
         try:
             result = store.append_contents(day, items, known_ids=index)
-        except DuplicateIdError as exc:  # another writer stored a conflicting id meanwhile
-            raise DuplicateIdError(
-                f"{exc}; {report.written} entries were written before this batch"
-            ) from None
-        except NotRecordedError as exc:  # earlier batches are durable; a re-run skips them
-            raise NotRecordedError(
-                f"{exc}; {report.written} entries were written before this batch "
-                "(importing the file again skips them as duplicates)"
-            ) from None
+        except AuditError as exc:  # earlier batches are durable: say how many, and what next
+            written = f"{report.written} of {report.lines} input line(s) were written before"
+            raise type(exc)(f"{exc}; {written} this batch ({report.rerun_advice()})") from None
         report.written += result.written
         report.duplicates += result.duplicates
 

@@ -10,6 +10,11 @@ segment (`<writer>+2.jsonl`), so a late entry for a day being compressed is neve
 run compresses that segment too. Killed at any step, the next run completes the work: a leftover
 temp is removed and redone; a plain file beside its `.gz` twin (readers already prefer the twin)
 is removed once its bytes are checked equal to the twin's.
+
+Retention holds the partition's lock exclusive (writers hold it shared while appending) and the
+manifest lock from its receipt to the rename into `_deleting/`, so the receipt counts exactly
+what is deleted and no seal falls between them. Everything rotation removes is reached through
+directory descriptors opened without following a link (it never leaves the log directory).
 """
 
 from __future__ import annotations
@@ -35,7 +40,16 @@ import orjson
 from . import chain, lineindex
 from .errors import IntegrityError, NotRecordedError, UsageError
 from .query import Filters, Problem, QueryEngine, _scan_needle, split_lines
-from .store import PARTITION_PREFIX, PLAIN, AuditStore, LogFile, _open_in_partition
+from .store import (
+    _NO_SURPRISES,
+    PARTITION_PREFIX,
+    PLAIN,
+    AuditStore,
+    LogFile,
+    _open_in_partition,
+    _why,
+    partition_lock,
+)
 
 ROTATE_LOCK = "_rotate.lock"
 #: Partitions being deleted by retention are first moved here (hidden from every engine).
@@ -167,44 +181,60 @@ class _RotationLock:
 
 # ------------------------------------------------------------------------------- compress
 def _compress_day(store: AuditStore, day: str, dry_run: bool, note: Callable[[Step], None]) -> None:
-    directory = store.root / (PARTITION_PREFIX + day)
+    partition = PARTITION_PREFIX + day
     try:
-        names = sorted(os.listdir(directory))
+        dfd = open_dir_nofollow(store.root / partition)
     except FileNotFoundError:
         return
-    # Only the store's own log files: anything else in the directory is not ours to touch.
-    try:
-        segments = {file.segment for file in store.files(day)}
-    except IntegrityError as exc:  # e.g. a symlink in place of the partition directory
-        note(Step("problem", PARTITION_PREFIX + day, str(exc)))
+    except IntegrityError as exc:  # a symlink in place of the partition directory
+        note(Step("problem", partition, str(exc)))
         return
-    for name in names:
-        path = directory / name
-        where = f"{PARTITION_PREFIX}{day}/{name}"
-        if name.startswith(".") and name.endswith(_TEMP_SUFFIX):
-            # Left by a rotation killed before its rename: the plain file is still there.
-            note(Step("remove-temp", where, "left by an interrupted rotation"))
-            if not dry_run:
-                _unlink(path)
-                _fsync_dir(directory)
-            continue
-        if not name.endswith(PLAIN) or name[: -len(PLAIN)] not in segments:
-            continue
-        gz = directory / (name + ".gz")
-        try:
-            if gz.exists():
-                _finish(path, gz, where, dry_run, note)
-            else:
-                _compress(path, gz, where, dry_run, note)
-        except IntegrityError as exc:
-            note(Step("problem", where, str(exc)))
-
-
-def _open_locked(path: Path) -> int | None:
-    """Open `path` (never through a symlink) and take the writers' exclusive lock; None when the
-    file is gone or was replaced while we waited."""
     try:
-        fd = _open_in_partition(path, os.O_RDONLY)
+        names = sorted(os.listdir(dfd))
+        # Only the store's own log files: anything else in the directory is not ours to touch.
+        try:
+            segments = {file.segment for file in store.files(day)}
+        except IntegrityError as exc:
+            note(Step("problem", partition, str(exc)))
+            return
+        for name in names:
+            where = f"{partition}/{name}"
+            if name.startswith(".") and name.endswith(_TEMP_SUFFIX):
+                # Left by a rotation killed before its rename: the plain file is still there.
+                note(Step("remove-temp", where, "left by an interrupted rotation"))
+                if not dry_run:
+                    _unlink_at(dfd, name)
+                    os.fsync(dfd)
+                continue
+            if not name.endswith(PLAIN) or name[: -len(PLAIN)] not in segments:
+                continue
+            try:
+                if _exists_at(dfd, name + ".gz"):
+                    done = _finish(dfd, name, where, dry_run, note)
+                else:
+                    done = _compress(dfd, name, where, dry_run, note)
+            except IntegrityError as exc:
+                note(Step("problem", where, str(exc)))
+                continue
+            if done:  # the plain file's line index (derived data) describes a file now gone
+                _remove_under(store.root, (lineindex.INDEX_DIR, partition), name + ".idx")
+    finally:
+        os.close(dfd)
+
+
+def _exists_at(dfd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _open_locked(dfd: int, name: str) -> int | None:
+    """Open `name` in the partition `dfd` (never through a symlink) and take the writers'
+    exclusive lock; None when the file is gone or was replaced while we waited."""
+    try:
+        fd = os.open(name, os.O_RDONLY | _NO_SURPRISES, dir_fd=dfd)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -215,7 +245,7 @@ def _open_locked(path: Path) -> int | None:
             raise IntegrityError("not a regular file; left alone")
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            now = os.stat(path, follow_symlinks=False)
+            now = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
             now = None
         if now is None or (now.st_ino, now.st_dev) != (info.st_ino, info.st_dev):
@@ -227,25 +257,48 @@ def _open_locked(path: Path) -> int | None:
         raise
 
 
-def _compress(
-    path: Path, gz: Path, where: str, dry_run: bool, note: Callable[[Step], None]
-) -> None:
-    if dry_run:
-        size = path.stat().st_size if path.exists() else 0
-        note(Step("compress", where, f"{size} bytes (dry run)", size, 0))
-        return
-    fd = _open_locked(path)
-    if fd is None:
-        return
-    directory = path.parent
-    temp = directory / f".{path.name[: -len(PLAIN)]}{_TEMP_SUFFIX}"
+#: FS_IOC_GETFLAGS and its append-only / immutable bits (linux/fs.h).
+_FS_IOC_GETFLAGS, _FS_APPEND_FL, _FS_IMMUTABLE_FL = 0x80086601, 0x20, 0x10
+
+
+def _unremovable(fd: int) -> bool:
+    """Whether the file carries `chattr +a` or `+i`: it cannot be unlinked, so compressing it
+    would leave a `.gz` twin beside a file that never goes."""
+    buffer = bytearray(8)
     try:
-        if gz.exists():  # compressed by someone else while we waited for the lock
-            return
-        _unlink(temp)
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buffer)
+    except OSError:  # the file system has no such flags
+        return False
+    return bool(int.from_bytes(buffer[:4], "little") & (_FS_APPEND_FL | _FS_IMMUTABLE_FL))
+
+
+def _compress(dfd: int, name: str, where: str, dry_run: bool, note: Callable[[Step], None]) -> bool:
+    """Compress one plain file of partition `dfd`; True when the plain file is gone."""
+    if dry_run:
+        try:
+            size = os.stat(name, dir_fd=dfd, follow_symlinks=False).st_size
+        except FileNotFoundError:
+            size = 0
+        note(Step("compress", where, f"{size} bytes (dry run)", size, 0))
+        return False
+    fd = _open_locked(dfd, name)
+    if fd is None:
+        return False
+    temp = f".{name[: -len(PLAIN)]}{_TEMP_SUFFIX}"
+    gz = name + ".gz"
+    renamed = False
+    try:
+        if _exists_at(dfd, gz):  # compressed by someone else while we waited for the lock
+            return False
+        if _unremovable(fd):
+            raise IntegrityError(
+                "not compressed: the file is append-only or immutable (chattr), so it could "
+                "not be removed afterwards; left as is"
+            )
+        _unlink_at(dfd, temp)
         digest, size = hashlib.sha256(), 0
         packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: one gzip member, mtime 0
-        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_SURPRISES, 0o600, dir_fd=dfd)
         try:
             while block := os.read(fd, _BLOCK):
                 digest.update(block)
@@ -253,18 +306,25 @@ def _compress(
                 _write_all(out, packer.compress(block))
             _write_all(out, packer.flush())
             os.fsync(out)
+            packed = os.fstat(out).st_size
         finally:
             os.close(out)
-        packed = temp.stat().st_size
-        _check_gzip(temp, digest.digest(), size)
-        os.rename(temp, gz)
-        _fsync_dir(directory)
-        os.unlink(path)
-        _fsync_dir(directory)
-        # The plain file's line index (derived data) describes a file that is gone.
-        _unlink(lineindex.index_path(directory.parent, directory.name, path.name))
+        if _gzip_digest(dfd, temp) != (digest.digest(), size):
+            raise OSError(0, "the compressed file does not decompress to the same bytes")
+        os.rename(temp, gz, src_dir_fd=dfd, dst_dir_fd=dfd)
+        renamed = True
+        os.fsync(dfd)
+        os.unlink(name, dir_fd=dfd)
+        os.fsync(dfd)
     except OSError as exc:
-        _unlink(temp)
+        if renamed and _exists_at(dfd, name):
+            # The original stays, so its twin goes: a plain file that cannot be removed (or a
+            # rename not made durable) must not leave a `.gz` that the next run trips over.
+            with contextlib.suppress(OSError):
+                _unlink_at(dfd, gz)
+                os.fsync(dfd)
+        with contextlib.suppress(OSError):
+            _unlink_at(dfd, temp)
         raise IntegrityError(
             f"not compressed ({exc.strerror or exc}); the original is kept"
         ) from None
@@ -272,19 +332,20 @@ def _compress(
         os.close(fd)  # releases the lock: a waiting writer now finds the file gone
     ratio = f"{size} -> {packed} bytes" + (f" ({packed * 100 // size}%)" if size else "")
     note(Step("compress", where, ratio, size, packed))
+    return True
 
 
-def _finish(path: Path, gz: Path, where: str, dry_run: bool, note: Callable[[Step], None]) -> None:
+def _finish(dfd: int, name: str, where: str, dry_run: bool, note: Callable[[Step], None]) -> bool:
     """A plain file beside its `.gz` twin: a rotation was interrupted after the rename, or a
     writer racing the rotation created an empty file. Remove it once it holds nothing the twin
-    does not: identical bytes, or nothing at all."""
-    fd = None if dry_run else _open_locked(path)
+    does not: identical bytes, or nothing at all. True when it was removed."""
+    fd = None if dry_run else _open_locked(dfd, name)
     if fd is None and not dry_run:
-        return
+        return False
     try:
-        plain_digest, plain_size = _file_digest(path if fd is None else fd)
+        plain_digest, plain_size = _file_digest(dfd, name, fd)
         if plain_size:
-            gz_digest, gz_size = _gzip_digest(gz)
+            gz_digest, gz_size = _gzip_digest(dfd, name + ".gz")
             if (gz_digest, gz_size) != (plain_digest, plain_size):
                 raise IntegrityError(
                     f"differs from its .gz twin ({plain_size} vs {gz_size} bytes); both kept, "
@@ -293,17 +354,23 @@ def _finish(path: Path, gz: Path, where: str, dry_run: bool, note: Callable[[Ste
         detail = "the .gz twin holds the same bytes" if plain_size else "empty"
         if dry_run:
             note(Step("finish", where, detail + " (dry run)"))
-            return
-        os.unlink(path)
-        _fsync_dir(path.parent)
+            return False
+        try:
+            os.unlink(name, dir_fd=dfd)
+            os.fsync(dfd)
+        except OSError as exc:
+            raise IntegrityError(f"not removed ({exc.strerror}); both kept") from None
         note(Step("finish", where, detail + "; removed"))
+        return True
     finally:
         if fd is not None:
             os.close(fd)
 
 
-def _file_digest(source: Path | int) -> tuple[bytes, int]:
-    fd = _open_in_partition(source, os.O_RDONLY) if isinstance(source, Path) else source
+def _file_digest(dfd: int, name: str, fd: int | None) -> tuple[bytes, int]:
+    own = fd is None
+    if fd is None:
+        fd = os.open(name, os.O_RDONLY | _NO_SURPRISES, dir_fd=dfd)
     try:
         digest, size, offset = hashlib.sha256(), 0, 0
         while block := os.pread(fd, _BLOCK, offset):
@@ -312,20 +379,20 @@ def _file_digest(source: Path | int) -> tuple[bytes, int]:
             offset += len(block)
         return digest.digest(), size
     finally:
-        if isinstance(source, Path):
+        if own:
             os.close(fd)
 
 
-def _gzip_digest(path: Path) -> tuple[bytes, int]:
-    """SHA-256 and length of what `path` decompresses to; IntegrityError unless it is exactly
-    one complete gzip member."""
+def _gzip_digest(dfd: int, name: str) -> tuple[bytes, int]:
+    """SHA-256 and length of what `name` (in directory `dfd`) decompresses to; IntegrityError
+    unless it is exactly one complete gzip member."""
     inflater = zlib.decompressobj(wbits=31)
     digest, size = hashlib.sha256(), 0
     try:
-        with os.fdopen(_open_in_partition(path, os.O_RDONLY), "rb") as handle:
+        with os.fdopen(os.open(name, os.O_RDONLY | _NO_SURPRISES, dir_fd=dfd), "rb") as handle:
             while raw := handle.read(_BLOCK):
                 if inflater.eof:
-                    raise IntegrityError(f"{path.name}: data after the gzip member")
+                    raise IntegrityError(f"{name}: data after the gzip member")
                 pending = raw
                 while pending:
                     block = inflater.decompress(pending, _BLOCK)
@@ -334,18 +401,13 @@ def _gzip_digest(path: Path) -> tuple[bytes, int]:
                     pending = inflater.unconsumed_tail
                     if inflater.eof:
                         if inflater.unused_data or pending:
-                            raise IntegrityError(f"{path.name}: data after the gzip member")
+                            raise IntegrityError(f"{name}: data after the gzip member")
                         break
     except zlib.error as exc:
-        raise IntegrityError(f"{path.name}: not a valid gzip file: {exc}") from None
+        raise IntegrityError(f"{name}: not a valid gzip file: {exc}") from None
     if not inflater.eof:
-        raise IntegrityError(f"{path.name}: gzip stream is truncated")
+        raise IntegrityError(f"{name}: gzip stream is truncated")
     return digest.digest(), size
-
-
-def _check_gzip(path: Path, digest: bytes, size: int) -> None:
-    if _gzip_digest(path) != (digest, size):
-        raise OSError(0, "the compressed file does not decompress to the same bytes")
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -354,17 +416,60 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _unlink(path: Path) -> None:
+def _unlink_at(dfd: int, name: str) -> None:
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+        os.unlink(name, dir_fd=dfd)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+# ---------------------------------------------------------------- removing, never via a link
+def open_dir_nofollow(path: Path, *, parent: int | None = None) -> int:
+    """A descriptor of directory `path` (a name in `parent` when given) that never goes through
+    a symlink: a link in its place raises IntegrityError naming it. Rotation removes only
+    what it reaches through such descriptors, so it never leaves the log directory."""
     try:
-        os.fsync(fd)
+        return os.open(
+            path.name if parent is not None else path,
+            os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+            dir_fd=parent,
+        )
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if os.path.islink(path):
+            raise IntegrityError(
+                f"{path}: is a symbolic link (refused: rotate never removes anything through a "
+                "link)"
+            ) from None
+        raise IntegrityError(f"{path}: cannot open the directory: {exc.strerror}") from None
+
+
+def _remove_entry(dfd: int, name: str) -> None:
+    """Remove `name` from directory `dfd`: a directory with everything below it, walked by
+    descriptors (shutil.rmtree with dir_fd never follows a link), anything else unlinked (a
+    symlink itself, not what it points at)."""
+    if stat.S_ISDIR(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode):
+        if not shutil.rmtree.avoids_symlink_attacks:  # pragma: no cover - Linux has openat
+            raise IntegrityError("this platform cannot remove a directory without following links")
+        shutil.rmtree(name, dir_fd=dfd)
+    else:
+        os.unlink(name, dir_fd=dfd)
+
+
+def _remove_under(root: Path, parts: tuple[str, ...], name: str) -> None:
+    """Remove `root/parts…/name` (derived data) if it is there, walking each directory of
+    `parts` without following a link: a linked `_index` is left alone, never followed."""
+    fds: list[int] = []
+    try:
+        path = root
+        for part in parts:
+            path = path / part
+            fds.append(open_dir_nofollow(path, parent=fds[-1] if fds else None))
+        _remove_entry(fds[-1], name)
+    except (FileNotFoundError, IntegrityError):
+        pass
     finally:
-        os.close(fd)
+        for fd in fds:
+            os.close(fd)
 
 
 # ------------------------------------------------------------------------------ retention
@@ -378,63 +483,82 @@ def _delete_day(
 ) -> None:
     partition = PARTITION_PREFIX + day
     directory = store.root / partition
-    files = store.files(day)
     if dry_run:
+        files = store.files(day)
         lines = sum(1 for file in files for _ in store.iter_lines(file))
         note(Step("delete", partition, f"{len(files)} file(s), {lines} entries (dry run)"))
         return
-    # Hold every plain file's lock: no writer appends between the receipt and the deletion.
-    # A writer may open a new segment meanwhile, so list again until no unlocked file is left.
-    locks: dict[str, int] = {}
-    try:
-        while True:
-            files = store.files(day)
-            fresh = [f for f in files if not f.compressed and f.path.name not in locks]
-            if not fresh:
-                break
-            for file in fresh:
-                fd = _open_locked(file.path)
-                size = os.fstat(fd).st_size if fd is not None else 0
-                if fd is not None and size and os.pread(fd, 1, size - 1) != b"\n":
-                    # Torn by a crash: no writer appends to it again, and a reader (a seal)
-                    # may wait for a shared lock on it, so it is not held.
-                    os.close(fd)
-                    fd = None
-                locks[file.path.name] = fd if fd is not None else -1
-        from . import integrity
+    from . import integrity
 
-        # The receipt records each file exactly as a seal checkpoints it (lines, head link,
-        # size, archive digest), so verify can tell this deletion from tampering.
-        facts = [integrity.file_record(file) for file in files]
-        integrity.write_receipt(store, day, facts, reason, signing_key=signing_key)
-        trash = store.root / DELETING_DIR
-        trash.mkdir(mode=0o700, exist_ok=True)
-        # A rename is atomic: the partition vanishes for every reader at once, and a run killed
-        # half way through the removal leaves only hidden leftovers for the next run.
-        os.rename(directory, trash / f"{partition}.{time.time_ns()}")
-        _fsync_dir(store.root)
-        shutil.rmtree(store.root / lineindex.INDEX_DIR / partition, ignore_errors=True)
+    root_fd = os.open(store.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        trash_fd = _open_trash(store.root, create=True)
+        try:
+            # The partition's exclusive lock waits for every write in progress and keeps new
+            # ones out until the rename: what the receipt counts is exactly what is deleted. A
+            # writer that waited finds the partition gone and makes a new one (store.py).
+            with partition_lock(directory, exclusive=True):
+                # The receipt records each file exactly as a seal checkpoints it (lines, head
+                # link, size, archive digest), so verify can tell this deletion from tampering.
+                facts = [integrity.file_record(file) for file in store.files(day)]
+
+                def delete() -> None:
+                    # A rename is atomic: the partition vanishes for every reader at once, and a
+                    # run killed half way through the removal leaves only hidden leftovers.
+                    os.rename(
+                        partition,
+                        f"{partition}.{time.time_ns()}",
+                        src_dir_fd=root_fd,
+                        dst_dir_fd=trash_fd,
+                    )
+                    os.fsync(root_fd)
+                    os.fsync(trash_fd)
+
+                integrity.write_receipt(
+                    store, day, facts, reason, signing_key=signing_key, then=delete
+                )
+        finally:
+            os.close(trash_fd)
+    except FileNotFoundError:  # gone meanwhile (nothing to delete)
+        return
+    except OSError as exc:
+        note(Step("problem", partition, f"not deleted: {_why(exc)}"))
+        return
+    except IntegrityError as exc:
+        note(Step("problem", partition, f"not deleted: {exc}"))
+        return
     finally:
-        for fd in locks.values():
-            if fd >= 0:
-                os.close(fd)
+        os.close(root_fd)
+    _remove_under(store.root, (lineindex.INDEX_DIR,), partition)
     entries = sum(fact["lines"] for fact in facts)
     note(Step("delete", partition, f"{len(facts)} file(s), {entries} entries; receipt written"))
     _purge_deleting(store, False, lambda step: None)
 
 
+def _open_trash(root: Path, *, create: bool) -> int:
+    """`LOGDIR/_deleting`, opened without following a link (IntegrityError when it is one)."""
+    path = root / DELETING_DIR
+    if create:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+    return open_dir_nofollow(path)
+
+
 def _purge_deleting(store: AuditStore, dry_run: bool, note: Callable[[Step], None]) -> None:
-    trash = store.root / DELETING_DIR
+    """Remove what retention moved to `_deleting` (a run killed half way left it there)."""
     try:
-        names = sorted(os.listdir(trash))
+        trash_fd = _open_trash(store.root, create=False)
     except FileNotFoundError:
         return
-    for name in names:
-        note(Step("purge", f"{DELETING_DIR}/{name}", "removing a deleted partition"))
+    try:
+        for name in sorted(os.listdir(trash_fd)):
+            note(Step("purge", f"{DELETING_DIR}/{name}", "removing a deleted partition"))
+            if not dry_run:
+                _remove_entry(trash_fd, name)
         if not dry_run:
-            shutil.rmtree(trash / name)
-    if not dry_run:
-        _fsync_dir(trash)
+            os.fsync(trash_fd)
+    finally:
+        os.close(trash_fd)
 
 
 # =================================================================================== stats
@@ -765,16 +889,30 @@ def bar(value: int, top: int, width: int = 24) -> str:
 
 
 # ==================================================================================== tail
+#: The bytes before a follower's offset that it keeps: they end with the chain link of the last
+#: line read, which hashes every line before it, so a file whose bytes there are the same holds
+#: the same lines up to the offset, whatever its inode (numbers are reused after a deletion).
+_MARK = chain.SUFFIX_LEN
+
+
 @dataclass
 class _Followed:
     offset: int = 0  # bytes of the (decompressed) content already read, at a line boundary
+    mark: bytes = b""  # the last _MARK bytes before offset
     done: bool = False  # compressed: it never changes again
+    archive: tuple[int, int] | None = None  # (device, inode) of the archive read to its end
 
 
 class Follower:
     """New matching lines as they are appended anywhere in the store: new days, new segments,
     and files that rotation replaces with their `.gz` twin (identical bytes, so reading goes on
-    from the same offset in the decompressed stream, then the file is done)."""
+    from the same offset in the decompressed stream, then the file is done).
+
+    Only confirmed entries: a plain file is read under the writers' lock taken shared, which
+    waits out a write in progress; a write that fails is cut back before its writer lets the
+    lock go, so its line is never read. Each file's bytes before the follower's offset must
+    still be what was read (see _MARK): a file that retention deleted and a late writer made
+    again under the same name is read from its start."""
 
     def __init__(self, store: AuditStore, filters: Filters) -> None:
         self.store = store
@@ -793,29 +931,27 @@ class Follower:
         for file in self._current():
             key = (file.day, file.segment)
             if file.compressed:
-                self.files[key] = _Followed(0, True)
+                self.files[key] = _Followed(done=True, archive=_identity(file.path))
             else:
-                self.files[key] = _Followed(_whole_lines_size(file.path))
+                size, mark = _whole_lines_end(file.path)
+                self.files[key] = _Followed(size, mark)
 
     def poll(self) -> list[bytes]:
         """The matching lines appended since the last poll, in (createdAt, id) order."""
         found: list[bytes] = []
         self.behind = False
         for file in self._current():
-            state = self.files.setdefault((file.day, file.segment), _Followed())
-            if state.done:
-                continue
+            key = (file.day, file.segment)
+            state = self.files.setdefault(key, _Followed())
             if file.compressed:
-                data = _gzip_from(file.path, state.offset)
-                state.done = True
+                data = self._read_archive(file, state)
             else:
-                plain = _plain_from(file.path, state.offset, _FOLLOW_LIMIT)
-                if plain is None:  # rotated between listing and reading: next poll reads the .gz
-                    continue
-                data = plain
-                self.behind = self.behind or len(data) >= _FOLLOW_LIMIT
+                data = self._read_plain(file, state)
             cut = data.rfind(b"\n") + 1
+            if not cut:
+                continue
             state.offset += cut
+            state.mark = (state.mark + data[:cut])[-_MARK:]
             for line in split_lines(data[:cut]):
                 if not chain.is_chained_line(line):
                     self.problems.append(
@@ -833,17 +969,59 @@ class Follower:
         )
         return found
 
+    def _read_archive(self, file: LogFile, state: _Followed) -> bytes:
+        identity = _identity(file.path)
+        if identity is None or (state.done and state.archive == identity):
+            return b""
+        content = _gzip_content(file.path)
+        # The plain file followed so far, rotated: the same bytes go on from the offset.
+        # Anything else (a new file under the same name) is read whole.
+        if content[max(0, state.offset - len(state.mark)) : state.offset] != state.mark:
+            state.offset, state.mark = 0, b""
+        state.done, state.archive = True, identity
+        return content[state.offset :]
 
-def _whole_lines_size(path: Path) -> int:
+    def _read_plain(self, file: LogFile, state: _Followed) -> bytes:
+        if state.done:  # an archive was read; a plain file under its name is a new file
+            state.offset, state.mark, state.done, state.archive = 0, b"", False, None
+        read = _plain_from(file.path, state.offset, len(state.mark), _FOLLOW_LIMIT)
+        if read is None:  # rotated between listing and reading: next poll reads the .gz
+            return b""
+        before, data = read
+        if before != state.mark:
+            # Not the file followed so far: retention deleted the day and a writer made it
+            # again. Everything in it is new.
+            state.offset, state.mark = 0, b""
+            read = _plain_from(file.path, 0, 0, _FOLLOW_LIMIT)
+            if read is None:
+                return b""
+            data = read[1]
+        self.behind = self.behind or len(data) >= _FOLLOW_LIMIT
+        return data
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _whole_lines_end(path: Path) -> tuple[int, bytes]:
+    """The size of the whole lines of `path` and the _MARK bytes before it, read under the
+    writers' lock taken shared."""
     try:
         fd = _open_in_partition(path, os.O_RDONLY)
     except FileNotFoundError:
-        return 0
+        return 0, b""
     try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
         size = os.fstat(fd).st_size
-        start = max(0, size - 70 * 1024)
-        tail = os.pread(fd, size - start, start)
-        return start + tail.rfind(b"\n") + 1 if b"\n" in tail else start
+        begin = max(0, size - 70 * 1024)
+        tail = os.pread(fd, size - begin, begin)
+        cut = tail.rfind(b"\n") + 1
+        return begin + cut, tail[:cut][-_MARK:]
     finally:
         os.close(fd)
 
@@ -851,31 +1029,32 @@ def _whole_lines_size(path: Path) -> int:
 _FOLLOW_LIMIT = 16 << 20  # bytes read from one file per poll: a big import is followed in steps
 
 
-def _plain_from(path: Path, offset: int, limit: int) -> bytes | None:
+def _plain_from(path: Path, offset: int, back: int, limit: int) -> tuple[bytes, bytes] | None:
+    """`(the `back` bytes before offset, up to `limit` bytes from offset)` of a plain file, read
+    under the writers' lock taken shared (a write in progress is waited out); None when the
+    file is gone. Before-bytes shorter than `back` mean the file is shorter than the offset."""
     try:
         fd = _open_in_partition(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
         size = os.fstat(fd).st_size
-        return os.pread(fd, min(limit, size - offset), offset) if size > offset else b""
+        before = os.pread(fd, back, offset - back) if back else b""
+        data = os.pread(fd, min(limit, size - offset), offset) if size > offset else b""
+        return before, data
     finally:
         os.close(fd)
 
 
-def _gzip_from(path: Path, offset: int) -> bytes:
+def _gzip_content(path: Path) -> bytes:
+    """What a gzip log file decompresses to (b"" when it cannot be read)."""
     data = []
     inflater = zlib.decompressobj(wbits=31)
-    skip = offset
     try:
         with os.fdopen(_open_in_partition(path, os.O_RDONLY), "rb") as handle:
             while (raw := handle.read(_BLOCK)) and not inflater.eof:
-                block = inflater.decompress(raw)
-                if skip:
-                    taken = min(skip, len(block))
-                    block, skip = block[taken:], skip - taken
-                if block:
-                    data.append(block)
+                data.append(inflater.decompress(raw))
     except (OSError, zlib.error):
         return b""
     return b"".join(data)

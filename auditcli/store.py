@@ -420,7 +420,6 @@ class AuditStore:
         partition = PARTITION_PREFIX + day
         self.ensure_root()
         directory = self.root / partition
-        _make_dir(directory, parent=self.root)
         index = known_ids if known_ids is not None else (IdIndex(self, day) if check_ids else None)
         with _locked_segment(directory, self.writer_id) as target:
             if index is not None:
@@ -618,6 +617,51 @@ def _open_in_partition(path: Path, flags: int) -> int:
         os.close(dfd)
 
 
+#: How often a writer re-creates a partition that retention moved away while it waited.
+_PARTITION_ATTEMPTS = 100
+
+
+class partition_lock:  # used as a context manager, reads like a function
+    """A `flock` on a partition directory, opened without following a symlink: writers hold it
+    shared for the whole of an append, retention holds it exclusive from its receipt to the
+    rename that deletes the partition. So no write lands in a partition after retention counted
+    it, and retention never counts a write in progress.
+
+    Yields the directory's descriptor. Shared (writers): once the lock is granted, the
+    descriptor must still be the directory at `path`; when retention moved or removed it in
+    the meantime, the lock is given up and `__enter__` raises `PartitionMoved`."""
+
+    def __init__(self, path: Path, *, exclusive: bool) -> None:
+        self.path, self.exclusive, self.fd = path, exclusive, -1
+
+    def __enter__(self) -> int:
+        self.fd = _open_partition(self.path)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH)
+            if not self.exclusive:
+                held = os.fstat(self.fd)
+                try:
+                    now = os.stat(self.path, follow_symlinks=False)
+                except FileNotFoundError:
+                    now = None
+                if now is None or (now.st_ino, now.st_dev) != (held.st_ino, held.st_dev):
+                    raise PartitionMoved(str(self.path))
+        except BaseException:
+            os.close(self.fd)
+            self.fd = -1
+            raise
+        return self.fd
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # releases the lock
+            self.fd = -1
+
+
+class PartitionMoved(Exception):
+    """Retention moved the partition away while a writer waited for it (internal: retried)."""
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -700,15 +744,35 @@ class _locked_segment:  # used as a context manager, reads like a function
     def __init__(self, directory: Path, writer_id: str) -> None:
         self.directory, self.writer_id = directory, writer_id
         self.segment: _Segment | None = None
+        self.partition: partition_lock | None = None
         self.dfd = -1
 
     def __enter__(self) -> _Segment:
         # Every file is opened relative to this descriptor of the partition, itself opened
         # without following a symlink: a link swapped in after `_make_dir` is not followed.
-        try:
-            self.dfd = _open_partition(self.directory)
-        except OSError as exc:
-            raise NotRecordedError(f"{self.directory}: {_why(exc)}; entry NOT recorded") from None
+        # It is held under the partition's shared lock until the write is done: retention
+        # (which takes it exclusive) then either counted this write in its receipt or finds it
+        # in a partition it has not yet counted. A partition that retention moved away while
+        # we waited is made again: a late entry for a deleted day lands in a new partition of
+        # that day, which survives (the next retention run deletes it with a receipt).
+        for _ in range(_PARTITION_ATTEMPTS):
+            _make_dir(self.directory, parent=self.directory.parent)
+            lock = partition_lock(self.directory, exclusive=False)
+            try:
+                self.dfd = lock.__enter__()
+            except (PartitionMoved, FileNotFoundError):  # retention renamed it just now
+                continue
+            except OSError as exc:
+                raise NotRecordedError(
+                    f"{self.directory}: {_why(exc)}; entry NOT recorded"
+                ) from None
+            self.partition = lock
+            break
+        else:
+            raise NotRecordedError(
+                f"{self.directory}: deleted by retention again and again while waiting to "
+                "write; entry NOT recorded"
+            )
         try:
             for number in range(1, 100_000):
                 name = self.writer_id if number == 1 else f"{self.writer_id}+{number}"
@@ -717,9 +781,9 @@ class _locked_segment:  # used as a context manager, reads like a function
                     self.segment = segment
                     return segment
         except BaseException:
-            os.close(self.dfd)
+            self.partition.__exit__()
             raise
-        os.close(self.dfd)
+        self.partition.__exit__()
         raise NotRecordedError(f"{self.directory}: no usable segment left; entry NOT recorded")
 
     def __exit__(self, *exc_info: object) -> None:
@@ -727,7 +791,8 @@ class _locked_segment:  # used as a context manager, reads like a function
             if self.segment is not None:
                 self.segment.close(check=exc_info[0] is None)
         finally:
-            os.close(self.dfd)
+            assert self.partition is not None
+            self.partition.__exit__()
 
     def _exists(self, name: str) -> bool:
         try:

@@ -531,7 +531,7 @@ def test_file_size_limit_mid_import_batch(tmp_path: Path) -> None:
     assert proc.returncode == 4
     line = one_error_line(proc.stderr)
     assert "File too large; entry NOT recorded (nothing was written)" in line
-    assert "0 entries were written before this batch" in line
+    assert "0 of 1000 input line(s) were written before this batch" in line
     assert file_bytes(root) == before
     retry = audit(root, "import", "-", stdin=dump(items))  # the shipper's retry completes it
     assert retry.stdout == b"imported 1000 entries\n"

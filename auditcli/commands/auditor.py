@@ -4,7 +4,6 @@
 
 import sys
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -410,6 +409,9 @@ def report(
     max_rows: Annotated[
         int, typer.Option("--max-rows", help="Rows per table at most (0: all); totals count all.")
     ] = 1000,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing --output file.")
+    ] = False,
 ) -> None:
     """Write an access-review report for a period: totals, logins per day (chart), system
     admin grants and revocations, admins at the start and end, user, team, role and service
@@ -450,10 +452,9 @@ def report(
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        try:
-            Path(output).write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"{output}: cannot write: {exc.strerror}") from None
+        from auditcli.outfile import write_file
+
+        write_file(output, text.encode("utf-8"), force=force)
         say(
             f"wrote {output}: {data.total} entries from {start} to {end}, "
             f"{len(data.anomalies)} anomalies, integrity {data.integrity.get('status')}"

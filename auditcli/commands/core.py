@@ -24,6 +24,7 @@ from auditcli.cli_options import (
     UntilOpt,
     complete_action,
     complete_target,
+    deliver,
     filters_from_options,
     get_store,
     pick_format,
@@ -33,7 +34,6 @@ from auditcli.cli_options import (
     screen,
     time_window,
     write_json,
-    write_out,
 )
 from auditcli.errors import InvalidEntryError, UsageError
 
@@ -188,10 +188,9 @@ def record(
     else:
         data = {"action": action, **given}
     entry = store.record(data, target_name=target_name)
-    if as_json or fmt is RecordFormat.json:
-        write_out(dumps_entry(entry) + b"\n")
-    else:
-        write_out(entry["id"].encode() + b"\n")
+    as_entry = as_json or fmt is RecordFormat.json
+    printed = dumps_entry(entry) if as_entry else entry["id"].encode()
+    deliver(printed + b"\n", f"the entry IS recorded, with id {entry['id']}")
 
 
 def _entry_time(text: str, clock: Any) -> str:
@@ -262,7 +261,13 @@ def import_(
         say(f"skipped: {problem}")
     duplicates = f", {report.duplicates} duplicate(s) skipped" if report.duplicates else ""
     invalid = f", {report.invalid} invalid line(s) skipped" if report.invalid else ""
-    typer.echo(f"imported {report.written} entries{duplicates}{invalid}")
+    summary = f"imported {report.written} entries{duplicates}{invalid}"
+    deliver(summary.encode() + b"\n", f"the import IS done: {summary}")
+    if report.unstable:
+        say(
+            f"note: {report.unstable} line(s) had neither id nor createdAt: they got new ids "
+            "and the import time, so importing this input again would store them again"
+        )
 
 
 # ----------------------------------------------------------------------------- query

@@ -204,8 +204,8 @@ def export(
 
     Example: audit export --since 2026-11-01 --until 2026-11-30 -f csv -o november.csv
     """
-    from auditcli.export import AtomicFile
     from auditcli.export import export as run_export
+    from auditcli.outfile import OutputFile
 
     store = get_store(ctx)
     filters = filters_from_options(ctx, store)
@@ -221,10 +221,20 @@ def export(
                 progress=progress,
             )
         else:
-            with AtomicFile(output, force=force) as out:
+            with OutputFile(output, force=force) as out:
                 report = run_export(
-                    store, filters, out, fmt.value, order=order.value, gzip=gzip, progress=progress
+                    store,
+                    filters,
+                    out.handle,
+                    fmt.value,
+                    order=order.value,
+                    gzip=gzip,
+                    progress=progress,
                 )
+                if report.problems:  # an export that exits non-zero leaves no file
+                    out.discard()
+    if output is not None and report.problems:
+        report_problems(report.problems, f"nothing was written to {output}")
     if output is not None:
         say(f"exported {report.entries} entries to {output} ({report.bytes_written} bytes)")
     report_problems(report.problems)

@@ -12,12 +12,12 @@ import typer
 from auditcli.cli import app
 from auditcli.cli_options import (
     TableOrJson,
+    deliver,
     get_store,
     pick_format,
     say,
     screen,
     write_json,
-    write_out,
 )
 from auditcli.errors import UsageError
 
@@ -201,7 +201,11 @@ def account_create(
     account, token = AccountStore(store).create(
         name, org_id, role.value, expires=expires, actor=_actor(actor_id, actor_name, actor_email)
     )
-    write_out(token.encode() + b"\n")
+    deliver(
+        token.encode() + b"\n",
+        f"service account {account.name} ({account.id}) IS created, but its token could not be"
+        " shown: delete the account and create it again",
+    )
     until = f"expires {account.expires_at}" if account.expires_at else "never expires"
     say(
         f"Created service account {account.name} ({account.id}): organization "
@@ -226,6 +230,7 @@ def account_list(
     from auditcli.render import Column, fit_table, short_time
 
     accounts = AccountStore(get_store(ctx))
+    accounts.settle()  # a create or delete that a kill interrupted: completed or undone
     now = accounts.now()
     items = [account.public(now) for account in accounts.accounts()]
     if pick_format(fmt, TableOrJson.table, TableOrJson.json) is TableOrJson.json:

@@ -11,6 +11,7 @@ from typing import Any
 
 from auditcli import chain
 from auditcli.errors import UsageError
+from auditcli.outfile import write_file
 
 from .constants import _SIGNED_TAG, SIGNING_ENV
 
@@ -42,28 +43,15 @@ def generate_keys(out: str | os.PathLike[str], *, force: bool = False) -> str:
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
     public_pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-    _write_new(path, private_pem, 0o600)
-    _write_new(pub_path, public_pem, 0o644)
-    return key_id(key.public_key())
-
-
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Write `data` to a temp file with `mode`, fsync, then rename it over `path`."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # Both files or neither: the public key is committed first, and removed again when the
+    # private key cannot be written.
+    write_file(pub_path, public_pem, force=force, mode=0o644)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot write: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)  # the umask may have narrowed it; never widen a private key though
-        os.replace(tmp, path)
+        write_file(path, private_pem, force=force, mode=0o600)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        pub_path.unlink(missing_ok=True)
         raise
+    return key_id(key.public_key())
 
 
 def load_signing_key(path: str | os.PathLike[str]) -> Any:

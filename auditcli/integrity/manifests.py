@@ -217,6 +217,10 @@ def append_manifest(
     path = directory / f"{sequence:09d}-{stamp}.json"
     tmp = directory / f".{path.name}.tmp"
     data = orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS) + b"\n"
+    # A temp file left by a seal or receipt that was killed: the manifest lock is held, so no
+    # one else is writing one.
+    for stale in directory.glob(".*.json.tmp"):
+        stale.unlink(missing_ok=True)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:

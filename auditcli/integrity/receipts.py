@@ -4,7 +4,7 @@ so a planned deletion is told apart from tampering."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from auditcli import chain
@@ -24,6 +24,7 @@ def write_receipt(
     *,
     action: str = "delete",
     signing_key: Any = None,
+    then: Callable[[], None] | None = None,
 ) -> str:
     """Record in the manifest chain that the files of partition `day` are deleted on purpose
     (`action="delete"`), or only noted (`action="compress"`: no effect on checks, since a gzip
@@ -33,7 +34,9 @@ def write_receipt(
     `file_record()` / `partition_records()` return them: `name` (`host.jsonl[.gz]` or
     `date=…/host.jsonl[.gz]`), `lines`, `head` (or `last_link`: the tagged last link), `size`,
     and `sha256` (of the bytes on disk) or `archive: {size, sha256}`. Signed like a seal (a key,
-    a path, or AUDIT_SIGNING_KEY).
+    a path, or AUDIT_SIGNING_KEY). `then` (the deletion itself) runs once the receipt is
+    written, still under the manifest lock: no seal runs between a receipt and its deletion, so
+    no seal lists files that a receipt before it already counts as deleted.
     Returns the receipt manifest's hash."""
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
         raise UsageError(f"receipt: day {day!r} is not YYYY-MM-DD")
@@ -48,6 +51,8 @@ def write_receipt(
             "receipt": {"action": action, "day": day, "reason": str(reason), "files": normalised},
         }
         manifest = append_manifest(store, directory, body, key)
+        if then is not None:
+            then()
     return manifest.hash or ""
 
 

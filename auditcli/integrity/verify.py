@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -108,6 +109,11 @@ class _Checkpoints:
     archives: dict[str, tuple[str, int]] = field(default_factory=dict)  # gz name -> (sha, seq)
     torn: set[tuple[int, int]] = field(default_factory=set)
     receipt_seq: int = 0
+    receipted: tuple[int, Any] | None = None  # (lines, head) the last receipt counted
+    #: Every seal since the receipt saw the file exactly as the receipt counted it: one that
+    #: ran between a receipt and its deletion (before the two were made one step), so the
+    #: file being gone is still the receipt's deletion.
+    as_receipted: bool = True
 
     def add(self, record: Mapping[str, Any], sequence: int) -> None:
         self.last_listed = sequence
@@ -386,17 +392,23 @@ class _Verifier:
                 self.latest_seal = manifest
             for record in records_of(manifest):
                 key = file_key(record["name"])
-                if key is not None:
-                    self.checkpoints.setdefault(key, _Checkpoints()).add(record, manifest.sequence)
+                if key is None:
+                    continue
+                known = self.checkpoints.setdefault(key, _Checkpoints())
+                if (record["lines"], record.get("head")) != known.receipted:
+                    known.as_receipted = False
+                known.add(record, manifest.sequence)
         elif manifest.kind == "receipt" and trusted:
             for record in receipt_records(manifest):
                 key = file_key(record["name"])
                 if key is None:
                     continue
-                known = self.checkpoints.get(key)
-                if known is not None and known.by_line and self.in_range(key[0]):
-                    self.check_receipt(manifest, record, known)
+                earlier = self.checkpoints.get(key)
+                if earlier is not None and earlier.by_line and self.in_range(key[0]):
+                    self.check_receipt(manifest, record, earlier)
                 fresh = _Checkpoints(receipt_seq=manifest.sequence, name=record["name"])
+                if isinstance(record.get("lines"), int):
+                    fresh.receipted = (record["lines"], record.get("head"))
                 self.checkpoints[key] = fresh
 
     def check_receipt(
@@ -431,6 +443,12 @@ class _Verifier:
                 strays = self.store.stray_files(day)
             except OSError:
                 strays = []
+            if strays:
+                # The two listings behind stray_files are not one snapshot: a rotation that
+                # renamed `x.jsonl.gz` into place, or a writer that opened a new segment,
+                # between them shows a log file as foreign. Ask again after the fact: a stray
+                # is a name that is still not a log file of the partition.
+                strays = self.still_stray(day, strays)
             for path in strays:
                 self.problem(
                     f"{PARTITION_PREFIX}{day}/{path.name}",
@@ -439,14 +457,16 @@ class _Verifier:
                     "not a log file of this store (planted or foreign)",
                 )
             for file in self.store.files(day):
-                seen.add((file.day, file.segment))
-                self.check_file(file)
+                if self.check_file(file):
+                    seen.add((file.day, file.segment))
         missing_by_day: dict[str, list[_Checkpoints]] = {}
         late: set[tuple[str, str]] | None = None
         for key, known in self.checkpoints.items():
             if key in seen or not self.in_range(key[0]):
                 continue
-            if known.last_listed == 0:  # only a receipt since: deleted as planned
+            if known.last_listed == 0 or (known.receipted is not None and known.as_receipted):
+                # Only a receipt since (or seals that saw exactly what it counted): deleted as
+                # planned.
                 report.receipted_files += 1
                 continue
             if late is None:
@@ -475,6 +495,17 @@ class _Verifier:
                         f"in manifest #{known.last_listed} with {known.max_lines()} lines,"
                         " now gone, no retention receipt",
                     )
+
+    def still_stray(self, day: str, strays: list[Path]) -> list[Path]:
+        """The strays of `day` that a fresh listing does not show as log files (or as the
+        plain half of a rotation in progress, whose `.gz` twin is listed)."""
+        try:
+            known = {f.path.name for f in self.store.files(day)}
+        except IntegrityError:
+            return strays
+        return [
+            path for path in strays if path.name not in known and path.name + ".gz" not in known
+        ]
 
     def late_receipts(self) -> set[tuple[str, str]]:
         """File keys covered by (acceptably signed) receipts written since verify started."""
@@ -507,15 +538,38 @@ class _Verifier:
             }
         return self._geneses
 
-    def check_file(self, file: LogFile) -> None:
+    def check_file(self, file: LogFile) -> bool:
+        """Check one file; False when it vanished before it could be read (retention deleted
+        its partition meanwhile): it is then judged as missing, which a receipt excuses."""
         report = self.report
         known = self.checkpoints.get((file.day, file.segment))
         scan = _FileScan(file, known, self.geneses)
         try:
             scan.run()
         except IntegrityError as exc:
+            if _vanished(file):
+                return False
             self.problem(file.name, None, "unreadable file", str(exc))
-            return
+            return True
+        if scan.lines == 0 and _vanished(file):
+            return False
+        if (
+            scan.problems
+            and known is not None
+            and known.by_line
+            and (file.day, file.segment) in self.late_receipts()
+        ):
+            # Retention deleted the file that the manifests loaded at the start checkpointed,
+            # and a late writer made a new one under the same name: those are not its checks.
+            known = _Checkpoints()
+            scan = _FileScan(file, known, self.geneses)
+            try:
+                scan.run()
+            except IntegrityError as exc:
+                if _vanished(file):
+                    return False
+                self.problem(file.name, None, "unreadable file", str(exc))
+                return True
         name = scan.source.file.name if scan.source else file.name
         report.files += 1
         report.entries += scan.lines
@@ -527,14 +581,19 @@ class _Verifier:
             report.uncovered += scan.lines
             if known is None:  # a receipted name that reappears is not "unknown"
                 self.check_planted(file, name, scan.lines)
-            return
+            return True
         report.checkpoints += sum(len(heads) for heads in known.by_line.values())
         report.uncovered += max(0, scan.lines - known.max_lines())
         current = scan.source.file if scan.source else file
         if current.compressed:
             recorded = known.archives.get(current.name)
             if recorded is not None:
-                actual = archive_digest(current.path)["sha256"]
+                try:
+                    actual = archive_digest(current.path)["sha256"]
+                except IntegrityError as exc:
+                    if not _vanished(current):  # (read whole above; then deleted by retention)
+                        self.problem(current.name, None, "unreadable file", str(exc))
+                    return True
                 if actual != recorded[0]:
                     self.problem(
                         current.name,
@@ -542,6 +601,7 @@ class _Verifier:
                         "altered archive",
                         f"SHA-256 {actual}, manifest #{recorded[1]} recorded {recorded[0]}",
                     )
+        return True
 
     def check_planted(self, file: LogFile, name: str, lines: int) -> None:
         """A file no manifest knows is new since the latest seal, or planted: planted when it is
@@ -926,6 +986,12 @@ class _FileScan:
                 f"{source.trailing_garbage} bytes after the gzip member (appended to the archive)",
                 name,
             )
+
+
+def _vanished(file: LogFile) -> bool:
+    """Whether neither the file nor its `.gz` twin is there any more."""
+    plain = file.path.with_name(file.segment + ".jsonl")
+    return not any(os.path.lexists(p) for p in (plain, plain.with_name(plain.name + ".gz")))
 
 
 def iter_problem_lines(problems: Iterable[Problem]) -> Iterator[str]:
