@@ -130,6 +130,12 @@ runpy.run_module("auditcli", run_name="__main__")
 """
 
 
+def _init(root: Path) -> Path:
+    """A new, empty store at `root` (service accounts need one: only writers create it)."""
+    subprocess.run([sys.executable, "-m", "auditcli", "init", str(root)], check=True, timeout=60)
+    return root
+
+
 def _accounts_cli(root: Path, *args: str, fault: str | None = None):
     prefix = [sys.executable, "-c", FAULT, fault] if fault else [sys.executable, "-m", "auditcli"]
     return subprocess.run(
@@ -174,7 +180,7 @@ CREATE = ("create", "siem", "--org-id", "org-1", "--role", "admin")
 def test_service_account_create_and_the_log_agree_after_a_fault(
     tmp_path: Path, fault: str, code: int, exists: bool
 ) -> None:
-    root = tmp_path / "log"
+    root = _init(tmp_path / "log")
     assert _accounts_cli(root, *CREATE[:1], "other", *CREATE[2:]).returncode == 0
     result = _accounts_cli(root, *CREATE, fault=fault)
     assert result.returncode == code, result.stderr
@@ -199,7 +205,7 @@ def test_service_account_create_and_the_log_agree_after_a_fault(
 def test_service_account_delete_and_the_log_agree_after_a_fault(
     tmp_path: Path, fault: str, code: int, usable: bool, gone: bool
 ) -> None:
-    root = tmp_path / "log"
+    root = _init(tmp_path / "log")
     assert _accounts_cli(root, *CREATE).returncode == 0
     result = _accounts_cli(root, "delete", "siem", fault=fault)
     assert result.returncode == code, result.stderr
