@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 
 from . import chain
+from .lines import LineSplitter
 
 INDEX_DIR = "_index"
 FIELDS = ("actorId", "action", "target", "targetId", "organizationId", "teamId")
@@ -459,22 +460,27 @@ def build(fd: int, info: os.stat_result, *, compressed: bool = False) -> LineInd
     is not a clean gzip member or changed while it was read (the caller scans it the ordinary
     way, which reports what is wrong)."""
     builder = _Builder()
-    carry = b""
     blocks = _gzip_blocks(fd, info.st_size) if compressed else _plain_blocks(fd, info.st_size)
-    for block in blocks:
-        if block is None:
-            return None
-        if carry:
-            block = carry + block
-        cut = block.rfind(b"\n") + 1
-        carry = block[cut:]
-        if cut and builder.usable:
-            builder.add(block[:cut])
-    if carry:
+    # A line over the limit reads as an empty line, which makes the file not indexable.
+    splitter = LineSplitter(chain.MAX_LINE)
+    failed: list[bool] = []
+    for chunk in splitter.chunks(_until_failure(blocks, failed)):
+        if builder.usable:
+            builder.add(chunk)
+    if failed or splitter.rest:
         return None  # a torn or unfinished last line: the scan waits for writers and reports it
     if identity(os.fstat(fd)) != identity(info):
         return None
     return builder.finish(identity(info))
+
+
+def _until_failure(blocks: Iterable[bytes | None], failed: list[bool]) -> Iterator[bytes]:
+    """The blocks up to the first None (a read that went wrong), which appends to `failed`."""
+    for block in blocks:
+        if block is None:
+            failed.append(True)
+            return
+        yield block
 
 
 def _plain_blocks(fd: int, size: int) -> Iterator[bytes | None]:

@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 
 from . import chain, lineindex
-from .errors import IntegrityError, NotRecordedError, UsageError
+from .errors import IntegrityError, NotRecordedError, UsageError, inert
 from .query import Filters, Problem, QueryEngine, _scan_needle, split_lines
 from .store import PARTITION_PREFIX, PLAIN, AuditStore, LogFile, _open_in_partition
 
@@ -132,6 +132,8 @@ def rotate(
         for day in store.days(last=_day_before(report.compress_before)):
             if day not in deleted:  # (a dry run leaves them in place)
                 _compress_day(store, day, dry_run, note)
+        for name, why in store.odd_partitions():  # never followed, never counted: reported
+            note(Step("problem", inert(name), why))
     return report
 
 
@@ -651,7 +653,7 @@ def matching_blocks(
             lines_here = source.lines - first_line + 1  # the source counted them already
             mask = None
             if chunk.count(chain.SUFFIX_HEAD) != lines_here:
-                _, hits = engine._scan_checked(file, chunk, first_line, False)
+                _, hits = engine._scan_checked(file, chunk, first_line, False, source)
             elif everything:
                 hits = None
             elif needle is not None and _selective(chunk, needle):
@@ -670,24 +672,7 @@ def matching_blocks(
                 yield b"".join(hits), len(hits), None
     except IntegrityError as exc:
         engine.problems.append(Problem(file.name, None, "unreadable", str(exc)))
-    if source.torn_line is not None:
-        engine.problems.append(
-            Problem(
-                file.name,
-                source.torn_line,
-                "torn line",
-                f"{source.torn_bytes} bytes with no newline (a crash mid-write); excluded",
-            )
-        )
-    if source.trailing_garbage:
-        engine.problems.append(
-            Problem(
-                file.name,
-                None,
-                "trailing data",
-                f"{source.trailing_garbage} bytes after the gzip member",
-            )
-        )
+    engine.note_damage(file, source)
 
 
 def _selective(chunk: bytes, needle: bytes) -> bool:

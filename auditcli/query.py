@@ -34,8 +34,8 @@ import orjson
 
 from . import chain, lineindex
 from .catalog import Catalog, check_target
-from .errors import IntegrityError, UsageError
-from .store import AuditStore, LogFile, _open_in_partition
+from .errors import IntegrityError, UsageError, inert
+from .store import PARTITION_PREFIX, AuditStore, LineSource, LogFile, _open_in_partition
 from .timeparse import format_utc
 
 _NEWLINE = b"\n"
@@ -172,12 +172,19 @@ class QueryEngine:
         self._in_order: set[LogFile] = set()  # ... and already in result order, no ties
         self._trusted_days: set[str] = set()
         self._buffer = bytearray()  # reused to read indexed files whole (lineindex.FileBytes)
+        self._odd_reported = False
 
     def days(self) -> list[str]:
         """The partitions that can hold matches, in result order."""
         first = self.filters.since[:10] if self.filters.since else None
         last = self.filters.until[:10] if self.filters.until else None
         days = self.store.days(first, last)
+        if not self._odd_reported:
+            self._odd_reported = True
+            for name, why in self.store.odd_partitions():
+                day = name[len(PARTITION_PREFIX) :][:10]  # what it claims to be
+                if (first is None or day >= first) and (last is None or day <= last[:10]):
+                    self.problems.append(Problem(inert(name), None, "not a partition", why))
         return days[::-1] if self.order == "desc" else days
 
     def _whole_day(self, day: str) -> bool:
@@ -199,7 +206,7 @@ class QueryEngine:
                 lines_here = chunk.count(_NEWLINE)
                 if chunk.count(_SUFFIX_HEAD) != lines_here:
                     # Some line lacks the stored shape: take the careful path for this chunk.
-                    n, hits = self._scan_checked(file, chunk, first_line, count_only)
+                    n, hits = self._scan_checked(file, chunk, first_line, count_only, source)
                     count += n
                     found.extend(hits)
                 elif everything:
@@ -219,32 +226,24 @@ class QueryEngine:
                 first_line += lines_here
         except IntegrityError as exc:  # an unreadable file is reported, not fatal
             self.problems.append(Problem(file.name, None, "unreadable", str(exc)))
-        if source.torn_line is not None:
-            self.problems.append(
-                Problem(
-                    file.name,
-                    source.torn_line,
-                    "torn line",
-                    f"{source.torn_bytes} bytes with no newline (a crash mid-write); excluded",
-                )
-            )
-        if source.trailing_garbage:
-            self.problems.append(
-                Problem(
-                    file.name,
-                    None,
-                    "trailing data",
-                    f"{source.trailing_garbage} bytes after the gzip member",
-                )
-            )
+        self.note_damage(file, source)
         return count, found
 
+    def note_damage(self, file: LogFile, source: LineSource) -> None:
+        """Report what reading `file` through `source` met besides entries (torn end, bytes
+        after a gzip member, lines over the size limit)."""
+        for line, kind, detail in source.damage():
+            self.problems.append(Problem(file.name, line, kind, detail))
+
     def _scan_checked(
-        self, file: LogFile, chunk: bytes, first_line: int, count_only: bool
+        self, file: LogFile, chunk: bytes, first_line: int, count_only: bool, source: LineSource
     ) -> tuple[int, list[bytes]]:
         count, found = 0, []
+        overlong = {bad.line for bad in source.overlong}  # reported by note_damage
         for offset, line in enumerate(split_lines(chunk)):
             if not chain.is_chained_line(line):
+                if first_line + offset in overlong:
+                    continue
                 self.problems.append(
                     Problem(
                         file.name,

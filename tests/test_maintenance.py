@@ -242,7 +242,7 @@ class TestRotate:
         (tmp_path / f"date={_day(5)}").symlink_to(secret.parent)
         report = rotate(store)
         assert sorted(step.target for step in report.problems) == [
-            f"date={_day(5)}/secret.jsonl",
+            f"date={_day(5)}",
             f"date={_day(2)}/w3.jsonl",
             f"date={_day(1)}/w2.jsonl",
         ]

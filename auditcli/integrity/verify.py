@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import orjson
 
 from auditcli import chain
-from auditcli.errors import IntegrityError
+from auditcli.errors import IntegrityError, inert
+from auditcli.lines import Overlong
 from auditcli.query import Problem
 from auditcli.store import PARTITION_PREFIX, AuditStore, LineSource, LogFile
 from auditcli.timeparse import format_utc, parse_utc
@@ -417,6 +420,9 @@ class _Verifier:
         report = self.report
         days = self.store.days(self.first_day, self.last_day)
         on_disk = set(days)
+        for name, why in self.store.odd_partitions():
+            if self.in_range(name[5:15]):  # the day it claims to be
+                self.problem(inert(name), None, "not a partition", why)
         seen: set[tuple[str, str]] = set()
         for day in days:
             report.partitions += 1
@@ -647,6 +653,7 @@ class _FileScan:
         misplaced = 0
         after_malformed = False
         n = 0
+        overlong = source.overlong  # filled as chunks are read
         for chunk in source.chunks():
             self.bytes += len(chunk)
             lines = chunk.split(b"\n")
@@ -696,6 +703,12 @@ class _FileScan:
                     if n in by_line:
                         self.at_line[n] = hexd
                     record = (n, line, digest, ok)
+                elif overlong and overlong[-1].line >= n and (bad := _overlong_at(overlong, n)):
+                    self.malformed(
+                        n,
+                        f"{bad.length} bytes at byte offset {bad.offset}: over the "
+                        f"{chain.MAX_LINE // 1024} KiB limit of a stored line (not read)",
+                    )
                 else:
                     self.malformed(n, "not a stored entry (foreign or corrupted bytes)")
                     after_malformed = True
@@ -918,6 +931,12 @@ class _FileScan:
                 f"{source.trailing_garbage} bytes after the gzip member (appended to the archive)",
                 name,
             )
+
+
+def _overlong_at(overlong: Sequence[Overlong], n: int) -> Overlong | None:
+    """The too-long line numbered `n` in `overlong` (sorted by line), if there is one."""
+    at = bisect_left(overlong, n, key=attrgetter("line"))
+    return overlong[at] if at < len(overlong) and overlong[at].line == n else None
 
 
 def iter_problem_lines(problems: Iterable[Problem]) -> Iterator[str]:
