@@ -30,6 +30,7 @@ from . import chain
 from .catalog import Catalog
 from .errors import DuplicateIdError, IntegrityError, NotRecordedError, UsageError
 from .lines import LineSplitter, Overlong
+from .safeio import why as _why
 from .timeparse import Clock, utc_now
 
 PARTITION_PREFIX = "date="
@@ -537,13 +538,6 @@ def _make_dir(path: Path, parent: Path | None = None, *, follow: bool = False) -
         ) from None
     if parent is not None:
         _fsync_dir(parent)
-
-
-def _why(exc: OSError) -> str:
-    """The reason of an OS error, in words a person acts on."""
-    if exc.errno == errno.ELOOP:
-        return "is a symbolic link (refused: it could point anywhere)"
-    return exc.strerror or str(exc)
 
 
 def _open_partition(directory: Path) -> int:

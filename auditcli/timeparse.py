@@ -14,11 +14,12 @@ from .errors import UsageError
 
 Clock = Callable[[], datetime]
 
-CANONICAL = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-_RELATIVE = re.compile(r"^-?(\d+)\s*(s|m|h|d|w)$")
+# Matched whole (fullmatch, `\Z`): `$` would also accept a trailing newline.
+CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+_RELATIVE = re.compile(r"-?(\d+)\s*(s|m|h|d|w)")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_HAS_OFFSET = re.compile(r"(Z|z|[+-]\d{2}:?\d{2})$")
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_HAS_OFFSET = re.compile(r"(Z|z|[+-]\d{2}:?\d{2})\Z")
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def utc_now() -> datetime:
@@ -50,7 +51,7 @@ def normalise_entry_time(text: str) -> str:
     A time with no offset is refused rather than guessed: a log shipped from a host in another
     zone would otherwise land hours away from where it happened.
     """
-    if CANONICAL.match(text):
+    if CANONICAL.fullmatch(text):
         _fromiso(text)  # still reject impossible dates such as 2026-02-30
         return text
     if "T" not in text and " " not in text:
@@ -80,12 +81,12 @@ def parse_bound(text: str, *, end: bool, clock: Clock = utc_now, option: str = "
         if lowered in ("today", "yesterday"):
             day = now.date() - timedelta(days=1 if lowered == "yesterday" else 0)
             return _day_bound(day, end)
-        if match := _RELATIVE.match(lowered):
+        if match := _RELATIVE.fullmatch(lowered):
             amount = int(match.group(1))
             return format_utc(now - timedelta(**{_UNITS[match.group(2)]: amount}))
         if value.startswith("@"):
             return format_utc(datetime.fromtimestamp(float(value[1:]), UTC))
-        if _DATE_ONLY.match(value):
+        if _DATE_ONLY.fullmatch(value):
             return _day_bound(date.fromisoformat(value), end)
         moment = _fromiso(value)
         if moment.tzinfo is None:

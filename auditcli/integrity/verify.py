@@ -115,7 +115,7 @@ class _Checkpoints:
         self.last_listed = sequence
         self.name = record["name"]
         head = record.get("head")
-        hexhead = head[7:].encode() if isinstance(head, str) and _TAGGED.match(head) else b""
+        hexhead = head[7:].encode() if isinstance(head, str) and _TAGGED.fullmatch(head) else b""
         self.by_line.setdefault(record["lines"], {}).setdefault(hexhead, sequence)
         archive = record.get("archive")
         if isinstance(archive, dict) and isinstance(archive.get("sha256"), str):
@@ -670,7 +670,7 @@ class _FileScan:
                     hexd = line[hex_start:hex_end]
                     ok = digest.hex().encode() == hexd
                     if not ok:
-                        if _HEX64.match(hexd) is None:
+                        if _HEX64.fullmatch(hexd) is None:
                             self.malformed(n, "its chain link is not a SHA-256 in hex")
                             after_malformed = True
                             record = (n, None, None, False)
