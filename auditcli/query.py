@@ -23,6 +23,7 @@ construction and is used only while the file is byte-for-byte as indexed.
 
 from __future__ import annotations
 
+import operator
 import os
 import stat
 from collections import Counter
@@ -345,9 +346,16 @@ class QueryEngine:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode) or info.st_size < max(self.index_min_bytes, 1):
                 return None
-            path = lineindex.index_path(self.store.root, file.partition, file.path.name)
             by_field = self.filters.by_field()
-            index = lineindex.load(path, lineindex.identity(info), {*by_field, *keys})
+            tail = lineindex.tail_of(fd, info.st_size)
+            index = lineindex.load(
+                self.store.root,
+                file.partition,
+                file.path.name,
+                lineindex.identity(info),
+                tail,
+                {*by_field, *keys},
+            )
             if index is None:
                 if file.day >= self._today:
                     return None  # still appended to: scanned, indexed once the day is over
@@ -357,7 +365,15 @@ class QueryEngine:
                 lineindex.save(self.store.root, file.partition, file.path.name, index)
             if not index.usable:
                 return None
-            return self._answer(index, fd, info.st_size, file, by_field, want, keys, window)
+            try:
+                return self._answer(index, fd, info.st_size, file, by_field, want, keys, window)
+            except (_IndexDisagrees, IndexError, ValueError, TypeError, KeyError, OverflowError):
+                # Derived data that does not describe its file (forged, or damaged past what
+                # loading notices) never answers: the file is scanned and this is reported.
+                self.problems.append(
+                    Problem(file.name, None, "line index ignored", _DISAGREES.format(file=file))
+                )
+                return None
         finally:
             os.close(fd)
 
@@ -392,26 +408,71 @@ class QueryEngine:
         if want in ("blocks", "window"):
             in_order = selected[::-1] if descending else selected
             if want == "window":
-                found = index.line_bytes(in_order[window[0] : window[1]], data)
+                found = self._checked(index, in_order[window[0] : window[1]], data, descending)
             else:
-                found = self._blocks(index, in_order, os.dup(fd), size)
+                found = self._blocks(index, in_order, os.dup(fd), size, file)
         elif len(selected):
-            found = index.line_bytes(selected, data)
+            found = self._checked(index, selected, data, False)
         self._indexed.add(file)
         if not index.ties:
             self._in_order.add(file)
         return len(selected), found
 
+    def _checked(
+        self,
+        index: lineindex.LineIndex,
+        selected: Any,
+        data: lineindex.FileBytes,
+        descending: bool,
+        after: bytes | None = None,
+    ) -> list[bytes]:
+        """The lines `selected` by the index, each checked to be a whole stored entry of the
+        file that matches the filters (with the exact byte matcher) and in result order
+        (descending or not, following the line `after`); _IndexDisagrees otherwise."""
+        lines = index.checked_lines(selected, data, self._genuine)
+        if lines is None:
+            raise _IndexDisagrees
+        keys = list(map(sort_key, lines))
+        if after is not None:
+            keys.insert(0, sort_key(after))
+        step = operator.ge if descending else operator.le
+        if not all(map(step, keys, keys[1:])):
+            raise _IndexDisagrees
+        return lines
+
+    def _genuine(self, line: bytes) -> bool:
+        """Whether `line` is a stored entry (shape, JSON content) that matches the filters."""
+        if not (chain.is_chained_line(line) and self.matcher(line)):
+            return False
+        try:
+            orjson.loads(chain.content_of(line))
+        except orjson.JSONDecodeError:
+            return False
+        return True
+
     def _blocks(
-        self, index: lineindex.LineIndex, selected: Any, fd: int, size: int
+        self, index: lineindex.LineIndex, selected: Any, fd: int, size: int, file: LogFile
     ) -> Iterator[tuple[int, bytes]]:
         """JSONL blocks of the `selected` lines, made as they are consumed (memory stays at one
-        block and the read buffer); closes `fd`."""
+        block and the read buffer), each line checked as `_checked` does; closes `fd`. A line
+        the index got wrong stops the output with an IntegrityError (some blocks may already
+        be out: the error says what to do)."""
+        cut = -chain.SUFFIX_LEN
         try:
             data = lineindex.FileBytes(fd, size, self._buffer)
+            previous = None
             for first in range(0, len(selected), _BLOCK_LINES):
                 part = selected[first : first + _BLOCK_LINES]
-                yield len(part), index.contents(part, data)
+                try:
+                    lines = self._checked(index, part, data, self.order == "desc", previous)
+                except (_IndexDisagrees, IndexError, ValueError, TypeError, OverflowError):
+                    raise IntegrityError(
+                        f"{file.name}: "
+                        + _NOT_DESCRIBED.format(file=file)
+                        + "; output stopped. Run `audit verify`; delete the index and retry"
+                    ) from None
+                previous = lines[-1] if lines else previous
+                yield len(lines), b"}\n".join([line[:cut] for line in lines]) + b"}\n"
         finally:
             os.close(fd)
 
@@ -495,6 +556,16 @@ class QueryEngine:
             else:
                 total += self.day_count(day)
         return total, kept
+
+
+class _IndexDisagrees(Exception):
+    """A line index selected something that is not a matching entry of its file."""
+
+
+_NOT_DESCRIBED = (
+    "its line index (_index/{file.name}.idx) does not describe the file (forged or damaged)"
+)
+_DISAGREES = _NOT_DESCRIBED + "; the file was scanned instead. Run `audit verify`; delete the index"
 
 
 def split_lines(chunk: bytes) -> list[bytes]:

@@ -45,18 +45,24 @@ def open_dir(root: Path, parts: Sequence[str]) -> int:
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for part in parts:
-            try:
-                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            except NotADirectoryError:  # O_DIRECTORY | O_NOFOLLOW says ENOTDIR for a link
-                if stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode):
-                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), part) from None
-                raise
+            child = open_dir_at(fd, part)
             os.close(fd)
             fd = child
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def open_dir_at(dir_fd: int, name: str) -> int:
+    """A descriptor of the directory `name` in the directory `dir_fd`; OSError ELOOP when it
+    is a symlink, ENOTDIR when it is something else."""
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except NotADirectoryError:  # O_DIRECTORY | O_NOFOLLOW says ENOTDIR for a link
+        if stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), name) from None
+        raise
 
 
 def open_file(root: Path, relative: str, flags: int = os.O_RDONLY, mode: int = 0o600) -> int:

@@ -38,6 +38,7 @@ from .constants import (
     _WINDOW,
     MANIFEST_DIR,
 )
+from .indexes import check_indexes
 from .keys import embedded_public_key, key_id, signature_valid
 from .manifests import (
     Manifest,
@@ -183,6 +184,7 @@ class _Verifier:
     def run(self) -> VerifyReport:
         self.check_manifests()
         self.check_files()
+        self.report.problems.extend(check_indexes(self.store, self.first_day, self.last_day))
         self.add_notes()
         return self.report
 
