@@ -18,6 +18,7 @@ import os
 import re
 import socket
 import stat
+import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,9 @@ _SEGMENT = re.compile(r"([A-Za-z0-9][A-Za-z0-9.-]{0,62})(?:\+(\d{1,6}))?")
 _ID_AT_LINE_START = re.compile(rb'^\{"id":"([^"]*)"', re.MULTILINE)
 _TAIL_BYTES = 70 * 1024  # more than one line can be, so the last whole line is in the tail
 _DIR_MODE, _FILE_MODE = 0o700, 0o600
+#: Seconds a reader waits for a writer to finish the line at a file's end (a write holds its
+#: lock for milliseconds); after that the unfinished line is reported as torn.
+LOCK_WAIT = 5.0
 #: Never follow a symlink; never block opening a FIFO planted where a file should be.
 _NO_SURPRISES = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -182,11 +186,13 @@ class LineSource:
                 # The end is inside a line: a writer may be mid-write (it holds an exclusive
                 # lock while it writes). Wait it out, note where it stopped, and read on
                 # without holding the lock while the caller consumes blocks.
-                fcntl.flock(fd, fcntl.LOCK_SH)
-                try:
+                if _shared_lock(fd, LOCK_WAIT):
+                    try:
+                        size = os.fstat(fd).st_size
+                    finally:
+                        fcntl.flock(fd, fcntl.LOCK_UN)
+                else:  # held far longer than any write takes: not a writer of ours
                     size = os.fstat(fd).st_size
-                finally:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
                 settled = True
         except OSError as exc:
             raise IntegrityError(f"{self.file.name}: cannot read: {_why(exc)}") from None
@@ -538,6 +544,20 @@ def _make_dir(path: Path, parent: Path | None = None, *, follow: bool = False) -
         ) from None
     if parent is not None:
         _fsync_dir(parent)
+
+
+def _shared_lock(fd: int, wait: float) -> bool:
+    """Take a shared lock on `fd` within `wait` seconds; False if it stays held (whoever can
+    write the directory can hold a lock forever: a reader must not wait for ever)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
 
 
 def _open_partition(directory: Path) -> int:

@@ -512,7 +512,7 @@ class TestOpenAPI:
         ].items()
         assert params["offset"]["schema"]["minimum"] == 0
         assert all(p["in"] == "query" and p["description"] for p in params.values())
-        assert set(operation["responses"]) == {"200", "400", "401", "403", "404", "405", "500"}
+        assert set(operation["responses"]) == {"200", "400", "401", "403", "404", "405", "500", "503"}
         assert operation["security"] == [{"HTTPBearer": []}]
         components = schema["components"]
         assert components["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
