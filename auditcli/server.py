@@ -22,10 +22,12 @@ import io
 import logging
 import os
 import queue
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -94,8 +96,8 @@ def _error_doc(description: str) -> dict[str, Any]:
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error_doc(
         "A parameter is out of range or unparseable: limit outside 1-100, a negative offset, "
-        "a bad timestamp, createdAtGte after createdAtLte, an unknown action or target, "
-        "a parameter given twice."
+        "a bad timestamp, an unknown action or target, a parameter given twice. "
+        "(createdAtGte after createdAtLte is no error: nothing matches.)"
     ),
     401: _error_doc(
         "The bearer token is missing, malformed, unknown, expired or was deleted. "
@@ -111,7 +113,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     503: _error_doc("The store work of the request did not finish in time; retry later."),
 }
 
-_RULES = {"limit": "must be an integer from 1 to 100", "offset": "must be an integer, 0 or more"}
+_RULES = {
+    "limit": "must be an integer from 1 to 100",
+    "offset": "must be an integer, 0 or more",
+    "actorId": "must be 1 to 512 characters",
+}
 _SINGLE_VALUED = ("limit", "offset", "createdAtGte", "createdAtLte", "action", "target", "actorId")
 
 
@@ -392,12 +398,18 @@ def create_app(
             str | None,
             Query(
                 description="Only this target type: "
-                "USER, ROLE, TEAM, SERVICE_ACCOUNT or ORGANIZATION.",
+                "USER, ROLE, TEAM, SERVICE_ACCOUNT or ORGANIZATION (in capitals).",
                 examples=["USER"],
             ),
         ] = None,
         actorId: Annotated[
-            str | None, Query(description="Only logs by this actor.", examples=["user-123"])
+            str | None,
+            Query(
+                min_length=1,
+                max_length=512,
+                description="Only logs by this actor.",
+                examples=["user-123"],
+            ),
         ] = None,
     ) -> Response:
         repeated = [name for name in _SINGLE_VALUED if len(request.query_params.getlist(name)) > 1]
@@ -452,7 +464,7 @@ def _filters(
         if value is None:
             continue
         try:
-            bound = parse_bound(value, end=end, clock=store.clock, option=name)
+            bound = _api_bound(value, end=end, name=name, store=store)
         except UsageError as exc:
             hint = ""
             if " " in value.strip():
@@ -463,18 +475,17 @@ def _filters(
             until = bound
         else:
             since = bound
-    if since and until and since > until:
-        problems.append(f"createdAtGte: {since} is after createdAtLte {until}")
+    # createdAtGte after createdAtLte is an empty interval, not an error: OpenAPI cannot say
+    # that one parameter must not exceed another, and the answer (no entry) is exact.
     if action is not None and action not in store.catalog:
         problems.append(f"action: {store.catalog.unknown_message(action)}")
     if target is not None:
-        target = target.upper()  # as `audit query --target` does
+        if target.islower():  # the OpenAPI enum: in capitals or all in lower case
+            target = target.upper()
         try:
             Filters(targets=(target,)).check(store.catalog)
         except UsageError as exc:
             problems.append(f"target: {exc}")
-    if actor_id is not None and not actor_id:
-        problems.append("actorId: must not be empty")
     if problems:
         raise ParameterError(problems)
     return Filters(
@@ -485,6 +496,38 @@ def _filters(
         since=since,
         until=until,
     )
+
+
+def _api_bound(value: str, *, end: bool, name: str, store: AuditStore) -> str:
+    """A time bound of the API in canonical form: only the forms the OpenAPI document declares
+    (RFC 3339 date-times, with or without offset, and dates; UsageError for any other). A real
+    time that UTC cannot hold (year 1 or 9999 moved across the year's edge by its offset) lies
+    before or after every entry: it is clamped to the first or last canonical time."""
+    if not _API_TIME.fullmatch(value):
+        raise UsageError(
+            f"{name}: cannot read {value!r} as a time: use an RFC 3339 date-time "
+            "(2026-11-25T08:06:40Z; no offset means UTC) or a date (2026-11-25)"
+        )
+    text = value.upper()
+    try:
+        return parse_bound(text, end=end, clock=store.clock, option=name)
+    except UsageError:
+        year = _overflowing_year(text)
+        if year is None:
+            raise
+        return "0001-01-01T00:00:00.000Z" if year == 1 else "9999-12-31T23:59:59.999Z"
+
+
+def _overflowing_year(text: str) -> int | None:
+    """The year of `text` when it is a real time that only its conversion to UTC overflows."""
+    try:
+        moment = datetime.fromisoformat(text)
+        moment.astimezone(UTC)
+    except OverflowError:
+        return moment.year
+    except ValueError:
+        return None
+    return None
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -573,16 +616,22 @@ def _install_openapi(app: FastAPI, store: AuditStore) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-#: What the OpenAPI document declares for a parameter (FastAPI would say "any string").
-#: The server also accepts a target in lower case, and for the time bounds a bare date or a
-#: relative time such as 24h (described in the parameter's text): the schema names the forms a
-#: client generated from it needs.
-_PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
-    "target": {"type": "string", "enum": list(TARGETS)},
-    "createdAtGte": {"type": "string", "format": "date-time"},
-    "createdAtLte": {"type": "string", "format": "date-time"},
-    "actorId": {"type": "string", "minLength": 1, "maxLength": 512},
+#: What the OpenAPI document declares for a parameter where FastAPI would say "any string".
+#: RFC 3339 date-times and dates (a date-time without offset, read as UTC, is accepted too:
+#: the parameter's text says so; JSON Schema's date-time format has no such form).
+_TIME_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}]
 }
+_PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "target": {"type": "string", "enum": [*TARGETS, *(t.lower() for t in TARGETS)]},
+    "createdAtGte": _TIME_SCHEMA,
+    "createdAtLte": _TIME_SCHEMA,
+}
+#: The time forms the API accepts (what _TIME_SCHEMA declares): RFC 3339 date-times, with or
+#: without an offset, and dates.
+_API_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})?)?"
+)
 
 
 def app_from_environment() -> FastAPI:

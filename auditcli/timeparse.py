@@ -30,7 +30,8 @@ def utc_now() -> datetime:
 def format_utc(moment: datetime) -> str:
     """The canonical stored form of `moment`: UTC, millisecond precision, `Z` suffix."""
     moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # `%Y` gives no leading zeros on Linux: year 999 would sort after 2026 as text.
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
 
 
 def parse_utc(text: str) -> datetime:
