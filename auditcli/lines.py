@@ -30,12 +30,13 @@ class LineSplitter:
     `end` is the byte offset just past the last of them, `rest` the bytes after it (a line
     with no newline) and `overlong` the lines that were too long."""
 
-    def __init__(self, limit: int, start: int = 0) -> None:
+    def __init__(self, limit: int, start: int = 0, overlong: list[Overlong] | None = None) -> None:
         self.limit = limit
         self.lines = 0
         self.end = start
         self.rest = 0
-        self.overlong: list[Overlong] = []
+        #: Filled as the chunks are read (pass a list to watch it fill).
+        self.overlong: list[Overlong] = [] if overlong is None else overlong
 
     def chunks(self, blocks: Iterable[bytes]) -> Iterator[bytes]:
         """Chunks of whole lines, each ending with a newline, in stream order."""

@@ -35,7 +35,7 @@ import orjson
 from . import chain, lineindex
 from .errors import IntegrityError, NotRecordedError, UsageError, inert
 from .query import Filters, Problem, QueryEngine, _scan_needle, split_lines
-from .store import PARTITION_PREFIX, PLAIN, AuditStore, LogFile, _open_in_partition
+from .store import PARTITION_PREFIX, PLAIN, AuditStore, LineSource, LogFile, _open_in_partition
 
 ROTATE_LOCK = "_rotate.lock"
 #: Partitions being deleted by retention are first moved here (hidden from every engine).
@@ -789,23 +789,29 @@ class Follower:
             state = self.files.setdefault((file.day, file.segment), _Followed())
             if state.done:
                 continue
-            if file.compressed:
-                data = _gzip_from(file.path, state.offset)
+            try:
+                chunks, source, more = _read_from(file, state.offset, _FOLLOW_LIMIT)
+            except IntegrityError as exc:  # a FIFO, a link, a socket: said once, then left
+                self.problems.append(Problem(file.name, None, "unreadable", str(exc)))
                 state.done = True
-            else:
-                data = _plain_from(file.path, state.offset, _FOLLOW_LIMIT)
-                if data is None:  # rotated between listing and reading: next poll reads the .gz
-                    continue
-                self.behind = self.behind or len(data) >= _FOLLOW_LIMIT
-            cut = data.rfind(b"\n") + 1
-            state.offset += cut
-            for line in split_lines(data[:cut]):
+                continue
+            self.behind = self.behind or more
+            state.offset = source.end
+            state.done = source.file.compressed and not more
+            for line, kind, detail in source.damage():
+                if kind == "line too long":  # a torn end may still be being written
+                    self.problems.append(Problem(file.name, line, kind, detail))
+            for line in (line for chunk in chunks for line in split_lines(chunk)):
                 if not chain.is_chained_line(line):
-                    self.problems.append(
-                        Problem(
-                            file.name, None, "not an entry", "foreign or corrupted line; skipped"
+                    if line != b"\n":  # the place of a line too long, reported above
+                        self.problems.append(
+                            Problem(
+                                file.name,
+                                None,
+                                "not an entry",
+                                "foreign or corrupted line; skipped",
+                            )
                         )
-                    )
                 elif self.engine.matcher(line):
                     found.append(line)
         found.sort(
@@ -818,12 +824,16 @@ class Follower:
 
 
 def _whole_lines_size(path: Path) -> int:
+    """Where the last whole line of the plain log file `path` ends (0 for anything else)."""
     try:
         fd = _open_in_partition(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return 0
+    except OSError:
+        return 0  # gone, or not a file we read: poll reports it
     try:
-        size = os.fstat(fd).st_size
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return 0
+        size = info.st_size
         start = max(0, size - 70 * 1024)
         tail = os.pread(fd, size - start, start)
         return start + tail.rfind(b"\n") + 1 if b"\n" in tail else start
@@ -834,31 +844,26 @@ def _whole_lines_size(path: Path) -> int:
 _FOLLOW_LIMIT = 16 << 20  # bytes read from one file per poll: a big import is followed in steps
 
 
-def _plain_from(path: Path, offset: int, limit: int) -> bytes | None:
+def _read_from(file: LogFile, offset: int, limit: int) -> tuple[list[bytes], LineSource, bool]:
+    """Chunks of the whole lines of `file` after byte `offset` (of the decompressed stream for
+    a gzip file), about `limit` bytes at most; the LineSource read (its `end` is where the next
+    read starts, its `damage()` what it met) and whether more is left to read. Bounded memory
+    and linear time whatever the file holds (see LineSource)."""
+    source = LineSource(file, offset)
+    chunks: list[bytes] = []
+    size, skip, more = 0, offset, False
+    reader = source.chunks()
     try:
-        fd = _open_in_partition(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        size = os.fstat(fd).st_size
-        return os.pread(fd, min(limit, size - offset), offset) if size > offset else b""
+        for chunk in reader:
+            if source.file.compressed and skip:  # (a plain file rotated meanwhile reads on)
+                taken = min(skip, len(chunk))
+                chunk, skip = chunk[taken:], skip - taken
+            if chunk:
+                chunks.append(chunk)
+                size += len(chunk)
+            if size >= limit:
+                more = True
+                break
     finally:
-        os.close(fd)
-
-
-def _gzip_from(path: Path, offset: int) -> bytes:
-    data = []
-    inflater = zlib.decompressobj(wbits=31)
-    skip = offset
-    try:
-        with os.fdopen(_open_in_partition(path, os.O_RDONLY), "rb") as handle:
-            while (raw := handle.read(_BLOCK)) and not inflater.eof:
-                block = inflater.decompress(raw)
-                if skip:
-                    taken = min(skip, len(block))
-                    block, skip = block[taken:], skip - taken
-                if block:
-                    data.append(block)
-    except (OSError, zlib.error):
-        return b""
-    return b"".join(data)
+        reader.close()
+    return chunks, source, more

@@ -23,6 +23,7 @@ construction and is used only while the file is byte-for-byte as indexed.
 
 from __future__ import annotations
 
+import itertools
 import operator
 import os
 import stat
@@ -410,7 +411,12 @@ class QueryEngine:
             if want == "window":
                 found = self._checked(index, in_order[window[0] : window[1]], data, descending)
             else:
-                found = self._blocks(index, in_order, os.dup(fd), size, file)
+                blocks = self._blocks(index, in_order, os.dup(fd), size)
+                # The first block is checked now: an index wrong from its start never answers.
+                first = next(blocks, None)
+                found = _stop_on_disagreement(
+                    itertools.chain([first] if first else [], blocks), file
+                )
         elif len(selected):
             found = self._checked(index, selected, data, False)
         self._indexed.add(file)
@@ -451,26 +457,18 @@ class QueryEngine:
         return True
 
     def _blocks(
-        self, index: lineindex.LineIndex, selected: Any, fd: int, size: int, file: LogFile
+        self, index: lineindex.LineIndex, selected: Any, fd: int, size: int
     ) -> Iterator[tuple[int, bytes]]:
         """JSONL blocks of the `selected` lines, made as they are consumed (memory stays at one
-        block and the read buffer), each line checked as `_checked` does; closes `fd`. A line
-        the index got wrong stops the output with an IntegrityError (some blocks may already
-        be out: the error says what to do)."""
+        block and the read buffer), each line checked as `_checked` does (_IndexDisagrees
+        otherwise); closes `fd`."""
         cut = -chain.SUFFIX_LEN
         try:
             data = lineindex.FileBytes(fd, size, self._buffer)
             previous = None
             for first in range(0, len(selected), _BLOCK_LINES):
                 part = selected[first : first + _BLOCK_LINES]
-                try:
-                    lines = self._checked(index, part, data, self.order == "desc", previous)
-                except (_IndexDisagrees, IndexError, ValueError, TypeError, OverflowError):
-                    raise IntegrityError(
-                        f"{file.name}: "
-                        + _NOT_DESCRIBED.format(file=file)
-                        + "; output stopped. Run `audit verify`; delete the index and retry"
-                    ) from None
+                lines = self._checked(index, part, data, self.order == "desc", previous)
                 previous = lines[-1] if lines else previous
                 yield len(lines), b"}\n".join([line[:cut] for line in lines]) + b"}\n"
         finally:
@@ -556,6 +554,21 @@ class QueryEngine:
             else:
                 total += self.day_count(day)
         return total, kept
+
+
+def _stop_on_disagreement(
+    blocks: Iterator[tuple[int, bytes]], file: LogFile
+) -> Iterator[tuple[int, bytes]]:
+    """`blocks`; a line the index got wrong after the first block stops the output with an
+    IntegrityError (what was written is right, but not all: the error says what to do)."""
+    try:
+        yield from blocks
+    except (_IndexDisagrees, IndexError, ValueError, TypeError, OverflowError):
+        raise IntegrityError(
+            f"{file.name}: "
+            + _NOT_DESCRIBED.format(file=file)
+            + "; output stopped. Run `audit verify`; delete the index and retry"
+        ) from None
 
 
 class _IndexDisagrees(Exception):

@@ -117,8 +117,8 @@ class LineSource:
     def chunks(self) -> Iterator[bytes]:
         """Blocks of whole lines, in file order."""
         blocks = self._gzip_blocks() if self.file.compressed else self._plain_blocks()
-        splitter = LineSplitter(chain.MAX_LINE, self.start)
-        self.overlong = splitter.overlong
+        self.overlong.clear()
+        splitter = LineSplitter(chain.MAX_LINE, self.start, self.overlong)
         for chunk in splitter.chunks(blocks):
             self.lines, self.end = splitter.lines, splitter.end
             yield chunk
@@ -139,7 +139,16 @@ class LineSource:
             )
             for bad in self.overlong
         ]
-        if self.torn_line is not None:
+        if self.torn_line is not None and self.torn_bytes >= chain.MAX_LINE:
+            found.append(
+                (
+                    self.torn_line,
+                    "line too long",
+                    f"{self.torn_bytes} bytes with no newline at the end, over the "
+                    f"{chain.MAX_LINE // 1024} KiB limit of a stored line; skipped",
+                )
+            )
+        elif self.torn_line is not None:
             found.append(
                 (
                     self.torn_line,
