@@ -264,7 +264,7 @@ def _compress(
         os.unlink(path)
         _fsync_dir(directory)
         # The plain file's line index (derived data) describes a file that is gone.
-        _unlink(lineindex.index_path(directory.parent, directory.name, path.name))
+        lineindex.forget_file(directory.parent, directory.name, path.name)
     except OSError as exc:
         _unlink(temp)
         raise IntegrityError(
@@ -415,7 +415,7 @@ def _delete_day(
         # half way through the removal leaves only hidden leftovers for the next run.
         os.rename(directory, trash / f"{partition}.{time.time_ns()}")
         _fsync_dir(store.root)
-        shutil.rmtree(store.root / lineindex.INDEX_DIR / partition, ignore_errors=True)
+        lineindex.forget(store.root, partition)  # never through a symlinked _index
     finally:
         for fd in locks.values():
             if fd >= 0:
