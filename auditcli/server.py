@@ -567,7 +567,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         messages = {404: "not found", 405: "method not allowed"}
         message = messages.get(exc.status_code) or str(exc.detail)
-        return error_response(exc.status_code, message, headers=dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405 and request.url.path == API_PATH:
+            headers["Allow"] = "GET, HEAD"  # two routes: the router names only the first
+        return error_response(exc.status_code, message, headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

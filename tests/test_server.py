@@ -476,7 +476,7 @@ class TestOtherRoutesAndFailures:
     def test_405_names_the_allowed_method(self, client, tokens, method) -> None:
         response = client.request(method, API, headers=bearer(tokens.admin))
         assert assert_error(response, 405)["error"] == "method not allowed"
-        assert response.headers["allow"] == "GET"
+        assert response.headers["allow"] == "GET, HEAD"
 
     def test_unexpected_failure_is_a_bare_500(self, env, monkeypatch) -> None:
         _store, tokens, client = env
