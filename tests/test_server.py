@@ -947,7 +947,7 @@ class TestRealServer:
         )
         response = httpx.post(url, headers=bearer(tokens.admin))
         assert_error(response, 405)
-        assert response.headers["allow"] == "GET"
+        assert response.headers["allow"] == "GET, HEAD"
         assert "server" not in response.headers  # no version banner
         schema = httpx.get(server.url + "/openapi.json").json()
         assert API in schema["paths"]
