@@ -12,6 +12,8 @@ the worst of them as a real server process (see `test_serve_is_never_wedged`).""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -21,6 +23,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -521,6 +524,12 @@ def test_hostile_directory(case: Case, base: Path, tmp_path: Path) -> None:
     assert len({entry["id"] for entry in got}) == len(got)
 
 
+def _quietly(call: Callable[..., Any], *args: Any) -> None:
+    """Run `call`, ignoring a transport error (the server stops under it)."""
+    with contextlib.suppress(httpx.TransportError):
+        call(*args)
+
+
 def test_names_are_matched_whole(tmp_path: Path) -> None:
     """Issue 11 item 5's other half: a trailing newline never passes a name check."""
     env = {**os.environ, "AUDIT_LOG_DIR": str(tmp_path / "logs")}
@@ -561,6 +570,7 @@ def test_serve_is_never_wedged(base: Path, tmp_path: Path) -> None:
     def get(params: dict[str, Any]) -> httpx.Response:
         return httpx.get(url, params=params, headers=headers, timeout=15)
 
+    stopped_in = float("inf")
     try:
         assert get({"limit": 1}).json()["total"] == TRUE_COUNTS["org-b"] + 1  # + its creation
         for plant, params in (
@@ -593,8 +603,18 @@ def test_serve_is_never_wedged(base: Path, tmp_path: Path) -> None:
         assert trailing.status_code == 404 and "location" not in trailing.headers
         head = httpx.head(url, headers=headers, timeout=5)
         assert head.status_code == 200 and head.headers["content-type"] == "application/json"
+        # A planted process holds a writer's lock over a torn end forever: the request that
+        # meets it waits (5 s at most), and SIGTERM meanwhile still stops the server in time.
+        with (root / P / "w1.jsonl").open("ab") as planted:
+            planted.write(b'{"id":"torn')
+            planted.flush()
+            fcntl.flock(planted.fileno(), fcntl.LOCK_EX)
+            waiting = threading.Thread(target=lambda: _quietly(get, {}), daemon=True)
+            waiting.start()
+            time.sleep(0.5)
+            stopped_in = server.stop()
     finally:
-        stopped_in = server.stop()
+        server.stop()  # (at once when it already stopped)
     assert stopped_in < 5
     log = server.log.read_text()
     assert token not in log and "access_token" not in log

@@ -111,9 +111,9 @@ def serve(
         "ssl_certfile": str(ssl_certfile) if ssl_certfile else None,
         "ssl_keyfile": str(ssl_keyfile) if ssl_keyfile else None,
         "log_config": log_config(),  # the access log never shows a query string
-        # SIGTERM: requests still running after 3 s are cancelled (their store work runs on
+        # SIGTERM: requests still running after 2 s are cancelled (their store work runs on
         # daemon threads, which do not hold the process), so the server stops within 5 s.
-        "timeout_graceful_shutdown": 3,
+        "timeout_graceful_shutdown": 2,
     }
     if workers > 1:
         # Each worker process imports the app factory and finds the log directory here.
