@@ -560,7 +560,7 @@ def stats(
             )
     else:
         parts = [_count_files(store.root, filters, keys, files)] if files else []
-    problems: list[Problem] = []
+    problems: list[Problem] = list(engine.problems)  # odd partitions, indexes ignored
     for part, found in parts:
         counter.update(part)
         problems.extend(found)

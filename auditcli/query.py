@@ -27,6 +27,7 @@ import itertools
 import operator
 import os
 import stat
+from array import array
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,6 +48,16 @@ _AFTER_METADATA = ("organizationId", "teamId")
 #: Files smaller than this are scanned, never indexed: reading them costs what an index would.
 INDEX_MIN_BYTES = 256 << 10
 _BLOCK_LINES = 8192  # lines per output block of `content_blocks`
+_SPOT_CHECKS = 64  # values of a key field checked against a line before counts are trusted
+#: The Filters attribute of each filterable JSON field.
+_FILTER_OF = {
+    "actorId": "actor_ids",
+    "action": "actions",
+    "target": "targets",
+    "targetId": "target_ids",
+    "organizationId": "org_ids",
+    "teamId": "team_ids",
+}
 
 
 @dataclass(frozen=True)
@@ -400,6 +411,10 @@ class QueryEngine:
         if file.compressed and (since is not None or until is not None):
             return None  # bounds inside the file's span need its lines: decompress and scan
         data = lineindex.FileBytes(fd, size, self._buffer)
+        if want in ("count", "keys"):
+            # Counts come from the index alone: check that each value it counts is what a
+            # line it gives that value holds (a swap of values, as a forger would do, shows).
+            self._spot_check(index, data, by_field, keys)
         if want == "count":
             return index.count(by_field, since, until, lambda: data), []
         if want == "keys":
@@ -445,6 +460,31 @@ class QueryEngine:
         if not all(map(step, keys, keys[1:])):
             raise _IndexDisagrees
         return lines
+
+    def _spot_check(
+        self,
+        index: lineindex.LineIndex,
+        data: lineindex.FileBytes,
+        by_field: dict[str, tuple[str, ...]],
+        keys: tuple[str, ...],
+    ) -> None:
+        """_IndexDisagrees unless, for every value the answer counts (the filtered ones, and
+        the _SPOT_CHECKS most frequent of each key field), the first line the index gives that
+        value is a whole stored line that holds it. One read per value."""
+        for name in {*by_field, *keys}:
+            column = index.columns[name]
+            codes = set(column.codes_of(by_field.get(name, ())))
+            if name in keys:
+                ranked = sorted(range(len(column.counts)), key=column.counts.__getitem__)
+                codes.update(ranked[-_SPOT_CHECKS:])
+            places = array("BHI"[column.width.bit_length() - 1], column.codes)
+            for code in codes:
+                if not column.counts[code]:
+                    continue
+                value = column.values[code]
+                holds = _Matcher(Filters(**{_FILTER_OF[name]: (value,)}))
+                if index.checked_lines([places.index(code)], data, holds) is None:
+                    raise _IndexDisagrees
 
     def _genuine(self, line: bytes) -> bool:
         """Whether `line` is a stored entry (shape, JSON content) that matches the filters."""
