@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from .errors import AuthError, IntegrityError, UsageError
-from .safeio import ACCOUNTS_MAX, open_file, read_bounded, why
+from .safeio import ACCOUNTS_MAX, lock_within, open_file, read_bounded, why
 from .store import AuditStore
 from .timeparse import format_utc, parse_bound, parse_utc
 
@@ -323,7 +323,11 @@ class AccountStore:
             self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
         )
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            if not lock_within(fd, fcntl.LOCK_EX, 60):
+                raise IntegrityError(
+                    f"{self.directory / LOCK_FILE}: held by another process for 60 s "
+                    "(a change of accounts takes milliseconds); nothing changed"
+                )
             yield
         finally:
             os.close(fd)  # releases the lock

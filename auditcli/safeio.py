@@ -12,8 +12,10 @@ tool ever writes: a larger file is refused as damage, never read.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +32,21 @@ INDEX_HEADER_MAX = 32 << 20
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def lock_within(fd: int, operation: int, seconds: float) -> bool:
+    """Take `fcntl.flock(fd, operation)` (LOCK_SH or LOCK_EX) within `seconds`; False when it
+    stays held. Whoever can write the directory can hold any lock file for ever: no command
+    may wait for one without bound."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
 
 
 def why(exc: OSError) -> str:

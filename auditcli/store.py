@@ -18,7 +18,6 @@ import os
 import re
 import socket
 import stat
-import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from . import chain
 from .catalog import Catalog
 from .errors import DuplicateIdError, IntegrityError, NotRecordedError, UsageError
 from .lines import LineSplitter, Overlong
+from .safeio import lock_within
 from .safeio import why as _why
 from .timeparse import Clock, utc_now
 
@@ -195,7 +195,7 @@ class LineSource:
                 # The end is inside a line: a writer may be mid-write (it holds an exclusive
                 # lock while it writes). Wait it out, note where it stopped, and read on
                 # without holding the lock while the caller consumes blocks.
-                if _shared_lock(fd, LOCK_WAIT):
+                if lock_within(fd, fcntl.LOCK_SH, LOCK_WAIT):
                     try:
                         size = os.fstat(fd).st_size
                     finally:
@@ -553,20 +553,6 @@ def _make_dir(path: Path, parent: Path | None = None, *, follow: bool = False) -
         ) from None
     if parent is not None:
         _fsync_dir(parent)
-
-
-def _shared_lock(fd: int, wait: float) -> bool:
-    """Take a shared lock on `fd` within `wait` seconds; False if it stays held (whoever can
-    write the directory can hold a lock forever: a reader must not wait for ever)."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.005)
 
 
 def _open_partition(directory: Path) -> int:

@@ -16,12 +16,15 @@ import orjson
 
 from auditcli import chain
 from auditcli.errors import IntegrityError
-from auditcli.safeio import MANIFEST_MAX, kind_of, open_dir, read_bounded, why
+from auditcli.safeio import MANIFEST_MAX, kind_of, lock_within, open_dir, read_bounded, why
 from auditcli.store import AuditStore, LineSource, LogFile, _open_in_partition
 from auditcli.timeparse import parse_utc
 
 from .constants import _FILE_NAME, _MANIFEST_NAME, FORMAT, MANIFEST_DIR
 from .keys import sign
+
+#: Seconds a seal or receipt waits for another one to finish before it gives up.
+LOCK_PATIENCE = 60.0
 
 
 def canonical(body: Mapping[str, Any]) -> bytes:
@@ -203,7 +206,12 @@ class manifest_lock:
             )
         except OSError as exc:
             raise IntegrityError(f"{self.directory}/.lock: {exc.strerror}") from None
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        if not lock_within(self.fd, fcntl.LOCK_EX, LOCK_PATIENCE):
+            os.close(self.fd)
+            raise IntegrityError(
+                f"{self.directory}/.lock: held by another process for {LOCK_PATIENCE:g} s "
+                "(a seal or receipt takes seconds); not sealing"
+            )
         return self.directory
 
     def __exit__(self, *exc_info: object) -> None:
