@@ -637,3 +637,33 @@ def test_serve_is_never_wedged(base: Path, tmp_path: Path) -> None:
     assert stopped_in < 5
     log = server.log.read_text()
     assert token not in log and "access_token" not in log
+
+
+def test_a_held_lock_costs_an_error_not_a_hang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A planted process holding a lock for ever: readers read on, seal gives up with a
+    one-line error (the waits are shortened here; see LOCK_WAIT and LOCK_PATIENCE)."""
+    from auditcli import store as store_module
+    from auditcli.errors import IntegrityError
+    from auditcli.integrity import manifests, seal
+    from auditcli.query import Filters, QueryEngine
+
+    monkeypatch.setattr(store_module, "LOCK_WAIT", 0.2)
+    monkeypatch.setattr(manifests, "LOCK_PATIENCE", 0.2)
+    store = AuditStore(tmp_path / "logs", writer_id="w1")
+    store.append(_entry(n, DAY) for n in range(4))
+    seal(store)
+    path = tmp_path / "logs" / P / "w1.jsonl"
+    with path.open("ab") as held, (tmp_path / "logs" / "_manifests" / ".lock").open("rb") as lock:
+        held.write(b'{"id":"half')
+        held.flush()
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        started = time.monotonic()
+        engine = QueryEngine(store, Filters())
+        assert engine.count() == 4
+        assert [problem.kind for problem in engine.problems] == ["torn line"]
+        with pytest.raises(IntegrityError, match=r"_manifests/\.lock: held by another process"):
+            seal(store)
+        assert time.monotonic() - started < 5
