@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from .errors import AuditError, AuthError, IntegrityError, NotRecordedError, UsageError
+from .safeio import ACCOUNTS_MAX, lock_within, open_file, read_bounded, why
 from .store import AuditStore
 from .timeparse import Duration, format_utc, parse_bound, parse_duration, parse_utc
 
@@ -41,8 +42,9 @@ ACCOUNTS_FILE = "accounts.json"
 LOCK_FILE = ".lock"
 TOKEN_PREFIX = "audit_"
 ROLES: tuple[str, ...] = ("admin", "member")
-_TOKEN = re.compile(r"^audit_[A-Za-z0-9_-]{43}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Matched whole (fullmatch): `$` would also accept a trailing newline.
+_TOKEN = re.compile(r"audit_[A-Za-z0-9_-]{43}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _FORMAT_VERSION = 1
 
 
@@ -173,28 +175,28 @@ class AccountStore:
     # ------------------------------------------------------------------ reading
     def accounts(self) -> tuple[ServiceAccount, ...]:
         """Every live account, in creation order."""
+        where = self.path
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            fd = open_file(self.store.root, f"{ACCOUNTS_DIR}/{ACCOUNTS_FILE}")
         except FileNotFoundError:
             return ()
         except OSError as exc:
-            raise IntegrityError(f"{self.path}: cannot open: {exc.strerror}") from None
+            raise IntegrityError(f"{where}: cannot open: {why(exc)}") from None
         try:
             info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise IntegrityError(f"{self.path}: not a regular file")
-            if info.st_mode & 0o022:
+            if stat.S_ISREG(info.st_mode) and info.st_mode & 0o022:
                 # Anyone who can write the file can add a token: refuse it, as ssh does.
                 raise IntegrityError(
-                    f"{self.path}: writable by group or others "
+                    f"{where}: writable by group or others "
                     f"(mode {stat.S_IMODE(info.st_mode):o}); refused: chmod 600 it"
                 )
             signature = (info.st_ino, info.st_size, info.st_mtime_ns)
             cached = self._cache
-            if cached is not None and cached[0] == signature:
+            if cached is not None and cached[0] == signature and stat.S_ISREG(info.st_mode):
                 return cached[1]
-            with os.fdopen(os.dup(fd), "rb") as handle:
-                raw = handle.read()
+            raw = read_bounded(fd, ACCOUNTS_MAX, where)
+        except OSError as exc:
+            raise IntegrityError(f"{where}: cannot read: {why(exc)}") from None
         finally:
             os.close(fd)
         accounts = self._parse(raw)
@@ -232,7 +234,7 @@ class AccountStore:
         taken does not tell how close a guess was or where its account sits in the file."""
         if not token:
             raise TokenError("missing bearer token", code=None)
-        if not _TOKEN.match(token):
+        if not _TOKEN.fullmatch(token):
             raise TokenError("malformed bearer token")
         presented = hash_token(token).encode()
         found: ServiceAccount | None = None
@@ -260,7 +262,7 @@ class AccountStore:
 
         `actor` holds the entry's actorId (required), actorName and actorEmail. The token is
         returned once and never stored."""
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise UsageError(
                 f"name {name!r}: use 1-64 letters, digits, '.', '_' and '-', "
                 "starting with a letter or digit"
@@ -409,7 +411,11 @@ class AccountStore:
             self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
         )
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            if not lock_within(fd, fcntl.LOCK_EX, 60):
+                raise IntegrityError(
+                    f"{self.directory / LOCK_FILE}: held by another process for 60 s "
+                    "(a change of accounts takes milliseconds); nothing changed"
+                )
             yield
         finally:
             os.close(fd)  # releases the lock

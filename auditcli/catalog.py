@@ -11,10 +11,11 @@ from pathlib import Path
 import orjson
 
 from .errors import UsageError
+from .safeio import CATALOG_MAX, read_control
 
 TARGETS: tuple[str, ...] = ("USER", "ROLE", "TEAM", "SERVICE_ACCOUNT", "ORGANIZATION")
 CATALOG_FILE = "_catalog.json"
-ACTION_NAME = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
+ACTION_NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")  # matched whole (fullmatch)
 TEMPLATE_FIELDS = ("actor", "target", "team", "org")
 
 
@@ -147,14 +148,10 @@ class Catalog:
     @classmethod
     def load(cls, root: Path) -> Catalog:
         """Read the catalog of the log directory `root` (builtins only when it has no file)."""
-        path = root / CATALOG_FILE
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
+        raw = read_control(root, CATALOG_FILE, CATALOG_MAX)
+        if raw is None:
             return cls()
-        except OSError as exc:
-            raise UsageError(f"{path}: cannot read the catalog: {exc.strerror}") from exc
-        return cls(parse_custom_actions(raw, str(path)))
+        return cls(parse_custom_actions(raw, str(root / CATALOG_FILE)))
 
     def __contains__(self, action: object) -> bool:
         return action in self._specs
@@ -199,7 +196,7 @@ def parse_custom_actions(raw: bytes, source: str) -> tuple[ActionSpec, ...]:
             raise UsageError(f"{where}: unknown field {sorted(unknown)[0]!r}")
         name, display = item.get("action"), item.get("actionDisplayName")
         target, template = item.get("target"), item.get("template")
-        if not isinstance(name, str) or not ACTION_NAME.match(name):
+        if not isinstance(name, str) or not ACTION_NAME.fullmatch(name):
             raise UsageError(f"{where}.action: must be snake_case, e.g. deploy_approved")
         if not isinstance(display, str) or not display.strip():
             raise UsageError(f"{where}.actionDisplayName: must be a non-empty string")
@@ -242,7 +239,7 @@ def add_custom_action(
     import tempfile
 
     # Checked here first so errors name what the user typed, not a position in the file.
-    if not ACTION_NAME.match(name):
+    if not ACTION_NAME.fullmatch(name):
         raise UsageError(f"action {name!r}: the name must be snake_case, e.g. deploy_approved")
     if not display_name.strip():
         raise UsageError(f"action {name!r}: the display name must not be empty")

@@ -31,6 +31,8 @@ SEED_FIELDS: tuple[str, ...] = (
     "createdAt",
 )
 ALGORITHM = "sha256"
+#: A stored line (entry, chain link and newline) is never longer: a longer one is damage.
+MAX_LINE = 64 * 1024
 SUFFIX_HEAD = b',"_chain":"sha256:'
 SUFFIX_LEN = len(SUFFIX_HEAD) + 64 + len(b'"}\n')
 #: `createdAt` sits just before the suffix: `"createdAt":"<24 chars>"` then `,"_chain"…`.

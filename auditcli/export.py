@@ -49,7 +49,7 @@ _ACTIVITIES = {
     3006: {3: "Add User", 4: "Remove User", 5: "Delete", 6: "Create"},
 }
 #: OCSF `email_t`: an address outside this pattern stays in `unmapped` only.
-_OCSF_EMAIL = re.compile(r"^[a-zA-Z0-9!#$%&'*+-/=?^_`{|}~.]+@[a-zA-Z0-9-]+\.[a-zA-Z0-9-.]+$")
+_OCSF_EMAIL = re.compile(r"[a-zA-Z0-9!#$%&'*+-/=?^_`{|}~.]+@[a-zA-Z0-9-]+\.[a-zA-Z0-9-.]+")
 #: What the event says when an entry does not name the member (or role) OCSF requires.
 UNKNOWN = "unknown"
 
@@ -160,7 +160,7 @@ def ocsf_event(entry: dict[str, Any]) -> dict[str, Any]:
     if entry.get("actorName"):
         actor_user["name"] = entry["actorName"]
     email = entry.get("actorEmail")
-    if email and _OCSF_EMAIL.match(email):
+    if email and _OCSF_EMAIL.fullmatch(email):
         actor_user["email_addr"] = email
     elif email:
         unmapped["actorEmail"] = email  # not an OCSF email_t: kept, but not as email_addr

@@ -6,10 +6,15 @@ action, target, targetId, organizationId, teamId) a small code per line, with ea
 and count; and whether the lines are already in result order (createdAt, then id). It lives in
 `LOGDIR/_index/date=YYYY-MM-DD/<file name>.idx` (the underscore hides it from DuckDB and co.).
 
-It is derived data, never evidence: `verify` does not read it and deleting `_index/` loses
-nothing. It is used only while the file is exactly as it was indexed: device, inode, size,
-mtime and ctime are recorded, and any write, truncation, replacement or chmod of the file
-changes at least one of them (ctime cannot be set from user space). A file is indexed only when
+It is derived data, never evidence: deleting `_index/` loses nothing, and whoever can write
+the log directory can forge it, so it is never trusted with an answer. It is used only while
+the file is as it was indexed: device, inode, size, mtime and ctime are recorded (any write,
+truncation, replacement or chmod changes one of them), and so are the file's last bytes (its
+last chain link), which bind the index to the content. Every line the index selects is checked
+against the filter by the query engine before it is returned (a disagreement is reported and the
+file scanned), and `audit verify` rebuilds every index the engine would use and reports any
+that differs (`integrity/indexes.py`). Index files are read, written and removed through
+directory descriptors, never through a symlink, with a bounded header. A file is indexed only when
 every line has the stored shape and is canonical JSON in the API's field order, so a code says
 exactly what the byte-level matcher of `query` would say about the line. A file with any other
 line gets a small "not indexable" marker (same identity rules) and is scanned as before, which
@@ -31,7 +36,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import accumulate, islice, pairwise, repeat
+from itertools import accumulate, islice, repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -39,6 +44,8 @@ from typing import Any
 import orjson
 
 from . import chain
+from .lines import LineSplitter
+from .safeio import INDEX_HEADER_MAX, open_dir, open_dir_at, open_file
 
 INDEX_DIR = "_index"
 FIELDS = ("actorId", "action", "target", "targetId", "organizationId", "teamId")
@@ -62,6 +69,16 @@ Identity = tuple[int, int, int, int, int]
 def identity(info: os.stat_result) -> Identity:
     """What must not change for an index to stay valid: device, inode, size, mtime, ctime."""
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+#: How many of a file's last bytes an index records: the last line's chain link and end.
+TAIL_BYTES = chain.SUFFIX_LEN
+
+
+def tail_of(fd: int, size: int) -> bytes:
+    """The last TAIL_BYTES bytes of the open file `fd` of `size` bytes (what binds an index)."""
+    count = min(size, TAIL_BYTES)
+    return os.pread(fd, count, size - count) if count else b""
 
 
 def index_path(root: Path, partition: str, file_name: str) -> Path:
@@ -143,6 +160,7 @@ class LineIndex:
         "order",
         "ordered",
         "rank",
+        "tail",
         "ties",
         "usable",
     )
@@ -162,6 +180,8 @@ class LineIndex:
         self.ident, self.usable, self.lines, self.ordered = ident, usable, lines, ordered
         self.offsets, self.columns = offsets, columns or {}
         self.order, self.rank, self.ties = order, rank, ties
+        #: The file's last bytes when indexed (see `tail_of`).
+        self.tail = b""
         #: The earliest and latest createdAt (stored bytes): bounds outside them are no-ops.
         self.first = self.last = b""
 
@@ -275,54 +295,37 @@ class LineIndex:
         high = bisect_right(positions, until, key=created) if until is not None else self.lines
         return low, max(low, high)
 
-    def offset_list(self) -> list[int]:
-        """The line offsets as a list (indexing a list of ints is faster than an array)."""
-        if not isinstance(self.offsets, list):
-            self.offsets = (
-                self.offsets.tolist() if isinstance(self.offsets, array) else list(self.offsets)
-            )
-        return self.offsets
-
-    def line_bytes(self, selected: Sequence[int], source: FileBytes) -> list[bytes]:
-        """The stored lines (newline included) numbered `selected`, from the file's bytes."""
+    def checked_lines(
+        self, selected: Sequence[int], source: FileBytes, accept: Any
+    ) -> list[bytes] | None:
+        """The lines numbered `selected` (as `line_bytes`), or None as soon as one is not a
+        whole line of the file (the byte before it is not a newline, or it holds more than
+        one) or `accept(line)` is false: the index does not describe the file."""
         offsets = self.offsets
         data = source.for_lines(len(selected) * _DENSE > self.lines)
-        if not isinstance(data, bytearray):
-            return [data[offsets[n] : offsets[n + 1]] for n in selected]
-        offsets = self.offset_list()
-        with memoryview(data) as view:
-            return [view[offsets[n] : offsets[n + 1]].tobytes() for n in selected]
-
-    def contents(self, selected: Sequence[int], source: FileBytes) -> bytes:
-        """JSONL of the entries on lines `selected`, in that order: each stored line with its
-        chain suffix cut off (`seed_json`), straight from the file's bytes."""
-        offsets, cut = self.offsets, _SUFFIX
-        data = source.for_lines(len(selected) * _DENSE > self.lines)
-        if not isinstance(data, bytearray):
-            parts = [data[offsets[n] : offsets[n + 1] - cut] for n in selected]
-            return b"}\n".join(parts) + b"}\n" if parts else b""
-        # Slices of a memoryview copy nothing: the join is the one copy of each line.
-        view = memoryview(data)
-        try:
-            slices: list[memoryview]
-            if isinstance(selected, range) and selected.step == 1:
-                ends = self.offset_list()[selected.start : selected.stop + 1]
-                slices = [view[a : b - cut] for a, b in pairwise(ends)]
+        found = []
+        for n in selected:
+            start, end = offsets[n], offsets[n + 1]
+            if start:
+                line = data[start - 1 : end]
+                if line[:1] != b"\n":
+                    return None
+                line = line[1:]
             else:
-                offsets = self.offset_list()
-                slices = [view[offsets[n] : offsets[n + 1] - cut] for n in selected]
-            block = b"}\n".join(slices) + b"}\n" if slices else b""
-            del slices  # the slices hold the buffer until they are gone
-            return block
-        finally:
-            with contextlib.suppress(BufferError):
-                view.release()
+                line = data[0:end]
+            if isinstance(line, bytearray):
+                line = bytes(line)
+            if line.find(b"\n") != len(line) - 1 or not accept(line):
+                return None
+            found.append(line)
+        return found
 
     # ------------------------------------------------------------------ file form
     def to_bytes(self) -> bytes:
         """The index file's content."""
         header: dict[str, Any] = {
             "identity": list(self.ident),
+            "tail": self.tail.hex(),
             "usable": self.usable,
             "byteorder": sys.byteorder,
         }
@@ -392,36 +395,48 @@ class FileBytes:
 
 
 # ---------------------------------------------------------------------- reading an index
-def load(path: Path, ident: Identity, fields: Iterable[str] = FIELDS) -> LineIndex | None:
-    """The index at `path` if it was made for a file of identity `ident`, with the columns of
-    `fields` read; None when it is missing, stale or unreadable (the caller scans)."""
+def load(
+    root: Path, partition: str, file_name: str, ident: Identity, tail: bytes, fields: Iterable[str]
+) -> LineIndex | None:
+    """The index of `partition/file_name` if it was made for a file of identity `ident` ending
+    with `tail`, with the columns of `fields` read; None when it is missing, stale, unreadable,
+    not a regular file, behind a symlink or with a header over INDEX_HEADER_MAX (the caller
+    scans)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = open_file(root, f"{INDEX_DIR}/{partition}/{file_name}.idx")
     except OSError:
         return None
     try:
-        return _read(fd, ident, fields)
-    except (OSError, ValueError, KeyError, TypeError, OverflowError):
+        return _read(fd, ident, tail, fields)
+    except (OSError, ValueError, KeyError, TypeError, OverflowError, IndexError, AttributeError):
         return None  # damaged or foreign: as if missing
     finally:
         os.close(fd)
 
 
-def _read(fd: int, ident: Identity, fields: Iterable[str]) -> LineIndex | None:
+def _read(fd: int, ident: Identity, tail: bytes, fields: Iterable[str]) -> LineIndex | None:
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         return None
     start = os.pread(fd, 64 << 10, 0)
     if not start.startswith(_MAGIC) or len(start) < _HEADER_AT:
         return None
     size = int.from_bytes(start[len(_MAGIC) : _HEADER_AT], "little")
+    if size > INDEX_HEADER_MAX:
+        return None
     raw = start[_HEADER_AT : _HEADER_AT + size]
     if len(raw) < size:
         raw += _pread_exact(fd, size - len(raw), _HEADER_AT + len(raw))
     header = orjson.loads(raw)
-    if tuple(header["identity"]) != ident or header["byteorder"] != sys.byteorder:
+    if (
+        tuple(header["identity"]) != ident
+        or header["byteorder"] != sys.byteorder
+        or bytes.fromhex(header["tail"]) != tail
+    ):
         return None
     if not header["usable"]:
-        return LineIndex(ident, usable=False)
+        index = LineIndex(ident, usable=False)
+        index.tail = tail
+        return index
     body = _HEADER_AT + size
     lines, ordered = header["lines"], header["ordered"]
 
@@ -432,6 +447,8 @@ def _read(fd: int, ident: Identity, fields: Iterable[str]) -> LineIndex | None:
         return values
 
     offsets = read_array("offsets", lines + 1)
+    if offsets[0] != 0 or offsets[-1] != ident[2]:
+        return None  # not the whole of this file
     order: Sequence[int] = ()
     rank: Sequence[int] = ()
     if not ordered:
@@ -439,10 +456,14 @@ def _read(fd: int, ident: Identity, fields: Iterable[str]) -> LineIndex | None:
     columns = {}
     for name in fields:
         spec = header["columns"][name]
+        values, counts = spec["values"], spec["counts"]
+        if len(values) != len(counts) or sum(counts) != lines:
+            return None
         codes = _pread_exact(fd, lines * spec["width"], body + spec["at"])
-        columns[name] = Column(spec["values"], spec["counts"], codes, spec["width"])
+        columns[name] = Column(values, counts, codes, spec["width"])
     index = LineIndex(ident, True, lines, ordered, offsets, columns, order, rank, header["ties"])
     index.first, index.last = (stamp.encode("latin-1") for stamp in header["span"])
+    index.tail = tail
     return index
 
 
@@ -461,22 +482,29 @@ def build(fd: int, info: os.stat_result, *, compressed: bool = False) -> LineInd
     is not a clean gzip member or changed while it was read (the caller scans it the ordinary
     way, which reports what is wrong)."""
     builder = _Builder()
-    carry = b""
     blocks = _gzip_blocks(fd, info.st_size) if compressed else _plain_blocks(fd, info.st_size)
-    for block in blocks:
-        if block is None:
-            return None
-        if carry:
-            block = carry + block
-        cut = block.rfind(b"\n") + 1
-        carry = block[cut:]
-        if cut and builder.usable:
-            builder.add(block[:cut])
-    if carry:
+    # A line over the limit reads as an empty line, which makes the file not indexable.
+    splitter = LineSplitter(chain.MAX_LINE)
+    failed: list[bool] = []
+    for chunk in splitter.chunks(_until_failure(blocks, failed)):
+        if builder.usable:
+            builder.add(chunk)
+    if failed or splitter.rest:
         return None  # a torn or unfinished last line: the scan waits for writers and reports it
     if identity(os.fstat(fd)) != identity(info):
         return None
-    return builder.finish(identity(info))
+    index = builder.finish(identity(info))
+    index.tail = tail_of(fd, info.st_size)
+    return index
+
+
+def _until_failure(blocks: Iterable[bytes | None], failed: list[bool]) -> Iterator[bytes]:
+    """The blocks up to the first None (a read that went wrong), which appends to `failed`."""
+    for block in blocks:
+        if block is None:
+            failed.append(True)
+            return
+        yield block
 
 
 def _plain_blocks(fd: int, size: int) -> Iterator[bytes | None]:
@@ -620,17 +648,21 @@ _NEEDS_ESCAPE = re.compile(rb'["\\\x00-\x1f]')  # what JSON escapes inside a str
 # ---------------------------------------------------------------------- writing an index
 def save(root: Path, partition: str, file_name: str, index: LineIndex) -> None:
     """Write `index` for `partition/file_name`, atomically; any failure (read-only directory,
-    full disk) is ignored: an index only saves time. Indexes of files that no longer exist in
-    the partition are removed on the way."""
-    directory = root / INDEX_DIR / partition
-    target = directory / (file_name + ".idx")
-    temporary = directory / f".{file_name}.{os.getpid()}.{id(index):x}.tmp"  # per writer
+    full disk, a symlink or a file planted as `_index` or its partition) is ignored: an index
+    only saves time. Everything happens through directory descriptors opened without following
+    a symlink, so nothing outside the log directory is ever written or removed. Indexes of files
+    that no longer exist in the partition are removed on the way."""
+    temporary = f".{file_name}.{os.getpid()}.{id(index):x}.tmp"  # per writer
     try:
-        for path in (root / INDEX_DIR, directory):
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(path, 0o700)
+        directory = _index_dir(root, partition)
+    except OSError:
+        return
+    try:
         fd = os.open(
-            temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+            temporary,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+            dir_fd=directory,
         )
         try:
             view = memoryview(index.to_bytes())
@@ -638,25 +670,77 @@ def save(root: Path, partition: str, file_name: str, index: LineIndex) -> None:
                 view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
-        os.replace(temporary, target)
+        os.replace(temporary, file_name + ".idx", src_dir_fd=directory, dst_dir_fd=directory)
         _prune(root, partition, directory)
     except OSError:
         with contextlib.suppress(OSError):
-            os.unlink(temporary)
+            os.unlink(temporary, dir_fd=directory)
+    finally:
+        os.close(directory)
 
 
-def _prune(root: Path, partition: str, directory: Path) -> None:
-    for name in os.listdir(directory):
-        if name.endswith(".idx") and not (root / partition / name[: -len(".idx")]).exists():
-            with contextlib.suppress(OSError):
-                os.unlink(directory / name)
+def _index_dir(root: Path, partition: str) -> int:
+    """A descriptor of `_index/<partition>`, both created (0700) when missing; OSError when
+    either is a symlink or not a directory."""
+    fd = open_dir(root, [])
+    try:
+        for name in (INDEX_DIR, partition):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o700, dir_fd=fd)
+            child = open_dir_at(fd, name)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _prune(root: Path, partition: str, directory: int) -> None:
+    try:
+        logs = open_dir(root, [partition])
+    except OSError:
+        return
+    try:
+        for name in os.listdir(directory):
+            if not name.endswith(".idx"):
+                continue
+            try:
+                os.stat(name[: -len(".idx")], dir_fd=logs, follow_symlinks=False)
+            except FileNotFoundError:
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=directory)
+            except OSError:
+                continue
+    finally:
+        os.close(logs)
+
+
+def forget_file(root: Path, partition: str, file_name: str) -> None:
+    """Remove the index of `partition/file_name` (after the file was replaced or removed),
+    never through a symlink; a missing one is fine."""
+    with contextlib.suppress(OSError):
+        directory = open_dir(root, [INDEX_DIR, partition])
+        try:
+            os.unlink(file_name + ".idx", dir_fd=directory)
+        finally:
+            os.close(directory)
 
 
 def forget(root: Path, partition: str) -> None:
-    """Remove the indexes of one partition (after it was compressed or deleted)."""
-    directory = root / INDEX_DIR / partition
+    """Remove the indexes of one partition (after it was compressed or deleted): the files of
+    `_index/<partition>` and the directory, never through a symlink and never recursing into a
+    planted directory (which is then left in place)."""
     with contextlib.suppress(OSError):
-        for name in os.listdir(directory):
-            with contextlib.suppress(OSError):
-                os.unlink(directory / name)
-        os.rmdir(directory)
+        parent = open_dir(root, [INDEX_DIR])
+        try:
+            directory = open_dir_at(parent, partition)
+            try:
+                for name in os.listdir(directory):
+                    with contextlib.suppress(OSError):  # a directory is refused: left alone
+                        os.unlink(name, dir_fd=directory)
+            finally:
+                os.close(directory)
+            os.rmdir(partition, dir_fd=parent)
+        finally:
+            os.close(parent)

@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from . import chain, lineindex
-from .errors import IntegrityError, NotRecordedError, UsageError
+from .errors import IntegrityError, NotRecordedError, UsageError, inert
 from .query import Filters, Problem, QueryEngine, _scan_needle, split_lines
 from .store import (
     _NO_SURPRISES,
@@ -146,6 +146,8 @@ def rotate(
         for day in store.days(last=_day_before(report.compress_before)):
             if day not in deleted:  # (a dry run leaves them in place)
                 _compress_day(store, day, dry_run, note)
+        for name, why in store.odd_partitions():  # never followed, never counted: reported
+            note(Step("problem", inert(name), why))
     return report
 
 
@@ -682,7 +684,7 @@ def stats(
             )
     else:
         parts = [_count_files(store.root, filters, keys, files)] if files else []
-    problems: list[Problem] = []
+    problems: list[Problem] = list(engine.problems)  # odd partitions, indexes ignored
     for part, found in parts:
         counter.update(part)
         problems.extend(found)
@@ -776,7 +778,7 @@ def matching_blocks(
             lines_here = source.lines - first_line + 1  # the source counted them already
             mask = None
             if chunk.count(chain.SUFFIX_HEAD) != lines_here:
-                _, hits = engine._scan_checked(file, chunk, first_line, False)
+                _, hits = engine._scan_checked(file, chunk, first_line, False, source)
             elif everything:
                 hits = None
             elif needle is not None and _selective(chunk, needle):
@@ -795,24 +797,7 @@ def matching_blocks(
                 yield b"".join(hits), len(hits), None
     except IntegrityError as exc:
         engine.problems.append(Problem(file.name, None, "unreadable", str(exc)))
-    if source.torn_line is not None:
-        engine.problems.append(
-            Problem(
-                file.name,
-                source.torn_line,
-                "torn line",
-                f"{source.torn_bytes} bytes with no newline (a crash mid-write); excluded",
-            )
-        )
-    if source.trailing_garbage:
-        engine.problems.append(
-            Problem(
-                file.name,
-                None,
-                "trailing data",
-                f"{source.trailing_garbage} bytes after the gzip member",
-            )
-        )
+    engine.note_damage(file, source)
 
 
 def _selective(chunk: bytes, needle: bytes) -> bool:
@@ -948,17 +933,28 @@ class Follower:
             else:
                 data = self._read_plain(file, state)
             cut = data.rfind(b"\n") + 1
+            if not cut and len(data) >= _FOLLOW_LIMIT:
+                # No entry is this long (64 KiB at most): damage, skipped in bounded steps. The
+                # rest of it up to its newline is then one more foreign line, skipped too.
+                self.problems.append(
+                    Problem(file.name, None, "line too long", f"skipped at byte {state.offset}")
+                )
+                cut = len(data)
             if not cut:
                 continue
             state.offset += cut
             state.mark = (state.mark + data[:cut])[-_MARK:]
             for line in split_lines(data[:cut]):
                 if not chain.is_chained_line(line):
-                    self.problems.append(
-                        Problem(
-                            file.name, None, "not an entry", "foreign or corrupted line; skipped"
+                    if line != b"\n":  # the place of a line too long, reported above
+                        self.problems.append(
+                            Problem(
+                                file.name,
+                                None,
+                                "not an entry",
+                                "foreign or corrupted line; skipped",
+                            )
                         )
-                    )
                 elif self.engine.matcher(line):
                     found.append(line)
         found.sort(

@@ -12,12 +12,12 @@ import orjson
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from .catalog import TARGETS, Catalog
-from .chain import SEED_FIELDS
+from .chain import MAX_LINE, SEED_FIELDS
 from .errors import InvalidEntryError
 from .timeparse import Clock, format_utc, normalise_entry_time, utc_now
 
 #: A stored line (entry plus chain link) may not exceed this many bytes.
-MAX_LINE_BYTES = 64 * 1024
+MAX_LINE_BYTES = MAX_LINE
 MAX_METADATA_DEPTH = 32
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 

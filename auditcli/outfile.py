@@ -180,13 +180,13 @@ def _fsync_dir(directory: Path) -> None:
 
 def _remove_stale_temps(directory: Path, name: str) -> None:
     """Remove `.<name>.<pid>.<n>.tmp` files of processes that no longer run on this host."""
-    pattern = re.compile(rf"^\.{re.escape(name)}\.(\d+)\.\d+\.tmp$")
+    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)\.\d+\.tmp")
     try:
         names = os.listdir(directory)
     except OSError:
         return
     for entry in names:
-        match = pattern.match(entry)
+        match = pattern.fullmatch(entry)
         if match and not _alive(int(match.group(1))):
             with contextlib.suppress(OSError):
                 os.unlink(directory / entry)

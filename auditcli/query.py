@@ -23,20 +23,23 @@ construction and is used only while the file is byte-for-byte as indexed.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import os
 import stat
+from array import array
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
 from . import chain, lineindex
 from .catalog import Catalog, check_target
-from .errors import IntegrityError, UsageError
+from .errors import IntegrityError, UsageError, inert
 from .progress import Progress
-from .store import AuditStore, LogFile, _open_in_partition
+from .store import PARTITION_PREFIX, AuditStore, LineSource, LogFile, _open_in_partition
 from .timeparse import format_utc
 
 _NEWLINE = b"\n"
@@ -46,6 +49,16 @@ _AFTER_METADATA = ("organizationId", "teamId")
 #: Files smaller than this are scanned, never indexed: reading them costs what an index would.
 INDEX_MIN_BYTES = 256 << 10
 _BLOCK_LINES = 8192  # lines per output block of `content_blocks`
+_SPOT_CHECKS = 64  # values of a key field checked against a line before counts are trusted
+#: The Filters attribute of each filterable JSON field.
+_FILTER_OF = {
+    "actorId": "actor_ids",
+    "action": "actions",
+    "target": "targets",
+    "targetId": "target_ids",
+    "organizationId": "org_ids",
+    "teamId": "team_ids",
+}
 
 
 @dataclass(frozen=True)
@@ -183,12 +196,19 @@ class QueryEngine:
         self._buffer = bytearray()  # reused to read indexed files whole (lineindex.FileBytes)
         self.progress = progress
         self._indexed_lines = 0
+        self._odd_reported = False
 
     def days(self) -> list[str]:
         """The partitions that can hold matches, in result order."""
         first = self.filters.since[:10] if self.filters.since else None
         last = self.filters.until[:10] if self.filters.until else None
         days = self.store.days(first, last)
+        if not self._odd_reported:
+            self._odd_reported = True
+            for name, why in self.store.odd_partitions():
+                day = name[len(PARTITION_PREFIX) :][:10]  # what it claims to be
+                if (first is None or day >= first) and (last is None or day <= last[:10]):
+                    self.problems.append(Problem(inert(name), None, "not a partition", why))
         return days[::-1] if self.order == "desc" else days
 
     def _whole_day(self, day: str) -> bool:
@@ -210,7 +230,7 @@ class QueryEngine:
                 lines_here = chunk.count(_NEWLINE)
                 if chunk.count(_SUFFIX_HEAD) != lines_here:
                     # Some line lacks the stored shape: take the careful path for this chunk.
-                    n, hits = self._scan_checked(file, chunk, first_line, count_only)
+                    n, hits = self._scan_checked(file, chunk, first_line, count_only, source)
                     count += n
                     found.extend(hits)
                 elif everything:
@@ -230,32 +250,24 @@ class QueryEngine:
                 first_line += lines_here
         except IntegrityError as exc:  # an unreadable file is reported, not fatal
             self.problems.append(Problem(file.name, None, "unreadable", str(exc)))
-        if source.torn_line is not None:
-            self.problems.append(
-                Problem(
-                    file.name,
-                    source.torn_line,
-                    "torn line",
-                    f"{source.torn_bytes} bytes with no newline (a crash mid-write); excluded",
-                )
-            )
-        if source.trailing_garbage:
-            self.problems.append(
-                Problem(
-                    file.name,
-                    None,
-                    "trailing data",
-                    f"{source.trailing_garbage} bytes after the gzip member",
-                )
-            )
+        self.note_damage(file, source)
         return count, found
 
+    def note_damage(self, file: LogFile, source: LineSource) -> None:
+        """Report what reading `file` through `source` met besides entries (torn end, bytes
+        after a gzip member, lines over the size limit)."""
+        for line, kind, detail in source.damage():
+            self.problems.append(Problem(file.name, line, kind, detail))
+
     def _scan_checked(
-        self, file: LogFile, chunk: bytes, first_line: int, count_only: bool
+        self, file: LogFile, chunk: bytes, first_line: int, count_only: bool, source: LineSource
     ) -> tuple[int, list[bytes]]:
         count, found = 0, []
+        overlong = {bad.line for bad in source.overlong}  # reported by note_damage
         for offset, line in enumerate(split_lines(chunk)):
             if not chain.is_chained_line(line):
+                if first_line + offset in overlong:
+                    continue
                 self.problems.append(
                     Problem(
                         file.name,
@@ -357,9 +369,16 @@ class QueryEngine:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode) or info.st_size < max(self.index_min_bytes, 1):
                 return None
-            path = lineindex.index_path(self.store.root, file.partition, file.path.name)
             by_field = self.filters.by_field()
-            index = lineindex.load(path, lineindex.identity(info), {*by_field, *keys})
+            tail = lineindex.tail_of(fd, info.st_size)
+            index = lineindex.load(
+                self.store.root,
+                file.partition,
+                file.path.name,
+                lineindex.identity(info),
+                tail,
+                {*by_field, *keys},
+            )
             if index is None:
                 if file.day >= self._today:
                     return None  # still appended to: scanned, indexed once the day is over
@@ -372,7 +391,15 @@ class QueryEngine:
                 lineindex.save(self.store.root, file.partition, file.path.name, index)
             if not index.usable:
                 return None
-            return self._answer(index, fd, info.st_size, file, by_field, want, keys, window)
+            try:
+                return self._answer(index, fd, info.st_size, file, by_field, want, keys, window)
+            except (_IndexDisagrees, IndexError, ValueError, TypeError, KeyError, OverflowError):
+                # Derived data that does not describe its file (forged, or damaged past what
+                # loading notices) never answers: the file is scanned and this is reported.
+                self.problems.append(
+                    Problem(file.name, None, "line index ignored", _DISAGREES.format(file=file))
+                )
+                return None
         finally:
             os.close(fd)
 
@@ -398,6 +425,10 @@ class QueryEngine:
         if file.compressed and (since is not None or until is not None):
             return None  # bounds inside the file's span need its lines: decompress and scan
         data = lineindex.FileBytes(fd, size, self._buffer)
+        if want in ("count", "keys"):
+            # Counts come from the index alone: check that each value it counts is what a
+            # line it gives that value holds (a swap of values, as a forger would do, shows).
+            self._spot_check(index, data, by_field, keys)
         if want == "count":
             return index.count(by_field, since, until, lambda: data), []
         if want == "keys":
@@ -407,26 +438,93 @@ class QueryEngine:
         if want in ("blocks", "window"):
             in_order = selected[::-1] if descending else selected
             if want == "window":
-                found = index.line_bytes(in_order[window[0] : window[1]], data)
+                found = self._checked(index, in_order[window[0] : window[1]], data, descending)
             else:
-                found = self._blocks(index, in_order, os.dup(fd), size)
+                blocks = self._blocks(index, in_order, os.dup(fd), size)
+                # The first block is checked now: an index wrong from its start never answers.
+                first = next(blocks, None)
+                found = _stop_on_disagreement(
+                    itertools.chain([first] if first else [], blocks), file
+                )
         elif len(selected):
-            found = index.line_bytes(selected, data)
+            found = self._checked(index, selected, data, False)
         self._indexed.add(file)
         if not index.ties:
             self._in_order.add(file)
         return len(selected), found
 
+    def _checked(
+        self,
+        index: lineindex.LineIndex,
+        selected: Any,
+        data: lineindex.FileBytes,
+        descending: bool,
+        after: bytes | None = None,
+    ) -> list[bytes]:
+        """The lines `selected` by the index, each checked to be a whole stored entry of the
+        file that matches the filters (with the exact byte matcher) and in result order
+        (descending or not, following the line `after`); _IndexDisagrees otherwise."""
+        lines = index.checked_lines(selected, data, self._genuine)
+        if lines is None:
+            raise _IndexDisagrees
+        keys = list(map(sort_key, lines))
+        if after is not None:
+            keys.insert(0, sort_key(after))
+        step = operator.ge if descending else operator.le
+        if not all(map(step, keys, keys[1:])):
+            raise _IndexDisagrees
+        return lines
+
+    def _spot_check(
+        self,
+        index: lineindex.LineIndex,
+        data: lineindex.FileBytes,
+        by_field: dict[str, tuple[str, ...]],
+        keys: tuple[str, ...],
+    ) -> None:
+        """_IndexDisagrees unless, for every value the answer counts (the filtered ones, and
+        the _SPOT_CHECKS most frequent of each key field), the first line the index gives that
+        value is a whole stored line that holds it. One read per value."""
+        for name in {*by_field, *keys}:
+            column = index.columns[name]
+            codes = set(column.codes_of(by_field.get(name, ())))
+            if name in keys:
+                ranked = sorted(range(len(column.counts)), key=column.counts.__getitem__)
+                codes.update(ranked[-_SPOT_CHECKS:])
+            places = array("BHI"[column.width.bit_length() - 1], column.codes)
+            for code in codes:
+                if not column.counts[code]:
+                    continue
+                value = column.values[code]
+                holds = _Matcher(replace(Filters(), **{_FILTER_OF[name]: (value,)}))
+                if index.checked_lines([places.index(code)], data, holds) is None:
+                    raise _IndexDisagrees
+
+    def _genuine(self, line: bytes) -> bool:
+        """Whether `line` is a stored entry (shape, JSON content) that matches the filters."""
+        if not (chain.is_chained_line(line) and self.matcher(line)):
+            return False
+        try:
+            orjson.loads(chain.content_of(line))
+        except orjson.JSONDecodeError:
+            return False
+        return True
+
     def _blocks(
         self, index: lineindex.LineIndex, selected: Any, fd: int, size: int
     ) -> Iterator[tuple[int, bytes]]:
         """JSONL blocks of the `selected` lines, made as they are consumed (memory stays at one
-        block and the read buffer); closes `fd`."""
+        block and the read buffer), each line checked as `_checked` does (_IndexDisagrees
+        otherwise); closes `fd`."""
+        cut = -chain.SUFFIX_LEN
         try:
             data = lineindex.FileBytes(fd, size, self._buffer)
+            previous = None
             for first in range(0, len(selected), _BLOCK_LINES):
                 part = selected[first : first + _BLOCK_LINES]
-                yield len(part), index.contents(part, data)
+                lines = self._checked(index, part, data, self.order == "desc", previous)
+                previous = lines[-1] if lines else previous
+                yield len(lines), b"}\n".join([line[:cut] for line in lines]) + b"}\n"
         finally:
             os.close(fd)
 
@@ -510,6 +608,31 @@ class QueryEngine:
             else:
                 total += self.day_count(day)
         return total, kept
+
+
+def _stop_on_disagreement(
+    blocks: Iterator[tuple[int, bytes]], file: LogFile
+) -> Iterator[tuple[int, bytes]]:
+    """`blocks`; a line the index got wrong after the first block stops the output with an
+    IntegrityError (what was written is right, but not all: the error says what to do)."""
+    try:
+        yield from blocks
+    except (_IndexDisagrees, IndexError, ValueError, TypeError, OverflowError):
+        raise IntegrityError(
+            f"{file.name}: "
+            + _NOT_DESCRIBED.format(file=file)
+            + "; output stopped. Run `audit verify`; delete the index and retry"
+        ) from None
+
+
+class _IndexDisagrees(Exception):
+    """A line index selected something that is not a matching entry of its file."""
+
+
+_NOT_DESCRIBED = (
+    "its line index (_index/{file.name}.idx) does not describe the file (forged or damaged)"
+)
+_DISAGREES = _NOT_DESCRIBED + "; the file was scanned instead. Run `audit verify`; delete the index"
 
 
 def split_lines(chunk: bytes) -> list[bytes]:

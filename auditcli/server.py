@@ -7,14 +7,27 @@ lines are not parsed on the way out; each entry's canonical bytes are copied int
 Every error is JSON `{"error": "...", "details": [...]}`, never a stack trace: 400 for a bad
 parameter, 401 for a missing, malformed, unknown, expired or deleted token (with
 `WWW-Authenticate: Bearer`), 403 for a token without the admin role, 404 and 405 for other paths
-and methods, 500 for anything unexpected (logged on the server, without the request's headers).
+and methods (a trailing slash is another path: 404, never a redirect), 500 for a store that cannot
+be read or anything unexpected (logged on the server, without the request's headers), 503 for a
+request whose store work did not finish in time.
+
+Store work (reading the accounts file, the catalog, the log files) never runs on the event loop:
+it runs in a small pool of daemon threads and each request waits at most `request_timeout`
+seconds for it, so a file the directory's writer planted to stall a reader costs that request
+an error, other requests keep being served, and SIGTERM still stops the server.
 """
 
+import asyncio
 import io
 import logging
 import os
+import queue
+import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -27,6 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .accounts import AccountStore, ForbiddenError, ServiceAccount, TokenError
+from .catalog import TARGETS
 from .errors import AuditError, UsageError
 from .model import Entry
 from .query import Filters, QueryEngine, seed_json
@@ -35,6 +49,8 @@ from .store import AuditStore, LogFile
 from .timeparse import parse_bound
 
 API_PATH = "/api/v1/audit-logs"
+#: Seconds a request waits for its store work before it is answered 503.
+REQUEST_TIMEOUT = 60.0
 REALM = "auditcli"
 log = logging.getLogger("auditcli.server")
 
@@ -80,20 +96,28 @@ def _error_doc(description: str) -> dict[str, Any]:
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error_doc(
         "A parameter is out of range or unparseable: limit outside 1-100, a negative offset, "
-        "a bad timestamp, createdAtGte after createdAtLte, an unknown action or target, "
-        "a parameter given twice."
+        "a bad timestamp, an unknown action or target, a parameter given twice. "
+        "(createdAtGte after createdAtLte is no error: nothing matches.)"
     ),
     401: _error_doc(
         "The bearer token is missing, malformed, unknown, expired or was deleted. "
         "The response carries `WWW-Authenticate: Bearer`."
     ),
     403: _error_doc("The token is valid but its service account is not an organization admin."),
-    404: _error_doc("No such path."),
-    405: _error_doc("Only GET is allowed (see the Allow header)."),
-    500: _error_doc("An unexpected server error (details are in the server's log only)."),
+    404: _error_doc("No such path (a trailing slash is another path)."),
+    405: _error_doc("Only GET and HEAD are allowed (see the Allow header)."),
+    500: _error_doc(
+        "The audit store cannot be read (a damaged or planted file) or an unexpected server "
+        "error; details are in the server's log only."
+    ),
+    503: _error_doc("The store work of the request did not finish in time; retry later."),
 }
 
-_RULES = {"limit": "must be an integer from 1 to 100", "offset": "must be an integer, 0 or more"}
+_RULES = {
+    "limit": "must be an integer from 1 to 100",
+    "offset": "must be an integer, 0 or more",
+    "actorId": "must be 1 to 512 characters",
+}
 _SINGLE_VALUED = ("limit", "offset", "createdAtGte", "createdAtLte", "action", "target", "actorId")
 
 
@@ -198,6 +222,70 @@ class CachingQueryEngine(QueryEngine):
         return lines
 
 
+class StoreWorkers:
+    """A fixed pool of daemon threads that runs blocking store work for the event loop.
+
+    Daemon threads, unlike those of `concurrent.futures`, are not joined at exit: a thread
+    stuck on a file never keeps a stopped server alive. At most `size` pieces of work run at
+    once (a query is CPU-bound and holds up to one partition's matches in memory); the rest
+    queue."""
+
+    def __init__(self, size: int) -> None:
+        self._work: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
+        for number in range(size):
+            threading.Thread(target=self._serve, name=f"audit-store-{number}", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            future, work = self._work.get()
+            if not future.set_running_or_notify_cancel():
+                continue  # its request gave up while it queued
+            try:
+                future.set_result(work())
+            except BaseException as exc:  # handed to the request, which answers with it
+                future.set_exception(exc)
+
+    async def run(self, work: Callable[[], Any], timeout: float) -> Any:
+        """The result of `work()` run on a pool thread; StoreTimeoutError after `timeout` s."""
+        future: Future[Any] = Future()
+        self._work.put((future, work))
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except TimeoutError:
+            future.cancel()  # dropped if it has not started; a started one runs out alone
+            raise StoreTimeoutError(
+                f"the request's store work did not finish in {timeout:g} s"
+            ) from None
+
+
+class StoreTimeoutError(AuditError):
+    """A request's store work took longer than the server's request timeout (HTTP 503)."""
+
+
+class NoQueryString(logging.Filter):
+    """Drops the query string from uvicorn's access log lines: a client may put a token there
+    (`?access_token=…`, refused) and the log must not keep it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the path argument of an access record; always keep the record."""
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration with NoQueryString on its access log."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["no_query_string"] = {"()": NoQueryString}
+    config["handlers"]["access"]["filters"] = ["no_query_string"]
+    return config
+
+
 def _bearer_token(request: Request) -> str | None:
     """The token of the request's `Authorization: Bearer <token>` header (scheme
     case-insensitive, RFC 7235); TokenError when the header is there but not of that form."""
@@ -213,19 +301,23 @@ def _bearer_token(request: Request) -> str | None:
 
 
 def create_app(
-    store: AuditStore, accounts: AccountStore | None = None, *, max_concurrent_queries: int = 4
+    store: AuditStore,
+    accounts: AccountStore | None = None,
+    *,
+    max_concurrent_queries: int = 4,
+    request_timeout: float = REQUEST_TIMEOUT,
 ) -> FastAPI:
     """The API application over `store`, authenticating with `accounts` (default: the store's
     own `_accounts/`). Serve it with any ASGI server, e.g. `uvicorn.run(create_app(store))`.
 
-    At most `max_concurrent_queries` queries run at once per process; later requests wait their
-    turn. A query holds up to one partition's matching lines in memory and is CPU-bound, so
-    running forty at once (the thread pool's size) would only multiply memory and GIL contention.
+    At most `max_concurrent_queries` requests do store work at once per process (see
+    StoreWorkers); later ones wait their turn, each at most `request_timeout` seconds in all.
     """
     accounts = accounts if accounts is not None else AccountStore(store)
     counts = CountCache()
-    query_slots = threading.BoundedSemaphore(max_concurrent_queries)
+    workers = StoreWorkers(max_concurrent_queries)
     app = FastAPI(
+        redirect_slashes=False,  # a redirect would answer before authentication (and echo Host)
         title="auditcli audit log API",
         version=__version__,
         description=(
@@ -245,10 +337,13 @@ def create_app(
         description="A service-account token; the account needs the admin role.",
     )
 
-    def authorize(request: Request, _: Annotated[Any, Depends(bearer)] = None) -> ServiceAccount:
+    async def authorize(
+        request: Request, _: Annotated[Any, Depends(bearer)] = None
+    ) -> ServiceAccount:
         # `bearer` only documents the scheme in OpenAPI; the header is checked here so a
         # malformed one gets 401 like an unknown one (HTTPBearer would answer 403).
-        account = accounts.authenticate(_bearer_token(request))
+        token = _bearer_token(request)
+        account = await workers.run(lambda: accounts.authenticate(token), request_timeout)
         if account.role != "admin":
             raise ForbiddenError(
                 f"service account {account.name!r} has role {account.role!r}; "
@@ -256,8 +351,9 @@ def create_app(
             )
         return account
 
-    @app.get(
+    @app.api_route(
         API_PATH,
+        methods=["GET"],
         response_model=AuditLogPage,
         responses=_ERRORS,
         summary="List audit log entries",
@@ -269,7 +365,7 @@ def create_app(
         operation_id="listAuditLogs",
         tags=["audit logs"],
     )
-    def list_audit_logs(
+    async def list_audit_logs(
         request: Request,
         account: Annotated[ServiceAccount, Depends(authorize)],
         limit: Annotated[
@@ -302,24 +398,34 @@ def create_app(
             str | None,
             Query(
                 description="Only this target type: "
-                "USER, ROLE, TEAM, SERVICE_ACCOUNT or ORGANIZATION.",
+                "USER, ROLE, TEAM, SERVICE_ACCOUNT or ORGANIZATION (in capitals).",
                 examples=["USER"],
             ),
         ] = None,
         actorId: Annotated[
-            str | None, Query(description="Only logs by this actor.", examples=["user-123"])
+            str | None,
+            Query(
+                min_length=1,
+                max_length=512,
+                description="Only logs by this actor.",
+                examples=["user-123"],
+            ),
         ] = None,
     ) -> Response:
         repeated = [name for name in _SINGLE_VALUED if len(request.query_params.getlist(name)) > 1]
         if repeated:
             raise ParameterError([f"{name}: given more than once" for name in repeated])
-        store.reload_catalog()  # `audit actions add` may have run since the last request
-        filters = _filters(store, account, createdAtGte, createdAtLte, action, target, actorId)
-        engine = CachingQueryEngine(store, filters, counts)
-        with query_slots:
+
+        def work() -> tuple[bytes, CachingQueryEngine]:
+            store.reload_catalog()  # `audit actions add` may have run since the last request
+            filters = _filters(store, account, createdAtGte, createdAtLte, action, target, actorId)
+            engine = CachingQueryEngine(store, filters, counts)
             total, lines = engine.page(limit, offset)
-        body = io.BytesIO()
-        write_json_response(body, total, limit, offset, (seed_json(line) for line in lines))
+            body = io.BytesIO()
+            write_json_response(body, total, limit, offset, (seed_json(line) for line in lines))
+            return body.getvalue(), engine
+
+        body, engine = await workers.run(work, request_timeout)
         headers = {"Cache-Control": "no-store"}
         if engine.problems:
             # The answer leaves out lines that are not valid entries: say so, as the CLI does.
@@ -329,10 +435,15 @@ def create_app(
                 f"{len(engine.problems)} damaged or foreign line(s)/file(s) skipped; "
                 "run audit verify"
             )
-        return Response(body.getvalue(), media_type="application/json", headers=headers)
+        return Response(body, media_type="application/json", headers=headers)
 
+    # HEAD is answered like GET (the server sends the headers only); not a second operation
+    # in the OpenAPI document.
+    app.add_api_route(
+        API_PATH, list_audit_logs, methods=["HEAD"], include_in_schema=False, responses=_ERRORS
+    )
     _install_error_handlers(app)
-    _install_openapi(app)
+    _install_openapi(app, store)
     return app
 
 
@@ -353,7 +464,7 @@ def _filters(
         if value is None:
             continue
         try:
-            bound = parse_bound(value, end=end, clock=store.clock, option=name)
+            bound = _api_bound(value, end=end, name=name, store=store)
         except UsageError as exc:
             hint = ""
             if " " in value.strip():
@@ -364,18 +475,17 @@ def _filters(
             until = bound
         else:
             since = bound
-    if since and until and since > until:
-        problems.append(f"createdAtGte: {since} is after createdAtLte {until}")
+    # createdAtGte after createdAtLte is an empty interval, not an error: OpenAPI cannot say
+    # that one parameter must not exceed another, and the answer (no entry) is exact.
     if action is not None and action not in store.catalog:
         problems.append(f"action: {store.catalog.unknown_message(action)}")
     if target is not None:
-        target = target.upper()  # as `audit query --target` does
+        if target.islower():  # the OpenAPI enum: in capitals or all in lower case
+            target = target.upper()
         try:
             Filters(targets=(target,)).check(store.catalog)
         except UsageError as exc:
             problems.append(f"target: {exc}")
-    if actor_id is not None and not actor_id:
-        problems.append("actorId: must not be empty")
     if problems:
         raise ParameterError(problems)
     return Filters(
@@ -386,6 +496,38 @@ def _filters(
         since=since,
         until=until,
     )
+
+
+def _api_bound(value: str, *, end: bool, name: str, store: AuditStore) -> str:
+    """A time bound of the API in canonical form: only the forms the OpenAPI document declares
+    (RFC 3339 date-times, with or without offset, and dates; UsageError for any other). A real
+    time that UTC cannot hold (year 1 or 9999 moved across the year's edge by its offset) lies
+    before or after every entry: it is clamped to the first or last canonical time."""
+    if not _API_TIME.fullmatch(value):
+        raise UsageError(
+            f"{name}: cannot read {value!r} as a time: use an RFC 3339 date-time "
+            "(2026-11-25T08:06:40Z; no offset means UTC) or a date (2026-11-25)"
+        )
+    text = value.upper()
+    try:
+        return parse_bound(text, end=end, clock=store.clock, option=name)
+    except UsageError:
+        year = _overflowing_year(text)
+        if year is None:
+            raise
+        return "0001-01-01T00:00:00.000Z" if year == 1 else "9999-12-31T23:59:59.999Z"
+
+
+def _overflowing_year(text: str) -> int | None:
+    """The year of `text` when it is a real time that only its conversion to UTC overflows."""
+    try:
+        moment = datetime.fromisoformat(text)
+        moment.astimezone(UTC)
+    except OverflowError:
+        return moment.year
+    except ValueError:
+        return None
+    return None
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -403,6 +545,9 @@ def _install_error_handlers(app: FastAPI) -> None:
             return error_response(403, str(exc), headers={"WWW-Authenticate": challenge})
         if isinstance(exc, UsageError):
             return error_response(400, str(exc), list(getattr(exc, "problems", [])))
+        if isinstance(exc, StoreTimeoutError):
+            log.error("%s on %s %s", exc, request.method, request.url.path)
+            return error_response(503, str(exc), headers={"Retry-After": "5"})
         # The store or the accounts file is damaged: the operator must look; the client
         # cannot fix it.
         log.error("%s: %s", type(exc).__name__, exc)
@@ -422,7 +567,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         messages = {404: "not found", 405: "method not allowed"}
         message = messages.get(exc.status_code) or str(exc.detail)
-        return error_response(exc.status_code, message, headers=dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405 and request.url.path == API_PATH:
+            headers["Allow"] = "GET, HEAD"  # two routes: the router names only the first
+        return error_response(exc.status_code, message, headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -432,18 +580,30 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal server error")
 
 
-def _install_openapi(app: FastAPI) -> None:
-    """Document 400 (not FastAPI's default 422) and describe the entry's fields."""
+def _install_openapi(app: FastAPI, store: AuditStore) -> None:
+    """Document 400 (not FastAPI's default 422), describe the entry's fields, and declare what
+    each parameter accepts: `action` lists the catalog's actions (builtin and custom) as they
+    are when the document is fetched (`audit actions add` changes it), `target` the five
+    targets, the time bounds their date-time format."""
+    made: dict[tuple[str, ...], dict[str, Any]] = {}
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
+        store.reload_catalog()
+        actions = tuple(spec.action for spec in store.catalog)
+        if actions in made:
+            return made[actions]
         schema = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
                 operation.get("responses", {}).pop("422", None)
+                for parameter in operation.get("parameters", []):
+                    declared = _PARAMETER_SCHEMAS.get(parameter["name"])
+                    if parameter["name"] == "action":
+                        declared = {"type": "string", "enum": list(actions)}
+                    if declared is not None:
+                        parameter["schema"] = {**declared, "title": parameter["name"]}
         components = schema.get("components", {}).get("schemas", {})
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
@@ -452,10 +612,29 @@ def _install_openapi(app: FastAPI) -> None:
         for name, prop in entry.get("properties", {}).items():
             if name in FIELD_DOCS:
                 prop["description"] = FIELD_DOCS[name]
-        app.openapi_schema = schema
+        made.clear()  # one catalog at a time
+        made[actions] = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+#: What the OpenAPI document declares for a parameter where FastAPI would say "any string".
+#: RFC 3339 date-times and dates (a date-time without offset, read as UTC, is accepted too:
+#: the parameter's text says so; JSON Schema's date-time format has no such form).
+_TIME_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}]
+}
+_PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "target": {"type": "string", "enum": [*TARGETS, *(t.lower() for t in TARGETS)]},
+    "createdAtGte": _TIME_SCHEMA,
+    "createdAtLte": _TIME_SCHEMA,
+}
+#: The time forms the API accepts (what _TIME_SCHEMA declares): RFC 3339 date-times, with or
+#: without an offset, and dates.
+_API_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})?)?"
+)
 
 
 def app_from_environment() -> FastAPI:

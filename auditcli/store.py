@@ -36,12 +36,16 @@ from .errors import (
     NotRecordedError,
     UsageError,
 )
+from .lines import LineSplitter, Overlong
+from .safeio import lock_within
+from .safeio import why as _why
 from .timeparse import Clock, utc_now
 
 PARTITION_PREFIX = "date="
 PLAIN, GZIP = ".jsonl", ".jsonl.gz"
-_PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
-_SEGMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9.-]{0,62})(?:\+(\d{1,6}))?$")
+# Names are matched whole (fullmatch): `$` would also accept a name ending in a newline.
+_PARTITION = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
+_SEGMENT = re.compile(r"([A-Za-z0-9][A-Za-z0-9.-]{0,62})(?:\+(\d{1,6}))?")
 _ID_AT_LINE_START = re.compile(rb'^\{"id":"([^"]*)"', re.MULTILINE)
 _TAIL_BYTES = 70 * 1024  # more than one line can be, so the last whole line is in the tail
 _DIR_MODE, _FILE_MODE = 0o700, 0o600
@@ -51,6 +55,10 @@ _DIR_MODE, _FILE_MODE = 0o700, 0o600
 STORE_MARKER = "_store.json"
 _MARKER_CONTENT = b'{"format":"auditcli-log-directory","version":1}\n'
 _OLDER_STORE_NAMES = ("_manifests", "_catalog.json", "_accounts")
+
+#: Seconds a reader waits for a writer to finish the line at a file's end (a write holds its
+#: lock for milliseconds); after that the unfinished line is reported as torn.
+LOCK_WAIT = 5.0
 #: Never follow a symlink; never block opening a FIFO planted where a file should be.
 _NO_SURPRISES = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -91,7 +99,7 @@ def store_problem(root: Path) -> str | None:
     except OSError as exc:
         return f"cannot list: {_why(exc)}"
     if STORE_MARKER in names or any(
-        name in _OLDER_STORE_NAMES or _PARTITION.match(name) for name in names
+        name in _OLDER_STORE_NAMES or _PARTITION.fullmatch(name) for name in names
     ):
         return None
     if not names:
@@ -148,10 +156,13 @@ class LineSource:
     waits out any writer mid-write (writers hold an exclusive lock while they write), and what is
     still unterminated was left by a crash: a *torn* line, excluded and reported
     (`torn_line`, 1-based), never rewritten. For a gzip file, `trailing_garbage` counts bytes
-    after its single member. Both are known once `chunks()` is exhausted.
+    after its single member. A line longer than `chain.MAX_LINE` is never held in memory: it
+    reads as an empty line (not an entry) and is listed in `overlong` with its byte offset.
+    All are known once `chunks()` is exhausted; `damage()` words them.
     """
 
     CHUNK = 8 << 20
+    _GZIP_READ = 1 << 20
 
     def __init__(self, file: LogFile, start: int = 0) -> None:
         self.file = file
@@ -159,26 +170,60 @@ class LineSource:
         #: earlier end); line numbers then count from there.
         self.start = 0 if file.compressed else start
         self.lines = 0
+        #: The byte offset just past the last whole line read (of the decompressed stream).
+        self.end = self.start
         self.torn_line: int | None = None
         self.torn_bytes = 0
         self.trailing_garbage = 0
+        self.overlong: list[Overlong] = []
 
     def chunks(self) -> Iterator[bytes]:
         """Blocks of whole lines, in file order."""
         blocks = self._gzip_blocks() if self.file.compressed else self._plain_blocks()
-        carry = b""
-        for block in blocks:
-            if carry:
-                block = carry + block
-            cut = block.rfind(b"\n") + 1
-            carry = block[cut:]
-            if cut:
-                chunk = block[:cut]
-                self.lines += chunk.count(b"\n")
-                yield chunk
-        if carry:
+        self.overlong.clear()
+        splitter = LineSplitter(chain.MAX_LINE, self.start, self.overlong)
+        for chunk in splitter.chunks(blocks):
+            self.lines, self.end = splitter.lines, splitter.end
+            yield chunk
+        self.lines, self.end = splitter.lines, splitter.end
+        if splitter.rest:
             self.torn_line = self.lines + 1
-            self.torn_bytes = len(carry)
+            self.torn_bytes = splitter.rest
+
+    def damage(self) -> list[tuple[int | None, str, str]]:
+        """`(line, kind, detail)` of what `chunks()` met that is not whole lines of entries:
+        a torn end, bytes after a gzip member, lines over the size limit."""
+        found: list[tuple[int | None, str, str]] = [
+            (
+                bad.line,
+                "line too long",
+                f"{bad.length} bytes at byte offset {bad.offset}, over the "
+                f"{chain.MAX_LINE // 1024} KiB limit of a stored line; skipped",
+            )
+            for bad in self.overlong
+        ]
+        if self.torn_line is not None and self.torn_bytes >= chain.MAX_LINE:
+            found.append(
+                (
+                    self.torn_line,
+                    "line too long",
+                    f"{self.torn_bytes} bytes with no newline at the end, over the "
+                    f"{chain.MAX_LINE // 1024} KiB limit of a stored line; skipped",
+                )
+            )
+        elif self.torn_line is not None:
+            found.append(
+                (
+                    self.torn_line,
+                    "torn line",
+                    f"{self.torn_bytes} bytes with no newline (a crash mid-write); excluded",
+                )
+            )
+        if self.trailing_garbage:
+            found.append(
+                (None, "trailing data", f"{self.trailing_garbage} bytes after the gzip member")
+            )
+        return found
 
     def _plain_blocks(self) -> Iterator[bytes]:
         path = self.file.path
@@ -188,6 +233,7 @@ class LineSource:
             gz = path.with_name(path.name + ".gz")
             if gz.exists():  # rotated between listing and opening
                 self.file = LogFile(self.file.day, self.file.segment, gz, True)
+                self.start = 0
                 yield from self._gzip_blocks()
             return
         except OSError as exc:
@@ -212,35 +258,50 @@ class LineSource:
                 # The end is inside a line: a writer may be mid-write (it holds an exclusive
                 # lock while it writes). Wait it out, note where it stopped, and read on
                 # without holding the lock while the caller consumes blocks.
-                fcntl.flock(fd, fcntl.LOCK_SH)
-                try:
+                if lock_within(fd, fcntl.LOCK_SH, LOCK_WAIT):
+                    try:
+                        size = os.fstat(fd).st_size
+                    finally:
+                        fcntl.flock(fd, fcntl.LOCK_UN)
+                else:  # held far longer than any write takes: not a writer of ours
                     size = os.fstat(fd).st_size
-                finally:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
                 settled = True
+        except OSError as exc:
+            raise IntegrityError(f"{self.file.name}: cannot read: {_why(exc)}") from None
         finally:
             os.close(fd)
 
     def _gzip_blocks(self) -> Iterator[bytes]:
+        """The decompressed stream, the archive read a block at a time (never whole)."""
         try:
             fd = _open_in_partition(self.file.path, os.O_RDONLY)
-            with open(fd, "rb") as handle:
-                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                    raise IntegrityError(f"{self.file.name}: not a regular file")
-                raw = handle.read()
         except OSError as exc:
-            raise IntegrityError(f"{self.file.name}: cannot read: {_why(exc)}") from None
+            raise IntegrityError(f"{self.file.name}: cannot open: {_why(exc)}") from None
         inflater = zlib.decompressobj(wbits=31)
-        pending = raw
         try:
-            while pending and not inflater.eof:
-                yield inflater.decompress(pending, self.CHUNK)
-                pending = inflater.unconsumed_tail
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise IntegrityError(f"{self.file.name}: not a regular file")
+            after = 0  # compressed bytes read after the member ended
+            while raw := os.read(fd, self._GZIP_READ):
+                if inflater.eof:
+                    after += len(raw)
+                    continue
+                pending = raw
+                while pending and not inflater.eof:
+                    yield inflater.decompress(pending, self.CHUNK)
+                    pending = inflater.unconsumed_tail
+            # Output zlib still holds once the input is all in (a highly compressed end).
+            while not inflater.eof and (rest := inflater.decompress(b"", self.CHUNK)):
+                yield rest
+            if not inflater.eof:
+                raise IntegrityError(f"{self.file.name}: gzip stream is truncated")
+            self.trailing_garbage = len(inflater.unused_data) + after
         except zlib.error as exc:
             raise IntegrityError(f"{self.file.name}: not a valid gzip file: {exc}") from None
-        if not inflater.eof:
-            raise IntegrityError(f"{self.file.name}: gzip stream is truncated")
-        self.trailing_garbage = len(inflater.unused_data)
+        except OSError as exc:
+            raise IntegrityError(f"{self.file.name}: cannot read: {_why(exc)}") from None
+        finally:
+            os.close(fd)
 
 
 @dataclass
@@ -267,7 +328,7 @@ class AuditStore:
     ) -> None:
         self.root = Path(root) if root is not None else default_log_dir()
         self.writer_id = writer_id or default_writer_id()
-        if not _SEGMENT.match(self.writer_id) or "+" in self.writer_id:
+        if not _SEGMENT.fullmatch(self.writer_id) or "+" in self.writer_id:
             raise UsageError(f"writer id {self.writer_id!r}: use letters, digits, '.' and '-'")
         self.clock = clock
         self._catalog: Catalog | None = None
@@ -312,25 +373,50 @@ class AuditStore:
         self._marked = True
 
     def days(self, first: str | None = None, last: str | None = None) -> list[str]:
-        """The days (`YYYY-MM-DD`) that have a partition, oldest first, within [first, last]."""
+        """The days (`YYYY-MM-DD`) that have a partition, oldest first, within [first, last].
+        Only real directories named exactly `date=YYYY-MM-DD` count (see `odd_partitions`)."""
+        days = [
+            day
+            for day in self._partitions()[0]
+            if (first is None or day >= first) and (last is None or day <= last)
+        ]
+        days.sort()
+        return days
+
+    def odd_partitions(self) -> list[tuple[str, str]]:
+        """`(name, why)` of root entries that look like partitions but are not counted: a
+        symlink, a non-directory, or a name that is not exactly `date=YYYY-MM-DD`."""
+        return self._partitions()[1]
+
+    def _partitions(self) -> tuple[list[str], list[tuple[str, str]]]:
         try:
-            names = os.listdir(self.root)
+            entries = list(os.scandir(self.root))
         except FileNotFoundError:
-            return []
+            return [], []
         except OSError as exc:
             raise UsageError(
                 f"{self.root}: cannot list the log directory: {exc.strerror}"
             ) from None
-        days = []
-        for name in names:
-            match = _PARTITION.match(name)
-            if not match:
+        days, odd = [], []
+        for entry in entries:
+            name = entry.name
+            if not name.startswith(PARTITION_PREFIX):
                 continue
-            day = match.group(1)
-            if (first is None or day >= first) and (last is None or day <= last):
-                days.append(day)
-        days.sort()
-        return days
+            match = _PARTITION.fullmatch(name)
+            try:
+                link, directory = entry.is_symlink(), entry.is_dir(follow_symlinks=False)
+            except OSError:
+                link = directory = False
+            if not match:
+                odd.append((name, "not a partition name (expected date=YYYY-MM-DD); ignored"))
+            elif link:
+                odd.append((name, "is a symbolic link, not a partition directory; ignored"))
+            elif not directory:
+                odd.append((name, "cannot list the partition: not a directory; ignored"))
+            else:
+                days.append(match.group(1))
+        odd.sort()
+        return days, odd
 
     def files(self, day: str) -> list[LogFile]:
         """The files of one partition, by segment. A plain file whose `.gz` twin exists (a
@@ -352,7 +438,7 @@ class AuditStore:
                 segment, compressed = name[: -len(PLAIN)], False
             else:
                 continue
-            if not _SEGMENT.match(segment):
+            if not _SEGMENT.fullmatch(segment):
                 continue
             if segment in found and not compressed:
                 continue
@@ -481,13 +567,13 @@ class IdIndex:
                     start = 0  # replaced by a shorter file: read it again
             except FileNotFoundError:
                 continue
-            for chunk in LineSource(file, start).chunks():
-                start += len(chunk)
+            source = LineSource(file, start)
+            for chunk in source.chunks():
                 for line in chunk.split(b"\n")[:-1]:
                     if (parsed := chain.split_line(line + b"\n")) is not None:
                         content = parsed[0]
                         self.ids[_id_of(content)] = content_digest(content)
-            self._read_to[name] = start
+            self._read_to[name] = source.end  # a too-long line is skipped, its bytes counted
 
     def note_written(self, file_name: str, items: list[tuple[str, bytes]]) -> None:
         """Remember entries this process just appended to `file_name` (no need to re-read them)."""
@@ -583,13 +669,6 @@ def _write_marker(root: Path) -> None:
     finally:
         os.close(fd)
     _fsync_dir(root)
-
-
-def _why(exc: OSError) -> str:
-    """The reason of an OS error, in words a person acts on."""
-    if exc.errno == errno.ELOOP:
-        return "is a symbolic link (refused: it could point anywhere)"
-    return exc.strerror or str(exc)
 
 
 def _open_partition(directory: Path) -> int:

@@ -16,9 +16,10 @@ from .errors import UsageError
 
 Clock = Callable[[], datetime]
 
-CANONICAL = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-_HAS_OFFSET = re.compile(r"(Z|z|[+-]\d{2}:?\d{2})$")
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Matched whole (fullmatch, `\Z`): `$` would also accept a trailing newline.
+CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+_HAS_OFFSET = re.compile(r"(Z|z|[+-]\d{2}:?\d{2})\Z")
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def utc_now() -> datetime:
@@ -29,12 +30,8 @@ def utc_now() -> datetime:
 def format_utc(moment: datetime) -> str:
     """The canonical stored form of `moment`: UTC, millisecond precision, `Z` suffix."""
     moment = moment.astimezone(UTC)
-    # strftime's %Y does not pad years before 1000 on every libc ("1-01-01"): pad it here.
-    return (
-        f"{moment.year:04d}"
-        + moment.strftime("-%m-%dT%H:%M:%S.")
-        + f"{moment.microsecond // 1000:03d}Z"
-    )
+    # `%Y` gives no leading zeros on Linux: year 999 would sort after 2026 as text.
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
 
 
 def parse_utc(text: str) -> datetime:
@@ -55,7 +52,7 @@ def normalise_entry_time(text: str) -> str:
     A time with no offset is refused rather than guessed: a log shipped from a host in another
     zone would otherwise land hours away from where it happened.
     """
-    if CANONICAL.match(text):
+    if CANONICAL.fullmatch(text):
         _fromiso(text)  # still reject impossible dates such as 2026-02-30
         return text
     if "T" not in text and " " not in text:
@@ -205,7 +202,7 @@ def parse_bound(text: str, *, end: bool, clock: Clock = utc_now, option: str = "
             return format_utc(datetime.fromtimestamp(float(value[1:]), UTC))
         if problem := date_problem(value):
             raise TimeValueError(problem)
-        if _DATE_ONLY.match(value):
+        if _DATE_ONLY.fullmatch(value):
             return _day_bound(date.fromisoformat(value), end)
         moment = _fromiso(value)
         if moment.tzinfo is None:

@@ -82,7 +82,7 @@ def serve(
     try:
         import uvicorn
 
-        from auditcli.server import create_app
+        from auditcli.server import create_app, log_config
     except ImportError as exc:
         raise UsageError(
             f"audit serve needs the server extra ({exc.name} is missing): "
@@ -118,6 +118,10 @@ def serve(
         "proxy_headers": False,  # X-Forwarded-For is not trusted unless a proxy is configured
         "ssl_certfile": str(ssl_certfile) if ssl_certfile else None,
         "ssl_keyfile": str(ssl_keyfile) if ssl_keyfile else None,
+        "log_config": log_config(),  # the access log never shows a query string
+        # SIGTERM: requests still running after 2 s are cancelled (their store work runs on
+        # daemon threads, which do not hold the process), so the server stops within 5 s.
+        "timeout_graceful_shutdown": 2,
     }
     if workers > 1:
         # Each worker process imports the app factory and finds the log directory here.

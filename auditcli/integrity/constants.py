@@ -8,10 +8,11 @@ MANIFEST_DIR = "_manifests"
 FORMAT = "auditcli-manifest/1"
 SIGNING_ENV = "AUDIT_SIGNING_KEY"
 _SIGNED_TAG = b"auditcli-manifest/1\n"
-_MANIFEST_NAME = re.compile(r"^(\d{9})-(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z)\.json$")
-_FILE_NAME = re.compile(r"^date=(\d{4}-\d{2}-\d{2})/([^/]+?)(\.jsonl|\.jsonl\.gz)$")
-_HEX64 = re.compile(rb"^[0-9a-f]{64}$")
-_TAGGED = re.compile(r"^sha256:[0-9a-f]{64}$")
+# Matched whole (fullmatch): `$` would also accept a trailing newline.
+_MANIFEST_NAME = re.compile(r"(\d{9})-(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z)\.json")
+_FILE_NAME = re.compile(r"date=(\d{4}-\d{2}-\d{2})/([^/]+?)(\.jsonl|\.jsonl\.gz)")
+_HEX64 = re.compile(rb"[0-9a-f]{64}")
+_TAGGED = re.compile(r"sha256:[0-9a-f]{64}")
 
 # Stored line without its newline: content[:-84] + "}" is the entry, [-66:-2] the link in hex.
 _TAIL = chain.SUFFIX_LEN - 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +16,15 @@ import orjson
 
 from auditcli import chain
 from auditcli.errors import IntegrityError
-from auditcli.store import AuditStore, LineSource, LogFile
+from auditcli.safeio import MANIFEST_MAX, kind_of, lock_within, open_dir, read_bounded, why
+from auditcli.store import AuditStore, LineSource, LogFile, _open_in_partition
 from auditcli.timeparse import parse_utc
 
 from .constants import _FILE_NAME, _MANIFEST_NAME, FORMAT, MANIFEST_DIR
 from .keys import sign
+
+#: Seconds a seal or receipt waits for another one to finish before it gives up.
+LOCK_PATIENCE = 60.0
 
 
 def canonical(body: Mapping[str, Any]) -> bytes:
@@ -69,16 +74,20 @@ def manifest_names(store: AuditStore) -> tuple[list[tuple[int, Path]], list[Path
     """`(sequence, path)` of every manifest file, in order, and the other files in the dir."""
     directory = manifest_dir(store)
     try:
-        names = os.listdir(directory)
+        fd = open_dir(store.root, [MANIFEST_DIR])  # a symlink in its place is refused
+        try:
+            names = os.listdir(fd)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         return [], []
     except OSError as exc:
-        raise IntegrityError(f"{directory}: cannot list: {exc.strerror}") from None
+        raise IntegrityError(f"{directory}: cannot list: {why(exc)}") from None
     found, foreign = [], []
     for name in names:
         if name.startswith("."):  # the lock file and temp files of a seal in progress
             continue
-        match = _MANIFEST_NAME.match(name)
+        match = _MANIFEST_NAME.fullmatch(name)
         if match:
             found.append((int(match.group(1)), directory / name))
         else:
@@ -91,9 +100,9 @@ def read_manifest(path: Path, sequence: int) -> Manifest:
     """Parse one manifest file; problems go to `error` (never raises for bad content)."""
     manifest = Manifest(path, sequence)
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        manifest.error = f"cannot read: {exc.strerror}"
+        raw = read_manifest_bytes(path)
+    except IntegrityError as exc:
+        manifest.error = str(exc).removeprefix(f"{path}: ")
         return manifest
     try:
         envelope = orjson.loads(raw)
@@ -127,6 +136,23 @@ def read_manifest(path: Path, sequence: int) -> Manifest:
     if problems:
         manifest.error = "; ".join(problems)
     return manifest
+
+
+def read_manifest_bytes(path: Path) -> bytes:
+    """The bytes of the manifest file `path` (in a directory the caller checked), bounded:
+    never through a symlink, never blocking on a FIFO, never over MANIFEST_MAX bytes; any
+    other kind or a vanished file raises IntegrityError naming it. The one reader of
+    manifest files, whatever directory they live in."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise IntegrityError(f"{path}: cannot read: {why(exc)}") from None
+    try:
+        return read_bounded(fd, MANIFEST_MAX, path)
+    except OSError as exc:
+        raise IntegrityError(f"{path}: cannot read: {why(exc)}") from None
+    finally:
+        os.close(fd)
 
 
 def _valid_time(text: str) -> bool:
@@ -180,7 +206,12 @@ class manifest_lock:
             )
         except OSError as exc:
             raise IntegrityError(f"{self.directory}/.lock: {exc.strerror}") from None
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        if not lock_within(self.fd, fcntl.LOCK_EX, LOCK_PATIENCE):
+            os.close(self.fd)
+            raise IntegrityError(
+                f"{self.directory}/.lock: held by another process for {LOCK_PATIENCE:g} s "
+                "(a seal or receipt takes seconds); not sealing"
+            )
         return self.directory
 
     def __exit__(self, *exc_info: object) -> None:
@@ -244,7 +275,7 @@ def append_manifest(
 def file_key(name: str) -> tuple[str, str] | None:
     """`(day, segment)` of a manifest file name `date=…/<segment>.jsonl[.gz]`: a plain file
     and its gzip twin share one key (rotation keeps identical lines)."""
-    match = _FILE_NAME.match(name)
+    match = _FILE_NAME.fullmatch(name)
     return (match.group(1), match.group(2)) if match else None
 
 
@@ -287,12 +318,16 @@ def archive_digest(path: Path) -> dict[str, Any]:
     digest = hashlib.sha256()
     size = 0
     try:
-        with open(path, "rb") as handle:
+        fd = _open_in_partition(path, os.O_RDONLY)  # no symlink, no FIFO
+        with open(fd, "rb") as handle:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise IntegrityError(f"{path}: {kind_of(info.st_mode)}, not a regular file")
             while block := handle.read(1 << 20):
                 digest.update(block)
                 size += len(block)
     except OSError as exc:
-        raise IntegrityError(f"{path}: cannot read: {exc.strerror}") from None
+        raise IntegrityError(f"{path}: cannot read: {why(exc)}") from None
     return {"size": size, "sha256": chain.tag(digest.digest())}
 
 

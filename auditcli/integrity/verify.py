@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from auditcli import chain
-from auditcli.errors import IntegrityError
+from auditcli.errors import IntegrityError, inert
+from auditcli.lines import Overlong
 from auditcli.progress import Progress
 from auditcli.query import Problem
 from auditcli.store import PARTITION_PREFIX, AuditStore, LineSource, LogFile
@@ -37,6 +40,7 @@ from .constants import (
     _WINDOW,
     MANIFEST_DIR,
 )
+from .indexes import check_indexes
 from .keys import embedded_public_key, key_id, signature_valid
 from .manifests import (
     Manifest,
@@ -119,7 +123,7 @@ class _Checkpoints:
         self.last_listed = sequence
         self.name = record["name"]
         head = record.get("head")
-        hexhead = head[7:].encode() if isinstance(head, str) and _TAGGED.match(head) else b""
+        hexhead = head[7:].encode() if isinstance(head, str) and _TAGGED.fullmatch(head) else b""
         self.by_line.setdefault(record["lines"], {}).setdefault(hexhead, sequence)
         archive = record.get("archive")
         if isinstance(archive, dict) and isinstance(archive.get("sha256"), str):
@@ -191,6 +195,7 @@ class _Verifier:
     def run(self) -> VerifyReport:
         self.check_manifests()
         self.check_files()
+        self.report.problems.extend(check_indexes(self.store, self.first_day, self.last_day))
         self.add_notes()
         return self.report
 
@@ -434,6 +439,9 @@ class _Verifier:
         report = self.report
         days = self.store.days(self.first_day, self.last_day)
         on_disk = set(days)
+        for name, why in self.store.odd_partitions():
+            if self.in_range(name[5:15]):  # the day it claims to be
+                self.problem(inert(name), None, "not a partition", why)
         seen: set[tuple[str, str]] = set()
         for done, day in enumerate(days):
             if self.progress is not None:
@@ -715,6 +723,7 @@ class _FileScan:
         after_malformed = False
         n = 0
         record: tuple[int, bytes | None, bytes | None, bool]  # line no., line, digest, ok
+        overlong = source.overlong  # filled as chunks are read
         for chunk in source.chunks():
             self.bytes += len(chunk)
             lines = chunk.split(b"\n")
@@ -731,7 +740,7 @@ class _FileScan:
                     hexd = line[hex_start:hex_end]
                     ok = digest.hex().encode() == hexd
                     if not ok:
-                        if _HEX64.match(hexd) is None:
+                        if _HEX64.fullmatch(hexd) is None:
                             self.malformed(n, "its chain link is not a SHA-256 in hex")
                             after_malformed = True
                             record = (n, None, None, False)
@@ -764,6 +773,12 @@ class _FileScan:
                     if n in by_line:
                         self.at_line[n] = hexd
                     record = (n, line, digest, ok)
+                elif overlong and overlong[-1].line >= n and (bad := _overlong_at(overlong, n)):
+                    self.malformed(
+                        n,
+                        f"{bad.length} bytes at byte offset {bad.offset}: over the "
+                        f"{chain.MAX_LINE // 1024} KiB limit of a stored line (not read)",
+                    )
                 else:
                     self.malformed(n, "not a stored entry (foreign or corrupted bytes)")
                     after_malformed = True
@@ -992,6 +1007,12 @@ def _vanished(file: LogFile) -> bool:
     """Whether neither the file nor its `.gz` twin is there any more."""
     plain = file.path.with_name(file.segment + ".jsonl")
     return not any(os.path.lexists(p) for p in (plain, plain.with_name(plain.name + ".gz")))
+
+
+def _overlong_at(overlong: Sequence[Overlong], n: int) -> Overlong | None:
+    """The too-long line numbered `n` in `overlong` (sorted by line), if there is one."""
+    at = bisect_left(overlong, n, key=attrgetter("line"))
+    return overlong[at] if at < len(overlong) and overlong[at].line == n else None
 
 
 def iter_problem_lines(problems: Iterable[Problem]) -> Iterator[str]:
