@@ -30,7 +30,7 @@ import stat
 from array import array
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -496,7 +496,8 @@ class QueryEngine:
                 if not column.counts[code]:
                     continue
                 value = column.values[code]
-                holds = _Matcher(replace(Filters(), **{_FILTER_OF[name]: (value,)}))
+                only: dict[str, Any] = {_FILTER_OF[name]: (value,)}
+                holds = _Matcher(Filters(**only))
                 if index.checked_lines([places.index(code)], data, holds) is None:
                     raise _IndexDisagrees
 
