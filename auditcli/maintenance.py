@@ -40,8 +40,10 @@ import orjson
 from . import chain, lineindex
 from .errors import IntegrityError, NotRecordedError, UsageError, inert
 from .query import Filters, Problem, QueryEngine, _scan_needle, split_lines
+from .safeio import lock_within
 from .store import (
     _NO_SURPRISES,
+    LOCK_WAIT,
     PARTITION_PREFIX,
     PLAIN,
     AuditStore,
@@ -886,6 +888,7 @@ class _Followed:
     mark: bytes = b""  # the last _MARK bytes before offset
     done: bool = False  # compressed: it never changes again
     archive: tuple[int, int] | None = None  # (device, inode) of the archive read to its end
+    unreadable: bool = False  # not a regular file (or unreadable): reported once, then left
 
 
 class Follower:
@@ -928,10 +931,18 @@ class Follower:
         for file in self._current():
             key = (file.day, file.segment)
             state = self.files.setdefault(key, _Followed())
-            if file.compressed:
-                data = self._read_archive(file, state)
-            else:
-                data = self._read_plain(file, state)
+            if state.unreadable:
+                continue
+            try:
+                if file.compressed:
+                    data = self._read_archive(file, state)
+                else:
+                    data = self._read_plain(file, state)
+            except (OSError, IntegrityError) as exc:  # a FIFO, a socket, a link: said once
+                detail = str(exc) if isinstance(exc, IntegrityError) else _why(exc)
+                self.problems.append(Problem(file.name, None, "unreadable", detail))
+                state.unreadable = True
+                continue
             cut = data.rfind(b"\n") + 1
             if not cut and len(data) >= _FOLLOW_LIMIT:
                 # No entry is this long (64 KiB at most): damage, skipped in bounded steps. The
@@ -1008,11 +1019,10 @@ def _whole_lines_end(path: Path) -> tuple[int, bytes]:
     """The size of the whole lines of `path` and the _MARK bytes before it, read under the
     writers' lock taken shared."""
     try:
-        fd = _open_in_partition(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return 0, b""
+        fd = _open_log_file(path)
+    except (OSError, IntegrityError):
+        return 0, b""  # gone, or not a file a writer appends to: poll reports it
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
         size = os.fstat(fd).st_size
         begin = max(0, size - 70 * 1024)
         tail = os.pread(fd, size - begin, begin)
@@ -1030,17 +1040,32 @@ def _plain_from(path: Path, offset: int, back: int, limit: int) -> tuple[bytes, 
     under the writers' lock taken shared (a write in progress is waited out); None when the
     file is gone. Before-bytes shorter than `back` mean the file is shorter than the offset."""
     try:
-        fd = _open_in_partition(path, os.O_RDONLY)
+        fd = _open_log_file(path)
     except FileNotFoundError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
         size = os.fstat(fd).st_size
         before = os.pread(fd, back, offset - back) if back else b""
         data = os.pread(fd, min(limit, size - offset), offset) if size > offset else b""
         return before, data
     finally:
         os.close(fd)
+
+
+def _open_log_file(path: Path) -> int:
+    """A descriptor of the plain log file `path`, no link followed, holding the writers' lock
+    taken shared (a write in progress is waited out, within LOCK_WAIT: whoever can write the
+    directory can hold a lock for ever). IntegrityError for anything but a regular file."""
+    fd = _open_in_partition(path, os.O_RDONLY)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IntegrityError(f"{path.parent.name}/{path.name}: not a regular file")
+        if not lock_within(fd, fcntl.LOCK_SH, LOCK_WAIT):
+            raise IntegrityError(f"{path.parent.name}/{path.name}: its lock stays held")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _gzip_content(path: Path) -> bytes:
