@@ -61,8 +61,11 @@ for name, argv, stdin in json.loads(sys.argv[1]):
     elif name in ("seal", "rotate"):
         said += result.stdout
     out[name] = [result.exit_code, said, result.stdout if name == "query" else ""]
-import resource
-out["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec, so a child of a big pytest
+# process would report the parent's peak.
+with open("/proc/self/status") as status:
+    hwm = next(line for line in status if line.startswith("VmHWM:"))
+out["peak_mib"] = int(hwm.split()[1]) // 1024
 print(json.dumps(out))
 """
 
