@@ -32,6 +32,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import time
 from dataclasses import dataclass, field
@@ -123,14 +124,22 @@ def normalise(lines: list[str], paths: dict[str, str]) -> list[str]:
     """What is compared of an output: the lines with run-to-run details replaced."""
     result = []
     for line in lines:
-        for real, shown in paths.items():
-            line = line.replace(real, shown)
+        line = shown_paths(line, paths)
         for pattern, replacement in _RULES:
             line = pattern.sub(replacement, line)
         result.append(line.strip())
     while result and not result[-1]:
         result.pop()
     return result
+
+
+def shown_paths(line: str, paths: dict[str, str]) -> str:
+    """`line` with the temporary directories as a reader has them: `~/x`, and `x` for a file of
+    the working directory (`.` alone for the directory itself)."""
+    for real, seen in paths.items():
+        line = line.replace(real + "/", "" if seen == "." else seen + "/")
+        line = line.replace(real, seen)
+    return line
 
 
 def matches(expected: list[str], actual: list[str]) -> bool:
@@ -249,12 +258,7 @@ def _update(
     for example, output in sorted(
         zip(examples, outputs, strict=True), key=lambda pair: pair[0].start, reverse=True
     ):
-        shown = []
-        for line in output:
-            for real, seen in paths.items():
-                line = line.replace(real + "/", "" if seen == "." else seen + "/")
-                line = line.replace(real, seen)
-            shown.append(line.rstrip())
+        shown = [shown_paths(line, paths).rstrip() for line in output]
         while shown and not shown[-1]:
             shown.pop()
         lines[example.start : example.end] = shown
@@ -262,11 +266,14 @@ def _update(
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(page.relative_to(ROOT)) for page in PAGES])
-def test_console_examples(page: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_console_examples(page: Path, request: pytest.FixtureRequest) -> None:
     examples = parse(page.read_text())
     if not examples:
         pytest.skip("no console example")
-    work, env = workspace(tmp_path)
+    # A short directory: absolute paths in 80-column tables then fit on one line.
+    short = Path(tempfile.mkdtemp(prefix="ad", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(short, ignore_errors=True))
+    work, env = workspace(short)
     outputs = run_commands([example.command for example in examples], work, env)
     paths = {env["HOME"]: "~", str(work): "."}
     wrong = []
