@@ -58,6 +58,11 @@ def complete_target(incomplete: str) -> list[str]:
     return [target for target in TARGETS if target.startswith(incomplete.upper())]
 
 
+#: `-f/--format` of the commands that print a table on a terminal and JSON when piped.
+TableOrJsonOpt = Annotated[
+    TableOrJson | None,
+    typer.Option("--format", "-f", help="Default: table on a terminal, else json."),
+]
 ActionOpt = Annotated[
     list[str] | None,
     typer.Option(

@@ -14,6 +14,7 @@ from auditcli.cli_options import (
     OrgIdOpt,
     SinceOpt,
     TableOrJson,
+    TableOrJsonOpt,
     TargetIdOpt,
     TeamIdOpt,
     UntilOpt,
@@ -275,10 +276,7 @@ def state(
             help="Also show what was granted, revoked or changed between FROM and --at.",
         ),
     ] = None,
-    fmt: Annotated[
-        TableOrJson | None,
-        typer.Option("--format", "-f", help="Default: table on a terminal, else json."),
-    ] = None,
+    fmt: TableOrJsonOpt = None,
 ) -> None:
     """Access state at an instant, replayed from the entries up to it: system admins, team
     members and their roles, organization members, custom roles, service accounts. Each row

@@ -18,6 +18,7 @@ from auditcli.cli_options import (
     OrgIdOpt,
     SinceOpt,
     TableOrJson,
+    TableOrJsonOpt,
     TargetIdOpt,
     TargetOpt,
     TeamIdOpt,
@@ -413,10 +414,7 @@ app.add_typer(actions_app, name="actions")
 @actions_app.callback(invoke_without_command=True)
 def actions(
     ctx: typer.Context,
-    fmt: Annotated[
-        TableOrJson | None,
-        typer.Option("--format", "-f", help="Default: table on a terminal, else json."),
-    ] = None,
+    fmt: TableOrJsonOpt = None,
 ) -> None:
     """List every action: name, display name, default target, group.
 

@@ -12,6 +12,7 @@ import typer
 from auditcli.cli import app
 from auditcli.cli_options import (
     TableOrJson,
+    TableOrJsonOpt,
     deliver,
     get_store,
     pick_format,
@@ -221,10 +222,7 @@ def account_create(
 @accounts_app.command("list")
 def account_list(
     ctx: typer.Context,
-    fmt: Annotated[
-        TableOrJson | None,
-        typer.Option("--format", "-f", help="Default: table on a terminal, else json."),
-    ] = None,
+    fmt: TableOrJsonOpt = None,
 ) -> None:
     """List service accounts (never their tokens).
 

@@ -10,6 +10,7 @@ import typer
 from auditcli.cli import app
 from auditcli.cli_options import (
     TableOrJson,
+    TableOrJsonOpt,
     console,
     say,
     settings,
@@ -50,10 +51,7 @@ def init(
 @app.command("config")
 def config_(
     ctx: typer.Context,
-    fmt: Annotated[
-        TableOrJson | None,
-        typer.Option("--format", "-f", help="Default: table on a terminal, else json."),
-    ] = None,
+    fmt: TableOrJsonOpt = None,
 ) -> None:
     """Show each setting in effect and where it came from: a flag, an environment variable,
     a config file or the default.
