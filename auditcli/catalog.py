@@ -15,6 +15,9 @@ from .safeio import CATALOG_MAX, read_control
 
 TARGETS: tuple[str, ...] = ("USER", "ROLE", "TEAM", "SERVICE_ACCOUNT", "ORGANIZATION")
 CATALOG_FILE = "_catalog.json"
+#: Taken by `audit actions add` while it rewrites the catalog file.
+CATALOG_LOCK = "_catalog.lock"
+LOCK_SECONDS = 60.0
 ACTION_NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")  # matched whole (fullmatch)
 TEMPLATE_FIELDS = ("actor", "target", "team", "org")
 
@@ -235,8 +238,11 @@ def add_custom_action(
     root: Path, name: str, display_name: str, target: str, template: str, group: str = "Custom"
 ) -> ActionSpec:
     """Add an action to `root`'s catalog file, written atomically (temp file, fsync, rename)."""
+    import fcntl
     import os
     import tempfile
+
+    from .safeio import lock_within
 
     # Checked here first so errors name what the user typed, not a position in the file.
     if not ACTION_NAME.fullmatch(name):
@@ -245,23 +251,35 @@ def add_custom_action(
         raise UsageError(f"action {name!r}: the display name must not be empty")
     check_target(target)
     check_template(template)
-    catalog = Catalog.load(root)
-    if name in catalog:
-        kind = "a builtin action" if catalog.get(name).builtin else "already in the catalog"
-        raise UsageError(f"action {name!r} is already defined ({kind})")
-    spec = ActionSpec(name, display_name, target, group, template, builtin=False)
-    document = render_custom_actions([*catalog.custom(), spec])
-    parse_custom_actions(document, CATALOG_FILE)  # validates the new action the same way
-    Catalog((*catalog.custom(), spec))  # refuses a name that is already defined
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".catalog-", suffix=".tmp")
+    # One `actions add` at a time: without the lock two concurrent runs each rewrite the file
+    # from what they read, and one action is lost.
+    lock = os.open(
+        root / CATALOG_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+    )
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(document)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, root / CATALOG_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        if not lock_within(lock, fcntl.LOCK_EX, LOCK_SECONDS):
+            raise UsageError(f"{root / CATALOG_LOCK}: held by another process; try again")
+        for stale in root.glob(".catalog-*.tmp"):  # left by a run that was killed
+            stale.unlink(missing_ok=True)
+        catalog = Catalog.load(root)
+        if name in catalog:
+            kind = "a builtin action" if catalog.get(name).builtin else "already in the catalog"
+            raise UsageError(f"action {name!r} is already defined ({kind})")
+        spec = ActionSpec(name, display_name, target, group, template, builtin=False)
+        document = render_custom_actions([*catalog.custom(), spec])
+        parse_custom_actions(document, CATALOG_FILE)  # validates the new action the same way
+        Catalog((*catalog.custom(), spec))  # refuses a name that is already defined
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=".catalog-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(document)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, root / CATALOG_FILE)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    finally:
+        os.close(lock)
     return spec

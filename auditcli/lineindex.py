@@ -45,6 +45,7 @@ import orjson
 
 from . import chain
 from .lines import LineSplitter
+from .outfile import process_alive
 from .safeio import INDEX_HEADER_MAX, open_dir, open_dir_at, open_file
 
 INDEX_DIR = "_index"
@@ -646,6 +647,10 @@ _NEEDS_ESCAPE = re.compile(rb'["\\\x00-\x1f]')  # what JSON escapes inside a str
 
 
 # ---------------------------------------------------------------------- writing an index
+#: `save`'s temp file: `.<file>.<pid>.<n>.tmp`.
+_TEMP = re.compile(r"\..+\.(\d+)\.[0-9a-f]+\.tmp")
+
+
 def save(root: Path, partition: str, file_name: str, index: LineIndex) -> None:
     """Write `index` for `partition/file_name`, atomically; any failure (read-only directory,
     full disk, a symlink or a file planted as `_index` or its partition) is ignored: an index
@@ -697,12 +702,18 @@ def _index_dir(root: Path, partition: str) -> int:
 
 
 def _prune(root: Path, partition: str, directory: int) -> None:
+    """Remove the indexes of files gone from the partition, and temp files of dead processes."""
     try:
         logs = open_dir(root, [partition])
     except OSError:
         return
     try:
         for name in os.listdir(directory):
+            stale = _TEMP.fullmatch(name)
+            if stale and not process_alive(int(stale.group(1))):  # left by a killed query
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=directory)
+                continue
             if not name.endswith(".idx"):
                 continue
             try:

@@ -247,7 +247,8 @@ def _open_locked(dfd: int, name: str) -> int | None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise IntegrityError("not a regular file; left alone")
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if not lock_within(fd, fcntl.LOCK_EX, _ROTATE_LOCK_WAIT):
+            raise IntegrityError("its writers' lock stays held; left alone")
         try:
             now = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
@@ -1032,6 +1033,9 @@ def _whole_lines_end(path: Path) -> tuple[int, bytes]:
         os.close(fd)
 
 
+#: Seconds rotate waits for a writer's lock on a file (a write holds it for milliseconds;
+#: whoever can write the directory could hold it for ever).
+_ROTATE_LOCK_WAIT = 60.0
 _FOLLOW_LIMIT = 16 << 20  # bytes read from one file per poll: a big import is followed in steps
 
 

@@ -187,12 +187,13 @@ def _remove_stale_temps(directory: Path, name: str) -> None:
         return
     for entry in names:
         match = pattern.fullmatch(entry)
-        if match and not _alive(int(match.group(1))):
+        if match and not process_alive(int(match.group(1))):
             with contextlib.suppress(OSError):
                 os.unlink(directory / entry)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (one of another user counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -900,6 +900,12 @@ class _locked_segment:  # used as a context manager, reads like a function
                 info = os.fstat(fd)
                 if not stat.S_ISREG(info.st_mode):
                     raise NotRecordedError(f"{path}: not a regular file; entry NOT recorded")
+                if info.st_nlink > 1:
+                    # Hard-linked elsewhere (planted, or a backup tool's link): appending would
+                    # write through to the other name, which may be outside the log directory.
+                    # Like a damaged file, it is never written again.
+                    os.close(fd)
+                    return None
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 # Rotation may have replaced or removed the file while we waited for the lock.
                 try:
