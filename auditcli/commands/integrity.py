@@ -44,36 +44,60 @@ SigningKeyOpt = Annotated[
 def seal(
     ctx: typer.Context,
     signing_key: SigningKeyOpt = None,
+    writer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--writer",
+            help="Seal this writer's chain only (repeatable). Default: every writer in the store"
+            " whose chain this key signs (a host: itself; a shared volume: all).",
+        ),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No summary on stderr; warnings only (cron).")
     ] = False,
 ) -> None:
-    """Checkpoint every file in a new manifest chained to the previous one; print its hash.
+    """Checkpoint each writer's files in a new manifest of its own chain; print its hash.
 
     Run it hourly from cron; it writes a manifest even when nothing changed, so a gap shows.
-    Ship the printed hash off-host to anchor the chain (`audit verify --anchor HASH`).
+    Ship the printed hash off-host to anchor the chain (`audit verify --anchor HASH`). With
+    several writers, each line is `HASH  WRITER`.
 
     Example: audit seal --signing-key /etc/audit/seal.key
     """
-    from auditcli.integrity import seal as seal_store
+    from auditcli.integrity import default_writers, seal_writers
 
     store = get_store(ctx)
     if signing_key is not None:
         _warn_if_exposed(signing_key)
-    result = seal_store(store, signing_key=signing_key)
-    manifest = result.manifest
-    signed = f"signed by {result.key_id}" if result.key_id else "unsigned (no signing key)"
-    if not quiet:
-        say(
-            f"sealed manifest #{manifest.sequence} ({manifest.path.name}): {result.files} files,"
-            f" {result.lines} entries ({result.new_lines} new since the last seal), {signed}"
-        )
-    for warning in result.warnings:
-        say(f"warning: {warning}")
-    write_out(f"{manifest.hash}\n".encode())
-    if result.warnings:
+    skipped: list[str] = []
+    if writer:
+        writers = writer
+    else:
+        writers, skipped = default_writers(store, signing_key)
+    results = seal_writers(store, writers, signing_key=signing_key)
+    warnings = 0
+    for result in results:
+        manifest = result.manifest
+        signed = f"signed by {result.key_id}" if result.key_id else "unsigned (no signing key)"
+        if not quiet:
+            say(
+                f"sealed manifest #{manifest.sequence} of {result.writer} ({manifest.path.name}):"
+                f" {result.files} files, {result.lines} entries ({result.new_lines} new since"
+                f" the last seal, {result.changed} file(s) listed), {signed}"
+            )
+        for warning in result.warnings:
+            say(f"warning: {result.writer}: {warning}")
+        warnings += len(result.warnings)
+    for name in skipped:
+        say(f"note: {name} not sealed: its chain is signed by another key (use --writer {name})")
+    lines = [
+        f"{r.manifest.hash}\n" if len(results) == 1 else f"{r.manifest.hash}  {r.writer}\n"
+        for r in results
+    ]
+    write_out("".join(lines).encode())
+    if warnings:
         raise IntegrityError(
-            f"{len(result.warnings)} file(s) changed against the previous seal; run `audit verify`"
+            f"{warnings} file(s) changed against the previous seal; run `audit verify`"
         )
 
 
@@ -113,6 +137,14 @@ def verify(
             help="Fail when the newest manifest is older than this (e.g. 2h), or there is none.",
         ),
     ] = None,
+    fleet: Annotated[
+        Path | None,
+        typer.Option(
+            "--fleet",
+            help="Fleet file (TOML, kept outside the store): the writers that must be present"
+            " and the public key of each (see docs/fleet.md).",
+        ),
+    ] = None,
     output_format: Annotated[
         TableOrJson, typer.Option("--format", "-f", help="table for people, json for machines.")
     ] = TableOrJson.table,
@@ -122,7 +154,7 @@ def verify(
 
     Example: audit verify --public-key /etc/audit/seal.key.pub
     """
-    from auditcli.integrity import load_public_key
+    from auditcli.integrity import load_fleet, load_public_key
     from auditcli.integrity import verify as verify_store
     from auditcli.timeparse import parse_bound
 
@@ -146,6 +178,7 @@ def verify(
         public_keys=keys,
         anchor=anchor,
         max_seal_age_since=age_since,
+        fleet=load_fleet(fleet) if fleet is not None else None,
     )
     if output_format is TableOrJson.json:
         write_json(report.to_dict())
@@ -163,7 +196,9 @@ def _print_report(report: Any) -> None:
     out = console()
     latest = report.latest
     signatures = {
-        "verified": "verified with --public-key",
+        "verified": "verified with the fleet file"
+        if report.fleet
+        else "verified with --public-key",
         "embedded": "consistent (key not given)",
         "unsigned": "unsigned",
         "none": "-",
@@ -183,6 +218,15 @@ def _print_report(report: Any) -> None:
     out.print(rows_table(("Verify", "Result"), rows))
     if latest:
         out.print(Text(f"Latest manifest: {latest['hash']}"), soft_wrap=True)
+    if len(report.hosts) > 1 or report.fleet:
+        out.print(
+            rows_table(
+                ("Host", "Files", "Entries", "Last seal", "Key", "Problems"),
+                (_host_row(host) for host in report.hosts),
+                title="Hosts",
+                numeric=("Files", "Entries", "Problems"),
+            )
+        )
     if report.problems:
         shown = report.problems[:500]
         table = rows_table(
@@ -197,6 +241,17 @@ def _print_report(report: Any) -> None:
         say(f"note: {note}")
     if report.ok:
         say("verify: OK")
+
+
+def _host_row(host: Any) -> tuple[Any, ...]:
+    """One row of the per-host table: a short key id, the last seal to the minute."""
+    latest = host.latest
+    seal = f"#{latest['sequence']} {latest['sealedAt'][:16].replace('T', ' ')}" if latest else "-"
+    key = {"unsigned": "unsigned", "none": "-"}.get(host.signed)
+    if key is None:
+        key = ", ".join(k[7:19] + "…" for k in host.key_ids) or "-"
+    name = host.writer if host.in_fleet is not False else f"{host.writer} (not in fleet)"
+    return (name, host.files, host.entries, seal, key, host.problems or "OK")
 
 
 # ----------------------------------------------------------------------------- keys

@@ -24,10 +24,16 @@ def write_receipt(
     *,
     action: str = "delete",
     signing_key: Any = None,
+    writer: str | None = None,
 ) -> str:
     """Record in the manifest chain that the files of partition `day` are deleted on purpose
     (`action="delete"`), or only noted (`action="compress"`: no effect on checks, since a gzip
     twin with the same lines already verifies).
+
+    The receipt goes into the chain of `writer` (default: the store's writer id), the one
+    doing the deletion, whoever wrote the files: on a host that is the host's own chain; on a
+    merged store, the log host's own chain, since appending to a host's chain there would fork
+    it against the host's next seal when the copies merge.
 
     Call it *before* deleting (if it fails, do not delete). `files`: one dict per file, as
     `file_record()` / `partition_records()` return them: `name` (`host.jsonl[.gz]` or
@@ -41,13 +47,14 @@ def write_receipt(
         raise UsageError(f"receipt: action {action!r} is not delete or compress")
     key = signing_key_from(signing_key)
     normalised = [_normalise_receipt_file(day, record) for record in files]
-    with manifest_lock(store) as directory:
+    chain_writer = writer or store.writer_id
+    with manifest_lock(store, chain_writer):
         body = {
             "kind": "receipt",
             "sealedAt": format_utc(store.clock()),
             "receipt": {"action": action, "day": day, "reason": str(reason), "files": normalised},
         }
-        manifest = append_manifest(store, directory, body, key)
+        manifest = append_manifest(store, chain_writer, body, key)
     return manifest.hash or ""
 
 
