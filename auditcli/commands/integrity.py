@@ -247,6 +247,8 @@ def _host_row(host: Any) -> tuple[Any, ...]:
     """One row of the per-host table: a short key id, the last seal to the minute."""
     latest = host.latest
     seal = f"#{latest['sequence']} {latest['sealedAt'][:16].replace('T', ' ')}" if latest else "-"
+    if host.chain == "legacy":
+        seal = "legacy chain"
     key = {"unsigned": "unsigned", "none": "-"}.get(host.signed)
     if key is None:
         key = ", ".join(k[7:19] + "…" for k in host.key_ids) or "-"

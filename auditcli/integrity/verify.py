@@ -64,6 +64,7 @@ class HostReport:
 
     writer: str
     in_fleet: bool | None = None  # None: no fleet file given
+    chain: str = "none"  # "own", "legacy" (sealed before per-writer chains only), "none"
     files: int = 0
     entries: int = 0
     manifests: int = 0
@@ -79,6 +80,7 @@ class HostReport:
             "writer": self.writer,
             "ok": self.problems == 0,
             "inFleet": self.in_fleet,
+            "chain": self.chain,
             "files": self.files,
             "entries": self.entries,
             "manifests": self.manifests,
@@ -246,6 +248,7 @@ class _Verifier:
         self.torn_notes: list[str] = []
         self.heads: list[Manifest] = []
         self.newest_seal: Manifest | None = None
+        self.legacy_elsewhere: list[str] = []
         self.statuses: list[str] = []
 
     def problem(self, file: str, line: int | None, kind: str, detail: str) -> None:
@@ -510,7 +513,10 @@ class _Verifier:
         ref = (manifest.body or {}).get("legacy")
         if not isinstance(ref, dict):
             return
-        if ref.get("hash") not in self.legacy.hashes_found:
+        if self.legacy.head is None:
+            # A merged store: each host's legacy chain stays on the host (they would collide).
+            self.legacy_elsewhere.append(manifest.writer or "")
+        elif ref.get("hash") not in self.legacy.hashes_found:
             self.problem(
                 f"{MANIFEST_DIR}/",
                 None,
@@ -699,7 +705,11 @@ class _Verifier:
         elif self.latest_seal is None:
             self.latest_seal = self.newest_seal
         days = self.writer_days.get(writer, [])
-        if not names:
+        if names:
+            host.chain = "own"
+        else:
+            if self.checkpoints or (self.legacy.head is not None and not days):
+                host.chain = "legacy"
             self.missing_chain(writer, entry, days)
         if entry is not None:
             for anchor in entry.anchors:
@@ -737,10 +747,7 @@ class _Verifier:
     def missing_chain(self, writer: str, entry: FleetWriter | None, days: Sequence[str]) -> None:
         """A writer without a chain of its own: a problem when the fleet file or --public-key
         says its seals must be there (unless the legacy chain still covers it)."""
-        legacy_covers = any(file_writer(key[1]) == writer for key in self.checkpoints) or (
-            self.legacy.head is not None and not days
-        )
-        if entry is not None and not legacy_covers:
+        if entry is not None and self.host.chain != "legacy":
             if days:
                 self.problem(
                     f"{MANIFEST_DIR}/{writer}/",
@@ -950,6 +957,13 @@ class _Verifier:
                 " whose files and manifests were all deleted (it is simply not listed), which"
                 " key belongs to which host, or whether a host's newest manifests were deleted."
                 " Pass --fleet FILE."
+            )
+        if self.legacy_elsewhere:
+            report.notes.append(
+                f"The chains of {', '.join(self.legacy_elsewhere)} continue a legacy chain"
+                " (_manifests/*.json) that is not in this store: files sealed before the upgrade"
+                " are checked against the writers' own chains only (verify the legacy chain"
+                " where it is kept, on the host)."
             )
         if report.manifests == 0:
             report.notes.append(
