@@ -196,7 +196,7 @@ def _print_report(report: Any) -> None:
     out = console()
     latest = report.latest
     signatures = {
-        "verified": "verified with the fleet file"
+        "verified": "verified with the fleet's keys"
         if report.fleet
         else "verified with --public-key",
         "embedded": "consistent (key not given)",
@@ -208,7 +208,7 @@ def _print_report(report: Any) -> None:
         ("Files", report.files),
         ("Entries", report.entries),
         ("Manifests", report.manifests if latest else "0 (never sealed)"),
-        ("Latest seal", f"#{latest['sequence']} {latest['sealedAt']}" if latest else "-"),
+        ("Latest seal", _latest_seal(latest)),
         ("Signatures", signatures),
         ("Checkpoints", report.checkpoints),
         ("Not yet covered", report.uncovered),
@@ -241,6 +241,14 @@ def _print_report(report: Any) -> None:
         say(f"note: {note}")
     if report.ok:
         say("verify: OK")
+
+
+def _latest_seal(latest: dict[str, Any] | None) -> str:
+    """`#5 2026-…Z`, with the writer whose chain it heads (none for the legacy chain)."""
+    if not latest:
+        return "-"
+    of = f" of {latest['writer']}" if latest.get("writer") else ""
+    return f"#{latest['sequence']}{of} {latest['sealedAt']}"
 
 
 def _host_row(host: Any) -> tuple[Any, ...]:

@@ -155,6 +155,10 @@ class _Checkpoints:
     name: str = ""
     archives: dict[str, tuple[str, Label]] = field(default_factory=dict)  # gz name -> (sha, label)
     torn: set[tuple[int, int]] = field(default_factory=set)
+    # After a retention receipt: the history it closed and the file it recorded. A copy that
+    # outlives the deletion (a central store keeping longer than the host) is checked against it.
+    retired: _Checkpoints | None = None
+    receipt: Mapping[str, Any] | None = None
 
     def add(self, record: Mapping[str, Any], label: Label) -> None:
         self.last_listed = label
@@ -636,9 +640,14 @@ class _Verifier:
             ):
                 continue
             known = self.checkpoints.get(key)
-            if known is not None and known.by_line and self.in_range(key[0]):
-                self.check_receipt(manifest, record, known)
-            self.checkpoints[key] = _Checkpoints(name=record["name"])
+            retired = None
+            if known is not None and known.by_line:
+                retired = known
+                if self.in_range(key[0]):
+                    self.check_receipt(manifest, record, known)
+            self.checkpoints[key] = _Checkpoints(
+                name=record["name"], retired=retired, receipt=record
+            )
 
     def check_receipt(
         self, manifest: Manifest, record: Mapping[str, Any], known: _Checkpoints
@@ -851,11 +860,22 @@ class _Verifier:
     def check_file(self, file: LogFile) -> None:
         report, host = self.report, self.host
         known = self.checkpoints.get((file.day, file.segment))
-        scan = _FileScan(file, known, self.geneses)
-        try:
-            scan.run()
-        except IntegrityError as exc:
-            self.problem(file.name, None, "unreadable file", str(exc))
+        scan = None
+        if known is not None and not known.by_line and known.retired and known.receipt:
+            # Deleted by retention where it was written, still kept here: if it is the file the
+            # receipt recorded, it is checked against the history the receipt closed.
+            scan = self.scan(file, known.retired)
+            if scan is None:
+                return
+            if scan.lines == known.receipt.get("lines") and chain.tag(
+                scan.head
+            ) == known.receipt.get("head"):
+                known = known.retired
+            else:
+                scan = None  # a new file under an old name: checked as a new one
+        if scan is None:
+            scan = self.scan(file, known)
+        if scan is None:
             return
         name = scan.source.file.name if scan.source else file.name
         report.files += 1
@@ -887,6 +907,16 @@ class _Verifier:
                         "altered archive",
                         f"SHA-256 {actual}, manifest {recorded[1][1]} recorded {recorded[0]}",
                     )
+
+    def scan(self, file: LogFile, known: _Checkpoints | None) -> _FileScan | None:
+        """One pass over `file` against `known`; None (and a problem) when it cannot be read."""
+        scan = _FileScan(file, known, self.geneses)
+        try:
+            scan.run()
+        except IntegrityError as exc:
+            self.problem(file.name, None, "unreadable file", str(exc))
+            return None
+        return scan
 
     def check_planted(self, file: LogFile, name: str, lines: int) -> None:
         """A file no manifest knows is new since the latest seal, or planted: planted when it is
@@ -1021,6 +1051,7 @@ class _FileScan:
         self.moved_from: str | None = None
         self.sealed_torn: str | None = None
         self.searched = 0
+        self.head = b""  # the last line's link (the genesis value for an empty file)
 
     def problem(self, line: int | None, kind: str, detail: str, name: str | None = None) -> None:
         if len(self.problems) >= _MAX_PROBLEMS_PER_FILE:
@@ -1110,6 +1141,7 @@ class _FileScan:
         if incident is not None:
             self.analyse(incident, genesis)
         self.lines = n
+        self.head = prev
         if misplaced > 1:
             self.problem(
                 None,
