@@ -1014,7 +1014,7 @@ class _Verifier:
             report.notes.append(
                 "Signatures were checked against the public key inside the manifests"
                 f" ({', '.join(report.key_ids)}): consistent, but that does not show who signed."
-                " Pass --public-key with your key."
+                " Pass --public-key with your key, or --fleet with each host's."
             )
         if self.torn_notes:
             report.notes.append(
@@ -1022,10 +1022,15 @@ class _Verifier:
                 f" (excluded from queries, not entries): {', '.join(self.torn_notes)}"
             )
         if report.latest and report.uncovered:
+            behind = [h for h in report.hosts if h.uncovered]
+            where = ", ".join(
+                f"{h.writer}: {h.uncovered} after"
+                + (f" #{h.latest['sequence']} ({h.latest['sealedAt']})" if h.latest else " none")
+                for h in behind[:10]
+            ) + (", …" if len(behind) > 10 else "")
             report.notes.append(
                 f"{report.uncovered} {'entry is' if report.uncovered == 1 else 'entries are'}"
-                " newer than the latest seal"
-                f" (#{report.latest['sequence']}, {report.latest['sealedAt']}):"
+                f" newer than their writer's latest seal ({where}):"
                 " they verify by their chains only until the next seal."
             )
 
