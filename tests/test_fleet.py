@@ -477,8 +477,14 @@ def test_everything_else_reads_the_merged_tree_as_one_log(fleet: Fleet, central:
     connection.execute(run("schema", "--dialect", "duckdb"))
     got = connection.execute("SELECT actorId FROM audit_logs ORDER BY createdAt, id").fetchall()
     assert [r[0] for r in got] == [row["actorId"] for row in rows]
-    stats = orjson.loads(run("stats", "--by", "actor", "--format", "json"))
-    assert stats
+    history = [
+        orjson.loads(x) for x in run("history", "--actor-id", "bravo-4", "-f", "jsonl").splitlines()
+    ]
+    assert [h["entry"]["createdAt"][:10] for h in history] == [DAY1, DAY2]
+    users = orjson.loads(run("state", "users", "--at", f"{DAY2}T23:00:00Z", "--format", "json"))
+    assert users["firstRecorded"] == rows[0]["createdAt"]  # the replay starts at alpha's first
+    report = run("report", "--since", DAY1, "--until", DAY2, "-o", "-")
+    assert "95" in report and "verified" in report
 
 
 def test_importing_one_hosts_export_into_another_store_is_idempotent(tmp_path: Path) -> None:
