@@ -246,7 +246,8 @@ class _Verifier:
         self.legacy = _Chain()
         self.receipts: list[tuple[Manifest, bool]] = []
         self.seen_receipts: set[Path] = set()
-        self.writer_days: dict[str, list[str]] = {}
+        self.writer_files: dict[str, list[LogFile]] = {}
+        self._names: dict[str, tuple[list[tuple[int, Path]], list[Path]]] = {}
         self.on_disk: set[str] = set()
         self._geneses: dict[bytes, str] | None = None
         self.torn_notes: list[str] = []
@@ -273,7 +274,7 @@ class _Verifier:
         self.newest_seal = self.newest_seal_of(chained)
         self.collect_receipts(chained)
         self.check_legacy()
-        writers = set(chained) | set(self.writer_days)
+        writers = set(chained) | set(self.writer_files)
         writers.update(file_writer(key[1]) for key in self.legacy_checkpoints)
         if self.fleet:
             writers.update(self.fleet.writers)
@@ -285,8 +286,8 @@ class _Verifier:
 
     # ------------------------------------------------------------------ survey
     def survey_partitions(self) -> None:
-        """Count partitions, name stray files, and note which writers have files on which days
-        (names only: the files are read writer by writer)."""
+        """Count partitions, name stray files, and list each writer's files (names only: they are
+        read writer by writer; a file rotated meanwhile is followed into its archive)."""
         for day in self.store.days(self.first_day, self.last_day):
             self.report.partitions += 1
             self.on_disk.add(day)
@@ -301,15 +302,25 @@ class _Verifier:
                     "stray file",
                     "not a log file of this store (planted or foreign)",
                 )
-            for writer in sorted({file_writer(f.segment) for f in self.store.files(day)}):
-                self.writer_days.setdefault(writer, []).append(day)
+            for file in self.store.files(day):
+                self.writer_files.setdefault(file_writer(file.segment), []).append(file)
 
     def newest_seal_of(self, chained: Sequence[str]) -> Manifest | None:
         """The newest intact seal heading any writer's chain: a file of a writer that has no chain
         and is older than it was hidden from every seal (or planted backdated)."""
-        heads = [latest_manifest(self.store, writer) for writer in chained]
+        heads = []
+        for writer in chained:
+            names = self.names(writer)[0]
+            if names:
+                heads.append(read_manifest(names[-1][1], names[-1][0], writer))
         seals = [m for m in heads if m and m.kind == "seal" and m.error is None]
         return max(seals, key=lambda m: m.sealed_at, default=None)
+
+    def names(self, writer: str) -> tuple[list[tuple[int, Path]], list[Path]]:
+        """A chain's manifest names, listed once per run (until its writer is checked)."""
+        if writer not in self._names:
+            self._names[writer] = manifest_names(self.store, writer)
+        return self._names[writer]
 
     def keys_for(self, writer: str | None) -> TrustedKeys | None:
         """The keys that must sign a chain (None: check against the key it embeds)."""
@@ -327,7 +338,7 @@ class _Verifier:
         deletion: a log host or a shared volume's sealer deletes files of other writers."""
         found = []
         for writer in chained:
-            names, _ = manifest_names(self.store, writer)
+            names = self.names(writer)[0]
             receipts = [(s, p) for s, p in names if p.name.endswith(".receipt.json")]
             if not receipts:
                 continue
@@ -700,7 +711,8 @@ class _Verifier:
         ]
         names: list[tuple[int, Path]] = []
         if chained:
-            names, foreign = manifest_names(self.store, writer)
+            names, foreign = self.names(writer)
+            self._names.pop(writer, None)
             for path in foreign:
                 self.problem(
                     f"{MANIFEST_DIR}/{writer}/{path.name}",
@@ -713,7 +725,8 @@ class _Verifier:
             self.latest_seal = chain.latest_seal
         elif self.latest_seal is None:
             self.latest_seal = self.newest_seal
-        days = self.writer_days.get(writer, [])
+        files = self.writer_files.pop(writer, [])
+        days = sorted({file.day for file in files})
         if names:
             host.chain = "own"
         else:
@@ -743,11 +756,9 @@ class _Verifier:
                     " (seal not running, or the newest manifests were deleted)",
                 )
         seen: set[tuple[str, str]] = set()
-        for day in days:
-            for file in self.store.files(day):
-                if file_writer(file.segment) == writer:
-                    seen.add((file.day, file.segment))
-                    self.check_file(file)
+        for file in files:
+            seen.add((file.day, file.segment))
+            self.check_file(file)
         self.check_missing(seen)
         self.checkpoints = {}
         host.problems = len(self.report.problems) - start
