@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -660,3 +661,71 @@ def test_seal_leaves_alone_a_chain_signed_by_another_key(tmp_path: Path) -> None
     assert only.returncode == 0, only.stderr
     assert len(list((root / "_manifests" / "bravo").glob("*.json"))) == 2
     assert len(list((root / "_manifests" / "alpha").glob("*.json"))) == 1
+
+
+# ============================================================================ fleet file rules
+def _two_writers(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
+    """alpha signs with its key; bravo seals unsigned."""
+    root = tmp_path / "logs"
+    keys = {}
+    for name in ("alpha", "bravo"):
+        store = AuditStore(root, writer_id=name)
+        store.append([orjson.loads(line) for line in _entries(name, DAY1, 3).splitlines()])
+    generate_keys(tmp_path / "alpha.key")
+    keys["alpha"] = tmp_path / "alpha.key"
+    integrity.seal(AuditStore(root, writer_id="alpha"), signing_key=keys["alpha"])
+    integrity.seal(AuditStore(root, writer_id="bravo"))
+    return root, keys
+
+
+def test_optional_unsigned_and_rotated_keys_in_the_fleet_file(tmp_path: Path) -> None:
+    root, keys = _two_writers(tmp_path)
+    fleet = tmp_path / "fleet.toml"
+    base = (
+        f'[writers.alpha]\npublic_key = "{keys["alpha"]}.pub"\n[writers.bravo]\nunsigned = true\n'
+    )
+    fleet.write_text(base + "[writers.charlie]\npublic_key = 'alpha.key.pub'\nrequired = false\n")
+    report = _verify(root, fleet)
+    assert report.ok, report.problems
+    assert [(h.writer, h.signed, h.files) for h in report.hosts] == [
+        ("alpha", "verified", 1),
+        ("bravo", "unsigned", 1),
+        ("charlie", "none", 0),
+    ]
+    # alpha rotates its key: the fleet file must list the new one too
+    generate_keys(tmp_path / "alpha2.key")
+    integrity.seal(AuditStore(root, writer_id="alpha"), signing_key=tmp_path / "alpha2.key")
+    report = _verify(root, fleet)
+    assert [(p.file.split("/")[1], p.kind) for p in report.problems] == [
+        ("alpha", "wrong signing key")
+    ]
+    fleet.write_text(
+        base.replace(
+            f'"{keys["alpha"]}.pub"', f'["{keys["alpha"]}.pub", "{tmp_path}/alpha2.key.pub"]'
+        )
+    )
+    assert _verify(root, fleet).ok
+
+
+def test_an_unsigned_manifest_in_a_chain_the_fleet_file_signs_is_named(tmp_path: Path) -> None:
+    root, keys = _two_writers(tmp_path)
+    integrity.seal(AuditStore(root, writer_id="alpha"))  # a key-less forger appends
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text(
+        f'[writers.alpha]\npublic_key = "{keys["alpha"]}.pub"\n[writers.bravo]\nunsigned = true\n'
+    )
+    report = _verify(root, fleet)
+    assert [(p.file.split("/")[1], p.kind) for p in report.problems] == [
+        ("alpha", "unsigned manifest")
+    ]
+
+
+def test_max_seal_age_names_the_writer_that_stopped_sealing(tmp_path: Path) -> None:
+    root, keys = _two_writers(tmp_path)
+    time.sleep(0.01)  # alpha seals again later; bravo's newest seal is then older than that
+    alpha = AuditStore(root, writer_id="alpha")
+    later = integrity.seal(alpha, signing_key=keys["alpha"]).manifest.sealed_at
+    report = _verify(root, max_seal_age_since=later)
+    assert [(p.file, p.kind) for p in report.problems] == [("_manifests/bravo/", "stale seal")]
+    assert "bravo" in report.problems[0].detail
+    assert _verify(root, max_seal_age_since="2020-01-01T00:00:00.000Z").ok
