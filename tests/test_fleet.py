@@ -729,3 +729,20 @@ def test_max_seal_age_names_the_writer_that_stopped_sealing(tmp_path: Path) -> N
     assert [(p.file, p.kind) for p in report.problems] == [("_manifests/bravo/", "stale seal")]
     assert "bravo" in report.problems[0].detail
     assert _verify(root, max_seal_age_since="2020-01-01T00:00:00.000Z").ok
+
+
+def test_one_damaged_chain_does_not_stop_the_other_seals(tmp_path: Path) -> None:
+    root, _ = _two_writers(tmp_path)
+    newest = max((root / "_manifests" / "alpha").glob("*.json"))
+    newest.write_bytes(b"{broken")
+    result = subprocess.run(
+        [sys.executable, "-m", "auditcli", "seal"],
+        env={**_env(tmp_path, "bravo"), "AUDIT_LOG_DIR": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 5
+    assert "error: alpha not sealed" in result.stderr and newest.name in result.stderr
+    assert len(list((root / "_manifests" / "bravo").glob("*.json"))) == 2  # bravo sealed
+    assert result.stdout.strip() == integrity.latest_manifest_hash(AuditStore(root), "bravo")

@@ -74,7 +74,8 @@ def seal(
         writers = writer
     else:
         writers, skipped = default_writers(store, signing_key)
-    results = seal_writers(store, writers, signing_key=signing_key)
+    failures: list[tuple[str, str]] = []
+    results = seal_writers(store, writers, signing_key=signing_key, failures=failures)
     warnings = 0
     for result in results:
         manifest = result.manifest
@@ -95,6 +96,10 @@ def seal(
         for r in results
     ]
     write_out("".join(lines).encode())
+    for name, message in failures:
+        say(f"error: {name} not sealed: {message}")
+    if failures:
+        raise IntegrityError(f"{len(failures)} chain(s) not sealed; run `audit verify`")
     if warnings:
         raise IntegrityError(
             f"{warnings} file(s) changed against the previous seal; run `audit verify`"

@@ -63,14 +63,30 @@ def seal(store: AuditStore, *, signing_key: Any = None, writer: str | None = Non
 
 
 def seal_writers(
-    store: AuditStore, writers: Iterable[str], *, signing_key: Any = None
+    store: AuditStore,
+    writers: Iterable[str],
+    *,
+    signing_key: Any = None,
+    failures: list[tuple[str, str]] | None = None,
 ) -> list[SealResult]:
     """`seal()` for each of `writers` in turn, each into its own chain (a shared volume where
-    one host seals every writer: see `default_writers`). Lists the partitions once."""
+    one host seals every writer: see `default_writers`). Lists the partitions once.
+
+    A chain that cannot be sealed (its newest manifest is damaged) raises IntegrityError, or,
+    when `failures` is a list, is noted there as `(writer, message)` while the others are sealed:
+    one damaged chain must not stop the seals of a whole shared volume."""
     key = signing_key_from(signing_key)
     wanted = list(dict.fromkeys(writers))
     files = _files_by_writer(store, set(wanted))
-    return [_seal_one(store, writer, files.get(writer, []), key) for writer in wanted]
+    results = []
+    for writer in wanted:
+        try:
+            results.append(_seal_one(store, writer, files.get(writer, []), key))
+        except IntegrityError as exc:
+            if failures is None:
+                raise
+            failures.append((writer, str(exc)))
+    return results
 
 
 def default_writers(store: AuditStore, signing_key: Any = None) -> tuple[list[str], list[str]]:
