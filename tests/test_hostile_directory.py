@@ -114,7 +114,22 @@ def _socket(path: Path) -> None:
 
 
 def _manifest(root: Path) -> Path:
-    return sorted((root / "_manifests").glob("0*.json"))[-1]
+    """The newest manifest of the last writer's chain (`_manifests/<writer>/…`)."""
+    return sorted((root / "_manifests").glob("*/0*.json"))[-1]
+
+
+def _chain_links_outside(root: Path) -> None:
+    """A writer's chain directory replaced by a symlink to a copy of it outside the store."""
+    chain = _manifest(root).parent
+    shutil.copytree(chain, _outside(root) / chain.name)
+    shutil.rmtree(chain)
+    chain.symlink_to(_outside(root) / chain.name)
+
+
+def _removed(path: Path) -> Path:
+    """`path`, deleted (a case plants something else in its place)."""
+    path.unlink()
+    return path
 
 
 def swap_index_orgs(root: Path) -> None:
@@ -248,14 +263,14 @@ CASES = [
     ),
     Case(
         "a manifest is a FIFO",
-        lambda r: (_manifest(r).unlink(), _fifo(_manifest_path(r))),
+        lambda r: _fifo(_removed(_manifest(r))),
         fails=("verify", "seal"),
         needle="a FIFO, not a regular file",
         may_fail=("report", "rotate"),
     ),
     Case(
         "a manifest links to /dev/zero",
-        lambda r: (_manifest(r).unlink(), _manifest_path(r).symlink_to("/dev/zero")),
+        lambda r: _removed(_manifest(r)).symlink_to("/dev/zero"),
         fails=("verify", "seal"),
         needle="is a symbolic link",
         may_fail=("report", "rotate"),
@@ -272,6 +287,13 @@ CASES = [
         lambda r: (shutil.rmtree(r / "_manifests"), (r / "_manifests").symlink_to(_outside(r))),
         fails=("verify", "seal"),
         needle="_manifests",
+        may_fail=("report", "rotate"),
+    ),
+    Case(
+        "a writer's manifest chain links outside",
+        _chain_links_outside,
+        fails=("verify", "seal"),
+        needle="_manifests/w",
         may_fail=("report", "rotate"),
     ),
     Case(
@@ -371,11 +393,6 @@ CASES = [
         unprivileged=True,
     ),
 ]
-
-
-def _manifest_path(root: Path) -> Path:
-    """Where the newest manifest was (the case removed it and plants something there)."""
-    return root / "_manifests" / "000000001-2026-01-04T00-00-00Z.json"
 
 
 # ------------------------------------------------------------------------------- helpers
