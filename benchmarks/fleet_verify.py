@@ -87,7 +87,7 @@ def build(root: Path, writers: int, days: int, per_day: int) -> None:
                 "files": [record],
                 "totals": {"files": d + 1, "lines": (d + 1) * per_day, "changed": 1},
             }
-            with manifest_lock(store, writer):
+            with manifest_lock(store):
                 append_manifest(store, writer, body, key)
         print(f"  built {writer} ({days} days)", file=sys.stderr, end="\r")
     (root / ".complete").write_text("ok\n")
