@@ -61,8 +61,11 @@ for name, argv, stdin in json.loads(sys.argv[1]):
     elif name in ("seal", "rotate"):
         said += result.stdout
     out[name] = [result.exit_code, said, result.stdout if name == "query" else ""]
-import resource
-out["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+# This process's own peak (VmHWM starts afresh at exec; ru_maxrss would count the RSS of the
+# pytest process it was forked from).
+with open("/proc/self/status") as status:
+    hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+out["peak_mib"] = hwm // 1024
 print(json.dumps(out))
 """
 

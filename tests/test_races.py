@@ -68,9 +68,10 @@ while not stop.exists():
         if job == "rotate":
             from auditcli.maintenance import rotate
             problems = rotate(store, delete_after=30).problems
-        elif job == "seal":
-            from auditcli.integrity import seal
-            problems = seal(store).warnings
+        elif job == "seal":  # as `audit seal` does: every writer's chain
+            from auditcli.integrity import default_writers, seal_writers
+            sealed = seal_writers(store, default_writers(store)[0])
+            problems = [warning for result in sealed for warning in result.warnings]
         else:
             from auditcli.integrity import verify
             problems = verify(store).problems
