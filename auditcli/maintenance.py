@@ -906,6 +906,14 @@ class Follower:
         self.problems: list[Problem] = []
         #: True when a poll stopped at its read limit: poll again without waiting.
         self.behind = False
+        #: Files that are not regular files (planted FIFOs, symlinks, …): reported once, skipped.
+        self.refused: set[tuple[str, str]] = set()
+
+    def _refuse(self, file: LogFile, exc: IntegrityError) -> None:
+        key = (file.day, file.segment)
+        if key not in self.refused:
+            self.refused.add(key)
+            self.problems.append(Problem(file.name, None, "unreadable file", f"{exc}; skipped"))
 
     def _current(self) -> Iterator[LogFile]:
         for day in self.engine.days():
@@ -918,7 +926,11 @@ class Follower:
             if file.compressed:
                 self.files[key] = _Followed(done=True, archive=_identity(file.path))
             else:
-                size, mark = _whole_lines_end(file.path)
+                try:
+                    size, mark = _whole_lines_end(file.path)
+                except IntegrityError as exc:
+                    self._refuse(file, exc)
+                    continue
                 self.files[key] = _Followed(size, mark)
 
     def poll(self) -> list[bytes]:
@@ -927,11 +939,17 @@ class Follower:
         self.behind = False
         for file in self._current():
             key = (file.day, file.segment)
+            if key in self.refused:
+                continue
             state = self.files.setdefault(key, _Followed())
-            if file.compressed:
-                data = self._read_archive(file, state)
-            else:
-                data = self._read_plain(file, state)
+            try:
+                if file.compressed:
+                    data = self._read_archive(file, state)
+                else:
+                    data = self._read_plain(file, state)
+            except IntegrityError as exc:
+                self._refuse(file, exc)
+                continue
             cut = data.rfind(b"\n") + 1
             if not cut and len(data) >= _FOLLOW_LIMIT:
                 # No entry is this long (64 KiB at most): damage, skipped in bounded steps. The
@@ -1006,9 +1024,9 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 def _whole_lines_end(path: Path) -> tuple[int, bytes]:
     """The size of the whole lines of `path` and the _MARK bytes before it, read under the
-    writers' lock taken shared."""
+    writers' lock taken shared. IntegrityError when it is not a regular file."""
     try:
-        fd = _open_in_partition(path, os.O_RDONLY)
+        fd = _regular_file(path)
     except FileNotFoundError:
         return 0, b""
     try:
@@ -1028,9 +1046,10 @@ _FOLLOW_LIMIT = 16 << 20  # bytes read from one file per poll: a big import is f
 def _plain_from(path: Path, offset: int, back: int, limit: int) -> tuple[bytes, bytes] | None:
     """`(the `back` bytes before offset, up to `limit` bytes from offset)` of a plain file, read
     under the writers' lock taken shared (a write in progress is waited out); None when the
-    file is gone. Before-bytes shorter than `back` mean the file is shorter than the offset."""
+    file is gone. Before-bytes shorter than `back` mean the file is shorter than the offset.
+    IntegrityError when it is not a regular file."""
     try:
-        fd = _open_in_partition(path, os.O_RDONLY)
+        fd = _regular_file(path)
     except FileNotFoundError:
         return None
     try:
@@ -1041,6 +1060,23 @@ def _plain_from(path: Path, offset: int, back: int, limit: int) -> tuple[bytes, 
         return before, data
     finally:
         os.close(fd)
+
+
+def _regular_file(path: Path) -> int:
+    """A descriptor of the log file `path`, opened as every reader opens one (no symlink, no
+    waiting on a FIFO); IntegrityError naming it when it is anything but a regular file
+    (FileNotFoundError when it is gone)."""
+    try:
+        fd = _open_in_partition(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise IntegrityError(f"{path.parent.name}/{path.name}: cannot open: {_why(exc)}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise IntegrityError(f"{path.parent.name}/{path.name}: not a regular file")
+    return fd
 
 
 def _gzip_content(path: Path) -> bytes:

@@ -572,6 +572,7 @@ def _quietly(call: Callable[..., Any], *args: Any) -> None:
 def test_names_are_matched_whole(tmp_path: Path) -> None:
     """Issue 11 item 5's other half: a trailing newline never passes a name check."""
     env = {**os.environ, "AUDIT_LOG_DIR": str(tmp_path / "logs")}
+    subprocess.run([sys.executable, "-m", "auditcli", "init"], env=env, check=True, timeout=60)
     for argv in (
         [
             "actions",
