@@ -889,7 +889,6 @@ class _Followed:
     mark: bytes = b""  # the last _MARK bytes before offset
     done: bool = False  # compressed: it never changes again
     archive: tuple[int, int] | None = None  # (device, inode) of the archive read to its end
-    unreadable: bool = False  # not a regular file (or unreadable): reported once, then left
 
 
 class Follower:
@@ -910,6 +909,14 @@ class Follower:
         self.problems: list[Problem] = []
         #: True when a poll stopped at its read limit: poll again without waiting.
         self.behind = False
+        #: Files that are not regular files (planted FIFOs, symlinks, …): reported once, skipped.
+        self.refused: set[tuple[str, str]] = set()
+
+    def _refuse(self, file: LogFile, detail: str) -> None:
+        key = (file.day, file.segment)
+        if key not in self.refused:
+            self.refused.add(key)
+            self.problems.append(Problem(file.name, None, "unreadable file", f"{detail}; skipped"))
 
     def _current(self) -> Iterator[LogFile]:
         for day in self.engine.days():
@@ -931,18 +938,16 @@ class Follower:
         self.behind = False
         for file in self._current():
             key = (file.day, file.segment)
-            state = self.files.setdefault(key, _Followed())
-            if state.unreadable:
+            if key in self.refused:
                 continue
+            state = self.files.setdefault(key, _Followed())
             try:
                 if file.compressed:
                     data = self._read_archive(file, state)
                 else:
                     data = self._read_plain(file, state)
             except (OSError, IntegrityError) as exc:  # a FIFO, a socket, a link: said once
-                detail = str(exc) if isinstance(exc, IntegrityError) else _why(exc)
-                self.problems.append(Problem(file.name, None, "unreadable", detail))
-                state.unreadable = True
+                self._refuse(file, str(exc) if isinstance(exc, IntegrityError) else _why(exc))
                 continue
             cut = data.rfind(b"\n") + 1
             if not cut and len(data) >= _FOLLOW_LIMIT:
@@ -1018,7 +1023,7 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 def _whole_lines_end(path: Path) -> tuple[int, bytes]:
     """The size of the whole lines of `path` and the _MARK bytes before it, read under the
-    writers' lock taken shared."""
+    writers' lock taken shared. IntegrityError when it is not a regular file."""
     try:
         fd = _open_log_file(path)
     except (OSError, IntegrityError):
@@ -1042,7 +1047,8 @@ _FOLLOW_LIMIT = 16 << 20  # bytes read from one file per poll: a big import is f
 def _plain_from(path: Path, offset: int, back: int, limit: int) -> tuple[bytes, bytes] | None:
     """`(the `back` bytes before offset, up to `limit` bytes from offset)` of a plain file, read
     under the writers' lock taken shared (a write in progress is waited out); None when the
-    file is gone. Before-bytes shorter than `back` mean the file is shorter than the offset."""
+    file is gone. Before-bytes shorter than `back` mean the file is shorter than the offset.
+    IntegrityError when it is not a regular file."""
     try:
         fd = _open_log_file(path)
     except FileNotFoundError:

@@ -4,12 +4,14 @@
     python3 verify_store.py LOGDIR [--public-key seal.key.pub]
 
 It implements docs/store-format.md and nothing else: every file's hash chain from its genesis,
-the manifest chain (file names, sequence numbers, `previous` links, body hashes), each manifest's
-Ed25519 signature (with the key given, else with the key the manifest embeds, which proves
-nothing about who signed), and that every checkpoint a manifest ever made of a file still holds
-(the file has at least that many lines and its link at that line is the recorded head) unless a
-later retention receipt says the file was deleted on purpose. Exit 0: all holds; 1: problems,
-one per line on stdout; 2: bad arguments.
+each manifest chain (every writer's `_manifests/<writer>/`, format 2, and the flat legacy chain
+`_manifests/*.json` of older stores, format 1: file names, sequence numbers, `previous` links,
+body hashes, the writer each names), each manifest's Ed25519 signature (with the key given, else
+with the key the manifest embeds, which proves nothing about who signed), and that every
+checkpoint a manifest ever made of a file still holds (the file has at least that many lines and
+its link at that line is the recorded head) unless a later retention receipt, in any chain, says
+the file was deleted on purpose. Exit 0: all holds; 1: problems, one per line on stdout; 2: bad
+arguments.
 """
 
 from __future__ import annotations
@@ -34,24 +36,45 @@ from cryptography.hazmat.primitives.serialization import (
 
 GENESIS_TAG = b"auditcli-chain-v1\x00"
 SIGNED_TAG = b"auditcli-manifest/1\n"
-FORMAT = "auditcli-manifest/1"
+LEGACY_FORMAT = "auditcli-manifest/1"  # the flat chain of stores sealed before per-writer chains
+FORMAT = "auditcli-manifest/2"  # a writer's own chain
 SUFFIX_HEAD = b',"_chain":"sha256:'
 SUFFIX_LEN = len(SUFFIX_HEAD) + 64 + len(b'"}')  # of a line without its newline
 LOG_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})/([A-Za-z0-9.+-]+?)(\.jsonl|\.jsonl\.gz)$")
-MANIFEST_FILE = re.compile(r"^(\d{9})-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z\.json$")
+MANIFEST_FILE = re.compile(r"(\d{9})-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z(\.receipt)?\.json")
+WRITER = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}")
+
+#: A chain: `""` for the legacy flat chain, else the writer id (its directory's name).
+Chains = dict[str, list[tuple[int, Path]]]
 
 
-def manifest_paths(root: Path) -> list[tuple[int, Path]]:
-    """The manifest files, `(sequence, path)` in sequence order; stray names are reported."""
+def manifest_paths(root: Path) -> Chains:
+    """Every manifest file, by chain, `(sequence, path)` in sequence order: the legacy chain
+    `_manifests/*.json` (key `""`) and each writer's `_manifests/<writer>/*.json`. Stray names,
+    symlinks and anything that is neither a manifest nor a writer's directory are reported."""
     directory = root / "_manifests"
-    found = []
-    for path in sorted(directory.iterdir()) if directory.is_dir() else []:
-        match = MANIFEST_FILE.match(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-        elif not path.name.startswith("."):  # .lock and a seal's temp file
-            problem(f"_manifests/{path.name}", "not a manifest file name")
-    return sorted(found)
+    chains: Chains = {}
+    if not directory.is_dir() or directory.is_symlink():
+        if directory.exists() or directory.is_symlink():
+            problem("_manifests", "not a directory")
+        return chains
+    for path in sorted(directory.iterdir()):
+        if path.name.startswith("."):  # .lock and a seal's temp file
+            continue
+        match = MANIFEST_FILE.fullmatch(path.name)
+        if path.is_dir() and not path.is_symlink() and WRITER.fullmatch(path.name):
+            found = chains.setdefault(path.name, [])
+            for inner in sorted(path.iterdir()):
+                match = MANIFEST_FILE.fullmatch(inner.name)
+                if match and inner.is_file() and not inner.is_symlink():
+                    found.append((int(match.group(1)), inner))
+                elif not inner.name.startswith("."):
+                    problem(f"_manifests/{path.name}/{inner.name}", "not a manifest file")
+        elif match and not match.group(2) and path.is_file() and not path.is_symlink():
+            chains.setdefault("", []).append((int(match.group(1)), path))
+        else:
+            problem(f"_manifests/{path.name}", "not a manifest file or a writer's chain")
+    return {chain: sorted(found) for chain, found in chains.items()}
 
 
 PROBLEMS: list[str] = []
@@ -77,12 +100,36 @@ def key_id(key: Ed25519PublicKey) -> str:
     return tagged(hashlib.sha256(key.public_bytes(Encoding.Raw, PublicFormat.Raw)).digest())
 
 
-def check_manifests(root: Path, trusted: Ed25519PublicKey | None) -> list[dict[str, Any]]:
-    """The manifest bodies, in order, after checking their chain and signatures."""
+def check_manifests(
+    root: Path, trusted: Ed25519PublicKey | None
+) -> list[tuple[str, dict[str, Any]]]:
+    """`(chain, body)` of every manifest of every chain, after checking each chain and its
+    signatures, and that each writer's first manifest continues the legacy chain it names."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    legacy_hashes: set[str] = set()
+    chains = manifest_paths(root)
+    for chain in sorted(chains):  # "" (the legacy chain) first
+        bodies = check_chain(chain, chains[chain], trusted, legacy_hashes if not chain else None)
+        found += [(chain, body) for body in bodies]
+        first = bodies[0] if bodies and chain else {}
+        legacy = first.get("legacy")
+        if isinstance(legacy, dict) and "" in chains and legacy.get("hash") not in legacy_hashes:
+            problem(f"_manifests/{chain}/", "continues a legacy manifest no longer there")
+    return found
+
+
+def check_chain(
+    chain: str,
+    paths: list[tuple[int, Path]],
+    trusted: Ed25519PublicKey | None,
+    hashes: set[str] | None,
+) -> list[dict[str, Any]]:
+    """The bodies of one chain (`chain`: a writer id, or "" for the legacy chain), in order,
+    after checking links, sequence, format, writer and signatures; `hashes` collects theirs."""
     bodies = []
     previous_hash, previous_time, expected, signer = None, "", 1, None
-    for sequence, path in manifest_paths(root):
-        name = f"_manifests/{path.name}"
+    for sequence, path in paths:
+        name = f"_manifests/{chain}/{path.name}" if chain else f"_manifests/{path.name}"
         envelope = json.loads(path.read_bytes())
         body = envelope.get("manifest")
         if not isinstance(body, dict):
@@ -97,14 +144,26 @@ def check_manifests(root: Path, trusted: Ed25519PublicKey | None) -> list[dict[s
         if sequence != expected:
             problem(name, f"sequence {sequence}, expected {expected} (a manifest is missing)")
         expected = sequence + 1
-        if body.get("format") != FORMAT or body.get("sequence") != sequence:
-            problem(name, "wrong format or sequence in its body")
+        if body.get("format") != (FORMAT if chain else LEGACY_FORMAT):
+            problem(name, f"format {body.get('format')!r} does not belong in this chain")
+        if body.get("sequence") != sequence:
+            problem(name, "its body's sequence is not its file name's")
+        if chain and body.get("writer") != chain:
+            problem(name, f"names writer {body.get('writer')!r}, but is in {chain}'s chain")
+        if chain and (body.get("kind") == "receipt") != path.name.endswith(".receipt.json"):
+            problem(name, "its file name and its kind disagree")
+        if chain and body.get("kind") == "seal":
+            for record in body.get("files", []):
+                if file_key(record["name"])[1].split("+")[0] != chain:
+                    problem(name, f"lists {record['name']}, a file of another writer")
         if body.get("previous") != previous_hash:
             problem(name, f"previous is {body.get('previous')}, expected {previous_hash}")
         if str(body.get("sealedAt")) < previous_time:
             problem(name, "sealed before the manifest it follows")
         signer = check_signature(name, body_bytes, envelope.get("signature"), trusted, signer)
         previous_hash, previous_time = digest, str(body.get("sealedAt"))
+        if hashes is not None:
+            hashes.add(digest)
         bodies.append(body)
     return bodies
 
@@ -140,11 +199,23 @@ def check_signature(
     return signer or key_id(key)
 
 
-def checkpoints(bodies: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+def checkpoints(
+    bodies: list[tuple[str, dict[str, Any]]],
+) -> dict[tuple[str, str], dict[str, Any]]:
     """Per file key (day, segment): every (lines, head) a seal recorded since the last deletion
-    receipt of it, torn tails recorded, and whether a receipt deleted it last."""
+    receipt of it, torn tails recorded, and whether a receipt deleted it last. Seals of every
+    chain and receipts of any chain are taken in `sealedAt` order (a receipt before a seal of
+    the same time); a writer's seals list only its own files."""
     known: dict[tuple[str, str], dict[str, Any]] = {}
-    for body in bodies:
+    ordered = sorted(
+        enumerate(bodies),
+        key=lambda item: (
+            str(item[1][1].get("sealedAt")),
+            item[1][1].get("kind") == "seal",
+            item[0],
+        ),
+    )
+    for _, (_, body) in ordered:
         if body.get("kind") == "seal":
             for record in body.get("files", []):
                 key = file_key(record["name"])

@@ -77,7 +77,12 @@ def _where(report: integrity.VerifyReport, kind: str) -> list[tuple[str, int | N
 
 
 def _manifests(store: AuditStore) -> list[Path]:
-    return sorted((store.root / "_manifests").glob("*.json"))
+    return sorted((store.root / "_manifests" / store.writer_id).glob("*.json"))
+
+
+def _seal_all(store: AuditStore) -> None:
+    """What `audit seal` does on a shared volume: seal every writer, each into its own chain."""
+    integrity.seal_writers(store, integrity.default_writers(store)[0])
 
 
 def _forged_line(store: AuditStore, previous_line: bytes, **fields: Any) -> bytes:
@@ -115,12 +120,17 @@ class TestCleanStores:
     def test_a_sealed_store_verifies_clean_and_counts_checkpoints(self, store: AuditStore) -> None:
         seal(store)
         AuditStore(store.root, writer_id="host2").append(_entries(3, DAY2))
-        seal(store)
+        # A shared volume: one host seals every writer, each into its own chain.
+        results = integrity.seal_writers(store, integrity.store_writers(store))
+        assert [(r.writer, r.manifest.sequence) for r in results] == [("host1", 2), ("host2", 1)]
+        assert results[0].changed == 0  # host1's file did not change: its manifest lists none
         store.append(_entries(2, DAY2, start=50))
         report = verify(store)
         assert report.ok, report.problems
-        assert (report.files, report.entries, report.manifests) == (3, 15, 2)
+        assert (report.files, report.entries, report.manifests) == (3, 15, 3)
         assert report.uncovered == 2  # host1's two newest entries of DAY2
+        hosts = {h.writer: (h.files, h.entries, h.manifests, h.uncovered) for h in report.hosts}
+        assert hosts == {"host1": (2, 12, 2, 2), "host2": (1, 3, 1, 0)}
         assert report.signed == "unsigned"
         assert any("unsigned" in note for note in report.notes)
 
@@ -326,7 +336,7 @@ class TestLineTampering:
 class TestFileTampering:
     def test_a_deleted_file_is_named(self, store: AuditStore) -> None:
         AuditStore(store.root, writer_id="host2").append(_entries(3))
-        seal(store)
+        _seal_all(store)
         _path(store, segment="host2").unlink()
         report = verify(store)
         assert _where(report, "deleted file") == [(f"date={DAY}/host2.jsonl", None)]
@@ -506,14 +516,14 @@ class TestManifestTampering:
 
         _rewrite_manifest(chained[1], lie, rehash=False)
         report = verify(store)
-        assert ("_manifests/" + chained[1].name, None) in _where(report, "altered manifest")
+        assert ("_manifests/host1/" + chained[1].name, None) in _where(report, "altered manifest")
 
     def test_an_altered_and_rehashed_manifest_breaks_the_chain(
         self, store: AuditStore, chained: list[Path]
     ) -> None:
         _rewrite_manifest(chained[1], lambda body: body["files"][0].update(lines=5), rehash=True)
         report = verify(store)
-        assert _where(report, "altered manifest") == [("_manifests/" + chained[1].name, None)]
+        assert _where(report, "altered manifest") == [("_manifests/host1/" + chained[1].name, None)]
         assert "#3 chains to" in report.problems[0].detail
 
     def test_reordered_manifests_are_named(self, store: AuditStore, chained: list[Path]) -> None:
@@ -620,7 +630,7 @@ class TestSignatures:
         newest = _manifests(store)[-1]
         _rewrite_manifest(newest, lambda body: body["files"][0].update(lines=3), rehash=True)
         report = verify(store, public_keys=[load_public_key(f"{keys[0]}.pub")])
-        assert _where(report, "bad signature") == [("_manifests/" + newest.name, None)]
+        assert _where(report, "bad signature") == [("_manifests/host1/" + newest.name, None)]
 
     def test_a_public_key_with_no_manifest_at_all_is_a_problem(
         self, store: AuditStore, keys: tuple[Path, Path]

@@ -418,7 +418,7 @@ class TestRetention:
         assert store.days() == [_day(5, today), _day(1, today), _day(0, today)]
         receipts = [
             orjson.loads(p.read_bytes())["manifest"]
-            for p in sorted((tmp_path / "_manifests").glob("*.json"))
+            for p in sorted((tmp_path / "_manifests").glob("*/*.json"))
         ]
         deleted = {
             r["receipt"]["day"]: r["receipt"] for r in receipts if r.get("kind") == "receipt"

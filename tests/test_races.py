@@ -20,7 +20,7 @@ from pathlib import Path
 
 import orjson
 
-from auditcli.integrity import load_manifests, verify
+from auditcli.integrity import Manifest, chain_writers, load_manifests, verify
 from auditcli.integrity.manifests import receipt_records
 from auditcli.store import AuditStore
 
@@ -68,9 +68,10 @@ while not stop.exists():
         if job == "rotate":
             from auditcli.maintenance import rotate
             problems = rotate(store, delete_after=30).problems
-        elif job == "seal":
-            from auditcli.integrity import seal
-            problems = seal(store).warnings
+        elif job == "seal":  # as `audit seal` does: every writer's chain
+            from auditcli.integrity import default_writers, seal_writers
+            sealed = seal_writers(store, default_writers(store)[0])
+            problems = [warning for result in sealed for warning in result.warnings]
         else:
             from auditcli.integrity import verify
             problems = verify(store).problems
@@ -102,6 +103,14 @@ def _stored_ids(root: Path) -> Counter[str]:
         for line in data.splitlines():
             ids[orjson.loads(line)["id"]] += 1
     return ids
+
+
+def _manifests(store: AuditStore) -> list[Manifest]:
+    """Every manifest of the store: the legacy chain's and each writer's chain's."""
+    found = load_manifests(store)[0]
+    for writer in chain_writers(store)[0]:
+        found += load_manifests(store, writer)[0]
+    return found
 
 
 def test_records_into_days_being_deleted_are_kept_or_receipted(tmp_path: Path) -> None:
@@ -138,7 +147,7 @@ def test_records_into_days_being_deleted_are_kept_or_receipted(tmp_path: Path) -
     stored = _stored_ids(root)
     assert max(stored.values(), default=1) == 1  # nothing stored twice
     assert set(stored) <= set(confirmed)  # nothing unconfirmed is stored
-    manifests, _ = load_manifests(AuditStore(root))
+    manifests = _manifests(AuditStore(root))
     receipted: Counter[str] = Counter()
     for manifest in manifests:
         if manifest.kind == "receipt":
@@ -203,7 +212,7 @@ def test_a_seal_between_a_receipt_and_its_deletion_raises_no_alarm(tmp_path: Pat
     assert _cli(root, "seal").returncode == 0
     rotation = _python(SLOW_DELETE, str(root), "2")
     deadline = time.monotonic() + 60
-    while not any(m.kind == "receipt" for m in load_manifests(store)[0]):
+    while not any(m.kind == "receipt" for m in _manifests(store)):
         assert time.monotonic() < deadline and rotation.poll() is None, "no receipt written"
         time.sleep(0.02)
     sealed = _cli(root, "seal")  # while the partition is still there, receipted
@@ -406,7 +415,7 @@ def test_rotate_killed_between_a_receipt_and_its_deletion_loses_nothing(tmp_path
     assert _cli(root, "seal").returncode == 0
     rotation = _python(SLOW_DELETE, str(root), "600")
     deadline = time.monotonic() + 60
-    while not any(m.kind == "receipt" for m in load_manifests(store)[0]):
+    while not any(m.kind == "receipt" for m in _manifests(store)):
         assert time.monotonic() < deadline and rotation.poll() is None, "no receipt written"
         time.sleep(0.02)
     rotation.send_signal(signal.SIGKILL)
@@ -416,7 +425,7 @@ def test_rotate_killed_between_a_receipt_and_its_deletion_loses_nothing(tmp_path
     assert _cli(root, "verify").returncode == 0
     again = _cli(root, "rotate", "--delete-after", "30")
     assert again.returncode == 0, again.stderr
-    receipts = [m for m in load_manifests(store)[0] if m.kind == "receipt"]
+    receipts = [m for m in _manifests(store) if m.kind == "receipt"]
     assert [sum(r["lines"] for r in receipt_records(m)) for m in receipts] == [5, 7]
     assert not (root / f"date={old}").exists() and list((root / "_deleting").iterdir()) == []
     checked = _cli(root, "verify")

@@ -28,8 +28,11 @@ from auditcli.cli import app
 VERIFIER = Path(__file__).parent.parent / "docs" / "verify_store.py"
 
 
-def _audit(root: Path, *args: str) -> tuple[int, str]:
-    env = {"AUDIT_LOG_DIR": str(root), "AUDIT_WRITER_ID": "w1"}
+LEGACY = Path(__file__).parent / "data" / "legacy-store"
+
+
+def _audit(root: Path, *args: str, writer: str = "w1") -> tuple[int, str]:
+    env = {"AUDIT_LOG_DIR": str(root), "AUDIT_WRITER_ID": writer}
     result = CliRunner().invoke(app, list(args), env=env)
     return result.exit_code, result.output
 
@@ -43,7 +46,8 @@ def _verifier(root: Path, key: Path | None) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def sealed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(log directory, public key): days plain and rotated, one deleted with a receipt."""
+    """(log directory, public key): two writers' chains, days plain and rotated, one deleted
+    with a receipt (in w1's chain, the writer running rotate)."""
     base = tmp_path_factory.mktemp("verify")
     root, key = base / "logs", base / "seal.key"
     assert _audit(root, "keys", "generate", "--out", str(key))[0] == 0
@@ -62,8 +66,11 @@ def sealed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     )
     assert code == 0, out
     assert _audit(root, "record", "login", "--actor-id", "late", "--org-id", "o1")[0] == 0
+    code, out = _audit(root, "record", "login", "--actor-id", "w2", "--org-id", "o1", writer="w2")
+    assert code == 0, out
     assert _audit(root, "seal", "--signing-key", str(key))[0] == 0
     assert len(list(root.glob("date=*/*.jsonl.gz"))) == 2
+    assert sorted(p.name for p in (root / "_manifests").iterdir() if p.is_dir()) == ["w1", "w2"]
     return root, key.with_name("seal.key.pub")
 
 
@@ -72,7 +79,7 @@ def test_a_real_sealed_store_verifies(sealed: tuple[Path, Path]) -> None:
     assert _audit(root, "verify", "--public-key", str(public))[0] == 0
     result = _verifier(root, public)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout == "" and result.stderr.startswith("OK: 3 files, 13 lines")
+    assert result.stdout == "" and result.stderr.startswith("OK: 4 files, 14 lines")
     assert _verifier(root, None).returncode == 0  # the embedded key: consistent, proves less
     tree = ast.parse(VERIFIER.read_text())
     imported = {
@@ -82,6 +89,25 @@ def test_a_real_sealed_store_verifies(sealed: tuple[Path, Path]) -> None:
         for alias in node.names
     }
     assert imported - {"__future__", "cryptography"} <= sys.stdlib_module_names
+
+
+def test_a_legacy_store_and_its_migration_verify(tmp_path: Path) -> None:
+    """A store sealed by the release before per-writer chains (the flat format 1 chain), then
+    the same store once `audit seal` started each writer's chain on top of it."""
+    root = tmp_path / "logs"
+    shutil.copytree(LEGACY / "logs", root)
+    public = LEGACY / "seal.key.pub"
+    result = _verifier(root, public)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr.startswith("OK: 2 files, 7 lines"), result.stderr
+    assert _audit(root, "seal", "--signing-key", str(LEGACY / "seal.key"))[0] == 0
+    assert (root / "_manifests" / "web1").is_dir() and (root / "_manifests" / "web2").is_dir()
+    migrated = _verifier(root, public)
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    newest = sorted((root / "_manifests").glob("0*.json"))[-1]
+    newest.unlink()  # the legacy head the writers' first manifests continue
+    cut = _verifier(root, public)
+    assert cut.returncode == 1 and "continues a legacy manifest no longer there" in cut.stdout
 
 
 def _first(root: Path, pattern: str) -> Path:
@@ -118,7 +144,14 @@ def _rechain(root: Path) -> None:
 
 
 def _manifests(root: Path) -> list[Path]:
-    return sorted((root / "_manifests").glob("*.json"))
+    """w1's chain, in order."""
+    return sorted((root / "_manifests" / "w1").glob("*.json"))
+
+
+def _copy_to_other_chain(root: Path) -> None:
+    # w1's newest seal copied over w2's newest: hashed, signed, but in the wrong chain.
+    w2 = sorted((root / "_manifests" / "w2").glob("*.json"))[-1]
+    w2.write_bytes(_manifests(root)[-1].read_bytes())
 
 
 def _edit_manifest(root: Path) -> None:
@@ -169,6 +202,7 @@ def _torn(root: Path) -> None:
         (_resign_manifest, "signed by"),
         (_drop_manifest, "a manifest is missing"),
         (_delete_file, "no retention receipt"),
+        (_copy_to_other_chain, "but is in w2's chain"),
         (_torn, "torn line"),
     ],
 )

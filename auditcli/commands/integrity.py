@@ -47,37 +47,69 @@ SigningKeyOpt = Annotated[
 def seal(
     ctx: typer.Context,
     signing_key: SigningKeyOpt = None,
+    writer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--writer",
+            metavar="WRITER",
+            help="Seal this writer's chain only (repeatable). Default: every writer in the store"
+            " whose chain this key signs (a host: itself; a shared volume: all).",
+        ),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No summary on stderr; warnings only (cron).")
     ] = False,
 ) -> None:
-    """Checkpoint every file in a new manifest chained to the previous one; print its hash.
+    """Checkpoint each writer's files in a new manifest of its own chain; print its hash.
 
     Run it hourly from cron; it writes a manifest even when nothing changed, so a gap shows.
-    Ship the printed hash off-host to anchor the chain (`audit verify --anchor HASH`).
+    Ship the printed hash off-host to anchor the chain (`audit verify --anchor HASH`). With
+    several writers, each line is `HASH  WRITER`.
 
     Example: audit seal --signing-key /etc/auditcli/seal.key
     """
-    from auditcli.integrity import seal as seal_store
+    from auditcli.integrity import default_writers, seal_writers
 
     store = get_store(ctx)
     if signing_key is not None:
         _warn_if_exposed(signing_key)
+    skipped: list[str] = []
+    if writer:
+        writers = writer
+    else:
+        writers, skipped = default_writers(store, signing_key)
+    failures: list[tuple[str, str]] = []
     with progress_bar(ctx, "sealing") as progress:
-        result = seal_store(store, signing_key=signing_key, progress=progress)
-    manifest = result.manifest
-    signed = f"signed by {result.key_id}" if result.key_id else "unsigned (no signing key)"
-    if not quiet:
-        say(
-            f"sealed manifest #{manifest.sequence} ({manifest.path.name}): {result.files} files,"
-            f" {result.lines} entries ({result.new_lines} new since the last seal), {signed}"
+        results = seal_writers(
+            store, writers, signing_key=signing_key, failures=failures, progress=progress
         )
-    for warning in result.warnings:
-        say(f"warning: {warning}")
-    write_out(f"{manifest.hash}\n".encode())
-    if result.warnings:
+    warnings = 0
+    for result in results:
+        manifest = result.manifest
+        signed = f"signed by {result.key_id}" if result.key_id else "unsigned (no signing key)"
+        if not quiet:
+            say(
+                f"sealed manifest #{manifest.sequence} of {result.writer} ({manifest.path.name}):"
+                f" {result.files} files, {result.lines} entries ({result.new_lines} new since"
+                f" the last seal, {result.changed} file(s) listed), {signed}"
+            )
+        for warning in result.warnings:
+            say(f"warning: {result.writer}: {warning}")
+        warnings += len(result.warnings)
+    for name in skipped:
+        say(f"note: {name} not sealed: its chain is signed by another key (use --writer {name})")
+    lines = [
+        f"{r.manifest.hash}\n" if len(results) == 1 else f"{r.manifest.hash}  {r.writer}\n"
+        for r in results
+    ]
+    write_out("".join(lines).encode())
+    for name, message in failures:
+        say(f"error: {name} not sealed: {message}")
+    if failures:
+        raise IntegrityError(f"{len(failures)} chain(s) not sealed; run `audit verify`")
+    if warnings:
         raise IntegrityError(
-            f"{len(result.warnings)} file(s) changed against the previous seal; run `audit verify`"
+            f"{warnings} file(s) changed against the previous seal; run `audit verify`"
         )
 
 
@@ -122,6 +154,15 @@ def verify(
             help="Fail when the newest manifest is older than this (e.g. 2h), or there is none.",
         ),
     ] = None,
+    fleet: Annotated[
+        Path | None,
+        typer.Option(
+            "--fleet",
+            metavar="FILE",
+            help="Fleet file (TOML, kept outside the store): the writers that must be present"
+            " and the public key of each (see docs/fleet.md).",
+        ),
+    ] = None,
     output_format: Annotated[
         TableOrJson | None,
         typer.Option("--format", "-f", help="Default: table on a terminal, else json."),
@@ -132,7 +173,7 @@ def verify(
 
     Example: audit verify --public-key /etc/auditcli/seal.key.pub
     """
-    from auditcli.integrity import load_public_key
+    from auditcli.integrity import load_fleet, load_public_key
     from auditcli.integrity import verify as verify_store
     from auditcli.timeparse import parse_bound
 
@@ -157,6 +198,7 @@ def verify(
             public_keys=keys,
             anchor=anchor,
             max_seal_age_since=age_since,
+            fleet=load_fleet(fleet) if fleet is not None else None,
             progress=progress,
         )
     if pick_format(output_format, TableOrJson.table, TableOrJson.json) is TableOrJson.json:
@@ -179,7 +221,9 @@ def _print_report(out: Any, report: Any) -> None:
 
     latest = report.latest
     signatures = {
-        "verified": "verified with --public-key",
+        "verified": "verified with the fleet's keys"
+        if report.fleet
+        else "verified with --public-key",
         "embedded": "consistent (key not given)",
         "unsigned": "unsigned",
         "none": "-",
@@ -189,7 +233,7 @@ def _print_report(out: Any, report: Any) -> None:
         ("Files", report.files),
         ("Entries", report.entries),
         ("Manifests", report.manifests if latest else "0 (never sealed)"),
-        ("Latest seal", f"#{latest['sequence']} {latest['sealedAt']}" if latest else "-"),
+        ("Latest seal", _latest_seal(latest)),
         ("Signatures", signatures),
         ("Checkpoints", report.checkpoints),
         ("Not yet covered", report.uncovered),
@@ -199,6 +243,23 @@ def _print_report(out: Any, report: Any) -> None:
     out.print(rows_table(("Verify", "Result"), rows, width=out.width))
     if latest:
         out.print(Text(f"Latest manifest: {latest['hash']}"), soft_wrap=True)
+    if len(report.hosts) > 1 or report.fleet:
+        host_columns = (
+            Column("Host", fold=24),
+            Column("Files", numeric=True, priority=2),
+            Column("Entries", numeric=True),
+            Column("Last seal"),
+            Column("Key", priority=1),
+            Column("Problems", numeric=True),
+        )
+        out.print(
+            fit_table(
+                host_columns,
+                [_host_row(host) for host in report.hosts],
+                width=out.width,
+                title="Hosts",
+            )
+        )
     if report.problems:
         shown = report.problems[:500]
         columns = (
@@ -218,6 +279,27 @@ def _print_report(out: Any, report: Any) -> None:
             out.print(Text(f"… and {len(report.problems) - len(shown)} more (use --format json)"))
     for note in report.notes:
         say(f"note: {note}")
+
+
+def _latest_seal(latest: dict[str, Any] | None) -> str:
+    """`#5 2026-…Z`, with the writer whose chain it heads (none for the legacy chain)."""
+    if not latest:
+        return "-"
+    of = f" of {latest['writer']}" if latest.get("writer") else ""
+    return f"#{latest['sequence']}{of} {latest['sealedAt']}"
+
+
+def _host_row(host: Any) -> tuple[Any, ...]:
+    """One row of the per-host table: a short key id, the last seal to the minute."""
+    latest = host.latest
+    seal = f"#{latest['sequence']} {latest['sealedAt'][:16].replace('T', ' ')}" if latest else "-"
+    if host.chain == "legacy":
+        seal = "legacy chain"
+    key = {"unsigned": "unsigned", "none": "-"}.get(host.signed)
+    if key is None:
+        key = ", ".join(k[7:19] + "…" for k in host.key_ids) or "-"
+    name = host.writer if host.in_fleet is not False else f"{host.writer} (not in fleet)"
+    return (name, host.files, host.entries, seal, key, host.problems or "OK")
 
 
 # ----------------------------------------------------------------------------- keys

@@ -5,11 +5,20 @@ import re
 from auditcli import chain
 
 MANIFEST_DIR = "_manifests"
-FORMAT = "auditcli-manifest/1"
+#: The body format of the flat chain of stores written before per-writer chains (read only now).
+LEGACY_FORMAT = "auditcli-manifest/1"
+#: Per-writer chains: `_manifests/<writer>/NNNNNNNNN-<time>[.receipt].json`, bodies name `writer`
+#: and list only the files that changed since the writer's previous seal.
+FORMAT = "auditcli-manifest/2"
+#: Manifest kinds a verifier of this version understands; any other kind fails closed.
+KINDS = ("seal", "receipt")
 SIGNING_ENV = "AUDIT_SIGNING_KEY"
+# The domain tag is the same for both formats: the body's `format` already tells them apart.
 _SIGNED_TAG = b"auditcli-manifest/1\n"
 # Matched whole (fullmatch): `$` would also accept a trailing newline.
-_MANIFEST_NAME = re.compile(r"(\d{9})-(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z)\.json")
+_MANIFEST_NAME = re.compile(r"(\d{9})-(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z)(\.receipt)?\.json")
+#: A writer id as the store allows it (see store._SEGMENT, without the `+N` of a segment).
+_WRITER = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}")
 _FILE_NAME = re.compile(r"date=(\d{4}-\d{2}-\d{2})/([^/]+?)(\.jsonl|\.jsonl\.gz)")
 _HEX64 = re.compile(rb"[0-9a-f]{64}")
 _TAGGED = re.compile(r"sha256:[0-9a-f]{64}")

@@ -15,12 +15,20 @@ from typing import Any
 import orjson
 
 from auditcli import chain
-from auditcli.errors import IntegrityError
+from auditcli.errors import IntegrityError, UsageError
 from auditcli.safeio import MANIFEST_MAX, kind_of, lock_within, open_dir, read_bounded, why
 from auditcli.store import AuditStore, LineSource, LogFile, _open_in_partition
 from auditcli.timeparse import parse_utc
 
-from .constants import _FILE_NAME, _MANIFEST_NAME, FORMAT, MANIFEST_DIR
+from .constants import (
+    _FILE_NAME,
+    _MANIFEST_NAME,
+    _WRITER,
+    FORMAT,
+    KINDS,
+    LEGACY_FORMAT,
+    MANIFEST_DIR,
+)
 from .keys import sign
 
 #: Seconds a seal or receipt waits for another one to finish before it gives up.
@@ -42,9 +50,28 @@ def manifest_dir(store: AuditStore) -> Path:
     return store.root / MANIFEST_DIR
 
 
+def chain_dir(store: AuditStore, writer: str | None) -> Path:
+    """The directory of one chain: `_manifests/<writer>`, or `_manifests` for the legacy chain
+    (`writer` None) that stores written before per-writer chains have. UsageError when
+    `writer` is not a writer id (it becomes a path component)."""
+    if writer is None:
+        return manifest_dir(store)
+    if not _WRITER.fullmatch(writer):
+        raise UsageError(
+            f"writer {writer!r}: not a writer id (letters, digits, '.' and '-', at most 63)"
+        )
+    return manifest_dir(store) / writer
+
+
+def file_writer(segment: str) -> str:
+    """The writer a file segment belongs to: `web1+2` -> `web1`."""
+    return segment.split("+", 1)[0]
+
+
 @dataclass
 class Manifest:
-    """One manifest file as read from disk; `body` is None when it could not be parsed."""
+    """One manifest file as read from disk; `body` is None when it could not be parsed.
+    `writer` is the chain it was read from (None: the legacy flat chain)."""
 
     path: Path
     sequence: int
@@ -53,11 +80,14 @@ class Manifest:
     body_bytes: bytes = b""
     signature: dict[str, Any] | None = None
     error: str | None = None
+    writer: str | None = None
 
     @property
     def name(self) -> str:
-        """`_manifests/<file name>`: how problems name it."""
-        return f"{MANIFEST_DIR}/{self.path.name}"
+        """`_manifests/[<writer>/]<file name>`: how problems name it."""
+        if self.writer is None:
+            return f"{MANIFEST_DIR}/{self.path.name}"
+        return f"{MANIFEST_DIR}/{self.writer}/{self.path.name}"
 
     @property
     def kind(self) -> str:
@@ -69,36 +99,72 @@ class Manifest:
         """The canonical time the manifest was made."""
         return str((self.body or {}).get("sealedAt", ""))
 
+    @property
+    def label(self) -> str:
+        """How messages name it: `#5` in a writer's chain, `#5 (legacy chain)` otherwise."""
+        return f"#{self.sequence}" if self.writer else f"#{self.sequence} (legacy chain)"
 
-def manifest_names(store: AuditStore) -> tuple[list[tuple[int, Path]], list[Path]]:
-    """`(sequence, path)` of every manifest file, in order, and the other files in the dir."""
+
+def chain_writers(store: AuditStore) -> tuple[list[str], list[Path]]:
+    """The writers that have a chain directory under `_manifests/`, and foreign directories."""
     directory = manifest_dir(store)
     try:
-        fd = open_dir(store.root, [MANIFEST_DIR])  # a symlink in its place is refused
-        try:
-            names = os.listdir(fd)
-        finally:
-            os.close(fd)
+        entries = _scan(store, [MANIFEST_DIR])
+    except FileNotFoundError:
+        return [], []
+    except OSError as exc:
+        raise IntegrityError(f"{directory}: cannot list: {why(exc)}") from None
+    writers: list[str] = []
+    foreign: list[str] = []
+    for name, is_dir in entries:
+        if name.startswith(".") or not is_dir:
+            continue  # a symlink or file here is named a stray by the legacy chain's listing
+        (writers if _WRITER.fullmatch(name) else foreign).append(name)
+    return sorted(writers), sorted(directory / name for name in foreign)
+
+
+def _scan(store: AuditStore, parts: list[str]) -> list[tuple[str, bool]]:
+    """`(name, is a directory)` of each entry of `store.root/parts…`, no component followed if
+    it is a symlink (OSError ELOOP / ENOTDIR; FileNotFoundError when missing)."""
+    fd = open_dir(store.root, parts)
+    try:
+        with os.scandir(fd) as entries:
+            return [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    finally:
+        os.close(fd)
+
+
+def manifest_names(
+    store: AuditStore, writer: str | None = None
+) -> tuple[list[tuple[int, Path]], list[Path]]:
+    """`(sequence, path)` of every manifest file of one chain (`writer`, or None: the legacy
+    chain), in order, and the other files in its directory (writer directories aside)."""
+    directory = chain_dir(store, writer)
+    try:
+        entries = _scan(store, [MANIFEST_DIR] if writer is None else [MANIFEST_DIR, writer])
     except FileNotFoundError:
         return [], []
     except OSError as exc:
         raise IntegrityError(f"{directory}: cannot list: {why(exc)}") from None
     found, foreign = [], []
-    for name in names:
+    for name, is_dir in entries:
         if name.startswith("."):  # the lock file and temp files of a seal in progress
             continue
         match = _MANIFEST_NAME.fullmatch(name)
-        if match:
+        if match and (writer is not None or match.group(3) is None):
             found.append((int(match.group(1)), directory / name))
+        elif writer is None and is_dir:
+            continue  # a writer's chain (or a foreign directory: chain_writers names it)
         else:
             foreign.append(directory / name)
     found.sort(key=lambda item: (item[0], item[1].name))
     return found, sorted(foreign)
 
 
-def read_manifest(path: Path, sequence: int) -> Manifest:
-    """Parse one manifest file; problems go to `error` (never raises for bad content)."""
-    manifest = Manifest(path, sequence)
+def read_manifest(path: Path, sequence: int, writer: str | None = None) -> Manifest:
+    """Parse one manifest file of chain `writer` (None: legacy); problems go to `error` (never
+    raises for bad content)."""
+    manifest = Manifest(path, sequence, writer=writer)
     try:
         raw = read_manifest_bytes(path)
     except IntegrityError as exc:
@@ -123,8 +189,17 @@ def read_manifest(path: Path, sequence: int) -> Manifest:
         problems.append(
             f"its content hashes to {manifest.hash}, not the {envelope.get('hash')} it states"
         )
-    if body.get("format") != FORMAT or body.get("kind") not in ("seal", "receipt"):
-        problems.append("unknown format or kind")
+    expected = LEGACY_FORMAT if writer is None else FORMAT
+    if body.get("format") != expected or body.get("kind") not in KINDS:
+        problems.append(f"unknown format or kind (this chain holds {expected} seals and receipts)")
+    if writer is not None:
+        if body.get("writer") != writer:
+            problems.append(
+                f"its body names writer {body.get('writer')!r}, its directory {writer!r}"
+                " (copied from another host's chain)"
+            )
+        if (body.get("kind") == "receipt") != path.name.endswith(".receipt.json"):
+            problems.append("its file name and its kind disagree")
     if body.get("sequence") != sequence:
         problems.append(
             f"its body says sequence {body.get('sequence')!r}, its file name {sequence}"
@@ -163,26 +238,56 @@ def _valid_time(text: str) -> bool:
     return True
 
 
-def load_manifests(store: AuditStore) -> tuple[list[Manifest], list[Path]]:
-    """Every manifest in sequence order, and foreign files found in the manifest directory."""
-    names, foreign = manifest_names(store)
-    return [read_manifest(path, sequence) for sequence, path in names], foreign
+def iter_manifests(store: AuditStore, writer: str | None = None) -> Iterator[Manifest]:
+    """The manifests of one chain in sequence order, read one at a time (streaming)."""
+    names, _ = manifest_names(store, writer)
+    for sequence, path in names:
+        yield read_manifest(path, sequence, writer)
 
 
-def latest_manifest_hash(store: AuditStore) -> str | None:
-    """The hash of the newest manifest (what `audit seal` prints to ship off-host), or None."""
-    names, _ = manifest_names(store)
+def load_manifests(
+    store: AuditStore, writer: str | None = None
+) -> tuple[list[Manifest], list[Path]]:
+    """Every manifest of one chain in sequence order, and foreign files in its directory."""
+    names, foreign = manifest_names(store, writer)
+    return [read_manifest(path, sequence, writer) for sequence, path in names], foreign
+
+
+def latest_manifest(store: AuditStore, writer: str | None) -> Manifest | None:
+    """The newest manifest of one chain (None when the chain is empty)."""
+    names, _ = manifest_names(store, writer)
     if not names:
         return None
     sequence, path = names[-1]
-    manifest = read_manifest(path, sequence)
+    return read_manifest(path, sequence, writer)
+
+
+def latest_manifest_hash(store: AuditStore, writer: str | None = None) -> str | None:
+    """The hash of the newest manifest of `writer`'s chain (default: the store's writer id),
+    what `audit seal` prints to ship off-host; None when the chain is empty."""
+    manifest = latest_manifest(store, writer or store.writer_id)
+    if manifest is None:
+        return None
     if manifest.body is None:
         raise IntegrityError(f"{manifest.name}: {manifest.error}")
     return manifest.hash
 
 
+def receipt_names(store: AuditStore) -> list[tuple[str, int, Path]]:
+    """`(writer, sequence, path)` of every receipt in every writer's chain: their file names
+    say so, so they are found without reading the seals."""
+    found = []
+    for writer in chain_writers(store)[0]:
+        names, _ = manifest_names(store, writer)
+        found += [(writer, seq, path) for seq, path in names if path.name.endswith(".receipt.json")]
+    return found
+
+
 class manifest_lock:
-    """An exclusive lock on the manifest directory: one seal or receipt at a time.
+    """An exclusive lock on the store's manifests, `_manifests/.lock`: one seal or receipt at a
+    time, whatever chain it appends to. Store-wide, not per chain: a receipt and the deletion it
+    covers run under it as one step (receipts.py), so no seal of any writer's chain runs between
+    them; it is also the lock releases before per-writer chains take.
 
     Writers never take it, so sealing never blocks `audit record`."""
 
@@ -193,19 +298,13 @@ class manifest_lock:
 
     def __enter__(self) -> Path:
         self.store.ensure_root()
-        try:
-            os.mkdir(self.directory, 0o700)
-        except FileExistsError:
-            if not self.directory.is_dir() or self.directory.is_symlink():
-                raise IntegrityError(f"{self.directory}: exists and is not a directory") from None
-        except OSError as exc:
-            raise IntegrityError(f"{self.directory}: cannot create: {exc.strerror}") from None
+        _make_dir(self.directory)
         try:
             self.fd = os.open(
                 self.directory / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600
             )
         except OSError as exc:
-            raise IntegrityError(f"{self.directory}/.lock: {exc.strerror}") from None
+            raise IntegrityError(f"{self.directory}/.lock: {why(exc)}") from None
         if not lock_within(self.fd, fcntl.LOCK_EX, LOCK_PATIENCE):
             os.close(self.fd)
             raise IntegrityError(
@@ -218,16 +317,31 @@ class manifest_lock:
         os.close(self.fd)
 
 
+def _make_dir(directory: Path) -> None:
+    """Create `directory` (mode 0700) unless it is there; IntegrityError when a symlink or a
+    file is in its place."""
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        if not directory.is_dir() or directory.is_symlink():
+            raise IntegrityError(f"{directory}: exists and is not a directory") from None
+    except OSError as exc:
+        raise IntegrityError(f"{directory}: cannot create: {why(exc)}") from None
+
+
 def append_manifest(
-    store: AuditStore, directory: Path, body: dict[str, Any], signing_key: Any
+    store: AuditStore, writer: str, body: dict[str, Any], signing_key: Any
 ) -> Manifest:
-    """Give `body` its place in the chain (sequence, previous, time), sign it, write it."""
-    names, _ = manifest_names(store)
+    """Give `body` its place in `writer`'s chain (sequence, previous, format), sign it, write
+    it as `NNNNNNNNN-<time>[.receipt].json`. Call it holding `manifest_lock(store)`."""
+    directory = chain_dir(store, writer)
+    _make_dir(directory)
+    names, _ = manifest_names(store, writer)
     previous: str | None = None
     sequence = 1
     if names:
         last_sequence, last_path = names[-1]
-        last = read_manifest(last_path, last_sequence)
+        last = read_manifest(last_path, last_sequence, writer)
         if last.body is None or last.error:
             # Chaining to a damaged manifest would hide the damage behind a fresh, valid link.
             raise IntegrityError(
@@ -236,6 +350,7 @@ def append_manifest(
         previous, sequence = last.hash, last_sequence + 1
     body = {
         "format": FORMAT,
+        "writer": writer,
         "sequence": sequence,
         "previous": previous,
         **body,
@@ -245,7 +360,8 @@ def append_manifest(
     signature = sign(body_bytes, signing_key) if signing_key is not None else None
     envelope = {"hash": digest, "manifest": body, "signature": signature}
     stamp = body["sealedAt"][:19].replace(":", "-") + "Z"
-    path = directory / f"{sequence:09d}-{stamp}.json"
+    suffix = ".receipt.json" if body["kind"] == "receipt" else ".json"
+    path = directory / f"{sequence:09d}-{stamp}{suffix}"
     tmp = directory / f".{path.name}.tmp"
     data = orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS) + b"\n"
     # A temp file left by a seal or receipt that was killed: the manifest lock is held, so no
@@ -269,7 +385,7 @@ def append_manifest(
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise IntegrityError(f"{path}: cannot write the manifest: {exc.strerror}") from None
-    return Manifest(path, sequence, body, digest, body_bytes, signature)
+    return Manifest(path, sequence, body, digest, body_bytes, signature, writer=writer)
 
 
 def file_key(name: str) -> tuple[str, str] | None:

@@ -24,19 +24,26 @@ def write_receipt(
     *,
     action: str = "delete",
     signing_key: Any = None,
+    writer: str | None = None,
     then: Callable[[], None] | None = None,
 ) -> str:
     """Record in the manifest chain that the files of partition `day` are deleted on purpose
     (`action="delete"`), or only noted (`action="compress"`: no effect on checks, since a gzip
     twin with the same lines already verifies).
 
+    The receipt goes into the chain of `writer` (default: the store's writer id), the one
+    doing the deletion, whoever wrote the files: on a host that is the host's own chain; on a
+    merged store, the log host's own chain, since appending to a host's chain there would fork
+    it against the host's next seal when the copies merge.
+
     Call it *before* deleting (if it fails, do not delete). `files`: one dict per file, as
     `file_record()` / `partition_records()` return them: `name` (`host.jsonl[.gz]` or
     `date=…/host.jsonl[.gz]`), `lines`, `head` (or `last_link`: the tagged last link), `size`,
     and `sha256` (of the bytes on disk) or `archive: {size, sha256}`. Signed like a seal (a key,
     a path, or AUDIT_SIGNING_KEY). `then` (the deletion itself) runs once the receipt is
-    written, still under the manifest lock: no seal runs between a receipt and its deletion, so
-    no seal lists files that a receipt before it already counts as deleted.
+    written, still under the store's manifest lock: no seal of any writer's chain runs between
+    a receipt and its deletion, so no seal lists files that a receipt before it already counts
+    as deleted.
     Returns the receipt manifest's hash."""
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
         raise UsageError(f"receipt: day {day!r} is not YYYY-MM-DD")
@@ -44,13 +51,14 @@ def write_receipt(
         raise UsageError(f"receipt: action {action!r} is not delete or compress")
     key = signing_key_from(signing_key)
     normalised = [_normalise_receipt_file(day, record) for record in files]
-    with manifest_lock(store) as directory:
+    chain_writer = writer or store.writer_id
+    with manifest_lock(store):
         body = {
             "kind": "receipt",
             "sealedAt": format_utc(store.clock()),
             "receipt": {"action": action, "day": day, "reason": str(reason), "files": normalised},
         }
-        manifest = append_manifest(store, directory, body, key)
+        manifest = append_manifest(store, chain_writer, body, key)
         if then is not None:
             then()
     return manifest.hash or ""

@@ -1,28 +1,42 @@
-"""`seal()`: checkpoint every file of every partition in a new signed, chained manifest."""
+"""`seal()`: checkpoint the files of one writer in a new signed manifest of that writer's chain.
+
+Each writer (the `<writer>` of `date=…/<writer>[+N].jsonl[.gz]`) has its own chain under
+`_manifests/<writer>/`, so stores of many hosts merge by plain file copy. A seal lists only the
+files that are new or changed since the writer's previous seal (the first seal of a chain lists
+them all), so an hourly seal adds one small file however many closed days the store holds."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from auditcli.errors import IntegrityError
 from auditcli.progress import Progress
-from auditcli.store import AuditStore
+from auditcli.store import AuditStore, LogFile
 from auditcli.timeparse import format_utc
 
 from .keys import key_id, signing_key_from
 from .manifests import (
     Manifest,
     append_manifest,
+    chain_dir,
+    chain_writers,
     file_key,
     file_record,
+    file_writer,
+    iter_manifests,
+    latest_manifest,
     manifest_lock,
     manifest_names,
     read_manifest,
+    receipt_names,
     receipt_records,
     records_of,
 )
+
+#: file key -> (its newest checkpoint record, the label of the manifest that made it, its time)
+Known = dict[tuple[str, str], tuple[dict[str, Any], str, str]]
 
 
 @dataclass
@@ -30,133 +44,263 @@ class SealResult:
     """What `seal()` wrote, and anything it noticed that contradicts the previous seal."""
 
     manifest: Manifest
+    writer: str
     files: int
     lines: int
     new_lines: int
+    changed: int
     key_id: str | None
     warnings: list[str] = field(default_factory=list)
 
 
 def seal(
-    store: AuditStore, *, signing_key: Any = None, progress: Progress | None = None
+    store: AuditStore,
+    *,
+    signing_key: Any = None,
+    writer: str | None = None,
+    progress: Progress | None = None,
 ) -> SealResult:
-    """Write the next manifest: a checkpoint of every file of every partition, chained to the
-    previous manifest and signed when a key is given (a path, a key, or AUDIT_SIGNING_KEY).
+    """Write the next manifest of `writer`'s chain (default: the store's writer id): a checkpoint
+    of that writer's files that changed since its previous seal, chained to it and signed when a
+    key is given (a path, a key, or AUDIT_SIGNING_KEY).
 
     Writes one even when nothing changed, so a missing hour shows as a gap. Warnings (not
     errors: the manifest is written, older ones keep the evidence) name files that shrank or
-    vanished since the previous seal without a retention receipt."""
+    vanished since they were sealed without a retention receipt."""
+    return seal_writers(
+        store, [writer or store.writer_id], signing_key=signing_key, progress=progress
+    )[0]
+
+
+def seal_writers(
+    store: AuditStore,
+    writers: Iterable[str],
+    *,
+    signing_key: Any = None,
+    failures: list[tuple[str, str]] | None = None,
+    progress: Progress | None = None,
+) -> list[SealResult]:
+    """`seal()` for each of `writers` in turn, each into its own chain (a shared volume where
+    one host seals every writer: see `default_writers`). Lists the partitions once.
+
+    A chain that cannot be sealed (its newest manifest is damaged) raises IntegrityError, or,
+    when `failures` is a list, is noted there as `(writer, message)` while the others are sealed:
+    one damaged chain must not stop the seals of a whole shared volume. `progress` hears of
+    the entries checkpointed and the files done."""
     key = signing_key_from(signing_key)
-    with manifest_lock(store) as directory:
-        # The time is taken before listing: a file that `verify` finds missing from this
-        # manifest but older than this time was hidden from the seal, or planted backdated.
+    wanted = list(dict.fromkeys(writers))
+    for writer in wanted:
+        chain_dir(store, writer)  # refuses a name that is no writer id, before any seal
+    results = []
+    # One lock for the listing and every chain: a retention receipt and its deletion are one
+    # step under it, so a partition is either listed whole before the receipt or gone after.
+    with manifest_lock(store):
+        # The time is taken before listing: a file that `verify` finds missing from a chain
+        # but older than this time was hidden from the seal, or planted backdated.
         sealed_at = format_utc(store.clock())
-        manifests = _since_last_seal(store)
-        previous_seal = manifests[0] if manifests and manifests[0].kind == "seal" else None
-        known = _latest_records(manifests)
-        records = []
-        total = 0
-        unreadable = []
-        days = store.days()
-        for done, day in enumerate(days, 1):
-            if progress is not None:
-                progress(total, done=done - 1, total=len(days))
-            for file in store.files(day):
-                old = known.get((file.day, file.segment))
-                reuse = old if old and file.compressed and old["name"] == file.name else None
-                try:
-                    record = file_record(file, reuse)
-                except IntegrityError as exc:
-                    # Left out of this manifest; older checkpoints of it still hold in verify.
-                    unreadable.append(f"{file.name}: not sealed: {exc}")
-                    continue
-                records.append(record)
-                total += record["lines"]
-        warnings = unreadable + _seal_warnings(manifests, previous_seal, records)
-        uncovered = _count_new_lines(known, records)
-        body = {
-            "kind": "seal",
-            "sealedAt": sealed_at,
-            "files": records,
-            "totals": {"files": len(records), "lines": total},
-        }
-        manifest = append_manifest(store, directory, body, key)
+        files = _files_by_writer(store, set(wanted))
+        tally = _Tally(progress, sum(len(found) for found in files.values()))
+        for writer in wanted:
+            try:
+                results.append(
+                    _seal_one(store, writer, files.get(writer, []), key, sealed_at, tally)
+                )
+            except IntegrityError as exc:
+                if failures is None:
+                    raise
+                failures.append((writer, str(exc)))
+    return results
+
+
+@dataclass
+class _Tally:
+    """Files and entries sealed so far, told to `progress` after each file."""
+
+    progress: Progress | None
+    total: int
+    files: int = 0
+    entries: int = 0
+
+    def add(self, lines: int) -> None:
+        self.files += 1
+        self.entries += lines
+        if self.progress is not None:
+            self.progress(self.entries, done=self.files, total=self.total)
+
+
+def default_writers(store: AuditStore, signing_key: Any = None) -> tuple[list[str], list[str]]:
+    """What `audit seal` seals without `--writer`: every writer with files or a chain in the
+    store (on a host, itself; on a shared volume, everyone), or the store's own writer id in an
+    empty store. Second list: writers left out because their newest manifest is signed by another
+    key (or unsigned while this seal signs, or the reverse): they seal on their own hosts, and a
+    second sealer would fork their chains when the copies merge."""
+    key = signing_key_from(signing_key)
+    mine = key_id(key.public_key()) if key else None
+    chosen: list[str] = []
+    skipped: list[str] = []
+    for writer in store_writers(store) or [store.writer_id]:
+        head = latest_manifest(store, writer)
+        theirs = (head.signature or {}).get("keyId") if head and head.body else mine
+        (chosen if theirs == mine else skipped).append(writer)
+    return chosen, skipped
+
+
+def store_writers(store: AuditStore) -> list[str]:
+    """Every writer that has files in the store or a chain under `_manifests/`."""
+    found = set(chain_writers(store)[0])
+    for day in store.days():
+        found.update(file_writer(f.segment) for f in store.files(day))
+    return sorted(found)
+
+
+def _files_by_writer(store: AuditStore, writers: set[str]) -> dict[str, list[LogFile]]:
+    found: dict[str, list[LogFile]] = {}
+    for day in store.days():
+        for file in store.files(day):
+            writer = file_writer(file.segment)
+            if writer in writers:
+                found.setdefault(writer, []).append(file)
+    return found
+
+
+def _seal_one(
+    store: AuditStore,
+    writer: str,
+    files: list[LogFile],
+    key: Any,
+    sealed_at: str,
+    tally: _Tally,
+) -> SealResult:
+    """Seal `files` into `writer`'s chain; call it holding `manifest_lock(store)`."""
+    known, legacy_ref, chained = writer_state(store, writer)
+    # A file opened since the partitions were listed is left for the next seal.
+    records, unreadable = [], []
+    total = uncovered = 0
+    for file in files:
+        old = known.get((file.day, file.segment))
+        reuse = old[0] if old and file.compressed and old[0]["name"] == file.name else None
+        try:
+            record = file_record(file, reuse)
+        except IntegrityError as exc:
+            # Left out of this manifest; older checkpoints of it still hold in verify.
+            unreadable.append(f"{file.name}: not sealed: {exc}")
+            continue
+        records.append(record)
+        tally.add(record["lines"])
+        total += record["lines"]
+        uncovered += max(0, record["lines"] - (old[0]["lines"] if old else 0))
+    warnings = unreadable + _seal_warnings(known, records)
+    # The first manifest of a chain lists every file (the chain stands on its own); later
+    # ones only what changed.
+    changed = [r for r in records if not chained or _changed(known, r)]
+    body: dict[str, Any] = {
+        "kind": "seal",
+        "sealedAt": sealed_at,
+        "files": changed,
+        "totals": {"files": len(records), "lines": total, "changed": len(changed)},
+    }
+    if legacy_ref:
+        body["legacy"] = legacy_ref
+    manifest = append_manifest(store, writer, body, key)
     return SealResult(
         manifest,
+        writer,
         len(records),
         total,
         uncovered,
+        len(changed),
         key_id(key.public_key()) if key else None,
         warnings,
     )
 
 
+def _changed(known: Known, record: dict[str, Any]) -> bool:
+    key = file_key(record["name"])
+    old = known.get(key) if key is not None else None
+    return old is None or old[0] != record
+
+
+def writer_state(store: AuditStore, writer: str) -> tuple[Known, dict[str, Any] | None, bool]:
+    """The newest checkpoint of each of `writer`'s files that no retention receipt has excused
+    since, from its chain (and the legacy chain before its first seal), and, when its chain is
+    still empty and a legacy chain exists, the legacy chain's head that its first manifest binds;
+    and whether the chain has any manifest yet."""
+    known: Known = {}
+    chained = False
+    for manifest in iter_manifests(store, writer):
+        chained = True
+        _apply(known, manifest, writer)
+    legacy_ref = None
+    if not chained:
+        legacy = latest_manifest(store, None)
+        if legacy is not None:
+            if legacy.body is None or legacy.error:
+                raise IntegrityError(
+                    f"{legacy.name}: {legacy.error}; not starting {writer}'s chain on it"
+                    " (run `audit verify`)"
+                )
+            legacy_ref = {"sequence": legacy.sequence, "hash": legacy.hash}
+            for manifest in _since_last_seal(store):
+                _apply(known, manifest, writer, label="")
+    # Receipts in other writers' chains (a log host applying retention to a merged store, or a
+    # shared volume's sealer) excuse this writer's files sealed before them.
+    for other, sequence, path in receipt_names(store):
+        if other == writer:
+            continue
+        receipt = read_manifest(path, sequence, other)
+        if receipt.body is None or receipt.error:
+            continue
+        for record in receipt_records(receipt):
+            key = file_key(record["name"])
+            if key is not None and key in known and known[key][2] <= receipt.sealed_at:
+                del known[key]
+    return known, legacy_ref, chained
+
+
+def _apply(known: Known, manifest: Manifest, writer: str, label: str | None = None) -> None:
+    """Fold one manifest into `known`: a seal's records of `writer`'s files replace older ones,
+    a deletion receipt removes them."""
+    if manifest.body is None:
+        return
+    if manifest.kind == "seal":
+        for record in records_of(manifest):
+            key = file_key(record["name"])
+            if key and file_writer(key[1]) == writer:
+                known[key] = (
+                    record,
+                    manifest.label if label is None else label,
+                    manifest.sealed_at,
+                )
+    elif manifest.kind == "receipt":
+        for record in receipt_records(manifest):
+            key = file_key(record["name"])
+            if key:
+                known.pop(key, None)
+
+
 def _since_last_seal(store: AuditStore) -> list[Manifest]:
-    """The newest readable seal manifest and the manifests after it (receipts), oldest first:
-    all a new seal compares against, without reading a year of hourly manifests."""
-    names, _ = manifest_names(store)
+    """The newest readable seal of the legacy chain and the receipts after it, oldest first: it
+    listed every file then, so it is all a writer's first seal compares against."""
+    names, _ = manifest_names(store, None)
     found: list[Manifest] = []
     for sequence, path in reversed(names):
-        manifest = read_manifest(path, sequence)
+        manifest = read_manifest(path, sequence, None)
         found.append(manifest)
         if manifest.kind == "seal" and manifest.error is None:
             break
     return found[::-1]
 
 
-def _latest_records(manifests: Sequence[Manifest]) -> dict[tuple[str, str], dict[str, Any]]:
-    """The newest checkpoint record of each file key over all readable seal manifests."""
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for manifest in manifests:
-        if manifest.body is None or manifest.kind != "seal":
-            continue
-        for record in records_of(manifest):
-            key = file_key(record["name"])
-            if key:
-                latest[key] = record
-    return latest
-
-
-def _seal_warnings(
-    manifests: Sequence[Manifest], previous: Manifest | None, records: list[dict[str, Any]]
-) -> list[str]:
-    if previous is None:
-        return []
+def _seal_warnings(known: Known, records: list[dict[str, Any]]) -> list[str]:
     now = {file_key(r["name"]): r for r in records}
-    receipted = {
-        file_key(r["name"])
-        for m in manifests
-        if m.sequence > previous.sequence and m.kind == "receipt"
-        for r in receipt_records(m)
-    }
     warnings = []
-    for old in records_of(previous):
-        key = file_key(old["name"])
-        if key is None or key in receipted:
-            continue
+    for key, (old, label, _) in sorted(known.items()):
         new = now.get(key)
+        where = f"manifest {label}" if label else "the legacy chain's newest seal"
         if new is None:
-            warnings.append(
-                f"{old['name']}: in manifest #{previous.sequence} but gone,"
-                " with no retention receipt"
-            )
+            warnings.append(f"{old['name']}: in {where} but gone, with no retention receipt")
         elif new["lines"] < old["lines"]:
-            warnings.append(
-                f"{new['name']}: {new['lines']} lines,"
-                f" manifest #{previous.sequence} recorded {old['lines']}"
-            )
+            warnings.append(f"{new['name']}: {new['lines']} lines, {where} recorded {old['lines']}")
         elif new["lines"] == old["lines"] and old.get("head") and new.get("head") != old["head"]:
-            warnings.append(
-                f"{new['name']}: its last line changed since manifest #{previous.sequence}"
-            )
+            warnings.append(f"{new['name']}: its last line changed since {where}")
     return warnings
-
-
-def _count_new_lines(
-    known: Mapping[tuple[str, str], dict[str, Any]], records: list[dict[str, Any]]
-) -> int:
-    new = 0
-    for record in records:
-        old = known.get(file_key(record["name"]))  # type: ignore[arg-type]
-        new += max(0, record["lines"] - (old["lines"] if old else 0))
-    return new

@@ -1,5 +1,5 @@
 """`verify()`: stream every file once and check chains, checkpoints, manifests, signatures,
-and what is missing, planted or foreign."""
+and what is missing, planted or foreign; writer by writer, each against its own chain."""
 
 from __future__ import annotations
 
@@ -40,24 +40,68 @@ from .constants import (
     _WINDOW,
     MANIFEST_DIR,
 )
+from .fleet import Fleet, FleetWriter, TrustedKeys
 from .indexes import check_indexes
 from .keys import embedded_public_key, key_id, signature_valid
 from .manifests import (
     Manifest,
     archive_digest,
+    chain_writers,
     file_key,
-    load_manifests,
+    file_writer,
+    latest_manifest,
     manifest_names,
     read_manifest,
+    receipt_names,
     receipt_records,
     records_of,
 )
+
+#: How a checkpoint names the manifest that made it: (order verify read it in, `#5`).
+Label = tuple[int, str]
+
+LEGACY_HOST = "(legacy)"  # the row of the legacy chain; never a writer id (no parentheses)
+
+
+@dataclass
+class HostReport:
+    """What verify found for one writer (host): its files and its own manifest chain."""
+
+    writer: str
+    in_fleet: bool | None = None  # None: no fleet file given
+    chain: str = "none"  # "own", "legacy" (sealed before per-writer chains only), "none"
+    files: int = 0
+    entries: int = 0
+    manifests: int = 0
+    uncovered: int = 0
+    signed: str = "none"
+    key_ids: list[str] = field(default_factory=list)
+    latest: dict[str, Any] | None = None
+    problems: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary."""
+        return {
+            "writer": self.writer,
+            "ok": self.problems == 0,
+            "inFleet": self.in_fleet,
+            "chain": self.chain,
+            "files": self.files,
+            "entries": self.entries,
+            "manifests": self.manifests,
+            "uncovered": self.uncovered,
+            "signatures": self.signed,
+            "keyIds": self.key_ids,
+            "latestManifest": self.latest,
+            "problems": self.problems,
+        }
 
 
 @dataclass
 class VerifyReport:
     """The outcome of `verify()`. `problems` empty means the store is what was written (within
-    what the configuration can prove: see `notes`)."""
+    what the configuration can prove: see `notes`). `hosts`: one row per writer (and one for
+    the legacy chain, if the store has one)."""
 
     files: int = 0
     entries: int = 0
@@ -68,12 +112,14 @@ class VerifyReport:
     uncovered: int = 0
     receipted_files: int = 0
     signed: str = (
-        "none"  # "verified" (by --public-key), "embedded", "unsigned", "none" (no manifest)
+        "none"  # "verified" (by trusted keys), "embedded", "unsigned", "none" (no manifest)
     )
     key_ids: list[str] = field(default_factory=list)
     latest: dict[str, Any] | None = None
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    hosts: list[HostReport] = field(default_factory=list)
+    fleet: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -95,6 +141,8 @@ class VerifyReport:
             "signatures": self.signed,
             "keyIds": self.key_ids,
             "latestManifest": self.latest,
+            "fleet": self.fleet,
+            "hosts": [host.to_dict() for host in self.hosts],
             "problems": [
                 {"file": p.file, "line": p.line, "kind": p.kind, "detail": p.detail}
                 for p in self.problems
@@ -107,33 +155,61 @@ class VerifyReport:
 class _Checkpoints:
     """What the trusted history says about one file key (since its last retention receipt)."""
 
-    by_line: dict[int, dict[bytes, int]] = field(default_factory=dict)  # lines -> head hex -> seq
-    last_listed: int = 0  # sequence of the last manifest listing the key
+    by_line: dict[int, dict[bytes, Label]] = field(default_factory=dict)  # lines->head hex->label
+    last_listed: Label | None = None  # the last manifest listing the key
     name: str = ""
-    archives: dict[str, tuple[str, int]] = field(default_factory=dict)  # gz name -> (sha, seq)
+    archives: dict[str, tuple[str, Label]] = field(default_factory=dict)  # gz name -> (sha, label)
     torn: set[tuple[int, int]] = field(default_factory=set)
-    receipt_seq: int = 0
-    receipted: tuple[int, Any] | None = None  # (lines, head) the last receipt counted
+    # After a retention receipt: the history it closed and the file it recorded. A copy that
+    # outlives the deletion (a central store keeping longer than the host) is checked against it.
+    retired: _Checkpoints | None = None
+    receipt: Mapping[str, Any] | None = None
     #: Every seal since the receipt saw the file exactly as the receipt counted it: one that
     #: ran between a receipt and its deletion (before the two were made one step), so the
     #: file being gone is still the receipt's deletion.
     as_receipted: bool = True
 
-    def add(self, record: Mapping[str, Any], sequence: int) -> None:
-        self.last_listed = sequence
+    def note_listed(self, record: Mapping[str, Any]) -> None:
+        """A seal lists the file again: does it see what the receipt before it counted?"""
+        receipt = self.receipt
+        if receipt is None or (record["lines"], record.get("head")) != (
+            receipt.get("lines"),
+            receipt.get("head"),
+        ):
+            self.as_receipted = False
+
+    def deleted_as_planned(self) -> bool:
+        """Whether the file being gone is a receipt's deletion: no seal listed it since the
+        receipt, or every one that did saw exactly what the receipt counted."""
+        return self.last_listed is None or (self.receipt is not None and self.as_receipted)
+
+    def add(self, record: Mapping[str, Any], label: Label) -> None:
+        self.last_listed = label
         self.name = record["name"]
         head = record.get("head")
         hexhead = head[7:].encode() if isinstance(head, str) and _TAGGED.fullmatch(head) else b""
-        self.by_line.setdefault(record["lines"], {}).setdefault(hexhead, sequence)
+        self.by_line.setdefault(record["lines"], {}).setdefault(hexhead, label)
         archive = record.get("archive")
         if isinstance(archive, dict) and isinstance(archive.get("sha256"), str):
-            self.archives[record["name"]] = (archive["sha256"], sequence)
+            self.archives[record["name"]] = (archive["sha256"], label)
         torn = record.get("torn")
         if isinstance(torn, dict):
             self.torn.add((torn.get("line"), torn.get("bytes")))  # type: ignore[arg-type]
 
     def max_lines(self) -> int:
         return max(self.by_line, default=0)
+
+
+@dataclass
+class _Chain:
+    """The outcome of checking one chain: its newest manifest, newest good seal, signatures."""
+
+    manifests: int = 0
+    head: Manifest | None = None
+    latest_seal: Manifest | None = None
+    signed: str = "none"
+    key_ids: list[str] = field(default_factory=list)
+    hashes_found: set[str] = field(default_factory=set)
 
 
 def verify(
@@ -144,17 +220,22 @@ def verify(
     public_keys: Sequence[Any] = (),
     anchor: str | None = None,
     max_seal_age_since: str | None = None,
+    fleet: Fleet | None = None,
     progress: Progress | None = None,
 ) -> VerifyReport:
-    """Check the store: every line's link, every file against every checkpoint, the manifest
-    chain and signatures, missing, planted and foreign files. Partitions outside
-    [first_day, last_day] are skipped (the manifest chain is always checked whole).
+    """Check the store: every line's link, every file against every checkpoint of its writer's
+    chain (and the legacy chain), every chain and its signatures, missing, planted and foreign
+    files. Partitions outside [first_day, last_day] are skipped (chains are always checked whole).
+    Writers are checked one after the other: memory holds one writer's checkpoints at a time.
 
     `public_keys`: trusted Ed25519 public keys; when given, every manifest must be signed by
-    one of them. `anchor`: a manifest hash kept off-host that must still be in the chain.
-    `max_seal_age_since`: a canonical time; the newest manifest must be at least that recent.
-    `progress` hears of the entries checked and the partitions done."""
-    verifier = _Verifier(store, first_day, last_day, public_keys, anchor, max_seal_age_since)
+    one of them (with a fleet file: those of the legacy chain only). `fleet`: which writers must
+    be present and the keys that sign each one's chain (see fleet.py). `anchor`: a manifest
+    hash kept off-host that must still be in some chain. `max_seal_age_since`: a canonical
+    time; every writer's newest manifest must be at least that recent. `progress` hears of
+    the entries checked and the files done.
+    """
+    verifier = _Verifier(store, first_day, last_day, public_keys, anchor, max_seal_age_since, fleet)
     verifier.progress = progress
     return verifier.run()
 
@@ -168,21 +249,40 @@ class _Verifier:
         public_keys: Sequence[Any],
         anchor: str | None,
         max_seal_age_since: str | None,
+        fleet: Fleet | None,
     ) -> None:
         self.store = store
         self.first_day, self.last_day = first_day, last_day
-        self.trusted = {key_id(k): k for k in public_keys}
+        self.trusted: TrustedKeys = {key_id(k): k for k in public_keys}
+        self.fleet = fleet
         self.anchor = (
             anchor if anchor is None or anchor.startswith("sha256:") else "sha256:" + anchor
         )
+        self.anchor_found = False
         self.max_age_since = max_seal_age_since
-        self.report = VerifyReport()
+        self.report = VerifyReport(fleet=str(fleet.path) if fleet else None)
+        self.order = 0
+        # Per writer while it is checked (memory: one writer's checkpoints at a time).
         self.checkpoints: dict[tuple[str, str], _Checkpoints] = {}
         self.latest_seal: Manifest | None = None
+        self.host = HostReport("")
+        # Whole store.
+        self.legacy_checkpoints: dict[tuple[str, str], _Checkpoints] = {}
+        self.legacy = _Chain()
+        self.receipts: list[tuple[Manifest, bool]] = []
+        self.seen_receipts: set[Path] = set()
+        self.writer_files: dict[str, list[LogFile]] = {}
+        self._names: dict[str, tuple[list[tuple[int, Path]], list[Path]]] = {}
+        self.on_disk: set[str] = set()
         self._geneses: dict[bytes, str] | None = None
         self.torn_notes: list[str] = []
-        self.loaded_up_to = 0
+        self.heads: list[Manifest] = []
+        self.newest_seal: Manifest | None = None
+        self.legacy_elsewhere: list[str] = []
+        self.statuses: list[str] = []
         self.progress: Progress | None = None
+        self.files_listed = 0
+        self.files_done = 0
 
     def problem(self, file: str, line: int | None, kind: str, detail: str) -> None:
         self.report.problems.append(Problem(file, line, kind, detail))
@@ -193,17 +293,145 @@ class _Verifier:
         )
 
     def run(self) -> VerifyReport:
-        self.check_manifests()
-        self.check_files()
+        chained, foreign_dirs = chain_writers(self.store)
+        for path in foreign_dirs:
+            self.problem(
+                f"{MANIFEST_DIR}/{path.name}", None, "stray file", "not a writer's manifest chain"
+            )
+        self.survey_partitions()
+        self.newest_seal = self.newest_seal_of(chained)
+        self.collect_receipts(chained)
+        self.check_legacy()
+        writers = set(chained) | set(self.writer_files)
+        writers.update(file_writer(key[1]) for key in self.legacy_checkpoints)
+        if self.fleet:
+            writers.update(self.fleet.writers)
+        for writer in sorted(writers):
+            self.check_writer(writer, writer in chained)
         self.report.problems.extend(check_indexes(self.store, self.first_day, self.last_day))
+        self.summarise()
         self.add_notes()
         return self.report
 
-    # ------------------------------------------------------------------ the manifest chain
-    def check_manifests(self) -> None:
-        manifests, foreign = load_manifests(self.store)
-        report = self.report
-        report.manifests = len(manifests)
+    # ------------------------------------------------------------------ survey
+    def survey_partitions(self) -> None:
+        """Count partitions, name stray files, and list each writer's files (names only: they are
+        read writer by writer; a file rotated meanwhile is followed into its archive)."""
+        for name, why in self.store.odd_partitions():
+            if self.in_range(name[5:15]):  # the day it claims to be
+                self.problem(inert(name), None, "not a partition", why)
+        for day in self.store.days(self.first_day, self.last_day):
+            self.report.partitions += 1
+            self.on_disk.add(day)
+            try:
+                strays = self.store.stray_files(day)
+            except OSError:
+                strays = []
+            if strays:
+                # The two listings behind stray_files are not one snapshot: a rotation that
+                # renamed `x.jsonl.gz` into place, or a writer that opened a new segment,
+                # between them shows a log file as foreign. Ask again after the fact: a stray
+                # is a name that is still not a log file of the partition.
+                strays = self.still_stray(day, strays)
+            for path in strays:
+                self.problem(
+                    f"{PARTITION_PREFIX}{day}/{path.name}",
+                    None,
+                    "stray file",
+                    "not a log file of this store (planted or foreign)",
+                )
+            for file in self.store.files(day):
+                self.writer_files.setdefault(file_writer(file.segment), []).append(file)
+                self.files_listed += 1
+
+    def still_stray(self, day: str, strays: list[Path]) -> list[Path]:
+        """The strays of `day` that a fresh listing does not show as log files (or as the
+        plain half of a rotation in progress, whose `.gz` twin is listed)."""
+        try:
+            known = {f.path.name for f in self.store.files(day)}
+        except IntegrityError:
+            return strays
+        return [
+            path for path in strays if path.name not in known and path.name + ".gz" not in known
+        ]
+
+    def newest_seal_of(self, chained: Sequence[str]) -> Manifest | None:
+        """The newest intact seal heading any writer's chain: a file of a writer that has no chain
+        and is older than it was hidden from every seal (or planted backdated)."""
+        heads = []
+        for writer in chained:
+            names = self.names(writer)[0]
+            if names:
+                heads.append(read_manifest(names[-1][1], names[-1][0], writer))
+        seals = [m for m in heads if m and m.kind == "seal" and m.error is None]
+        return max(seals, key=lambda m: m.sealed_at, default=None)
+
+    def names(self, writer: str) -> tuple[list[tuple[int, Path]], list[Path]]:
+        """A chain's manifest names, listed once per run (until its writer is checked)."""
+        if writer not in self._names:
+            self._names[writer] = manifest_names(self.store, writer)
+        return self._names[writer]
+
+    def keys_for(self, writer: str | None) -> TrustedKeys | None:
+        """The keys that must sign a chain (None: check against the key it embeds)."""
+        if writer is None:
+            if self.fleet and self.fleet.legacy_keys:
+                return self.fleet.legacy_keys
+            return self.trusted or None
+        if self.fleet:
+            entry = self.fleet.writers.get(writer)
+            return entry.keys if entry and entry.keys else None
+        return self.trusted or None
+
+    def collect_receipts(self, chained: Sequence[str]) -> None:
+        """Every receipt of every writer's chain, oldest first, with whether it may excuse a
+        deletion: a log host or a shared volume's sealer deletes files of other writers."""
+        found = []
+        for writer in chained:
+            names = self.names(writer)[0]
+            receipts = [(s, p) for s, p in names if p.name.endswith(".receipt.json")]
+            if not receipts:
+                continue
+            keys = self.keys_for(writer)
+            head = read_manifest(names[-1][1], names[-1][0], writer)
+            head_key = (head.signature or {}).get("keyId")
+            for sequence, path in receipts:
+                manifest = read_manifest(path, sequence, writer)
+                self.seen_receipts.add(path)
+                found.append((manifest, self.receipt_trusted(manifest, keys, head_key)))
+        found.sort(key=lambda item: item[0].sealed_at)
+        self.receipts = found
+
+    def receipt_trusted(
+        self, manifest: Manifest, keys: TrustedKeys | None, head_key: str | None
+    ) -> bool:
+        """A receipt is trusted when intact and signed as its chain must be (an unsigned receipt
+        in a signed chain, or one signed by another key than the chain's head, is not)."""
+        if manifest.body is None or manifest.error:
+            return False
+        signature = manifest.signature
+        if signature is None:
+            return not keys and head_key is None
+        stated = str(signature.get("keyId"))
+        if keys:
+            if stated not in keys:
+                return False
+            key = keys[stated] or embedded_public_key(signature)
+        else:
+            key = embedded_public_key(signature)
+            if head_key is not None and stated != head_key:
+                return False
+        return (
+            key is not None
+            and key_id(key) == stated
+            and signature_valid(manifest.body_bytes, signature, key)
+        )
+
+    # ------------------------------------------------------------------ chains
+    def check_legacy(self) -> None:
+        """The flat chain of stores written before per-writer chains: checked as before, its
+        checkpoints kept for every writer's files."""
+        names, foreign = manifest_names(self.store, None)
         for path in foreign:
             self.problem(
                 f"{MANIFEST_DIR}/{path.name}",
@@ -211,13 +439,38 @@ class _Verifier:
                 "stray file",
                 "not a manifest; planted or left behind",
             )
+        if not names:
+            return
+        self.host = HostReport(LEGACY_HOST)
+        start = len(self.report.problems)
+        self.checkpoints = self.legacy_checkpoints
+        self.legacy = self.check_chain(None, names, self.keys_for(None))
+        self.checkpoints = {}
+        self.host.problems = len(self.report.problems) - start
+        self.report.hosts.append(self.host)
+
+    def check_chain(
+        self,
+        writer: str | None,
+        names: Sequence[tuple[int, Path]],
+        keys: TrustedKeys | None,
+        receipts: Sequence[tuple[Manifest, bool]] = (),
+    ) -> _Chain:
+        """Stream one chain: sequence gaps, links, order, signatures; fold its checkpoints (and
+        other chains' `receipts`, by time) into `self.checkpoints`."""
+        result = _Chain(manifests=len(names))
+        host = self.host
+        host.manifests = len(names)
+        pending = list(receipts)
         previous: Manifest | None = None
         expected = 1
         first_key: str | None = None
         seen_signed = False
-        anchored = False
         seen_seq: set[int] = set()
-        for manifest in manifests:
+        for index, (sequence, path) in enumerate(names):
+            manifest = read_manifest(path, sequence, writer)
+            while pending and pending[0][0].sealed_at <= manifest.sealed_at:
+                self.take_receipt(*pending.pop(0))
             trusted = True
             if manifest.sequence in seen_seq:
                 self.problem(
@@ -228,6 +481,7 @@ class _Verifier:
                 )
                 trusted = False
             seen_seq.add(manifest.sequence)
+            where = f"{MANIFEST_DIR}/{writer}/" if writer else f"{MANIFEST_DIR}/"
             if manifest.sequence > expected:
                 missing = (
                     f"#{expected}"
@@ -235,7 +489,7 @@ class _Verifier:
                     else f"#{expected}–#{manifest.sequence - 1}"
                 )
                 self.problem(
-                    f"{MANIFEST_DIR}/",
+                    where,
                     None,
                     "deleted manifest",
                     f"manifest {missing} missing before {manifest.path.name}"
@@ -275,69 +529,88 @@ class _Verifier:
                         "the first manifest names a predecessor",
                     )
                     trusted = False
-                if self.anchor and manifest.hash == self.anchor:
-                    anchored = True
-                signed_ok, key = self.check_signature(manifest, first_key, seen_signed)
+                if manifest.hash:
+                    result.hashes_found.add(manifest.hash)
+                    if manifest.hash == self.anchor:
+                        self.anchor_found = True
+                if writer is not None and manifest.sequence == 1:
+                    self.check_legacy_binding(manifest)
+                # The signature itself is checked where the key changes, on every receipt and
+                # on the newest manifest: the hash links make that one vouch for all before it.
+                crypto = (
+                    index == len(names) - 1
+                    or manifest.kind == "receipt"
+                    or (manifest.signature or {}).get("keyId")
+                    != ((previous.signature or {}).get("keyId") if previous else None)
+                )
+                signed_ok, key = self.check_signature(
+                    manifest, writer, keys, first_key, seen_signed, crypto, result
+                )
                 if manifest.signature is not None:
                     seen_signed = True
                     first_key = first_key or key
                 trusted = trusted and signed_ok
-                self.take_checkpoints(manifest, trusted)
+                self.take_checkpoints(manifest, trusted, writer)
+                if manifest.kind == "seal" and manifest.error is None:
+                    result.latest_seal = manifest
             previous = manifest
-        if manifests:
-            last = manifests[-1]
-            self.loaded_up_to = last.sequence
-            report.latest = {
-                "sequence": last.sequence,
-                "hash": last.hash,
-                "sealedAt": last.sealed_at,
-                "kind": last.kind,
-                "signed": last.signature is not None,
-                "keyId": (last.signature or {}).get("keyId"),
+        for receipt in pending:
+            self.take_receipt(*receipt)
+        if previous is not None:
+            result.head = previous
+            self.heads.append(previous)
+            result.signed = "unsigned" if not seen_signed else "verified" if keys else "embedded"
+            host.signed, host.key_ids = result.signed, result.key_ids
+            host.latest = {
+                "sequence": previous.sequence,
+                "hash": previous.hash,
+                "sealedAt": previous.sealed_at,
+                "kind": previous.kind,
+                "signed": previous.signature is not None,
+                "keyId": (previous.signature or {}).get("keyId"),
             }
-            report.signed = (
-                "unsigned" if not seen_signed else "verified" if self.trusted else "embedded"
-            )
-        elif self.trusted:
+            self.statuses.append(result.signed)
+        return result
+
+    def check_legacy_binding(self, manifest: Manifest) -> None:
+        """A writer's first manifest names the legacy chain's head when it started: that head
+        must still be in the legacy chain (else the legacy chain was cut or replaced)."""
+        ref = (manifest.body or {}).get("legacy")
+        if not isinstance(ref, dict):
+            return
+        if self.legacy.head is None:
+            # A merged store: each host's legacy chain stays on the host (they would collide).
+            self.legacy_elsewhere.append(manifest.writer or "")
+        elif ref.get("hash") not in self.legacy.hashes_found:
             self.problem(
                 f"{MANIFEST_DIR}/",
                 None,
                 "deleted manifest",
-                "no manifest at all, though --public-key expects signed ones"
-                " (all deleted, or the store was never sealed)",
+                f"{manifest.name} continues the legacy chain at its manifest"
+                f" #{ref.get('sequence')} ({ref.get('hash')}), which is no longer there",
             )
-        if self.anchor and not anchored:
-            self.problem(
-                f"{MANIFEST_DIR}/",
-                None,
-                "anchor not found",
-                f"no manifest hashes to {self.anchor}:"
-                " manifests were deleted or the chain was rebuilt",
-            )
-        if self.max_age_since is not None:
-            newest = manifests[-1].sealed_at if manifests else None
-            if newest is None or newest < self.max_age_since:
-                self.problem(
-                    f"{MANIFEST_DIR}/",
-                    None,
-                    "stale seal",
-                    f"the newest manifest is from {newest or 'never'};"
-                    f" expected one since {self.max_age_since}"
-                    " (seal not running, or the newest manifests were deleted)",
-                )
 
     def check_signature(
-        self, manifest: Manifest, first_key: str | None, seen_signed: bool
+        self,
+        manifest: Manifest,
+        writer: str | None,
+        keys: TrustedKeys | None,
+        first_key: str | None,
+        seen_signed: bool,
+        crypto: bool,
+        result: _Chain,
     ) -> tuple[bool, str | None]:
         """Whether the manifest's signature is acceptable (problems recorded), and its key id."""
+        given = (
+            f"the fleet file's key(s) for {writer}"
+            if self.fleet and writer and keys
+            else "the key(s) given"
+        )
         signature = manifest.signature
         if signature is None:
-            if self.trusted:
+            if keys:
                 self.problem(
-                    manifest.name,
-                    None,
-                    "unsigned manifest",
-                    "not signed, but --public-key was given",
+                    manifest.name, None, "unsigned manifest", f"not signed, but {given} expect it"
                 )
                 return False, None
             if seen_signed:
@@ -350,34 +623,34 @@ class _Verifier:
                 )
                 return False, None
             return True, None
-        stated = signature.get("keyId")
-        if self.trusted:
-            key = self.trusted.get(str(stated))
-            if key is None:
+        stated = str(signature.get("keyId"))
+        if keys:
+            if stated not in keys:
                 self.problem(
                     manifest.name,
                     None,
                     "wrong signing key",
-                    f"signed by {stated}, not by the key(s) given: {', '.join(self.trusted)}",
+                    f"signed by {stated}, not by {given}: {', '.join(keys)}",
                 )
                 return False, stated
+            key = keys[stated] or embedded_public_key(signature)
         else:
             key = embedded_public_key(signature)
-            if key is None or key_id(key) != stated:
-                self.problem(
-                    manifest.name, None, "bad signature", "the embedded public key is malformed"
-                )
-                return False, stated
             if first_key is not None and stated != first_key:
                 self.problem(
                     manifest.name,
                     None,
                     "wrong signing key",
                     f"signed by {stated}, earlier manifests by {first_key}"
-                    " (pass --public-key for each key you trust)",
+                    " (pass --public-key or a fleet file naming each key you trust)",
                 )
                 return False, stated
-        if not signature_valid(manifest.body_bytes, signature, key):
+        if key is None or key_id(key) != stated:
+            self.problem(
+                manifest.name, None, "bad signature", "the embedded public key is malformed"
+            )
+            return False, stated
+        if crypto and not signature_valid(manifest.body_bytes, signature, key):
             self.problem(
                 manifest.name,
                 None,
@@ -385,36 +658,59 @@ class _Verifier:
                 f"the signature does not match the content (key {stated})",
             )
             return False, stated
-        if stated not in self.report.key_ids:
-            self.report.key_ids.append(str(stated))
+        for ids in (result.key_ids, self.report.key_ids):
+            if stated not in ids:
+                ids.append(stated)
         return True, stated
 
-    def take_checkpoints(self, manifest: Manifest, trusted: bool) -> None:
+    def take_checkpoints(self, manifest: Manifest, trusted: bool, writer: str | None) -> None:
         """Collect checkpoints from every readable manifest (even a damaged one: more checks),
-        but only a trusted receipt may excuse a deletion."""
+        but only a trusted receipt may excuse a deletion. A writer's chain vouches for that
+        writer's files only."""
+        self.order += 1
+        label = (self.order, manifest.label)
         if manifest.kind == "seal":
-            if manifest.error is None:
-                self.latest_seal = manifest
+            foreign = None
             for record in records_of(manifest):
                 key = file_key(record["name"])
                 if key is None:
                     continue
-                known = self.checkpoints.setdefault(key, _Checkpoints())
-                if (record["lines"], record.get("head")) != known.receipted:
-                    known.as_receipted = False
-                known.add(record, manifest.sequence)
-        elif manifest.kind == "receipt" and trusted:
-            for record in receipt_records(manifest):
-                key = file_key(record["name"])
-                if key is None:
+                if writer is not None and file_writer(key[1]) != writer:
+                    foreign = record["name"]
                     continue
-                earlier = self.checkpoints.get(key)
-                if earlier is not None and earlier.by_line and self.in_range(key[0]):
-                    self.check_receipt(manifest, record, earlier)
-                fresh = _Checkpoints(receipt_seq=manifest.sequence, name=record["name"])
-                if isinstance(record.get("lines"), int):
-                    fresh.receipted = (record["lines"], record.get("head"))
-                self.checkpoints[key] = fresh
+                known = self.checkpoints.setdefault(key, _Checkpoints())
+                known.note_listed(record)
+                known.add(record, label)
+            if foreign:
+                self.problem(
+                    manifest.name,
+                    None,
+                    "altered manifest",
+                    f"lists {foreign}, a file of another writer",
+                )
+        elif manifest.kind == "receipt":
+            self.take_receipt(manifest, trusted)
+
+    def take_receipt(self, manifest: Manifest, trusted: bool) -> None:
+        """A trusted deletion receipt ends the history of the files it names (of this writer,
+        or of any writer in the legacy chain)."""
+        if not trusted:
+            return
+        for record in receipt_records(manifest):
+            key = file_key(record["name"])
+            if key is None or (
+                self.host.writer != LEGACY_HOST and file_writer(key[1]) != self.host.writer
+            ):
+                continue
+            known = self.checkpoints.get(key)
+            retired = None
+            if known is not None and known.by_line:
+                retired = known
+                if self.in_range(key[0]):
+                    self.check_receipt(manifest, record, known)
+            self.checkpoints[key] = _Checkpoints(
+                name=record["name"], retired=retired, receipt=record
+            )
 
     def check_receipt(
         self, manifest: Manifest, record: Mapping[str, Any], known: _Checkpoints
@@ -430,51 +726,137 @@ class _Verifier:
                 None,
                 "receipt mismatch",
                 f"receipt {manifest.name} records {lines} lines,"
-                f" but manifest #{min(heads.values(), default=0)}"
+                f" but manifest {min(heads.values(), default=(0, '?'))[1]}"
                 f" checkpointed {top}: the file was cut or changed before its deletion",
             )
 
-    # ------------------------------------------------------------------ the files
-    def check_files(self) -> None:
-        report = self.report
-        days = self.store.days(self.first_day, self.last_day)
-        on_disk = set(days)
-        for name, why in self.store.odd_partitions():
-            if self.in_range(name[5:15]):  # the day it claims to be
-                self.problem(inert(name), None, "not a partition", why)
-        seen: set[tuple[str, str]] = set()
-        for done, day in enumerate(days):
-            if self.progress is not None:
-                self.progress(report.entries, done=done, total=len(days))
-            report.partitions += 1
-            try:
-                strays = self.store.stray_files(day)
-            except OSError:
-                strays = []
-            if strays:
-                # The two listings behind stray_files are not one snapshot: a rotation that
-                # renamed `x.jsonl.gz` into place, or a writer that opened a new segment,
-                # between them shows a log file as foreign. Ask again after the fact: a stray
-                # is a name that is still not a log file of the partition.
-                strays = self.still_stray(day, strays)
-            for path in strays:
+    # ------------------------------------------------------------------ one writer
+    def check_writer(self, writer: str, chained: bool) -> None:
+        """Check one writer's chain, its files against it, and what the fleet file says."""
+        self.host = host = HostReport(writer)
+        start = len(self.report.problems)
+        entry = self.fleet.writers.get(writer) if self.fleet else None
+        if self.fleet:
+            host.in_fleet = entry is not None
+            if entry is None:
                 self.problem(
-                    f"{PARTITION_PREFIX}{day}/{path.name}",
+                    f"{MANIFEST_DIR}/{writer}/",
+                    None,
+                    "unknown writer",
+                    f"{writer} is not in the fleet file {self.fleet.path}:"
+                    " a host nobody declared (planted), or one to add to the file",
+                )
+        # The legacy chain's checkpoints of this writer's files, then its own chain on top.
+        self.checkpoints = {
+            key: self.legacy_checkpoints.pop(key)
+            for key in [k for k in self.legacy_checkpoints if file_writer(k[1]) == writer]
+        }
+        self.latest_seal = self.legacy.latest_seal
+        receipts = [
+            (m, t)
+            for m, t in self.receipts
+            if m.writer != writer
+            and any(
+                (k := file_key(r["name"])) and file_writer(k[1]) == writer
+                for r in receipt_records(m)
+            )
+        ]
+        names: list[tuple[int, Path]] = []
+        if chained:
+            names, foreign = self.names(writer)
+            self._names.pop(writer, None)
+            for path in foreign:
+                self.problem(
+                    f"{MANIFEST_DIR}/{writer}/{path.name}",
                     None,
                     "stray file",
-                    "not a log file of this store (planted or foreign)",
+                    "not a manifest; planted or left behind",
                 )
-            for file in self.store.files(day):
-                if self.check_file(file):
-                    seen.add((file.day, file.segment))
+        chain = self.check_chain(writer, names, self.keys_for(writer), receipts)
+        if chain.latest_seal is not None:
+            self.latest_seal = chain.latest_seal
+        elif self.latest_seal is None:
+            self.latest_seal = self.newest_seal
+        files = self.writer_files.pop(writer, [])
+        days = sorted({file.day for file in files})
+        if names:
+            host.chain = "own"
+        else:
+            if self.checkpoints or (self.legacy.head is not None and not days):
+                host.chain = "legacy"
+            self.missing_chain(writer, entry, days)
+        if entry is not None:
+            for anchor in entry.anchors:
+                if anchor not in chain.hashes_found:
+                    self.problem(
+                        f"{MANIFEST_DIR}/{writer}/",
+                        None,
+                        "anchor not found",
+                        f"no manifest of {writer} hashes to {anchor} (from the fleet file):"
+                        " its newest manifests were deleted or its chain was rebuilt",
+                    )
+        if self.max_age_since is not None and (names or days or (entry and entry.required)):
+            newest_manifest = chain.head or self.legacy.head
+            newest = newest_manifest.sealed_at if newest_manifest else None
+            if newest is None or newest < self.max_age_since:
+                self.problem(
+                    f"{MANIFEST_DIR}/{writer}/" if names else f"{MANIFEST_DIR}/",
+                    None,
+                    "stale seal",
+                    f"the newest manifest of {writer} is from {newest or 'never'};"
+                    f" expected one since {self.max_age_since}"
+                    " (seal not running, or the newest manifests were deleted)",
+                )
+        seen: set[tuple[str, str]] = set()
+        for file in files:
+            if self.check_file(file):
+                seen.add((file.day, file.segment))
+            self.files_done += 1
+            if self.progress is not None:
+                self.progress(self.report.entries, done=self.files_done, total=self.files_listed)
+        self.check_missing(seen)
+        self.checkpoints = {}
+        host.problems = len(self.report.problems) - start
+        self.report.hosts.append(host)
+
+    def missing_chain(self, writer: str, entry: FleetWriter | None, days: Sequence[str]) -> None:
+        """A writer without a chain of its own: a problem when the fleet file or --public-key
+        says its seals must be there (unless the legacy chain still covers it)."""
+        if entry is not None and self.host.chain != "legacy":
+            if days:
+                self.problem(
+                    f"{MANIFEST_DIR}/{writer}/",
+                    None,
+                    "deleted manifest",
+                    f"{writer} has files in {len(days)} partition(s) but no manifest chain:"
+                    " its manifests were deleted, or it never sealed",
+                )
+            elif entry.required:
+                self.problem(
+                    f"{MANIFEST_DIR}/{writer}/",
+                    None,
+                    "missing host",
+                    f"the fleet file requires {writer}, but the store holds neither its files"
+                    " nor its manifests (deleted, or never synced here)",
+                )
+        elif entry is None and self.trusted and days and self.legacy.head is None:
+            self.problem(
+                f"{MANIFEST_DIR}/",
+                None,
+                "deleted manifest",
+                f"no manifest at all for {writer}, though --public-key expects signed ones"
+                " (all deleted, or the store was never sealed)",
+            )
+
+    def check_missing(self, seen: set[tuple[str, str]]) -> None:
+        """Files a manifest of this writer listed that are gone without a receipt."""
+        report = self.report
         missing_by_day: dict[str, list[_Checkpoints]] = {}
         late: set[tuple[str, str]] | None = None
         for key, known in self.checkpoints.items():
             if key in seen or not self.in_range(key[0]):
                 continue
-            if known.last_listed == 0 or (known.receipted is not None and known.as_receipted):
-                # Only a receipt since (or seals that saw exactly what it counted): deleted as
-                # planned.
+            if known.deleted_as_planned():
                 report.receipted_files += 1
                 continue
             if late is None:
@@ -484,76 +866,94 @@ class _Verifier:
                 continue
             missing_by_day.setdefault(key[0], []).append(known)
         for day, gone in sorted(missing_by_day.items()):
-            if day not in on_disk:
+            if day not in self.on_disk:
                 names = ", ".join(sorted(g.name.rsplit("/", 1)[-1] for g in gone))
                 self.problem(
                     f"{PARTITION_PREFIX}{day}",
                     None,
                     "deleted partition",
                     f"the partition is gone ({names};"
-                    f" last in manifest #{max(g.last_listed for g in gone)})"
+                    f" last in manifest {max(g.last_listed for g in gone if g.last_listed)[1]})"
                     " and no retention receipt covers it",
                 )
             else:
                 for known in sorted(gone, key=lambda g: g.name):
+                    assert known.last_listed is not None
                     self.problem(
                         known.name,
                         None,
                         "deleted file",
-                        f"in manifest #{known.last_listed} with {known.max_lines()} lines,"
+                        f"in manifest {known.last_listed[1]} with {known.max_lines()} lines,"
                         " now gone, no retention receipt",
                     )
-
-    def still_stray(self, day: str, strays: list[Path]) -> list[Path]:
-        """The strays of `day` that a fresh listing does not show as log files (or as the
-        plain half of a rotation in progress, whose `.gz` twin is listed)."""
-        try:
-            known = {f.path.name for f in self.store.files(day)}
-        except IntegrityError:
-            return strays
-        return [
-            path for path in strays if path.name not in known and path.name + ".gz" not in known
-        ]
 
     def late_receipts(self) -> set[tuple[str, str]]:
         """File keys covered by (acceptably signed) receipts written since verify started."""
         keys: set[tuple[str, str]] = set()
-        names, _ = manifest_names(self.store)
-        for sequence, path in names:
-            if sequence <= self.loaded_up_to:
+        for writer, sequence, path in receipt_names(self.store):
+            if path in self.seen_receipts:
                 continue
-            manifest = read_manifest(path, sequence)
-            if manifest.body is None or manifest.error or manifest.kind != "receipt":
-                continue
-            if self.trusted:
-                signature = manifest.signature or {}
-                key = self.trusted.get(str(signature.get("keyId")))
-                if key is None or not signature_valid(manifest.body_bytes, signature, key):
-                    continue
-            keys.update(k for r in receipt_records(manifest) if (k := file_key(r["name"])))
+            manifest = read_manifest(path, sequence, writer)
+            head = latest_manifest(self.store, writer)
+            head_key = ((head.signature if head else None) or {}).get("keyId")
+            if self.receipt_trusted(manifest, self.keys_for(writer), head_key):
+                keys.update(k for r in receipt_records(manifest) if (k := file_key(r["name"])))
         return keys
 
     def geneses(self) -> dict[bytes, str]:
-        """Genesis link of every file name the store or its manifests know: a file whose first
-        line chains from another name's genesis was copied or renamed from there."""
+        """Genesis link of every file name the store, its chains or the checkpoints at hand
+        know (each known segment on each known day): a file whose first line chains from
+        another name's genesis was copied or renamed from there."""
         if self._geneses is None:
-            names: set[tuple[str, str]] = set(self.checkpoints)
-            for day in self.store.days():
-                names.update((f.day, f.segment) for f in self.store.files(day))
+            days: set[str] = set(self.store.days())
+            segments: set[str] = set(chain_writers(self.store)[0])
+            for day in days:
+                segments.update(f.segment for f in self.store.files(day))
+            for day, segment in [*self.legacy_checkpoints, *self.checkpoints]:
+                days.add(day)
+                segments.add(segment)
             self._geneses = {
                 chain.genesis(PARTITION_PREFIX + day, segment): f"{PARTITION_PREFIX}{day}/{segment}"
-                for day, segment in names
+                for day in days
+                for segment in segments
             }
+        for day, segment in self.checkpoints:
+            self._geneses.setdefault(
+                chain.genesis(PARTITION_PREFIX + day, segment), f"{PARTITION_PREFIX}{day}/{segment}"
+            )
         return self._geneses
 
     def check_file(self, file: LogFile) -> bool:
         """Check one file; False when it vanished before it could be read (retention deleted
         its partition meanwhile): it is then judged as missing, which a receipt excuses."""
-        report = self.report
-        known = self.checkpoints.get((file.day, file.segment))
-        scan = _FileScan(file, known, self.geneses)
+        report, host = self.report, self.host
+        key = (file.day, file.segment)
+        known = self.checkpoints.get(key)
+        scan: _FileScan | None = None
         try:
-            scan.run()
+            if known is not None and not known.by_line and known.retired and known.receipt:
+                # Deleted by retention where it was written, still kept here: if it is the file
+                # the receipt recorded, it is checked against the history the receipt closed.
+                scan = self.scan(file, known.retired)
+                if scan.lines == known.receipt.get("lines") and chain.tag(
+                    scan.head
+                ) == known.receipt.get("head"):
+                    known = known.retired
+                else:
+                    scan = None  # a new file under an old name: checked as a new one
+            if scan is None:
+                scan = self.scan(file, known)
+            if (
+                scan.problems
+                and known is not None
+                and known.by_line
+                and key in self.late_receipts()
+            ):
+                # Retention deleted the file that the manifests loaded at the start
+                # checkpointed, and a late writer made a new one under the same name: those
+                # are not its checks.
+                known = _Checkpoints()
+                scan = self.scan(file, known)
         except IntegrityError as exc:
             if _vanished(file):
                 return False
@@ -561,37 +961,24 @@ class _Verifier:
             return True
         if scan.lines == 0 and _vanished(file):
             return False
-        if (
-            scan.problems
-            and known is not None
-            and known.by_line
-            and (file.day, file.segment) in self.late_receipts()
-        ):
-            # Retention deleted the file that the manifests loaded at the start checkpointed,
-            # and a late writer made a new one under the same name: those are not its checks.
-            known = _Checkpoints()
-            scan = _FileScan(file, known, self.geneses)
-            try:
-                scan.run()
-            except IntegrityError as exc:
-                if _vanished(file):
-                    return False
-                self.problem(file.name, None, "unreadable file", str(exc))
-                return True
         name = scan.source.file.name if scan.source else file.name
         report.files += 1
+        host.files += 1
         report.entries += scan.lines
+        host.entries += scan.lines
         report.bytes += scan.bytes
         report.problems.extend(scan.problems)
         if scan.sealed_torn:
             self.torn_notes.append(scan.sealed_torn)
         if known is None or not known.by_line:
             report.uncovered += scan.lines
+            host.uncovered += scan.lines
             if known is None:  # a receipted name that reappears is not "unknown"
                 self.check_planted(file, name, scan.lines)
             return True
         report.checkpoints += sum(len(heads) for heads in known.by_line.values())
         report.uncovered += max(0, scan.lines - known.max_lines())
+        host.uncovered += max(0, scan.lines - known.max_lines())
         current = scan.source.file if scan.source else file
         if current.compressed:
             recorded = known.archives.get(current.name)
@@ -607,9 +994,15 @@ class _Verifier:
                         current.name,
                         None,
                         "altered archive",
-                        f"SHA-256 {actual}, manifest #{recorded[1]} recorded {recorded[0]}",
+                        f"SHA-256 {actual}, manifest {recorded[1][1]} recorded {recorded[0]}",
                     )
         return True
+
+    def scan(self, file: LogFile, known: _Checkpoints | None) -> _FileScan:
+        """One pass over `file` against `known` (IntegrityError when it cannot be read)."""
+        scan = _FileScan(file, known, self.geneses)
+        scan.run()
+        return scan
 
     def check_planted(self, file: LogFile, name: str, lines: int) -> None:
         """A file no manifest knows is new since the latest seal, or planted: planted when it is
@@ -626,6 +1019,7 @@ class _Verifier:
         # File times come from a coarse kernel clock (a few ms behind) and, on a shared volume,
         # from another host: a file created just after the seal began must not look older.
         sealed = parse_utc(seal.sealed_at).timestamp() - _CLOCK_SLACK
+        of = f" of {seal.writer}" if seal.writer and seal.writer != self.host.writer else ""
         if min(info.st_mtime, info.st_ctime) < sealed:
             when = format_utc(
                 datetime.fromtimestamp(
@@ -636,12 +1030,57 @@ class _Verifier:
                 name,
                 None,
                 "planted file",
-                f"no manifest lists it, yet it dates from {when}, before manifest #{seal.sequence}"
-                f" ({seal.sealed_at}) that listed every file then present",
+                f"no manifest lists it, yet it dates from {when}, before manifest"
+                f" {seal.label}{of} ({seal.sealed_at}) that listed every file then present",
+            )
+
+    # ------------------------------------------------------------------ summary
+    def summarise(self) -> None:
+        report = self.report
+        report.manifests = sum(host.manifests for host in report.hosts)
+        if self.heads:
+            last = max(self.heads, key=lambda m: m.sealed_at)
+            report.latest = {
+                "sequence": last.sequence,
+                "writer": last.writer,
+                "hash": last.hash,
+                "sealedAt": last.sealed_at,
+                "kind": last.kind,
+                "signed": last.signature is not None,
+                "keyId": (last.signature or {}).get("keyId"),
+            }
+        if self.statuses:
+            for status in ("unsigned", "embedded", "verified"):
+                if status in self.statuses:
+                    report.signed = status
+                    break
+        if self.anchor and not self.anchor_found:
+            self.problem(
+                f"{MANIFEST_DIR}/",
+                None,
+                "anchor not found",
+                f"no manifest hashes to {self.anchor}:"
+                " manifests were deleted or the chain was rebuilt",
             )
 
     def add_notes(self) -> None:
         report = self.report
+        writers = [h.writer for h in report.hosts if h.writer != LEGACY_HOST]
+        if self.fleet is None and len(writers) > 1:
+            report.notes.append(
+                f"No fleet file: {len(writers)} writers found ({', '.join(writers[:20])}"
+                f"{', …' if len(writers) > 20 else ''}). Without one, verify cannot tell a host"
+                " whose files and manifests were all deleted (it is simply not listed), which"
+                " key belongs to which host, or whether a host's newest manifests were deleted."
+                " Pass --fleet FILE."
+            )
+        if self.legacy_elsewhere:
+            report.notes.append(
+                f"The chains of {', '.join(self.legacy_elsewhere)} continue a legacy chain"
+                " (_manifests/*.json) that is not in this store: files sealed before the upgrade"
+                " are checked against the writers' own chains only (verify the legacy chain"
+                " where it is kept, on the host)."
+            )
         if report.manifests == 0:
             report.notes.append(
                 "The store has never been sealed: each file's chain was checked, but nothing shows"
@@ -661,7 +1100,7 @@ class _Verifier:
             report.notes.append(
                 "Signatures were checked against the public key inside the manifests"
                 f" ({', '.join(report.key_ids)}): consistent, but that does not show who signed."
-                " Pass --public-key with your key."
+                " Pass --public-key with your key, or --fleet with each host's."
             )
         if self.torn_notes:
             report.notes.append(
@@ -669,10 +1108,15 @@ class _Verifier:
                 f" (excluded from queries, not entries): {', '.join(self.torn_notes)}"
             )
         if report.latest and report.uncovered:
+            behind = [h for h in report.hosts if h.uncovered]
+            where = ", ".join(
+                f"{h.writer}: {h.uncovered} after"
+                + (f" #{h.latest['sequence']} ({h.latest['sealedAt']})" if h.latest else " none")
+                for h in behind[:10]
+            ) + (", …" if len(behind) > 10 else "")
             report.notes.append(
                 f"{report.uncovered} {'entry is' if report.uncovered == 1 else 'entries are'}"
-                " newer than the latest seal"
-                f" (#{report.latest['sequence']}, {report.latest['sealedAt']}):"
+                f" newer than their writer's latest seal ({where}):"
                 " they verify by their chains only until the next seal."
             )
 
@@ -698,6 +1142,7 @@ class _FileScan:
         self.moved_from: str | None = None
         self.sealed_torn: str | None = None
         self.searched = 0
+        self.head = b""  # the last line's link (the genesis value for an empty file)
 
     def problem(self, line: int | None, kind: str, detail: str, name: str | None = None) -> None:
         if len(self.problems) >= _MAX_PROBLEMS_PER_FILE:
@@ -795,6 +1240,7 @@ class _FileScan:
         if incident is not None:
             self.analyse(incident, genesis)
         self.lines = n
+        self.head = prev
         if misplaced > 1:
             self.problem(
                 None,
@@ -889,7 +1335,7 @@ class _FileScan:
             else:  # a file broken throughout: name the rest plainly, keep no lines in memory
                 self.problem(n, "chain break", f"does not follow line {n - 1}")
 
-    def classify_unexplained(self, by_line: Mapping[int, Mapping[bytes, int]]) -> None:
+    def classify_unexplained(self, by_line: Mapping[int, Mapping[bytes, Label]]) -> None:
         """A broken line whose predecessor is nowhere near: name it with the help of the
         checkpoints after it (shifted head: lines deleted; same place: the entry was edited)."""
         for n, line, computed in self.unexplained:
@@ -939,7 +1385,7 @@ class _FileScan:
                     " this entry was edited, or lines before it deleted",
                 )
 
-    def check_checkpoints(self, by_line: Mapping[int, Mapping[bytes, int]]) -> None:
+    def check_checkpoints(self, by_line: Mapping[int, Mapping[bytes, Label]]) -> None:
         """Every checkpoint ever made of this file must still hold: the file has at least that
         many lines, and the link at that line is the checkpointed head."""
         if not by_line:
@@ -947,7 +1393,7 @@ class _FileScan:
         # A head found at another line is explained by the line problems already named.
         problem_lines = {p.line for p in self.problems if p.line is not None}
         chain_trouble = bool(problem_lines)
-        truncated: tuple[int, int] | None = None
+        truncated: tuple[int, Label] | None = None
         for lines in sorted(by_line):
             heads = by_line[lines]
             seq = min(heads.values())
@@ -967,7 +1413,7 @@ class _FileScan:
                 self.problem(
                     lines,
                     "rewritten file",
-                    f"line {lines} is not the line manifest #{seq} checkpointed:"
+                    f"line {lines} is not the line manifest {seq[1]} checkpointed:"
                     " the file was rewritten",
                 )
                 break
@@ -975,7 +1421,7 @@ class _FileScan:
             self.problem(
                 self.lines + 1,
                 "truncated file",
-                f"{self.lines} lines, but manifest #{truncated[1]} checkpointed {truncated[0]}",
+                f"{self.lines} lines, but manifest {truncated[1][1]} checkpointed {truncated[0]}",
             )
 
     def check_tail(self) -> None:

@@ -1,0 +1,225 @@
+"""Benchmark `audit verify` on a merged fleet store against `sha256sum` over the same files.
+
+    python benchmarks/fleet_verify.py                       # 50 writers x 365 days (issue 18)
+    python benchmarks/fleet_verify.py --writers 5 --days 30 --runs 1   # a quick look
+
+Builds (under --data, default /tmp/benchfleet, never in the repository) a store as the central
+copy of a fleet would hold it: W writers, each with D daily files of --per-day small entries
+(built by the entry model and chained exactly as `audit record` stores them), and each writer's
+own signed chain with one seal per day listing that day's file (what a daily `audit seal` adds:
+one small file per writer per seal). Memory is measured on two more stores, one with a fifth of
+the writers and one with a fifth of the days, to show what it grows with.
+
+Each measurement is a new process (wall time, peak RSS from wait4); `audit verify` and
+`sha256sum` run alternately after a warm-up, medians reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from auditcli import chain  # noqa: E402
+from auditcli.integrity import generate_keys, load_signing_key  # noqa: E402
+from auditcli.integrity.manifests import append_manifest, file_record, manifest_lock  # noqa: E402
+from auditcli.model import build_entry, dumps_entry  # noqa: E402
+from auditcli.store import AuditStore, LogFile  # noqa: E402
+
+FIRST_DAY = dt.date(2025, 11, 1)
+
+
+def build(root: Path, writers: int, days: int, per_day: int) -> None:
+    """Write the store: files chained as stored, then each writer's daily seals."""
+    if (root / ".complete").exists():
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    store = AuditStore(root, writer_id="loghost")
+    keys = root.parent / "keys"
+    keys.mkdir(exist_ok=True)
+    for w in range(writers):
+        writer = f"host{w:03d}"
+        key_path = keys / f"{writer}.key"
+        if not key_path.exists():
+            generate_keys(key_path)
+        key = load_signing_key(key_path)
+        for d in range(days):
+            day = (FIRST_DAY + dt.timedelta(days=d)).isoformat()
+            partition = root / f"date={day}"
+            partition.mkdir(exist_ok=True, mode=0o700)
+            link = chain.genesis(f"date={day}", writer)
+            lines = []
+            for i in range(per_day):
+                created = f"{day}T{i % 24:02d}:{(i // 24) % 60:02d}:{w % 60:02d}.000Z"
+                entry = build_entry(
+                    {
+                        "action": "login",
+                        "actorId": f"user-{(w * 7 + i) % 500}",
+                        "organizationId": "org-1",
+                        "createdAt": created,
+                    },
+                    store.catalog,
+                )
+                content = dumps_entry(entry)
+                link = chain.link(link, content)
+                lines.append(chain.chained_line(content, link))
+            path = partition / f"{writer}.jsonl"
+            path.write_bytes(b"".join(lines))
+            os.chmod(path, 0o600)
+            # the seal that ran the next morning: it lists the one file that changed
+            sealed_at = f"{(FIRST_DAY + dt.timedelta(days=d + 1)).isoformat()}T01:00:00.000Z"
+            record = file_record(LogFile(day, writer, path, False))
+            body = {
+                "kind": "seal",
+                "sealedAt": sealed_at,
+                "files": [record],
+                "totals": {"files": d + 1, "lines": (d + 1) * per_day, "changed": 1},
+            }
+            with manifest_lock(store):
+                append_manifest(store, writer, body, key)
+        print(f"  built {writer} ({days} days)", file=sys.stderr, end="\r")
+    (root / ".complete").write_text("ok\n")
+    print(file=sys.stderr)
+
+
+def subset(big: Path, root: Path, writers: int, days: int) -> None:
+    """A smaller store made of hard links into the big one: the first `writers` writers and the
+    first `days` days, with the seals of those days (seal N lists day N's file)."""
+    if (root / ".complete").exists():
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    names = [f"host{w:03d}" for w in range(writers)]
+    for d in range(days):
+        day = (FIRST_DAY + dt.timedelta(days=d)).isoformat()
+        (root / f"date={day}").mkdir()
+        for name in names:
+            os.link(big / f"date={day}" / f"{name}.jsonl", root / f"date={day}" / f"{name}.jsonl")
+    for name in names:
+        (root / "_manifests" / name).mkdir(parents=True)
+        for path in sorted((big / "_manifests" / name).glob("*.json"))[:days]:
+            os.link(path, root / "_manifests" / name / path.name)
+    (root / ".complete").write_text("ok\n")
+
+
+def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one process, its output discarded."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{argv[:4]}… failed: {proc.stderr.read().decode()[-500:]}")  # type: ignore[union-attr]
+    return wall, usage.ru_maxrss
+
+
+def data_files(root: Path) -> list[str]:
+    return sorted(str(p) for p in root.glob("date=*/*.jsonl*"))
+
+
+def measure(root: Path, runs: int) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "AUDIT_LOG_DIR": str(root),
+        "PYTHONPYCACHEPREFIX": str(root.parent / "pyc"),
+    }
+    verify = [sys.executable, "-m", "auditcli", "verify", "--format", "json"]
+    files = data_files(root)
+    manifests = sorted(str(p) for p in root.glob("_manifests/*/*.json"))
+    # xargs keeps the argument lists short; sha256sum hashes every data file once
+    sha = [
+        "sh",
+        "-c",
+        'find "$0" -path "*/date=*" -name "*.jsonl*" -print0 | xargs -0 sha256sum',
+        str(root),
+    ]
+    inproc = [
+        sys.executable,
+        "-c",
+        "import sys, time\n"
+        "from auditcli.integrity import verify\n"
+        "from auditcli.store import AuditStore\n"
+        "t = time.perf_counter()\n"
+        "report = verify(AuditStore(sys.argv[1], writer_id='loghost'))\n"
+        "assert report.ok, report.problems[:3]\n"
+        "print(time.perf_counter() - t)\n",
+        str(root),
+    ]
+    run_once(verify, env)  # warm-up: page cache, bytecode
+    run_once(sha, env)
+    walls: dict[str, list[float]] = {"verify": [], "sha256sum": []}
+    rss: dict[str, int] = {"verify": 0, "sha256sum": 0}
+    for _ in range(runs):
+        for name, argv in (("verify", verify), ("sha256sum", sha)):
+            wall, peak = run_once(argv, env)
+            walls[name].append(wall)
+            rss[name] = max(rss[name], peak)
+    inside = float(subprocess.run(inproc, env=env, capture_output=True, check=True).stdout)
+    size = sum(os.path.getsize(p) for p in files)
+    msize = sum(os.path.getsize(p) for p in manifests)
+    return {
+        "files": len(files),
+        "bytes": size,
+        "manifests": len(manifests),
+        "manifest_bytes": msize,
+        "verify_s": statistics.median(walls["verify"]),
+        "sha256sum_s": statistics.median(walls["sha256sum"]),
+        "verify_rss_mib": rss["verify"] / 1024,
+        "in_process_s": inside,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--writers", type=int, default=50)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--per-day", type=int, default=24, help="entries per writer per day")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--data", type=Path, default=Path("/tmp/benchfleet"))
+    args = parser.parse_args()
+    shapes = [
+        (args.writers, args.days),
+        (max(1, args.writers // 5), args.days),
+        (args.writers, max(1, args.days // 5)),
+    ]
+    print(
+        f"# {platform.node()} {platform.machine()}, {os.cpu_count()} cores,"
+        f" Python {platform.python_version()}, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
+    )
+    print(
+        "| writers x days | files | data MB | manifests (MB) | `audit verify` |"
+        " in-process `verify()` | `sha256sum` | ratio | verify peak RSS |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    big = args.data / f"w{args.writers}-d{args.days}-p{args.per_day}" / "logs"
+    for writers, days in shapes:
+        root = args.data / f"w{writers}-d{days}-p{args.per_day}" / "logs"
+        if root == big:
+            build(root, writers, days, args.per_day)
+        else:
+            subset(big, root, writers, days)
+        m = measure(root, args.runs if (writers, days) == shapes[0] else 1)
+        print(
+            f"| {writers} x {days} | {m['files']} | {m['bytes'] / 1e6:.0f} |"
+            f" {m['manifests']} ({m['manifest_bytes'] / 1e6:.1f}) | {m['verify_s']:.2f} s |"
+            f" {m['in_process_s']:.2f} s |"
+            f" {m['sha256sum_s']:.2f} s | {m['verify_s'] / m['sha256sum_s']:.1f}x |"
+            f" {m['verify_rss_mib']:.0f} MiB |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
