@@ -6,6 +6,9 @@ from auditcli import chain
 
 MANIFEST_DIR = "_manifests"
 FORMAT = "auditcli-manifest/1"
+#: Seals that carry a Merkle tree head (see tree.py); format 1 manifests keep verifying.
+TREE_FORMAT = "auditcli-manifest/2"
+FORMATS = (FORMAT, TREE_FORMAT)
 SIGNING_ENV = "AUDIT_SIGNING_KEY"
 _SIGNED_TAG = b"auditcli-manifest/1\n"
 _MANIFEST_NAME = re.compile(r"^(\d{9})-(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z)\.json$")

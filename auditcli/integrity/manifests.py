@@ -18,7 +18,7 @@ from auditcli.errors import IntegrityError
 from auditcli.store import AuditStore, LineSource, LogFile
 from auditcli.timeparse import parse_utc
 
-from .constants import _FILE_NAME, _MANIFEST_NAME, FORMAT, MANIFEST_DIR
+from .constants import _FILE_NAME, _MANIFEST_NAME, FORMAT, FORMATS, MANIFEST_DIR
 from .keys import sign
 
 
@@ -114,7 +114,7 @@ def read_manifest(path: Path, sequence: int) -> Manifest:
         problems.append(
             f"its content hashes to {manifest.hash}, not the {envelope.get('hash')} it states"
         )
-    if body.get("format") != FORMAT or body.get("kind") not in ("seal", "receipt"):
+    if body.get("format") not in FORMATS or body.get("kind") not in ("seal", "receipt"):
         problems.append("unknown format or kind")
     if body.get("sequence") != sequence:
         problems.append(

@@ -22,6 +22,7 @@ from .manifests import (
     receipt_records,
     records_of,
 )
+from .tree import tree_fields
 
 
 @dataclass
@@ -74,6 +75,7 @@ def seal(store: AuditStore, *, signing_key: Any = None) -> SealResult:
             "files": records,
             "totals": {"files": len(records), "lines": total},
         }
+        body.update(tree_fields(store, previous_seal, records))  # format 2 + the Merkle head
         manifest = append_manifest(store, directory, body, key)
     return SealResult(
         manifest,

@@ -46,6 +46,7 @@ from .manifests import (
     receipt_records,
     records_of,
 )
+from .tree import check_tree_heads
 
 
 @dataclass
@@ -180,6 +181,8 @@ class _Verifier:
     def run(self) -> VerifyReport:
         self.check_manifests()
         self.check_files()
+        if self.first_day is None and self.last_day is None:  # a tree spans every day
+            check_tree_heads(self.store, self.report)
         self.add_notes()
         return self.report
 

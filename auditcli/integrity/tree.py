@@ -1,0 +1,390 @@
+"""The Merkle tree of sealed entries: the head each seal signs, the leaf hashes kept as derived
+data, the check `verify` runs, and the loading `prove` needs.
+
+**Which entries, in which order.** The tree is append-only across seals, like a CT log. A seal
+with a tree head (manifest format `auditcli-manifest/2`) appends, for each file of its
+`files` list in that list's order (by day, then segment), the lines past the count the
+previous seal recorded for that file, up to the count this seal records; lines in file order.
+Its `merkle` member says so explicitly::
+
+    "merkle": {"size": 1200, "root": "sha256:…", "frontier": ["<hex>", …],
+               "extends": "sha256:<hash of the previous seal manifest>" | null,
+               "appended": [["date=2026-11-25/host-a.jsonl", 1000, 1180], …]}
+
+`appended` ranges are 0-based, end exclusive: the range above adds lines 1001–1180. A leaf is
+a stored line without its newline (`_chain` included), exactly as in the file. `frontier` is the
+roots of the perfect subtrees on the tree's right edge, so the next seal continues the tree
+from the signed manifest alone, hashing only the new lines. `extends` is null when the tree
+starts at this seal (the first seal with a tree, or after one without): it then covers every
+line of every file the seal lists. A plain file and its gzip twin are one file (rotation keeps
+the lines); lines of files deleted later stay in the tree (their leaf hashes are kept).
+
+**Derived data.** Each seal's new leaf hashes (32 bytes each) are written to
+`LOGDIR/_index/merkle/<first>-<end>-<root hex>.leaves`. They are never evidence: `prove`
+checks them against the signed heads and rebuilds a bad or missing one from the files;
+`verify` recomputes every seal's leaves from the files and rewrites the derived file when it
+differs. Deleting `_index/` loses nothing while the log files exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from auditcli import chain
+from auditcli.errors import IntegrityError
+from auditcli.lineindex import INDEX_DIR
+from auditcli.query import Problem
+from auditcli.store import AuditStore, LineSource, LogFile
+
+from .constants import MANIFEST_DIR, TREE_FORMAT
+from .manifests import Manifest, file_key, load_manifests, records_of
+from .merkle import HASH_SIZE, Frontier, Tree, leaf_hash
+
+MERKLE_DIR = "merkle"
+_KIND = "tree head"
+
+
+@dataclass(frozen=True)
+class TreeHead:
+    """The well-formed `merkle` member of one seal manifest."""
+
+    manifest: Manifest
+    size: int
+    root: bytes
+    frontier: tuple[bytes, ...]
+    extends: str | None
+    appended: tuple[tuple[str, int, int], ...]
+
+    @property
+    def first(self) -> int:
+        """The index of the first leaf this seal appended."""
+        return self.size - sum(end - start for _, start, end in self.appended)
+
+
+# ---------------------------------------------------------------------------- sealing
+def tree_fields(
+    store: AuditStore, previous_seal: Manifest | None, records: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The members a new seal manifest adds for its tree: the format version and the head.
+
+    `previous_seal` is the newest readable seal before it (its tree is continued when it has
+    one); `records` the new seal's file records. Reads only the lines new since that seal."""
+    base = head_of(previous_seal) if previous_seal is not None else None
+    frontier = Frontier(base.size, base.frontier) if base else Frontier()
+    prior = _line_counts(previous_seal) if base else {}
+    appended = planned_ranges(prior, records)
+    files = _FileFinder(store)
+    leaves = bytearray()
+    for name, start, end in appended:
+        hashes = _leaves_of(files.find(name), start, end)
+        frontier.extend(iter_leaf_hashes(hashes))
+        leaves += hashes
+    root = frontier.root()
+    save_leaves(store, frontier.size - len(leaves) // HASH_SIZE, frontier.size, root, leaves)
+    return {
+        "format": TREE_FORMAT,
+        "merkle": {
+            "size": frontier.size,
+            "root": chain.tag(root),
+            "frontier": [h.hex() for h in frontier.hashes],
+            "extends": base.manifest.hash if base else None,
+            "appended": [list(item) for item in appended],
+        },
+    }
+
+
+def planned_ranges(
+    prior: Mapping[tuple[str, str], int], records: Sequence[Mapping[str, Any]]
+) -> list[tuple[str, int, int]]:
+    """`(file name, first line, end line)` a seal with `records` appends after a seal that
+    recorded `prior` line counts per file key: the rule in this module's docstring."""
+    ranges = []
+    for record in records:
+        key = file_key(str(record.get("name")))
+        lines = record.get("lines")
+        if key is None or not isinstance(lines, int):
+            continue
+        start = prior.get(key, 0)
+        if lines > start:
+            ranges.append((str(record["name"]), start, lines))
+    return ranges
+
+
+def _line_counts(manifest: Manifest | None) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for record in records_of(manifest) if manifest else ():
+        key = file_key(record["name"])
+        if key is not None:
+            counts[key] = record["lines"]
+    return counts
+
+
+class _FileFinder:
+    """The current file (plain or its gzip twin) of a manifest's file name."""
+
+    def __init__(self, store: AuditStore) -> None:
+        self.store = store
+        self.days: dict[str, dict[tuple[str, str], LogFile]] = {}
+
+    def find(self, name: str) -> LogFile:
+        key = file_key(name)
+        if key is None:
+            raise IntegrityError(f"{name}: not a log file name")
+        if key[0] not in self.days:
+            self.days[key[0]] = {(f.day, f.segment): f for f in self.store.files(key[0])}
+        found = self.days[key[0]].get(key)
+        if found is None:
+            raise IntegrityError(f"{name}: gone from the store; its leaves cannot be recomputed")
+        return found
+
+
+def _leaves_of(file: LogFile, start: int, end: int) -> bytes:
+    """The leaf hashes of lines [start, end) (0-based) of `file`, concatenated."""
+    source = LineSource(file)
+    number = 0  # lines before the current chunk
+    out: list[bytes] = []
+    for chunk in source.chunks():
+        count = chunk.count(b"\n")
+        if number + count > start:
+            lines = chunk.split(b"\n")
+            lines.pop()
+            wanted = lines[max(start - number, 0) : end - number]
+            out.extend(leaf_hash(line) for line in wanted)
+        number += count
+        if number >= end:
+            break
+    if number < end:
+        raise IntegrityError(f"{file.name}: {number} whole lines, the seal covers {end}")
+    return b"".join(out)
+
+
+# ---------------------------------------------------------------------------- derived data
+def leaves_path(store: AuditStore, first: int, end: int, root: bytes) -> Path:
+    """Where the leaf hashes [first, end) of the tree with head `root` at size `end` live."""
+    return store.root / INDEX_DIR / MERKLE_DIR / f"{first:012d}-{end:012d}-{root.hex()}.leaves"
+
+
+def save_leaves(store: AuditStore, first: int, end: int, root: bytes, leaves: bytes) -> None:
+    """Write one seal's leaf hashes, atomically; a failure is ignored (derived data)."""
+    if end == first:
+        return
+    target = leaves_path(store, first, end, root)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        for path in (target.parent.parent, target.parent):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path, 0o700)
+        fd = os.open(
+            temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
+        try:
+            view = memoryview(leaves)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(temporary, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+
+
+def _saved_leaves(store: AuditStore, head: TreeHead) -> bytes | None:
+    path = leaves_path(store, head.first, head.size, head.root)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read()
+    return data if len(data) == (head.size - head.first) * HASH_SIZE else None
+
+
+def _recomputed_leaves(head: TreeHead, files: _FileFinder) -> bytes:
+    return b"".join(_leaves_of(files.find(name), start, end) for name, start, end in head.appended)
+
+
+# ---------------------------------------------------------------------------- reading heads
+def head_of(manifest: Manifest) -> TreeHead | None:
+    """The tree head of a seal manifest, or None when it has none or it is malformed."""
+    merkle = (manifest.body or {}).get("merkle")
+    if manifest.error or manifest.kind != "seal" or not isinstance(merkle, dict):
+        return None
+    try:
+        size, root, frontier = merkle["size"], merkle["root"], merkle["frontier"]
+        extends, appended = merkle["extends"], merkle["appended"]
+        if not isinstance(size, int) or size < 0 or not isinstance(root, str):
+            return None
+        if not root.startswith("sha256:") or (extends is not None and not isinstance(extends, str)):
+            return None
+        ranges = tuple((str(n), int(a), int(b)) for n, a, b in appended)
+        if any(not 0 <= a < b for _, a, b in ranges) or sum(b - a for _, a, b in ranges) > size:
+            return None
+        hashes = tuple(bytes.fromhex(h) for h in frontier)
+        if len(hashes) != bin(size).count("1") or any(len(h) != HASH_SIZE for h in hashes):
+            return None
+        root_bytes = bytes.fromhex(root[7:])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if len(root_bytes) != HASH_SIZE:
+        return None
+    return TreeHead(manifest, size, root_bytes, hashes, extends, ranges)
+
+
+def tree_chain(manifests: Sequence[Manifest], target: Manifest) -> list[TreeHead]:
+    """The heads from the start of `target`'s tree to `target`, oldest first (IntegrityError
+    when a link is missing or does not add up)."""
+    by_hash = {m.hash: m for m in manifests if m.hash}
+    head = head_of(target)
+    if head is None:
+        raise IntegrityError(f"{target.name}: has no valid tree head")
+    found = [head]
+    while head.extends is not None:
+        before = by_hash.get(head.extends)
+        older = head_of(before) if before else None
+        if older is None:
+            raise IntegrityError(
+                f"{head.manifest.name}: its tree extends {head.extends}, no valid seal with a"
+                " tree head"
+            )
+        if older.size != head.first:
+            raise IntegrityError(
+                f"{head.manifest.name}: appends {head.size - head.first} leaves to a tree of"
+                f" {older.size}, but states {head.size}"
+            )
+        found.append(older)
+        head = older
+    if head.first != 0:
+        raise IntegrityError(f"{head.manifest.name}: its tree starts from nothing at {head.first}")
+    return found[::-1]
+
+
+# ---------------------------------------------------------------------------- verify
+def check_tree_heads(store: AuditStore, report: Any) -> None:
+    """Recompute every seal's tree head from the files, continuing from the head it extends,
+    and add to `report` (a VerifyReport) a problem for each head that does not match or is
+    missing from a format-2 seal, unless a problem already found in one of the files it covers
+    explains it. Rewrites a derived leaf file that is missing or differs."""
+    explained = {file_key(p.file) for p in report.problems} - {None}
+    # A deleted or altered manifest breaks the `extends` links after it: already reported.
+    chain_broken = any(p.file.startswith(MANIFEST_DIR) for p in report.problems)
+    manifests, _ = load_manifests(store)
+    gone = heads = 0
+    files = _FileFinder(store)
+    previous: Manifest | None = None  # the newest readable seal so far
+    for manifest in manifests:
+        if manifest.kind != "seal" or manifest.error or manifest.body is None:
+            continue
+        head = head_of(manifest)
+        if head is None:
+            if manifest.body.get("format") == TREE_FORMAT:
+                report.problems.append(Problem(manifest.name, None, _KIND, "missing or malformed"))
+            previous = manifest
+            continue
+        heads += 1
+        detail = _check_one(store, head, previous, files)
+        if detail == "gone":
+            gone += 1
+        elif (
+            detail
+            and not explained & {file_key(name) for name, _, _ in head.appended}
+            and not (chain_broken and detail.startswith("extends"))
+        ):
+            report.problems.append(Problem(manifest.name, None, _KIND, detail))
+        previous = manifest
+    if heads:
+        report.notes.append(f"{heads} Merkle tree head(s) recomputed from the entries")
+    if gone:
+        report.notes.append(
+            f"{gone} tree head(s) cover files deleted since; checked from the kept leaf hashes"
+        )
+
+
+def _check_one(
+    store: AuditStore, head: TreeHead, previous: Manifest | None, files: _FileFinder
+) -> str | None:
+    """What is wrong with one head ("" when nothing, "gone" when its files were deleted and
+    the kept leaves match)."""
+    base = head_of(previous) if previous is not None else None
+    if head.extends is None:
+        start, prior = Frontier(), {}
+    elif base is None or base.manifest.hash != head.extends:
+        return f"extends {head.extends}, which is not the seal before it"
+    else:
+        start, prior = Frontier(base.size, base.frontier), _line_counts(previous)
+    planned = planned_ranges(prior, list(records_of(head.manifest)))
+    if tuple(planned) != head.appended:
+        return "its appended ranges are not the lines its files grew by since the seal before"
+    gone = False
+    try:
+        leaves = _recomputed_leaves(head, files)
+    except IntegrityError as exc:
+        leaves = _saved_leaves(store, head) or b""
+        if not leaves:
+            return f"cannot recompute its leaves: {exc}"
+        gone = True
+    start.extend(iter_leaf_hashes(leaves))
+    if start.size != head.size or tuple(start.hashes) != head.frontier:
+        return f"the entries it covers no longer give its tree head (size {head.size})"
+    if start.root() != head.root:
+        return "its root is not the hash of its frontier"
+    if not gone and _saved_leaves(store, head) != leaves:
+        save_leaves(store, head.first, head.size, head.root, leaves)
+    return "gone" if gone else ""
+
+
+# ---------------------------------------------------------------------------- prove
+@dataclass
+class LoadedTree:
+    """The full tree of one seal, and which file line each leaf is."""
+
+    heads: list[TreeHead]
+    tree: Tree
+
+    def locate(self, leaf_index: int) -> tuple[str, int]:
+        """`(file name, 1-based line)` of a leaf."""
+        for head in self.heads:
+            if head.first <= leaf_index < head.size:
+                at = head.first
+                for name, start, end in head.appended:
+                    if leaf_index < at + end - start:
+                        return name, start + leaf_index - at + 1
+                    at += end - start
+        raise ValueError(f"no leaf {leaf_index}")
+
+
+def load_tree(store: AuditStore, manifests: Sequence[Manifest], target: Manifest) -> LoadedTree:
+    """The tree `target` signs, from the derived leaf files (rebuilt from the entries where
+    missing or wrong). IntegrityError when the entries no longer give the signed head."""
+    heads = tree_chain(manifests, target)
+    files = _FileFinder(store)
+    slices = [_saved_leaves(store, head) for head in heads]
+    for attempt in range(2):
+        for i, head in enumerate(heads):
+            if slices[i] is None or (attempt and not _continues(heads, i, slices[i])):
+                slices[i] = _recomputed_leaves(head, files)
+                save_leaves(store, head.first, head.size, head.root, slices[i] or b"")
+        tree = Tree(b"".join(s or b"" for s in slices))
+        if tree.size == heads[-1].size and tree.root() == heads[-1].root:
+            return LoadedTree(heads, tree)
+    raise IntegrityError(
+        f"{target.name}: the sealed entries no longer give its tree head; run `audit verify`"
+    )
+
+
+def _continues(heads: Sequence[TreeHead], i: int, leaves: bytes | None) -> bool:
+    """Whether `leaves` take the head before heads[i] to heads[i]."""
+    head = heads[i]
+    frontier = Frontier(heads[i - 1].size, heads[i - 1].frontier) if i else Frontier()
+    frontier.extend(iter_leaf_hashes(leaves or b""))
+    return frontier.size == head.size and tuple(frontier.hashes) == head.frontier
+
+
+def iter_leaf_hashes(leaves: bytes) -> Iterator[bytes]:
+    """The 32-byte hashes of a concatenation."""
+    return (leaves[i : i + HASH_SIZE] for i in range(0, len(leaves), HASH_SIZE))
