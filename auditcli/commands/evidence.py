@@ -97,8 +97,7 @@ def prove(
         write_out(data)
     else:
         _write_atomic(output, data)
-    signed = "signed" if bundle["statementSignature"] else "unsigned (no signing key)"
-    say(f"bundle: {what}, {len(data)} bytes, statement {signed}")
+    say(f"bundle: {what}, {len(data)} bytes")
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

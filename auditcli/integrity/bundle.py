@@ -51,6 +51,11 @@ def prove(store: AuditStore, filters: Filters, *, signing_key: Any = None) -> di
     the newest seal that has one. Fails (AuditError) when a selected entry is not sealed yet,
     and (IntegrityError) when the store does not give that seal's head."""
     key = signing_key_from(signing_key)
+    if key is None:
+        raise UsageError(
+            "prove needs the store's signing key (--signing-key or AUDIT_SIGNING_KEY): it signs"
+            " the list of entries, without which a removed entry would not show"
+        )
     manifests, _ = load_manifests(store)
     target = _newest_tree_seal(manifests)
     loaded = load_tree(store, manifests, target)
@@ -72,8 +77,8 @@ def prove(store: AuditStore, filters: Filters, *, signing_key: Any = None) -> di
     if len(found) < len(wanted):
         raise AuditError(
             f"{len(wanted) - len(found)} of the {len(wanted)} selected entries are not covered"
-            f" by the newest seal #{target.sequence} ({target.sealed_at}): run `audit seal`"
-            " and prove again"
+            f" by the newest seal #{target.sequence} ({target.sealed_at}): newer than it (run"
+            " `audit seal` and prove again) or changed since (run `audit verify`)"
         )
     entries, claims = [], []
     for digest, index in sorted(found.items(), key=lambda item: item[1]):
@@ -177,6 +182,7 @@ def _bundle(
     kind: str, manifests: Sequence[Manifest], statement: Mapping[str, Any], key: Any
 ) -> dict[str, Any]:
     statement_bytes = canonical(statement)
+    manifests = list({m.hash: m for m in manifests}.values())  # FROM and TO may be one seal
     signer = next((m.signature.get("keyId") for m in manifests if m.signature), None)
     return {
         "format": BUNDLE_FORMAT,
@@ -227,7 +233,6 @@ def _inclusion_cover(
         )
         or "everything"
     )
-    signed = "signed" if bundle["statementSignature"] else "NOT signed (no key at prove time)"
     return [
         f"auditcli evidence bundle ({BUNDLE_FORMAT}): {count} audit log entries.",
         f"Selected by the query: {query}.",
@@ -236,9 +241,9 @@ def _inclusion_cover(
         "What it proves: each entry below is, byte for byte, the line at its position in the",
         "log whose Merkle tree head that key signed; an edited, added, reordered or foreign",
         "entry, or a proof against another store's head, fails the check.",
-        f"The list of entries and the query are {signed} by the key: with a signature,",
-        "removing an entry from this file shows; that nothing else matched the query rests on",
-        "the word of whoever holds the key.",
+        "The list of entries and the query are signed by the same key, so removing an entry",
+        "from this file shows; that nothing else matched the query rests on the word of",
+        "whoever holds the key.",
         *_HOW_TO_CHECK,
     ]
 
@@ -426,12 +431,12 @@ def _check_statement(
         report.problems.append("the statement is not of the bundle's kind")
         return {}
     signature = bundle.get("statementSignature")
-    if signature is None:
-        report.notes.append(
-            "the statement (the list of entries and the query) is not signed: an entry removed"
-            " together with its line in the statement would not show"
-        )
-    elif not _statement_signed(statement_bytes, signature, trusted, report.key_id):
+    if signature is None and report.kind == "inclusion":  # a consistency proof needs none
+        # Unsigned, an entry removed together with its line in the statement would not show.
+        report.problems.append("the statement (the list of entries) is not signed")
+    elif signature is not None and not _statement_signed(
+        statement_bytes, signature, trusted, report.key_id
+    ):
         report.problems.append(
             f"the statement's signature is not valid for the manifests' key {report.key_id}"
         )
