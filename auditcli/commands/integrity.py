@@ -39,6 +39,12 @@ SigningKeyOpt = Annotated[
 ]
 
 
+TsaCaOpt = Annotated[
+    Path | None,
+    typer.Option("--tsa-ca", help="PEM CA bundle that RFC 3161 timestamp tokens must chain to."),
+]
+
+
 # ----------------------------------------------------------------------------- seal
 @app.command()
 def seal(
@@ -47,6 +53,11 @@ def seal(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No summary on stderr; warnings only (cron).")
     ] = False,
+    tsa: Annotated[
+        str | None,
+        typer.Option("--tsa", help="RFC 3161 timestamp authority URL: timestamp the manifest."),
+    ] = None,
+    tsa_ca: TsaCaOpt = None,
 ) -> None:
     """Checkpoint every file in a new manifest chained to the previous one; print its hash.
 
@@ -56,10 +67,12 @@ def seal(
     Example: audit seal --signing-key /etc/audit/seal.key
     """
     from auditcli.integrity import seal as seal_store
+    from auditcli.integrity.timestamp import load_roots, stamp_manifest
 
     store = get_store(ctx)
     if signing_key is not None:
         _warn_if_exposed(signing_key)
+    roots = load_roots(tsa_ca) if tsa_ca else None
     result = seal_store(store, signing_key=signing_key)
     manifest = result.manifest
     signed = f"signed by {result.key_id}" if result.key_id else "unsigned (no signing key)"
@@ -71,6 +84,10 @@ def seal(
     for warning in result.warnings:
         say(f"warning: {warning}")
     write_out(f"{manifest.hash}\n".encode())
+    if tsa:
+        stamp = stamp_manifest(store, manifest, tsa, roots)
+        if not quiet:
+            say(f"timestamped by {stamp.tsa} at {stamp.time}")
     if result.warnings:
         raise IntegrityError(
             f"{len(result.warnings)} file(s) changed against the previous seal; run `audit verify`"
@@ -113,6 +130,7 @@ def verify(
             help="Fail when the newest manifest is older than this (e.g. 2h), or there is none.",
         ),
     ] = None,
+    tsa_ca: TsaCaOpt = None,
     output_format: Annotated[
         TableOrJson, typer.Option("--format", "-f", help="table for people, json for machines.")
     ] = TableOrJson.table,
@@ -124,6 +142,7 @@ def verify(
     """
     from auditcli.integrity import load_public_key
     from auditcli.integrity import verify as verify_store
+    from auditcli.integrity.timestamp import check_timestamps, load_roots
     from auditcli.timeparse import parse_bound
 
     store = get_store(ctx)
@@ -147,6 +166,7 @@ def verify(
         anchor=anchor,
         max_seal_age_since=age_since,
     )
+    check_timestamps(store, report, load_roots(tsa_ca) if tsa_ca else None)
     if output_format is TableOrJson.json:
         write_json(report.to_dict())
     else:
