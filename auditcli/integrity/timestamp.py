@@ -74,21 +74,20 @@ def stamp_manifest(
     """Get a timestamp token over `manifest`'s hash from the TSA at `url`, check it (against
     `roots` when given, else only its imprint and nonce), and store it. Raises IntegrityError
     when the TSA cannot be reached or its reply does not check (the manifest stays written)."""
-    from rfc3161_client import HashAlgorithm, TimestampRequestBuilder, decode_timestamp_response
-
+    client = _client()
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"--tsa {url}: expected an http:// or https:// URL")  # no file://
     request = (
-        TimestampRequestBuilder()
+        client.TimestampRequestBuilder()
         .data(manifest.body_bytes)
-        .hash_algorithm(HashAlgorithm.SHA256)
+        .hash_algorithm(client.HashAlgorithm.SHA256)
         .nonce(nonce=True)
         .cert_request(cert_request=True)
         .build()
     )
     reply = _post(url, request.as_bytes())
     try:
-        response = decode_timestamp_response(reply)
+        response = client.decode_timestamp_response(reply)
     except ValueError as exc:
         raise IntegrityError(f"--tsa {url}: not a timestamp response ({exc})") from None
     problem = _token_problem(response, manifest, roots, nonce=request.nonce)
@@ -97,6 +96,17 @@ def stamp_manifest(
     path = timestamp_path(store, manifest.path)
     _save(path, reply)
     return Stamp(manifest.name, _gen_time(response), _tsa_name(response), path)
+
+
+def _client() -> Any:
+    """The rfc3161-client package (the `tsa` extra), or a UsageError saying how to get it."""
+    try:
+        import rfc3161_client
+    except ImportError:
+        raise UsageError(
+            "RFC 3161 timestamps need the `tsa` extra: pip install 'auditcli[tsa]'"
+        ) from None
+    return rfc3161_client
 
 
 def _post(url: str, query: bytes) -> bytes:
@@ -178,8 +188,6 @@ def _save(path: Path, data: bytes) -> None:
 def check_timestamps(store: AuditStore, report: Any, roots: list[Any] | None) -> None:
     """Check every stored token against its manifest and add problems and notes to `report`
     (a VerifyReport). Without `roots` the tokens' signatures cannot be judged: a note says so."""
-    from rfc3161_client import decode_timestamp_response
-
     directory = store.root / TIMESTAMP_DIR
     try:
         names = sorted(n for n in os.listdir(directory) if not n.startswith("."))
@@ -188,6 +196,7 @@ def check_timestamps(store: AuditStore, report: Any, roots: list[Any] | None) ->
     except OSError as exc:
         report.problems.append(Problem(TIMESTAMP_DIR, None, "timestamp", f"cannot list: {exc}"))
         return
+    decode_timestamp_response = _client().decode_timestamp_response
     manifests, _ = load_manifests(store)
     by_name = {m.path.name: m for m in manifests}
     newest: tuple[int, str] | None = None
