@@ -420,3 +420,39 @@ def test_leaves_are_the_stored_lines(store_a: Path) -> None:
     head = orjson.loads(manifests[-1].read_bytes())["manifest"]["merkle"]
     assert head["size"] == len(leaves) == 80
     assert Tree(b"".join(leaves)).root().hex() == head["root"][7:]
+
+
+def test_retention_keeps_the_tree_provable(
+    store_a: Path, cli: Any, key: Path, tmp_path: Path
+) -> None:
+    """Days deleted under a retention receipt stay in the tree (their kept leaf hashes check
+    the signed heads); entries sealed later still prove."""
+    assert (
+        cli(
+            "record",
+            "role_updated",
+            "--actor-id",
+            "u-new",
+            "--org-id",
+            "org-1",
+            "--target-id",
+            "t-new",
+        ).exit_code
+        == 0
+    )
+    _seal(cli, key)
+    result = cli("rotate", "--delete-after", "1", "--signing-key", str(key))
+    assert result.exit_code == 0, result.stderr
+    assert not list(store_a.glob(f"date={DAY}")) and not list(store_a.glob(f"date={DAY2}"))
+    _seal(cli, key)
+    verified = cli("verify", "--public-key", f"{key}.pub")
+    assert verified.exit_code == 0, verified.stdout + verified.stderr
+    assert "cover files deleted since; checked from the kept leaf hashes" in verified.stderr
+    bundle = _prove(cli, key, tmp_path / "b.json", "--actor-id", "u-new")
+    assert len(bundle["entries"]) == 1 and bundle["entries"][0]["leafIndex"] == 80
+    assert _check(cli, tmp_path / "b.json", tmp_path / "b.json", key).exit_code == 0
+    # The leaf hashes of deleted files exist only as derived data: without them the tree
+    # cannot be rebuilt, and prove says so instead of proving something else.
+    shutil.rmtree(store_a / "_index")
+    result = cli("prove", "--signing-key", str(key), "--actor-id", "u-new")
+    assert result.exit_code == 5 and "gone from the store" in result.stderr

@@ -122,6 +122,10 @@ def test_tree_agrees_with_the_rfc_recursions(leaves: list[bytes], data: st.DataO
     resumed = Frontier(partial.size, partial.hashes)
     resumed.extend(tree.leaf(i) for i in range(cut, n))
     assert resumed.root() == tree.root() and resumed.size == n
+    # Extending by a concatenation, in aligned blocks, gives the same frontier.
+    blocks = Frontier(partial.size, partial.hashes)
+    blocks.extend_concatenated(tree.levels[0][cut * 32 :])
+    assert (blocks.size, blocks.hashes) == (resumed.size, resumed.hashes)
 
     size = data.draw(st.integers(1, n))
     index = data.draw(st.integers(0, size - 1))

@@ -196,9 +196,19 @@ def test_a_seal_is_timestamped_and_verified(log_dir: Path, cli: Any, tsa: tuple)
     verified = cli("verify", "--tsa-ca", ca)
     assert verified.exit_code == 0, verified.stdout + verified.stderr
     assert "the newest timestamped manifest is #1" in verified.stderr
-    # A second seal without --tsa is noted as not timestamped.
+    # A later seal without a token: noted without a CA, a problem when timestamps are
+    # expected (--tsa-ca), since dropping tokens must not hide a rewritten manifest.
     assert cli("seal").exit_code == 0
-    assert "manifests after #1 have no timestamp" in cli("verify", "--tsa-ca", ca).stderr
+    assert "manifests after #1 have no timestamp" in cli("verify").stderr
+    missing = cli("verify", "--tsa-ca", ca, "--format", "json")
+    assert missing.exit_code == 5
+    problems = json.loads(missing.stdout)["problems"]
+    assert [(p["file"][:21], p["kind"]) for p in problems] == [
+        ("_manifests/000000002-", "timestamp")
+    ]
+    shutil.rmtree(log_dir / "_timestamps")
+    none = cli("verify", "--tsa-ca", ca, "--format", "json")
+    assert none.exit_code == 5 and "no manifest has a valid timestamp token" in none.stdout
 
 
 def test_a_token_from_another_ca_is_rejected(
@@ -214,8 +224,9 @@ def test_a_token_from_another_ca_is_rejected(
     result = cli("verify", "--tsa-ca", str(other / "ca.crt"), "--format", "json")
     assert result.exit_code == 5
     problems = json.loads(result.stdout)["problems"]
-    assert [p["kind"] for p in problems] == ["timestamp"]
+    assert [p["kind"] for p in problems] == ["timestamp", "timestamp"]
     assert "does not verify against the CA bundle" in problems[0]["detail"]
+    assert "no manifest has a valid timestamp token" in problems[1]["detail"]
 
 
 def test_a_token_for_another_hash_is_rejected(log_dir: Path, cli: Any, tsa: tuple) -> None:

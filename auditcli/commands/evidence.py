@@ -196,5 +196,13 @@ def _print_report(report: Any) -> None:
         say(f"problem: {problem}")
     for note in report.notes:
         say(f"note: {note}")
-    if report.ok:
-        say(f"verify-bundle: OK ({report.kind}, {len(report.entries)} entries)")
+    if not report.ok:
+        return
+    if report.kind == "consistency":
+        first, last = report.manifests[0], report.manifests[-1]
+        say(
+            f"verify-bundle: OK (the tree of #{last['sequence']}, {last['size']} entries,"
+            f" extends the tree of #{first['sequence']}, {first['size']} entries)"
+        )
+    else:
+        say(f"verify-bundle: OK ({len(report.entries)} entries in the signed tree)")

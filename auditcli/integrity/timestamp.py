@@ -192,7 +192,9 @@ def check_timestamps(store: AuditStore, report: Any, roots: list[Any] | None) ->
     try:
         names = sorted(n for n in os.listdir(directory) if not n.startswith("."))
     except FileNotFoundError:
-        return
+        if not roots:
+            return  # nothing timestamped, nothing expected
+        names = []
     except OSError as exc:
         report.problems.append(Problem(TIMESTAMP_DIR, None, "timestamp", f"cannot list: {exc}"))
         return
@@ -200,6 +202,7 @@ def check_timestamps(store: AuditStore, report: Any, roots: list[Any] | None) ->
     manifests, _ = load_manifests(store)
     by_name = {m.path.name: m for m in manifests}
     newest: tuple[int, str] | None = None
+    stamped: set[int] = set()
     for name in names:
         where = f"{TIMESTAMP_DIR}/{name}"
         manifest = by_name.get(name.removesuffix(".tsr"))
@@ -228,13 +231,41 @@ def check_timestamps(store: AuditStore, report: Any, roots: list[Any] | None) ->
                 )
         if problem:
             report.problems.append(Problem(where, None, "timestamp", problem))
-        elif newest is None or manifest.sequence > newest[0]:
+            continue
+        stamped.add(manifest.sequence)
+        if newest is None or manifest.sequence > newest[0]:
             newest = (manifest.sequence, issued)
     if newest:
         report.notes.append(
             f"the newest timestamped manifest is #{newest[0]}, stamped {newest[1]}"
             + ("" if roots else " (tokens not checked against a CA: pass --tsa-ca)")
         )
-    latest = max((m.sequence for m in manifests), default=0)
-    if newest and latest > newest[0]:
+    if roots:
+        _require_stamps(manifests, stamped, report)
+    elif newest and max((m.sequence for m in manifests), default=0) > newest[0]:
         report.notes.append(f"manifests after #{newest[0]} have no timestamp")
+
+
+def _require_stamps(manifests: list[Manifest], stamped: set[int], report: Any) -> None:
+    """With a CA given, timestamps are expected: none at all is a problem, and so is a seal
+    without a valid token after the first one that has one (dropping tokens hides nothing)."""
+    if not stamped:
+        report.problems.append(
+            Problem(TIMESTAMP_DIR, None, "timestamp", "no manifest has a valid timestamp token")
+        )
+        return
+    first = min(stamped)
+    for manifest in manifests:
+        if (
+            manifest.sequence > first
+            and manifest.kind == "seal"
+            and (manifest.sequence not in stamped)
+        ):
+            report.problems.append(
+                Problem(
+                    manifest.name,
+                    None,
+                    "timestamp",
+                    f"no valid timestamp token (seals since #{first} have one)",
+                )
+            )

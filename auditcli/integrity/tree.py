@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from auditcli.store import AuditStore, LineSource, LogFile
 
 from .constants import MANIFEST_DIR, TREE_FORMAT
 from .manifests import Manifest, file_key, load_manifests, records_of
-from .merkle import HASH_SIZE, Frontier, Tree, leaf_hash
+from .merkle import HASH_SIZE, Frontier, Tree
 
 MERKLE_DIR = "merkle"
 _KIND = "tree head"
@@ -82,7 +83,7 @@ def tree_fields(
     leaves = bytearray()
     for name, start, end in appended:
         hashes = _leaves_of(files.find(name), start, end)
-        frontier.extend(iter_leaf_hashes(hashes))
+        frontier.extend_concatenated(hashes)
         leaves += hashes
     root = frontier.root()
     save_leaves(store, frontier.size - len(leaves) // HASH_SIZE, frontier.size, root, leaves)
@@ -154,7 +155,7 @@ def _leaves_of(file: LogFile, start: int, end: int) -> bytes:
             lines = chunk.split(b"\n")
             lines.pop()
             wanted = lines[max(start - number, 0) : end - number]
-            out.extend(leaf_hash(line) for line in wanted)
+            out.extend([sha256(b"\x00" + line).digest() for line in wanted])  # leaf_hash, inlined
         number += count
         if number >= end:
             break
@@ -328,7 +329,7 @@ def _check_one(
         if not leaves:
             return f"cannot recompute its leaves: {exc}"
         gone = True
-    start.extend(iter_leaf_hashes(leaves))
+    start.extend_concatenated(leaves)
     if start.size != head.size or tuple(start.hashes) != head.frontier:
         return f"the entries it covers no longer give its tree head (size {head.size})"
     if start.root() != head.root:
@@ -381,10 +382,5 @@ def _continues(heads: Sequence[TreeHead], i: int, leaves: bytes | None) -> bool:
     """Whether `leaves` take the head before heads[i] to heads[i]."""
     head = heads[i]
     frontier = Frontier(heads[i - 1].size, heads[i - 1].frontier) if i else Frontier()
-    frontier.extend(iter_leaf_hashes(leaves or b""))
+    frontier.extend_concatenated(leaves or b"")
     return frontier.size == head.size and tuple(frontier.hashes) == head.frontier
-
-
-def iter_leaf_hashes(leaves: bytes) -> Iterator[bytes]:
-    """The 32-byte hashes of a concatenation."""
-    return (leaves[i : i + HASH_SIZE] for i in range(0, len(leaves), HASH_SIZE))
