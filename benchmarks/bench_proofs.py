@@ -112,24 +112,33 @@ def bench_seal(logs: Path, key: Path, runs: int) -> dict[str, float]:
     return out
 
 
-def pick_window(logs: Path, actor: str, wanted: int) -> tuple[list[str], int]:
-    """`query` options selecting about `wanted` entries of `actor`: a run of whole days."""
-    days = sorted(p.name[5:] for p in logs.glob("date=*"))
-    best: tuple[list[str], int] = ([], 0)
-    for span in range(1, len(days) + 1):
-        args = ["--actor-id", actor, "--since", days[0], "--until", days[span - 1]]
-        count = int(
-            subprocess.run(
-                [AUDIT, "-d", str(logs), "query", *args, "--count"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )
-        best = (args, count)
-        if count >= wanted:
-            break
-    return best
+def pick_window(logs: Path, actor: str, wanted: int) -> list[str]:
+    """`query` options selecting `actor`'s entries from the first day on, over the fewest
+    whole hours that hold at least `wanted` of them (binary search on the end hour)."""
+    from auditcli.cli_options import make_filters
+    from auditcli.query import QueryEngine
+    from auditcli.store import AuditStore
+
+    store = AuditStore(logs)
+    first = dt.datetime.fromisoformat(store.days()[0] + "T00:00:00+00:00")
+
+    def options(hours: int) -> list[str]:
+        until = (first + dt.timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return ["--actor-id", actor, "--since", store.days()[0], "--until", until]
+
+    def count(hours: int) -> int:
+        opts = options(hours)
+        filters = make_filters(store, actor_id=[actor], since=opts[3], until=opts[5])
+        return QueryEngine(store, filters).count()
+
+    low, high = 1, 24 * len(store.days())
+    while low < high:
+        middle = (low + high) // 2
+        if count(middle) >= wanted:
+            high = middle
+        else:
+            low = middle + 1
+    return options(low)
 
 
 def main() -> None:
@@ -166,7 +175,7 @@ def main() -> None:
     from auditcli.store import AuditStore
 
     for label, wanted in (("100", 100), ("40", 40)):
-        window, count = pick_window(logs, "user-123", wanted)
+        window = pick_window(logs, "user-123", wanted)
         bundle_path = args.data / f"bundle-{label}.json"
         command = [
             AUDIT,
@@ -188,7 +197,10 @@ def main() -> None:
         filters = make_filters(
             store, actor_id=[opts["--actor-id"]], since=opts["--since"], until=opts["--until"]
         )
-        core_seconds, _ = timed(lambda s=store, f=filters: prove(s, f, signing_key=key), args.runs)
+        core_seconds, bundle = timed(
+            lambda s=store, f=filters: prove(s, f, signing_key=key), args.runs
+        )
+        count = len(bundle["entries"])
         data = bundle_path.read_bytes()
         check = [AUDIT, "verify-bundle", str(bundle_path), "--public-key", f"{key}.pub"]
         verify_cli, _ = timed(
