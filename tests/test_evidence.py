@@ -456,3 +456,19 @@ def test_retention_keeps_the_tree_provable(
     shutil.rmtree(store_a / "_index")
     result = cli("prove", "--signing-key", str(key), "--actor-id", "u-new")
     assert result.exit_code == 5 and "gone from the store" in result.stderr
+
+
+def test_bad_input_is_one_clear_line(store_a: Path, cli: Any, tmp_path: Path) -> None:
+    unknown = cli("prove", "--consistency", "1", "99")
+    assert unknown.exit_code == 2 and "no manifest '99'" in unknown.stderr
+    mixed = cli("prove", "--consistency", "1", "2", "--action", "login")
+    assert mixed.exit_code == 2 and "takes no filters" in mixed.stderr
+    backwards = cli("prove", "--consistency", "3", "1")
+    assert backwards.exit_code == 2 and "comes after" in backwards.stderr
+    missing = cli("verify-bundle", str(tmp_path / "nope.json"))
+    assert missing.exit_code == 2 and "cannot read" in missing.stderr
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("not json")
+    result = cli("verify-bundle", str(garbage))
+    assert result.exit_code == 5 and "not a bundle" in result.stderr
+    assert _standalone(garbage, None).returncode == 5

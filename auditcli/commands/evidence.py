@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from auditcli.cli import app
+from auditcli.cli_options import _FILTER_OPTIONS as FILTER_OPTIONS
 from auditcli.cli_options import (
     ActionOpt,
     ActorIdOpt,
@@ -64,26 +65,14 @@ def prove(
     The signing key (the store's) signs the bundle's list of entries. Check a bundle with
     `audit verify-bundle FILE --public-key KEY.pub` or docs/verify_bundle.py.
 
-    Example: audit prove --action role_changed --since 2026-07-01 --until 2026-09-30 -o q3.json
+    Example: audit prove --action role_updated --since 2026-07-01 --until 2026-09-30 -o q3.json
     """
     from auditcli.integrity.bundle import prove as prove_entries
     from auditcli.integrity.bundle import prove_consistency
 
     store = get_store(ctx)
     if consistency is not None:
-        if any(
-            ctx.params.get(name)
-            for name in (
-                "action",
-                "target",
-                "actor_id",
-                "target_id",
-                "team_id",
-                "org_id",
-                "since",
-                "until",
-            )
-        ):
+        if any(ctx.params.get(name) for name in FILTER_OPTIONS):
             raise UsageError("--consistency takes no filters")
         bundle = prove_consistency(store, *consistency, signing_key=signing_key)
         what = f"consistency of seal {consistency[0]} → {consistency[1]}"
