@@ -456,6 +456,8 @@ def test_retention_keeps_the_tree_provable(
     shutil.rmtree(store_a / "_index")
     result = cli("prove", "--signing-key", str(key), "--actor-id", "u-new")
     assert result.exit_code == 5 and "gone from the store" in result.stderr
+    verified = cli("verify", "--public-key", f"{key}.pub")
+    assert verified.exit_code == 0 and "not rechecked" in verified.stderr
 
 
 def test_bad_input_is_one_clear_line(store_a: Path, cli: Any, tmp_path: Path) -> None:

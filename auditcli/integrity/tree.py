@@ -48,6 +48,7 @@ from .merkle import HASH_SIZE, Frontier, Tree
 
 MERKLE_DIR = "merkle"
 _KIND = "tree head"
+_GONE, _UNCHECKED = "gone", "unchecked"  # outcomes of _check_one besides a problem
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,10 @@ def _line_counts(manifest: Manifest | None) -> dict[tuple[str, str], int]:
     return counts
 
 
+class _GoneError(IntegrityError):
+    """A file a tree range names is no longer in the store (retention, or deleted)."""
+
+
 class _FileFinder:
     """The current file (plain or its gzip twin) of a manifest's file name."""
 
@@ -140,7 +145,7 @@ class _FileFinder:
             self.days[key[0]] = {(f.day, f.segment): f for f in self.store.files(key[0])}
         found = self.days[key[0]].get(key)
         if found is None:
-            raise IntegrityError(f"{name}: gone from the store; its leaves cannot be recomputed")
+            raise _GoneError(f"{name}: gone from the store; its leaves cannot be recomputed")
         return found
 
 
@@ -275,7 +280,7 @@ def check_tree_heads(store: AuditStore, report: Any) -> None:
     # A deleted or altered manifest breaks the `extends` links after it: already reported.
     chain_broken = any(p.file.startswith(MANIFEST_DIR) for p in report.problems)
     manifests, _ = load_manifests(store)
-    gone = heads = 0
+    gone = heads = unchecked = 0
     files = _FileFinder(store)
     previous: Manifest | None = None  # the newest readable seal so far
     for manifest in manifests:
@@ -289,8 +294,10 @@ def check_tree_heads(store: AuditStore, report: Any) -> None:
             continue
         heads += 1
         detail = _check_one(store, head, previous, files)
-        if detail == "gone":
+        if detail == _GONE:
             gone += 1
+        elif detail == _UNCHECKED:
+            unchecked += 1
         elif (
             detail
             and not explained & {file_key(name) for name, _, _ in head.appended}
@@ -304,13 +311,19 @@ def check_tree_heads(store: AuditStore, report: Any) -> None:
         report.notes.append(
             f"{gone} tree head(s) cover files deleted since; checked from the kept leaf hashes"
         )
+    if unchecked:
+        report.notes.append(
+            f"{unchecked} tree head(s) cover files deleted since whose kept leaf hashes"
+            " (_index/merkle) are gone too: not rechecked, and entries sealed with or after"
+            " them cannot be proved"
+        )
 
 
 def _check_one(
     store: AuditStore, head: TreeHead, previous: Manifest | None, files: _FileFinder
 ) -> str | None:
-    """What is wrong with one head ("" when nothing, "gone" when its files were deleted and
-    the kept leaves match)."""
+    """What is wrong with one head: "" when nothing, _GONE when its files were deleted and the
+    kept leaves match, _UNCHECKED when those are gone too, else the problem."""
     base = head_of(previous) if previous is not None else None
     if head.extends is None:
         start, prior = Frontier(), {}
@@ -324,11 +337,13 @@ def _check_one(
     gone = False
     try:
         leaves = _recomputed_leaves(head, files)
-    except IntegrityError as exc:
+    except _GoneError:
         leaves = _saved_leaves(store, head) or b""
         if not leaves:
-            return f"cannot recompute its leaves: {exc}"
+            return _UNCHECKED
         gone = True
+    except IntegrityError as exc:  # shorter than sealed, unreadable: its file's problem too
+        return f"cannot recompute its leaves: {exc}"
     start.extend_concatenated(leaves)
     if start.size != head.size or tuple(start.hashes) != head.frontier:
         return f"the entries it covers no longer give its tree head (size {head.size})"
@@ -336,7 +351,7 @@ def _check_one(
         return "its root is not the hash of its frontier"
     if not gone and _saved_leaves(store, head) != leaves:
         save_leaves(store, head.first, head.size, head.root, leaves)
-    return "gone" if gone else ""
+    return _GONE if gone else ""
 
 
 # ---------------------------------------------------------------------------- prove
