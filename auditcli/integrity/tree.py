@@ -43,7 +43,7 @@ from auditcli.query import Problem
 from auditcli.store import AuditStore, LineSource, LogFile
 
 from .constants import MANIFEST_DIR, TREE_FORMAT
-from .manifests import Manifest, file_key, load_manifests, records_of
+from .manifests import Manifest, file_key, load_manifests, receipt_records, records_of
 from .merkle import HASH_SIZE, Frontier, Tree
 
 MERKLE_DIR = "merkle"
@@ -185,6 +185,8 @@ def save_leaves(store: AuditStore, first: int, end: int, root: bytes, leaves: by
         for path in (target.parent.parent, target.parent):
             with contextlib.suppress(FileExistsError):
                 os.mkdir(path, 0o700)
+            if path.is_symlink():  # planted: never write through it
+                return
         fd = os.open(
             temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
         )
@@ -280,6 +282,9 @@ def check_tree_heads(store: AuditStore, report: Any) -> None:
     # A deleted or altered manifest breaks the `extends` links after it: already reported.
     chain_broken = any(p.file.startswith(MANIFEST_DIR) for p in report.problems)
     manifests, _ = load_manifests(store)
+    # (sequence, file key) of every file a retention receipt excused: the file a head covered
+    # may be gone, or re-created since under the same name with other lines.
+    receipted = [(m.sequence, file_key(r["name"])) for m in manifests for r in receipt_records(m)]
     gone = heads = unchecked = 0
     files = _FileFinder(store)
     previous: Manifest | None = None  # the newest readable seal so far
@@ -293,7 +298,8 @@ def check_tree_heads(store: AuditStore, report: Any) -> None:
             previous = manifest
             continue
         heads += 1
-        detail = _check_one(store, head, previous, files)
+        deleted = {key for seq, key in receipted if seq > manifest.sequence}
+        detail = _check_one(store, head, previous, files, deleted)
         if detail == _GONE:
             gone += 1
         elif detail == _UNCHECKED:
@@ -320,10 +326,15 @@ def check_tree_heads(store: AuditStore, report: Any) -> None:
 
 
 def _check_one(
-    store: AuditStore, head: TreeHead, previous: Manifest | None, files: _FileFinder
+    store: AuditStore,
+    head: TreeHead,
+    previous: Manifest | None,
+    files: _FileFinder,
+    deleted: set[tuple[str, str] | None],
 ) -> str | None:
-    """What is wrong with one head: "" when nothing, _GONE when its files were deleted and the
-    kept leaves match, _UNCHECKED when those are gone too, else the problem."""
+    """What is wrong with one head: "" when nothing, _GONE when files it covers were deleted
+    since (gone, or under a later receipt: `deleted` keys) and the kept leaves match,
+    _UNCHECKED when those are gone too, else the problem."""
     base = head_of(previous) if previous is not None else None
     if head.extends is None:
         start, prior = Frontier(), {}
@@ -334,16 +345,17 @@ def _check_one(
     planned = planned_ranges(prior, list(records_of(head.manifest)))
     if tuple(planned) != head.appended:
         return "its appended ranges are not the lines its files grew by since the seal before"
-    gone = False
+    gone = any(file_key(name) in deleted for name, _, _ in head.appended)
     try:
-        leaves = _recomputed_leaves(head, files)
+        leaves = b"" if gone else _recomputed_leaves(head, files)
     except _GoneError:
-        leaves = _saved_leaves(store, head) or b""
-        if not leaves:
-            return _UNCHECKED
         gone = True
     except IntegrityError as exc:  # shorter than sealed, unreadable: its file's problem too
         return f"cannot recompute its leaves: {exc}"
+    if gone:
+        leaves = _saved_leaves(store, head) or b""
+        if not leaves:
+            return _UNCHECKED
     start.extend_concatenated(leaves)
     if start.size != head.size or tuple(start.hashes) != head.frontier:
         return f"the entries it covers no longer give its tree head (size {head.size})"
