@@ -444,6 +444,10 @@ def test_retention_keeps_the_tree_provable(
     result = cli("rotate", "--delete-after", "1", "--signing-key", str(key))
     assert result.exit_code == 0, result.stderr
     assert not list(store_a.glob(f"date={DAY}")) and not list(store_a.glob(f"date={DAY2}"))
+    # A late entry re-creates a deleted day under the same file name: its lines are new.
+    late = _entries(1, DAY, 700)
+    late[0]["actorId"] = "u-late"
+    AuditStore(store_a, writer_id="host1").append(late)
     _seal(cli, key)
     verified = cli("verify", "--public-key", f"{key}.pub")
     assert verified.exit_code == 0, verified.stdout + verified.stderr
@@ -451,11 +455,15 @@ def test_retention_keeps_the_tree_provable(
     bundle = _prove(cli, key, tmp_path / "b.json", "--actor-id", "u-new")
     assert len(bundle["entries"]) == 1 and bundle["entries"][0]["leafIndex"] == 80
     assert _check(cli, tmp_path / "b.json", tmp_path / "b.json", key).exit_code == 0
+    late_bundle = _prove(cli, key, tmp_path / "late.json", "--actor-id", "u-late")
+    assert [e["leafIndex"] for e in late_bundle["entries"]] == [81]
+    assert late_bundle["entries"][0]["file"] == f"date={DAY}/host1.jsonl"
+    assert _check(cli, tmp_path / "late.json", tmp_path / "late.json", key).exit_code == 0
     # The leaf hashes of deleted files exist only as derived data: without them the tree
     # cannot be rebuilt, and prove says so instead of proving something else.
     shutil.rmtree(store_a / "_index")
     result = cli("prove", "--signing-key", str(key), "--actor-id", "u-new")
-    assert result.exit_code == 5 and "gone from the store" in result.stderr
+    assert result.exit_code == 5 and "cannot be recomputed" in result.stderr
     verified = cli("verify", "--public-key", f"{key}.pub")
     assert verified.exit_code == 0 and "not rechecked" in verified.stderr
 

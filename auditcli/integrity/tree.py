@@ -43,7 +43,15 @@ from auditcli.query import Problem
 from auditcli.store import AuditStore, LineSource, LogFile
 
 from .constants import MANIFEST_DIR, TREE_FORMAT
-from .manifests import Manifest, file_key, load_manifests, receipt_records, records_of
+from .manifests import (
+    Manifest,
+    file_key,
+    load_manifests,
+    manifest_names,
+    read_manifest,
+    receipt_records,
+    records_of,
+)
 from .merkle import HASH_SIZE, Frontier, Tree
 
 MERKLE_DIR = "merkle"
@@ -75,10 +83,10 @@ def tree_fields(
     """The members a new seal manifest adds for its tree: the format version and the head.
 
     `previous_seal` is the newest readable seal before it (its tree is continued when it has
-    one); `records` the new seal's file records. Reads only the lines new since that seal."""
+    one); `records` the new seal's file records. Hashes only the lines new since that seal."""
     base = head_of(previous_seal) if previous_seal is not None else None
     frontier = Frontier(base.size, base.frontier) if base else Frontier()
-    prior = _line_counts(previous_seal) if base else {}
+    prior = _line_counts(previous_seal, _receipted_since(store, previous_seal)) if base else {}
     appended = planned_ranges(prior, records)
     files = _FileFinder(store)
     leaves = bytearray()
@@ -117,13 +125,29 @@ def planned_ranges(
     return ranges
 
 
-def _line_counts(manifest: Manifest | None) -> dict[tuple[str, str], int]:
+def _line_counts(
+    manifest: Manifest | None, deleted: set[tuple[str, str] | None]
+) -> dict[tuple[str, str], int]:
+    """The line count a seal recorded per file key, less the files deleted since under a
+    receipt (`deleted`): a file re-created under such a name starts again from line 0."""
     counts: dict[tuple[str, str], int] = {}
     for record in records_of(manifest) if manifest else ():
         key = file_key(record["name"])
-        if key is not None:
+        if key is not None and key not in deleted:
             counts[key] = record["lines"]
     return counts
+
+
+def _receipted_since(store: AuditStore, manifest: Manifest | None) -> set[tuple[str, str] | None]:
+    """The file keys deleted under receipts written after `manifest` (read from the newest
+    manifest back to it: receipts since the last seal are few)."""
+    names, _ = manifest_names(store)
+    after = [
+        read_manifest(path, sequence)
+        for sequence, path in names
+        if manifest is not None and sequence > manifest.sequence
+    ]
+    return {file_key(r["name"]) for m in after for r in receipt_records(m)}
 
 
 class _GoneError(IntegrityError):
@@ -298,8 +322,7 @@ def check_tree_heads(store: AuditStore, report: Any) -> None:
             previous = manifest
             continue
         heads += 1
-        deleted = {key for seq, key in receipted if seq > manifest.sequence}
-        detail = _check_one(store, head, previous, files, deleted)
+        detail = _check_one(store, head, previous, files, receipted)
         if detail == _GONE:
             gone += 1
         elif detail == _UNCHECKED:
@@ -330,21 +353,23 @@ def _check_one(
     head: TreeHead,
     previous: Manifest | None,
     files: _FileFinder,
-    deleted: set[tuple[str, str] | None],
+    receipted: Sequence[tuple[int, tuple[str, str] | None]],
 ) -> str | None:
     """What is wrong with one head: "" when nothing, _GONE when files it covers were deleted
-    since (gone, or under a later receipt: `deleted` keys) and the kept leaves match,
-    _UNCHECKED when those are gone too, else the problem."""
+    since (gone, or under a later receipt: `receipted` is (sequence, file key) of each) and
+    the kept leaves match, _UNCHECKED when those are gone too, else the problem."""
     base = head_of(previous) if previous is not None else None
     if head.extends is None:
         start, prior = Frontier(), {}
     elif base is None or base.manifest.hash != head.extends:
         return f"extends {head.extends}, which is not the seal before it"
     else:
-        start, prior = Frontier(base.size, base.frontier), _line_counts(previous)
+        between = {k for seq, k in receipted if previous.sequence < seq < head.manifest.sequence}
+        start, prior = Frontier(base.size, base.frontier), _line_counts(previous, between)
     planned = planned_ranges(prior, list(records_of(head.manifest)))
     if tuple(planned) != head.appended:
         return "its appended ranges are not the lines its files grew by since the seal before"
+    deleted = {key for seq, key in receipted if seq > head.manifest.sequence}
     gone = any(file_key(name) in deleted for name, _, _ in head.appended)
     try:
         leaves = b"" if gone else _recomputed_leaves(head, files)
@@ -395,7 +420,13 @@ def load_tree(store: AuditStore, manifests: Sequence[Manifest], target: Manifest
     for attempt in range(2):
         for i, head in enumerate(heads):
             if slices[i] is None or (attempt and not _continues(heads, i, slices[i])):
-                slices[i] = _recomputed_leaves(head, files)
+                try:
+                    slices[i] = _recomputed_leaves(head, files)
+                except IntegrityError as exc:
+                    raise IntegrityError(
+                        f"{head.manifest.name}: its leaf hashes are not kept (_index/merkle)"
+                        f" and cannot be recomputed: {exc}"
+                    ) from None
                 save_leaves(store, head.first, head.size, head.root, slices[i] or b"")
         tree = Tree(b"".join(s or b"" for s in slices))
         if tree.size == heads[-1].size and tree.root() == heads[-1].root:
