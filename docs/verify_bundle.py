@@ -107,7 +107,7 @@ def load_key(path: str) -> Ed25519PublicKey:
 
 
 def signed(key: Ed25519PublicKey | None, tag: bytes, data: bytes, signature: object) -> bool:
-    if key is None or not isinstance(signature, dict):
+    if key is None or not isinstance(signature, dict) or signature.get("algorithm") != "ed25519":
         return False
     try:
         key.verify(base64.b64decode(signature["value"], validate=True), tag + data)
@@ -126,6 +126,8 @@ def check(bundle: dict, key: Ed25519PublicKey | None, anchor: str | None) -> lis
         raw = base64.b64decode(signature.get("publicKey", ""))
         key = Ed25519PublicKey.from_public_bytes(raw) if len(raw) == 32 else None
         print(f"note: no --public-key; using the bundle's key {bundle.get('keyId')}")
+    if key is not None and bundle.get("keyId") != key_id(key):
+        problems.append(f"the bundle names key {bundle.get('keyId')}, not {key_id(key)}")
     heads: dict[str, tuple[int, bytes, int]] = {}
     for item in bundle.get("manifests") or []:
         body = str(item.get("body", "")).encode()

@@ -482,3 +482,43 @@ def test_bad_input_is_one_clear_line(store_a: Path, cli: Any, tmp_path: Path) ->
     result = cli("verify-bundle", str(garbage))
     assert result.exit_code == 5 and "not a bundle" in result.stderr
     assert _standalone(garbage, None).returncode == 5
+
+
+def test_any_single_change_to_the_evidence_fails(
+    store_a: Path, cli: Any, key: Path, tmp_path: Path
+) -> None:
+    """One character changed anywhere in what a bundle proves (entries, paths, statement,
+    manifests, signatures) fails the check, and never crashes it."""
+    import random
+
+    from auditcli.errors import IntegrityError
+    from auditcli.integrity.bundle import verify_bundle
+    from auditcli.integrity.keys import load_public_key
+
+    good = _prove(cli, key, tmp_path / "b.json", "--action", "role_updated")
+    public = [load_public_key(f"{key}.pub")]
+    assert verify_bundle(json.dumps(good).encode(), public).ok
+    targets: list[tuple[Any, Any]] = [(good, "statement"), (good, "keyId")]
+    for manifest in good["manifests"]:
+        targets += [(manifest, "hash"), (manifest, "body"), (manifest["signature"], "value")]
+    for entry in good["entries"]:
+        targets += [(entry, "stored"), (entry, "file"), (entry, "line"), (entry, "leafIndex")]
+        targets += [(entry["path"], i) for i in range(len(entry["path"]))]
+    rng = random.Random(16)
+    for _ in range(150):
+        container, slot = rng.choice(targets)
+        original = container[slot]
+        if isinstance(original, int):
+            container[slot] = original + rng.choice([-1, 1])
+        else:
+            at = rng.randrange(len(original))
+            replacement = rng.choice([c for c in '0123456789abcdef{}\\"' if c != original[at]])
+            container[slot] = original[:at] + replacement + original[at + 1 :]
+        try:
+            report = verify_bundle(json.dumps(good).encode(), public)
+        except IntegrityError:
+            pass
+        else:
+            assert not report.ok, (slot, container[slot])
+        container[slot] = original
+    assert verify_bundle(json.dumps(good).encode(), public).ok

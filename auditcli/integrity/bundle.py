@@ -35,8 +35,8 @@ from auditcli.query import Filters, QueryEngine
 from auditcli.store import AuditStore
 from auditcli.timeparse import format_utc
 
-from .constants import TREE_FORMAT
-from .keys import embedded_public_key, key_id, signing_key_from
+from .constants import _TAGGED, TREE_FORMAT
+from .keys import embedded_public_key, key_id, signature_valid, signing_key_from
 from .manifests import Manifest, canonical, load_manifests
 from .merkle import HASH_SIZE, leaf_hash, verify_consistency, verify_inclusion
 from .tree import head_of, load_tree, tree_chain
@@ -337,6 +337,11 @@ def verify_bundle(
     report.kind = str(bundle.get("kind"))
     trusted = {key_id(k): k for k in public_keys}
     heads = _check_manifests(bundle.get("manifests"), trusted, report)
+    if report.key_id is not None and bundle.get("keyId") != report.key_id:
+        report.problems.append(
+            f"the bundle names key {bundle.get('keyId')}, its manifests are signed by"
+            f" {report.key_id}"
+        )
     statement = _check_statement(bundle, trusted, report)
     if report.kind == "inclusion":
         _check_inclusion(bundle, statement, heads, report)
@@ -356,8 +361,6 @@ def _check_manifests(
     items: Any, trusted: Mapping[str, Any], report: BundleReport
 ) -> dict[str, dict[str, Any]]:
     """The tree heads of the bundle's well-formed, correctly signed manifests, by hash."""
-    from .keys import signature_valid
-
     heads: dict[str, dict[str, Any]] = {}
     if not isinstance(items, list) or not items:
         report.problems.append("the bundle holds no manifest")
@@ -383,11 +386,13 @@ def _check_manifests(
             }
             if body.get("format") != TREE_FORMAT or body.get("kind") != "seal":
                 raise ValueError("not a format-2 seal")
+            if head["size"] < 0 or not _TAGGED.match(head["root"]):
+                raise ValueError("a malformed tree head")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             report.problems.append(f"manifest {digest}: not a seal with a tree head ({exc})")
             continue
         signature = item.get("signature")
-        if not isinstance(signature, dict):
+        if not isinstance(signature, dict) or signature.get("algorithm") != "ed25519":
             report.problems.append(
                 f"manifest #{head['sequence']} is unsigned: its tree head proves nothing"
             )
