@@ -157,6 +157,13 @@ def tsa(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         thread.join(timeout=10)
 
 
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """urllib honours proxy variables, even for 127.0.0.1: the local TSA is reached directly."""
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def _record(root: Path) -> None:
     AuditStore(root, writer_id="host1").append(
         [{"action": "login", "actorId": "u-1", "organizationId": "o-1"}]
@@ -255,4 +262,8 @@ def test_an_unreachable_tsa_fails_after_sealing(log_dir: Path, cli: Any) -> None
     result = cli("seal", "--tsa", "http://127.0.0.1:9/")
     assert result.exit_code == 5 and "no timestamp" in result.stderr
     assert len(list((log_dir / "_manifests").glob("0*.json"))) == 1  # the seal itself stands
+    # Mistakes in the options are found before sealing: nothing is written.
     assert cli("seal", "--tsa", "file:///etc/passwd").exit_code == 2
+    assert cli("seal", "--tsa", "http://127.0.0.1:9/", "--tsa-ca", str(log_dir)).exit_code == 2
+    assert cli("seal", "--tsa-ca", str(log_dir)).exit_code == 2
+    assert len(list((log_dir / "_manifests").glob("0*.json"))) == 1

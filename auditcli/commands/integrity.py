@@ -67,12 +67,14 @@ def seal(
     Example: audit seal --signing-key /etc/audit/seal.key
     """
     from auditcli.integrity import seal as seal_store
-    from auditcli.integrity.timestamp import load_roots, stamp_manifest
+    from auditcli.integrity.timestamp import prepare_tsa, stamp_manifest
 
     store = get_store(ctx)
     if signing_key is not None:
         _warn_if_exposed(signing_key)
-    roots = load_roots(tsa_ca) if tsa_ca else None
+    if tsa_ca is not None and tsa is None:
+        raise UsageError("--tsa-ca: give --tsa URL too")
+    roots = prepare_tsa(tsa, tsa_ca) if tsa else None
     result = seal_store(store, signing_key=signing_key)
     manifest = result.manifest
     signed = f"signed by {result.key_id}" if result.key_id else "unsigned (no signing key)"

@@ -63,6 +63,15 @@ def load_roots(path: str | os.PathLike[str]) -> list[Any]:
     return roots
 
 
+def prepare_tsa(url: str, ca_bundle: str | os.PathLike[str] | None) -> list[Any] | None:
+    """Check a `--tsa` URL (http or https only), that rfc3161-client is installed, and load the
+    CA bundle: all before sealing, so a mistake seals nothing. Returns the CA's certificates."""
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--tsa {url}: expected an http:// or https:// URL")
+    _client()
+    return load_roots(ca_bundle) if ca_bundle is not None else None
+
+
 def timestamp_path(store: AuditStore, manifest_path: Path) -> Path:
     """Where the token of a manifest file is kept."""
     return store.root / TIMESTAMP_DIR / (manifest_path.name + ".tsr")
@@ -71,12 +80,11 @@ def timestamp_path(store: AuditStore, manifest_path: Path) -> Path:
 def stamp_manifest(
     store: AuditStore, manifest: Manifest, url: str, roots: list[Any] | None = None
 ) -> Stamp:
-    """Get a timestamp token over `manifest`'s hash from the TSA at `url`, check it (against
-    `roots` when given, else only its imprint and nonce), and store it. Raises IntegrityError
+    """Get a timestamp token over `manifest`'s hash from the TSA at `url` (checked by
+    `prepare_tsa`), check it (against `roots` when given, else only its imprint and nonce),
+    and store it. Raises IntegrityError
     when the TSA cannot be reached or its reply does not check (the manifest stays written)."""
     client = _client()
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(f"--tsa {url}: expected an http:// or https:// URL")  # no file://
     request = (
         client.TimestampRequestBuilder()
         .data(manifest.body_bytes)
