@@ -170,7 +170,8 @@ def main() -> None:
     results["sealed_entries"] = args.entries + 2000 * args.runs
 
     from auditcli.cli_options import make_filters
-    from auditcli.integrity.bundle import prove, verify_bundle
+    from auditcli.integrity.bundle import prove
+    from auditcli.integrity.bundle_check import verify_bundle
     from auditcli.integrity.keys import load_public_key
     from auditcli.store import AuditStore
 

@@ -492,7 +492,7 @@ def test_any_single_change_to_the_evidence_fails(
     import random
 
     from auditcli.errors import IntegrityError
-    from auditcli.integrity.bundle import verify_bundle
+    from auditcli.integrity.bundle_check import verify_bundle
     from auditcli.integrity.keys import load_public_key
 
     good = _prove(cli, key, tmp_path / "b.json", "--action", "role_updated")

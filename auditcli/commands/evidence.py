@@ -139,7 +139,7 @@ def verify_bundle(
     Example: audit verify-bundle q3.json --public-key seal.key.pub
     """
     from auditcli.integrity import load_public_key
-    from auditcli.integrity.bundle import verify_bundle as check
+    from auditcli.integrity.bundle_check import verify_bundle as check
 
     keys = [load_public_key(path) for path in public_key or []]
     try:
