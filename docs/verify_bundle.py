@@ -202,8 +202,13 @@ def check(bundle: dict, key: Ed25519PublicKey | None, anchor: str | None) -> lis
         problems.append(f"unknown kind {bundle.get('kind')!r}")
     if anchor is not None:
         wanted = anchor if anchor.startswith("sha256:") else "sha256:" + anchor
-        first_hash = next(iter(heads), None)
-        if first_hash is None or wanted not in (first_hash, "sha256:" + heads[first_hash][1].hex()):
+        # The head the bundle proves from (not whichever manifest is listed first).
+        claim = statement.get("first") if bundle.get("kind") == "consistency" else statement
+        first_hash = claim.get("manifest") if isinstance(claim, dict) else None
+        if first_hash not in heads or wanted not in (
+            first_hash,
+            "sha256:" + heads[first_hash][1].hex(),
+        ):
             problems.append(f"the anchor {wanted} is not the bundle's (earlier) head")
     return problems
 

@@ -522,3 +522,26 @@ def test_any_single_change_to_the_evidence_fails(
             assert not report.ok, (slot, container[slot])
         container[slot] = original
     assert verify_bundle(json.dumps(good).encode(), public).ok
+
+
+def test_the_anchor_is_the_proved_from_head_whatever_the_order(
+    store_a: Path, cli: Any, key: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "c.json"
+    assert cli("prove", "--consistency", "1", "3", "-o", str(out)).exit_code == 0
+    bundle = json.loads(out.read_text())
+    later = bundle["consistency"]["second"]["manifest"]
+    bundle["manifests"].reverse()  # the later manifest listed first
+    result = _check(cli, bundle, tmp_path / "r.json", key)
+    assert result.exit_code == 0  # the order of the list does not matter to the proof
+    report = json.loads(result.stdout)
+    assert [m["sequence"] for m in report["manifests"]] == [1, 3]
+    anchored = cli("verify-bundle", str(tmp_path / "r.json"), "--anchor", later)
+    assert anchored.exit_code == 5  # but the later head is not the one proved from
+    run = subprocess.run(
+        [sys.executable, "-I", str(STANDALONE), str(tmp_path / "r.json"), "--anchor", later],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 5, run.stdout

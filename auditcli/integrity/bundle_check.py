@@ -105,7 +105,11 @@ def verify_bundle(
         report.problems.append(f"unknown bundle kind {report.kind!r}")
     if anchor is not None:
         wanted = anchor if anchor.startswith("sha256:") else f"sha256:{anchor}"
-        first = next(iter(heads.values()), None)
+        # The head the bundle proves from: its statement's (inclusion), the earlier one
+        # (consistency); never just the first manifest listed, which anyone can reorder.
+        claim = statement.get("first") if report.kind == "consistency" else statement
+        named = claim.get("manifest") if isinstance(claim, dict) else None
+        first = heads.get(str(named))
         if first is None or wanted not in (first["hash"], first["root"]):
             report.problems.append(f"the anchor {wanted} is not the bundle's (earlier) head")
     return report
@@ -309,6 +313,7 @@ def _check_consistency(
     except (KeyError, TypeError, ValueError):
         report.problems.append("the consistency proof names no valid signed manifest")
         return
+    report.manifests = [first] if first is second else [first, second]  # in proof order
     for claim, head in ((body["first"], first), (body["second"], second)):
         if (claim.get("treeSize"), claim.get("root")) != (head["size"], head["root"]):
             report.problems.append(
