@@ -11,8 +11,9 @@ step (see docs/evidence.md):
    auditcli-manifest/2 with a Merkle tree head (`merkle.size`, `merkle.root`);
 2. the statement (what the bundle claims) is signed by the same key over
    b"auditcli-bundle/1\\n" + statement (a consistency bundle's may be unsigned);
-3. inclusion: the entries are exactly the statement's list, in increasing leaf order; each
-   leaf is SHA-256(0x00 || stored line) and its audit path leads to the signed root
+3. inclusion: each tree head the statement names is a signed manifest's; the entries are
+   exactly the statement's list, in (head, leaf index) order; each leaf is
+   SHA-256(0x00 || stored line) and its audit path leads to its head's signed root
    (RFC 9162 section 2.1.3.2);
 4. consistency: the proof shows the earlier signed tree is a prefix of the later one
    (RFC 9162 section 2.1.4.2).
@@ -155,30 +156,36 @@ def check(bundle: dict, key: Ed25519PublicKey | None, anchor: str | None) -> lis
     if statement.get("kind") != bundle.get("kind"):
         problems.append("the statement is not of the bundle's kind")
     if bundle.get("kind") == "inclusion":
-        head = heads.get(statement.get("manifest"))
-        if head is None or (statement.get("treeSize"), statement.get("root")) != (
-            head[0],
-            "sha256:" + head[1].hex(),
-        ):
-            problems.append("the statement's tree head is not a signed manifest's")
-            head = None
+        # The tree heads the entries are proved against: each must be a signed manifest's.
+        proved = []
+        for claim in statement.get("heads") or []:
+            head = heads.get(claim.get("manifest"))
+            if head is None or (claim.get("treeSize"), claim.get("root")) != (
+                head[0],
+                "sha256:" + head[1].hex(),
+            ):
+                problems.append(f"the statement's tree head {claim} is not a signed one")
+                head = None
+            proved.append(head)
         claims, entries = statement.get("entries") or [], bundle.get("entries") or []
         if len(claims) != len(entries):
             problems.append(
                 f"the statement lists {len(claims)} entries, the bundle has {len(entries)}"
             )
-        last = -1
+        last = (-1, -1)
         for position, entry in enumerate(entries, 1):
             stored = str(entry.get("stored", ""))
             leaf = sha256(b"\x00" + stored.encode())
-            index = entry.get("leafIndex")
+            number, index = entry.get("head"), entry.get("leafIndex")
             claim = claims[position - 1] if position <= len(claims) else None
-            ok = claim == [index, leaf.hex(), entry.get("file"), entry.get("line")]
-            ok = ok and isinstance(index, int) and index > last and head is not None
-            ok = ok and verify_inclusion(
+            ok = claim == [number, index, leaf.hex(), entry.get("file"), entry.get("line")]
+            ok = ok and isinstance(number, int) and 0 <= number < len(proved)
+            ok = ok and isinstance(index, int) and (number, index) > last
+            head = proved[number] if ok else None
+            ok = head is not None and verify_inclusion(
                 leaf, index, head[0], [bytes.fromhex(p) for p in entry.get("path", [])], head[1]
             )
-            last = index if isinstance(index, int) else last
+            last = (number, index) if ok else last
             print(f"entry {position} leaf {index}: {'ok' if ok else 'FAILED'}")
             if not ok:
                 problems.append(f"entry {position} does not verify")
@@ -202,14 +209,14 @@ def check(bundle: dict, key: Ed25519PublicKey | None, anchor: str | None) -> lis
         problems.append(f"unknown kind {bundle.get('kind')!r}")
     if anchor is not None:
         wanted = anchor if anchor.startswith("sha256:") else "sha256:" + anchor
-        # The head the bundle proves from (not whichever manifest is listed first).
-        claim = statement.get("first") if bundle.get("kind") == "consistency" else statement
-        first_hash = claim.get("manifest") if isinstance(claim, dict) else None
-        if first_hash not in heads or wanted not in (
-            first_hash,
-            "sha256:" + heads[first_hash][1].hex(),
-        ):
-            problems.append(f"the anchor {wanted} is not the bundle's (earlier) head")
+        # The heads the bundle proves from (not whichever manifest is listed first).
+        if bundle.get("kind") == "consistency":
+            claims = [statement.get("first") or {}]
+        else:
+            claims = statement.get("heads") or []
+        named = [c.get("manifest") for c in claims if c.get("manifest") in heads]
+        if not any(wanted in (n, "sha256:" + heads[n][1].hex()) for n in named):
+            problems.append(f"the anchor {wanted} is not a head the bundle proves from")
     return problems
 
 

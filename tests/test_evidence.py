@@ -503,6 +503,7 @@ def test_any_single_change_to_the_evidence_fails(
         targets += [(manifest, "hash"), (manifest, "body"), (manifest["signature"], "value")]
     for entry in good["entries"]:
         targets += [(entry, "stored"), (entry, "file"), (entry, "line"), (entry, "leafIndex")]
+        targets.append((entry, "head"))
         targets += [(entry["path"], i) for i in range(len(entry["path"]))]
     rng = random.Random(16)
     for _ in range(150):

@@ -8,13 +8,14 @@ A bundle is one JSON object (format `auditcli-bundle/1`)::
      "keyId": "sha256:…" | null,
      "manifests": [{"hash": "sha256:…", "body": "<canonical manifest body>", "signature": {…}}],
      "statement": "<canonical JSON: what the bundle claims>", "statementSignature": {…} | null,
-     "entries": [{"leafIndex": 17, "file": "date=…/host.jsonl", "line": 18,
+     "entries": [{"head": 0, "leafIndex": 17, "file": "date=…/host.jsonl", "line": 18,
                   "stored": "<the stored line, exactly>", "path": ["<hex>", …]}],   # inclusion
      "consistency": {"first": {…}, "second": {…}, "proof": ["<hex>", …]}}             # consistency
 
 A manifest's `body` is the exact canonical text its hash and signature cover, so a checker
-needs no JSON canonicalisation. The statement lists, in leaf order, every entry's leaf index,
-leaf hash, file and line, the query and the tree head; it is signed (domain tag
+needs no JSON canonicalisation. The statement lists the tree heads (`heads`: manifest hash,
+tree size, root) and, in (head, leaf) order, every entry's head number, leaf index, leaf hash,
+file and line, and the query; it is signed (domain tag
 `auditcli-bundle/1\\n`) with the store's key when `prove` has it. `docs/verify_bundle.py`
 checks a bundle with the standard library and `cryptography` only.
 """
@@ -80,6 +81,7 @@ def prove(store: AuditStore, filters: Filters, *, signing_key: Any = None) -> di
         name, number = loaded.locate(index)
         entries.append(
             {
+                "head": 0,
                 "leafIndex": index,
                 "file": name,
                 "line": number,
@@ -87,15 +89,14 @@ def prove(store: AuditStore, filters: Filters, *, signing_key: Any = None) -> di
                 "path": [p.hex() for p in loaded.tree.inclusion_path(index, head.size)],
             }
         )
-        claims.append([index, digest.hex(), name, number])
+        claims.append([0, index, digest.hex(), name, number])
     statement = {
         "format": BUNDLE_FORMAT,
         "kind": "inclusion",
         "createdAt": format_utc(store.clock()),
         "query": filters.describe(),
-        "manifest": target.hash,
-        "treeSize": head.size,
-        "root": chain.tag(head.root),
+        # One tree today; a store with one manifest chain per writer has one head per writer.
+        "heads": [_head_claim(target, head.size, head.root)],
         "entries": claims,
     }
     bundle = _bundle("inclusion", [target], statement, key)

@@ -107,11 +107,14 @@ def verify_bundle(
         wanted = anchor if anchor.startswith("sha256:") else f"sha256:{anchor}"
         # The head the bundle proves from: its statement's (inclusion), the earlier one
         # (consistency); never just the first manifest listed, which anyone can reorder.
-        claim = statement.get("first") if report.kind == "consistency" else statement
-        named = claim.get("manifest") if isinstance(claim, dict) else None
-        first = heads.get(str(named))
-        if first is None or wanted not in (first["hash"], first["root"]):
-            report.problems.append(f"the anchor {wanted} is not the bundle's (earlier) head")
+        if report.kind == "consistency":
+            claims = [statement.get("first")]
+        else:
+            claims = statement.get("heads") if isinstance(statement.get("heads"), list) else []
+        named = [c.get("manifest") for c in claims if isinstance(c, dict)]
+        proved = [heads[str(n)] for n in named if str(n) in heads]
+        if not any(wanted in (head["hash"], head["root"]) for head in proved):
+            report.problems.append(f"the anchor {wanted} is not a head the bundle proves from")
     return report
 
 
@@ -230,11 +233,20 @@ def _check_inclusion(
     heads: Mapping[str, dict[str, Any]],
     report: BundleReport,
 ) -> None:
-    head = heads.get(str(statement.get("manifest")))
-    if head is None:
-        report.problems.append("the statement's manifest is not a valid manifest of the bundle")
-    elif (statement.get("treeSize"), statement.get("root")) != (head["size"], head["root"]):
-        report.problems.append("the statement's tree head is not the signed manifest's")
+    claimed = statement.get("heads")
+    if not isinstance(claimed, list) or not claimed:
+        report.problems.append("the statement names no tree head")
+        return
+    proved: list[dict[str, Any] | None] = []
+    for claim in claimed:
+        head = heads.get(str(claim.get("manifest"))) if isinstance(claim, dict) else None
+        if head is None or (claim.get("treeSize"), claim.get("root")) != (
+            head["size"],
+            head["root"],
+        ):
+            report.problems.append(f"the statement's tree head {claim} is not a signed one")
+            head = None
+        proved.append(head)
     claims = statement.get("entries")
     entries = bundle.get("entries")
     if not isinstance(claims, list) or not isinstance(entries, list):
@@ -244,55 +256,56 @@ def _check_inclusion(
         report.problems.append(
             f"the statement lists {len(claims)} entries, the bundle holds {len(entries)}"
         )
-    previous = -1
+    previous = (-1, -1)
     for position, item in enumerate(entries, 1):
-        result = _check_entry(position, item, claims, head)
-        if result.leaf_index is not None:
-            if result.leaf_index <= previous and result.ok:
-                result.ok, result.detail = False, "out of order (leaf indexes must increase)"
-            previous = max(previous, result.leaf_index)
+        result, order = _check_entry(position, item, claims, proved)
+        if order is not None:
+            if order <= previous and result.ok:
+                result.ok, result.detail = False, "out of order (by head, then leaf index)"
+            previous = max(previous, order)
         report.entries.append(result)
         if not result.ok:
             report.problems.append(f"entry {position} ({result.entry_id}): {result.detail}")
 
 
 def _check_entry(
-    position: int, item: Any, claims: Sequence[Any], head: Mapping[str, Any] | None
-) -> EntryResult:
+    position: int, item: Any, claims: Sequence[Any], heads: Sequence[dict[str, Any] | None]
+) -> tuple[EntryResult, tuple[int, int] | None]:
+    """The check of one entry, and its (head, leaf index) place when it has one."""
     result = EntryResult(position, None, "?", "?", False, "")
     if not isinstance(item, dict) or not isinstance(item.get("stored"), str):
         result.detail = "malformed"
-        return result
+        return result, None
     try:
         entry = orjson.loads(item["stored"])
         result.entry_id, result.action = str(entry.get("id")), str(entry.get("action"))
     except (orjson.JSONDecodeError, AttributeError):
         result.detail = "the stored line is not a JSON object"
-        return result
-    index, path = item.get("leafIndex"), item.get("path")
-    if not isinstance(index, int) or not isinstance(path, list):
-        result.detail = "no leaf index or audit path"
-        return result
+        return result, None
+    number, index, path = item.get("head"), item.get("leafIndex"), item.get("path")
+    if not isinstance(number, int) or not isinstance(index, int) or not isinstance(path, list):
+        result.detail = "no head, leaf index or audit path"
+        return result, None
     result.leaf_index = index
     leaf = leaf_hash(item["stored"].encode())
     claim = claims[position - 1] if position <= len(claims) else None
-    if claim != [index, leaf.hex(), item.get("file"), item.get("line")]:
+    if claim != [number, index, leaf.hex(), item.get("file"), item.get("line")]:
         result.detail = "not the entry the statement lists at this position"
-        return result
+        return result, (number, index)
+    head = heads[number] if 0 <= number < len(heads) else None
     if head is None:
         result.detail = "no valid tree head to check against"
-        return result
+        return result, (number, index)
     try:
         hashes = [bytes.fromhex(p) for p in path]
     except (TypeError, ValueError):
         result.detail = "the audit path is not hex"
-        return result
-    root = bytes.fromhex(head["root"][7:])
-    if not verify_inclusion(leaf, index, head["size"], hashes, root):
+        return result, (number, index)
+    if not verify_inclusion(leaf, index, head["size"], hashes, bytes.fromhex(head["root"][7:])):
         result.detail = f"its audit path does not lead to the signed head #{head['sequence']}"
-        return result
+        return result, (number, index)
     result.ok, result.detail = True, f"in the tree of seal #{head['sequence']}"
-    return result
+    return result, (number, index)
 
 
 def _check_consistency(
