@@ -546,3 +546,10 @@ def test_the_anchor_is_the_proved_from_head_whatever_the_order(
         timeout=60,
     )
     assert run.returncode == 5, run.stdout
+
+
+def test_prove_before_any_tree_says_to_seal(log_dir: Path, cli: Any, key: Path) -> None:
+    AuditStore(log_dir, writer_id="host1").append(_entries(3, DAY))
+    result = cli("prove", "--signing-key", str(key))
+    assert result.exit_code == 1 and "no seal has a Merkle tree head yet" in result.stderr
+    assert result.stdout == ""

@@ -288,10 +288,6 @@ def _check_entry(
         return result, None
     result.leaf_index = index
     leaf = leaf_hash(item["stored"].encode())
-    claim = claims[position - 1] if position <= len(claims) else None
-    if claim != [number, index, leaf.hex(), item.get("file"), item.get("line")]:
-        result.detail = "not the entry the statement lists at this position"
-        return result, (number, index)
     head = heads[number] if 0 <= number < len(heads) else None
     if head is None:
         result.detail = "no valid tree head to check against"
@@ -302,7 +298,14 @@ def _check_entry(
         result.detail = "the audit path is not hex"
         return result, (number, index)
     if not verify_inclusion(leaf, index, head["size"], hashes, bytes.fromhex(head["root"][7:])):
-        result.detail = f"its audit path does not lead to the signed head #{head['sequence']}"
+        result.detail = (
+            f"not in the signed tree of seal #{head['sequence']} (edited, or a wrong path)"
+        )
+        return result, (number, index)
+    # Proved, but is it the one the signed statement lists here (not moved, added, swapped)?
+    claim = claims[position - 1] if position <= len(claims) else None
+    if claim != [number, index, leaf.hex(), item.get("file"), item.get("line")]:
+        result.detail = "not the entry the statement lists at this position"
         return result, (number, index)
     result.ok, result.detail = True, f"in the tree of seal #{head['sequence']}"
     return result, (number, index)
