@@ -51,6 +51,7 @@ from .manifests import (
     receipt_records,
     records_of,
 )
+from .tree import check_tree_heads
 
 #: How a checkpoint names the manifest that made it: (order verify read it in, `#5`).
 Label = tuple[int, str]
@@ -280,6 +281,8 @@ class _Verifier:
             writers.update(self.fleet.writers)
         for writer in sorted(writers):
             self.check_writer(writer, writer in chained)
+        if self.first_day is None and self.last_day is None:  # a tree spans every day
+            check_tree_heads(self.store, self.report, chained)
         self.summarise()
         self.add_notes()
         return self.report
