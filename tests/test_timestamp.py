@@ -177,7 +177,7 @@ def test_a_seal_is_timestamped_and_verified(log_dir: Path, cli: Any, tsa: tuple)
     result = cli("seal", "--tsa", url, "--tsa-ca", ca)
     assert result.exit_code == 0, result.stderr
     assert "timestamped by" in result.stderr and "good test TSA" in result.stderr
-    tokens = list((log_dir / "_timestamps").glob("*.tsr"))
+    tokens = list((log_dir / "_timestamps" / "host1").glob("*.tsr"))
     assert len(tokens) == 1 and tokens[0].name.startswith("000000001-")
     # The real outside tool agrees: openssl checks the token against the manifest's hash.
     digest = result.stdout.strip().removeprefix("sha256:")
@@ -210,12 +210,12 @@ def test_a_seal_is_timestamped_and_verified(log_dir: Path, cli: Any, tsa: tuple)
     missing = cli("verify", "--tsa-ca", ca, "--format", "json")
     assert missing.exit_code == 5
     problems = json.loads(missing.stdout)["problems"]
-    assert [(p["file"][:21], p["kind"]) for p in problems] == [
-        ("_manifests/000000002-", "timestamp")
+    assert [(p["file"][:27], p["kind"]) for p in problems] == [
+        ("_manifests/host1/000000002-", "timestamp")
     ]
     shutil.rmtree(log_dir / "_timestamps")
     none = cli("verify", "--tsa-ca", ca, "--format", "json")
-    assert none.exit_code == 5 and "no manifest has a valid timestamp token" in none.stdout
+    assert none.exit_code == 5 and "no manifest of host1's chain has a valid timestamp token" in none.stdout
 
 
 def test_a_token_from_another_ca_is_rejected(
@@ -226,14 +226,14 @@ def test_a_token_from_another_ca_is_rejected(
     _record(log_dir)
     refused = cli("seal", "--tsa", url, "--tsa-ca", str(other / "ca.crt"))
     assert refused.exit_code == 5 and "does not verify against the CA bundle" in refused.stderr
-    assert not list(log_dir.glob("_timestamps/*.tsr"))  # a token that fails is not kept
+    assert not list(log_dir.glob("_timestamps/*/*.tsr"))  # a token that fails is not kept
     assert cli("seal", "--tsa", url).exit_code == 0  # stored, checked only at verify
     result = cli("verify", "--tsa-ca", str(other / "ca.crt"), "--format", "json")
     assert result.exit_code == 5
     problems = json.loads(result.stdout)["problems"]
     assert [p["kind"] for p in problems] == ["timestamp", "timestamp"]
     assert "does not verify against the CA bundle" in problems[0]["detail"]
-    assert "no manifest has a valid timestamp token" in problems[1]["detail"]
+    assert "no manifest of host1's chain has a valid timestamp token" in problems[1]["detail"]
 
 
 def test_a_token_for_another_hash_is_rejected(log_dir: Path, cli: Any, tsa: tuple) -> None:
@@ -243,14 +243,14 @@ def test_a_token_for_another_hash_is_rejected(log_dir: Path, cli: Any, tsa: tupl
     assert cli("seal", "--tsa", url, "--tsa-ca", ca).exit_code == 0
     _record(log_dir)
     assert cli("seal", "--tsa", url, "--tsa-ca", ca).exit_code == 0
-    first, second = sorted((log_dir / "_timestamps").glob("*.tsr"))
+    first, second = sorted((log_dir / "_timestamps" / "host1").glob("*.tsr"))
     first.write_bytes(second.read_bytes())  # manifest #1's token replaced by #2's
     result = cli("verify", "--tsa-ca", ca, "--format", "json")
     assert result.exit_code == 5
     assert "the token is over another hash" in result.stdout
     # A token whose manifest was deleted names it.
     first.unlink()
-    manifest = sorted((log_dir / "_manifests").glob("0*.json"))[-1]
+    manifest = sorted((log_dir / "_manifests" / "host1").glob("0*.json"))[-1]
     manifest.unlink()
     result = cli("verify", "--tsa-ca", ca, "--format", "json")
     assert result.exit_code == 5
@@ -261,9 +261,9 @@ def test_an_unreachable_tsa_fails_after_sealing(log_dir: Path, cli: Any) -> None
     _record(log_dir)
     result = cli("seal", "--tsa", "http://127.0.0.1:9/")
     assert result.exit_code == 5 and "no timestamp" in result.stderr
-    assert len(list((log_dir / "_manifests").glob("0*.json"))) == 1  # the seal itself stands
+    assert len(list((log_dir / "_manifests" / "host1").glob("0*.json"))) == 1  # the seal itself stands
     # Mistakes in the options are found before sealing: nothing is written.
     assert cli("seal", "--tsa", "file:///etc/passwd").exit_code == 2
     assert cli("seal", "--tsa", "http://127.0.0.1:9/", "--tsa-ca", str(log_dir)).exit_code == 2
     assert cli("seal", "--tsa-ca", str(log_dir)).exit_code == 2
-    assert len(list((log_dir / "_manifests").glob("0*.json"))) == 1
+    assert len(list((log_dir / "_manifests" / "host1").glob("0*.json"))) == 1

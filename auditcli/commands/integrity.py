@@ -115,7 +115,7 @@ def seal(
         if tsa:
             stamp = stamp_manifest(store, r.manifest, tsa, roots)
             if not quiet:
-                say(f"timestamped {r.manifest.name} by {stamp.tsa} at {stamp.time}")
+                say(f"{r.manifest.name}: timestamped by {stamp.tsa} at {stamp.time}")
     for name, message in failures:
         say(f"error: {name} not sealed: {message}")
     if failures:

@@ -3,7 +3,8 @@
 `stamp_manifest()` asks a timestamp authority (TSA) over HTTP for a token whose message
 imprint is the manifest's hash (SHA-256 of its canonical body: the `hash` the manifest
 states), checks the reply, and stores the whole response (DER) as
-`LOGDIR/_timestamps/<manifest file name>.tsr`. `check_timestamps()` (run by `audit verify`)
+`LOGDIR/_timestamps/<writer>/<manifest file name>.tsr`, mirroring `_manifests/<writer>/` so the
+stores of many hosts merge by plain file copy. `check_timestamps()` (run by `audit verify`)
 checks each stored token: its signature and certificate chain against a CA bundle the caller
 trusts, that its imprint is the manifest's hash, and that it was issued soon after the
 manifest's `sealedAt` (a manifest re-created later cannot get an earlier timestamp). A token
@@ -28,7 +29,7 @@ from auditcli.query import Problem
 from auditcli.store import AuditStore
 from auditcli.timeparse import format_utc, parse_utc
 
-from .manifests import Manifest, load_manifests
+from .manifests import Manifest, chain_writers, load_manifests
 
 TIMESTAMP_DIR = "_timestamps"
 #: A token issued later than this after the manifest's own time is a problem: the manifest
@@ -72,9 +73,9 @@ def prepare_tsa(url: str, ca_bundle: str | os.PathLike[str] | None) -> list[Any]
     return load_roots(ca_bundle) if ca_bundle is not None else None
 
 
-def timestamp_path(store: AuditStore, manifest_path: Path) -> Path:
-    """Where the token of a manifest file is kept."""
-    return store.root / TIMESTAMP_DIR / (manifest_path.name + ".tsr")
+def timestamp_path(store: AuditStore, manifest: Manifest) -> Path:
+    """Where the token of a manifest of a writer's chain is kept."""
+    return store.root / TIMESTAMP_DIR / str(manifest.writer) / (manifest.path.name + ".tsr")
 
 
 def stamp_manifest(
@@ -101,7 +102,9 @@ def stamp_manifest(
     problem = _token_problem(response, manifest, roots, nonce=request.nonce)
     if problem:
         raise IntegrityError(f"--tsa {url}: {problem}")
-    path = timestamp_path(store, manifest.path)
+    if manifest.writer is None:
+        raise UsageError("only manifests of a writer's chain are timestamped")
+    path = timestamp_path(store, manifest)
     _save(path, reply)
     return Stamp(manifest.name, _gen_time(response), _tsa_name(response), path)
 
@@ -178,8 +181,11 @@ def _tsa_name(response: Any) -> str:
 def _save(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path.parent, 0o700)
+        for directory in (path.parent.parent, path.parent):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(directory, 0o700)
+            if directory.is_symlink():  # planted: never write through it
+                raise IntegrityError(f"{directory}: a symlink; not storing the timestamp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             os.write(fd, data)
@@ -194,25 +200,55 @@ def _save(path: Path, data: bytes) -> None:
 
 
 def check_timestamps(store: AuditStore, report: Any, roots: list[Any] | None) -> None:
-    """Check every stored token against its manifest and add problems and notes to `report`
-    (a VerifyReport). Without `roots` the tokens' signatures cannot be judged: a note says so."""
+    """Check every stored token against its manifest, writer by writer, and add problems and
+    notes to `report` (a VerifyReport). Without `roots` the tokens' signatures cannot be judged:
+    a note says so. With them, every writer's chain is expected to be timestamped."""
     directory = store.root / TIMESTAMP_DIR
     try:
-        names = sorted(n for n in os.listdir(directory) if not n.startswith("."))
+        entries = sorted(n for n in os.listdir(directory) if not n.startswith("."))
     except FileNotFoundError:
         if not roots:
             return  # nothing timestamped, nothing expected
-        names = []
+        entries = []
     except OSError as exc:
         report.problems.append(Problem(TIMESTAMP_DIR, None, "timestamp", f"cannot list: {exc}"))
         return
-    decode_timestamp_response = _client().decode_timestamp_response
-    manifests, _ = load_manifests(store)
+    decode = _client().decode_timestamp_response
+    chains = chain_writers(store)[0]
+    for name in entries:
+        if name not in chains or not (directory / name).is_dir():
+            report.problems.append(
+                Problem(
+                    f"{TIMESTAMP_DIR}/{name}",
+                    None,
+                    "deleted manifest",
+                    "timestamp tokens for a writer's chain that is not there",
+                )
+            )
+    for writer in chains:
+        _check_writer(store, writer, decode, report, roots)
+
+
+def _check_writer(
+    store: AuditStore, writer: str, decode: Any, report: Any, roots: list[Any] | None
+) -> None:
+    """`check_timestamps` for one writer's chain and its `_timestamps/<writer>/`."""
+    directory = store.root / TIMESTAMP_DIR / writer
+    try:
+        names = sorted(n for n in os.listdir(directory) if not n.startswith("."))
+    except FileNotFoundError:
+        names = []
+    except OSError as exc:
+        report.problems.append(
+            Problem(f"{TIMESTAMP_DIR}/{writer}", None, "timestamp", f"cannot list: {exc}")
+        )
+        return
+    manifests, _ = load_manifests(store, writer)
     by_name = {m.path.name: m for m in manifests}
     newest: tuple[int, str] | None = None
     stamped: set[int] = set()
     for name in names:
-        where = f"{TIMESTAMP_DIR}/{name}"
+        where = f"{TIMESTAMP_DIR}/{writer}/{name}"
         manifest = by_name.get(name.removesuffix(".tsr"))
         if not name.endswith(".tsr") or manifest is None:
             report.problems.append(
@@ -225,7 +261,7 @@ def check_timestamps(store: AuditStore, report: Any, roots: list[Any] | None) ->
             )
             continue
         try:
-            response = decode_timestamp_response((directory / name).read_bytes())
+            response = decode((directory / name).read_bytes())
         except (OSError, ValueError) as exc:
             report.problems.append(Problem(where, None, "timestamp", f"unreadable: {exc}"))
             continue
@@ -245,22 +281,29 @@ def check_timestamps(store: AuditStore, report: Any, roots: list[Any] | None) ->
             newest = (manifest.sequence, issued)
     if newest:
         report.notes.append(
-            f"the newest timestamped manifest is #{newest[0]}, stamped {newest[1]}"
+            f"{writer}: the newest timestamped manifest is #{newest[0]}, stamped {newest[1]}"
             + ("" if roots else " (tokens not checked against a CA: pass --tsa-ca)")
         )
     if roots:
-        _require_stamps(manifests, stamped, report)
+        _require_stamps(writer, manifests, stamped, report)
     elif newest and max((m.sequence for m in manifests), default=0) > newest[0]:
-        report.notes.append(f"manifests after #{newest[0]} have no timestamp")
+        report.notes.append(f"{writer}: manifests after #{newest[0]} have no timestamp")
 
 
-def _require_stamps(manifests: list[Manifest], stamped: set[int], report: Any) -> None:
-    """With a CA given, timestamps are expected: none at all is a problem, and so is a seal
-    without a valid token after the first one that has one (dropping tokens hides nothing)."""
+def _require_stamps(writer: str, manifests: list[Manifest], stamped: set[int], report: Any) -> None:
+    """With a CA given, timestamps are expected: a writer's chain with none is a problem, and so
+    is a seal without a valid token after the first one that has one (dropping tokens hides
+    nothing)."""
     if not stamped:
-        report.problems.append(
-            Problem(TIMESTAMP_DIR, None, "timestamp", "no manifest has a valid timestamp token")
-        )
+        if any(m.kind == "seal" for m in manifests):
+            report.problems.append(
+                Problem(
+                    f"{TIMESTAMP_DIR}/{writer}",
+                    None,
+                    "timestamp",
+                    f"no manifest of {writer}'s chain has a valid timestamp token",
+                )
+            )
         return
     first = min(stamped)
     for manifest in manifests:
