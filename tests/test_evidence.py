@@ -137,21 +137,31 @@ class TestRoundTrip:
     ) -> None:
         bundle = _prove(cli, key, tmp_path / "all.json")
         assert len(bundle["entries"]) == 30 + 20 + 15 + 10 + 5
-        assert [e["leafIndex"] for e in bundle["entries"]] == list(range(80))
+        # One tree per writer: host1's 45 entries (head 0), then host2's 35 (head 1).
+        heads = json.loads(bundle["statement"])["heads"]
+        assert [(h["writer"], h["treeSize"]) for h in heads] == [("host1", 45), ("host2", 35)]
+        assert [(e["head"], e["leafIndex"]) for e in bundle["entries"]] == [
+            *((0, i) for i in range(45)),
+            *((1, i) for i in range(35)),
+        ]
+        assert len(bundle["manifests"]) == 2
         # The cover page says what it proves and how to check it.
         cover = "\n".join(bundle["cover"])
         assert "80 audit log entries" in cover and "verify-bundle" in cover
+        assert "writer host1" in cover and "writer host2" in cover
+        assert _standalone(tmp_path / "all.json", key).returncode == 0
         assert _check(cli, tmp_path / "all.json", tmp_path / "all.json", key).exit_code == 0
 
     def test_the_derived_leaf_files_are_rebuilt_and_checked(
         self, store_a: Path, cli: Any, key: Path, tmp_path: Path
     ) -> None:
-        leaves = sorted((store_a / "_index" / "merkle").glob("*.leaves"))
-        assert len(leaves) == 3  # one per seal that added entries
+        leaves = sorted((store_a / "_index" / "merkle").glob("*/*.leaves"))
+        # One per writer's seal that added entries: host1 twice, host2 three times.
+        assert [p.parent.name for p in leaves] == ["host1"] * 2 + ["host2"] * 3
         leaves[0].write_bytes(b"\x00" * leaves[0].stat().st_size)  # a wrong derived file
         result = cli("verify", "--public-key", f"{key}.pub")
         assert result.exit_code == 0, result.stdout + result.stderr
-        assert "3 Merkle tree head(s) recomputed" in result.stderr
+        assert "6 Merkle tree head(s) recomputed" in result.stderr
         assert leaves[0].read_bytes() != b"\x00" * leaves[0].stat().st_size  # rewritten
         shutil.rmtree(store_a / "_index")  # deleting derived data loses nothing
         bundle = _prove(cli, key, tmp_path / "b.json", "--actor-id", "u-103")
@@ -328,11 +338,11 @@ class TestConsistency:
         self, store_a: Path, cli: Any, key: Path, tmp_path: Path
     ) -> None:
         out = tmp_path / "c.json"
-        result = cli("prove", "--consistency", "1", "3", "-o", str(out))
+        result = cli("prove", "--consistency", "host2:1", "host2:3", "-o", str(out))
         assert result.exit_code == 0, result.stderr
         bundle = json.loads(out.read_text())
-        assert bundle["consistency"]["first"]["treeSize"] == 50
-        assert bundle["consistency"]["second"]["treeSize"] == 80
+        assert bundle["consistency"]["first"]["treeSize"] == 20
+        assert bundle["consistency"]["second"]["treeSize"] == 35
         assert _check(cli, out, out, key).exit_code == 0
         assert _standalone(out, key).returncode == 0
         first_hash = bundle["consistency"]["first"]["manifest"]
@@ -356,7 +366,7 @@ class TestConsistency:
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         out = tmp_path / "c.json"
-        assert cli("prove", "--consistency", "1", "3", "-o", str(out)).exit_code == 0
+        assert cli("prove", "--consistency", "host2:1", "host2:3", "-o", str(out)).exit_code == 0
         honest = json.loads(out.read_text())
         # The same history, rewritten: one early entry differs, everything re-sealed with the
         # same key. Its own proof verifies, but not from the head an auditor kept.
@@ -368,7 +378,7 @@ class TestConsistency:
         AuditStore(rewritten, writer_id="host1").append(_entries(30, DAY2))
         _seal(cli, key)
         other = tmp_path / "o.json"
-        assert cli("prove", "--consistency", "1", "2", "-o", str(other)).exit_code == 0
+        assert cli("prove", "--consistency", "host1:1", "host1:2", "-o", str(other)).exit_code == 0
         assert _check(cli, other, other, key).exit_code == 0
         kept = honest["consistency"]["first"]["manifest"]
         assert cli("verify-bundle", str(other), "--anchor", kept).exit_code == 5
@@ -392,12 +402,12 @@ class TestConsistency:
         path.write_bytes(data.replace(b'"t-300"', b'"t-666"', 1))
         # The edited entry is not the sealed one: it cannot be proved.
         result = cli("prove", "--signing-key", str(key), "--target-id", "t-666")
-        assert result.exit_code == 1 and "not covered by the newest seal" in result.stderr
+        assert result.exit_code == 1 and "not covered by their writer's newest seal" in result.stderr
         assert cli("verify").exit_code == 5
         # Without the derived leaves, the heads are rebuilt from the entries: they no longer
         # give the signed head, and prove refuses rather than prove something else.
         shutil.rmtree(store_a / "_index")
-        result = cli("prove", "--consistency", "1", "3")
+        result = cli("prove", "--consistency", "host2:1", "host2:3")
         assert result.exit_code == 5 and "no longer give its tree head" in result.stderr
 
 
@@ -469,11 +479,11 @@ def test_retention_keeps_the_tree_provable(
 
 
 def test_bad_input_is_one_clear_line(store_a: Path, cli: Any, tmp_path: Path) -> None:
-    unknown = cli("prove", "--consistency", "1", "99")
+    unknown = cli("prove", "--consistency", "host2:1", "host2:99")
     assert unknown.exit_code == 2 and "no manifest '99'" in unknown.stderr
-    mixed = cli("prove", "--consistency", "1", "2", "--action", "login")
+    mixed = cli("prove", "--consistency", "host1:1", "host1:2", "--action", "login")
     assert mixed.exit_code == 2 and "takes no filters" in mixed.stderr
-    backwards = cli("prove", "--consistency", "3", "1")
+    backwards = cli("prove", "--consistency", "host2:3", "host2:1")
     assert backwards.exit_code == 2 and "comes after" in backwards.stderr
     missing = cli("verify-bundle", str(tmp_path / "nope.json"))
     assert missing.exit_code == 2 and "cannot read" in missing.stderr
@@ -529,7 +539,7 @@ def test_the_anchor_is_the_proved_from_head_whatever_the_order(
     store_a: Path, cli: Any, key: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "c.json"
-    assert cli("prove", "--consistency", "1", "3", "-o", str(out)).exit_code == 0
+    assert cli("prove", "--consistency", "host2:1", "host2:3", "-o", str(out)).exit_code == 0
     bundle = json.loads(out.read_text())
     later = bundle["consistency"]["second"]["manifest"]
     bundle["manifests"].reverse()  # the later manifest listed first

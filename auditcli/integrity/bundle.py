@@ -64,13 +64,15 @@ def prove(store: AuditStore, filters: Filters, *, signing_key: Any = None) -> di
     # Each writer's tree, newest head: (loaded tree, its manifest, {leaf hash: index}).
     found: dict[bytes, tuple[str, int]] = {}
     trees: dict[str, tuple[LoadedTree, Manifest]] = {}
+    any_tree = False
     for writer in chain_writers(store)[0]:
-        if len(found) == len(wanted):
+        if any_tree and len(found) == len(wanted):
             break
         manifests, _ = load_manifests(store, writer)
         target = _newest_tree_seal(manifests)
         if target is None:
             continue
+        any_tree = True
         loaded = load_tree(store, manifests, target)
         leaves = loaded.tree.levels[0]
         hit = False
@@ -81,8 +83,8 @@ def prove(store: AuditStore, filters: Filters, *, signing_key: Any = None) -> di
                 hit = True
         if hit:
             trees[writer] = (loaded, target)
-    if not trees and not wanted:
-        raise AuditError("no entry matches the query")
+    if not any_tree:
+        raise AuditError("no seal has a Merkle tree head yet: run `audit seal` first")
     if len(found) < len(wanted):
         raise AuditError(
             f"{len(wanted) - len(found)} of the {len(wanted)} selected entries are not covered"
