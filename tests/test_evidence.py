@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib
 import json
 import shutil
 import subprocess
@@ -15,12 +16,12 @@ from typing import Any
 import orjson
 import pytest
 
-from auditcli.integrity.manifests import append_manifest, manifest_lock
 from auditcli.integrity.merkle import Tree, leaf_hash
 from auditcli.store import AuditStore
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDALONE = ROOT / "docs" / "verify_bundle.py"
+LEGACY = Path(__file__).resolve().parent / "data" / "legacy-store"
 DAY, DAY2 = "2026-11-20", "2026-11-21"
 
 
@@ -182,36 +183,41 @@ class TestRoundTrip:
         assert result.exit_code == 2 and "signing key" in result.stderr
 
     def test_manifests_without_a_tree_keep_verifying(
-        self, log_dir: Path, cli: Any, key: Path, tmp_path: Path
+        self, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        store = AuditStore(log_dir, writer_id="host1")
-        store.append(_entries(7, DAY))
-        from auditcli.integrity.manifests import file_record
+        """A legacy flat chain (format 1) and per-writer seals without a tree (format 2, as the
+        release before trees wrote them) keep verifying; the first seal with a tree starts each
+        writer's tree over all of that writer's lines, and lists all its files."""
+        seal_module = importlib.import_module("auditcli.integrity.seal")
 
-        records = [file_record(f) for d in store.days() for f in store.files(d)]
-        with manifest_lock(store) as directory:  # a format-1 seal, as before this change
-            old = append_manifest(
-                store,
-                directory,
-                {
-                    "kind": "seal",
-                    "sealedAt": "2026-11-20T09:00:00.000Z",
-                    "files": records,
-                    "totals": {"files": 1, "lines": 7},
-                },
-                None,
-            )
-        assert old.body and old.body["format"] == "auditcli-manifest/1"
-        assert cli("verify").exit_code == 0
-        store.append(_entries(3, DAY, 50))
+        shutil.copytree(LEGACY, tmp_path / "legacy")
+        root, key = tmp_path / "legacy" / "logs", tmp_path / "legacy" / "seal.key"
+        monkeypatch.setenv("AUDIT_LOG_DIR", str(root))
+        assert cli("verify", "--public-key", f"{key}.pub").exit_code == 0
+        with monkeypatch.context() as patched:  # the seal of the release before trees
+            patched.setattr(seal_module, "tree_fields", lambda *args: {})
+            _seal(cli, key)
+        chains = sorted(p.parent.name for p in root.glob("_manifests/*/0*.json"))
+        assert chains == ["web1", "web2"]
+        for path in root.glob("_manifests/*/0*.json"):
+            assert orjson.loads(path.read_bytes())["manifest"]["format"] == "auditcli-manifest/2"
+        AuditStore(root, writer_id="web2").append(_entries(2, DAY2, 50))
         _seal(cli, key)
-        body = orjson.loads(sorted((log_dir / "_manifests").glob("0*.json"))[-1].read_bytes())
-        merkle = body["manifest"]["merkle"]
-        assert body["manifest"]["format"] == "auditcli-manifest/2"
-        assert merkle["extends"] is None and merkle["size"] == 10  # starts over everything
-        assert cli("verify").exit_code == 0
+        heads = {}
+        for writer in ("web1", "web2"):
+            newest = sorted((root / "_manifests" / writer).glob("0*.json"))[-1]
+            body = orjson.loads(newest.read_bytes())["manifest"]
+            assert body["format"] == "auditcli-manifest/3" and body["sequence"] == 2
+            assert body["merkle"]["extends"] is None  # starts over everything
+            assert body["totals"]["changed"] == body["totals"]["files"]  # lists every file
+            heads[writer] = body["merkle"]["size"]
+        assert heads == {"web1": 4, "web2": 5}
+        verified = cli("verify", "--public-key", f"{key}.pub")
+        assert verified.exit_code == 0, verified.stdout + verified.stderr
+        assert "2 Merkle tree head(s) recomputed" in verified.stderr
         bundle = _prove(cli, key, tmp_path / "b.json")
-        assert len(bundle["entries"]) == 10
+        assert len(bundle["entries"]) == 9
+        assert _check(cli, tmp_path / "b.json", tmp_path / "b.json", key).exit_code == 0
 
 
 class TestTampering:
@@ -307,7 +313,8 @@ class TestTampering:
     def test_an_older_manifest_replayed(
         self, bundle: dict, store_a: Path, cli: Any, key: Path, tmp_path: Path
     ) -> None:
-        first = orjson.loads(sorted((store_a / "_manifests").glob("0*.json"))[0].read_bytes())
+        oldest = sorted((store_a / "_manifests" / "host2").glob("0*.json"))[0]
+        first = orjson.loads(oldest.read_bytes())
         replayed = copy.deepcopy(bundle)
         replayed["manifests"] = [
             {
@@ -402,7 +409,9 @@ class TestConsistency:
         path.write_bytes(data.replace(b'"t-300"', b'"t-666"', 1))
         # The edited entry is not the sealed one: it cannot be proved.
         result = cli("prove", "--signing-key", str(key), "--target-id", "t-666")
-        assert result.exit_code == 1 and "not covered by their writer's newest seal" in result.stderr
+        assert (
+            result.exit_code == 1 and "not covered by their writer's newest seal" in result.stderr
+        )
         assert cli("verify").exit_code == 5
         # Without the derived leaves, the heads are rebuilt from the entries: they no longer
         # give the signed head, and prove refuses rather than prove something else.
@@ -412,24 +421,26 @@ class TestConsistency:
 
 
 def test_leaves_are_the_stored_lines(store_a: Path) -> None:
-    """The tree head in the newest manifest is RFC 9162 over the lines in the documented
-    order: each seal's `appended` ranges, one after the other."""
+    """The tree head in each writer's newest manifest is RFC 9162 over that writer's lines in
+    the documented order: each of its seals' `appended` ranges, one after the other."""
     import gzip
 
-    manifests = sorted((store_a / "_manifests").glob("0*.json"))
-    leaves = []
-    for path in manifests:
-        body = orjson.loads(path.read_bytes())["manifest"]
-        for name, start, end in body["merkle"]["appended"]:
-            file = store_a / name
-            if not file.exists():
-                file = file.with_name(file.name + ".gz")
-            data = file.read_bytes()
-            lines = (gzip.decompress(data) if file.suffix == ".gz" else data).splitlines()
-            leaves += [leaf_hash(line) for line in lines[start:end]]
-    head = orjson.loads(manifests[-1].read_bytes())["manifest"]["merkle"]
-    assert head["size"] == len(leaves) == 80
-    assert Tree(b"".join(leaves)).root().hex() == head["root"][7:]
+    for writer, size in (("host1", 45), ("host2", 35)):
+        manifests = sorted((store_a / "_manifests" / writer).glob("0*.json"))
+        leaves = []
+        for path in manifests:
+            body = orjson.loads(path.read_bytes())["manifest"]
+            for name, start, end in body["merkle"]["appended"]:
+                assert name.split("/")[1].startswith(writer)  # only the writer's own files
+                file = store_a / name
+                if not file.exists():
+                    file = file.with_name(file.name + ".gz")
+                data = file.read_bytes()
+                lines = (gzip.decompress(data) if file.suffix == ".gz" else data).splitlines()
+                leaves += [leaf_hash(line) for line in lines[start:end]]
+        head = orjson.loads(manifests[-1].read_bytes())["manifest"]["merkle"]
+        assert head["size"] == len(leaves) == size
+        assert Tree(b"".join(leaves)).root().hex() == head["root"][7:]
 
 
 def test_retention_keeps_the_tree_provable(
@@ -463,10 +474,13 @@ def test_retention_keeps_the_tree_provable(
     assert verified.exit_code == 0, verified.stdout + verified.stderr
     assert "cover files deleted since; checked from the kept leaf hashes" in verified.stderr
     bundle = _prove(cli, key, tmp_path / "b.json", "--actor-id", "u-new")
-    assert len(bundle["entries"]) == 1 and bundle["entries"][0]["leafIndex"] == 80
+    # `audit record` wrote as testhost: the first leaf of testhost's own tree.
+    assert [(e["file"].split("/")[1], e["leafIndex"]) for e in bundle["entries"]] == [
+        ("testhost.jsonl", 0)
+    ]
     assert _check(cli, tmp_path / "b.json", tmp_path / "b.json", key).exit_code == 0
     late_bundle = _prove(cli, key, tmp_path / "late.json", "--actor-id", "u-late")
-    assert [e["leafIndex"] for e in late_bundle["entries"]] == [81]
+    assert [e["leafIndex"] for e in late_bundle["entries"]] == [45]  # after host1's 45
     assert late_bundle["entries"][0]["file"] == f"date={DAY}/host1.jsonl"
     assert _check(cli, tmp_path / "late.json", tmp_path / "late.json", key).exit_code == 0
     # The leaf hashes of deleted files exist only as derived data: without them the tree

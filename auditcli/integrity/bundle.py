@@ -237,8 +237,13 @@ def _bundle(
 ) -> dict[str, Any]:
     statement_bytes = canonical(statement)
     manifests = list({m.hash: m for m in manifests}.values())  # FROM and TO may be one seal
-    # The key that signs the statement: the prover's (each manifest carries its own signer's).
-    signer = key_id(key.public_key()) if key else None
+    # The key that signs the statement: the prover's (each manifest carries its own signer's);
+    # an unsigned consistency bundle names its manifests' key.
+    signer = (
+        key_id(key.public_key())
+        if key
+        else next((m.signature.get("keyId") for m in manifests if m.signature), None)
+    )
     return {
         "format": BUNDLE_FORMAT,
         "kind": kind,

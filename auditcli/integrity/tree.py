@@ -46,8 +46,11 @@ from .constants import MANIFEST_DIR, TREE_FORMAT
 from .manifests import (
     Manifest,
     file_key,
+    file_writer,
     iter_manifests,
     load_manifests,
+    read_manifest,
+    receipt_names,
     receipt_records,
     records_of,
 )
@@ -114,16 +117,49 @@ def advance(coverage: Coverage, manifest: Manifest) -> None:
             coverage.pop(file_key(record["name"]), None)  # type: ignore[arg-type]
 
 
+def foreign_receipts(store: AuditStore, writer: str) -> list[tuple[str, tuple[str, str]]]:
+    """`(time, file key)` of `writer`'s files deleted under receipts in other writers' chains
+    (a shared volume's sealer, a log host applying retention), oldest first."""
+    found = []
+    for other, sequence, path in receipt_names(store):
+        if other == writer:
+            continue
+        receipt = read_manifest(path, sequence, other)
+        if receipt.body is None or receipt.error:
+            continue
+        for record in receipt_records(receipt):
+            key = file_key(record["name"])
+            if key is not None and file_writer(key[1]) == writer:
+                found.append((receipt.sealed_at, key))
+    return sorted(found)
+
+
+def drop_foreign(
+    coverage: Coverage, foreign: Sequence[tuple[str, tuple[str, str]]], at: int, until: str | None
+) -> int:
+    """Drop from `coverage` the files of `foreign[at:]` deleted before time `until` (None: all),
+    as `writer_state` does for the seal's own view; returns the next index."""
+    while at < len(foreign) and (until is None or foreign[at][0] < until):
+        coverage.pop(foreign[at][1], None)
+        at += 1
+    return at
+
+
 def tree_start(store: AuditStore, writer: str) -> TreeStart:
-    """The state of `writer`'s tree before its next seal (read from its chain)."""
+    """The state of `writer`'s tree before its next seal (read from its chain, and the
+    receipts of other chains that deleted its files)."""
     coverage: Coverage = {}
     base: TreeHead | None = None
+    foreign = foreign_receipts(store, writer)
+    at = 0
     for manifest in iter_manifests(store, writer):
         if manifest.body is None or manifest.error:
             continue
+        at = drop_foreign(coverage, foreign, at, manifest.sealed_at)
         advance(coverage, manifest)
         if manifest.kind == "seal":
             base = head_of(manifest)
+    drop_foreign(coverage, foreign, at, None)
     return TreeStart(writer, base, coverage if base else {})
 
 
@@ -365,14 +401,18 @@ def _check_chain(
     # A deleted or altered manifest breaks the `extends` links after it: already reported.
     chain_broken = any(p.file.startswith(prefix) for p in report.problems)
     manifests, _ = load_manifests(store, writer)
-    # (sequence, file key) of every file a retention receipt excused: the file a head covered
-    # may be gone, or re-created since under the same name with other lines.
+    # (sequence, file key) of every file a retention receipt of this chain excused, and
+    # (time, file key) of those of other chains: the file a head covered may be gone, or
+    # re-created since under the same name with other lines.
     receipted = [(m.sequence, file_key(r["name"])) for m in manifests for r in receipt_records(m)]
+    foreign = foreign_receipts(store, writer)
     coverage: Coverage = {}
     base: TreeHead | None = None  # the head of the newest readable seal so far
+    at = 0
     for manifest in manifests:
         if manifest.error or manifest.body is None:
             continue
+        at = drop_foreign(coverage, foreign, at, manifest.sealed_at)
         if manifest.kind != "seal":
             advance(coverage, manifest)
             continue
@@ -384,7 +424,9 @@ def _check_chain(
             base = None
             continue
         counts["heads"] += 1
-        detail = _check_one(store, head, base, coverage, files, receipted)
+        deleted = {k for seq, k in receipted if seq > manifest.sequence}
+        deleted.update(k for when, k in foreign if when >= manifest.sealed_at)
+        detail = _check_one(store, head, base, coverage, files, deleted)
         if detail in (_GONE, _UNCHECKED):
             counts[detail] += 1
         elif (
@@ -403,10 +445,10 @@ def _check_one(
     base: TreeHead | None,
     coverage: Coverage,
     files: _FileFinder,
-    receipted: Sequence[tuple[int, tuple[str, str] | None]],
+    deleted: set[tuple[str, str] | None],
 ) -> str:
     """What is wrong with one head: "" when nothing, _GONE when files it covers were deleted
-    since (gone, or under a later receipt: `receipted` is (sequence, file key) of each) and
+    since (gone, or under a later receipt: `deleted` are their file keys) and
     the kept leaves match, _UNCHECKED when those are gone too, else the problem. `base` is the
     head of the seal before it, `coverage` the tree's lines per file then."""
     if head.extends is None:
@@ -420,7 +462,6 @@ def _check_one(
     planned = planned_ranges(prior, list(records_of(head.manifest)))
     if tuple(planned) != head.appended:
         return "its appended ranges are not the lines its files grew by since the seal before"
-    deleted = {key for seq, key in receipted if seq > head.manifest.sequence}
     gone = any(file_key(name) in deleted for name, _, _ in head.appended)
     try:
         leaves = b"" if gone else _recomputed_leaves(head, files)
