@@ -577,3 +577,60 @@ def test_prove_before_any_tree_says_to_seal(log_dir: Path, cli: Any, key: Path) 
     result = cli("prove", "--signing-key", str(key))
     assert result.exit_code == 1 and "no seal has a Merkle tree head yet" in result.stderr
     assert result.stdout == ""
+
+
+def test_a_fleet_bundle_has_one_head_per_host_each_signed_by_its_key(
+    tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two hosts seal their own stores with their own keys; the central copy (plain file copy)
+    proves entries of both: one head per host, each manifest checked against its host's key,
+    the list of entries signed by the prover's (one of them)."""
+    keys = {}
+    for host in ("web1", "web2"):
+        keys[host] = tmp_path / "keys" / f"{host}.key"
+        keys[host].parent.mkdir(exist_ok=True)
+        assert cli("keys", "generate", "--out", keys[host]).exit_code == 0
+        root = tmp_path / host
+        monkeypatch.setenv("AUDIT_LOG_DIR", str(root))
+        AuditStore(root, writer_id=host).append(_entries(5, DAY, 0, "role_updated"))
+        _seal(cli, keys[host])
+        AuditStore(root, writer_id=host).append(_entries(3, DAY2, 10, "role_updated"))
+        _seal(cli, keys[host])
+        shutil.copytree(root, tmp_path / "central", dirs_exist_ok=True)
+    central = tmp_path / "central"
+    monkeypatch.setenv("AUDIT_LOG_DIR", str(central))
+    assert cli("verify").exit_code == 0
+    out = tmp_path / "fleet.json"
+    bundle = _prove(cli, keys["web1"], out, "--action", "role_updated")
+    heads = json.loads(bundle["statement"])["heads"]
+    assert [(h["writer"], h["treeSize"]) for h in heads] == [("web1", 8), ("web2", 8)]
+    both = ["--public-key", f"{keys['web1']}.pub", "--public-key", f"{keys['web2']}.pub"]
+    result = cli("verify-bundle", str(out), "--format", "json", *both)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert len(report["entries"]) == 16 and len(report["manifestKeyIds"]) == 2
+    run = subprocess.run(
+        [sys.executable, "-I", str(STANDALONE), str(out), *both],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    # Without web2's key, web2's head proves nothing: both verifiers fail.
+    only = cli("verify-bundle", str(out), "--public-key", f"{keys['web1']}.pub")
+    assert only.exit_code == 5 and "not signed by a given --public-key" in only.stderr
+    assert _standalone(out, keys["web1"]).returncode == 5
+    # Consistency proofs name a writer's manifest: a bare number is ambiguous across writers,
+    # WRITER:N and hashes are not; two writers' manifests never mix.
+    ambiguous = cli("prove", "--consistency", "1", "2")
+    assert ambiguous.exit_code == 2 and "ambiguous" in ambiguous.stderr
+    mixed = cli("prove", "--consistency", "web1:1", "web2:2")
+    assert mixed.exit_code == 2 and "each writer has its own tree" in mixed.stderr
+    growth = tmp_path / "growth.json"
+    assert cli("prove", "--consistency", "web2:1", "web2:2", "-o", str(growth)).exit_code == 0
+    proof = json.loads(growth.read_text())["consistency"]
+    assert (proof["first"]["treeSize"], proof["second"]["treeSize"]) == (5, 8)
+    by_hash = cli("prove", "--consistency", proof["first"]["manifest"], proof["second"]["manifest"])
+    assert by_hash.exit_code == 0
+    checked = cli("verify-bundle", str(growth), "--public-key", f"{keys['web2']}.pub")
+    assert checked.exit_code == 0, checked.stdout + checked.stderr
