@@ -176,7 +176,13 @@ def _print_report(report: Any) -> None:
             rows_table(
                 ("#", "Leaf", "Id", "Action", "Result"),
                 (
-                    (e.position, e.leaf_index, e.entry_id, e.action, "ok" if e.ok else e.detail)
+                    (
+                        e.position,
+                        f"{e.writer or '?'}:{e.leaf_index}",
+                        e.entry_id,
+                        e.action,
+                        "ok" if e.ok else e.detail,
+                    )
                     for e in report.entries
                 ),
             )
@@ -195,4 +201,7 @@ def _print_report(report: Any) -> None:
             f" {first['size']} entries)"
         )
     else:
-        say(f"verify-bundle: OK ({len(report.entries)} entries in the signed tree)")
+        say(
+            f"verify-bundle: OK ({len(report.entries)} entries in the signed trees of"
+            f" {len(report.manifests)} writer(s))"
+        )

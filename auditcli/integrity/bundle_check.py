@@ -31,6 +31,7 @@ class EntryResult:
     action: str
     ok: bool
     detail: str
+    writer: str | None = None  # whose tree the entry is proved in
 
 
 @dataclass
@@ -63,6 +64,7 @@ class BundleReport:
             "entries": [
                 {
                     "position": e.position,
+                    "writer": e.writer,
                     "leafIndex": e.leaf_index,
                     "id": e.entry_id,
                     "action": e.action,
@@ -295,6 +297,7 @@ def _check_entry(
     result.leaf_index = index
     leaf = leaf_hash(item["stored"].encode())
     head = heads[number] if 0 <= number < len(heads) else None
+    result.writer = head.get("writer") if head else None
     if head is None:
         result.detail = "no valid tree head to check against"
         return result, (number, index)
