@@ -110,20 +110,21 @@ def prove(store: AuditStore, filters: Filters, *, signing_key: Any = None) -> di
         )
         claims.append([head_no, index, digest.hex(), name, line])
     targets = [trees[w][1] for w in order]
+    head_claims = [
+        _head_claim(trees[w][1], trees[w][0].heads[-1].size, trees[w][0].heads[-1].root)
+        for w in order
+    ]
     statement = {
         "format": BUNDLE_FORMAT,
         "kind": "inclusion",
         "createdAt": format_utc(store.clock()),
         "query": filters.describe(),
-        "heads": [
-            _head_claim(trees[w][1], trees[w][0].heads[-1].size, trees[w][0].heads[-1].root)
-            for w in order
-        ],
+        "heads": head_claims,
         "entries": claims,
     }
     bundle = _bundle("inclusion", targets, statement, key)
     bundle["entries"] = entries
-    bundle["cover"] = _inclusion_cover(statement["heads"], targets, len(entries), filters, bundle)
+    bundle["cover"] = _inclusion_cover(head_claims, targets, len(entries), filters, bundle)
     return bundle
 
 

@@ -114,6 +114,7 @@ def verify_bundle(
         wanted = anchor if anchor.startswith("sha256:") else f"sha256:{anchor}"
         # The head the bundle proves from: its statement's (inclusion), the earlier one
         # (consistency); never just the first manifest listed, which anyone can reorder.
+        claims: list[Any]
         if report.kind == "consistency":
             claims = [statement.get("first")]
         else:

@@ -264,7 +264,7 @@ def leaves_path(store: AuditStore, writer: str, first: int, end: int, root: byte
 
 
 def save_leaves(
-    store: AuditStore, writer: str, first: int, end: int, root: bytes, leaves: bytes
+    store: AuditStore, writer: str, first: int, end: int, root: bytes, leaves: bytes | bytearray
 ) -> None:
     """Write one seal's leaf hashes, atomically; a failure is ignored (derived data)."""
     if end == first:
