@@ -118,7 +118,8 @@ def verify_bundle(
         if report.kind == "consistency":
             claims = [statement.get("first")]
         else:
-            claims = statement.get("heads") if isinstance(statement.get("heads"), list) else []
+            heads_claimed = statement.get("heads")
+            claims = heads_claimed if isinstance(heads_claimed, list) else []
         named = [c.get("manifest") for c in claims if isinstance(c, dict)]
         proved = [heads[str(n)] for n in named if str(n) in heads]
         if not any(wanted in (head["hash"], head["root"]) for head in proved):
