@@ -363,29 +363,40 @@ def tree_chain(manifests: Sequence[Manifest], target: Manifest) -> list[TreeHead
 
 
 # ---------------------------------------------------------------------------- verify
-def check_tree_heads(store: AuditStore, report: Any, writers: Sequence[str]) -> None:
-    """Recompute every seal's tree head in each of `writers`' chains from the files, continuing
-    from the head it extends, and add to `report` (a VerifyReport) a problem for each head that
-    does not match or is missing from a format-3 seal, unless a problem already found in one of
-    the files it covers explains it. Rewrites a derived leaf file that is missing or differs."""
-    explained = {file_key(p.file) for p in report.problems} - {None}
-    counts = {"heads": 0, _GONE: 0, _UNCHECKED: 0}
-    files = _FileFinder(store)
-    for writer in writers:
-        _check_chain(store, writer, report, explained, files, counts)
-    if counts["heads"]:
-        report.notes.append(f"{counts['heads']} Merkle tree head(s) recomputed from the entries")
-    if counts[_GONE]:
-        report.notes.append(
-            f"{counts[_GONE]} tree head(s) cover files deleted since; checked from the kept leaf"
-            " hashes"
-        )
-    if counts[_UNCHECKED]:
-        report.notes.append(
-            f"{counts[_UNCHECKED]} tree head(s) cover files deleted since whose kept leaf hashes"
-            " (_index/merkle) are gone too: not rechecked, and entries sealed with or after"
-            " them cannot be proved"
-        )
+class TreeCheck:
+    """What `verify` runs for each writer's chain: recompute every seal's tree head from the
+    files, continuing from the head it extends, and add to the report (a VerifyReport) a problem
+    for each head that does not match or is missing from a format-3 seal, unless a problem
+    already found in one of the files it covers explains it. Rewrites a derived leaf file that
+    is missing or differs. `notes()` sums up once every writer is checked."""
+
+    def __init__(self, store: AuditStore, report: Any) -> None:
+        self.store = store
+        self.report = report
+        self.files = _FileFinder(store)
+        self.counts = {"heads": 0, _GONE: 0, _UNCHECKED: 0}
+
+    def check(self, writer: str) -> None:
+        """Check the heads of `writer`'s chain (after its files were checked)."""
+        explained = {file_key(p.file) for p in self.report.problems} - {None}
+        _check_chain(self.store, writer, self.report, explained, self.files, self.counts)
+
+    def notes(self) -> None:
+        """Add the notes of what was checked to the report."""
+        counts, notes = self.counts, self.report.notes
+        if counts["heads"]:
+            notes.append(f"{counts['heads']} Merkle tree head(s) recomputed from the entries")
+        if counts[_GONE]:
+            notes.append(
+                f"{counts[_GONE]} tree head(s) cover files deleted since; checked from the kept"
+                " leaf hashes"
+            )
+        if counts[_UNCHECKED]:
+            notes.append(
+                f"{counts[_UNCHECKED]} tree head(s) cover files deleted since whose kept leaf"
+                " hashes (_index/merkle) are gone too: not rechecked, and entries sealed with or"
+                " after them cannot be proved"
+            )
 
 
 def _check_chain(
@@ -396,7 +407,7 @@ def _check_chain(
     files: _FileFinder,
     counts: dict[str, int],
 ) -> None:
-    """`check_tree_heads` for one writer's chain."""
+    """`TreeCheck.check`: the heads of one writer's chain."""
     prefix = f"{MANIFEST_DIR}/{writer}/"
     # A deleted or altered manifest breaks the `extends` links after it: already reported.
     chain_broken = any(p.file.startswith(prefix) for p in report.problems)

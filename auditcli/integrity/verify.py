@@ -51,7 +51,7 @@ from .manifests import (
     receipt_records,
     records_of,
 )
-from .tree import check_tree_heads
+from .tree import TreeCheck
 
 #: How a checkpoint names the manifest that made it: (order verify read it in, `#5`).
 Label = tuple[int, str]
@@ -256,6 +256,10 @@ class _Verifier:
         self.newest_seal: Manifest | None = None
         self.legacy_elsewhere: list[str] = []
         self.statuses: list[str] = []
+        # Merkle tree heads, per writer after its files; skipped for --since/--until (a tree
+        # spans every day).
+        whole = first_day is None and last_day is None
+        self.trees = TreeCheck(store, self.report) if whole else None
 
     def problem(self, file: str, line: int | None, kind: str, detail: str) -> None:
         self.report.problems.append(Problem(file, line, kind, detail))
@@ -281,8 +285,8 @@ class _Verifier:
             writers.update(self.fleet.writers)
         for writer in sorted(writers):
             self.check_writer(writer, writer in chained)
-        if self.first_day is None and self.last_day is None:  # a tree spans every day
-            check_tree_heads(self.store, self.report, chained)
+        if self.trees:
+            self.trees.notes()
         self.summarise()
         self.add_notes()
         return self.report
@@ -763,6 +767,8 @@ class _Verifier:
             seen.add((file.day, file.segment))
             self.check_file(file)
         self.check_missing(seen)
+        if self.trees and chained:  # after the files: a file's problem explains its heads'
+            self.trees.check(writer)
         self.checkpoints = {}
         host.problems = len(self.report.problems) - start
         self.report.hosts.append(host)
