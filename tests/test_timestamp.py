@@ -269,3 +269,35 @@ def test_an_unreachable_tsa_fails_after_sealing(log_dir: Path, cli: Any) -> None
     assert cli("seal", "--tsa", "http://127.0.0.1:9/", "--tsa-ca", str(log_dir)).exit_code == 2
     assert cli("seal", "--tsa-ca", str(log_dir)).exit_code == 2
     assert len(list((log_dir / "_manifests" / "host1").glob("0*.json"))) == 1
+
+
+def test_each_writer_chain_is_timestamped_in_its_own_directory(
+    log_dir: Path, cli: Any, tsa: tuple
+) -> None:
+    """Tokens mirror `_manifests/<writer>/`, so hosts' copies merge; verify expects a token in
+    every writer's chain and names the writer whose tokens are gone."""
+    url, directory = tsa
+    ca = str(directory / "ca.crt")
+    for writer in ("host1", "host2"):
+        AuditStore(log_dir, writer_id=writer).append(
+            [{"action": "login", "actorId": "u-1", "organizationId": "o-1"}]
+        )
+    result = cli("seal", "--tsa", url, "--tsa-ca", ca)
+    assert result.exit_code == 0, result.stderr
+    for writer in ("host1", "host2"):
+        manifests = sorted((log_dir / "_manifests" / writer).glob("0*.json"))
+        tokens = sorted((log_dir / "_timestamps" / writer).glob("*.tsr"))
+        assert [t.name for t in tokens] == [m.name + ".tsr" for m in manifests]
+    assert cli("verify", "--tsa-ca", ca).exit_code == 0
+    # host2's token copied over host1's: over another manifest's hash.
+    host1 = next((log_dir / "_timestamps" / "host1").glob("*.tsr"))
+    saved = host1.read_bytes()
+    host1.write_bytes(next((log_dir / "_timestamps" / "host2").glob("*.tsr")).read_bytes())
+    swapped = cli("verify", "--tsa-ca", ca, "--format", "json")
+    assert swapped.exit_code == 5 and "the token is over another hash" in swapped.stdout
+    host1.write_bytes(saved)
+    shutil.rmtree(log_dir / "_timestamps" / "host2")
+    result = cli("verify", "--tsa-ca", ca, "--format", "json")
+    assert result.exit_code == 5
+    problems = json.loads(result.stdout)["problems"]
+    assert [(p["file"], p["kind"]) for p in problems] == [("_timestamps/host2", "timestamp")]
