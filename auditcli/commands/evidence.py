@@ -59,11 +59,12 @@ def prove(
     signing_key: SigningKeyOpt = None,
 ) -> None:
     """Write an evidence bundle: the entries the filters select (as `query` selects them),
-    exactly as stored, each with its Merkle audit path to the newest signed seal; or, with
-    --consistency, a proof that a later seal's tree extends an earlier one's.
+    exactly as stored, each with its Merkle audit path to its writer's newest signed seal (one
+    tree head per writer); or, with --consistency, a proof that a later seal's tree extends an
+    earlier one's (both of one writer's chain).
 
-    The signing key (the store's) signs the bundle's list of entries. Check a bundle with
-    `audit verify-bundle FILE --public-key KEY.pub` or docs/verify_bundle.py.
+    The signing key (one that signed the manifests) signs the bundle's list of entries. Check
+    a bundle with `audit verify-bundle FILE --public-key KEY.pub` or docs/verify_bundle.py.
 
     Example: audit prove --action role_updated --since 2026-07-01 --until 2026-09-30 -o q3.json
     """
