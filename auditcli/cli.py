@@ -314,7 +314,7 @@ def _root(
     ctx.obj.update(quiet=quiet, no_pager=no_pager)
 
 
-_COMMAND_MODULES = ("auditor", "core", "integrity", "maintenance", "server", "setup")
+_COMMAND_MODULES = ("auditor", "core", "evidence", "integrity", "maintenance", "server", "setup")
 #: The module that defines a command. Start-up time is measured (`audit record` in shell loops):
 #: typer builds every registered command before it parses, so `audit COMMAND` registers only
 #: COMMAND's module. A name missing here, or not found where this says, registers every module.
@@ -332,6 +332,8 @@ _MODULE_OF = {
     "tail": "maintenance",
     "schema": "maintenance",
     "keys": "integrity",
+    "prove": "evidence",
+    "verify-bundle": "evidence",
     "serve": "server",
     "service-account": "server",
     "history": "auditor",

@@ -599,7 +599,8 @@ def test_the_first_seal_migrates_and_binds_the_legacy_chain(tmp_path: Path) -> N
     assert [line.split()[1] for line in out.splitlines()] == ["web1", "web2"]
     first = orjson.loads(next((logs / "_manifests" / "web2").glob("*.json")).read_bytes())
     body = first["manifest"]
-    assert body["format"] == "auditcli-manifest/2" and body["writer"] == "web2"
+    # A seal of a per-writer chain carries its writer's Merkle tree head (format 3).
+    assert body["format"] == "auditcli-manifest/3" and body["writer"] == "web2"
     assert body["legacy"]["sequence"] == 5
     assert [f["name"] for f in body["files"]] == [f"date={DAY2}/web2.jsonl.gz"]
     key = integrity.load_public_key(legacy / "seal.key.pub")

@@ -42,6 +42,12 @@ SigningKeyOpt = Annotated[
 ]
 
 
+TsaCaOpt = Annotated[
+    Path | None,
+    typer.Option("--tsa-ca", help="PEM CA bundle that RFC 3161 timestamp tokens must chain to."),
+]
+
+
 # ----------------------------------------------------------------------------- seal
 @app.command()
 def seal(
@@ -59,6 +65,11 @@ def seal(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No summary on stderr; warnings only (cron).")
     ] = False,
+    tsa: Annotated[
+        str | None,
+        typer.Option("--tsa", help="RFC 3161 timestamp authority URL: timestamp the manifest."),
+    ] = None,
+    tsa_ca: TsaCaOpt = None,
 ) -> None:
     """Checkpoint each writer's files in a new manifest of its own chain; print its hash.
 
@@ -69,10 +80,14 @@ def seal(
     Example: audit seal --signing-key /etc/auditcli/seal.key
     """
     from auditcli.integrity import default_writers, seal_writers
+    from auditcli.integrity.timestamp import prepare_tsa, stamp_manifest
 
     store = get_store(ctx)
     if signing_key is not None:
         _warn_if_exposed(signing_key)
+    if tsa_ca is not None and tsa is None:
+        raise UsageError("--tsa-ca: give --tsa URL too")
+    roots = prepare_tsa(tsa, tsa_ca) if tsa else None
     skipped: list[str] = []
     if writer:
         writers = writer
@@ -103,6 +118,11 @@ def seal(
         for r in results
     ]
     write_out("".join(lines).encode())
+    for r in results:
+        if tsa:
+            stamp = stamp_manifest(store, r.manifest, tsa, roots)
+            if not quiet:
+                say(f"{r.manifest.name}: timestamped by {stamp.tsa} at {stamp.time}")
     for name, message in failures:
         say(f"error: {name} not sealed: {message}")
     if failures:
@@ -163,6 +183,7 @@ def verify(
             " and the public key of each (see docs/fleet.md).",
         ),
     ] = None,
+    tsa_ca: TsaCaOpt = None,
     output_format: Annotated[
         TableOrJson | None,
         typer.Option("--format", "-f", help="Default: table on a terminal, else json."),
@@ -175,6 +196,7 @@ def verify(
     """
     from auditcli.integrity import load_fleet, load_public_key
     from auditcli.integrity import verify as verify_store
+    from auditcli.integrity.timestamp import check_timestamps, load_roots
     from auditcli.timeparse import parse_bound
 
     store = get_store(ctx)
@@ -201,6 +223,7 @@ def verify(
             fleet=load_fleet(fleet) if fleet is not None else None,
             progress=progress,
         )
+    check_timestamps(store, report, load_roots(tsa_ca) if tsa_ca else None)
     if pick_format(output_format, TableOrJson.table, TableOrJson.json) is TableOrJson.json:
         write_json(report.to_dict())
         for note in report.notes:

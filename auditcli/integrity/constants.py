@@ -12,6 +12,11 @@ LEGACY_FORMAT = "auditcli-manifest/1"
 FORMAT = "auditcli-manifest/2"
 #: Manifest kinds a verifier of this version understands; any other kind fails closed.
 KINDS = ("seal", "receipt")
+#: Per-writer seals that also carry a Merkle tree head (`merkle`, see tree.py); receipts and
+#: seals written before it stay format 2 and keep verifying.
+TREE_FORMAT = "auditcli-manifest/3"
+#: The formats a per-writer chain may hold.
+FORMATS = (FORMAT, TREE_FORMAT)
 SIGNING_ENV = "AUDIT_SIGNING_KEY"
 # The domain tag is the same for both formats: the body's `format` already tells them apart.
 _SIGNED_TAG = b"auditcli-manifest/1\n"

@@ -25,6 +25,7 @@ from .constants import (
     _MANIFEST_NAME,
     _WRITER,
     FORMAT,
+    FORMATS,
     KINDS,
     LEGACY_FORMAT,
     MANIFEST_DIR,
@@ -189,9 +190,11 @@ def read_manifest(path: Path, sequence: int, writer: str | None = None) -> Manif
         problems.append(
             f"its content hashes to {manifest.hash}, not the {envelope.get('hash')} it states"
         )
-    expected = LEGACY_FORMAT if writer is None else FORMAT
-    if body.get("format") != expected or body.get("kind") not in KINDS:
-        problems.append(f"unknown format or kind (this chain holds {expected} seals and receipts)")
+    expected = (LEGACY_FORMAT,) if writer is None else FORMATS
+    if body.get("format") not in expected or body.get("kind") not in KINDS:
+        problems.append(
+            f"unknown format or kind (this chain holds {' or '.join(expected)} seals and receipts)"
+        )
     if writer is not None:
         if body.get("writer") != writer:
             problems.append(

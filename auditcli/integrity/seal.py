@@ -34,6 +34,7 @@ from .manifests import (
     receipt_records,
     records_of,
 )
+from .tree import tree_fields, tree_start
 
 #: file key -> (its newest checkpoint record, the label of the manifest that made it, its time)
 Known = dict[tuple[str, str], tuple[dict[str, Any], str, str]]
@@ -173,6 +174,7 @@ def _seal_one(
 ) -> SealResult:
     """Seal `files` into `writer`'s chain; call it holding `manifest_lock(store)`."""
     known, legacy_ref, chained = writer_state(store, writer)
+    tree = tree_start(store, writer)
     # A file opened since the partitions were listed is left for the next seal.
     records, unreadable = [], []
     total = uncovered = 0
@@ -190,9 +192,11 @@ def _seal_one(
         total += record["lines"]
         uncovered += max(0, record["lines"] - (old[0]["lines"] if old else 0))
     warnings = unreadable + _seal_warnings(known, records)
-    # The first manifest of a chain lists every file (the chain stands on its own); later
-    # ones only what changed.
-    changed = [r for r in records if not chained or _changed(known, r)]
+    # The first manifest of a chain lists every file (the chain stands on its own), and so
+    # does the first seal of a new Merkle tree (its leaves are every line of what it lists);
+    # later ones only what changed.
+    fresh = not chained or tree.base is None
+    changed = [r for r in records if fresh or _changed(known, r)]
     body: dict[str, Any] = {
         "kind": "seal",
         "sealedAt": sealed_at,
@@ -201,6 +205,7 @@ def _seal_one(
     }
     if legacy_ref:
         body["legacy"] = legacy_ref
+    body.update(tree_fields(store, tree, changed))  # format 3 and the Merkle head
     manifest = append_manifest(store, writer, body, key)
     return SealResult(
         manifest,

@@ -56,6 +56,7 @@ from .manifests import (
     receipt_records,
     records_of,
 )
+from .tree import TreeCheck
 
 #: How a checkpoint names the manifest that made it: (order verify read it in, `#5`).
 Label = tuple[int, str]
@@ -283,6 +284,10 @@ class _Verifier:
         self.progress: Progress | None = None
         self.files_listed = 0
         self.files_done = 0
+        # Merkle tree heads, per writer after its files; skipped for --since/--until (a tree
+        # spans every day).
+        whole = first_day is None and last_day is None
+        self.trees = TreeCheck(store, self.report) if whole else None
 
     def problem(self, file: str, line: int | None, kind: str, detail: str) -> None:
         self.report.problems.append(Problem(file, line, kind, detail))
@@ -309,6 +314,8 @@ class _Verifier:
         for writer in sorted(writers):
             self.check_writer(writer, writer in chained)
         self.report.problems.extend(check_indexes(self.store, self.first_day, self.last_day))
+        if self.trees:
+            self.trees.notes()
         self.summarise()
         self.add_notes()
         return self.report
@@ -815,6 +822,8 @@ class _Verifier:
             if self.progress is not None:
                 self.progress(self.report.entries, done=self.files_done, total=self.files_listed)
         self.check_missing(seen)
+        if self.trees and chained:  # after the files: a file's problem explains its heads'
+            self.trees.check(writer)
         self.checkpoints = {}
         host.problems = len(self.report.problems) - start
         self.report.hosts.append(host)
