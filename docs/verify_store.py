@@ -38,6 +38,9 @@ GENESIS_TAG = b"auditcli-chain-v1\x00"
 SIGNED_TAG = b"auditcli-manifest/1\n"
 LEGACY_FORMAT = "auditcli-manifest/1"  # the flat chain of stores sealed before per-writer chains
 FORMAT = "auditcli-manifest/2"  # a writer's own chain
+#: A writer's seal that also signs a Merkle tree head (`merkle`); its tree is checked by
+#: docs/verify_bundle.py and `audit verify`, its chain and records here like format 2.
+TREE_FORMAT = "auditcli-manifest/3"
 SUFFIX_HEAD = b',"_chain":"sha256:'
 SUFFIX_LEN = len(SUFFIX_HEAD) + 64 + len(b'"}')  # of a line without its newline
 LOG_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})/([A-Za-z0-9.+-]+?)(\.jsonl|\.jsonl\.gz)$")
@@ -144,7 +147,10 @@ def check_chain(
         if sequence != expected:
             problem(name, f"sequence {sequence}, expected {expected} (a manifest is missing)")
         expected = sequence + 1
-        if body.get("format") != (FORMAT if chain else LEGACY_FORMAT):
+        allowed = (FORMAT, TREE_FORMAT) if chain else (LEGACY_FORMAT,)
+        if body.get("format") not in allowed or (
+            body.get("format") == TREE_FORMAT and body.get("kind") != "seal"
+        ):
             problem(name, f"format {body.get('format')!r} does not belong in this chain")
         if body.get("sequence") != sequence:
             problem(name, "its body's sequence is not its file name's")

@@ -361,7 +361,7 @@ class TestConsistency:
         assert bad.exit_code == 5
         # By hash too, and a seal against itself.
         second_hash = bundle["consistency"]["second"]["manifest"]
-        same = cli("prove", "--consistency", second_hash, second_hash, "-o", str(out))
+        same = cli("prove", "--consistency", second_hash, second_hash, "-o", str(out), "--force")
         assert same.exit_code == 0 and _check(cli, out, out, key).exit_code == 0
 
     def test_a_rewritten_history_is_rejected(

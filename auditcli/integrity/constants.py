@@ -39,3 +39,5 @@ _MAX_PROBLEMS_PER_FILE = 200
 _MAX_INCIDENT = 4096
 _MAX_SEARCHES_PER_FILE = 512  # bounds the cost of a file broken throughout
 _CLOCK_SLACK = 2.0  # seconds: file times vs the seal's clock (see check_planted)
+#: Under `_index/`: each writer's Merkle leaf hashes (derived data, checked against tree heads).
+MERKLE_DIR = "merkle"

@@ -19,6 +19,8 @@ from auditcli.query import Problem
 from auditcli.safeio import kind_of, open_dir, open_dir_at, why
 from auditcli.store import _PARTITION, AuditStore, _open_in_partition
 
+from .constants import MERKLE_DIR
+
 _SUFFIX = ".idx"
 
 
@@ -37,6 +39,8 @@ def check_indexes(
     try:
         for partition in sorted(os.listdir(top)):
             name = f"{where}/{inert(partition)}"
+            if partition == MERKLE_DIR:  # Merkle leaf hashes: checked against the tree heads
+                continue
             match = _PARTITION.fullmatch(partition)
             if match is None:
                 if not partition.startswith("."):

@@ -42,7 +42,7 @@ from auditcli.lineindex import INDEX_DIR
 from auditcli.query import Problem
 from auditcli.store import AuditStore, LineSource, LogFile
 
-from .constants import MANIFEST_DIR, TREE_FORMAT
+from .constants import MANIFEST_DIR, MERKLE_DIR, TREE_FORMAT
 from .manifests import (
     Manifest,
     file_key,
@@ -56,7 +56,6 @@ from .manifests import (
 )
 from .merkle import HASH_SIZE, Frontier, Tree
 
-MERKLE_DIR = "merkle"
 _KIND = "tree head"
 _GONE, _UNCHECKED = "gone", "unchecked"  # outcomes of _check_one besides a problem
 
