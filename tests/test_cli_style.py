@@ -111,7 +111,9 @@ class TestOldSpellings:
 
         store = AuditStore(log_dir, writer_id="w")
         for n in range(3):
-            store.record({"action": "login", "actorId": f"u-{n}", "organizationId": "o"})
+            # Distinct times: entries of one millisecond are ordered by id, not by recording.
+            entry = {"action": "login", "actorId": f"u-{n}", "organizationId": "o"}
+            store.record({**entry, "createdAt": f"2026-01-01T00:00:0{n}Z"})
         outputs = []
         for argv in (["-n", "2", "-f", "table"], ["--lines", "2", "-f", "text"]):
             proc = subprocess.Popen(
