@@ -109,6 +109,7 @@ _RULES = [
     (re.compile(r"sa-[0-9a-f]{16}"), "<account>"),
     (re.compile(r"\b\d{9}-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z\.json"), "<manifest>"),
     (re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{3})?)?Z?)?"), "<time>"),
+    (re.compile(r"\b[0-9a-f]{12}…"), "<key>…"),  # a key id as a table shows it (`verify`'s hosts)
     (re.compile(r"\b[0-9a-f]{8}(?:-[0-9a-f]{4}){0,3}\b"), "<id>"),  # short ids
     (re.compile(r"\b\d{13}\b"), "<epoch-ms>"),
     (re.compile(r"\b\d+(?:\.\d+)? ?(?:B|kB|KB|MB|GB|KiB|MiB|GiB|bytes)\b"), "<size>"),
