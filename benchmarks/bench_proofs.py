@@ -1,4 +1,4 @@
-"""Benchmark evidence (issue 16): seal time with and without the Merkle tree, `prove` of ~100
+"""Benchmark evidence: seal time with and without the Merkle tree, `prove` of ~100
 entries, `verify-bundle` of them, and the bytes of a bundle of ~40 entries.
 
     python benchmarks/bench_proofs.py --entries 200000          # data under /tmp/benchproofs

@@ -1,6 +1,6 @@
 """Benchmark `audit verify` on a merged fleet store against `sha256sum` over the same files.
 
-    python benchmarks/fleet_verify.py                       # 50 writers x 365 days (issue 18)
+    python benchmarks/fleet_verify.py                       # 50 writers x 365 days
     python benchmarks/fleet_verify.py --writers 5 --days 30 --runs 1   # a quick look
 
 Builds (under --data, default /tmp/benchfleet, never in the repository) a store as the central

@@ -1,4 +1,4 @@
-"""Re-running after a crash never duplicates (issue 12 items 5 and 6): an import of id-less
+"""Re-running after a crash never duplicates: an import of id-less
 lines killed with SIGKILL mid-write and run again; service accounts and the log agree after a
 fault or a kill at every step of `service-account create` and `delete`."""
 

@@ -1,4 +1,4 @@
-"""Evidence bundles (issue 16): seals sign a Merkle tree head; `audit prove` writes bundles that
+"""Evidence bundles: seals sign a Merkle tree head; `audit prove` writes bundles that
 `audit verify-bundle` and the standalone docs/verify_bundle.py check; every tamper fails."""
 
 from __future__ import annotations

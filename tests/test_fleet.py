@@ -1,4 +1,4 @@
-"""A fleet (issue 18): several hosts, each with its own store, key and manifest chain, copied
+"""A fleet: several hosts, each with its own store, key and manifest chain, copied
 into one central store with the sync recipe (examples/fleet-sync.sh, rsync for real); one
 `verify` proves every host, names the host when one is not what it wrote, and everything else
 reads the merged tree as one log."""

@@ -1,5 +1,5 @@
 """Whoever can write the log directory cannot make `audit` lie, hang, or touch anything outside
-it (issue 11), table-driven.
+it, table-driven.
 
 Each case plants one hostile state in a copy of a small store, then runs record, import, query,
 export, stats, verify, seal, report and rotate in one child process (the real CLI through typer's
@@ -300,7 +300,7 @@ CASES = [
         may_fail=("report", "rotate"),
     ),
     Case(
-        "an empty partition named date=…\\n (issue 11 item 5)",
+        "an empty partition named date=…\\n",
         lambda r: (r / f"date={DAY}\n").mkdir(),
         fails=("query", "verify"),
         needle="not a partition: not a partition name",
@@ -356,7 +356,7 @@ CASES = [
         may_fail=ALL,
     ),
     Case(
-        "a 64 MiB line (issue 11 item 6)",
+        "a 64 MiB line",
         giant_line,
         fails=("query", "verify"),
         needle="67108865 bytes at byte offset 2850",
@@ -570,7 +570,7 @@ def _quietly(call: Callable[..., Any], *args: Any) -> None:
 
 
 def test_names_are_matched_whole(tmp_path: Path) -> None:
-    """Issue 11 item 5's other half: a trailing newline never passes a name check."""
+    """a trailing newline never passes a name check."""
     env = {**os.environ, "AUDIT_LOG_DIR": str(tmp_path / "logs")}
     subprocess.run([sys.executable, "-m", "auditcli", "init"], env=env, check=True, timeout=60)
     for argv in (

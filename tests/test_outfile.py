@@ -1,4 +1,4 @@
-"""User-named output files (issue 12 item 4, issue 11 item 7): `export -o`, `report -o` and
+"""User-named output files: `export -o`, `report -o` and
 `keys generate --out` go through one writer; a failed write leaves nothing at the path, a
 durability error after the rename says so, and a kill's temp file is removed by the next run.
 Faults are injected into a real child process (its os.fsync / os.read replaced)."""

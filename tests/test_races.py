@@ -1,4 +1,4 @@
-"""Nothing confirmed is ever lost (issue 12): writers recording into days that retention is
+"""Nothing confirmed is ever lost: writers recording into days that retention is
 deleting while rotate and seal loop, every confirmed id counted against the survivors plus the
 retention receipts; verify clean afterwards. Real processes throughout.
 

@@ -1,5 +1,4 @@
-"""Rotation removes nothing through a symlink and nothing outside the log directory (issue 11,
-items 1 and 4): a linked `_deleting`, partition, `_index`, or links inside what is deleted,
+"""Rotation removes nothing through a symlink and nothing outside the log directory: a linked `_deleting`, partition, `_index`, or links inside what is deleted,
 each pointing at a sandbox directory that must come out untouched."""
 
 from __future__ import annotations

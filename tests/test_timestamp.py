@@ -1,4 +1,4 @@
-"""RFC 3161 timestamps (issue 16): `audit seal --tsa` against a real local TSA (OpenSSL's
+"""RFC 3161 timestamps: `audit seal --tsa` against a real local TSA (OpenSSL's
 `openssl ts -reply` behind a small HTTP handler on 127.0.0.1, with a CA made here), and
 `audit verify --tsa-ca` accepting good tokens and rejecting wrong ones.
 
