@@ -1,5 +1,6 @@
-"""Rotation removes nothing through a symlink and nothing outside the log directory: a linked `_deleting`, partition, `_index`, or links inside what is deleted,
-each pointing at a sandbox directory that must come out untouched."""
+"""Rotation removes nothing through a symlink and nothing outside the log directory: a linked
+`_deleting`, partition, `_index`, or links inside what is deleted, each pointing at a sandbox
+directory that must come out untouched."""
 
 from __future__ import annotations
 
