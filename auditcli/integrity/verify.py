@@ -1459,8 +1459,12 @@ class _FileScan:
 
 
 def _vanished(file: LogFile) -> bool:
-    """Whether neither the file nor its `.gz` twin is there any more."""
+    """Whether the file listed is gone: a `.gz` (only retention removes one, with its whole
+    partition; a plain file a late writer makes there afterwards is another file, for the next
+    verify), or a plain file with no `.gz` twin either (rotation would have left one)."""
     plain = file.path.with_name(file.segment + ".jsonl")
+    if file.compressed:
+        return not os.path.lexists(file.path)
     return not any(os.path.lexists(p) for p in (plain, plain.with_name(plain.name + ".gz")))
 
 
