@@ -986,16 +986,19 @@ class Follower:
         identity = _identity(file.path)
         if identity is None or (state.done and state.archive == identity):
             return b""
-        content = _gzip_content(file.path)
         # The plain file followed so far, rotated: the same bytes go on from the offset.
-        # Anything else (a new file under the same name) is read whole.
-        if content[max(0, state.offset - len(state.mark)) : state.offset] != state.mark:
+        # Anything else (a new file under the same name) is read from its start.
+        before, data, more = _gzip_window(file.path, state.offset, len(state.mark))
+        if before != state.mark:
             state.offset, state.mark = 0, b""
-        state.done, state.archive = True, identity
-        return content[state.offset :]
+            _, data, more = _gzip_window(file.path, 0, 0)
+        # A big archive is followed in steps of _FOLLOW_LIMIT: memory stays bounded.
+        state.done, state.archive = not more, identity
+        self.behind = self.behind or more
+        return data
 
     def _read_plain(self, file: LogFile, state: _Followed) -> bytes:
-        if state.done:  # an archive was read; a plain file under its name is a new file
+        if state.archive is not None:  # an archive was read: a plain file under its name is new
             state.offset, state.mark, state.done, state.archive = 0, b"", False, None
         read = _plain_from(file.path, state.offset, len(state.mark), _FOLLOW_LIMIT)
         if read is None:  # rotated between listing and reading: next poll reads the .gz
@@ -1078,14 +1081,30 @@ def _open_log_file(path: Path) -> int:
     return fd
 
 
-def _gzip_content(path: Path) -> bytes:
-    """What a gzip log file decompresses to (b"" when it cannot be read)."""
-    data = []
+def _gzip_window(path: Path, start: int, back: int) -> tuple[bytes, bytes, bool]:
+    """`(the back bytes before start, up to _FOLLOW_LIMIT bytes from start, whether more
+    follow)` of what a gzip log file decompresses to, inflated a block at a time so memory stays
+    bounded whatever the archive holds (empty when it cannot be read)."""
+    before, data = bytearray(), bytearray()
+    low, position, more = start - back, 0, False
     inflater = zlib.decompressobj(wbits=31)
     try:
         with os.fdopen(_open_in_partition(path, os.O_RDONLY), "rb") as handle:
-            while (raw := handle.read(_BLOCK)) and not inflater.eof:
-                data.append(inflater.decompress(raw))
+            while not more and not inflater.eof and (raw := handle.read(_BLOCK)):
+                while raw and not inflater.eof:
+                    out = inflater.decompress(raw, _BLOCK)
+                    raw = inflater.unconsumed_tail
+                    end = position + len(out)
+                    if end > low and position < start:
+                        before += out[max(0, low - position) : start - position]
+                    if end > start:
+                        room = _FOLLOW_LIMIT - len(data)
+                        taken = out[max(0, start - position) :]
+                        data += taken[:room]
+                        if len(taken) > room:
+                            more = True
+                            break
+                    position = end
     except (OSError, zlib.error):
-        return b""
-    return b"".join(data)
+        return b"", b"", False
+    return bytes(before), bytes(data), more
