@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 
 from .errors import AuditError, AuthError, IntegrityError, NotRecordedError, UsageError
-from .safeio import ACCOUNTS_MAX, lock_within, open_file, read_bounded, why
+from .safeio import ACCOUNTS_MAX, fsync_dir, lock_within, open_file, read_bounded, why
 from .store import AuditStore
 from .timeparse import Duration, format_utc, parse_bound, parse_duration, parse_utc
 
@@ -439,11 +439,7 @@ class AccountStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        dfd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        fsync_dir(self.directory)
         self._cache = None
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from .errors import AuditError, UsageError
+from .safeio import fsync_dir
 
 
 class OutputError(AuditError):
@@ -143,7 +144,7 @@ class OutputFile:
             self.discard()
             raise
         try:
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         except OSError as exc:
             # In place, but the rename may not survive a crash: a file that may vanish is
             # worse than none, so it goes, and the message says so.
@@ -168,14 +169,6 @@ def write_file(
     """Write `data` to the user-named `path` atomically (see OutputFile)."""
     with OutputFile(path, force=force, mode=mode) as out:
         out.handle.write(data)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove_stale_temps(directory: Path, name: str) -> None:

@@ -131,6 +131,15 @@ def read_control(root: Path, relative: str, limit: int) -> bytes | None:
         os.close(fd)
 
 
+def fsync_dir(directory: Path) -> None:
+    """Make a rename, creation or removal in `directory` durable (OSError when it fails)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def kind_of(mode: int) -> str:
     """What a file of `mode` is, in words: "a directory", "a FIFO", …"""
     for test, name in (

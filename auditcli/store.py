@@ -37,7 +37,7 @@ from .errors import (
     UsageError,
 )
 from .lines import LineSplitter, Overlong
-from .safeio import lock_within
+from .safeio import fsync_dir, lock_within
 from .safeio import why as _why
 from .timeparse import Clock, utc_now
 
@@ -743,11 +743,7 @@ class PartitionMoved(Exception):
 
 def _fsync_dir(path: Path) -> None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(path)
     except OSError as exc:
         raise NotRecordedError(
             f"{path}: cannot sync the directory: {exc.strerror}; entry NOT recorded"

@@ -16,7 +16,15 @@ import orjson
 
 from auditcli import chain
 from auditcli.errors import IntegrityError, UsageError
-from auditcli.safeio import MANIFEST_MAX, kind_of, lock_within, open_dir, read_bounded, why
+from auditcli.safeio import (
+    MANIFEST_MAX,
+    fsync_dir,
+    kind_of,
+    lock_within,
+    open_dir,
+    read_bounded,
+    why,
+)
 from auditcli.store import AuditStore, LineSource, LogFile, _open_in_partition
 from auditcli.timeparse import parse_utc
 
@@ -380,11 +388,7 @@ def append_manifest(
             os.close(fd)
         os.link(tmp, path)  # never replaces an existing manifest
         os.unlink(tmp)
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_dir(directory)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise IntegrityError(f"{path}: cannot write the manifest: {exc.strerror}") from None
