@@ -414,7 +414,7 @@ def _check_chain(
     # (sequence, file key) of every file a retention receipt of this chain excused, and
     # (time, file key) of those of other chains: the file a head covered may be gone, or
     # re-created since under the same name with other lines.
-    receipted = [(m.sequence, file_key(r["name"])) for m in manifests for r in receipt_records(m)]
+    receipted = _receipted(manifests)
     foreign = foreign_receipts(store, writer)
     coverage: Coverage = {}
     base: TreeHead | None = None  # the head of the newest readable seal so far
@@ -434,8 +434,7 @@ def _check_chain(
             base = None
             continue
         counts["heads"] += 1
-        deleted = {k for seq, k in receipted if seq > manifest.sequence}
-        deleted.update(k for when, k in foreign if when >= manifest.sealed_at)
+        deleted = _deleted_after(manifest, receipted, foreign)
         detail = _check_one(store, head, base, coverage, files, deleted)
         if detail in (_GONE, _UNCHECKED):
             counts[detail] += 1
@@ -500,16 +499,25 @@ def _receipted_since(store: AuditStore, head: TreeHead) -> bool:
     written while verify ran (its file may be gone, or made again by a late writer)."""
     keys = {file_key(name) for name, _, _ in head.appended}
     own, _ = load_manifests(store, head.writer)
-    named = {
-        file_key(record["name"])
-        for manifest in own
-        if manifest.sequence > head.manifest.sequence
-        for record in receipt_records(manifest)
-    }
-    named.update(
-        key for when, key in foreign_receipts(store, head.writer) if when >= head.manifest.sealed_at
-    )
-    return bool(keys & named)
+    foreign = foreign_receipts(store, head.writer)
+    return bool(keys & _deleted_after(head.manifest, _receipted(own), foreign))
+
+
+def _receipted(manifests: Sequence[Manifest]) -> list[tuple[int, tuple[str, str] | None]]:
+    """`(sequence, file key)` of every file a retention receipt of this chain excused."""
+    return [(m.sequence, file_key(r["name"])) for m in manifests for r in receipt_records(m)]
+
+
+def _deleted_after(
+    seal: Manifest,
+    receipted: Sequence[tuple[int, tuple[str, str] | None]],
+    foreign: Sequence[tuple[str, tuple[str, str]]],
+) -> set[tuple[str, str] | None]:
+    """The file keys that receipts after `seal` excused: of its own chain (`receipted`, by
+    sequence) and of other chains (`foreign`, by time)."""
+    deleted = {key for sequence, key in receipted if sequence > seal.sequence}
+    deleted.update(key for when, key in foreign if when >= seal.sealed_at)
+    return deleted
 
 
 # ---------------------------------------------------------------------------- prove
