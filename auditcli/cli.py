@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from .cli_params import plain_param
 from .errors import AuditError, inert
 
 
@@ -64,7 +65,15 @@ class _AuditGroup(TyperGroup):
         """Note the command path resolved so far, for errors that come without a context."""
         name, command, rest = super().resolve_command(ctx, args)
         _resolved[:] = [ctx.command_path, name or ""]
+        if command is not None:  # its help option is made on first use
+            _convert_plainly(command.get_params(ctx))
         return name, command, rest
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        """The group's options, the help and completion options added by typer included."""
+        params = super().get_params(ctx)
+        _convert_plainly(params)
+        return params
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -152,6 +161,7 @@ def _tidy(group: Any, globals_: list[Any]) -> None:
 
 def _tidy_params(command: Any) -> None:
     command.rich_markup_mode = None
+    _convert_plainly(command.params)
     for param in command.params:
         if param.param_type_name == "argument":
             param.metavar = param.metavar or param.name.upper()
@@ -160,6 +170,14 @@ def _tidy_params(command: Any) -> None:
             param.display_type_rich = _no_type
         elif param.metavar is None and not getattr(param, "is_flag", False):
             param.metavar = _metavar(param.opts[0], param.display_type(None))
+
+
+def _convert_plainly(params: list[Any]) -> None:
+    """Typer would convert every value through pydantic: plain types convert without it (see
+    cli_params)."""
+    for param in params:
+        if getattr(param, "_runtime_param", True) is None:
+            param._runtime_param = plain_param(param)
 
 
 def _no_type(ctx: Any = None) -> None:
