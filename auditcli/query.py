@@ -220,7 +220,17 @@ class QueryEngine:
     # ---------------------------------------------------------------- scanning
     def _scan_file(self, file: LogFile, *, count_only: bool) -> tuple[int, list[bytes]]:
         """Count and (unless `count_only`) collect the matching lines of one file."""
-        source = self.store.lines(file)
+        count, found, _ = self.scan_from(file, 0, count_only=count_only)
+        return count, found
+
+    def scan_from(
+        self, file: LogFile, start: int, *, count_only: bool = False
+    ) -> tuple[int, list[bytes], int]:
+        """`_scan_file` of a plain file's lines from byte `start` (a line's start) on, and the
+        byte offset just past the last whole line read: a caller that remembers what a growing
+        file held reads only what was appended since. Line numbers in problems count from
+        `start`."""
+        source = LineSource(file, start) if start else self.store.lines(file)
         matcher, needle = self.matcher, self.matcher.needle
         everything = not matcher.filters_fields and self._whole_day(file.day)
         count, found = 0, []
@@ -251,7 +261,7 @@ class QueryEngine:
         except IntegrityError as exc:  # an unreadable file is reported, not fatal
             self.problems.append(Problem(file.name, None, "unreadable", str(exc)))
         self.note_damage(file, source)
-        return count, found
+        return count, found, source.end
 
     def note_damage(self, file: LogFile, source: LineSource) -> None:
         """Report what reading `file` through `source` met besides entries (torn end, bytes
@@ -314,6 +324,13 @@ class QueryEngine:
     def day_count(self, day: str) -> int:
         """How many lines of one partition match, without keeping them."""
         return sum(self.file_count(file) for file in self._day_files(day))
+
+    def day_window(self, day: str, low: int, high: int) -> tuple[int, list[bytes]]:
+        """How many lines of one partition match, and those ranked `low` to `high` in result
+        order. Only those are kept: a huge offset (an API parameter) must not hold every
+        earlier match in memory, only one partition's at a time."""
+        lines = self.day_lines(day)
+        return len(lines), self._parseable(day, lines[low:high])
 
     def _day_files(self, day: str) -> list[LogFile]:
         """The files of a partition; one that cannot be listed is reported and skipped."""
@@ -606,11 +623,9 @@ class QueryEngine:
                 kept.extend(answer[1])
                 total += answer[0]
             elif total < wanted:
-                lines = self.day_lines(day)
-                # Keep only ranks offset..wanted: a huge offset (an API parameter) must not
-                # hold every earlier match in memory, only one partition's at a time.
-                kept.extend(self._parseable(day, lines[max(offset - total, 0) : wanted - total]))
-                total += len(lines)
+                count, lines = self.day_window(day, low, high)
+                kept.extend(lines)
+                total += count
             else:
                 total += self.day_count(day)
         return total, kept

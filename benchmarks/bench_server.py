@@ -20,6 +20,15 @@ request is):
     same JSON response built with orjson (what an API backed by DuckDB would do).
   * duckdb-files: DuckDB's read_ndjson over the store's files for every request (no preload).
 Every DuckDB answer is checked against the server's: same total, same ids in the same order.
+
+`--load` measures the server as issue #15 states its targets, on one worker, while a separate
+process appends 100 entries/s to the store (so give `--store` a COPY: it is written to):
+  * a page of 50 at offset 0, asked for by 8 client threads at once: p50, p99;
+  * one client paging at offsets from 0 to the last page: p50 per offset;
+  * mixed queries (every query above, random offsets) from 8 clients for `--mixed-seconds`,
+    then the server's resident memory (VmRSS) and its peak (VmHWM) from /proc.
+
+    python benchmarks/bench_server.py --load --store /tmp/me/logs --mixed-seconds 300
 """
 
 from __future__ import annotations
@@ -329,6 +338,122 @@ def bench_duckdb(
     return results, f"duckdb: loaded {rows} entries from {len(files)} files in {load:.1f} s"
 
 
+# ----------------------------------------------------------------------------- under load
+APPENDER = """
+import sys, time
+from auditcli.store import AuditStore
+store, rate = AuditStore(sys.argv[1]), float(sys.argv[2])
+until = time.monotonic() + float(sys.argv[3])
+n, start = 0, time.monotonic()
+while time.monotonic() < until:
+    store.record({"action": "login", "actorId": f"load-{n % 50}", "organizationId": "org-456"})
+    n += 1
+    time.sleep(max(0.0, start + n / rate - time.monotonic()))
+print(n, flush=True)
+"""
+
+
+def _memory(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (peak) of a process, in MB, from /proc."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = int(value.split()[0]) / 1024
+    return found
+
+
+def _clients(
+    url: str, headers: dict[str, str], clients: int, seconds: float, pick: Any
+) -> list[float]:
+    """Latencies of requests made by `clients` threads for `seconds`, each asking for the
+    params `pick(n)` gives (n: the thread's request count)."""
+    import httpx
+
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    stop = time.perf_counter() + seconds
+
+    def run(number: int) -> None:
+        with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+            while time.perf_counter() < stop:
+                params = pick(len(latencies[number]))
+                start = time.perf_counter()
+                client.get(API, params=params).raise_for_status()
+                latencies[number].append(time.perf_counter() - start)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [x for one in latencies for x in one]
+
+
+def _percentiles(latencies: list[float]) -> str:
+    lat = sorted(latencies)
+    p50 = statistics.median(lat) * 1000
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
+    return f"p50 {p50:.1f} ms, p99 {p99:.1f} ms ({len(lat)} requests)"
+
+
+def bench_load(root: Path, accounts_root: Path, token: str, args: argparse.Namespace) -> None:
+    """The targets of issue #15 for `audit serve`, with one process appending meanwhile."""
+    import random
+
+    import httpx
+
+    process, url = start_server(root, accounts_root, 1)
+    headers = {"Authorization": f"Bearer {token}"}
+    total_seconds = 60 + args.seconds * 2 + args.mixed_seconds
+    appender = subprocess.Popen(
+        [sys.executable, "-c", APPENDER, str(root), "100", str(total_seconds)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
+            start = time.perf_counter()
+            first = client.get(API, params={"limit": 50}).json()
+            print(
+                f"first request (cold): {(time.perf_counter() - start) * 1000:.0f} ms; "
+                f"total {first['total']}",
+                flush=True,
+            )
+            total = first["total"]
+            for offset in sorted({0, 1000, total // 10, total // 2, total - 50}):
+                client.get(API, params={"limit": 50, "offset": offset}).raise_for_status()
+                lat = []
+                for _ in range(args.requests):
+                    begin = time.perf_counter()
+                    client.get(API, params={"limit": 50, "offset": offset}).raise_for_status()
+                    lat.append(time.perf_counter() - begin)
+                print(f"one client, page of 50 at offset {offset}: {_percentiles(lat)}", flush=True)
+        lat = _clients(url, headers, args.clients, args.seconds, lambda n: {"limit": 50})
+        print(f"{args.clients} clients, page of 50 at offset 0: {_percentiles(lat)}", flush=True)
+        mixed = [query.params for query in QUERIES]
+        rng = random.Random(7)
+
+        def pick(n: int) -> dict[str, Any]:
+            params = dict(mixed[n % len(mixed)])
+            if n % 3 == 0:
+                params["offset"] = rng.randrange(0, total)
+            return params
+
+        print(f"server memory before the mixed run: {_memory(process.pid)}", flush=True)
+        lat = _clients(url, headers, args.clients, args.mixed_seconds, pick)
+        print(
+            f"mixed queries, {args.clients} clients, {args.mixed_seconds:.0f} s: "
+            f"{_percentiles(lat)}",
+            flush=True,
+        )
+        print(f"server memory after: {_memory(process.pid)}", flush=True)
+    finally:
+        appender.terminate()
+        appended = appender.communicate(timeout=30)[0].decode().strip()
+        print(f"appended meanwhile: {appended or 'n/a (stopped)'} entries", flush=True)
+        process.terminate()
+        process.wait(timeout=30)
+
+
 # ----------------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -339,7 +464,15 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="server worker counts to run")
     parser.add_argument("--file-runs", type=int, default=3, help="runs of duckdb-files per query")
     parser.add_argument("--no-duckdb", action="store_true")
+    parser.add_argument("--load", action="store_true", help="the #15 targets (writes --store)")
+    parser.add_argument("--mixed-seconds", type=float, default=300.0, help="--load: mixed run")
     args = parser.parse_args()
+    if args.load:
+        print(f"store: {args.store}; machine: {os.cpu_count()} CPUs, shared and noisy", flush=True)
+        with tempfile.TemporaryDirectory(prefix="bench-accounts-") as accounts_root:
+            token = make_token(Path(accounts_root))
+            bench_load(args.store, Path(accounts_root), token, args)
+        return
 
     ensure_data(args.store)
     print(f"store: {args.store}; machine: {os.cpu_count()} CPUs, shared and noisy", flush=True)
