@@ -340,16 +340,19 @@ def bench_duckdb(
 
 # ----------------------------------------------------------------------------- under load
 APPENDER = """
-import sys, time
+import signal, sys, time
 from auditcli.store import AuditStore
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 store, rate = AuditStore(sys.argv[1]), float(sys.argv[2])
 until = time.monotonic() + float(sys.argv[3])
 n, start = 0, time.monotonic()
-while time.monotonic() < until:
-    store.record({"action": "login", "actorId": f"load-{n % 50}", "organizationId": "org-456"})
-    n += 1
-    time.sleep(max(0.0, start + n / rate - time.monotonic()))
-print(n, flush=True)
+try:
+    while time.monotonic() < until:
+        store.record({"action": "login", "actorId": f"load-{n % 50}", "organizationId": "org-456"})
+        n += 1
+        time.sleep(max(0.0, start + n / rate - time.monotonic()))
+finally:
+    print(f"{n} in {time.monotonic() - start:.0f} s", flush=True)
 """
 
 

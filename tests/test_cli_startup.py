@@ -1,0 +1,158 @@
+"""Start-up of short commands: `audit query` never imports pydantic, option values converted
+without it are exactly what Typer's own (pydantic) conversion gives, and the short commands'
+quick exit loses no output and keeps every exit code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer._click import Context
+from typer._click.exceptions import BadParameter
+from typer._coercion import build_runtime_param
+
+from auditcli.cli import app
+from auditcli.cli_params import plain_param
+
+
+def run(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60, **kw)
+
+
+def test_query_count_with_filters_imports_no_pydantic(log_dir: Path) -> None:
+    run("-m", "auditcli", "record", "login", "--actor-id", "u-1", "--org-id", "o-1")
+    done = run(
+        "-X", "importtime", "-m", "auditcli", "query", "--count", "-a", "login", "-n", "5",
+        "--since", "7d", "--target", "user", "--order", "asc", "--format", "json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "1\n"
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+    assert "typer.main" in imported  # the breakdown is there ...
+    assert not {name for name in imported if name.startswith(("pydantic", "typer._adapters"))}
+
+
+def _params() -> list[tuple[Any, Any]]:
+    """Every parameter of every command, with the command it belongs to."""
+    found = []
+
+    def walk(command: Any) -> None:
+        ctx = Context(command, info_name="audit")
+        found.extend((command, param) for param in command.get_params(ctx))
+        for sub in getattr(command, "commands", {}).values():
+            walk(sub)
+
+    walk(typer.main.get_command(app))
+    return found
+
+
+PARAMS = _params()
+TEXTS = st.one_of(
+    st.text(max_size=12),
+    st.from_regex(r"-?[0-9]{1,20}(\.[0-9]{0,3})?", fullmatch=True),
+    st.sampled_from(["0", "-0", "007", "+5", "1_000", " 5", "1e3", "٣", "nan", "inf", "", "\x00"]),
+    st.sampled_from(["table", "json", "jsonl", "csv", "desc", "asc", "JSON", "admin"]),
+)
+
+
+def _outcome(convert: Any, value: Any, param: Any, ctx: Any) -> tuple[str, str, type]:
+    try:
+        result = convert(value, param, ctx)
+        return "value", repr(result), type(result)
+    except BadParameter as exc:
+        return "error", exc.format_message(), BadParameter
+
+
+#: (parameter, its plain conversion, Typer's own conversion, a context), built once.
+CONVERSIONS = [
+    (param, plain, build_runtime_param(param.type_descriptor), Context(command, info_name="audit"))
+    for command, param in PARAMS
+    if (plain := plain_param(param)) is not None
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=st.lists(TEXTS, min_size=1, max_size=3))
+def test_plain_conversion_equals_typers(texts: list[str]) -> None:
+    """Same value (and type) or the same error message as Typer's pydantic conversion, for
+    every parameter of every command, one value or several."""
+    for param, plain, typers, ctx in CONVERSIONS:
+        multi = param.multiple or param.nargs != 1
+        for value in [tuple(texts)] if multi else texts:
+            ours = _outcome(plain.coerce, value, param, ctx)
+            assert ours == _outcome(typers.coerce, value, param, ctx), (param.name, value)
+
+
+def test_every_plain_type_of_the_commands_converts_without_pydantic() -> None:
+    kinds = {repr(param.type_descriptor.annotation) for _, param in PARAMS}
+    unconverted = {
+        repr(param.type_descriptor.annotation) for _, param in PARAMS if plain_param(param) is None
+    }
+    assert len(kinds) > 10 and not unconverted
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["query", "--limit", "many"], 2, "--limit'/'-n': expected a whole number"),
+        (["query", "--limit", "0"], 2, "--limit"),
+        (["query", "--order", "sideways"], 2, "'sideways' is not one of 'desc', 'asc'"),
+        (["query", "--format", "JSON"], 2, "'JSON' is not one of"),
+        (["record", "Not_Snake", "--actor-id", "a", "--org-id", "o"], 3, "action"),
+    ],
+)
+def test_errors_of_short_commands_keep_their_code_and_line(
+    log_dir: Path, args: list[str], code: int, needle: str
+) -> None:
+    run("-m", "auditcli", "record", "login", "--actor-id", "u-1", "--org-id", "o-1")
+    done = run("-m", "auditcli", *args)
+    assert done.returncode == code
+    assert needle in done.stderr and done.stderr.startswith("Error: ")
+    assert done.stderr.count("\n") == 1 or code == 3
+
+
+def test_quick_exit_flushes_large_output_and_keeps_every_entry(log_dir: Path) -> None:
+    entries = "\n".join(
+        f'{{"action":"login","actorId":"user-{n}","organizationId":"o-1"}}' for n in range(3000)
+    )
+    done = run("-m", "auditcli", "import", "-", input=entries)
+    assert done.returncode == 0, done.stderr
+    ids = [
+        run("-m", "auditcli", "record", "login", "--actor-id", f"r-{n}", "--org-id", "o-1")
+        for n in range(3)
+    ]
+    assert all(done.returncode == 0 and len(done.stdout.split()) == 1 for done in ids)
+    # Through a pipe bigger than its buffer, to the last byte.
+    read, write = os.pipe()
+    with os.fdopen(write, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "auditcli", "query", "--all", "--format", "jsonl"],
+            stdout=out,
+        )
+    with os.fdopen(read, "rb") as source:
+        data = source.read()
+    assert proc.wait(timeout=60) == 0
+    lines = data.splitlines()
+    assert len(lines) == 3003 and data.endswith(b"}\n")
+    recorded = {done.stdout.strip() for done in ids}
+    assert recorded <= {line.split(b'"')[3].decode() for line in lines}
+
+
+def test_a_full_stdout_is_still_an_error_after_the_entry_is_stored(log_dir: Path) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "auditcli", "record", "login", "--actor-id", "a", "--org-id=x"],
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 1 and "IS recorded" in done.stderr
+    listed = run("-m", "auditcli", "query", "--count")
+    assert listed.stdout == "1\n"
