@@ -23,7 +23,7 @@ _LAZY = {
     "NotRecordedError": "errors",
     "UsageError": "errors",
     "SEED_FIELDS": "model",
-    "Entry": "model",
+    "Entry": "entry_model",
     "Filters": "query",
     "Problem": "query",
     "QueryEngine": "query",
@@ -32,6 +32,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from .entry_model import Entry
     from .errors import (
         AuditError,
         AuthError,
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
         NotRecordedError,
         UsageError,
     )
-    from .model import SEED_FIELDS, Entry
+    from .model import SEED_FIELDS
     from .query import Filters, Problem, QueryEngine, entry_of
     from .store import AuditStore
 

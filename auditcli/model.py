@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from .catalog import TARGETS, Catalog
 from .chain import MAX_LINE, SEED_FIELDS
@@ -21,43 +21,41 @@ MAX_LINE_BYTES = MAX_LINE
 MAX_METADATA_DEPTH = 32
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
-IdText = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")]
-RefText = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+# The entry's constraints, defined once: the pydantic model (entry_model.Entry) is declared
+# with them, and `_plainly_valid` reads them through TEXT_RULES.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 _EMAIL_PART = r"[^@\s\x00-\x1f\x7f]+"
-Email = Annotated[
-    str,
-    StringConstraints(max_length=320, pattern=rf"^{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}$"),
-]
-Target = Annotated[str, StringConstraints(pattern="^(" + "|".join(TARGETS) + ")$")]
-Action = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")]
-Stamp = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")]
+EMAIL_PATTERN = rf"^{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}$"
+TARGET_PATTERN = "^(" + "|".join(TARGETS) + ")$"
+ACTION_PATTERN = r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$"
+STAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
+REF_MAX, NAME_MAX, EMAIL_MAX, DISPLAY_MAX, DESCRIPTION_MAX = 512, 512, 320, 256, 8192
+
+#: Each text field: (pattern, least length, most length, may be null).
+TEXT_RULES: dict[str, tuple[str | None, int, int | None, bool]] = {
+    "id": (ID_PATTERN, 0, None, False),
+    "description": (None, 0, DESCRIPTION_MAX, False),
+    "actorId": (None, 1, REF_MAX, False),
+    "actorName": (None, 0, NAME_MAX, True),
+    "actorEmail": (EMAIL_PATTERN, 0, EMAIL_MAX, True),
+    "action": (ACTION_PATTERN, 0, None, False),
+    "actionDisplayName": (None, 1, DISPLAY_MAX, False),
+    "target": (TARGET_PATTERN, 0, None, False),
+    "targetId": (None, 1, REF_MAX, False),
+    "organizationId": (None, 1, REF_MAX, False),
+    "teamId": (None, 1, REF_MAX, True),
+    "createdAt": (STAMP_PATTERN, 0, None, False),
+}
 
 
-class Entry(BaseModel):
-    """One audit log entry, exactly the 13 fields of the API's entry under their JSON names."""
+def __getattr__(name: str) -> Any:
+    # PEP 562: the pydantic model is imported on first use. Recording an entry whose fields
+    # are plainly valid never needs it (see `_plainly_valid`): `audit record` starts faster.
+    if name in ("Entry", "_validate"):
+        from .entry_model import Entry
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    id: IdText
-    description: Annotated[str, StringConstraints(max_length=8192)]
-    actorId: RefText
-    actorName: Annotated[str, StringConstraints(max_length=512)] | None
-    actorEmail: Email | None
-    action: Action
-    actionDisplayName: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    target: Target
-    targetId: RefText
-    metadata: dict[str, Any] | None
-    organizationId: RefText
-    teamId: RefText | None
-    createdAt: Stamp
-
-    def to_dict(self) -> dict[str, Any]:
-        """The entry as a plain dict in the API's field order."""
-        return dict(self.__dict__)
-
-
-_validate = Entry.__pydantic_validator__.validate_python
+        return Entry if name == "Entry" else Entry.__pydantic_validator__.validate_python
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def uuid7(now_ms: int | None = None) -> str:
@@ -189,10 +187,55 @@ def build_entry(
             _check_json_value(entry["metadata"], "metadata")
         except ValueError as exc:
             problems.append(str(exc))
+    if problems or not _plainly_valid(entry):
+        _check_with_model(entry, problems, derived_missing=spec is None)
+    if problems:
+        raise InvalidEntryError(problems[0], problems)
+    return entry
+
+
+#: TEXT_RULES with the patterns compiled: used with fullmatch, where `$` cannot let a final
+#: newline pass.
+_COMPILED: dict[str, tuple[re.Pattern[str] | None, int, int | None, bool]] = {
+    name: (re.compile(pattern) if pattern else None, low, high, nullable)
+    for name, (pattern, low, high, nullable) in TEXT_RULES.items()
+}
+
+
+_FIELD_SET = frozenset(SEED_FIELDS)
+
+
+def _plainly_valid(entry: Mapping[str, Any]) -> bool:
+    """Whether `entry` is valid by rules simpler than the model's and never looser: exact
+    `str` values, ASCII where a pattern applies (Python's and pydantic's regex engines agree
+    on ASCII), a dict with text keys or null for metadata. False sends the entry to the model,
+    which decides and words every problem."""
+    if entry.keys() != _FIELD_SET:
+        return False
+    for name, (pattern, low, high, nullable) in _COMPILED.items():
+        value = entry.get(name)
+        if value is None and nullable:
+            continue
+        if type(value) is not str or len(value) < low or (high is not None and len(value) > high):
+            return False
+        if pattern is not None and not (value.isascii() and pattern.fullmatch(value)):
+            return False
+    metadata = entry.get("metadata", 0)
+    return metadata is None or (
+        type(metadata) is dict and all(type(key) is str for key in metadata)
+    )
+
+
+def _check_with_model(entry: dict[str, Any], problems: list[str], derived_missing: bool) -> None:
+    """Validate `entry` with the pydantic model; add its problems to `problems`."""
+    from pydantic import ValidationError
+
+    from .entry_model import Entry
+
     try:
-        _validate(entry)
+        Entry.__pydantic_validator__.validate_python(entry)
     except ValidationError as exc:
-        derived = {"description", "actionDisplayName", "target"} if spec is None else set()
+        derived = {"description", "actionDisplayName", "target"} if derived_missing else set()
         # A field already reported (e.g. an impossible createdAt) is not reported twice.
         reported = {problem.split(":", 1)[0].split(".", 1)[0] for problem in problems}
         problems.extend(
@@ -201,12 +244,9 @@ def build_entry(
             if not (problem.split(":", 1)[0] in derived and entry[problem.split(":", 1)[0]] is None)
             and problem.split(":", 1)[0] not in reported
         )
-    if problems:
-        raise InvalidEntryError(problems[0], problems)
-    return entry
 
 
-def _pydantic_problems(exc: ValidationError, entry: Mapping[str, Any]) -> list[str]:
+def _pydantic_problems(exc: Any, entry: Mapping[str, Any]) -> list[str]:
     problems = []
     for err in exc.errors(include_url=False, include_input=False):
         field = ".".join(str(part) for part in err["loc"]) or "entry"

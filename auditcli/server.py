@@ -42,8 +42,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import __version__
 from .accounts import AccountStore, ForbiddenError, ServiceAccount, TokenError
 from .catalog import TARGETS
+from .entry_model import Entry
 from .errors import AuditError, UsageError
-from .model import Entry
 from .query import Filters, QueryEngine, seed_json, sort_key
 from .render import write_json_response
 from .store import AuditStore, LogFile

@@ -18,8 +18,11 @@ from typer._click import Context
 from typer._click.exceptions import BadParameter
 from typer._coercion import build_runtime_param
 
+from auditcli.chain import SEED_FIELDS
 from auditcli.cli import app
 from auditcli.cli_params import plain_param
+from auditcli.entry_model import Entry
+from auditcli.model import _plainly_valid
 
 
 def run(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -156,3 +159,77 @@ def test_a_full_stdout_is_still_an_error_after_the_entry_is_stored(log_dir: Path
     assert done.returncode == 1 and "IS recorded" in done.stderr
     listed = run("-m", "auditcli", "query", "--count")
     assert listed.stdout == "1\n"
+
+
+class Text(str):
+    """A str subclass: the model (strict) decides about it, never the quick check."""
+
+
+VALID = {
+    "id": "01a23376-af53-7085-974c-b372ceefa80d",
+    "description": "user-1 logged in",
+    "actorId": "user-1",
+    "actorName": None,
+    "actorEmail": "a@b.example",
+    "action": "login",
+    "actionDisplayName": "User Login",
+    "target": "USER",
+    "targetId": "user-1",
+    "metadata": {"ip": "10.0.0.1"},
+    "organizationId": "org-1",
+    "teamId": None,
+    "createdAt": "2026-11-25T08:06:40.123Z",
+}
+ODD_TEXT = st.one_of(
+    st.text(max_size=6),
+    st.sampled_from(["", "x" * 128, "x" * 129, "y" * 512, "y" * 513, "z" * 8193, "é", "٣"]),
+    st.sampled_from(
+        ["login\n", "USER\n", "a@b.c\n", "a b@c.d", "a@b", "2026-11-25T08:06:40.123Z\n"]
+    ),
+    st.sampled_from(["2026-11-25T08:06:40.12Z", "٢٠٢٦-11-25T08:06:40.123Z", "ORGANIZATION"]),
+    st.sampled_from(["snake_case", "Snake", "a__b", "_a", "a1_2b", "user@x.y", "-id", "a:b@c.d-e"]),
+)
+ODD_VALUE = st.one_of(
+    ODD_TEXT,
+    ODD_TEXT.map(Text),
+    st.none(),
+    st.integers(),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.just({1: "not a text key"}),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(changes=st.dictionaries(st.sampled_from(SEED_FIELDS), ODD_VALUE, max_size=4))
+def test_plainly_valid_entries_are_valid_for_the_model(changes: dict[str, Any]) -> None:
+    """The quick check of `audit record` never accepts what the pydantic model refuses."""
+    from pydantic import ValidationError
+
+    entry = {**VALID, **changes}
+    try:
+        Entry.__pydantic_validator__.validate_python(entry)
+        valid = True
+    except ValidationError:
+        valid = False
+    assert valid or not _plainly_valid(entry), entry
+
+
+def test_an_ordinary_entry_skips_the_model() -> None:
+    assert _plainly_valid(VALID)
+    assert _plainly_valid({**VALID, "metadata": None, "actorEmail": None, "teamId": "team-1"})
+
+
+def test_record_imports_no_pydantic_and_still_refuses_what_the_model_refuses(
+    log_dir: Path,
+) -> None:
+    done = run(
+        "-X", "importtime", "-m", "auditcli", "record", "login", "--actor-id", "u-1",
+        "--org-id", "o-1", "--actor-email", "u1@example.com", "--metadata", '{"a": 1}',
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+    assert not {name for name in imported if name.startswith("pydantic")}
+    bad = run("-m", "auditcli", "record", "login", "--actor-id", "u-1", "--org-id", "o" * 513)
+    assert bad.returncode == 3
+    assert bad.stderr == "Error: organizationId: String should have at most 512 characters\n"
+    assert run("-m", "auditcli", "query", "--count").stdout == "1\n"
