@@ -384,6 +384,12 @@ def _register(argv: list[str] | None) -> None:
     _AuditTyper._state = "done"
     if wanted and not _registered(_command_name(argv)):
         _register(None)
+    elif wanted:
+        # Typer builds every registered command (signatures, type hints, options) before it
+        # parses: of the module's commands only the invoked one is kept.
+        invoked = _command_name(argv)
+        app._commands = [info for info in app._commands if _name_of(info) == invoked]
+        app._groups = [info for info in app._groups if info.name == invoked]
 
 
 def _command_name(argv: list[str] | None) -> str | None:
@@ -411,11 +417,7 @@ def _registered(name: str | None) -> bool:
     """Whether `name` is a registered command or group, and typer will treat `app` as a group
     (it runs a lone command without its name)."""
     commands = app.registered_commands
-    names = {
-        info.name or info.callback.__name__.lower().replace("_", "-")
-        for info in commands
-        if info.callback
-    }
+    names = {_name_of(info) for info in commands if info.callback}
     names |= {info.name for info in app.registered_groups}
     return name in names and len(commands) + len(app.registered_groups) > 1
 
@@ -423,6 +425,13 @@ def _registered(name: str | None) -> bool:
 #: Commands that end by leaving the interpreter at once (see `main`): each writes what it
 #: stores with os.write and fsync, and its output through sys.stdout/sys.stderr only.
 _SHORT_COMMANDS = ("record", "query", "actions", "path")
+
+
+def _name_of(command: Any) -> str | None:
+    """The name a registered command is invoked by (typer's rule)."""
+    if command.name or not command.callback:
+        return command.name
+    return str(command.callback.__name__.lower().replace("_", "-"))
 
 
 def main() -> None:

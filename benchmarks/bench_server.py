@@ -23,7 +23,8 @@ Every DuckDB answer is checked against the server's: same total, same ids in the
 
 `--load` measures the server as issue #15 states its targets, on one worker, while a separate
 process appends 100 entries/s to the store (so give `--store` a COPY: it is written to):
-  * a page of 50 at offset 0, asked for by 8 client threads at once: p50, p99;
+  * a page of 50 at offset 0, asked for by 8 client threads at once: p50, p99, with each
+    client asking as fast as it can, then with each asking `--pace` times a second;
   * one client paging at offsets from 0 to the last page: p50 per offset;
   * mixed queries (every query above, random offsets) from 8 clients for `--mixed-seconds`,
     then the server's resident memory (VmRSS) and its peak (VmHWM) from /proc.
@@ -366,11 +367,18 @@ def _memory(pid: int) -> dict[str, float]:
     return found
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _clients(
-    url: str, headers: dict[str, str], clients: int, seconds: float, pick: Any
+    url: str, headers: dict[str, str], clients: int, seconds: float, pick: Any, pace: float = 0
 ) -> list[float]:
     """Latencies of requests made by `clients` threads for `seconds`, each asking for the
-    params `pick(n)` gives (n: the thread's request count)."""
+    params `pick(n)` gives (n: the thread's request count); with `pace`, each thread starts at
+    most `pace` requests a second (users of a dashboard), else one as soon as the last ends."""
     import httpx
 
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -378,7 +386,11 @@ def _clients(
 
     def run(number: int) -> None:
         with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+            began = time.perf_counter() + number / max(pace, 1) / clients  # staggered
             while time.perf_counter() < stop:
+                if pace:
+                    began += 1 / pace
+                    time.sleep(max(0.0, began - time.perf_counter()))
                 params = pick(len(latencies[number]))
                 start = time.perf_counter()
                 client.get(API, params=params).raise_for_status()
@@ -425,13 +437,21 @@ def bench_load(root: Path, accounts_root: Path, token: str, args: argparse.Names
             for offset in sorted({0, 1000, total // 10, total // 2, total - 50}):
                 client.get(API, params={"limit": 50, "offset": offset}).raise_for_status()
                 lat = []
+                cpu = _cpu_seconds(process.pid)
                 for _ in range(args.requests):
                     begin = time.perf_counter()
                     client.get(API, params={"limit": 50, "offset": offset}).raise_for_status()
                     lat.append(time.perf_counter() - begin)
-                print(f"one client, page of 50 at offset {offset}: {_percentiles(lat)}", flush=True)
-        lat = _clients(url, headers, args.clients, args.seconds, lambda n: {"limit": 50})
-        print(f"{args.clients} clients, page of 50 at offset 0: {_percentiles(lat)}", flush=True)
+                cpu = (_cpu_seconds(process.pid) - cpu) / args.requests * 1000
+                print(
+                    f"one client, page of 50 at offset {offset}: {_percentiles(lat)}; "
+                    f"server CPU {cpu:.1f} ms a request",
+                    flush=True,
+                )
+        for pace in (0.0, args.pace):
+            lat = _clients(url, headers, args.clients, args.seconds, lambda n: {"limit": 50}, pace)
+            how = f"each at {pace:g} requests/s" if pace else "each as fast as it can"
+            print(f"{args.clients} clients ({how}), page of 50 at offset 0: {_percentiles(lat)}")
         mixed = [query.params for query in QUERIES]
         rng = random.Random(7)
 
@@ -469,6 +489,7 @@ def main() -> None:
     parser.add_argument("--no-duckdb", action="store_true")
     parser.add_argument("--load", action="store_true", help="the #15 targets (writes --store)")
     parser.add_argument("--mixed-seconds", type=float, default=300.0, help="--load: mixed run")
+    parser.add_argument("--pace", type=float, default=5.0, help="--load: requests/s per client")
     args = parser.parse_args()
     if args.load:
         print(f"store: {args.store}; machine: {os.cpu_count()} CPUs, shared and noisy", flush=True)

@@ -4,7 +4,7 @@ pydantic and appends it with orjson (fsynced, like `audit record`).
     python benchmarks/minimal_record.py login --actor-id user-1 --org-id org-1 --out FILE
 
 The benchmark runner times this against `audit record` with the same arguments; the
-target (docs/performance.md) is `audit record` <= 1.15x this app's wall time. The model
+target (docs/performance.md) is `audit record` <= 0.8x this app's wall time. The model
 mirrors the entry's 13 fields and their constraints (patterns, lengths), so the pydantic schema
 build is comparable.
 """
