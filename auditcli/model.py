@@ -207,9 +207,9 @@ _FIELD_SET = frozenset(SEED_FIELDS)
 
 def _plainly_valid(entry: Mapping[str, Any]) -> bool:
     """Whether `entry` is valid by rules simpler than the model's and never looser: exact
-    `str` values, ASCII where a pattern applies (Python's and pydantic's regex engines agree
-    on ASCII), a dict with text keys or null for metadata. False sends the entry to the model,
-    which decides and words every problem."""
+    `str` values of valid Unicode, ASCII where a pattern applies (Python's and pydantic's
+    regex engines agree on ASCII), a dict with text keys or null for metadata. False sends the
+    entry to the model, which decides and words every problem."""
     if entry.keys() != _FIELD_SET:
         return False
     for name, (pattern, low, high, nullable) in _COMPILED.items():
@@ -218,12 +218,25 @@ def _plainly_valid(entry: Mapping[str, Any]) -> bool:
             continue
         if type(value) is not str or len(value) < low or (high is not None and len(value) > high):
             return False
-        if pattern is not None and not (value.isascii() and pattern.fullmatch(value)):
+        if value.isascii():
+            if pattern is not None and not pattern.fullmatch(value):
+                return False
+        elif pattern is not None or not _is_unicode(value):
             return False
     metadata = entry.get("metadata", 0)
     return metadata is None or (
-        type(metadata) is dict and all(type(key) is str for key in metadata)
+        type(metadata) is dict
+        and all(type(key) is str and (key.isascii() or _is_unicode(key)) for key in metadata)
     )
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether `text` is valid Unicode (no lone surrogate), as pydantic requires of a str."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_with_model(entry: dict[str, Any], problems: list[str], derived_missing: bool) -> None:

@@ -182,6 +182,8 @@ VALID = {
 }
 ODD_TEXT = st.one_of(
     st.text(max_size=6),
+    st.text(st.characters(blacklist_categories=()), max_size=4),  # lone surrogates too
+    st.sampled_from(["a\ud800b", "\udfff", "ok\x00", "tab\t"]),
     st.sampled_from(["", "x" * 128, "x" * 129, "y" * 512, "y" * 513, "z" * 8193, "é", "٣"]),
     st.sampled_from(
         ["login\n", "USER\n", "a@b.c\n", "a b@c.d", "a@b", "2026-11-25T08:06:40.123Z\n"]
@@ -196,6 +198,7 @@ ODD_VALUE = st.one_of(
     st.integers(),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
     st.just({1: "not a text key"}),
+    st.just({"\ud800": "a key that is not Unicode"}),
 )
 
 
@@ -229,6 +232,10 @@ def test_record_imports_no_pydantic_and_still_refuses_what_the_model_refuses(
     assert done.returncode == 0, done.stderr
     imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
     assert not {name for name in imported if name.startswith("pydantic")}
+    from auditcli import AuditStore, InvalidEntryError
+
+    with pytest.raises(InvalidEntryError, match="Input should be a valid string"):
+        AuditStore(log_dir).record({"action": "login", "actorId": "a\ud800", "organizationId": "o"})
     bad = run("-m", "auditcli", "record", "login", "--actor-id", "u-1", "--org-id", "o" * 513)
     assert bad.returncode == 3
     assert bad.stderr == "Error: organizationId: String should have at most 512 characters\n"
