@@ -608,11 +608,15 @@ class QueryEngine:
         wanted = offset + limit
         total, kept = 0, []
         for day in self.days():
-            if offset > total and total + (count := self.day_count(day)) <= offset:
+            if offset > total:
                 # A day wholly before the page is only counted (from its line index or, in the
                 # server, a remembered count): a deep offset does not read every earlier day.
-                total += count
-                continue
+                reported = len(self.problems)
+                count = self.day_count(day)
+                if total + count <= offset:
+                    total += count
+                    continue
+                del self.problems[reported:]  # the day is read below, which reports them again
             low, high = max(offset - total, 0), wanted - total
             files = self._day_files(day) if total < wanted else []
             if len(files) == 1 and (

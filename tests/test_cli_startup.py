@@ -23,6 +23,7 @@ from auditcli.cli import app
 from auditcli.cli_params import plain_param
 from auditcli.entry_model import Entry
 from auditcli.model import _plainly_valid
+from auditcli.store import AuditStore
 
 
 def run(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -240,3 +241,38 @@ def test_record_imports_no_pydantic_and_still_refuses_what_the_model_refuses(
     assert bad.returncode == 3
     assert bad.stderr == "Error: organizationId: String should have at most 512 characters\n"
     assert run("-m", "auditcli", "query", "--count").stdout == "1\n"
+
+
+def test_a_page_at_an_offset_reports_each_damaged_line_once(log_dir: Path) -> None:
+    """Days before the page are only counted; the day the page starts in is counted, then read:
+    its damaged line is reported once, and the page is the same slice as from offset 0."""
+    from auditcli import Filters, QueryEngine
+
+    store = AuditStore(log_dir)
+    store.append(
+        [
+            {
+                "action": "login",
+                "actorId": f"user-{n}",
+                "organizationId": "o-1",
+                "createdAt": f"2026-11-0{1 + n % 3}T10:00:{n:02d}.000Z",
+            }
+            for n in range(30)
+        ]
+    )
+    middle = next(log_dir.glob("date=2026-11-02/*.jsonl"))
+    with open(middle, "ab") as handle:
+        handle.write(b'{"planted": true}\n')
+    everything = QueryEngine(store, Filters()).page(100, 0)[1]
+    for offset in (0, 5, 12, 15, 25):
+        engine = QueryEngine(store, Filters())
+        total, page = engine.page(4, offset)
+        assert (total, page) == (30, everything[offset : offset + 4])
+        assert len(engine.problems) == 1, engine.problems
+
+
+def test_the_cli_warns_once_for_a_page_at_an_offset(log_dir: Path) -> None:
+    test_a_page_at_an_offset_reports_each_damaged_line_once(log_dir)
+    done = run("-m", "auditcli", "query", "--offset", "12", "--limit", "3", "--format", "json")
+    assert done.returncode == 5
+    assert done.stderr.count("warning:") == 1
