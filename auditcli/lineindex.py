@@ -6,6 +6,11 @@ action, target, targetId, organizationId, teamId) a small code per line, with ea
 and count; and whether the lines are already in result order (createdAt, then id). It lives in
 `LOGDIR/_index/date=YYYY-MM-DD/<file name>.idx` (the underscore hides it from DuckDB and co.).
 
+A rotated file (gzip, see `gzmembers`) is indexed by its decompressed lines, and its index also
+lists where each gzip member starts in the file and in the decompressed stream, so the lines
+an answer needs are read by inflating only the members that hold them. Rotation writes that
+index as it compresses the day (no cold rebuild afterwards).
+
 It is derived data, never evidence: deleting `_index/` loses nothing, and whoever can write
 the log directory can forge it, so it is never trusted with an answer. It is used only while
 the file is as it was indexed: device, inode, size, mtime and ctime are recorded (any write,
@@ -31,11 +36,10 @@ import os
 import re
 import stat
 import sys
-import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate, islice, repeat
 from operator import itemgetter
 from pathlib import Path
@@ -43,7 +47,7 @@ from typing import Any
 
 import orjson
 
-from . import chain
+from . import chain, gzmembers
 from .lines import LineSplitter
 from .outfile import process_alive
 from .safeio import INDEX_HEADER_MAX, open_dir, open_dir_at, open_file
@@ -149,7 +153,9 @@ class LineIndex:
 
     `order` lists the line numbers in result order (createdAt, then id, as query.sort_key) and
     `rank` is its inverse; both are empty when the file is already in that order (`ordered`).
-    `ties`: two lines have the same (createdAt, id), so a stable sort keeps their file order."""
+    `ties`: two lines have the same (createdAt, id), so a stable sort keeps their file order.
+    `members` (gzip files only): where each gzip member starts in the file and in the
+    decompressed stream, each list ending with the file's size and the stream's."""
 
     __slots__ = (
         "columns",
@@ -157,6 +163,7 @@ class LineIndex:
         "ident",
         "last",
         "lines",
+        "members",
         "offsets",
         "order",
         "ordered",
@@ -185,6 +192,7 @@ class LineIndex:
         self.tail = b""
         #: The earliest and latest createdAt (stored bytes): bounds outside them are no-ops.
         self.first = self.last = b""
+        self.members: tuple[Sequence[int], Sequence[int]] | None = None
 
     # ------------------------------------------------------------------ selection
     def select(
@@ -297,7 +305,7 @@ class LineIndex:
         return low, max(low, high)
 
     def checked_lines(
-        self, selected: Sequence[int], source: FileBytes, accept: Any
+        self, selected: Sequence[int], source: FileBytes | GzipBytes, accept: Any
     ) -> list[bytes] | None:
         """The lines numbered `selected` (as `line_bytes`), or None as soon as one is not a
         whole line of the file (the byte before it is not a newline, or it holds more than
@@ -344,8 +352,15 @@ class LineIndex:
                 arrays["order"] = array("I", self.order).tobytes()
                 arrays["rank"] = array("I", self.rank).tobytes()
             at = 0
+            kinds = {"offsets": kind}
+            if self.members is not None:
+                packed, plain = self.members
+                arrays["packed"] = array("Q", packed).tobytes()
+                arrays["unpacked"] = array("Q", plain).tobytes()
+                kinds["packed"] = kinds["unpacked"] = "Q"
+                header["members"] = len(packed) - 1
             for name, data in arrays.items():
-                header[name] = [at, kind if name == "offsets" else "I"]
+                header[name] = [at, kinds.get(name, "I")]
                 body.append(data)
                 at += len(data)
             columns = {}
@@ -395,6 +410,91 @@ class FileBytes:
         return self.buffer
 
 
+class GzipBytes:
+    """The decompressed bytes of an open gzip log file, read by position like FileBytes: a few
+    lines inflate only the members holding them (the last few are kept), many the whole
+    stream into the caller's buffer. Every member is checked to end where the index says and
+    to hold what it says (else gzmembers.GzipError, a ValueError to the caller's checks)."""
+
+    __slots__ = ("buffer", "cache", "fd", "loaded", "packed", "plain", "seekable")
+
+    _KEEP = 4  # members kept inflated: a binary search and its neighbours hit them again
+
+    def __init__(self, fd: int, members: tuple[Sequence[int], Sequence[int]], buffer: bytearray):
+        self.fd, self.buffer, self.loaded = fd, buffer, False
+        self.packed, self.plain = members
+        self.cache: dict[int, bytes] = {}
+        plain = self.plain
+        #: Members small enough to inflate one by one (an old one-member archive is not).
+        self.seekable = (
+            max(map(int.__sub__, islice(plain, 1, None), plain), default=0)
+            <= gzmembers.SEEKABLE_MAX
+        )
+
+    @property
+    def size(self) -> int:
+        """Bytes of the decompressed stream."""
+        return self.plain[-1]
+
+    def __getitem__(self, span: slice) -> bytes:
+        start, stop = span.start, span.stop
+        if self.loaded or not self.seekable:
+            return bytes(self._whole()[start:stop])
+        if not 0 <= start <= stop <= self.size:
+            raise IndexError("outside the file")
+        plain = self.plain
+        first = bisect_right(plain, start) - 1
+        last = max(first, bisect_left(plain, stop) - 1)
+        parts = [self._member(n) for n in range(first, last + 1)]
+        joined = parts[0] if len(parts) == 1 else b"".join(parts)
+        base = plain[first]
+        return joined[start - base : stop - base]
+
+    def for_lines(self, many: bool) -> GzipBytes | bytearray:
+        """Something to slice lines from: the whole stream when `many` lines are wanted (and
+        it is not huge) or members cannot be inflated one by one, else this reader."""
+        if self.seekable and (not many or self.size > _WHOLE_FILE_MAX):
+            return self
+        return self._whole()
+
+    def _whole(self) -> bytearray:
+        if not self.loaded:
+            if self.size > _WHOLE_FILE_MAX:
+                raise NotSeekable
+            del self.buffer[:]
+            inflater = gzmembers.Inflater(self.fd, self.packed[-1])
+            for block in inflater.blocks():
+                self.buffer += block
+            found = [*inflater.members, (self.packed[-1], len(self.buffer))]
+            if inflater.trailing or found != list(zip(self.packed, self.plain, strict=True)):
+                raise gzmembers.GzipError("the members are not where the index says")
+            self.loaded = True
+        return self.buffer
+
+    def _member(self, n: int) -> bytes:
+        data = self.cache.get(n)
+        if data is None:
+            data = gzmembers.inflate_member(
+                self.fd, self.packed[n], self.packed[n + 1], self.plain[n + 1] - self.plain[n]
+            )
+            if len(self.cache) >= self._KEEP:
+                del self.cache[next(iter(self.cache))]
+            self.cache[n] = data
+        return data
+
+
+class NotSeekable(Exception):
+    """A gzip file too big to inflate whole whose members cannot be inflated one by one: its
+    lines are read by the ordinary scan (nothing is wrong with it)."""
+
+
+def file_bytes(index: LineIndex, fd: int, size: int, buffer: bytearray) -> FileBytes | GzipBytes:
+    """The reader of the lines of the file `fd` (`size` bytes) that `index` describes."""
+    if index.members is not None:
+        return GzipBytes(fd, index.members, buffer)
+    return FileBytes(fd, size, buffer)
+
+
 # ---------------------------------------------------------------------- reading an index
 def load(
     root: Path, partition: str, file_name: str, ident: Identity, tail: bytes, fields: Iterable[str]
@@ -408,14 +508,16 @@ def load(
     except OSError:
         return None
     try:
-        return _read(fd, ident, tail, fields)
+        return _read(fd, ident, tail, fields, file_name.endswith(".gz"))
     except (OSError, ValueError, KeyError, TypeError, OverflowError, IndexError, AttributeError):
         return None  # damaged or foreign: as if missing
     finally:
         os.close(fd)
 
 
-def _read(fd: int, ident: Identity, tail: bytes, fields: Iterable[str]) -> LineIndex | None:
+def _read(
+    fd: int, ident: Identity, tail: bytes, fields: Iterable[str], gzipped: bool
+) -> LineIndex | None:
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         return None
     start = os.pread(fd, 64 << 10, 0)
@@ -448,8 +550,24 @@ def _read(fd: int, ident: Identity, tail: bytes, fields: Iterable[str]) -> LineI
         return values
 
     offsets = read_array("offsets", lines + 1)
-    if offsets[0] != 0 or offsets[-1] != ident[2]:
+    members = None
+    if "members" in header:
+        count = header["members"]
+        packed, plain = read_array("packed", count + 1), read_array("unpacked", count + 1)
+        if (
+            packed[0] != 0
+            or packed[-1] != ident[2]
+            or plain[0] != 0
+            or plain[-1] != offsets[-1]
+            or not all(map(int.__lt__, packed, islice(packed, 1, None)))
+            or not all(map(int.__le__, plain, islice(plain, 1, None)))
+        ):
+            return None  # not the members of this file
+        members = (packed, plain)
+    elif offsets[-1] != ident[2]:
         return None  # not the whole of this file
+    if offsets[0] != 0 or (members is None) != (not gzipped):
+        return None
     order: Sequence[int] = ()
     rank: Sequence[int] = ()
     if not ordered:
@@ -465,6 +583,7 @@ def _read(fd: int, ident: Identity, tail: bytes, fields: Iterable[str]) -> LineI
     index = LineIndex(ident, True, lines, ordered, offsets, columns, order, rank, header["ties"])
     index.first, index.last = (stamp.encode("latin-1") for stamp in header["span"])
     index.tail = tail
+    index.members = members
     return index
 
 
@@ -476,18 +595,28 @@ def _pread_exact(fd: int, size: int, at: int) -> bytes:
 
 
 # ---------------------------------------------------------------------- building an index
-def build(fd: int, info: os.stat_result, *, compressed: bool = False) -> LineIndex | None:
+def build(
+    fd: int,
+    info: os.stat_result,
+    *,
+    compressed: bool = False,
+    observe: Callable[[bytes], object] | None = None,
+) -> LineIndex | None:
     """Index the open file `fd` (whose fstat is `info`), reading it once; a `compressed` file
-    (a rotated day, one gzip member) is indexed by its decompressed lines. Returns an unusable
+    (a rotated day: gzip members) is indexed by its decompressed lines, with where its members
+    start. `observe` is given every (decompressed) block read, in order. Returns an unusable
     marker when some line is not canonical, and None when the file does not end with a newline,
-    is not a clean gzip member or changed while it was read (the caller scans it the ordinary
-    way, which reports what is wrong)."""
+    is not clean gzip or changed while it was read (the caller scans it the ordinary way, which
+    reports what is wrong)."""
     builder = _Builder()
-    blocks = _gzip_blocks(fd, info.st_size) if compressed else _plain_blocks(fd, info.st_size)
+    inflater = gzmembers.Inflater(fd, info.st_size, _READ_BLOCK) if compressed else None
+    failed: list[bool] = []
+    blocks = (
+        _inflated(inflater, failed) if inflater is not None else _plain_blocks(fd, info.st_size)
+    )
     # A line over the limit reads as an empty line, which makes the file not indexable.
     splitter = LineSplitter(chain.MAX_LINE)
-    failed: list[bool] = []
-    for chunk in splitter.chunks(_until_failure(blocks, failed)):
+    for chunk in splitter.chunks(_until_failure(blocks, failed, observe)):
         if builder.usable:
             builder.add(chunk)
     if failed or splitter.rest:
@@ -496,15 +625,22 @@ def build(fd: int, info: os.stat_result, *, compressed: bool = False) -> LineInd
         return None
     index = builder.finish(identity(info))
     index.tail = tail_of(fd, info.st_size)
+    if inflater is not None and index.usable:
+        starts = [*inflater.members, (info.st_size, inflater.out)]
+        index.members = (array("Q", [at for at, _ in starts]), array("Q", [at for _, at in starts]))
     return index
 
 
-def _until_failure(blocks: Iterable[bytes | None], failed: list[bool]) -> Iterator[bytes]:
+def _until_failure(
+    blocks: Iterable[bytes | None], failed: list[bool], observe: Callable[[bytes], object] | None
+) -> Iterator[bytes]:
     """The blocks up to the first None (a read that went wrong), which appends to `failed`."""
     for block in blocks:
         if block is None:
             failed.append(True)
             return
+        if observe is not None:
+            observe(block)
         yield block
 
 
@@ -519,28 +655,14 @@ def _plain_blocks(fd: int, size: int) -> Iterator[bytes | None]:
         yield block
 
 
-def _gzip_blocks(fd: int, size: int) -> Iterator[bytes | None]:
-    inflater = zlib.decompressobj(wbits=31)
-    done = 0
+def _inflated(inflater: gzmembers.Inflater, failed: list[bool]) -> Iterator[bytes | None]:
     try:
-        while done < size and not inflater.eof:
-            raw = os.pread(fd, min(_READ_BLOCK, size - done), done)
-            if not raw:
-                yield None
-                return
-            done += len(raw)
-            pending = raw
-            while pending and not inflater.eof:
-                yield inflater.decompress(pending, _READ_BLOCK)
-                pending = inflater.unconsumed_tail
-            if inflater.eof and (pending or inflater.unused_data):
-                yield None  # bytes after the member: the scan reports them
-                return
-    except zlib.error:
+        yield from inflater.blocks()
+    except gzmembers.GzipError:
         yield None
         return
-    if not inflater.eof or done < size:
-        yield None  # truncated, or more than one member
+    if inflater.trailing:
+        yield None  # bytes after the last member: the scan reports them
 
 
 class _Builder:
