@@ -43,8 +43,8 @@ class Packer:
     `(compressed offset, uncompressed offset)`. Deterministic: the same input gives the same
     bytes (zlib writes a gzip header with mtime 0)."""
 
-    def __init__(self, member_bytes: int = MEMBER_BYTES) -> None:
-        self.member_bytes = member_bytes
+    def __init__(self, member_bytes: int | None = None) -> None:
+        self.member_bytes = member_bytes or MEMBER_BYTES
         self.members: list[tuple[int, int]] = []
         self.packed = self.plain = 0
         self._pending = bytearray()
