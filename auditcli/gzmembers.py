@@ -7,7 +7,8 @@ Because each member starts a fresh deflate stream, a reader that knows where mem
 day's line index records it) inflates only the members holding the lines it wants.
 
 Everything here reads through a file descriptor with `pread` (never a path), in bounded blocks:
-memory stays bounded whatever an archive holds.
+memory stays bounded whatever an archive holds. Inflating uses ISA-L (`isal`, the same format
+and API as zlib, 2-3x faster) when it is installed, else zlib.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 #: Uncompressed bytes per member before it is cut at the next line end: small enough that a
 #: selective read inflates little (a member inflates in well under a millisecond), large enough
@@ -26,6 +28,26 @@ SEEKABLE_MAX = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 _LEVEL = 6
 _READ = 64 << 10  # compressed bytes read at a time
+
+
+_engine: Any = None  # the inflating module, imported on first use (start-up time)
+
+
+def _decompressobj() -> Any:
+    """A decompressor of one gzip member (wbits 31: header, deflate, CRC and size checked)."""
+    global _engine
+    if _engine is None:
+        try:
+            from isal import isal_zlib
+
+            _engine = isal_zlib
+        except ImportError:
+            _engine = zlib
+    return _engine.decompressobj(wbits=31)
+
+
+def _errors() -> tuple[type[Exception], ...]:
+    return (zlib.error, _engine.error) if _engine is not None else (zlib.error,)
 
 
 class GzipError(ValueError):
@@ -123,7 +145,7 @@ class Inflater:
                         self.trailing = len(pending) + self.size - position
                         return
                     self.members.append((position - len(pending), self.out))
-                    inflater = zlib.decompressobj(wbits=31)
+                    inflater = _decompressobj()
                 if pending:
                     out = inflater.decompress(pending, self.chunk)
                     pending = inflater.unconsumed_tail
@@ -140,7 +162,7 @@ class Inflater:
                     yield out
                 if inflater.eof:
                     pending, inflater = inflater.unused_data + pending, None
-        except zlib.error as exc:
+        except _errors() as exc:
             raise GzipError(f"not a valid gzip file: {exc}") from None
 
     def _read(self, position: int) -> bytes:
@@ -157,10 +179,10 @@ def inflate_member(fd: int, start: int, end: int, plain_size: int) -> bytes:
     raw = os.pread(fd, end - start, start)
     if len(raw) != end - start or not raw.startswith(GZIP_MAGIC):
         raise GzipError("not a gzip member where the index says")
-    inflater = zlib.decompressobj(wbits=31)
+    inflater = _decompressobj()
     try:
         out = inflater.decompress(raw, plain_size + 1)
-    except zlib.error as exc:
+    except _errors() as exc:
         raise GzipError(f"not a valid gzip member: {exc}") from None
     if not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
         raise GzipError("the member does not end where the index says")
