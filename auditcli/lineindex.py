@@ -36,9 +36,10 @@ import os
 import re
 import stat
 import sys
+import threading
 from array import array
 from bisect import bisect_left, bisect_right
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate, islice, repeat
 from operator import itemgetter
@@ -410,20 +411,57 @@ class FileBytes:
         return self.buffer
 
 
+class _MemberCache:
+    """Inflated members kept across queries of one process (the HTTP server pages through the
+    same recent days again and again), least recently used first out, within a byte budget.
+    A member is keyed by its file's identity and its place and size, exactly as it was
+    checked: a file changed in any way, or an index saying anything else, never hits."""
+
+    BUDGET = 16 << 20
+
+    def __init__(self) -> None:
+        self.members: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self.held = 0
+        self.lock = threading.Lock()  # the server reads from several threads
+
+    def get(self, key: tuple[Any, ...]) -> bytes | None:
+        with self.lock:
+            data = self.members.get(key)
+            if data is not None:
+                self.members.move_to_end(key)
+            return data
+
+    def put(self, key: tuple[Any, ...], data: bytes) -> None:
+        with self.lock:
+            if key in self.members:
+                return
+            self.members[key] = data
+            self.held += len(data)
+            while self.held > self.BUDGET:
+                self.held -= len(self.members.popitem(last=False)[1])
+
+
+_members_inflated = _MemberCache()
+
+
 class GzipBytes:
     """The decompressed bytes of an open gzip log file, read by position like FileBytes: a few
-    lines inflate only the members holding them (the last few are kept), many the whole
-    stream into the caller's buffer. Every member is checked to end where the index says and
-    to hold what it says (else gzmembers.GzipError, a ValueError to the caller's checks)."""
+    lines inflate only the members holding them (kept in a small cache of the process), many
+    the whole stream into the caller's buffer. Every member is checked to end where the index
+    says and to hold what it says (else gzmembers.GzipError, a ValueError to the caller's
+    checks)."""
 
-    __slots__ = ("buffer", "cache", "fd", "loaded", "packed", "plain", "seekable")
+    __slots__ = ("buffer", "fd", "ident", "loaded", "packed", "plain", "seekable")
 
-    _KEEP = 4  # members kept inflated: a binary search and its neighbours hit them again
-
-    def __init__(self, fd: int, members: tuple[Sequence[int], Sequence[int]], buffer: bytearray):
-        self.fd, self.buffer, self.loaded = fd, buffer, False
+    def __init__(
+        self,
+        fd: int,
+        members: tuple[Sequence[int], Sequence[int]],
+        buffer: bytearray,
+        ident: Identity,
+    ) -> None:
+        self.fd, self.buffer, self.loaded, self.ident = fd, buffer, False, ident
         self.packed, self.plain = members
-        self.cache: dict[int, bytes] = {}
         plain = self.plain
         #: Members small enough to inflate one by one (an old one-member archive is not).
         self.seekable = (
@@ -472,14 +510,12 @@ class GzipBytes:
         return self.buffer
 
     def _member(self, n: int) -> bytes:
-        data = self.cache.get(n)
+        start, end, size = self.packed[n], self.packed[n + 1], self.plain[n + 1] - self.plain[n]
+        key = (self.ident, start, end, size)
+        data = _members_inflated.get(key)
         if data is None:
-            data = gzmembers.inflate_member(
-                self.fd, self.packed[n], self.packed[n + 1], self.plain[n + 1] - self.plain[n]
-            )
-            if len(self.cache) >= self._KEEP:
-                del self.cache[next(iter(self.cache))]
-            self.cache[n] = data
+            data = gzmembers.inflate_member(self.fd, start, end, size)
+            _members_inflated.put(key, data)
         return data
 
 
@@ -491,7 +527,7 @@ class NotSeekable(Exception):
 def file_bytes(index: LineIndex, fd: int, size: int, buffer: bytearray) -> FileBytes | GzipBytes:
     """The reader of the lines of the file `fd` (`size` bytes) that `index` describes."""
     if index.members is not None:
-        return GzipBytes(fd, index.members, buffer)
+        return GzipBytes(fd, index.members, buffer, index.ident)
     return FileBytes(fd, size, buffer)
 
 
