@@ -173,18 +173,27 @@ class Inflater:
         return block
 
 
-def inflate_member(fd: int, start: int, end: int, plain_size: int) -> bytes:
-    """The `plain_size` bytes that the one gzip member at bytes [start, end) of `fd` holds;
-    GzipError unless the member ends exactly at `end` and holds exactly that many bytes (so a
-    member table that does not describe the file never yields bytes from the wrong place)."""
+def inflate_member(
+    fd: int, start: int, end: int, plain_size: int, upto: int | None = None
+) -> bytes:
+    """What the one gzip member at bytes [start, end) of `fd` holds, `plain_size` bytes:
+    GzipError unless the member ends exactly at `end` and holds exactly that many (CRC-32
+    checked). With `upto`, only its first `upto` bytes, inflated no further (GzipError unless
+    it holds that many): a line near a member's start costs a fraction of the member; the whole
+    archive is checked by `audit verify`, which reads every member to its end."""
     raw = os.pread(fd, end - start, start)
     if len(raw) != end - start or not raw.startswith(GZIP_MAGIC):
         raise GzipError("not a gzip member where the index says")
     inflater = _decompressobj()
+    whole = upto is None or upto >= plain_size
     try:
-        out = inflater.decompress(raw, plain_size + 1)
+        out = inflater.decompress(raw, plain_size + 1 if whole else upto)
     except _errors() as exc:
         raise GzipError(f"not a valid gzip member: {exc}") from None
+    if not whole:
+        if len(out) != upto:
+            raise GzipError("the member does not hold what the index says")
+        return out
     if not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
         raise GzipError("the member does not end where the index says")
     if len(out) != plain_size:

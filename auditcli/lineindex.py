@@ -61,6 +61,7 @@ _HEADER_AT = len(_MAGIC) + 4
 _READ_BLOCK = 4 << 20
 _DENSE = 16  # a selection of more than 1/16 of the lines reads the whole file
 _WHOLE_FILE_MAX = 32 << 20  # larger files are read a line at a time, never held whole
+_PARTIAL_SLACK = 4 << 10  # a gzip member first read stops this far past the line wanted
 _BATCH = 2048  # lines parsed per batch while building (bounds memory on huge files)
 _SUFFIX = chain.SUFFIX_LEN
 _HEAD = chain.SUFFIX_HEAD
@@ -433,10 +434,12 @@ class _MemberCache:
 
     def put(self, key: tuple[Any, ...], data: bytes) -> None:
         with self.lock:
-            if key in self.members:
-                return
+            held = self.members.get(key, b"")
+            if len(held) >= len(data):
+                return  # another thread inflated as much or more meanwhile
+            self.held += len(data) - len(held)
             self.members[key] = data
-            self.held += len(data)
+            self.members.move_to_end(key)
             while self.held > self.BUDGET:
                 self.held -= len(self.members.popitem(last=False)[1])
 
@@ -483,7 +486,8 @@ class GzipBytes:
         plain = self.plain
         first = bisect_right(plain, start) - 1
         last = max(first, bisect_left(plain, stop) - 1)
-        parts = [self._member(n) for n in range(first, last + 1)]
+        parts = [self._member(n, plain[n + 1] - plain[n]) for n in range(first, last)]
+        parts.append(self._member(last, stop - plain[last]))
         joined = parts[0] if len(parts) == 1 else b"".join(parts)
         base = plain[first]
         return joined[start - base : stop - base]
@@ -509,12 +513,16 @@ class GzipBytes:
             self.loaded = True
         return self.buffer
 
-    def _member(self, n: int) -> bytes:
+    def _member(self, n: int, need: int) -> bytes:
+        """Member `n`, inflated at least up to its first `need` bytes: a first read stops a
+        little past them (a line early in a member costs a fraction of it), a read further on
+        inflates the whole member (so a member read line by line costs at most ~1.25 times)."""
         start, end, size = self.packed[n], self.packed[n + 1], self.plain[n + 1] - self.plain[n]
         key = (self.ident, start, end, size)
         data = _members_inflated.get(key)
-        if data is None:
-            data = gzmembers.inflate_member(self.fd, start, end, size)
+        if data is None or len(data) < need:
+            upto = None if data is not None else need + _PARTIAL_SLACK
+            data = gzmembers.inflate_member(self.fd, start, end, size, upto)
             _members_inflated.put(key, data)
         return data
 
