@@ -314,6 +314,8 @@ class LineIndex:
         one) or `accept(line)` is false: the index does not describe the file."""
         offsets = self.offsets
         data = source.for_lines(len(selected) * _DENSE > self.lines)
+        if isinstance(data, GzipBytes):
+            data.expect(map(offsets.__getitem__, map((1).__add__, selected)))
         found = []
         for n in selected:
             start, end = offsets[n], offsets[n + 1]
@@ -454,7 +456,7 @@ class GzipBytes:
     says and to hold what it says (else gzmembers.GzipError, a ValueError to the caller's
     checks)."""
 
-    __slots__ = ("buffer", "fd", "ident", "loaded", "packed", "plain", "seekable")
+    __slots__ = ("buffer", "fd", "ident", "loaded", "packed", "plain", "seekable", "wanted")
 
     def __init__(
         self,
@@ -465,6 +467,7 @@ class GzipBytes:
     ) -> None:
         self.fd, self.buffer, self.loaded, self.ident = fd, buffer, False, ident
         self.packed, self.plain = members
+        self.wanted: dict[int, int] = {}  # member -> how far the coming reads go into it
         plain = self.plain
         #: Members small enough to inflate one by one (an old one-member archive is not).
         self.seekable = (
@@ -492,6 +495,15 @@ class GzipBytes:
         base = plain[first]
         return joined[start - base : stop - base]
 
+    def expect(self, ends: Iterable[int]) -> None:
+        """Note where the lines about to be read end, so that each member is inflated once,
+        as far as the furthest of them."""
+        plain, wanted = self.plain, self.wanted
+        for end in ends:
+            n = bisect_left(plain, end) - 1
+            if end - plain[n] > wanted.get(n, 0):
+                wanted[n] = end - plain[n]
+
     def for_lines(self, many: bool) -> GzipBytes | bytearray:
         """Something to slice lines from: the whole stream when `many` lines are wanted (and
         it is not huge) or members cannot be inflated one by one, else this reader."""
@@ -518,6 +530,7 @@ class GzipBytes:
         little past them (a line early in a member costs a fraction of it), a read further on
         inflates the whole member (so a member read line by line costs at most ~1.25 times)."""
         start, end, size = self.packed[n], self.packed[n + 1], self.plain[n + 1] - self.plain[n]
+        need = max(need, self.wanted.get(n, 0))
         key = (self.ident, start, end, size)
         data = _members_inflated.get(key)
         if data is None or len(data) < need:
