@@ -18,8 +18,9 @@ file and line number and never returned.
 A settled file (a file of a past day) is read once in full and gets a line index (see
 `lineindex`; `rotate` writes the index of the archives it makes): later queries take the
 matching lines' positions from it and read only those lines, in result order, with no scan,
-parse or sort (from an archive, by inflating only the gzip members that hold them). The index agrees with the scan by
-construction and is used only while the file is byte-for-byte as indexed.
+parse or sort (from an archive, by inflating only the gzip members that hold them). The index
+agrees with the scan by construction and is used only while the file is byte-for-byte as
+indexed.
 """
 
 from __future__ import annotations
