@@ -451,9 +451,10 @@ _members_inflated = _MemberCache()
 
 class GzipBytes:
     """The decompressed bytes of an open gzip log file, read by position like FileBytes: a few
-    lines inflate only the members holding them (kept in a small cache of the process), many
-    the whole stream into the caller's buffer. Every member is checked to end where the index
-    says and to hold what it says (else gzmembers.GzipError, a ValueError to the caller's
+    lines inflate only the members holding them, as far as needed (kept in a small cache of the
+    process), many the whole stream into the caller's buffer. A member inflated to its end is
+    checked to end where the index says and to hold what it says, and the whole stream to be
+    the members the index lists (else gzmembers.GzipError, a ValueError to the caller's
     checks)."""
 
     __slots__ = ("buffer", "fd", "ident", "loaded", "packed", "plain", "seekable", "wanted")
@@ -668,9 +669,7 @@ def build(
     builder = _Builder()
     inflater = gzmembers.Inflater(fd, info.st_size, _READ_BLOCK) if compressed else None
     failed: list[bool] = []
-    blocks = (
-        _inflated(inflater, failed) if inflater is not None else _plain_blocks(fd, info.st_size)
-    )
+    blocks = _inflated(inflater) if inflater is not None else _plain_blocks(fd, info.st_size)
     # A line over the limit reads as an empty line, which makes the file not indexable.
     splitter = LineSplitter(chain.MAX_LINE)
     for chunk in splitter.chunks(_until_failure(blocks, failed, observe)):
@@ -712,7 +711,7 @@ def _plain_blocks(fd: int, size: int) -> Iterator[bytes | None]:
         yield block
 
 
-def _inflated(inflater: gzmembers.Inflater, failed: list[bool]) -> Iterator[bytes | None]:
+def _inflated(inflater: gzmembers.Inflater) -> Iterator[bytes | None]:
     try:
         yield from inflater.blocks()
     except gzmembers.GzipError:
