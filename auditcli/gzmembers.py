@@ -181,6 +181,8 @@ def inflate_member(
     checked). With `upto`, only its first `upto` bytes, inflated no further (GzipError unless
     it holds that many): a line near a member's start costs a fraction of the member; the whole
     archive is checked by `audit verify`, which reads every member to its end."""
+    if end <= start or plain_size < 0:
+        raise GzipError("not a gzip member where the index says")
     raw = os.pread(fd, end - start, start)
     if len(raw) != end - start or not raw.startswith(GZIP_MAGIC):
         raise GzipError("not a gzip member where the index says")
