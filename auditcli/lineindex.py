@@ -6,6 +6,11 @@ action, target, targetId, organizationId, teamId) a small code per line, with ea
 and count; and whether the lines are already in result order (createdAt, then id). It lives in
 `LOGDIR/_index/date=YYYY-MM-DD/<file name>.idx` (the underscore hides it from DuckDB and co.).
 
+A rotated file (gzip, see `gzmembers`) is indexed by its decompressed lines, and its index also
+lists where each gzip member starts in the file and in the decompressed stream, so the lines
+an answer needs are read by inflating only the members that hold them. Rotation writes that
+index as it compresses the day (no cold rebuild afterwards).
+
 It is derived data, never evidence: deleting `_index/` loses nothing, and whoever can write
 the log directory can forge it, so it is never trusted with an answer. It is used only while
 the file is as it was indexed: device, inode, size, mtime and ctime are recorded (any write,
@@ -31,11 +36,11 @@ import os
 import re
 import stat
 import sys
-import zlib
+import threading
 from array import array
 from bisect import bisect_left, bisect_right
-from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate, islice, repeat
 from operator import itemgetter
 from pathlib import Path
@@ -43,7 +48,7 @@ from typing import Any
 
 import orjson
 
-from . import chain
+from . import chain, gzmembers
 from .lines import LineSplitter
 from .outfile import process_alive
 from .safeio import INDEX_HEADER_MAX, open_dir, open_dir_at, open_file
@@ -56,6 +61,7 @@ _HEADER_AT = len(_MAGIC) + 4
 _READ_BLOCK = 4 << 20
 _DENSE = 16  # a selection of more than 1/16 of the lines reads the whole file
 _WHOLE_FILE_MAX = 32 << 20  # larger files are read a line at a time, never held whole
+_PARTIAL_SLACK = 4 << 10  # a gzip member first read stops this far past the line wanted
 _BATCH = 2048  # lines parsed per batch while building (bounds memory on huge files)
 _SUFFIX = chain.SUFFIX_LEN
 _HEAD = chain.SUFFIX_HEAD
@@ -149,7 +155,9 @@ class LineIndex:
 
     `order` lists the line numbers in result order (createdAt, then id, as query.sort_key) and
     `rank` is its inverse; both are empty when the file is already in that order (`ordered`).
-    `ties`: two lines have the same (createdAt, id), so a stable sort keeps their file order."""
+    `ties`: two lines have the same (createdAt, id), so a stable sort keeps their file order.
+    `members` (gzip files only): where each gzip member starts in the file and in the
+    decompressed stream, each list ending with the file's size and the stream's."""
 
     __slots__ = (
         "columns",
@@ -157,6 +165,7 @@ class LineIndex:
         "ident",
         "last",
         "lines",
+        "members",
         "offsets",
         "order",
         "ordered",
@@ -185,6 +194,7 @@ class LineIndex:
         self.tail = b""
         #: The earliest and latest createdAt (stored bytes): bounds outside them are no-ops.
         self.first = self.last = b""
+        self.members: tuple[Sequence[int], Sequence[int]] | None = None
 
     # ------------------------------------------------------------------ selection
     def select(
@@ -297,13 +307,15 @@ class LineIndex:
         return low, max(low, high)
 
     def checked_lines(
-        self, selected: Sequence[int], source: FileBytes, accept: Any
+        self, selected: Sequence[int], source: FileBytes | GzipBytes, accept: Any
     ) -> list[bytes] | None:
         """The lines numbered `selected` (as `line_bytes`), or None as soon as one is not a
         whole line of the file (the byte before it is not a newline, or it holds more than
         one) or `accept(line)` is false: the index does not describe the file."""
         offsets = self.offsets
         data = source.for_lines(len(selected) * _DENSE > self.lines)
+        if isinstance(data, GzipBytes):
+            data.expect(map(offsets.__getitem__, map((1).__add__, selected)))
         found = []
         for n in selected:
             start, end = offsets[n], offsets[n + 1]
@@ -344,8 +356,15 @@ class LineIndex:
                 arrays["order"] = array("I", self.order).tobytes()
                 arrays["rank"] = array("I", self.rank).tobytes()
             at = 0
+            kinds = {"offsets": kind}
+            if self.members is not None:
+                packed, plain = self.members
+                arrays["packed"] = array("Q", packed).tobytes()
+                arrays["unpacked"] = array("Q", plain).tobytes()
+                kinds["packed"] = kinds["unpacked"] = "Q"
+                header["members"] = len(packed) - 1
             for name, data in arrays.items():
-                header[name] = [at, kind if name == "offsets" else "I"]
+                header[name] = [at, kinds.get(name, "I")]
                 body.append(data)
                 at += len(data)
             columns = {}
@@ -395,6 +414,155 @@ class FileBytes:
         return self.buffer
 
 
+class _MemberCache:
+    """Inflated members kept across queries of one process (the HTTP server pages through the
+    same recent days again and again), least recently used first out, within a byte budget.
+    A member is keyed by its file's identity and its place and size, exactly as it was
+    checked: a file changed in any way, or an index saying anything else, never hits."""
+
+    BUDGET = 16 << 20
+
+    def __init__(self) -> None:
+        self.members: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self.held = 0
+        self.lock = threading.Lock()  # the server reads from several threads
+
+    def get(self, key: tuple[Any, ...]) -> bytes | None:
+        with self.lock:
+            data = self.members.get(key)
+            if data is not None:
+                self.members.move_to_end(key)
+            return data
+
+    def put(self, key: tuple[Any, ...], data: bytes) -> None:
+        with self.lock:
+            held = self.members.get(key, b"")
+            if len(held) >= len(data):
+                return  # another thread inflated as much or more meanwhile
+            self.held += len(data) - len(held)
+            self.members[key] = data
+            self.members.move_to_end(key)
+            while self.held > self.BUDGET:
+                self.held -= len(self.members.popitem(last=False)[1])
+
+
+_members_inflated = _MemberCache()
+
+
+class GzipBytes:
+    """The decompressed bytes of an open gzip log file, read by position like FileBytes: a few
+    lines inflate only the members holding them, as far as needed (kept in a small cache of the
+    process), many the whole stream into the caller's buffer. A member inflated to its end is
+    checked to end where the index says and to hold what it says, and the whole stream to be
+    the members the index lists (else gzmembers.GzipError, a ValueError to the caller's
+    checks)."""
+
+    __slots__ = ("_seekable", "buffer", "fd", "ident", "loaded", "packed", "plain", "wanted")
+
+    def __init__(
+        self,
+        fd: int,
+        members: tuple[Sequence[int], Sequence[int]],
+        buffer: bytearray,
+        ident: Identity,
+    ) -> None:
+        self.fd, self.buffer, self.loaded, self.ident = fd, buffer, False, ident
+        self.packed, self.plain = members
+        self.wanted: dict[int, int] = {}  # member -> how far the coming reads go into it
+        self._seekable: bool | None = None
+
+    @property
+    def seekable(self) -> bool:
+        """Whether the members are small enough to inflate one by one (an old one-member
+        archive is not), and in order."""
+        if self._seekable is None:
+            plain = self.plain
+            sizes = list(map(int.__sub__, islice(plain, 1, None), plain))
+            starts = self.packed
+            self._seekable = (
+                max(sizes, default=0) <= gzmembers.SEEKABLE_MAX
+                and min(sizes, default=0) >= 0
+                and all(map(int.__lt__, starts, islice(starts, 1, None)))
+            )
+        return self._seekable
+
+    @property
+    def size(self) -> int:
+        """Bytes of the decompressed stream."""
+        return self.plain[-1]
+
+    def __getitem__(self, span: slice) -> bytes:
+        start, stop = span.start, span.stop
+        if self.loaded or not self.seekable:
+            return bytes(self._whole()[start:stop])
+        if not 0 <= start <= stop <= self.size:
+            raise IndexError("outside the file")
+        plain = self.plain
+        first = bisect_right(plain, start) - 1
+        last = max(first, bisect_left(plain, stop) - 1)
+        parts = [self._member(n, plain[n + 1] - plain[n]) for n in range(first, last)]
+        parts.append(self._member(last, stop - plain[last]))
+        joined = parts[0] if len(parts) == 1 else b"".join(parts)
+        base = plain[first]
+        return joined[start - base : stop - base]
+
+    def expect(self, ends: Iterable[int]) -> None:
+        """Note where the lines about to be read end, so that each member is inflated once,
+        as far as the furthest of them."""
+        plain, wanted = self.plain, self.wanted
+        for end in ends:
+            n = bisect_left(plain, end) - 1
+            if end - plain[n] > wanted.get(n, 0):
+                wanted[n] = end - plain[n]
+
+    def for_lines(self, many: bool) -> GzipBytes | bytearray:
+        """Something to slice lines from: the whole stream when `many` lines are wanted (and
+        it is not huge) or members cannot be inflated one by one, else this reader."""
+        if self.seekable and (not many or self.size > _WHOLE_FILE_MAX):
+            return self
+        return self._whole()
+
+    def _whole(self) -> bytearray:
+        if not self.loaded:
+            if self.size > _WHOLE_FILE_MAX:
+                raise NotSeekable
+            del self.buffer[:]
+            inflater = gzmembers.Inflater(self.fd, self.packed[-1])
+            for block in inflater.blocks():
+                self.buffer += block
+            found = [*inflater.members, (self.packed[-1], len(self.buffer))]
+            if inflater.trailing or found != list(zip(self.packed, self.plain, strict=True)):
+                raise gzmembers.GzipError("the members are not where the index says")
+            self.loaded = True
+        return self.buffer
+
+    def _member(self, n: int, need: int) -> bytes:
+        """Member `n`, inflated at least up to its first `need` bytes: a first read stops a
+        little past them (a line early in a member costs a fraction of it), a read further on
+        inflates the whole member (so a member read line by line costs at most ~1.25 times)."""
+        start, end, size = self.packed[n], self.packed[n + 1], self.plain[n + 1] - self.plain[n]
+        need = max(need, self.wanted.get(n, 0))
+        key = (self.ident, start, end, size)
+        data = _members_inflated.get(key)
+        if data is None or len(data) < need:
+            upto = None if data is not None else need + _PARTIAL_SLACK
+            data = gzmembers.inflate_member(self.fd, start, end, size, upto)
+            _members_inflated.put(key, data)
+        return data
+
+
+class NotSeekable(Exception):
+    """A gzip file too big to inflate whole whose members cannot be inflated one by one: its
+    lines are read by the ordinary scan (nothing is wrong with it)."""
+
+
+def file_bytes(index: LineIndex, fd: int, size: int, buffer: bytearray) -> FileBytes | GzipBytes:
+    """The reader of the lines of the file `fd` (`size` bytes) that `index` describes."""
+    if index.members is not None:
+        return GzipBytes(fd, index.members, buffer, index.ident)
+    return FileBytes(fd, size, buffer)
+
+
 # ---------------------------------------------------------------------- reading an index
 def load(
     root: Path, partition: str, file_name: str, ident: Identity, tail: bytes, fields: Iterable[str]
@@ -408,14 +576,16 @@ def load(
     except OSError:
         return None
     try:
-        return _read(fd, ident, tail, fields)
+        return _read(fd, ident, tail, fields, file_name.endswith(".gz"))
     except (OSError, ValueError, KeyError, TypeError, OverflowError, IndexError, AttributeError):
         return None  # damaged or foreign: as if missing
     finally:
         os.close(fd)
 
 
-def _read(fd: int, ident: Identity, tail: bytes, fields: Iterable[str]) -> LineIndex | None:
+def _read(
+    fd: int, ident: Identity, tail: bytes, fields: Iterable[str], gzipped: bool
+) -> LineIndex | None:
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         return None
     start = os.pread(fd, 64 << 10, 0)
@@ -448,8 +618,19 @@ def _read(fd: int, ident: Identity, tail: bytes, fields: Iterable[str]) -> LineI
         return values
 
     offsets = read_array("offsets", lines + 1)
-    if offsets[0] != 0 or offsets[-1] != ident[2]:
+    members = None
+    if "members" in header:
+        count = header["members"]
+        packed, plain = read_array("packed", count + 1), read_array("unpacked", count + 1)
+        # Each member is checked where it is read (gzmembers.inflate_member): not here, where
+        # most queries only count.
+        if packed[0] != 0 or packed[-1] != ident[2] or plain[0] != 0 or plain[-1] != offsets[-1]:
+            return None  # not the members of this file
+        members = (packed, plain)
+    elif offsets[-1] != ident[2]:
         return None  # not the whole of this file
+    if offsets[0] != 0 or (members is None) != (not gzipped):
+        return None
     order: Sequence[int] = ()
     rank: Sequence[int] = ()
     if not ordered:
@@ -465,6 +646,7 @@ def _read(fd: int, ident: Identity, tail: bytes, fields: Iterable[str]) -> LineI
     index = LineIndex(ident, True, lines, ordered, offsets, columns, order, rank, header["ties"])
     index.first, index.last = (stamp.encode("latin-1") for stamp in header["span"])
     index.tail = tail
+    index.members = members
     return index
 
 
@@ -476,18 +658,26 @@ def _pread_exact(fd: int, size: int, at: int) -> bytes:
 
 
 # ---------------------------------------------------------------------- building an index
-def build(fd: int, info: os.stat_result, *, compressed: bool = False) -> LineIndex | None:
+def build(
+    fd: int,
+    info: os.stat_result,
+    *,
+    compressed: bool = False,
+    observe: Callable[[bytes], object] | None = None,
+) -> LineIndex | None:
     """Index the open file `fd` (whose fstat is `info`), reading it once; a `compressed` file
-    (a rotated day, one gzip member) is indexed by its decompressed lines. Returns an unusable
+    (a rotated day: gzip members) is indexed by its decompressed lines, with where its members
+    start. `observe` is given every (decompressed) block read, in order. Returns an unusable
     marker when some line is not canonical, and None when the file does not end with a newline,
-    is not a clean gzip member or changed while it was read (the caller scans it the ordinary
-    way, which reports what is wrong)."""
+    is not clean gzip or changed while it was read (the caller scans it the ordinary way, which
+    reports what is wrong)."""
     builder = _Builder()
-    blocks = _gzip_blocks(fd, info.st_size) if compressed else _plain_blocks(fd, info.st_size)
+    inflater = gzmembers.Inflater(fd, info.st_size, _READ_BLOCK) if compressed else None
+    failed: list[bool] = []
+    blocks = _inflated(inflater) if inflater is not None else _plain_blocks(fd, info.st_size)
     # A line over the limit reads as an empty line, which makes the file not indexable.
     splitter = LineSplitter(chain.MAX_LINE)
-    failed: list[bool] = []
-    for chunk in splitter.chunks(_until_failure(blocks, failed)):
+    for chunk in splitter.chunks(_until_failure(blocks, failed, observe)):
         if builder.usable:
             builder.add(chunk)
     if failed or splitter.rest:
@@ -496,15 +686,22 @@ def build(fd: int, info: os.stat_result, *, compressed: bool = False) -> LineInd
         return None
     index = builder.finish(identity(info))
     index.tail = tail_of(fd, info.st_size)
+    if inflater is not None and index.usable:
+        starts = [*inflater.members, (info.st_size, inflater.out)]
+        index.members = (array("Q", [at for at, _ in starts]), array("Q", [at for _, at in starts]))
     return index
 
 
-def _until_failure(blocks: Iterable[bytes | None], failed: list[bool]) -> Iterator[bytes]:
+def _until_failure(
+    blocks: Iterable[bytes | None], failed: list[bool], observe: Callable[[bytes], object] | None
+) -> Iterator[bytes]:
     """The blocks up to the first None (a read that went wrong), which appends to `failed`."""
     for block in blocks:
         if block is None:
             failed.append(True)
             return
+        if observe is not None:
+            observe(block)
         yield block
 
 
@@ -519,28 +716,14 @@ def _plain_blocks(fd: int, size: int) -> Iterator[bytes | None]:
         yield block
 
 
-def _gzip_blocks(fd: int, size: int) -> Iterator[bytes | None]:
-    inflater = zlib.decompressobj(wbits=31)
-    done = 0
+def _inflated(inflater: gzmembers.Inflater) -> Iterator[bytes | None]:
     try:
-        while done < size and not inflater.eof:
-            raw = os.pread(fd, min(_READ_BLOCK, size - done), done)
-            if not raw:
-                yield None
-                return
-            done += len(raw)
-            pending = raw
-            while pending and not inflater.eof:
-                yield inflater.decompress(pending, _READ_BLOCK)
-                pending = inflater.unconsumed_tail
-            if inflater.eof and (pending or inflater.unused_data):
-                yield None  # bytes after the member: the scan reports them
-                return
-    except zlib.error:
+        yield from inflater.blocks()
+    except gzmembers.GzipError:
         yield None
         return
-    if not inflater.eof or done < size:
-        yield None  # truncated, or more than one member
+    if inflater.trailing:
+        yield None  # bytes after the last member: the scan reports them
 
 
 class _Builder:

@@ -3,8 +3,11 @@ receipt), counts grouped by a key, and following the store as it grows.
 
 Rotation never rewrites or truncates a file a writer may hold. For each plain file of a closed
 day it takes the same exclusive `flock` the writers take, gzips the bytes to a hidden temp file in
-the same directory (one gzip member), fsyncs it, decompresses it again and compares, renames it
-to `<name>.jsonl.gz`, fsyncs the directory, and only then unlinks the plain file. A writer that
+the same directory (independent gzip members of whole lines, see `gzmembers`: one gzip file to
+every other reader, seekable to ours), fsyncs it, decompresses it again and compares (indexing
+its lines on the way), renames it to `<name>.jsonl.gz`, fsyncs the directory, and only then
+unlinks the plain file; the line index of the archive is then saved (derived data: a rotation
+killed before that leaves it to the first query). A writer that
 was waiting for the lock finds the file gone or its `.gz` twin present and moves on to its next
 segment (`<writer>+2.jsonl`), so a late entry for a day being compressed is never lost; the next
 run compresses that segment too. Killed at any step, the next run completes the work: a leftover
@@ -27,7 +30,6 @@ import re
 import shutil
 import stat
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +39,7 @@ from typing import Any
 
 import orjson
 
-from . import chain, lineindex
+from . import chain, gzmembers, lineindex
 from .errors import IntegrityError, NotRecordedError, UsageError, inert
 from .query import Filters, Problem, QueryEngine, _scan_needle, split_lines
 from .safeio import lock_within
@@ -215,13 +217,16 @@ def _compress_day(store: AuditStore, day: str, dry_run: bool, note: Callable[[St
             try:
                 if _exists_at(dfd, name + ".gz"):
                     done = _finish(dfd, name, where, dry_run, note)
+                    index = None
                 else:
-                    done = _compress(dfd, name, where, dry_run, note)
+                    done, index = _compress(dfd, name, where, dry_run, note)
             except IntegrityError as exc:
                 note(Step("problem", where, str(exc)))
                 continue
             if done:  # the plain file's line index (derived data) describes a file now gone
                 _remove_under(store.root, (lineindex.INDEX_DIR, partition), name + ".idx")
+            if index is not None:
+                lineindex.save(store.root, partition, name + ".gz", index)
     finally:
         os.close(dfd)
 
@@ -277,24 +282,28 @@ def _unremovable(fd: int) -> bool:
     return bool(int.from_bytes(buffer[:4], "little") & (_FS_APPEND_FL | _FS_IMMUTABLE_FL))
 
 
-def _compress(dfd: int, name: str, where: str, dry_run: bool, note: Callable[[Step], None]) -> bool:
-    """Compress one plain file of partition `dfd`; True when the plain file is gone."""
+def _compress(
+    dfd: int, name: str, where: str, dry_run: bool, note: Callable[[Step], None]
+) -> tuple[bool, lineindex.LineIndex | None]:
+    """Compress one plain file of partition `dfd`: whether the plain file is gone, and the line
+    index of the archive made while checking it (None when the file is not indexable)."""
     if dry_run:
         try:
             size = os.stat(name, dir_fd=dfd, follow_symlinks=False).st_size
         except FileNotFoundError:
             size = 0
         note(Step("compress", where, f"{size} bytes (dry run)", size, 0))
-        return False
+        return False, None
     fd = _open_locked(dfd, name)
     if fd is None:
-        return False
+        return False, None
     temp = f".{name[: -len(PLAIN)]}{_TEMP_SUFFIX}"
     gz = name + ".gz"
     renamed = False
+    check = -1
     try:
         if _exists_at(dfd, gz):  # compressed by someone else while we waited for the lock
-            return False
+            return False, None
         if _unremovable(fd):
             raise IntegrityError(
                 "not compressed: the file is append-only or immutable (chattr), so it could "
@@ -302,25 +311,39 @@ def _compress(dfd: int, name: str, where: str, dry_run: bool, note: Callable[[St
             )
         _unlink_at(dfd, temp)
         digest, size = hashlib.sha256(), 0
-        packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: one gzip member, mtime 0
+        packer = gzmembers.Packer()
         out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_SURPRISES, 0o600, dir_fd=dfd)
         try:
             while block := os.read(fd, _BLOCK):
                 digest.update(block)
                 size += len(block)
-                _write_all(out, packer.compress(block))
-            _write_all(out, packer.flush())
+                _write_all(out, packer.feed(block))
+            _write_all(out, packer.finish())
             os.fsync(out)
             packed = os.fstat(out).st_size
         finally:
             os.close(out)
-        if _gzip_digest(dfd, temp) != (digest.digest(), size):
+        # The check reads the archive back as every reader will, and indexes it on the way.
+        check = os.open(temp, os.O_RDONLY | _NO_SURPRISES, dir_fd=dfd)
+        unpacked, sizes = hashlib.sha256(), []
+
+        def observe(block: bytes) -> None:
+            unpacked.update(block)
+            sizes.append(len(block))
+
+        index = lineindex.build(check, os.fstat(check), compressed=True, observe=observe)
+        # An index (usable or not) means the whole archive was read and is clean gzip; without
+        # one (a torn last line, or bad gzip) the archive is checked on its own.
+        got = (unpacked.digest(), sum(sizes)) if index is not None else _gzip_digest(dfd, temp)
+        if got != (digest.digest(), size):
             raise OSError(0, "the compressed file does not decompress to the same bytes")
         os.rename(temp, gz, src_dir_fd=dfd, dst_dir_fd=dfd)
         renamed = True
         os.fsync(dfd)
         os.unlink(name, dir_fd=dfd)
         os.fsync(dfd)
+        if index is not None:  # the rename changed the archive's ctime: index what is there now
+            index.ident = lineindex.identity(os.fstat(check))
     except OSError as exc:
         if renamed and _exists_at(dfd, name):
             # The original stays, so its twin goes: a plain file that cannot be removed (or a
@@ -335,9 +358,11 @@ def _compress(dfd: int, name: str, where: str, dry_run: bool, note: Callable[[St
         ) from None
     finally:
         os.close(fd)  # releases the lock: a waiting writer now finds the file gone
+        if check >= 0:
+            os.close(check)
     ratio = f"{size} -> {packed} bytes" + (f" ({packed * 100 // size}%)" if size else "")
     note(Step("compress", where, ratio, size, packed))
-    return True
+    return True, index
 
 
 def _finish(dfd: int, name: str, where: str, dry_run: bool, note: Callable[[Step], None]) -> bool:
@@ -390,28 +415,20 @@ def _file_digest(dfd: int, name: str, fd: int | None) -> tuple[bytes, int]:
 
 def _gzip_digest(dfd: int, name: str) -> tuple[bytes, int]:
     """SHA-256 and length of what `name` (in directory `dfd`) decompresses to; IntegrityError
-    unless it is exactly one complete gzip member."""
-    inflater = zlib.decompressobj(wbits=31)
+    unless it is complete gzip (one or more members) with nothing after it."""
     digest, size = hashlib.sha256(), 0
+    fd = os.open(name, os.O_RDONLY | _NO_SURPRISES, dir_fd=dfd)
     try:
-        with os.fdopen(os.open(name, os.O_RDONLY | _NO_SURPRISES, dir_fd=dfd), "rb") as handle:
-            while raw := handle.read(_BLOCK):
-                if inflater.eof:
-                    raise IntegrityError(f"{name}: data after the gzip member")
-                pending = raw
-                while pending:
-                    block = inflater.decompress(pending, _BLOCK)
-                    digest.update(block)
-                    size += len(block)
-                    pending = inflater.unconsumed_tail
-                    if inflater.eof:
-                        if inflater.unused_data or pending:
-                            raise IntegrityError(f"{name}: data after the gzip member")
-                        break
-    except zlib.error as exc:
-        raise IntegrityError(f"{name}: not a valid gzip file: {exc}") from None
-    if not inflater.eof:
-        raise IntegrityError(f"{name}: gzip stream is truncated")
+        inflater = gzmembers.Inflater(fd, os.fstat(fd).st_size, _BLOCK)
+        for block in inflater.blocks():
+            digest.update(block)
+            size += len(block)
+    except gzmembers.GzipError as exc:
+        raise IntegrityError(f"{name}: {exc}") from None
+    finally:
+        os.close(fd)
+    if inflater.trailing:
+        raise IntegrityError(f"{name}: data after the gzip members")
     return digest.digest(), size
 
 
@@ -1087,24 +1104,25 @@ def _gzip_window(path: Path, start: int, back: int) -> tuple[bytes, bytes, bool]
     bounded whatever the archive holds (empty when it cannot be read)."""
     before, data = bytearray(), bytearray()
     low, position, more = start - back, 0, False
-    inflater = zlib.decompressobj(wbits=31)
     try:
-        with os.fdopen(_open_in_partition(path, os.O_RDONLY), "rb") as handle:
-            while not more and not inflater.eof and (raw := handle.read(_BLOCK)):
-                while raw and not inflater.eof:
-                    out = inflater.decompress(raw, _BLOCK)
-                    raw = inflater.unconsumed_tail
-                    end = position + len(out)
-                    if end > low and position < start:
-                        before += out[max(0, low - position) : start - position]
-                    if end > start:
-                        room = _FOLLOW_LIMIT - len(data)
-                        taken = out[max(0, start - position) :]
-                        data += taken[:room]
-                        if len(taken) > room:
-                            more = True
-                            break
-                    position = end
-    except (OSError, zlib.error):
+        fd = _open_in_partition(path, os.O_RDONLY)
+    except OSError:
         return b"", b"", False
+    try:
+        for out in gzmembers.Inflater(fd, os.fstat(fd).st_size, _BLOCK).blocks():
+            end = position + len(out)
+            if end > low and position < start:
+                before += out[max(0, low - position) : start - position]
+            if end > start:
+                room = _FOLLOW_LIMIT - len(data)
+                taken = out[max(0, start - position) :]
+                data += taken[:room]
+                if len(taken) > room:
+                    more = True
+                    break
+            position = end
+    except (OSError, gzmembers.GzipError):
+        return b"", b"", False
+    finally:
+        os.close(fd)
     return bytes(before), bytes(data), more

@@ -15,10 +15,12 @@ candidate line exactly by position (a prefilter only drops lines that cannot mat
 Lines that do not have the stored shape (foreign, corrupted, torn) are reported as problems with
 file and line number and never returned.
 
-A settled file (a plain file of a past day) is read once in full and gets a line index (see
-`lineindex`): later queries take the matching lines' positions from it and read only those
-lines, in result order, with no scan, parse or sort. The index agrees with the scan by
-construction and is used only while the file is byte-for-byte as indexed.
+A settled file (a file of a past day) is read once in full and gets a line index (see
+`lineindex`; `rotate` writes the index of the archives it makes): later queries take the
+matching lines' positions from it and read only those lines, in result order, with no scan,
+parse or sort (from an archive, by inflating only the gzip members that hold them). The index
+agrees with the scan by construction and is used only while the file is byte-for-byte as
+indexed.
 """
 
 from __future__ import annotations
@@ -373,11 +375,12 @@ class QueryEngine:
         * "window": `(count, the lines ranked window[0] to window[1] in query order)`;
         * "keys": `(0, [Counter of the values of the fields `keys`])`.
 
-        None when the file is to be scanned (compressed, small, of today, not indexable,
-        changed under us) or, for blocks and windows, when equal sort keys make a plain
-        reversal inexact."""
-        if not self.use_index or (file.compressed and want not in ("count", "keys")):
-            return None  # the lines of a compressed file are read by decompressing it all
+        None when the file is to be scanned (small, of today, not indexable, changed under us,
+        an old gzip file too big to inflate whole) or, for blocks and windows, when equal sort
+        keys make a plain reversal inexact. A compressed file's lines are read by inflating
+        only the gzip members that hold them (see `lineindex.GzipBytes`)."""
+        if not self.use_index:
+            return None
         try:
             fd = _open_in_partition(file.path, os.O_RDONLY)
         except OSError:
@@ -410,6 +413,8 @@ class QueryEngine:
                 return None
             try:
                 return self._answer(index, fd, info.st_size, file, by_field, want, keys, window)
+            except lineindex.NotSeekable:
+                return None
             except (_IndexDisagrees, IndexError, ValueError, TypeError, KeyError, OverflowError):
                 # Derived data that does not describe its file (forged, or damaged past what
                 # loading notices) never answers: the file is scanned and this is reported.
@@ -439,9 +444,7 @@ class QueryEngine:
         descending = self.order == "desc"
         if want in ("blocks", "window") and index.ties and descending:
             return None  # equal keys keep file order in a stable descending sort
-        if file.compressed and (since is not None or until is not None):
-            return None  # bounds inside the file's span need its lines: decompress and scan
-        data = lineindex.FileBytes(fd, size, self._buffer)
+        data = lineindex.file_bytes(index, fd, size, self._buffer)
         if want in ("count", "keys"):
             # Counts come from the index alone: check that each value it counts is what a
             # line it gives that value holds (a swap of values, as a forger would do, shows).
@@ -474,7 +477,7 @@ class QueryEngine:
         self,
         index: lineindex.LineIndex,
         selected: Any,
-        data: lineindex.FileBytes,
+        data: lineindex.FileBytes | lineindex.GzipBytes,
         descending: bool,
         after: bytes | None = None,
     ) -> list[bytes]:
@@ -495,7 +498,7 @@ class QueryEngine:
     def _spot_check(
         self,
         index: lineindex.LineIndex,
-        data: lineindex.FileBytes,
+        data: lineindex.FileBytes | lineindex.GzipBytes,
         by_field: dict[str, tuple[str, ...]],
         keys: tuple[str, ...],
     ) -> None:
@@ -536,7 +539,7 @@ class QueryEngine:
         otherwise); closes `fd`."""
         cut = -chain.SUFFIX_LEN
         try:
-            data = lineindex.FileBytes(fd, size, self._buffer)
+            data = lineindex.file_bytes(index, fd, size, self._buffer)
             previous = None
             for first in range(0, len(selected), _BLOCK_LINES):
                 part = selected[first : first + _BLOCK_LINES]

@@ -18,7 +18,6 @@ import hashlib
 import os
 import re
 import stat
-import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from . import chain
+from . import chain, gzmembers
 from .catalog import Catalog
 from .errors import (
     DuplicateIdError,
@@ -157,13 +156,13 @@ class LineSource:
     waits out any writer mid-write (writers hold an exclusive lock while they write), and what is
     still unterminated was left by a crash: a *torn* line, excluded and reported
     (`torn_line`, 1-based), never rewritten. For a gzip file, `trailing_garbage` counts bytes
-    after its single member. A line longer than `chain.MAX_LINE` is never held in memory: it
-    reads as an empty line (not an entry) and is listed in `overlong` with its byte offset.
+    after its last member that do not start another. A line longer than `chain.MAX_LINE` is
+    never held in memory: it reads as an empty line (not an entry) and is listed in `overlong`
+    with its byte offset.
     All are known once `chunks()` is exhausted; `damage()` words them.
     """
 
     CHUNK = 8 << 20
-    _GZIP_READ = 1 << 20
 
     def __init__(self, file: LogFile, start: int = 0) -> None:
         self.file = file
@@ -222,7 +221,7 @@ class LineSource:
             )
         if self.trailing_garbage:
             found.append(
-                (None, "trailing data", f"{self.trailing_garbage} bytes after the gzip member")
+                (None, "trailing data", f"{self.trailing_garbage} bytes after the last gzip member")
             )
         return found
 
@@ -273,32 +272,21 @@ class LineSource:
             os.close(fd)
 
     def _gzip_blocks(self) -> Iterator[bytes]:
-        """The decompressed stream, the archive read a block at a time (never whole)."""
+        """The decompressed stream (every gzip member in turn), the archive read a block at a
+        time (never whole)."""
         try:
             fd = _open_in_partition(self.file.path, os.O_RDONLY)
         except OSError as exc:
             raise IntegrityError(f"{self.file.name}: cannot open: {_why(exc)}") from None
-        inflater = zlib.decompressobj(wbits=31)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
                 raise IntegrityError(f"{self.file.name}: not a regular file")
-            after = 0  # compressed bytes read after the member ended
-            while raw := os.read(fd, self._GZIP_READ):
-                if inflater.eof:
-                    after += len(raw)
-                    continue
-                pending = raw
-                while pending and not inflater.eof:
-                    yield inflater.decompress(pending, self.CHUNK)
-                    pending = inflater.unconsumed_tail
-            # Output zlib still holds once the input is all in (a highly compressed end).
-            while not inflater.eof and (rest := inflater.decompress(b"", self.CHUNK)):
-                yield rest
-            if not inflater.eof:
-                raise IntegrityError(f"{self.file.name}: gzip stream is truncated")
-            self.trailing_garbage = len(inflater.unused_data) + after
-        except zlib.error as exc:
-            raise IntegrityError(f"{self.file.name}: not a valid gzip file: {exc}") from None
+            inflater = gzmembers.Inflater(fd, info.st_size, self.CHUNK)
+            yield from inflater.blocks()
+            self.trailing_garbage = inflater.trailing
+        except gzmembers.GzipError as exc:
+            raise IntegrityError(f"{self.file.name}: {exc}") from None
         except OSError as exc:
             raise IntegrityError(f"{self.file.name}: cannot read: {_why(exc)}") from None
         finally:

@@ -213,9 +213,32 @@ def bench_server(
                 results.append(result)
                 print(result.row(), flush=True)
     finally:
+        print(f"server peak RSS: {_peak_rss_mb(process.pid):.0f} MB", flush=True)
         process.terminate()
         process.wait(timeout=30)
     return results, answers
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The peak resident set of a process and its children (uvicorn's workers), in MB."""
+    total = 0
+    for task in [pid, *_children(pid)]:
+        try:
+            status = Path(f"/proc/{task}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(child) for child in found]
 
 
 def _throughput(

@@ -3,6 +3,7 @@
     python benchmarks/run.py                      # 1M entries over 30 days, ~10 minutes
     python benchmarks/run.py --runs 3 --quick     # fewer runs, no import benchmark
     python benchmarks/run.py --scaling            # one-day and full-scan time vs history size
+    python benchmarks/run.py --gz                 # rotated (gzip) days against the plain store
 
 Data lives under --data (default /tmp/benchdata, never in the repository): the generator's flat
 JSONL file, the store it is imported into (`DATA/logs`, reused when it already holds the
@@ -445,6 +446,49 @@ def bench_queries(logs: Path, runs: int, report: Report, results: dict[str, Any]
     )
 
 
+def bench_gz(logs: Path, runs: int, report: Report, results: dict[str, Any]) -> None:
+    """Line-returning queries on a fully rotated copy of the store (`LOGS-gz`, made once by
+    `cp -a` and `audit rotate`) against the plain store and `rg -z` over the archives."""
+    packed = logs.with_name(logs.name + "-gz")
+    if not packed.exists():
+        print(f"# copying {logs} -> {packed} and rotating it", flush=True)
+        subprocess.run(["cp", "-a", str(logs), str(packed)], check=True)
+        sample = run_once([AUDIT, "-d", str(packed), "rotate"], env=ENV)
+        print(f"#   rotate: {sample.seconds:.1f} s, {sample.rss_kb / 1024:.0f} MB", flush=True)
+    archives = sorted(str(p) for p in packed.glob("date=*/*.jsonl.gz"))
+    page = ["query", "--limit", "50", "--format", "jsonl"]
+    rows: list[tuple[str, str, list[str], list[str] | None]] = [
+        (q.key, q.title, ["query", "--all", "--format", "jsonl", *q.audit], q.rg) for q in queries()
+    ]
+    rows.append(("P50", "newest page of 50", page, None))
+    rows.append(("P50r", "page of 50, role_updated", [*page, "--action", "role_updated"], None))
+    results["gz"] = {}
+    for key, title, args, rg in rows:
+        tools: dict[str, Callable[[], Sample]] = {
+            "audit-plain": lambda a=args: run_once([AUDIT, "-d", str(logs), *a], env=ENV),
+            "audit-gz": lambda a=args: run_once([AUDIT, "-d", str(packed), *a], env=ENV),
+        }
+        if rg is not None:
+            tools["rg-z"] = lambda rg=rg: run_once(["rg", "-z", "-I", "-N", *rg, *archives])
+        got = compare(tools, runs)
+        counts = {name: r.lines for name, r in got.items()}
+        if len(set(counts.values())) != 1:
+            raise SystemExit(f"gz {key}: the tools disagree on the matches: {counts}")
+        plain, gz = got["audit-plain"], got["audit-gz"]
+        results["gz"][key] = {
+            name: {"median_s": r.median, "rss_mb": r.rss_mb, "lines": r.lines}
+            for name, r in got.items()
+        }
+        versus = f", rg -z {seconds(got['rg-z'].median)}" if "rg-z" in got else ""
+        report.add(
+            f"gz {key} {title}",
+            f"{gz.median / plain.median:.2f}x plain ({seconds(gz.median)} vs "
+            f"{seconds(plain.median)}, {gz.rss_mb:.0f} MB){versus}",
+            "<= 1.2x plain",
+            gz.median <= 1.2 * plain.median,
+        )
+
+
 def bench_record(data: Path, runs: int, report: Report, results: dict[str, Any]) -> None:
     rec = data / "record"
     shutil.rmtree(rec, ignore_errors=True)
@@ -628,6 +672,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="timed runs per tool (jq: half)")
     parser.add_argument("--quick", action="store_true", help="skip the import benchmark")
     parser.add_argument("--scaling", action="store_true", help="only the scaling series")
+    parser.add_argument("--gz", action="store_true", help="only rotated (gzip) days vs plain")
     args = parser.parse_args(argv)
     for tool in ("jq", "rg", "sha256sum"):
         if shutil.which(tool) is None:
@@ -640,11 +685,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.scaling:
         results["scaling"] = bench_scaling(args.data, args.runs)
     else:
-        flat, logs = ensure_data(args.data, 1_000_000, 30)
+        logs = args.data / "logs"
+        if not args.gz or not logs.exists():  # the gz rows need the store, not the flat file
+            flat, logs = ensure_data(args.data, 1_000_000, 30)
         report = Report()
-        bench_queries(logs, args.runs, report, results)
-        bench_record(args.data, args.runs, report, results)
-        if not args.quick:
+        if args.gz:
+            bench_gz(logs, args.runs, report, results)
+        else:
+            bench_queries(logs, args.runs, report, results)
+            bench_record(args.data, args.runs, report, results)
+        if not args.quick and not args.gz:
             bench_import(flat, args.data, 1_000_000, max(2, args.runs // 2), report, results)
         results["report"] = report.rows
         print("\n| row | measured | target | met |\n|---|---|---|---|")
@@ -654,7 +704,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         met = sum(1 for row in report.rows if row["met"])
         judged = sum(1 for row in report.rows if row["met"] is not None)
         print(f"# {met} of {judged} targets met", flush=True)
-    out = args.data / ("scaling.json" if args.scaling else "results.json")
+    out = args.data / ("scaling.json" if args.scaling else "gz.json" if args.gz else "results.json")
     out.write_text(json.dumps(results, indent=2))
     print(f"# results: {out}")
     return 0

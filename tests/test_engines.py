@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,13 @@ def every_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Store]:
     stores.interrupt_rotation(rotated / "date=2026-11-01" / "w1.jsonl.gz")
     stores.interrupt_rotation(rotated / "date=2026-11-04" / "w1.jsonl.gz")
     assert (rotated / "date=9999-12-31" / "w1.jsonl").exists()  # a future day stays plain
+    # rotate writes the big day as many gzip members: every engine below must read them all
+    packed, members = (rotated / f"date={stores.BIG_DAY}" / "w1.jsonl.gz").read_bytes(), 0
+    while packed:
+        inflater = zlib.decompressobj(wbits=31)
+        inflater.decompress(packed)
+        packed, members = inflater.unused_data, members + 1
+    assert members > 5
     return {
         name: Store(name, root, entries)
         for name, root in (("clean", clean), ("torn", torn), ("rotated", rotated))

@@ -12,20 +12,23 @@ import gzip
 import json
 import os
 import tempfile
+import zlib
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from auditcli import chain, lineindex, query
+from auditcli import chain, gzmembers, lineindex, query
 from auditcli.catalog import Catalog
 from auditcli.errors import InvalidEntryError
 from auditcli.importer import _canonical_entry
-from auditcli.maintenance import stats
+from auditcli.integrity.indexes import check_indexes
+from auditcli.maintenance import rotate, stats
 from auditcli.model import SEED_FIELDS, build_entry, dumps_entry, loads_strict
 from auditcli.query import Filters, QueryEngine, seed_json
 from auditcli.store import AuditStore
@@ -101,7 +104,11 @@ def stores(draw: Any) -> list[dict[str, Any]]:
                     # most files stay clean: only those get (and use) a line index
                     "foreign": draw(st.sampled_from([None] * 6 + [b"not json\n", b'{"id":"x"}\n'])),
                     "torn": draw(st.integers(0, 7)) == 0,
-                    "gzip": day != TODAY and draw(st.integers(0, 5)) == 0,
+                    # rotated: one gzip member (an old store) or seekable members of whole
+                    # lines, as small as one line each
+                    "gzip": day != TODAY
+                    and draw(st.integers(0, 5)) == 0
+                    and draw(st.sampled_from(["one member", 1, 600, 4000])),
                 }
             )
     return plan
@@ -152,9 +159,17 @@ def _build(root: Path, plan: list[dict[str, Any]]) -> AuditStore:
                 handle.write(b'{"id":"torn')
         elif part["gzip"] and path.exists():
             gz = path.with_name(path.name + ".gz")
-            gz.write_bytes(gzip.compress(path.read_bytes()))
+            gz.write_bytes(_packed(path.read_bytes(), part["gzip"]))
             path.unlink()
     return AuditStore(root, clock=lambda: NOW)
+
+
+def _packed(data: bytes, members: str | int) -> bytes:
+    """`data` gzipped as one member, or as rotation does with members of `members` bytes."""
+    if members == "one member":
+        return gzip.compress(data)
+    packer = gzmembers.Packer(int(members))
+    return packer.feed(data) + packer.finish()
 
 
 def _reference(root: Path, wanted: Filters, order: str) -> list[bytes]:
@@ -403,6 +418,109 @@ class TestLineIndex:
         engine = _engine(store, Filters(), "asc", True)
         assert engine.count() == 40
         assert [problem.kind for problem in engine.problems] == ["trailing data"]
+
+    def _rotated(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AuditStore:
+        """A day of 300 entries rotated into members of ~2 KiB (about 5 lines each)."""
+        store = self._store(tmp_path, 300)
+        monkeypatch.setattr(gzmembers, "MEMBER_BYTES", 2000)
+        assert rotate(store).count("compress") == 1
+        return store
+
+    def _same_as_a_scan(self, store: AuditStore, wanted: Filters) -> QueryEngine:
+        """Check every answer of the index path against the scan; the index engine."""
+        indexed = _engine(store, wanted, "desc", True)
+        scanned = _engine(store, wanted, "desc", False)
+        assert list(indexed.stream()) == list(scanned.stream())
+        for limit, offset in ((1, 0), (7, 3), (50, 280)):
+            assert _engine(store, wanted, "desc", True).page(limit, offset) == scanned.page(
+                limit, offset
+            )
+        blocks = b"".join(
+            block for _, block in _engine(store, wanted, "asc", True).content_blocks()
+        )
+        plain = b"".join(
+            block for _, block in _engine(store, wanted, "asc", False).content_blocks()
+        )
+        assert blocks == plain
+        assert indexed.count() == scanned.count()
+        return indexed
+
+    @pytest.mark.parametrize("inflate", ["isal", "zlib"])
+    def test_rotate_writes_the_index_of_a_seekable_archive(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inflate: str
+    ) -> None:
+        if inflate == "zlib":  # what a machine without ISA-L uses
+            monkeypatch.setattr(gzmembers, "_engine", zlib)
+        store = self._rotated(tmp_path, monkeypatch)
+        gz = tmp_path / "date=2026-03-01" / "w1.jsonl.gz"
+        index_file = tmp_path / "_index" / "date=2026-03-01" / "w1.jsonl.gz.idx"
+        written = index_file.stat()
+        info = gz.stat()
+        with gz.open("rb") as handle:
+            tail = lineindex.tail_of(handle.fileno(), info.st_size)
+        index = lineindex.load(
+            tmp_path, "date=2026-03-01", gz.name, lineindex.identity(info), tail, ["action"]
+        )
+        assert index is not None and index.members is not None
+        packed, plain = index.members
+        assert len(packed) > 20 and packed[-1] == info.st_size
+        data = gzip.decompress(gz.read_bytes())
+        assert plain[-1] == len(data)
+        assert all(data[end - 1 : end] == b"\n" for end in plain[1:])  # whole lines each
+        for wanted in (
+            Filters(actions=("login",)),
+            Filters(actor_ids=("user-2",), since="2026-03-01T00:00:10.000Z"),
+            Filters(until="2026-03-01T00:00:30.000Z"),
+            Filters(),
+        ):
+            engine = self._same_as_a_scan(store, wanted)
+            assert engine._indexed and not engine.problems
+        again = index_file.stat()  # used as rotate wrote it: no rebuild
+        assert (again.st_ino, again.st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
+        assert not check_indexes(store)
+        used = {"isal": "isal.isal_zlib", "zlib": "zlib"}[inflate]
+        assert gzmembers._engine.__name__ == used
+
+    @pytest.mark.parametrize("forgery", ["member moved", "member resized", "members dropped"])
+    def test_a_forged_member_table_never_answers(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forgery: str
+    ) -> None:
+        store = self._rotated(tmp_path, monkeypatch)
+        gz = tmp_path / "date=2026-03-01" / "w1.jsonl.gz"
+        info = gz.stat()
+        with gz.open("rb") as handle:
+            tail = lineindex.tail_of(handle.fileno(), info.st_size)
+        index = lineindex.load(
+            tmp_path, "date=2026-03-01", gz.name, lineindex.identity(info), tail, lineindex.FIELDS
+        )
+        assert index is not None and index.members is not None
+        packed, plain = (list(values) for values in index.members)
+        if forgery == "member moved":
+            packed[5] += 3
+        elif forgery == "member resized":
+            plain[5] += 1
+        else:  # one member claimed to hold what several do: inflating it says otherwise
+            packed, plain = packed[:1] + packed[-1:], plain[:1] + plain[-1:]
+        index.members = (packed, plain)
+        lineindex.save(tmp_path, "date=2026-03-01", gz.name, index)
+        engine = self._same_as_a_scan(store, Filters(actions=("team_created",)))
+        assert {problem.kind for problem in engine.problems} == {"line index ignored"}
+        assert [problem.kind for problem in check_indexes(store)] == ["forged index"]
+
+    def test_an_old_one_member_archive_is_answered_alike(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        store = self._store(tmp_path, 300)
+        plain = tmp_path / "date=2026-03-01" / "w1.jsonl"
+        plain.with_name("w1.jsonl.gz").write_bytes(gzip.compress(plain.read_bytes()))
+        plain.unlink()
+        engine = self._same_as_a_scan(store, Filters(actions=("login",)))
+        assert engine._indexed and not engine.problems
+        # Too big to inflate whole and no members to seek: scanned, with nothing reported.
+        monkeypatch.setattr(lineindex, "_WHOLE_FILE_MAX", 1000)
+        monkeypatch.setattr(gzmembers, "SEEKABLE_MAX", 1000)
+        engine = self._same_as_a_scan(store, Filters(actions=("login",)))
+        assert not engine._indexed and not engine.problems
 
     def test_index_key_order_is_the_models(self) -> None:
         assert lineindex.KEY_ORDER == SEED_FIELDS

@@ -400,9 +400,24 @@ class TestFileTampering:
         plain.unlink()
         seal(store)
         with gz.open("ab") as handle:
-            handle.write(gzip.compress(b"smuggled\n"))
+            handle.write(b"smuggled\n")
         report = verify(store)
         assert (f"date={DAY}/host1.jsonl.gz", None) in _where(report, "trailing data")
+        assert "altered archive" in _kinds(report)
+
+    def test_a_gzip_member_appended_to_an_archive_is_read_and_named(
+        self, store: AuditStore
+    ) -> None:
+        # Concatenated members are one gzip file (zcat reads them all): so does verify.
+        plain = _path(store)
+        gz = _path(store, ext=".jsonl.gz")
+        gz.write_bytes(gzip.compress(plain.read_bytes()))
+        plain.unlink()
+        seal(store)
+        with gz.open("ab") as handle:
+            handle.write(gzip.compress(b"smuggled\n"))
+        report = verify(store)
+        assert _where(report, "malformed line") == [(f"date={DAY}/host1.jsonl.gz", 11)]
         assert "altered archive" in _kinds(report)
 
     def test_a_recompressed_archive_is_named(self, store: AuditStore) -> None:

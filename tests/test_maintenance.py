@@ -29,7 +29,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from auditcli import maintenance
+from auditcli import gzmembers, maintenance
 from auditcli.cli import app
 from auditcli.errors import UsageError
 from auditcli.maintenance import Follower, rotate, stats
@@ -135,6 +135,38 @@ class TestRotate:
             inflater = zlib.decompressobj(wbits=31)
             assert inflater.decompress(raw) == before[f"w1.jsonl@date={_day(offset)}"]
             assert inflater.eof and inflater.unused_data == b""  # exactly one member
+        assert _ids(store) == ids
+
+    def test_a_rotated_day_is_members_of_whole_lines_that_outside_readers_read_alike(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(gzmembers, "MEMBER_BYTES", 4000)
+        store = _store(tmp_path)
+        store.append(_entries(_day(1), 400))
+        plain = tmp_path / f"date={_day(1)}" / "w1.jsonl"
+        before = plain.read_bytes()
+        copy = tmp_path / "copy" / plain.parent.name / plain.name  # same Hive column
+        copy.parent.mkdir(parents=True)
+        copy.write_bytes(before)
+        ids = _ids(store)
+        rotate(store)
+        gz = plain.with_name("w1.jsonl.gz")
+        members, rest = [], gz.read_bytes()
+        while rest:  # independent members, one after the other
+            inflater = zlib.decompressobj(wbits=31)
+            members.append(inflater.decompress(rest))
+            assert inflater.eof
+            rest = inflater.unused_data
+        assert len(members) > 10 and b"".join(members) == before
+        assert all(member.endswith(b"\n") and len(member) < 4000 + 1000 for member in members)
+        assert (tmp_path / "_index" / f"date={_day(1)}" / "w1.jsonl.gz.idx").exists()
+        subprocess.run(["gzip", "-t", str(gz)], check=True)
+        assert subprocess.run(["zcat", str(gz)], capture_output=True, check=True).stdout == before
+        duckdb = pytest.importorskip("duckdb")
+        read = "SELECT * FROM read_json('{}', format = 'newline_delimited') ORDER BY ALL"
+        connection = duckdb.connect()
+        rows = connection.execute(read.format(gz)).fetchall()
+        assert len(rows) == 400 and rows == connection.execute(read.format(copy)).fetchall()
         assert _ids(store) == ids
 
     def test_a_second_run_changes_nothing(self, tmp_path: Path) -> None:
