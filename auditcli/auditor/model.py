@@ -229,3 +229,16 @@ class TimelineItem:
         if self.via:
             data["via"] = self.via
         return data
+
+
+def learn_labels(labels: dict[str, str], entry: dict[str, Any]) -> None:
+    """Learn the display names an entry gives: actor id -> email, user id -> email (from
+    `user_added`), team / role / service account id -> name."""
+    if entry.get("actorEmail"):
+        labels[entry["actorId"]] = entry["actorEmail"]
+    data = _input_of(entry)
+    name, mail = _text(data.get("name")), _text(data.get("email"))
+    if entry["action"] == "user_added" and mail:
+        labels[entry["targetId"]] = mail
+    elif name and entry["target"] in ("TEAM", "ROLE", "SERVICE_ACCOUNT"):
+        labels[entry["targetId"]] = name

@@ -82,55 +82,66 @@ def storage_order_anomalies(store: AuditStore, filters: Filters) -> list[Anomaly
     matcher = QueryEngine(store, filters).matcher
     first = filters.since[:10] if filters.since else None
     last = filters.until[:10] if filters.until else None
-    found = []
-    for day in store.days(first, last):
-        for file in store.files(day):
-            latest = b""
-            latest_at: tuple[bytes, int] = (b"", 0)  # (chunk, index of its line) of `latest`
-            number = 0
-            for chunk in store.lines(file).chunks():
-                stamps = _STAMP_AT_END.findall(chunk)
-                if len(stamps) != chunk.count(b"\n"):
-                    # A damaged line (the query engine reports it): take the lines one by one.
-                    stamps = [
-                        line[chain.CREATED_START : chain.CREATED_END]
-                        if chain.is_chained_line(line)
-                        else b""
-                        for line in split_lines(chunk)
-                    ]
-                lines: list[bytes] | None = None
-                for index, created in enumerate(stamps):
-                    if created >= latest:
-                        latest, latest_at = created, (chunk, index)
-                        continue
-                    if not created:
-                        continue
-                    gap = parse_utc(latest.decode()) - parse_utc(created.decode())
-                    if gap <= OUT_OF_ORDER_TOLERANCE:
-                        continue
-                    lines = lines if lines is not None else split_lines(chunk)
-                    line = lines[index]
-                    if not matcher(line):
-                        continue
-                    try:
-                        entry = entry_of(line)
-                    except ValueError:
-                        continue  # corrupted inside: the query engine reports it
-                    later = split_lines(latest_at[0])[latest_at[1]]
-                    later_id = later[7 : later.index(b'"', 7)].decode()
-                    found.append(
-                        Anomaly(
-                            "stored out of time order",
-                            cite_of(entry),
-                            f"{file.name} line {number + index + 1} was stored after entry "
-                            f"{later_id} stamped {latest.decode()} ({_duration(gap)} later): "
-                            "imported or recorded late",
-                            entry["targetId"],
-                            SCOPE_OF_ACTION.get(entry["action"], ""),
-                        )
-                    )
-                number += len(stamps)
+    found = [
+        anomaly
+        for day in store.days(first, last)
+        for _, anomaly in storage_order_in_day(store, day, matcher)
+    ]
     found.sort(key=lambda a: (a.entry.createdAt, a.entry.id))
+    return found
+
+
+def storage_order_in_day(
+    store: AuditStore, day: str, matcher: Callable[[bytes], bool]
+) -> list[tuple[str, Anomaly]]:
+    """`(organizationId, anomaly)` of the entries of one partition that `matcher` accepts and
+    that were stored out of time order (see `storage_order_anomalies`), in file order."""
+    found: list[tuple[str, Anomaly]] = []
+    for file in store.files(day):
+        latest = b""
+        latest_at: tuple[bytes, int] = (b"", 0)  # (chunk, index of its line) of `latest`
+        number = 0
+        for chunk in store.lines(file).chunks():
+            stamps = _STAMP_AT_END.findall(chunk)
+            if len(stamps) != chunk.count(b"\n"):
+                # A damaged line (the query engine reports it): take the lines one by one.
+                stamps = [
+                    line[chain.CREATED_START : chain.CREATED_END]
+                    if chain.is_chained_line(line)
+                    else b""
+                    for line in split_lines(chunk)
+                ]
+            lines: list[bytes] | None = None
+            for index, created in enumerate(stamps):
+                if created >= latest:
+                    latest, latest_at = created, (chunk, index)
+                    continue
+                if not created:
+                    continue
+                gap = parse_utc(latest.decode()) - parse_utc(created.decode())
+                if gap <= OUT_OF_ORDER_TOLERANCE:
+                    continue
+                lines = lines if lines is not None else split_lines(chunk)
+                line = lines[index]
+                if not matcher(line):
+                    continue
+                try:
+                    entry = entry_of(line)
+                except ValueError:
+                    continue  # corrupted inside: the query engine reports it
+                later = split_lines(latest_at[0])[latest_at[1]]
+                later_id = later[7 : later.index(b'"', 7)].decode()
+                anomaly = Anomaly(
+                    "stored out of time order",
+                    cite_of(entry),
+                    f"{file.name} line {number + index + 1} was stored after entry "
+                    f"{later_id} stamped {latest.decode()} ({_duration(gap)} later): "
+                    "imported or recorded late",
+                    entry["targetId"],
+                    SCOPE_OF_ACTION.get(entry["action"], ""),
+                )
+                found.append((entry["organizationId"], anomaly))
+            number += len(stamps)
     return found
 
 

@@ -48,7 +48,9 @@ class Replay:
     `apply(entry)` returns the changes the entry made; contradictions collect in `anomalies`.
     `rows(kind)` is the state now: one dict per grant, each citing the entry behind it."""
 
-    def __init__(self, *, track_changes: bool = True, keep_journal: bool = False) -> None:
+    def __init__(
+        self, *, track_changes: bool = True, keep_journal: bool = False, stamp_emails: bool = False
+    ) -> None:
         #: Without it, apply() keeps the state but skips the attribute diffs (state is faster).
         self.track = track_changes
         #: With it, every grant and end is kept in `journal` (diffs between two instants).
@@ -68,12 +70,24 @@ class Replay:
         self.deleted: dict[tuple[str, str, str], Cite] = {}
         #: Every grant (True) and end (False) in order: (kind, key, granted, entry).
         self.journal: list[tuple[str, tuple[str, ...], bool, Cite]] = []
-        self.applied = 0
         self._target = ""
         #: user id -> email, from actors and `user_added` metadata: labels for admin rows.
         self.emails: dict[str, str] = {}
+        #: With `stamp_emails`, the same per (organization, scope of the action): user id ->
+        #: (createdAt, id, email) of the last entry that taught it. A checkpoint keeps them so
+        #: that a replay of some organizations or some actions can be resumed from it.
+        self.email_groups: dict[tuple[str, str], dict[str, tuple[str, str, str]]] | None = (
+            {} if stamp_emails else None
+        )
+        self._group: dict[str, tuple[str, str, str]] = {}
+        self._cite: Cite | None = None
 
     # ------------------------------------------------------------------ helpers
+    def _learn_email(self, user: str, email: str) -> None:
+        self.emails[user] = email
+        if self.email_groups is not None and self._cite is not None:
+            self._group[user] = (self._cite.createdAt, self._cite.id, email)
+
     def _flag(self, kind: str, cite: Cite, detail: str) -> None:
         scope = SCOPE_OF_ACTION.get(cite.action, "")
         self.anomalies.append(Anomaly(kind, cite, detail, self._target, scope))
@@ -116,9 +130,11 @@ class Replay:
         """Apply one entry (in time order); return the changes it made."""
         cite = cite_of(entry)
         self._target = entry["targetId"]
-        self.applied += 1
+        if self.email_groups is not None:
+            group = (entry["organizationId"], SCOPE_OF_ACTION.get(entry["action"], ""))
+            self._cite, self._group = cite, self.email_groups.setdefault(group, {})
         if entry.get("actorEmail"):
-            self.emails[entry["actorId"]] = entry["actorEmail"]
+            self._learn_email(entry["actorId"], entry["actorEmail"])
         handler = _HANDLERS.get(entry["action"])
         if handler is None:
             return []
@@ -165,7 +181,7 @@ class Replay:
                 return changes
             self.users[key] = _Resource(org, user, cite, cite, dict(attrs))
             if _text(attrs.get("email")):
-                self.emails[user] = attrs["email"]
+                self._learn_email(user, attrs["email"])
             self.deleted.pop(("users", org, user), None)
             self._grant("users", key, cite)
             return [Change("member", False, True), *self._diff({}, attrs, origin_known=True)]
@@ -400,6 +416,116 @@ class Replay:
                     }
                 )
         return rows
+
+    # ------------------------------------------------------------------ snapshots
+    def _tables(self) -> dict[str, dict[tuple[str, str], _Resource]]:
+        return {
+            "admins": self.admins,
+            "users": self.users,
+            "teams": self.teams,
+            "roles": self.roles,
+            "service-accounts": self.accounts,
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state as JSON data (no anomalies, journal or diffs): what `resumed` restores.
+        Needs `stamp_emails` (the emails are kept per organization and scope). Each citation
+        is written once (`cites`) and referred to by its position."""
+        if self.email_groups is None:
+            raise ValueError("a snapshot needs a replay made with stamp_emails=True")
+        numbers: dict[Cite, int] = {}
+
+        def ref(cite: Cite) -> int:
+            return numbers.setdefault(cite, len(numbers))
+
+        data = {
+            "tables": {
+                kind: [
+                    [
+                        res.org,
+                        res.rid,
+                        ref(res.cite),
+                        ref(res.created) if res.created else None,
+                        res.attrs,
+                        [
+                            [user, m.role, ref(m.cite), ref(m.since)]
+                            for user, m in res.members.items()
+                        ],
+                    ]
+                    for res in table.values()
+                ]
+                for kind, table in self._tables().items()
+            },
+            "ended": [[k, *key, ref(c)] for (k, key), c in self.ended.items()],
+            "implicit": [[k, *key, ref(c)] for (k, key), c in self.implicit.items()],
+            "deleted": [[*key, ref(c)] for key, c in self.deleted.items()],
+            "emails": [
+                [org, scope, user, *stamp]
+                for (org, scope), learnt in self.email_groups.items()
+                for user, stamp in learnt.items()
+            ],
+        }
+        data["cites"] = [[c.id, c.createdAt, c.actorId, c.actor, c.action] for c in numbers]
+        return data
+
+    @classmethod
+    def resumed(
+        cls,
+        data: dict[str, Any],
+        *,
+        org_ids: tuple[str, ...] = (),
+        scopes: frozenset[str],
+        **options: bool,
+    ) -> Replay:
+        """A replay in the state `snapshot` saved, as if only the entries of `org_ids` (all
+        when empty) whose actions are of `scopes` had been applied: each grant and end is
+        kept per organization and kind, and each email per organization and scope."""
+        replay = cls(**options)
+        orgs = set(org_ids)
+        cites = [Cite(*cite) for cite in data["cites"]]
+
+        def wanted(org: str, kind: str) -> bool:
+            return (not orgs or org in orgs) and kind in scopes
+
+        tables = replay._tables()
+        for kind, rows in data["tables"].items():
+            table = tables[kind]
+            for org, rid, cite, created, attrs, members in rows:
+                if not wanted(org, kind):
+                    continue
+                table[(org, rid)] = _Resource(
+                    org,
+                    rid,
+                    cites[cite],
+                    cites[created] if created is not None else None,
+                    attrs,
+                    {
+                        user: _Member(role, cites[c], cites[since])
+                        for user, role, c, since in members
+                    },
+                )
+        for name in ("ended", "implicit"):
+            target = getattr(replay, name)
+            for kind, *key, cite in data[name]:
+                if wanted(key[0], kind):
+                    target[(kind, tuple(key))] = cites[cite]
+        for kind, org, rid, cite in data["deleted"]:
+            if wanted(org, kind):
+                replay.deleted[(kind, org, rid)] = cites[cite]
+        latest: dict[str, tuple[str, str, str]] = {}
+        for org, scope, user, created, entry_id, email in data["emails"]:
+            if (not orgs or org in orgs) and scope in scopes:
+                # The entries were applied in (createdAt, id) order: the latest one taught it.
+                stamp = (created, entry_id, email)
+                if user not in latest or stamp[:2] > latest[user][:2]:
+                    latest[user] = stamp
+        replay.emails = {user: email for user, (_, _, email) in latest.items()}
+        if replay.email_groups is not None:
+            for org, scope, user, created, entry_id, email in data["emails"]:
+                if (not orgs or org in orgs) and scope in scopes:
+                    group = replay.email_groups.setdefault((org, scope), {})
+                    group[user] = (created, entry_id, email)
+        return replay
 
 
 def _noun(kind: str) -> str:

@@ -19,9 +19,8 @@ from .model import (
     UNKNOWN_BEFORE_NOTE,
     Anomaly,
     TimelineItem,
-    _input_of,
-    _text,
     cite_of,
+    learn_labels,
 )
 from .reading import (
     _LOGIN,
@@ -141,17 +140,6 @@ def _days_between(since: str, until: str) -> list[str]:
     return days
 
 
-def _learn_labels(labels: dict[str, str], entry: dict[str, Any]) -> None:
-    if entry.get("actorEmail"):
-        labels[entry["actorId"]] = entry["actorEmail"]
-    data = _input_of(entry)
-    name, mail = _text(data.get("name")), _text(data.get("email"))
-    if entry["action"] == "user_added" and mail:
-        labels[entry["targetId"]] = mail
-    elif name and entry["target"] in ("TEAM", "ROLE", "SERVICE_ACCOUNT"):
-        labels[entry["targetId"]] = name
-
-
 _ACTOR_KEY = b',"actorId":"'
 
 
@@ -218,7 +206,7 @@ def report_data(
         entry = entry_of(line)
         seen = len(replay.anomalies)
         changes = replay.apply(entry)
-        _learn_labels(data.labels, entry)
+        learn_labels(data.labels, entry)
         if not in_period:
             continue
         action, actor = entry["action"], entry["actorId"]
