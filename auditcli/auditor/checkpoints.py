@@ -288,10 +288,11 @@ class Checkpoints:
             found = self._build(found, wanted[start:]) or found
         return found
 
-    def events(self, day: str) -> list[list[Any]] | None:
-        """The anomalies of `day` (found by the replay and stored out of order) as rows
-        `[kind, cite, detail, targetId, scope, organizationId]` (see `anomaly_of`); rebuilt from
-        the day before's checkpoint when missing or stale; None when that cannot be done."""
+    def events(self, day: str) -> tuple[list[list[Any]], list[list[Any]]] | None:
+        """The anomalies of `day`: found by the replay, and of entries stored out of order, as
+        rows `[kind, cite, detail, targetId, scope, organizationId]` (see `anomaly_of`). A
+        missing or stale day is rebuilt from the day before's checkpoint; None when it cannot
+        be."""
         source = self.sources.get(day)
         if source is None:
             return None
@@ -305,7 +306,7 @@ class Checkpoints:
             body = _load(self.store, day, "events", source)
             if body is None:
                 return None
-        return [*body["anomalies"], *body["storage"]]
+        return body["anomalies"], body["storage"]
 
     def _build(self, start: Point | None, days: list[str]) -> Point | None:
         """Replay `days` from `start` (None: from nothing) and save a checkpoint of each;

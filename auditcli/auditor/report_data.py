@@ -14,6 +14,7 @@ from auditcli.query import Filters, Problem, QueryEngine, entry_of
 from auditcli.store import AuditStore
 from auditcli.timeparse import parse_utc
 
+from .checkpoints import ALL_SCOPES, Checkpoints, anomaly_of
 from .model import (
     TEAM_MEMBER_ACTIONS,
     UNKNOWN_BEFORE_NOTE,
@@ -28,7 +29,7 @@ from .reading import (
     _pausing_cyclic_gc,
     action_of,
     first_recorded,
-    storage_order_anomalies,
+    storage_order_in_day,
 )
 from .replay import Replay
 
@@ -164,24 +165,39 @@ def report_data(
     org_ids: tuple[str, ...] = (),
     keep: int | None = None,
     progress: Progress | None = None,
+    use_checkpoints: bool = True,
 ) -> ReportData:
     """The access-review report's data for [since, until] (canonical, inclusive): totals,
     logins per day, the admin / user / team / role / service-account changes with their
     before → after changes, system admins at the start and end, the busiest actors, and the
     anomalies of the period. Entries before `since` are replayed (not counted) so that state
     and changes are right. Each section keeps its first `keep` entries (None: all) and counts
-    the rest in `section_totals`. `progress` hears of the entries read."""
+    the rest in `section_totals`. `progress` hears of the entries read.
+
+    The replay starts from the checkpoint of the last settled day before the period (see
+    `checkpoints`; `use_checkpoints=False` replays all history, the reference of the tests),
+    and the anomalies of entries stored out of order come from the checkpoints of the period's
+    days: the report reads its window, not all history. Only the anomalies of the period are
+    held."""
     if since > until:
         raise UsageError(f"--since {since} is after --until {until}")
-    data = ReportData(since, until, org_ids, generated_at, first_recorded(store, org_ids))
+    checkpoints = Checkpoints(store) if use_checkpoints else None
+    replay, resumed_after, first, labels = Replay(), None, None, {}
+    if checkpoints is not None:
+        point = checkpoints.point(since[:10])
+        if point is not None and point.latest < since:
+            replay = point.resume(org_ids=org_ids, scopes=ALL_SCOPES)
+            resumed_after, first = point.day, point.first_recorded(org_ids)
+            labels = point.labels_for(org_ids)
+    data = ReportData(since, until, org_ids, generated_at, first or first_recorded(store, org_ids))
+    data.labels = labels
     data.logins_per_day = dict.fromkeys(_days_between(since, until), 0)
     data.sections = {name: [] for name in SECTION_ACTIONS}
     section_of = {action: name for name, actions in SECTION_ACTIONS.items() for action in actions}
     engine = QueryEngine(store, Filters(org_ids=org_ids, until=until), order="asc")
-    replay = Replay()
     started = False
     since_bytes = since.encode()
-    for n, line in enumerate(engine.stream(), 1):
+    for n, line in enumerate(engine.stream(after=resumed_after), 1):
         if progress is not None and n % _PROGRESS_EVERY == 1:
             progress(n)
         created = line[chain.CREATED_START : chain.CREATED_END]
@@ -208,6 +224,7 @@ def report_data(
         changes = replay.apply(entry)
         learn_labels(data.labels, entry)
         if not in_period:
+            del replay.anomalies[seen:]  # not the period's: never shown
             continue
         action, actor = entry["action"], entry["actorId"]
         data.total += 1
@@ -228,9 +245,32 @@ def report_data(
     if not started:
         data.admins_at_start = replay.rows("admins")
     data.admins_at_end = replay.rows("admins")
-    period = Filters(org_ids=org_ids, since=since, until=until)
-    data.anomalies = [a for a in replay.anomalies if a.entry.createdAt >= since]
-    data.anomalies += storage_order_anomalies(store, period)
+    data.anomalies = replay.anomalies
+    data.anomalies += _stored_out_of_order(store, checkpoints, org_ids, since, until)
     data.anomalies.sort(key=lambda a: (a.entry.createdAt, a.entry.id))
     data.problems = engine.problems
     return data
+
+
+def _stored_out_of_order(
+    store: AuditStore,
+    checkpoints: Checkpoints | None,
+    org_ids: tuple[str, ...],
+    since: str,
+    until: str,
+) -> list[Anomaly]:
+    """The period's entries stored out of time order (`storage_order_anomalies`), from the
+    checkpoints of its settled days and by reading the others."""
+    matcher = QueryEngine(store, Filters(org_ids=org_ids, since=since, until=until)).matcher
+    found = []
+    for day in store.days(since[:10], until[:10]):
+        events = checkpoints.events(day) if checkpoints is not None else None
+        if events is None:
+            found += [anomaly for _, anomaly in storage_order_in_day(store, day, matcher)]
+            continue
+        found += [
+            anomaly_of(row)  # [kind, cite, detail, targetId, scope, organizationId]
+            for row in events[1]
+            if (not org_ids or row[5] in org_ids) and since <= row[1][1] <= until
+        ]
+    return found

@@ -225,7 +225,7 @@ def _kept_before(
         found = checkpoints.events(day)
         if found is None:
             return None
-        for row in found:  # [kind, cite, detail, targetId, scope, organizationId]
+        for row in (*found[0], *found[1]):  # [kind, cite, detail, targetId, scope, org]
             if (
                 row[4] == window.kind
                 and (not org_ids or row[5] in org_ids)
