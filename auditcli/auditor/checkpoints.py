@@ -41,7 +41,7 @@ from auditcli.errors import IntegrityError, inert
 from auditcli.lineindex import INDEX_DIR, identity, tail_of
 from auditcli.outfile import process_alive
 from auditcli.query import Filters, Problem, QueryEngine, entry_of
-from auditcli.safeio import open_dir, open_dir_at, open_file, read_bounded
+from auditcli.safeio import open_dir, open_dir_at, open_file, read_bounded, why
 from auditcli.store import AuditStore
 from auditcli.timeparse import format_utc
 
@@ -440,53 +440,65 @@ def _body(point: Point) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- verify
-def check_checkpoints(store: AuditStore) -> list[Problem]:
-    """Problems with the checkpoints under `_index/auditor/`: each one that is current (built
-    from the log as it is now) is rebuilt by a replay and must be identical, byte for byte; a
-    stale one is never used and not reported. Anything there that is not a regular file is
-    reported, never followed."""
+def check_checkpoints(
+    store: AuditStore, first_day: str | None = None, last_day: str | None = None
+) -> list[Problem]:
+    """Problems with the checkpoints of the days in [first_day, last_day] under
+    `_index/auditor/`: each one that is current (built from the log as it is now) is rebuilt
+    by a replay and must be identical, byte for byte. The replay starts from the first
+    partition when the whole store is checked, else from the current checkpoint before the
+    first day checked. A stale one is never used and not reported; anything there that is not
+    a regular file is reported, never followed or read."""
     where = f"{INDEX_DIR}/{CHECKPOINT_DIR}"
     try:
         directory = open_dir(store.root, [INDEX_DIR, CHECKPOINT_DIR])
     except FileNotFoundError:
         return []
     except OSError as exc:
-        return [Problem(where, None, "not an index directory", f"{exc.strerror}; not read")]
+        return [Problem(where, None, "not an index directory", f"{why(exc)}; not read")]
     try:
         names = sorted(os.listdir(directory))
     finally:
         os.close(directory)
     checkpoints = Checkpoints(store)
-    current: dict[str, set[str]] = {}
+    current: dict[str, dict[str, bytes]] = {}
     problems = []
     for name in names:
         match = _NAME.fullmatch(name)
         if match is None:
             continue  # a writer's temp file, or not a checkpoint: never used
         day, part = match.groups()
-        source = checkpoints.sources.get(day)
+        if (first_day is not None and day < first_day) or (last_day is not None and day > last_day):
+            continue
         content = _read(store, name)
         if content is None:
-            problems.append(
-                Problem(f"{where}/{inert(name)}", None, "not a checkpoint", "unreadable")
-            )
+            detail = "not a regular file, unreadable or too big; never used"
+            problems.append(Problem(f"{where}/{inert(name)}", None, "not a checkpoint", detail))
             continue
         body = _decode(content)
-        if source is not None and body is not None and body.get("builtFrom") == source:
-            current.setdefault(day, set()).add(part)
+        if body is not None and body.get("builtFrom") == checkpoints.sources.get(day):
+            current.setdefault(day, {})[part] = content
     if not current:
         return problems
-    # One replay from the first partition rebuilds every current checkpoint in memory.
-    builder = _Builder(store, None)
-    for day in checkpoints.days:
+    start = None
+    days = checkpoints.days
+    if first_day is not None:
+        before = [day for day in days if day < min(current)]
+        body = (
+            _load(store, before[-1], "state", checkpoints.sources[before[-1]]) if before else None
+        )
+        start = _point(body) if body is not None else None
+        days = days[days.index(start.day) + 1 :] if start is not None else days
+    builder = _Builder(store, start)
+    for day in days:
         if day > max(current):
             break
         point, events = builder._day(day, checkpoints.sources[day])
         if point is None:
             break
         rebuilt = {"state": _encode(_body(point)), "events": _encode(events)}
-        for part in sorted(current.get(day, ())):
-            if _read(store, f"{day}.{part}") != rebuilt[part]:
+        for part, content in sorted(current.get(day, {}).items()):
+            if content != rebuilt[part]:
                 problems.append(
                     Problem(
                         f"{where}/{day}.{part}",
