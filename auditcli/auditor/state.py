@@ -62,6 +62,15 @@ class StateResult:
             "appear)."
         )
 
+    @property
+    def anomaly_note(self) -> str:
+        """How many anomalies there are up to `at`, and which are listed."""
+        return (
+            f"{self.anomaly_total} anomalies about {self.kind} up to {self.at}; the "
+            f"{len(self.anomalies)} from {self.anomalies_since} on are listed "
+            "(--anomalies-since all lists every one)."
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """JSON form."""
         data: dict[str, Any] = {
