@@ -71,6 +71,9 @@ def main() -> int:
     parser.add_argument("--since", default="2026-10-10T00:00:00.000Z", help="report: 30 days")
     parser.add_argument("--until", default="2026-11-08T23:59:59.999Z")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
+    parser.add_argument(
+        "--baseline", help="another `audit` executable timed in the same rounds (e.g. main's)"
+    )
     args = parser.parse_args()
     work = args.logs.parent / f"{args.logs.name}.bench"
     work.mkdir(exist_ok=True)
@@ -108,14 +111,22 @@ def main() -> int:
     targets = {"state": 0.5, "history": 0.5, "report": 5.0}
     for name, (argv, values) in questions.items():
         sql = " ".join(SQL[name].format(src="{src}", **values).split())
-        got = compare(
-            {
-                "audit": lambda argv=argv: run_once(argv, env=ENV),
-                "duckdb": lambda sql=sql: run_once([PY, str(duck), str(listfile), sql], env=ENV),
-            },
-            args.runs,
-        )
+        tools = {
+            "audit": lambda argv=argv: run_once(argv, env=ENV),
+            "duckdb": lambda sql=sql: run_once([PY, str(duck), str(listfile), sql], env=ENV),
+        }
+        if args.baseline:
+            base = [args.baseline, *argv[1:]]
+            tools["baseline"] = lambda base=base: run_once(base, env=ENV)
+        got = compare(tools, args.runs)
         a, d = got["audit"], got["duckdb"]
+        if args.baseline:
+            b = got["baseline"]
+            print(
+                f"#   baseline {seconds(b.median)} ({b.rss_mb:.0f} MB): audit is "
+                f"{a.median / b.median:.2f}x",
+                flush=True,
+            )
         report.add(
             f"{name} (10M: <= {targets[name]} s, <= 100 MB)",
             f"audit {seconds(a.median)} ({a.rss_mb:.0f} MB), DuckDB {seconds(d.median)} "
@@ -129,6 +140,14 @@ def main() -> int:
             "audit_rss_mb": a.rss_mb,
             "duckdb_rss_mb": d.rss_mb,
             "ratio": a.median / d.median,
+            **(
+                {
+                    "baseline": [s.seconds for s in got["baseline"].samples],
+                    "baseline_rss_mb": got["baseline"].rss_mb,
+                }
+                if args.baseline
+                else {}
+            ),
         }
     results["report_rows"] = report.rows
     if args.out:
