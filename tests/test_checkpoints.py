@@ -243,15 +243,24 @@ def test_a_late_import_into_a_checkpointed_day_is_seen(built: AuditStore) -> Non
     _still_right(built)
 
 
-def _forge(path: Path, change: Any) -> None:
-    """Rewrite a checkpoint with `change` applied to its body and a matching digest: what
-    anyone who can write the log directory can do."""
+def _forge(path: Path, part: str, change: Any) -> None:
+    """Rewrite one part of a checkpoint with `change` applied, with a matching digest: what
+    anyone who can write the log directory can do (the format is in `_encode`)."""
     content = path.read_bytes()
-    head = content.index(b"\n", len(b"AUDITCKPT1\n")) + 1
-    body = orjson.loads(zlib.decompress(content[head:]))
-    change(body)
-    data = zlib.compress(orjson.dumps(body))
-    path.write_bytes(b"AUDITCKPT1\n" + hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
+    magic = content[: content.index(b"\n") + 1]
+    rest = content[len(magic) + 65 :]
+    newline = rest.index(b"\n")
+    header, blobs = orjson.loads(rest[:newline]), rest[newline + 1 :]
+    parts = {}
+    for name, (at, size) in header.pop("parts").items():
+        parts[name] = orjson.loads(zlib.decompress(blobs[at : at + size]))
+    change(parts[part])
+    where, data, at = {}, b"", 0
+    for name, value in parts.items():
+        blob = zlib.compress(orjson.dumps(value))
+        where[name], data, at = [at, len(blob)], data + blob, at + len(blob)
+    rest = orjson.dumps({**header, "parts": where}) + b"\n" + data
+    path.write_bytes(magic + hashlib.sha256(rest).hexdigest().encode() + b"\n" + rest)
 
 
 def test_verify_reports_a_forged_checkpoint(built: AuditStore) -> None:
@@ -261,7 +270,8 @@ def test_verify_reports_a_forged_checkpoint(built: AuditStore) -> None:
     # The admin granted on day 1 is erased from the state at the end of day 3.
     _forge(
         built.root.joinpath(*DIR, "2026-01-03.state"),
-        lambda body: body["replay"]["tables"]["admins"].clear(),
+        "admins",
+        lambda part: part["table"].clear(),
     )
     verify = runner.invoke(app, ["-d", str(built.root), "verify"])
     assert verify.exit_code == 5
@@ -305,7 +315,7 @@ def test_a_symlinked_checkpoint_is_never_read(built: AuditStore, tmp_path: Path)
     decoy.write_bytes(path.read_bytes())
     path.unlink()
     path.symlink_to(decoy)
-    _forge(decoy, lambda body: body["replay"]["tables"]["admins"].clear())
+    _forge(decoy, "admins", lambda part: part["table"].clear())
     _still_right(built)  # the link is not read (the answer is the replay's)
 
 

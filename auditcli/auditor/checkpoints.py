@@ -45,18 +45,21 @@ from auditcli.safeio import open_dir, open_dir_at, open_file, read_bounded, why
 from auditcli.store import AuditStore
 from auditcli.timeparse import format_utc
 
-from .model import SCOPE_OF_ACTION, Anomaly, Cite, learn_labels
+from .model import KINDS, SCOPE_OF_ACTION, Anomaly, Cite, learn_labels
 from .reading import _LOGIN, action_of, storage_order_in_day
 from .replay import Replay
 
 CHECKPOINT_DIR = "auditor"  # under _index/
-_MAGIC = b"AUDITCKPT1\n"  # then the sha256 of the zlib-compressed JSON body, and it
+_MAGIC = b"AUDITCKPT2\n"  # the format version (see `_encode`): another one is rebuilt
 _DIGEST_LEN = 64  # hex sha256 of the body, then a newline
 _MAX_BYTES = 256 << 20  # a checkpoint (or its inflated body) over this is refused: missing
 _NAME = re.compile(r"(\d{4}-\d\d-\d\d)\.(state|events)")
 _TEMP = re.compile(r"\..+\.(\d+)\.tmp")
 #: Every scope of action a report replays (the state kinds, and "" for other actions).
 ALL_SCOPES = frozenset((*SCOPE_OF_ACTION.values(), ""))
+#: The parts of a state checkpoint (see `Replay.snapshot`) and of an events one.
+STATE_PARTS = (*KINDS, "emails", "labels")
+EVENT_PARTS = ("anomalies", "storage")
 
 
 # ----------------------------------------------------------------------------- what was read
@@ -98,29 +101,43 @@ def built_from(store: AuditStore, days: Iterable[str]) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- the files
-def _encode(body: dict[str, Any]) -> bytes:
-    # Compressed: ids and citations repeat (a tenth of the size, read in a few ms).
-    data = zlib.compress(orjson.dumps(body), 1)
-    return _MAGIC + hashlib.sha256(data).hexdigest().encode() + b"\n" + data
+def _encode(header: dict[str, Any], parts: dict[str, Any]) -> bytes:
+    """A checkpoint file: the magic line, the SHA-256 of the rest, a JSON header line naming
+    where each part is, then each part as compressed JSON (ids and citations repeat: a tenth of
+    the size). A question decompresses only the parts it needs."""
+    blobs, where, at = [], {}, 0
+    for name, value in parts.items():
+        blob = zlib.compress(orjson.dumps(value), 1)
+        where[name] = [at, len(blob)]
+        blobs.append(blob)
+        at += len(blob)
+    rest = orjson.dumps({**header, "parts": where}) + b"\n" + b"".join(blobs)
+    return _MAGIC + hashlib.sha256(rest).hexdigest().encode() + b"\n" + rest
 
 
-def _decode(content: bytes) -> dict[str, Any] | None:
-    """The body of a checkpoint file; None when it is not one or its digest does not match."""
+def _decode(content: bytes, names: Iterable[str]) -> dict[str, Any] | None:
+    """The header of a checkpoint file with the parts `names` read into it; None when it is
+    not one, its digest does not match (half-written or garbled) or a part is unreadable."""
     head = len(_MAGIC) + _DIGEST_LEN + 1
     if not content.startswith(_MAGIC) or len(content) < head:
         return None
-    data = content[head:]
-    if hashlib.sha256(data).hexdigest().encode() != content[len(_MAGIC) : head - 1]:
-        return None  # half-written or garbled
-    try:
-        inflate = zlib.decompressobj()
-        plain = inflate.decompress(data, _MAX_BYTES)
-        if inflate.unconsumed_tail:
-            return None  # would inflate past the limit
-        body = orjson.loads(plain)
-    except (orjson.JSONDecodeError, zlib.error):
+    rest = content[head:]
+    if hashlib.sha256(rest).hexdigest().encode() != content[len(_MAGIC) : head - 1]:
         return None
-    return body if isinstance(body, dict) else None
+    try:
+        newline = rest.index(b"\n")
+        header = orjson.loads(rest[:newline])
+        blobs = rest[newline + 1 :]
+        for name in names:
+            at, size = header["parts"][name]
+            inflate = zlib.decompressobj()
+            plain = inflate.decompress(blobs[at : at + size], _MAX_BYTES)
+            if inflate.unconsumed_tail:
+                return None  # would inflate past the limit
+            header[name] = orjson.loads(plain)
+    except (ValueError, KeyError, TypeError, zlib.error):
+        return None
+    return header if isinstance(header, dict) else None
 
 
 def _read(store: AuditStore, name: str) -> bytes | None:
@@ -138,10 +155,13 @@ def _read(store: AuditStore, name: str) -> bytes | None:
         os.close(fd)
 
 
-def _load(store: AuditStore, day: str, part: str, source: str) -> dict[str, Any] | None:
-    """The body of the checkpoint `part` of `day` if it was built from `source`, else None."""
-    content = _read(store, f"{day}.{part}")
-    body = _decode(content) if content is not None else None
+def _load(
+    store: AuditStore, day: str, kind: str, source: str, names: Iterable[str]
+) -> dict[str, Any] | None:
+    """The header of the checkpoint `kind` (state, events) of `day` with its parts `names`, if
+    it was built from `source`; else None."""
+    content = _read(store, f"{day}.{kind}")
+    body = _decode(content, names) if content is not None else None
     if body is None or body.get("day") != day or body.get("builtFrom") != source:
         return None
     return body
@@ -223,23 +243,24 @@ class Point:
     day: str
     source: str  # builtFrom
     latest: str  # the latest createdAt of the partitions up to `day`
-    replay: dict[str, Any]  # Replay.snapshot()
-    labels: list[list[str]]  # [org, key, createdAt, id, label]
     counts: list[list[Any]]  # [scope, org, targetId, anomalies so far]
     #: The organizationId (as stored JSON) -> [day, createdAt] of its first line ("*": any).
     first: dict[str, list[str]]
+    #: The parts read: those of `Replay.snapshot()` and `labels` ([org, key, createdAt, id,
+    #: label]).
+    parts: dict[str, Any]
 
     def resume(
         self, *, org_ids: tuple[str, ...], scopes: frozenset[str], **options: bool
     ) -> Replay:
         """A replay in this state, as if only the entries of `org_ids` (all when empty) whose
         actions are of `scopes` had been applied."""
-        return Replay.resumed(self.replay, org_ids=org_ids, scopes=scopes, **options)
+        return Replay.resumed(self.parts, org_ids=org_ids, scopes=scopes, **options)
 
     def labels_for(self, org_ids: tuple[str, ...]) -> dict[str, str]:
         """The display labels a report learns from these organizations' entries so far."""
         latest: dict[str, tuple[str, str, str]] = {}
-        for org, key, created, entry_id, label in self.labels:
+        for org, key, created, entry_id, label in self.parts["labels"]:
             if (not org_ids or org in org_ids) and (
                 key not in latest or (created, entry_id) > latest[key][:2]
             ):
@@ -272,19 +293,24 @@ class Checkpoints:
         self.sources = built_from(store, [day for day in store.days() if day < today])
         self.days = list(self.sources)
 
-    def point(self, before: str) -> Point | None:
-        """The latest checkpoint of a day before `before` (a day), building the missing and
-        stale ones first (from the latest one that is current); None when there is none."""
+    def point(self, before: str, parts: Iterable[str] = STATE_PARTS) -> Point | None:
+        """The latest checkpoint of a day before `before` (a day) with its `parts` read,
+        building the missing and stale ones first (from the latest one that is current);
+        None when there is none."""
         wanted = [day for day in self.days if day < before]
+        names = set(parts)
         start = len(wanted)
         found: Point | None = None
         while start > 0:
-            body = _load(self.store, wanted[start - 1], "state", self.sources[wanted[start - 1]])
+            day = wanted[start - 1]
+            body = _load(self.store, day, "state", self.sources[day], names)
             if body is not None:
                 found = _point(body)
                 break
             start -= 1
         if start < len(wanted):
+            if found is not None and names != set(STATE_PARTS):  # building resumes from all
+                found = self.point(found.day + "~")
             found = self._build(found, wanted[start:]) or found
         return found
 
@@ -296,14 +322,14 @@ class Checkpoints:
         source = self.sources.get(day)
         if source is None:
             return None
-        body = _load(self.store, day, "events", source)
+        body = _load(self.store, day, "events", source, EVENT_PARTS)
         if body is None:
             index = self.days.index(day)
             before = self.point(day) if index else None
             if index and (before is None or before.day != self.days[index - 1]):
                 return None
             self._build(before, [day])
-            body = _load(self.store, day, "events", source)
+            body = _load(self.store, day, "events", source, EVENT_PARTS)
             if body is None:
                 return None
         return body["anomalies"], body["storage"]
@@ -324,14 +350,9 @@ class Checkpoints:
 
 
 def _point(body: dict[str, Any]) -> Point:
+    parts = {name: body[name] for name in STATE_PARTS if name in body}
     return Point(
-        body["day"],
-        body["builtFrom"],
-        body["latest"],
-        body["replay"],
-        body["labels"],
-        body["counts"],
-        body["first"],
+        body["day"], body["builtFrom"], body["latest"], body["counts"], body["first"], parts
     )
 
 
@@ -352,7 +373,9 @@ class _Builder:
             self.replay = start.resume(
                 org_ids=(), scopes=ALL_SCOPES, track_changes=False, stamp_emails=True
             )
-            self.labels = {(org, key): [org, key, *rest] for org, key, *rest in start.labels}
+            self.labels = {
+                (org, key): [org, key, *rest] for org, key, *rest in start.parts["labels"]
+            }
             self.counts = Counter({(s, o, t): n for s, o, t, n in start.counts})
             self.latest = start.latest
             self.first = dict(start.first)
@@ -366,8 +389,8 @@ class _Builder:
                 break
             # The events first: a state file is only ever next to the events of its day.
             if not (
-                _save(directory, f"{day}.events", _encode(events))
-                and _save(directory, f"{day}.state", _encode(_body(point)))
+                _save(directory, f"{day}.events", _encode_events(events))
+                and _save(directory, f"{day}.state", _encode_point(point))
             ):
                 break
             saved = point
@@ -404,10 +427,9 @@ class _Builder:
             day,
             source,
             self.latest,
-            replay.snapshot(),
-            list(self.labels.values()),
             [[*key, n] for key, n in self.counts.items()],
             dict(self.first),
+            {**replay.snapshot(), "labels": list(self.labels.values())},
         )
         events = {"day": day, "builtFrom": source, "anomalies": found, "storage": storage}
         return point, events
@@ -427,16 +449,20 @@ def _org_of(line: bytes) -> str:
     return line[at : line.find(_TEAM_KEY, at)].decode("utf-8", "replace")
 
 
-def _body(point: Point) -> dict[str, Any]:
-    return {
+def _encode_point(point: Point) -> bytes:
+    header = {
         "day": point.day,
         "builtFrom": point.source,
         "latest": point.latest,
-        "replay": point.replay,
-        "labels": point.labels,
         "counts": point.counts,
         "first": point.first,
     }
+    return _encode(header, {name: point.parts[name] for name in STATE_PARTS})
+
+
+def _encode_events(events: dict[str, Any]) -> bytes:
+    header = {"day": events["day"], "builtFrom": events["builtFrom"]}
+    return _encode(header, {name: events[name] for name in EVENT_PARTS})
 
 
 # ----------------------------------------------------------------------------- verify
@@ -475,7 +501,7 @@ def check_checkpoints(
             detail = "not a regular file, unreadable or too big; never used"
             problems.append(Problem(f"{where}/{inert(name)}", None, "not a checkpoint", detail))
             continue
-        body = _decode(content)
+        body = _decode(content, ())
         if body is not None and body.get("builtFrom") == checkpoints.sources.get(day):
             current.setdefault(day, {})[part] = content
     if not current:
@@ -485,7 +511,9 @@ def check_checkpoints(
     if first_day is not None:
         before = [day for day in days if day < min(current)]
         body = (
-            _load(store, before[-1], "state", checkpoints.sources[before[-1]]) if before else None
+            _load(store, before[-1], "state", checkpoints.sources[before[-1]], STATE_PARTS)
+            if before
+            else None
         )
         start = _point(body) if body is not None else None
         days = days[days.index(start.day) + 1 :] if start is not None else days
@@ -496,7 +524,7 @@ def check_checkpoints(
         point, events = builder._day(day, checkpoints.sources[day])
         if point is None:
             break
-        rebuilt = {"state": _encode(_body(point)), "events": _encode(events)}
+        rebuilt = {"state": _encode_point(point), "events": _encode_events(events)}
         for part, content in sorted(current.get(day, {}).items()):
             if content != rebuilt[part]:
                 problems.append(

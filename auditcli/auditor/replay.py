@@ -429,28 +429,33 @@ class Replay:
 
     def snapshot(self) -> dict[str, Any]:
         """The state as JSON data (no anomalies, journal or diffs): what `resumed` restores.
-        Needs `stamp_emails` (the emails are kept per organization and scope). Each citation
-        is written once (`cites`) and referred to by its position."""
+        One part per kind (`admins`, `users`, …: its grants, ends and deletions, each citation
+        written once in the part's `cites` and referred to by position), so that a question
+        about one kind reads only its part, and `emails` (per organization and scope: needs
+        `stamp_emails`)."""
         if self.email_groups is None:
             raise ValueError("a snapshot needs a replay made with stamp_emails=True")
-        # Keyed by a plain tuple of the fields: hashing the dataclass costs ten times more.
-        numbers: dict[tuple[str, str, str, str, str], int] = {}
+        parts: dict[str, Any] = {}
+        for kind, table in self._tables().items():
+            # Keyed by a plain tuple of the fields: hashing the dataclass costs ten times more.
+            numbers: dict[tuple[str, str, str, str, str], int] = {}
 
-        def ref(cite: Cite) -> int:
-            key = (cite.id, cite.createdAt, cite.actorId, cite.actor, cite.action)
-            number = numbers.get(key)
-            if number is None:
-                number = numbers[key] = len(numbers)
-            return number
+            def ref(
+                cite: Cite, numbers: dict[tuple[str, str, str, str, str], int] = numbers
+            ) -> int:
+                key = (cite.id, cite.createdAt, cite.actorId, cite.actor, cite.action)
+                number = numbers.get(key)
+                if number is None:
+                    number = numbers[key] = len(numbers)
+                return number
 
-        data = {
-            "tables": {
-                kind: [
+            part = {
+                "table": [
                     [
                         res.org,
                         res.rid,
                         ref(res.cite),
-                        ref(res.created) if res.created else None,
+                        ref(res.created) if res.created is not None else None,
                         res.attrs,
                         [
                             [user, m.role, ref(m.cite), ref(m.since)]
@@ -458,25 +463,26 @@ class Replay:
                         ],
                     ]
                     for res in table.values()
-                ]
-                for kind, table in self._tables().items()
-            },
-            "ended": [[k, *key, ref(c)] for (k, key), c in self.ended.items()],
-            "implicit": [[k, *key, ref(c)] for (k, key), c in self.implicit.items()],
-            "deleted": [[*key, ref(c)] for key, c in self.deleted.items()],
-            "emails": [
-                [org, scope, user, *stamp]
-                for (org, scope), learnt in self.email_groups.items()
-                for user, stamp in learnt.items()
-            ],
-        }
-        data["cites"] = list(numbers)
-        return data
+                ],
+                "ended": [[*key, ref(c)] for (k, key), c in self.ended.items() if k == kind],
+                "implicit": [[*key, ref(c)] for (k, key), c in self.implicit.items() if k == kind],
+                "deleted": [
+                    [org, rid, ref(c)] for (k, org, rid), c in self.deleted.items() if k == kind
+                ],
+            }
+            part["cites"] = list(numbers)
+            parts[kind] = part
+        parts["emails"] = [
+            [org, scope, user, *stamp]
+            for (org, scope), learnt in self.email_groups.items()
+            for user, stamp in learnt.items()
+        ]
+        return parts
 
     @classmethod
     def resumed(
         cls,
-        data: dict[str, Any],
+        parts: dict[str, Any],
         *,
         org_ids: tuple[str, ...] = (),
         scopes: frozenset[str],
@@ -484,19 +490,18 @@ class Replay:
     ) -> Replay:
         """A replay in the state `snapshot` saved, as if only the entries of `org_ids` (all
         when empty) whose actions are of `scopes` had been applied: each grant and end is
-        kept per organization and kind, and each email per organization and scope."""
+        kept per organization and kind, and each email per organization and scope. `parts`
+        needs `emails` and the part of each kind in `scopes`."""
         replay = cls(**options)
         orgs = set(org_ids)
-        cites = [Cite(*cite) for cite in data["cites"]]
-
-        def wanted(org: str, kind: str) -> bool:
-            return (not orgs or org in orgs) and kind in scopes
-
         tables = replay._tables()
-        for kind, rows in data["tables"].items():
-            table = tables[kind]
-            for org, rid, cite, created, attrs, members in rows:
-                if not wanted(org, kind):
+        for kind, table in tables.items():
+            if kind not in scopes:
+                continue
+            part = parts[kind]
+            cites = [Cite(*cite) for cite in part["cites"]]
+            for org, rid, cite, created, attrs, members in part["table"]:
+                if orgs and org not in orgs:
                     continue
                 table[(org, rid)] = _Resource(
                     org,
@@ -509,16 +514,16 @@ class Replay:
                         for user, role, c, since in members
                     },
                 )
-        for name in ("ended", "implicit"):
-            target = getattr(replay, name)
-            for kind, *key, cite in data[name]:
-                if wanted(key[0], kind):
-                    target[(kind, tuple(key))] = cites[cite]
-        for kind, org, rid, cite in data["deleted"]:
-            if wanted(org, kind):
-                replay.deleted[(kind, org, rid)] = cites[cite]
+            for name in ("ended", "implicit"):
+                target = getattr(replay, name)
+                for *key, cite in part[name]:
+                    if not orgs or key[0] in orgs:
+                        target[(kind, tuple(key))] = cites[cite]
+            for org, rid, cite in part["deleted"]:
+                if not orgs or org in orgs:
+                    replay.deleted[(kind, org, rid)] = cites[cite]
         latest: dict[str, tuple[str, str, str]] = {}
-        for org, scope, user, created, entry_id, email in data["emails"]:
+        for org, scope, user, created, entry_id, email in parts["emails"]:
             if (not orgs or org in orgs) and scope in scopes:
                 # The entries were applied in (createdAt, id) order: the latest one taught it.
                 stamp = (created, entry_id, email)
@@ -526,7 +531,7 @@ class Replay:
                     latest[user] = stamp
         replay.emails = {user: email for user, (_, _, email) in latest.items()}
         if replay.email_groups is not None:
-            for org, scope, user, created, entry_id, email in data["emails"]:
+            for org, scope, user, created, entry_id, email in parts["emails"]:
                 if (not orgs or org in orgs) and scope in scopes:
                     group = replay.email_groups.setdefault((org, scope), {})
                     group[user] = (created, entry_id, email)

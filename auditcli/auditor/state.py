@@ -140,13 +140,11 @@ def access_state(
     replay, resumed_after, first = Replay(**options), None, None
     if use_checkpoints:
         checkpoints = Checkpoints(store)
-        point = checkpoints.point(min(at, diff_from or at)[:10])
+        scopes = frozenset(SCOPE_OF_ACTION[action] for action in KIND_READS[kind])
+        point = checkpoints.point(min(at, diff_from or at)[:10], parts=(*scopes, "emails"))
         if point is not None and point.latest <= min(at, diff_from or at):
             kept = _kept_before(checkpoints, point, window, org_ids)
-            if kept is None:  # a day's anomalies cannot be read or rebuilt: replay it all
-                use_checkpoints = False
-            else:
-                scopes = frozenset(SCOPE_OF_ACTION[action] for action in KIND_READS[kind])
+            if kept is not None:  # else a day's anomalies cannot be read: replay it all
                 replay = point.resume(org_ids=org_ids, scopes=scopes, **options)
                 resumed_after, first = point.day, point.first_recorded(org_ids)
                 window.total = point.anomaly_count(kind, org_ids, team_ids)
