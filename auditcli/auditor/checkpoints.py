@@ -59,7 +59,7 @@ _TEMP = re.compile(r"\..+\.(\d+)\.tmp")
 ALL_SCOPES = frozenset((*SCOPE_OF_ACTION.values(), ""))
 #: The parts of a state checkpoint (see `Replay.snapshot`) and of an events one.
 STATE_PARTS = (*KINDS, "emails", "labels")
-EVENT_PARTS = ("anomalies", "storage")
+EVENT_PARTS = (*KINDS, "storage")  # the replay's anomalies by the state they are about
 
 
 # ----------------------------------------------------------------------------- what was read
@@ -314,25 +314,26 @@ class Checkpoints:
             found = self._build(found, wanted[start:]) or found
         return found
 
-    def events(self, day: str) -> tuple[list[list[Any]], list[list[Any]]] | None:
-        """The anomalies of `day`: found by the replay, and of entries stored out of order, as
-        rows `[kind, cite, detail, targetId, scope, organizationId]` (see `anomaly_of`). A
-        missing or stale day is rebuilt from the day before's checkpoint; None when it cannot
-        be."""
+    def events(self, day: str, kinds: Iterable[str] = ()) -> list[list[Any]] | None:
+        """The anomalies of `day` found by the replay about the states `kinds`, then those of
+        its entries stored out of order, as rows `[kind, cite, detail, targetId, scope,
+        organizationId]` (see `anomaly_of`). A missing or stale day is rebuilt from the day
+        before's checkpoint; None when it cannot be."""
+        names = (*kinds, "storage")
         source = self.sources.get(day)
         if source is None:
             return None
-        body = _load(self.store, day, "events", source, EVENT_PARTS)
+        body = _load(self.store, day, "events", source, names)
         if body is None:
             index = self.days.index(day)
             before = self.point(day) if index else None
             if index and (before is None or before.day != self.days[index - 1]):
                 return None
             self._build(before, [day])
-            body = _load(self.store, day, "events", source, EVENT_PARTS)
+            body = _load(self.store, day, "events", source, names)
             if body is None:
                 return None
-        return body["anomalies"], body["storage"]
+        return [row for name in names for row in body[name]]
 
     def _build(self, start: Point | None, days: list[str]) -> Point | None:
         """Replay `days` from `start` (None: from nothing) and save a checkpoint of each;
@@ -431,7 +432,9 @@ class _Builder:
             dict(self.first),
             {**replay.snapshot(), "labels": list(self.labels.values())},
         )
-        events = {"day": day, "builtFrom": source, "anomalies": found, "storage": storage}
+        events: dict[str, Any] = {"day": day, "builtFrom": source, "storage": storage}
+        for kind in KINDS:
+            events[kind] = [row for row in found if row[4] == kind]
         return point, events
 
 

@@ -270,7 +270,7 @@ def _stored_out_of_order(
             continue
         found += [
             anomaly_of(row)  # [kind, cite, detail, targetId, scope, organizationId]
-            for row in events[1]
+            for row in events
             if (not org_ids or row[5] in org_ids) and since <= row[1][1] <= until
         ]
     return found

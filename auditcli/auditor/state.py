@@ -229,10 +229,10 @@ def _kept_before(
             break
         if day < first:
             continue
-        found = checkpoints.events(day)
+        found = checkpoints.events(day, (window.kind,))
         if found is None:
             return None
-        for row in (*found[0], *found[1]):  # [kind, cite, detail, targetId, scope, org]
+        for row in found:  # [kind, cite, detail, targetId, scope, organizationId]
             if (
                 row[4] == window.kind
                 and (not org_ids or row[5] in org_ids)
