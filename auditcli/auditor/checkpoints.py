@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import os
 import re
+import stat
 import zlib
 from collections import Counter
 from collections.abc import Iterable
@@ -73,11 +74,14 @@ def day_fingerprint(store: AuditStore, day: str) -> bytes | None:
         return None
     for file in files:
         try:
-            fd = os.open(file.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # Non-blocking: a FIFO planted as a log file must not hang the question.
+            fd = os.open(file.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError:
             return None
         try:
             info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                return None  # not a log file: the query engine reports it
             parts.append([file.path.name, list(identity(info)), tail_of(fd, info.st_size).hex()])
         except OSError:
             return None
