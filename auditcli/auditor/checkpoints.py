@@ -41,6 +41,7 @@ from auditcli import chain
 from auditcli.errors import IntegrityError, inert
 from auditcli.lineindex import INDEX_DIR, identity, tail_of
 from auditcli.outfile import process_alive
+from auditcli.progress import Progress
 from auditcli.query import Filters, Problem, QueryEngine, entry_of
 from auditcli.safeio import open_dir, open_dir_at, open_file, read_bounded, why
 from auditcli.store import AuditStore
@@ -290,8 +291,9 @@ class Point:
 class Checkpoints:
     """The checkpoints of a store, checked against the log as it is now."""
 
-    def __init__(self, store: AuditStore) -> None:
-        self.store = store
+    def __init__(self, store: AuditStore, progress: Progress | None = None) -> None:
+        """`progress` hears of the entries read while checkpoints are built."""
+        self.store, self.progress = store, progress
         today = format_utc(store.clock())[:10]
         #: Settled partition days (before today) and their current `builtFrom`.
         self.sources = built_from(store, [day for day in store.days() if day < today])
@@ -349,7 +351,7 @@ class Checkpoints:
             return None
         try:
             _prune(directory, set(self.store.days()))
-            return _Builder(self.store, start).run(directory, days, self.sources)
+            return _Builder(self.store, start, self.progress).run(directory, days, self.sources)
         finally:
             os.close(directory)
 
@@ -365,7 +367,10 @@ class _Builder:
     """Replays whole partitions the way a report does before its period (every entry but
     logins, no diffs), keeping what a checkpoint needs."""
 
-    def __init__(self, store: AuditStore, start: Point | None) -> None:
+    def __init__(
+        self, store: AuditStore, start: Point | None, progress: Progress | None = None
+    ) -> None:
+        self.progress, self.read = progress, 0
         self.store = store
         self.engine = QueryEngine(store, Filters(), order="asc")
         if start is None:
@@ -407,6 +412,9 @@ class _Builder:
         if len(self.engine.problems) > problems:
             return None, {}  # damaged: questions about it read it (and report the problem)
         replay, found = self.replay, []
+        if self.progress is not None:
+            self.read += len(lines)
+            self.progress(self.read)
         for line in lines:
             created = line[chain.CREATED_START : chain.CREATED_END].decode()
             self.latest = max(self.latest, created)

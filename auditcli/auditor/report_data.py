@@ -181,7 +181,7 @@ def report_data(
     held."""
     if since > until:
         raise UsageError(f"--since {since} is after --until {until}")
-    checkpoints = Checkpoints(store) if use_checkpoints else None
+    checkpoints = Checkpoints(store, progress) if use_checkpoints else None
     replay, resumed_after, first, labels = Replay(), None, None, {}
     if checkpoints is not None:
         point = checkpoints.point(since[:10])

@@ -139,7 +139,7 @@ def access_state(
     options = {"track_changes": False, "keep_journal": diff_from is not None}
     replay, resumed_after, first = Replay(**options), None, None
     if use_checkpoints:
-        checkpoints = Checkpoints(store)
+        checkpoints = Checkpoints(store, progress)
         scopes = frozenset(SCOPE_OF_ACTION[action] for action in KIND_READS[kind])
         point = checkpoints.point(min(at, diff_from or at)[:10], parts=(*scopes, "emails"))
         if point is not None and point.latest <= min(at, diff_from or at):
