@@ -576,10 +576,17 @@ class QueryEngine:
         return Problem(f"date={day}", None, "not an entry", detail)
 
     # ---------------------------------------------------------------- results
-    def stream(self) -> Iterator[bytes]:
-        """Every matching stored line, in order, one partition in memory at a time."""
+    def stream(self, after: str | None = None) -> Iterator[bytes]:
+        """Every matching stored line, in order, one partition in memory at a time; with
+        `after` (a day), only those of the partitions after it (a replay resumed there)."""
         for day in self.days():
-            yield from self._parseable(day, self.day_lines(day))
+            if after is None or day > after:
+                yield from self.day_stream(day)
+
+    def day_stream(self, day: str) -> list[bytes]:
+        """The matching stored lines of one partition that are entries, in order (the others
+        are reported in `problems`)."""
+        return self._parseable(day, self.day_lines(day))
 
     def content_blocks(self) -> Iterator[tuple[int, bytes]]:
         """`(n, block)`: the matches as JSONL of their seed JSON (`n` lines per block), in

@@ -276,6 +276,15 @@ def state(
             help="Also show what was granted, revoked or changed between FROM and --at.",
         ),
     ] = None,
+    anomalies_since: Annotated[
+        str | None,
+        typer.Option(
+            "--anomalies-since",
+            metavar="TIME",
+            help="List the anomalies from TIME on ('all': every one; durations count back "
+            "from --at). Default: FROM with --diff, else 7d. All are counted.",
+        ),
+    ] = None,
     fmt: TableOrJsonOpt = None,
 ) -> None:
     """Access state at an instant, replayed from the entries up to it: system admins, team
@@ -286,11 +295,19 @@ def state(
     Example: audit state admins --at 2026-11-05 --diff 2026-11-03
     """
     from auditcli.auditor import access_state
-    from auditcli.timeparse import parse_bound
+    from auditcli.timeparse import parse_bound, parse_utc
 
     store = get_store(ctx)
     at_bound = parse_bound(at, end=True, clock=store.clock, option="--at")
     from_bound = parse_bound(diff, end=True, clock=store.clock, option="--diff") if diff else None
+    window = anomalies_since or ("7d" if from_bound is None else None)
+    anomalies_from = from_bound
+    if window is not None and window.strip().lower() == "all":
+        anomalies_from = None
+    elif window is not None:
+        anomalies_from = parse_bound(
+            window, end=False, clock=lambda: parse_utc(at_bound), option="--anomalies-since"
+        )
     with progress_bar(ctx, "replaying") as progress:
         result = access_state(
             store,
@@ -299,6 +316,7 @@ def state(
             org_ids=tuple(org_id or ()),
             team_ids=tuple(team_id or ()),
             diff_from=from_bound,
+            anomalies_since=anomalies_from,
             progress=progress,
         )
     if pick_format(fmt, TableOrJson.table, TableOrJson.json) is TableOrJson.json:
@@ -370,6 +388,8 @@ def _state_tables(out: Any, catalog: Any, result: Any) -> None:
         )
     if result.anomalies:
         out.print(_anomaly_table(catalog, result.anomalies, out.width))
+    if result.anomaly_total > len(result.anomalies):
+        out.print(result.anomaly_note, soft_wrap=False)
     out.print(result.note, soft_wrap=False)
 
 

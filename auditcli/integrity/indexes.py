@@ -14,6 +14,7 @@ import stat
 from collections.abc import Iterator
 
 from auditcli import lineindex
+from auditcli.auditor.checkpoints import CHECKPOINT_DIR, check_checkpoints
 from auditcli.errors import inert
 from auditcli.query import Problem
 from auditcli.safeio import kind_of, open_dir, open_dir_at, why
@@ -40,6 +41,9 @@ def check_indexes(
         for partition in sorted(os.listdir(top)):
             name = f"{where}/{inert(partition)}"
             if partition == MERKLE_DIR:  # Merkle leaf hashes: checked against the tree heads
+                continue
+            if partition == CHECKPOINT_DIR:  # the auditor's checkpoints: checked by a replay
+                problems.extend(check_checkpoints(store, first_day, last_day))
                 continue
             match = _PARTITION.fullmatch(partition)
             if match is None:

@@ -1,0 +1,349 @@
+"""The auditor's checkpoints (`_index/auditor/`): an answer resumed from them equals the full
+replay, whatever the log (hypothesis), and whatever happened to them: missing, stale (a late
+import into a checkpointed day), half-written, planted or forged (which `audit verify` reports).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import zlib
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from auditcli import AuditStore
+from auditcli.auditor import KINDS, access_state, report_data
+from auditcli.cli import app
+from auditcli.importer import import_jsonl
+
+DIR = ("_index", "auditor")
+USERS = ("u-1", "u-2", "u-3")
+TEAMS = ("t-1", "t-2")
+ROLES = ("r-1", "r-2")
+SERVICE_ACCOUNTS = ("s-1",)
+ORGS = ("org-1", "org-2")
+
+
+def _entry(n: int, day: int, second: int, action: str, pick: int, org: str) -> dict[str, Any]:
+    """Entry `n` on 2026-01-`day`: its target and metadata follow the action's conventions."""
+    user = USERS[pick % len(USERS)]
+    team = TEAMS[pick % len(TEAMS)]
+    inputs: dict[str, Any] | None = None
+    if action in ("user_added_to_team", "user_removed_from_team", "user_role_changed_in_team"):
+        target, inputs = team, {"userId": USERS[(pick // 2) % len(USERS)]}
+        if action == "user_added_to_team":
+            inputs["role"] = ("member", "lead")[pick % 2]
+        elif action == "user_role_changed_in_team":
+            inputs.update({"from": "member", "to": "lead"})
+    elif action.startswith("team_"):
+        target, inputs = team, ({"name": f"Team {pick}"} if action == "team_created" else None)
+    elif action.startswith("role_"):
+        target = ROLES[pick % len(ROLES)]
+        if action != "role_deleted":
+            inputs = {"name": "Role", "permissions": ["read", "write", "admin"][: 1 + pick % 3]}
+    elif action.startswith("service_account_"):
+        target = SERVICE_ACCOUNTS[0]
+        inputs = {"name": "bot"} if action.endswith("created") else None
+    else:  # users, admins, logins
+        target = user
+        if action == "user_added":
+            inputs = {"email": f"{user}.{pick}@example.com", "role": "member"}
+    actor = USERS[(pick + n) % len(USERS)]
+    return {
+        "id": f"e{n:04d}",
+        "action": action,
+        "actorId": actor,
+        "actorEmail": f"{actor}+{pick % 2}@example.com",
+        "targetId": target,
+        "organizationId": org,
+        "teamId": target if target in TEAMS else None,
+        "metadata": {"input": inputs} if inputs else None,
+        "createdAt": f"2026-01-{day:02d}T{second // 3600:02d}:{second // 60 % 60:02d}:"
+        f"{second % 60:02d}.000Z",
+    }
+
+
+ACTIONS = (
+    "login",
+    "user_added",
+    "user_removed",
+    "org_admin_added",
+    "org_admin_removed",
+    "team_created",
+    "team_deleted",
+    "user_added_to_team",
+    "user_removed_from_team",
+    "user_role_changed_in_team",
+    "role_created",
+    "role_updated",
+    "role_deleted",
+    "service_account_created",
+    "service_account_deleted",
+)
+ENTRY = st.tuples(
+    st.integers(1, 4),  # day
+    st.integers(0, 86399),  # second of the day
+    st.sampled_from(ACTIONS),
+    st.integers(0, 11),
+    st.sampled_from(ORGS),
+)
+
+
+def _entries(specs: list[tuple[int, int, str, int, str]], first: int = 0) -> list[dict[str, Any]]:
+    return [_entry(first + n, *spec) for n, spec in enumerate(specs)]
+
+
+def _import(store: AuditStore, entries: list[dict[str, Any]]) -> None:
+    """Imported in the order given: out of time order within a day is reported as such."""
+    import_jsonl(store, io.BytesIO(b"".join(orjson.dumps(e) + b"\n" for e in entries)))
+
+
+def _at(day: int, hour: int) -> str:
+    return f"2026-01-{day:02d}T{hour:02d}:00:00.000Z"
+
+
+def _same_answers(store: AuditStore, question: dict[str, Any]) -> None:
+    """Every question answered from the checkpoints equals the full replay."""
+    kind, at, diff, since, orgs = (
+        question["kind"],
+        question["at"],
+        question["diff"],
+        question["since"],
+        question["orgs"],
+    )
+    args = {"at": at, "org_ids": orgs, "diff_from": diff, "anomalies_since": since}
+    expected = access_state(store, kind, **args, use_checkpoints=False).as_dict()
+    assert access_state(store, kind, **args).as_dict() == expected
+    start = diff or since or _at(1, 0)
+    period = {"since": start, "until": at, "generated_at": "now", "org_ids": orgs, "keep": 5}
+    reference = report_data(store, **period, use_checkpoints=False)
+    resumed = report_data(store, **period)
+    assert resumed.as_dict() == reference.as_dict()
+    assert resumed.labels == reference.labels
+
+
+QUESTION = st.fixed_dictionaries(
+    {
+        "kind": st.sampled_from(KINDS),
+        "at": st.builds(_at, st.integers(1, 5), st.integers(0, 23)),
+        "diff": st.one_of(st.none(), st.builds(_at, st.integers(1, 2), st.integers(0, 23))),
+        "since": st.one_of(st.none(), st.builds(_at, st.integers(1, 4), st.integers(0, 23))),
+        "orgs": st.sampled_from(((), ("org-1",), ("org-2",), ORGS)),
+    }
+).filter(lambda q: (q["diff"] is None or q["diff"] <= q["at"]) and (q["since"] or "") <= q["at"])
+
+
+def _files(store: AuditStore) -> list[Path]:
+    return sorted(store.root.joinpath(*DIR).glob("*.*"))
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    specs=st.lists(ENTRY, min_size=1, max_size=40),
+    late=st.lists(ENTRY, max_size=6),
+    question=QUESTION,
+)
+def test_resumed_answers_equal_the_full_replay(
+    tmp_path_factory: pytest.TempPathFactory,
+    specs: list[tuple[int, int, str, int, str]],
+    late: list[tuple[int, int, str, int, str]],
+    question: dict[str, Any],
+) -> None:
+    store = AuditStore(tmp_path_factory.mktemp("log") / "logs", writer_id="test")
+    _import(store, _entries(specs))
+    _same_answers(store, question)  # builds the checkpoints on the way
+    _same_answers(store, question)  # and answers from them
+    built = _files(store)
+    if built:
+        assert _verify_problems(store) == []  # incremental == from the first day
+    # A late import into checkpointed days makes them stale: never used, rebuilt.
+    if late:
+        _import(store, _entries(late, first=len(specs)))
+        _same_answers(store, question)
+
+
+def _verify_problems(store: AuditStore) -> list[str]:
+    from auditcli.auditor.checkpoints import check_checkpoints
+
+    return [str(problem) for problem in check_checkpoints(store)]
+
+
+# ----------------------------------------------------------------------------- damage
+SCENARIO = [
+    (1, 3600, "org_admin_added", 0, "org-1"),
+    (1, 7200, "user_added", 1, "org-1"),
+    (2, 3600, "org_admin_added", 0, "org-1"),  # a duplicate grant: an anomaly
+    (2, 7200, "team_created", 0, "org-2"),
+    (2, 9000, "user_added_to_team", 2, "org-2"),
+    (3, 3600, "org_admin_removed", 1, "org-1"),  # never granted: an anomaly
+    (3, 5000, "user_removed", 0, "org-1"),
+    (4, 3600, "org_admin_added", 2, "org-1"),
+]
+QUESTIONS = [
+    {"kind": kind, "at": _at(4, 12), "diff": diff, "since": None, "orgs": ()}
+    for kind in ("admins", "teams", "users")
+    for diff in (None, _at(3, 0))
+]
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> AuditStore:
+    store = AuditStore(tmp_path / "logs", writer_id="test")
+    _import(store, _entries(SCENARIO))
+    for question in QUESTIONS:
+        _same_answers(store, question)
+    names = [path.name for path in _files(store)]
+    assert names == [
+        f"2026-01-0{day}.{part}" for day in (1, 2, 3, 4) for part in ("events", "state")
+    ]
+    return store
+
+
+def _still_right(store: AuditStore) -> None:
+    for question in QUESTIONS:
+        _same_answers(store, question)
+
+
+def test_deleting_checkpoints_loses_nothing(built: AuditStore) -> None:
+    before = {path.name: path.read_bytes() for path in _files(built)}
+    for name in ("2026-01-02.state", "2026-01-01.events", "2026-01-03.events"):
+        built.root.joinpath(*DIR, name).unlink()
+    _still_right(built)
+    assert {path.name: path.read_bytes() for path in _files(built)} == before  # rebuilt alike
+
+
+@pytest.mark.parametrize("name", ["2026-01-03.state", "2026-01-02.events"])
+def test_a_half_written_or_garbled_checkpoint_is_never_used(built: AuditStore, name: str) -> None:
+    path = built.root.joinpath(*DIR, name)
+    whole = path.read_bytes()
+    for damaged in (whole[: len(whole) // 2], whole[:-1] + bytes([whole[-1] ^ 1]), b""):
+        path.write_bytes(damaged)
+        _still_right(built)
+        assert path.read_bytes() == whole  # rebuilt
+
+
+def test_a_late_import_into_a_checkpointed_day_is_seen(built: AuditStore) -> None:
+    before = access_state(built, "admins", at=_at(4, 12))
+    assert [row["userId"] for row in before.rows] == ["u-3"]  # u-1 left on day 3
+    # Day 3 now grants u-1 again after that: the checkpoints from day 3 on are stale.
+    _import(built, _entries([(3, 9000, "org_admin_added", 0, "org-1")], first=100))
+    after = access_state(built, "admins", at=_at(4, 12))
+    assert [row["userId"] for row in after.rows] == ["u-1", "u-3"]
+    _still_right(built)
+
+
+def _forge(path: Path, part: str, change: Any) -> None:
+    """Rewrite one part of a checkpoint with `change` applied, with a matching digest: what
+    anyone who can write the log directory can do (the format is in `_encode`)."""
+    content = path.read_bytes()
+    magic = content[: content.index(b"\n") + 1]
+    rest = content[len(magic) + 65 :]
+    newline = rest.index(b"\n")
+    header, blobs = orjson.loads(rest[:newline]), rest[newline + 1 :]
+    parts = {}
+    for name, (at, size) in header.pop("parts").items():
+        parts[name] = orjson.loads(zlib.decompress(blobs[at : at + size]))
+    change(parts[part])
+    where, data, at = {}, b"", 0
+    for name, value in parts.items():
+        blob = zlib.compress(orjson.dumps(value))
+        where[name], data, at = [at, len(blob)], data + blob, at + len(blob)
+    rest = orjson.dumps({**header, "parts": where}) + b"\n" + data
+    path.write_bytes(magic + hashlib.sha256(rest).hexdigest().encode() + b"\n" + rest)
+
+
+def test_verify_reports_a_forged_checkpoint(built: AuditStore) -> None:
+    runner = CliRunner()
+    verify = runner.invoke(app, ["-d", str(built.root), "verify"])
+    assert verify.exit_code == 0, verify.output
+    # The admin granted on day 1 is erased from the state at the end of day 3.
+    _forge(
+        built.root.joinpath(*DIR, "2026-01-03.state"),
+        "admins",
+        lambda part: part["table"].clear(),
+    )
+    verify = runner.invoke(app, ["-d", str(built.root), "verify"])
+    assert verify.exit_code == 5
+    assert "_index/auditor/2026-01-03.state" in verify.output
+    assert "forged checkpoint" in verify.output
+    # A verify of the period holding it reports it too; one of another period does not.
+    period = runner.invoke(app, ["-d", str(built.root), "verify", "--since", "2026-01-03"])
+    assert period.exit_code == 5 and "forged checkpoint" in period.output
+    assert "2026-01-03.state" not in _period_problems(built, "2026-01-01", "2026-01-02")
+    # Deleting it loses nothing: the next question rebuilds it.
+    built.root.joinpath(*DIR, "2026-01-03.state").unlink()
+    _still_right(built)
+    assert runner.invoke(app, ["-d", str(built.root), "verify"]).exit_code == 0
+
+
+def _period_problems(store: AuditStore, first: str, last: str) -> str:
+    from auditcli.auditor.checkpoints import check_checkpoints
+
+    return "\n".join(str(p) for p in check_checkpoints(store, first, last))
+
+
+def test_a_planted_checkpoint_directory_is_never_followed(
+    built: AuditStore, tmp_path: Path
+) -> None:
+    directory = built.root.joinpath(*DIR)
+    for path in _files(built):
+        path.unlink()
+    directory.rmdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    directory.symlink_to(elsewhere)
+    _still_right(built)
+    assert list(elsewhere.iterdir()) == []  # nothing written through the link
+    verify = CliRunner().invoke(app, ["-d", str(built.root), "verify"])
+    assert verify.exit_code == 5 and "_index/auditor" in verify.output
+
+
+def test_a_symlinked_checkpoint_is_never_read(built: AuditStore, tmp_path: Path) -> None:
+    path = built.root.joinpath(*DIR, "2026-01-03.state")
+    decoy = tmp_path / "decoy"
+    decoy.write_bytes(path.read_bytes())
+    path.unlink()
+    path.symlink_to(decoy)
+    _forge(decoy, "admins", lambda part: part["table"].clear())
+    _still_right(built)  # the link is not read (the answer is the replay's)
+
+
+def test_the_cli_lists_the_window_and_counts_all(built: AuditStore) -> None:
+    runner = CliRunner()
+    args = ["-d", str(built.root), "state", "admins", "--at", _at(4, 12), "-f", "json"]
+    every = orjson.loads(runner.invoke(app, [*args, "--anomalies-since", "all"]).output)
+    assert every["anomalyTotal"] == len(every["anomalies"]) == 2
+    recent = orjson.loads(runner.invoke(app, [*args, "--anomalies-since", "2d"]).output)
+    assert recent["anomaliesSince"] == _at(2, 12)
+    assert (recent["anomalyTotal"], len(recent["anomalies"])) == (2, 1)
+    table = runner.invoke(app, [*args[:-2], "-f", "table", "--anomalies-since", "2d"])
+    assert "2 anomalies about admins up to" in table.output
+    bad = runner.invoke(app, [*args, "--anomalies-since", "someday"])
+    assert bad.exit_code == 2 and "--anomalies-since" in bad.output
+
+
+def test_no_checkpoint_for_today_or_a_damaged_day(tmp_path: Path) -> None:
+    store = AuditStore(tmp_path / "logs", writer_id="test")
+    _import(store, _entries(SCENARIO))
+    damaged = next(store.root.joinpath("date=2026-01-03").glob("*.jsonl"))
+    with damaged.open("ab") as file:
+        file.write(b"not an entry\n")
+    question = {"kind": "admins", "at": _at(4, 12), "diff": None, "since": None, "orgs": ()}
+    _same_answers(store, question)
+    result = access_state(store, "admins", at=_at(4, 12))
+    assert any("not an entry" in str(p) for p in result.problems)  # still reported
+    assert [p.name for p in _files(store)][-1] == "2026-01-02.state"  # none from day 3 on
+    os.truncate(damaged, damaged.stat().st_size - len(b"not an entry\n"))
+    _same_answers(store, question)
+    assert [p.name for p in _files(store)][-1] == "2026-01-04.state"
