@@ -482,21 +482,53 @@ def build(fd: int, info: os.stat_result, *, compressed: bool = False) -> LineInd
     marker when some line is not canonical, and None when the file does not end with a newline,
     is not a clean gzip member or changed while it was read (the caller scans it the ordinary
     way, which reports what is wrong)."""
-    builder = _Builder()
     blocks = _gzip_blocks(fd, info.st_size) if compressed else _plain_blocks(fd, info.st_size)
     # A line over the limit reads as an empty line, which makes the file not indexable.
     splitter = LineSplitter(chain.MAX_LINE)
     failed: list[bool] = []
-    for chunk in splitter.chunks(_until_failure(blocks, failed)):
-        if builder.usable:
-            builder.add(chunk)
+    index = from_lines(splitter.chunks(_until_failure(blocks, failed)), identity(info), b"")
     if failed or splitter.rest:
         return None  # a torn or unfinished last line: the scan waits for writers and reports it
     if identity(os.fstat(fd)) != identity(info):
         return None
-    index = builder.finish(identity(info))
     index.tail = tail_of(fd, info.st_size)
     return index
+
+
+def from_lines(blocks: Iterable[bytes], ident: Identity, tail: bytes) -> LineIndex:
+    """The index (or not-indexable marker) of a file of identity `ident` whose last bytes are
+    `tail` (`tail_of`) and whose whole content is `blocks`, blocks of whole lines in file order
+    (each block ends with a newline). For a writer that holds the lines of a file it has just
+    written, e.g. a rotation writing a day's `.gz`; `build` reads them from the file."""
+    builder = _Builder()
+    for block in blocks:
+        if builder.usable:
+            builder.add(block)
+    index = builder.finish(ident)
+    index.tail = tail
+    return index
+
+
+def index_file(root: Path, partition: str, file_name: str) -> LineIndex | None:
+    """Build and save the index of the log file `partition/file_name` (plain, or `.gz` with one
+    member), which is what the first query that reads it would otherwise do: for a writer that
+    has just finished the file (an import, for the days it wrote). None when it is not a
+    regular file, cannot be opened (never through a symlink) or cannot be indexed now (a torn
+    end, changed while read); the query engine then decides as before."""
+    try:
+        fd = open_file(root, f"{partition}/{file_name}")
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        index = build(fd, info, compressed=file_name.endswith(".gz"))
+        if index is not None:
+            save(root, partition, file_name, index)
+        return index
+    finally:
+        os.close(fd)
 
 
 def _until_failure(blocks: Iterable[bytes | None], failed: list[bool]) -> Iterator[bytes]:

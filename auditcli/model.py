@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
-from collections.abc import Mapping
-from typing import Annotated, Any
+from collections.abc import Mapping, Sequence
+from functools import partial
+from operator import is_not, itemgetter
+from typing import Annotated, Any, get_args
 
 import orjson
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
@@ -21,16 +24,52 @@ MAX_LINE_BYTES = MAX_LINE
 MAX_METADATA_DEPTH = 32
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
-IdText = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")]
-RefText = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+class TextRule:
+    """The constraints of one string field of an entry. This table is the one definition of
+    them: the pydantic model (`Entry`, which names problems for people) and the importer's batch
+    check (`valid_entries`, which only says yes or no) are both made from it; which fields may
+    be null is said once, by `Entry`'s annotations."""
+
+    __slots__ = ("max_length", "min_length", "pattern")
+
+    def __init__(
+        self, min_length: int = 0, max_length: int | None = None, pattern: str | None = None
+    ) -> None:
+        self.min_length, self.max_length = min_length, max_length
+        #: Matched against the whole value (fullmatch here, ^…$ for pydantic, whose `$` is
+        #: the end of the text): no top-level alternation, or ^…$ would not bind all of it.
+        self.pattern = pattern
+
+    def constraints(self) -> StringConstraints:
+        """The rule as pydantic's constraints."""
+        return StringConstraints(
+            min_length=self.min_length or None,
+            max_length=self.max_length,
+            pattern=None if self.pattern is None else f"^{self.pattern}$",
+        )
+
+
 _EMAIL_PART = r"[^@\s\x00-\x1f\x7f]+"
-Email = Annotated[
-    str,
-    StringConstraints(max_length=320, pattern=rf"^{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}$"),
-]
-Target = Annotated[str, StringConstraints(pattern="^(" + "|".join(TARGETS) + ")$")]
-Action = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")]
-Stamp = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")]
+_REF = TextRule(1, 512)
+TEXT_RULES: dict[str, TextRule] = {
+    "id": TextRule(pattern=r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}"),
+    "description": TextRule(max_length=8192),
+    "actorId": _REF,
+    "actorName": TextRule(max_length=512),
+    "actorEmail": TextRule(max_length=320, pattern=rf"{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}"),
+    "action": TextRule(pattern=r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*"),
+    "actionDisplayName": TextRule(1, 256),
+    "target": TextRule(pattern="(" + "|".join(TARGETS) + ")"),
+    "targetId": _REF,
+    "organizationId": _REF,
+    "teamId": _REF,
+    "createdAt": TextRule(pattern=r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z"),
+}
+
+
+def _text(name: str) -> StringConstraints:
+    return TEXT_RULES[name].constraints()
 
 
 class Entry(BaseModel):
@@ -38,26 +77,77 @@ class Entry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    id: IdText
-    description: Annotated[str, StringConstraints(max_length=8192)]
-    actorId: RefText
-    actorName: Annotated[str, StringConstraints(max_length=512)] | None
-    actorEmail: Email | None
-    action: Action
-    actionDisplayName: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    target: Target
-    targetId: RefText
+    id: Annotated[str, _text("id")]
+    description: Annotated[str, _text("description")]
+    actorId: Annotated[str, _text("actorId")]
+    actorName: Annotated[str, _text("actorName")] | None
+    actorEmail: Annotated[str, _text("actorEmail")] | None
+    action: Annotated[str, _text("action")]
+    actionDisplayName: Annotated[str, _text("actionDisplayName")]
+    target: Annotated[str, _text("target")]
+    targetId: Annotated[str, _text("targetId")]
     metadata: dict[str, Any] | None
-    organizationId: RefText
-    teamId: RefText | None
-    createdAt: Stamp
+    organizationId: Annotated[str, _text("organizationId")]
+    teamId: Annotated[str, _text("teamId")] | None
+    createdAt: Annotated[str, _text("createdAt")]
 
     def to_dict(self) -> dict[str, Any]:
         """The entry as a plain dict in the API's field order."""
         return dict(self.__dict__)
 
 
+#: The fields `Entry` lets be null.
+NULLABLE = frozenset(
+    name for name, info in Entry.model_fields.items() if type(None) in get_args(info.annotation)
+)
+
+
 _validate = Entry.__pydantic_validator__.validate_python
+_PATTERNS = {name: re.compile(rule.pattern) for name, rule in TEXT_RULES.items() if rule.pattern}
+_not_none = partial(is_not, None)
+
+
+def valid_texts(name: str, values: Sequence[Any]) -> bool:
+    """Whether every one of `values` passes the rule of string field `name` (TEXT_RULES), as
+    `Entry` decides it, in a few C-level passes over the whole column. False also where this
+    check is not exact: a value that is not exactly a `str`, or a non-ASCII value of a field
+    with a pattern (the two regex engines' Unicode classes, e.g. `\\s`, may differ); the caller
+    then asks `Entry`, which names the problem."""
+    rule = TEXT_RULES[name]
+    if name in NULLABLE:
+        values = list(filter(_not_none, values))
+    if not values:
+        return True
+    if set(map(type, values)) != {str}:
+        return False
+    lengths = list(map(len, values))
+    if min(lengths) < rule.min_length or (
+        rule.max_length is not None and max(lengths) > rule.max_length
+    ):
+        return False
+    pattern = _PATTERNS.get(name)
+    return pattern is None or (
+        all(map(str.isascii, values)) and all(map(pattern.fullmatch, values))
+    )
+
+
+def valid_entries(entries: Sequence[Any]) -> bool:
+    """Whether every item is a dict with exactly the 13 fields in the API's order that `Entry`
+    accepts, decided column by column (`valid_texts`) rather than entry by entry. For items
+    parsed from JSON (whose object keys are strings). False when any is not, or cannot be
+    decided here: the caller then validates each item with `build_entry`."""
+    if not entries:
+        return True
+    if set(map(type, entries)) != {dict} or not all(map(SEED_FIELDS.__eq__, map(tuple, entries))):
+        return False
+    columns = zip(*map(itemgetter(*SEED_FIELDS), entries), strict=True)
+    for name, values in zip(SEED_FIELDS, columns, strict=True):
+        if name == "metadata":
+            if not set(map(type, values)) <= {dict, type(None)}:
+                return False
+        elif not valid_texts(name, values):
+            return False
+    return True
 
 
 def uuid7(now_ms: int | None = None) -> str:

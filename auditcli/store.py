@@ -549,9 +549,12 @@ def content_digest(content: bytes) -> bytes:
 class IdIndex:
     """The ids stored in one partition with a digest of each entry, read incrementally."""
 
-    def __init__(self, store: AuditStore, day: str) -> None:
+    def __init__(self, store: AuditStore, day: str, *, remember_written: bool = True) -> None:
         self.store, self.day = store, day
         self.ids: dict[str, bytes] = {}
+        #: False for a writer whose own items never repeat an id (an import, which checked
+        #: its input): what it writes is then skipped, not hashed and kept.
+        self.remember_written = remember_written
         self._read_to: dict[str, int] = {}  # file name -> bytes of whole lines already read
 
     def refresh(self) -> None:
@@ -577,27 +580,31 @@ class IdIndex:
 
     def note_written(self, file_name: str, items: list[tuple[str, bytes]]) -> None:
         """Remember entries this process just appended to `file_name` (no need to re-read them)."""
-        for entry_id, content in items:
-            self.ids[entry_id] = content_digest(content)
+        if self.remember_written:
+            for entry_id, content in items:
+                self.ids[entry_id] = content_digest(content)
         written = sum(len(content) - 1 + chain.SUFFIX_LEN for _, content in items)
         self._read_to[file_name] = self._read_to.get(file_name, 0) + written
 
     def filter_new(self, items: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], int]:
         """Drop items whose id is stored with identical content; refuse one stored differently."""
         fresh, duplicates = [], 0
-        batch: dict[str, bytes] = {}
+        batch: dict[str, bytes] = {}  # id -> content, of the items kept so far
+        stored = self.ids
         for entry_id, content in items:
-            digest = content_digest(content)
-            known = self.ids.get(entry_id) or batch.get(entry_id)
+            # Hashed only when the id is stored already: an import's new entries are not.
+            known = stored.get(entry_id)
             if known is not None:
-                if known != digest:
-                    raise DuplicateIdError(
-                        f"id: {entry_id} is already recorded with different content"
-                    )
-                duplicates += 1
+                same = known == content_digest(content)
+            elif entry_id in batch:
+                same = batch[entry_id] == content
+            else:
+                batch[entry_id] = content
+                fresh.append((entry_id, content))
                 continue
-            batch[entry_id] = digest
-            fresh.append((entry_id, content))
+            if not same:
+                raise DuplicateIdError(f"id: {entry_id} is already recorded with different content")
+            duplicates += 1
         return fresh, duplicates
 
 

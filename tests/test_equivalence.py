@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from auditcli import chain, lineindex, query
 from auditcli.catalog import Catalog
 from auditcli.errors import InvalidEntryError
-from auditcli.importer import _canonical_entry
+from auditcli.importer import _canonical_batch
 from auditcli.maintenance import stats
 from auditcli.model import SEED_FIELDS, build_entry, dumps_entry, loads_strict
 from auditcli.query import Filters, QueryEngine, seed_json
@@ -486,10 +486,10 @@ def test_canonical_import_shortcut_equals_the_full_path(
         full: Any = (entry, dumps_entry(entry))
     except (InvalidEntryError, ValueError):
         full = "refused"
-    fast = _canonical_entry(raw, catalog)
+    fast = _canonical_batch([raw], catalog)
     if fast is not None:
         assert full != "refused"
-        assert fast[1] == full[1]
-        assert fast[0] == full[0]
+        assert fast[1] == [full[1]]
+        assert fast[0] == [full[0]]
     if not mutations and not drop and spacing == "compact":
         assert fast is not None  # a complete canonical line does take the shortcut
