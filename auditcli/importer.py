@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 import uuid
 from array import array
@@ -30,7 +31,7 @@ from typing import IO, Any
 
 import orjson
 
-from . import lineindex
+from . import chain, lineindex
 from .catalog import Catalog
 from .errors import AuditError, InvalidEntryError, NotRecordedError
 from .model import (
@@ -43,7 +44,7 @@ from .model import (
 )
 from .progress import Progress
 from .query import INDEX_MIN_BYTES
-from .store import AuditStore, IdIndex, content_digest
+from .store import AuditStore, IdIndex, _open_in_partition, content_digest
 from .timeparse import CANONICAL, parse_utc
 
 _FLUSH_BYTES = 4 << 20  # one locked write per day buffer of this size
@@ -148,13 +149,17 @@ def stable_id(data: dict[str, Any], occurrence: int) -> str:
 
 class _Plan:
     """What the validation pass leaves for the others: the key spool's segments by day, and
-    what the check pass decides (spool positions to leave out, each day's last position)."""
+    what the check pass decides (spool positions to leave out, each day's last position).
+
+    A segment holds, for entries of one day in spool order: ids, digests, input line numbers
+    and spool positions (read by the check pass), then stored line lengths and the values a
+    line index needs (read when the day is indexed)."""
 
     def __init__(self, keys: IO[bytes]) -> None:
         self.keys = keys
-        #: day -> [(offset, count, bytes of ids)] of its key segments, in spool order
-        self.segments: dict[str, list[tuple[int, int, int]]] = {}
-        self._pending: dict[str, list[tuple[list[str], list[bytes], array[int], array[int]]]]
+        #: day -> [(offset, count, bytes of ids, bytes of index values)], in spool order
+        self.segments: dict[str, list[tuple[int, int, int, int]]] = {}
+        self._pending: dict[str, list[tuple[list[str], list[bytes], list[int], Any, Any, range]]]
         self._pending = {}
         self._pending_bytes = 0
         #: Spool positions not to write: a repeated id, or (with --skip-invalid) a conflict.
@@ -163,42 +168,97 @@ class _Plan:
         self.last: dict[str, int] = {}
         self.entries = 0  # entries in the spool
 
-    def add(self, day: str, ids: list[str], digests: list[bytes], lines: list[int]) -> None:
+    def add(
+        self,
+        day: str,
+        entries: list[dict[str, Any]],
+        contents: list[bytes],
+        lines: list[int],
+        digests: list[bytes],
+    ) -> None:
         """Note the keys of spooled entries of one day (the next positions of the spool)."""
-        first = self.entries
+        lengths = array("I", map(_stored_length, contents))
+        values = list(zip(*map(_INDEX_VALUES, entries), strict=True))
+        ids = list(values[0])
+        positions = range(self.entries, self.entries + len(ids))
         self.entries += len(ids)
-        positions = array(_ARRAY, range(first, self.entries))
-        self._pending.setdefault(day, []).append((ids, digests, array(_ARRAY, lines), positions))
-        self._pending_bytes += len(ids) * 100
+        self._pending.setdefault(day, []).append(
+            (ids, digests, lines, lengths, values[1:], positions)
+        )
+        self._pending_bytes += sum(lengths) // 3
         if self._pending_bytes >= _KEYS_BUFFERED:
             self.flush_keys()
 
     def flush_keys(self) -> None:
         """Write the keys held, one segment per day."""
         for day, parts in self._pending.items():
-            ids = "\n".join("\n".join(part[0]) for part in parts).encode()
-            digests = b"".join(b"".join(part[1]) for part in parts)
-            lines = b"".join(part[2].tobytes() for part in parts)
-            positions = b"".join(part[3].tobytes() for part in parts)
-            offset = self.keys.seek(0, os.SEEK_END)
-            self.keys.write(ids + digests + lines + positions)
             count = sum(len(part[0]) for part in parts)
-            self.segments.setdefault(day, []).append((offset, count, len(ids)))
+            ids = "\n".join(entry_id for part in parts for entry_id in part[0]).encode()
+            values = orjson.dumps(
+                [[value for part in parts for value in part[4][n]] for n in range(len(_FIELDS))]
+            )
+            self.keys.seek(0, os.SEEK_END)
+            offset = self.keys.tell()
+            self.keys.write(ids)
+            for part in parts:
+                self.keys.write(b"".join(part[1]))
+            self.keys.write(array(_ARRAY, (n for part in parts for n in part[2])).tobytes())
+            self.keys.write(array(_ARRAY, (n for part in parts for n in part[5])).tobytes())
+            for part in parts:
+                self.keys.write(part[3].tobytes())
+            self.keys.write(values)
+            self.segments.setdefault(day, []).append((offset, count, len(ids), len(values)))
         self._pending.clear()
         self._pending_bytes = 0
 
+    def _read(self, segment: tuple[int, int, int, int]) -> bytes:
+        offset, count, id_bytes, value_bytes = segment
+        self.keys.seek(offset)
+        return self.keys.read(id_bytes + count * _KEY_WIDTH + value_bytes)
+
     def day_keys(self, day: str) -> Iterator[tuple[list[str], bytes, array[int], array[int]]]:
         """`(ids, digests, lines, positions)` of each segment of `day`, in spool order."""
-        width = array(_ARRAY).itemsize
-        for offset, count, id_bytes in self.segments[day]:
-            self.keys.seek(offset)
-            raw = self.keys.read(id_bytes + count * (_DIGEST + 2 * width))
-            ids = raw[:id_bytes].decode().split("\n")
+        for segment in self.segments[day]:
+            _, count, id_bytes, _ = segment
+            raw = self._read(segment)
             at = id_bytes + count * _DIGEST
             lines, positions = array(_ARRAY), array(_ARRAY)
-            lines.frombytes(raw[at : at + count * width])
-            positions.frombytes(raw[at + count * width :])
-            yield ids, raw[id_bytes:at], lines, positions
+            lines.frombytes(raw[at : at + count * _WIDTH])
+            positions.frombytes(raw[at + count * _WIDTH : at + 2 * count * _WIDTH])
+            yield raw[:id_bytes].decode().split("\n"), raw[id_bytes:at], lines, positions
+
+    def day_rows(self, day: str) -> Iterator[tuple[array[int], list[bytes], list[bytes], Any]]:
+        """`(stored line lengths, ids, createdAt, index columns)` of the entries of `day` to be
+        written (those not in `skip`), a segment at a time, in spool order; the columns in
+        `lineindex.FIELDS` order."""
+        for segment in self.segments[day]:
+            _, count, id_bytes, _ = segment
+            raw = self._read(segment)
+            at = id_bytes + count * (_DIGEST + _WIDTH)
+            positions, lengths = array(_ARRAY), array("I")
+            positions.frombytes(raw[at : at + count * _WIDTH])
+            at += count * _WIDTH
+            lengths.frombytes(raw[at : at + 4 * count])
+            ids = raw[:id_bytes].split(b"\n")
+            stamps, *columns = orjson.loads(raw[at + 4 * count :])
+            stamps = list(map(str.encode, stamps))
+            if self.skip and not self.skip.isdisjoint(positions):
+                keep = [n for n, position in enumerate(positions) if position not in self.skip]
+                pick = lambda seq, keep=keep: [seq[n] for n in keep]  # noqa: E731
+                lengths, ids, stamps = array("I", pick(lengths)), pick(ids), pick(stamps)
+                columns = [pick(column) for column in columns]
+            yield lengths, ids, stamps, columns
+
+
+_FIELDS = ("createdAt", *lineindex.FIELDS)
+_INDEX_VALUES = itemgetter("id", *_FIELDS)
+_WIDTH = array(_ARRAY).itemsize
+_KEY_WIDTH = _DIGEST + 2 * _WIDTH + 4  # digest, line, position, stored length
+
+
+def _stored_length(content: bytes) -> int:
+    """The bytes `content` takes in a log file: chain suffix and newline included."""
+    return len(content) - 1 + chain.SUFFIX_LEN
 
 
 def _input_batches(source: IO[bytes]) -> Iterator[list[bytes | None]]:
@@ -212,7 +272,8 @@ def _input_batches(source: IO[bytes]) -> Iterator[list[bytes | None]]:
         if skipping:
             if len(lines) == 1:
                 continue
-            lines[0], skipping = None, False  # type: ignore[call-overload]
+            del lines[0]  # the end of the line already reported
+            skipping = False
         elif rest:
             lines[0] = rest + lines[0]
         rest = lines.pop()
@@ -282,23 +343,24 @@ def _validate_into(
                     lines.append(n)
         if not contents:
             continue
-        ids = list(map(itemgetter("id"), entries))
         days = [created[:10] for created in map(itemgetter("createdAt"), entries)]
         digests = list(map(content_digest, contents))  # the one hash of each entry
         if days.count(days[0]) == len(days):  # the usual case: input in time order
             spool.write(b"\n".join(contents) + b"\n")
-            plan.add(days[0], ids, digests, lines)
+            plan.add(days[0], entries, contents, lines, digests)
             continue
         by_day: dict[str, list[int]] = {}
         for n, day in enumerate(days):
             by_day.setdefault(day, []).append(n)
         for day, picked in by_day.items():  # spooled in the order the plan numbers them
-            spool.write(b"\n".join([contents[n] for n in picked]) + b"\n")
+            day_contents = [contents[n] for n in picked]
+            spool.write(b"\n".join(day_contents) + b"\n")
             plan.add(
                 day,
-                [ids[n] for n in picked],
-                [digests[n] for n in picked],
+                [entries[n] for n in picked],
+                day_contents,
                 [lines[n] for n in picked],
+                [digests[n] for n in picked],
             )
     if report.lines == 0:
         _problem(report, 0, "input: no entries (the input is empty)")
@@ -445,6 +507,7 @@ def _write_spooled(
     buffers: dict[str, list[tuple[str, bytes]]] = {}
     sizes: dict[str, int] = {}
     buffered = 0
+    wrote: dict[str, list[tuple[str, int, int]]] = {day: [] for day in plan.last}
 
     def flush(day: str) -> None:
         nonlocal buffered
@@ -462,12 +525,16 @@ def _write_spooled(
             raise type(exc)(f"{exc}; {written} this batch ({report.rerun_advice()})") from None
         report.written += result.written
         report.duplicates += result.duplicates
+        if result.duplicates:  # stored meanwhile by another writer: not only our lines
+            wrote[day].append(("", -1, -1))
+        elif result.written:
+            wrote[day].append((result.file, result.start, result.end))
 
     def finish(day: str) -> None:
         if day in buffers:
             flush(day)
         indexes.pop(day, None)
-        _index_day(store, day)
+        _index_day(store, plan, day, wrote.pop(day))
 
     size = spool.seek(0, os.SEEK_END)
     spool.seek(0)
@@ -501,17 +568,38 @@ def _write_spooled(
         finish(day)
 
 
-def _index_day(store: AuditStore, day: str) -> None:
-    """Write the line index of this writer's files of `day` (see `lineindex.index_file`), so
-    the first query after the import does not build it; files too small to be indexed are
-    left out, as the query engine leaves them out."""
+def _index_day(store: AuditStore, plan: _Plan, day: str, wrote: list[tuple[str, int, int]]) -> None:
+    """Write the line index of this writer's files of `day`, so that the first query after
+    the import does not build it. A file this import created and alone wrote to (`wrote`: its
+    writes, back to back from byte 0) is indexed from the values noted while validating,
+    without reading it; any other is read and indexed (`lineindex.index_file`). Files too
+    small to be indexed are left out, as the query engine leaves them out."""
+    fresh = (
+        len({name for name, _, _ in wrote}) == 1
+        and wrote[0][1] == 0
+        and all(wrote[n][2] == wrote[n + 1][1] for n in range(len(wrote) - 1))
+    )
     mine = store.writer_id
     for file in store.files(day):
+        name = file.path.name
         if file.compressed or (file.segment != mine and not file.segment.startswith(mine + "+")):
             continue
         try:
-            if os.stat(file.path, follow_symlinks=False).st_size < INDEX_MIN_BYTES:
-                continue
+            fd = _open_in_partition(file.path, os.O_RDONLY)
         except OSError:
             continue
-        lineindex.index_file(store.root, file.partition, file.path.name)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size < INDEX_MIN_BYTES:
+                continue
+            if fresh and name == wrote[0][0] and info.st_size == wrote[-1][2]:
+                index = lineindex.from_rows(
+                    plan.day_rows(day),
+                    lineindex.identity(info),
+                    lineindex.tail_of(fd, info.st_size),
+                )
+                lineindex.save(store.root, file.partition, name, index)
+                continue
+        finally:
+            os.close(fd)
+        lineindex.index_file(store.root, file.partition, name)

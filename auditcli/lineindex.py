@@ -509,10 +509,31 @@ def from_lines(blocks: Iterable[bytes], ident: Identity, tail: bytes) -> LineInd
     return index
 
 
+def from_rows(
+    rows: Iterable[tuple[Iterable[int], list[bytes], list[bytes], Iterable[Sequence[Any]]]],
+    ident: Identity,
+    tail: bytes,
+) -> LineIndex:
+    """The index of a file of identity `ident` ending with `tail` (`tail_of`) that holds exactly
+    the stored lines of canonical entries (what `model.dumps_entry` writes, chained) described
+    by `rows`, in file order: batches of `(line lengths with newline, ids, createdAt values,
+    the values of FIELDS as one column each)`, ids and createdAt as bytes. For a writer that
+    knows the values of what it wrote (an import), which need not be parsed again; the caller
+    vouches that the file is those lines (e.g. it created the file and its size is their sum)."""
+    builder = _Builder()
+    for lengths, ids, stamps, columns in rows:
+        if builder.usable:
+            builder.usable = builder.add_rows(lengths, ids, stamps, columns)
+    index = builder.finish(ident)
+    index.tail = tail
+    return index
+
+
 def index_file(root: Path, partition: str, file_name: str) -> LineIndex | None:
     """Build and save the index of the log file `partition/file_name` (plain, or `.gz` with one
-    member), which is what the first query that reads it would otherwise do: for a writer that
-    has just finished the file (an import, for the days it wrote). None when it is not a
+    member) unless it has a valid one, which is what the first query that reads it would
+    otherwise do: for a writer that has just finished the file (an import, for the days it
+    wrote). None when it is not a
     regular file, cannot be opened (never through a symlink) or cannot be indexed now (a torn
     end, changed while read); the query engine then decides as before."""
     try:
@@ -523,6 +544,9 @@ def index_file(root: Path, partition: str, file_name: str) -> LineIndex | None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return None
+        ident, tail = identity(info), tail_of(fd, info.st_size)
+        if (index := load(root, partition, file_name, ident, tail, ())) is not None:
+            return index  # still valid: nothing to do
         index = build(fd, info, compressed=file_name.endswith(".gz"))
         if index is not None:
             save(root, partition, file_name, index)
@@ -624,13 +648,27 @@ class _Builder:
             ids = list(map(str.encode, map(itemgetter("id"), entries)))
         except (orjson.JSONDecodeError, orjson.JSONEncodeError, TypeError, AttributeError):
             return False
+        return self.add_rows(
+            map(_plus_one, map(len, lines)),
+            ids,
+            list(map(itemgetter(slice(_CS, _CE)), lines)),
+            zip(*map(itemgetter(*FIELDS), entries), strict=True),
+        )
+
+    def add_rows(
+        self,
+        lengths: Iterable[int],
+        ids: list[bytes],
+        stamps: list[bytes],
+        columns: Iterable[Sequence[Any]],
+    ) -> bool:
+        """Add lines of canonical entries by their values: each line's length (newline
+        included), id and createdAt (as bytes), and the values of FIELDS, a column each."""
         # sort_key() reads the raw id up to its first quote: the same bytes unless escaped.
         if _NEEDS_ESCAPE.search(b"".join(ids)):
             return False
-        self.keys.extend(map(bytes.__add__, map(itemgetter(slice(_CS, _CE)), lines), ids))
-        ends = accumulate(map(len, lines), _plus_newline, initial=self.offsets[-1])
-        self.offsets.extend(islice(ends, 1, None))
-        columns = zip(*map(itemgetter(*FIELDS), entries), strict=True)
+        self.keys.extend(map(bytes.__add__, stamps, ids))
+        self.offsets.extend(islice(accumulate(lengths, initial=self.offsets[-1]), 1, None))
         try:
             for table, codes, values in zip(self.tables, self.codes, columns, strict=True):
                 for value in dict.fromkeys(values):
@@ -671,8 +709,8 @@ class _Builder:
         return index
 
 
-def _plus_newline(total: int, length: int) -> int:
-    return total + length + 1
+def _plus_one(length: int) -> int:
+    return length + 1
 
 
 _NEEDS_ESCAPE = re.compile(rb'["\\\x00-\x1f]')  # what JSON escapes inside a string

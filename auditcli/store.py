@@ -310,6 +310,11 @@ class AppendReport:
 
     written: int = 0
     duplicates: int = 0
+    #: Where the write went: the file's name and the byte range of the lines written
+    #: (nothing written: no file).
+    file: str = ""
+    start: int = 0
+    end: int = 0
 
 
 class AuditStore:
@@ -520,10 +525,12 @@ class AuditStore:
             for _, content in items:
                 previous = chain.link(previous, content)
                 lines.append(chain.chained_line(content, previous))
-            target.write(b"".join(lines))
+            payload = b"".join(lines)
+            target.write(payload)
             if index is not None:
                 index.note_written(target.path.name, items)
-        return AppendReport(len(items), duplicates)
+            start = target.written_from or 0
+        return AppendReport(len(items), duplicates, target.path.name, start, start + len(payload))
 
     def append(self, entries: Iterable[Mapping[str, Any]]) -> AppendReport:
         """Validate and append entries (Python API); grouped by day, one locked write per day."""
