@@ -4,7 +4,7 @@ Three passes, memory bounded by the largest day rather than the input:
 
 1. *validate*: the input is read in batches; a batch of complete, canonical entries (what
    exports, shippers and `audit query` write) is parsed and checked column by column
-   (`model.valid_entries`), any other line takes the full path (`build_entry`). Entries go to a
+   (`model.entry_columns`), any other line takes the full path (`build_entry`). Entries go to a
    spool in input order; `(id, digest, line, position)` keys go to a second spool, grouped by
    day. Each entry is hashed here, once.
 2. *check*: day by day, the keys of one day only: an id repeated in the input (same content: a
@@ -23,10 +23,10 @@ import stat
 import tempfile
 import uuid
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import add, itemgetter
+from operator import add
 from typing import IO, Any
 
 import orjson
@@ -38,14 +38,15 @@ from .model import (
     MAX_LINE_BYTES,
     MAX_METADATA_DEPTH,
     build_entry,
+    columns_of,
     dumps_entry,
+    entry_columns,
     loads_strict,
-    valid_entries,
 )
 from .progress import Progress
 from .query import INDEX_MIN_BYTES
-from .store import AuditStore, IdIndex, _open_in_partition, content_digest
-from .timeparse import CANONICAL, parse_utc
+from .store import _ID_AT_LINE_START, AuditStore, IdIndex, _open_in_partition, content_digest
+from .timeparse import parse_utc
 
 _FLUSH_BYTES = 4 << 20  # one locked write per day buffer of this size
 _MAX_BUFFERED = 32 << 20  # bound on what all day buffers hold together
@@ -159,7 +160,9 @@ class _Plan:
         self.keys = keys
         #: day -> [(offset, count, bytes of ids, bytes of index values)], in spool order
         self.segments: dict[str, list[tuple[int, int, int, int]]] = {}
-        self._pending: dict[str, list[tuple[list[str], list[bytes], list[int], Any, Any, range]]]
+        self._pending: dict[
+            str, list[tuple[Sequence[str], list[bytes], list[int], Any, Any, range]]
+        ]
         self._pending = {}
         self._pending_bytes = 0
         #: Spool positions not to write: a repeated id, or (with --skip-invalid) a conflict.
@@ -167,24 +170,36 @@ class _Plan:
         #: day -> spool position of its last entry: the day is complete once that is written.
         self.last: dict[str, int] = {}
         self.entries = 0  # entries in the spool
+        #: The spool as runs of one day: day numbers (into `_days`) and entry counts.
+        self._run_days, self._run_counts = array("I"), array("Q")
+        self._days: list[str] = []
+        self._day_numbers: dict[str, int] = {}
 
     def add(
         self,
         day: str,
-        entries: list[dict[str, Any]],
+        columns: Mapping[str, Sequence[Any]],
         contents: list[bytes],
         lines: list[int],
         digests: list[bytes],
     ) -> None:
-        """Note the keys of spooled entries of one day (the next positions of the spool)."""
-        lengths = array("I", map(_stored_length, contents))
-        values = list(zip(*map(_INDEX_VALUES, entries), strict=True))
-        ids = list(values[0])
+        """Note the keys of spooled entries of one day (the next positions of the spool):
+        `columns` holds at least the values of `_KEPT`, a column per field."""
+        lengths = array("I", map(add, map(len, contents), repeat(chain.SUFFIX_LEN - 1)))
+        ids = columns["id"]
         positions = range(self.entries, self.entries + len(ids))
         self.entries += len(ids)
-        self._pending.setdefault(day, []).append(
-            (ids, digests, lines, lengths, values[1:], positions)
-        )
+        number = self._day_numbers.get(day)
+        if number is None:
+            number = self._day_numbers[day] = len(self._days)
+            self._days.append(day)
+        if self._run_days and self._run_days[-1] == number:
+            self._run_counts[-1] += len(ids)
+        else:
+            self._run_days.append(number)
+            self._run_counts.append(len(ids))
+        values = [columns[name] for name in _FIELDS]
+        self._pending.setdefault(day, []).append((ids, digests, lines, lengths, values, positions))
         self._pending_bytes += sum(lengths) // 3
         if self._pending_bytes >= _KEYS_BUFFERED:
             self.flush_keys()
@@ -210,6 +225,12 @@ class _Plan:
             self.segments.setdefault(day, []).append((offset, count, len(ids), len(values)))
         self._pending.clear()
         self._pending_bytes = 0
+
+    def runs(self) -> Iterator[tuple[str, int]]:
+        """`(day, entries)` of the spool's runs of one day, in spool order."""
+        days = self._days
+        for number, count in zip(self._run_days, self._run_counts, strict=True):
+            yield days[number], count
 
     def _read(self, segment: tuple[int, int, int, int]) -> bytes:
         offset, count, id_bytes, value_bytes = segment
@@ -251,14 +272,9 @@ class _Plan:
 
 
 _FIELDS = ("createdAt", *lineindex.FIELDS)
-_INDEX_VALUES = itemgetter("id", *_FIELDS)
+_KEPT = ("id", *_FIELDS)  # the values the plan keeps of each entry
 _WIDTH = array(_ARRAY).itemsize
 _KEY_WIDTH = _DIGEST + 2 * _WIDTH + 4  # digest, line, position, stored length
-
-
-def _stored_length(content: bytes) -> int:
-    """The bytes `content` takes in a log file: chain suffix and newline included."""
-    return len(content) - 1 + chain.SUFFIX_LEN
 
 
 def _input_batches(source: IO[bytes]) -> Iterator[list[bytes | None]]:
@@ -331,7 +347,7 @@ def _validate_into(
             progress(number, done=read, phase="validating")
         fast = None if None in batch else _canonical_batch(batch, catalog)  # type: ignore[arg-type]
         if fast is not None:
-            entries, contents = fast
+            _, contents, columns = fast
             lines = list(range(first, number + 1))
         else:
             entries, contents, lines = [], [], []
@@ -341,23 +357,24 @@ def _validate_into(
                     entries.append(got[0])
                     contents.append(got[1])
                     lines.append(n)
-        if not contents:
-            continue
-        days = [created[:10] for created in map(itemgetter("createdAt"), entries)]
+            if not contents:
+                continue
+            columns = columns_of(entries)
         digests = list(map(content_digest, contents))  # the one hash of each entry
-        if days.count(days[0]) == len(days):  # the usual case: input in time order
+        stamps = columns["createdAt"]
+        if min(stamps)[:10] == max(stamps)[:10]:  # one day: the usual case, input in time order
             spool.write(b"\n".join(contents) + b"\n")
-            plan.add(days[0], entries, contents, lines, digests)
+            plan.add(stamps[0][:10], columns, contents, lines, digests)
             continue
         by_day: dict[str, list[int]] = {}
-        for n, day in enumerate(days):
-            by_day.setdefault(day, []).append(n)
+        for n, stamp in enumerate(stamps):
+            by_day.setdefault(stamp[:10], []).append(n)
         for day, picked in by_day.items():  # spooled in the order the plan numbers them
             day_contents = [contents[n] for n in picked]
             spool.write(b"\n".join(day_contents) + b"\n")
             plan.add(
                 day,
-                [entries[n] for n in picked],
+                {name: [columns[name][n] for n in picked] for name in _KEPT},
                 day_contents,
                 [lines[n] for n in picked],
                 [digests[n] for n in picked],
@@ -408,17 +425,19 @@ def _slow_line(
 
 def _canonical_batch(
     raws: list[bytes], catalog: Catalog
-) -> tuple[list[dict[str, Any]], list[bytes]] | None:
-    """`(entries, contents)` when every line of `raws` is already a complete, canonical, valid
-    entry, which is how exports, shippers and `audit query` write them; None otherwise (the
-    lines then go one by one, each through this check alone or the full path).
+) -> tuple[list[dict[str, Any]], list[bytes], dict[str, tuple[Any, ...]]] | None:
+    """`(entries, contents, columns)` when every line of `raws` is already a complete,
+    canonical, valid entry, which is how exports, shippers and `audit query` write them
+    (`columns`: each field's values, see `entry_columns`); None otherwise (the lines then go
+    one by one, each through this check alone or the full path).
 
     Only lines that the full path would accept unchanged are taken, so both give the same
     entries and the same bytes: the JSON is compact and round-trips (what `loads_strict` checks
     first), the 13 entry fields are present in the API's order and pass the model's rules
-    (`valid_entries`; so none that `build_entry` would fill is null), createdAt is already
-    canonical, the action is in the catalog, and metadata cannot nest too deep (few brackets
-    in the whole line). Each check runs over the whole batch in C-level passes."""
+    (`entry_columns`; so none that `build_entry` would fill is null, and createdAt has the
+    stored form), createdAt is a real time, the action is in the catalog, and metadata cannot
+    nest too deep (few brackets in the whole line). Each check runs over the whole batch in
+    C-level passes."""
     contents = list(map(bytes.strip, raws))
     try:
         entries = list(map(orjson.loads, contents))
@@ -428,28 +447,24 @@ def _canonical_batch(
             return None
     except (orjson.JSONDecodeError, orjson.JSONEncodeError):
         return None
-    if not valid_entries(entries):
-        return None
-    stamps = list(map(itemgetter("createdAt"), entries))
+    columns = entry_columns(entries)
     if (
-        not all(map(catalog.__contains__, map(itemgetter("action"), entries)))
+        columns is None
+        or not set(columns["action"]) <= catalog.actions()
         or max(map(len, contents)) > MAX_LINE_BYTES - 100
-        or max(
-            map(
-                add,
-                map(bytes.count, contents, repeat(b"{")),
-                map(bytes.count, contents, repeat(b"[")),
-            )
-        )
+        # Compact JSON holds no raw newline: the opening brackets of each line, one line each.
+        or max(map(len, b"\n".join(contents).translate(None, _NOT_OPENING).split(b"\n")))
         > MAX_METADATA_DEPTH + 1
-        or not all(map(CANONICAL.fullmatch, stamps))
     ):
         return None
     try:
-        all(map(parse_utc, stamps))  # a real date and time (2026-02-30 is not)
+        all(map(parse_utc, columns["createdAt"]))  # a real date and time (2026-02-30 is not)
     except ValueError:
         return None
-    return entries, contents
+    return entries, contents, columns
+
+
+_NOT_OPENING = bytes(byte for byte in range(256) if byte not in b"{[\n")
 
 
 def _check_days(store: AuditStore, plan: _Plan, report: ImportReport) -> None:
@@ -538,34 +553,62 @@ def _write_spooled(
 
     size = spool.seek(0, os.SEEK_END)
     spool.seek(0)
-    position, done, rest = 0, 0, b""
+    lines = _SpoolLines(spool)
+    position = 0
     skip, last = plan.skip, plan.last
-    while block := spool.read(_FLUSH_BYTES):
-        lines = (rest + block).split(b"\n")
-        rest = lines.pop()
-        for content in lines:
-            at = position
-            position += 1
-            day = content[-26:-16].decode()  # createdAt ends every content: `…Z"}`
-            if not skip or at not in skip:
-                if day not in buffers:
-                    buffers[day], sizes[day] = [], 0
-                buffers[day].append((content[7 : content.index(b'"', 7)].decode(), content))
-                sizes[day] += len(content) + 1
-                buffered += len(content) + 1
-            if last[day] == at:
-                finish(day)
-            elif day not in sizes:
-                continue
-            elif sizes[day] >= _FLUSH_BYTES:
-                flush(day)
-            elif buffered >= _MAX_BUFFERED:
-                flush(max(sizes, key=sizes.__getitem__))
-        done += len(block)
+    for day, count in plan.runs():
+        run = lines.take(count)
+        first, position = position, position + count
+        if skip and not skip.isdisjoint(range(first, position)):
+            run = [line for n, line in enumerate(run, first) if n not in skip]
+        if run:
+            if day not in buffers:
+                buffers[day], sizes[day] = [], 0
+            # Every content starts with its id, unescaped (the id rule allows no quote).
+            ids = map(bytes.decode, _ID_AT_LINE_START.findall(b"\n".join(run)))
+            buffers[day].extend(zip(ids, run, strict=True))
+            grown = sum(map(len, run)) + len(run)
+            sizes[day] += grown
+            buffered += grown
+        if last[day] == position - 1:
+            finish(day)
+        elif day not in sizes:
+            continue
+        elif sizes[day] >= _FLUSH_BYTES:
+            flush(day)
+        elif buffered >= _MAX_BUFFERED:
+            flush(max(sizes, key=sizes.__getitem__))
         if progress:
-            progress(position, done=done, total=size, phase="writing")
+            progress(position, done=lines.done, total=size, phase="writing")
     for day in sorted(buffers):
         finish(day)
+
+
+class _SpoolLines:
+    """The lines of the spool (without newlines), taken a run at a time, read in blocks."""
+
+    def __init__(self, spool: IO[bytes]) -> None:
+        self.spool, self.done = spool, 0
+        self._lines: list[bytes] = []
+        self._at = 0
+        self._rest = b""
+
+    def take(self, count: int) -> list[bytes]:
+        """The next `count` lines."""
+        taken: list[bytes] = []
+        while len(taken) < count:
+            if self._at == len(self._lines):
+                block = self.spool.read(_FLUSH_BYTES)
+                if not block:
+                    raise OSError("the import spool ended early")
+                self.done += len(block)
+                self._lines = (self._rest + block).split(b"\n")
+                self._rest = self._lines.pop()
+                self._at = 0
+            end = min(len(self._lines), self._at + count - len(taken))
+            taken.extend(self._lines[self._at : end])
+            self._at = end
+        return taken
 
 
 def _index_day(store: AuditStore, plan: _Plan, day: str, wrote: list[tuple[str, int, int]]) -> None:

@@ -6,9 +6,8 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
-from functools import partial
-from operator import is_not, itemgetter
+from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Annotated, Any, get_args
 
 import orjson
@@ -17,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 from .catalog import TARGETS, Catalog
 from .chain import MAX_LINE, SEED_FIELDS
 from .errors import InvalidEntryError
-from .timeparse import Clock, format_utc, normalise_entry_time, utc_now
+from .timeparse import CANONICAL, Clock, format_utc, normalise_entry_time, utc_now
 
 #: A stored line (entry plus chain link) may not exceed this many bytes.
 MAX_LINE_BYTES = MAX_LINE
@@ -28,7 +27,7 @@ _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 class TextRule:
     """The constraints of one string field of an entry. This table is the one definition of
     them: the pydantic model (`Entry`, which names problems for people) and the importer's batch
-    check (`valid_entries`, which only says yes or no) are both made from it; which fields may
+    check (`entry_columns`, which only says yes or no) are both made from it; which fields may
     be null is said once, by `Entry`'s annotations."""
 
     __slots__ = ("max_length", "min_length", "pattern")
@@ -64,7 +63,7 @@ TEXT_RULES: dict[str, TextRule] = {
     "targetId": _REF,
     "organizationId": _REF,
     "teamId": _REF,
-    "createdAt": TextRule(pattern=r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z"),
+    "createdAt": TextRule(pattern=CANONICAL.pattern),  # the stored form (timeparse)
 }
 
 
@@ -104,50 +103,55 @@ NULLABLE = frozenset(
 
 _validate = Entry.__pydantic_validator__.validate_python
 _PATTERNS = {name: re.compile(rule.pattern) for name, rule in TEXT_RULES.items() if rule.pattern}
-_not_none = partial(is_not, None)
 
 
-def valid_texts(name: str, values: Sequence[Any]) -> bool:
+def valid_texts(name: str, values: Iterable[Any]) -> bool:
     """Whether every one of `values` passes the rule of string field `name` (TEXT_RULES), as
-    `Entry` decides it, in a few C-level passes over the whole column. False also where this
-    check is not exact: a value that is not exactly a `str`, or a non-ASCII value of a field
-    with a pattern (the two regex engines' Unicode classes, e.g. `\\s`, may differ); the caller
-    then asks `Entry`, which names the problem."""
+    `Entry` decides it, in a few C-level passes over the distinct values. False also where
+    this check is not exact: a value that is not exactly a `str`, or a non-ASCII value of a
+    field with a pattern (the two regex engines' Unicode classes, e.g. `\\s`, may differ); the
+    caller then asks `Entry`, which names the problem."""
     rule = TEXT_RULES[name]
+    distinct = set(values)
     if name in NULLABLE:
-        values = list(filter(_not_none, values))
-    if not values:
+        distinct.discard(None)
+    if not distinct:
         return True
-    if set(map(type, values)) != {str}:
+    if set(map(type, distinct)) != {str}:
         return False
-    lengths = list(map(len, values))
+    lengths = list(map(len, distinct))
     if min(lengths) < rule.min_length or (
         rule.max_length is not None and max(lengths) > rule.max_length
     ):
         return False
     pattern = _PATTERNS.get(name)
     return pattern is None or (
-        all(map(str.isascii, values)) and all(map(pattern.fullmatch, values))
+        all(map(str.isascii, distinct)) and all(map(pattern.fullmatch, distinct))
     )
 
 
-def valid_entries(entries: Sequence[Any]) -> bool:
-    """Whether every item is a dict with exactly the 13 fields in the API's order that `Entry`
-    accepts, decided column by column (`valid_texts`) rather than entry by entry. For items
-    parsed from JSON (whose object keys are strings). False when any is not, or cannot be
-    decided here: the caller then validates each item with `build_entry`."""
+def columns_of(entries: Iterable[Mapping[str, Any]]) -> dict[str, tuple[Any, ...]]:
+    """Each field's values, in entry order, of entries that have the 13 fields."""
+    rows = map(itemgetter(*SEED_FIELDS), entries)
+    return dict(zip(SEED_FIELDS, zip(*rows, strict=True), strict=True))
+
+
+def entry_columns(entries: Sequence[Any]) -> dict[str, tuple[Any, ...]] | None:
+    """Each field's values (a column per field, in entry order) when every item is a dict with
+    exactly the 13 fields in the API's order that `Entry` accepts, decided a column at a time
+    (`valid_texts`) rather than an entry at a time; for items parsed from JSON (whose object
+    keys are strings). None when any is not, or cannot be decided here: the caller then
+    validates each item with `build_entry`."""
     if not entries:
-        return True
+        return None
     if set(map(type, entries)) != {dict} or not all(map(SEED_FIELDS.__eq__, map(tuple, entries))):
-        return False
-    columns = zip(*map(itemgetter(*SEED_FIELDS), entries), strict=True)
-    for name, values in zip(SEED_FIELDS, columns, strict=True):
-        if name == "metadata":
-            if not set(map(type, values)) <= {dict, type(None)}:
-                return False
-        elif not valid_texts(name, values):
-            return False
-    return True
+        return None
+    columns = columns_of(entries)
+    if not set(map(type, columns["metadata"])) <= {dict, type(None)}:
+        return None
+    if not all(valid_texts(name, columns[name]) for name in TEXT_RULES):
+        return None
+    return columns
 
 
 def uuid7(now_ms: int | None = None) -> str:
