@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from auditcli import chain, importer, lineindex, query
 from auditcli.catalog import Catalog
@@ -28,7 +29,15 @@ from auditcli.errors import InvalidEntryError
 from auditcli.importer import _canonical_batch, import_jsonl
 from auditcli.integrity.indexes import check_indexes
 from auditcli.maintenance import stats
-from auditcli.model import SEED_FIELDS, build_entry, dumps_entry, loads_strict
+from auditcli.model import (
+    SEED_FIELDS,
+    TEXT_RULES,
+    Entry,
+    build_entry,
+    dumps_entry,
+    loads_strict,
+    valid_texts,
+)
 from auditcli.query import Filters, QueryEngine, seed_json
 from auditcli.store import AuditStore
 
@@ -698,3 +707,22 @@ def test_the_first_query_after_an_import_builds_no_index(tmp_path: Path, monkeyp
     engine = _engine(store, Filters(actions=("login",)), "asc", True)
     assert len(list(engine.stream())) == 75
     assert engine._indexed
+
+
+def test_the_batch_rules_and_pydantic_agree_on_every_ascii_character() -> None:
+    """Each field with a pattern, a valid value with any one ASCII character put at its
+    start, middle or end: `valid_texts` (Python's regex engine) says what pydantic (Rust's)
+    says. Non-ASCII values are left to pydantic by the batch check, so ASCII is all there is."""
+    for name, rule in TEXT_RULES.items():
+        if rule.pattern is None:
+            continue
+        good = VALID[name]
+        for code in range(128):
+            char = chr(code)
+            for value in (char + good, good[:2] + char + good[2:], good + char):
+                try:
+                    Entry(**dict(VALID, **{name: value}))
+                    expected = True
+                except ValidationError:
+                    expected = False
+                assert valid_texts(name, [value]) == expected, (name, value)
