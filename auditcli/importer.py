@@ -49,13 +49,14 @@ from .store import _ID_AT_LINE_START, AuditStore, IdIndex, _open_in_partition, c
 from .timeparse import parse_utc
 
 _FLUSH_BYTES = 4 << 20  # one locked write per day buffer of this size
-_MAX_BUFFERED = 32 << 20  # bound on what all day buffers hold together
+_MAX_BUFFERED = 16 << 20  # bound on what all day buffers hold together
 _MAX_REPORTED = 1000
 #: An input line may be this long (a stored entry is at most 64 KiB; JSON escapes and
 #: whitespace can make its input form longer).
 MAX_INPUT_LINE = 1 << 20
-_READ = 1 << 20  # input read at a time; also about the bytes validated as one batch
-_KEYS_BUFFERED = 8 << 20  # keys held before they are written to the key spool, by day
+_READ = 256 << 10  # input read at a time (and spool read back): the bytes validated as one batch
+_KEYS_BUFFERED = 2 << 20  # keys held before they are written to the key spool, by day
+_TAKE = 2048  # spooled lines buffered at a time
 _DIGEST = 16  # bytes of content_digest
 _ARRAY = "Q"  # line numbers and spool positions in the key spool
 
@@ -160,10 +161,9 @@ class _Plan:
         self.keys = keys
         #: day -> [(offset, count, bytes of ids, bytes of index values)], in spool order
         self.segments: dict[str, list[tuple[int, int, int, int]]] = {}
-        self._pending: dict[
-            str, list[tuple[Sequence[str], list[bytes], list[int], Any, Any, range]]
-        ]
-        self._pending = {}
+        #: day -> the parts of its next segment, already packed: ids, digests, lines,
+        #: positions, lengths, index values (bytes each; kept small: memory is what they take)
+        self._pending: dict[str, list[tuple[bytes, bytes, bytes, bytes, bytes, bytes]]] = {}
         self._pending_bytes = 0
         #: Spool positions not to write: a repeated id, or (with --skip-invalid) a conflict.
         self.skip: set[int] = set()
@@ -198,29 +198,30 @@ class _Plan:
         else:
             self._run_days.append(number)
             self._run_counts.append(len(ids))
-        values = [columns[name] for name in _FIELDS]
-        self._pending.setdefault(day, []).append((ids, digests, lines, lengths, values, positions))
-        self._pending_bytes += sum(lengths) // 3
+        part = (
+            "\n".join(ids).encode(),
+            b"".join(digests),
+            array(_ARRAY, lines).tobytes(),
+            array(_ARRAY, positions).tobytes(),
+            lengths.tobytes(),
+            # one JSON text per part (no raw newline in it): a segment's are split at newlines
+            orjson.dumps([columns[name] for name in _FIELDS]),
+        )
+        self._pending.setdefault(day, []).append(part)
+        self._pending_bytes += sum(map(len, part))
         if self._pending_bytes >= _KEYS_BUFFERED:
             self.flush_keys()
 
     def flush_keys(self) -> None:
         """Write the keys held, one segment per day."""
         for day, parts in self._pending.items():
-            count = sum(len(part[0]) for part in parts)
-            ids = "\n".join(entry_id for part in parts for entry_id in part[0]).encode()
-            values = orjson.dumps(
-                [[value for part in parts for value in part[4][n]] for n in range(len(_FIELDS))]
-            )
-            self.keys.seek(0, os.SEEK_END)
-            offset = self.keys.tell()
+            ids = b"\n".join(part[0] for part in parts)
+            values = b"\n".join(part[5] for part in parts)
+            count = sum(len(part[1]) for part in parts) // _DIGEST
+            offset = self.keys.seek(0, os.SEEK_END)
             self.keys.write(ids)
-            for part in parts:
-                self.keys.write(b"".join(part[1]))
-            self.keys.write(array(_ARRAY, (n for part in parts for n in part[2])).tobytes())
-            self.keys.write(array(_ARRAY, (n for part in parts for n in part[5])).tobytes())
-            for part in parts:
-                self.keys.write(part[3].tobytes())
+            for n in range(1, 5):
+                self.keys.write(b"".join(part[n] for part in parts))
             self.keys.write(values)
             self.segments.setdefault(day, []).append((offset, count, len(ids), len(values)))
         self._pending.clear()
@@ -261,7 +262,8 @@ class _Plan:
             at += count * _WIDTH
             lengths.frombytes(raw[at : at + 4 * count])
             ids = raw[:id_bytes].split(b"\n")
-            stamps, *columns = orjson.loads(raw[at + 4 * count :])
+            parts = list(map(orjson.loads, raw[at + 4 * count :].split(b"\n")))
+            stamps, *columns = [[v for part in parts for v in part[n]] for n in range(len(_FIELDS))]
             stamps = list(map(str.encode, stamps))
             if self.skip and not self.skip.isdisjoint(positions):
                 keep = [n for n, position in enumerate(positions) if position not in self.skip]
@@ -551,16 +553,12 @@ def _write_spooled(
         indexes.pop(day, None)
         _index_day(store, plan, day, wrote.pop(day))
 
-    size = spool.seek(0, os.SEEK_END)
-    spool.seek(0)
-    lines = _SpoolLines(spool)
-    position = 0
-    skip, last = plan.skip, plan.last
-    for day, count in plan.runs():
-        run = lines.take(count)
-        first, position = position, position + count
-        if skip and not skip.isdisjoint(range(first, position)):
-            run = [line for n, line in enumerate(run, first) if n not in skip]
+    def add_run(day: str, run: list[bytes], first: int) -> None:
+        """Buffer `run`, spool positions `first`…, of `day`; write what is due."""
+        nonlocal buffered
+        end = first + len(run)
+        if plan.skip and not plan.skip.isdisjoint(range(first, end)):
+            run = [line for n, line in enumerate(run, first) if n not in plan.skip]
         if run:
             if day not in buffers:
                 buffers[day], sizes[day] = [], 0
@@ -570,16 +568,26 @@ def _write_spooled(
             grown = sum(map(len, run)) + len(run)
             sizes[day] += grown
             buffered += grown
-        if last[day] == position - 1:
+        if plan.last[day] == end - 1:
             finish(day)
         elif day not in sizes:
-            continue
+            return
         elif sizes[day] >= _FLUSH_BYTES:
             flush(day)
         elif buffered >= _MAX_BUFFERED:
             flush(max(sizes, key=sizes.__getitem__))
-        if progress:
-            progress(position, done=lines.done, total=size, phase="writing")
+
+    size = spool.seek(0, os.SEEK_END)
+    spool.seek(0)
+    lines = _SpoolLines(spool)
+    position = 0
+    for day, count in plan.runs():
+        for piece in range(0, count, _TAKE):  # a day's run can be the whole day: in pieces
+            run = lines.take(min(_TAKE, count - piece))
+            add_run(day, run, position)
+            position += len(run)
+            if progress:
+                progress(position, done=lines.done, total=size, phase="writing")
     for day in sorted(buffers):
         finish(day)
 
@@ -598,7 +606,7 @@ class _SpoolLines:
         taken: list[bytes] = []
         while len(taken) < count:
             if self._at == len(self._lines):
-                block = self.spool.read(_FLUSH_BYTES)
+                block = self.spool.read(_READ)
                 if not block:
                     raise OSError("the import spool ended early")
                 self.done += len(block)
