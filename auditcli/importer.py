@@ -45,7 +45,7 @@ from .model import (
 )
 from .progress import Progress
 from .query import INDEX_MIN_BYTES
-from .store import _ID_AT_LINE_START, AuditStore, IdIndex, _open_in_partition, content_digest
+from .store import AuditStore, IdIndex, _open_in_partition, content_digest
 from .timeparse import parse_utc
 
 _FLUSH_BYTES = 4 << 20  # one locked write per day buffer of this size
@@ -563,7 +563,7 @@ def _write_spooled(
             if day not in buffers:
                 buffers[day], sizes[day] = [], 0
             # Every content starts with its id, unescaped (the id rule allows no quote).
-            ids = map(bytes.decode, _ID_AT_LINE_START.findall(b"\n".join(run)))
+            ids = [line[7 : line.index(b'"', 7)].decode() for line in run]
             buffers[day].extend(zip(ids, run, strict=True))
             grown = sum(map(len, run)) + len(run)
             sizes[day] += grown

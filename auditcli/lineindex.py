@@ -21,7 +21,10 @@ line gets a small "not indexable" marker (same identity rules) and is scanned as
 reports its problems.
 
 The query engine writes an index the first time it reads a file of a past day (UTC); today's
-files are still being appended to and are always scanned.
+files are still being appended to and are always scanned. `audit import` writes the index of
+each file it wrote as soon as it has written the file's day (`from_rows`, from the values it
+validated, for a file it created; `index_file` otherwise), so the first query after an import
+builds nothing; `from_lines` is for any other writer that holds a file's lines.
 """
 
 from __future__ import annotations
