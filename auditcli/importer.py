@@ -45,7 +45,7 @@ from .model import (
 )
 from .progress import Progress
 from .query import INDEX_MIN_BYTES
-from .store import AuditStore, IdIndex, _open_in_partition, content_digest
+from .store import AuditStore, IdIndex, _open_in_partition, content_digests
 from .timeparse import parse_utc
 
 _FLUSH_BYTES = 4 << 20  # one locked write per day buffer of this size
@@ -362,7 +362,7 @@ def _validate_into(
             if not contents:
                 continue
             columns = columns_of(entries)
-        digests = list(map(content_digest, contents))  # the one hash of each entry
+        digests = content_digests(contents)  # the one hash of each entry
         stamps = columns["createdAt"]
         if min(stamps)[:10] == max(stamps)[:10]:  # one day: the usual case, input in time order
             spool.write(b"\n".join(contents) + b"\n")
