@@ -442,7 +442,9 @@ def _canonical_batch(
     C-level passes."""
     contents = list(map(bytes.strip, raws))
     try:
-        entries = list(map(orjson.loads, contents))
+        # The lines as given: orjson (and so `loads_strict`) refuses whitespace that JSON
+        # does not allow, such as a form feed, which bytes.strip() would have cut.
+        entries = list(map(orjson.loads, raws))
         # One dumps of the batch equals the contents joined only if each entry's does: each
         # content is one JSON object, whose end is fixed by its text.
         if orjson.dumps(entries) != b"[" + b",".join(contents) + b"]":

@@ -490,7 +490,7 @@ MUTATIONS = st.sampled_from(
 @given(
     mutations=st.lists(MUTATIONS, max_size=3),
     drop=st.lists(st.sampled_from(SEED_FIELDS), max_size=2),
-    spacing=st.sampled_from(["compact", "spaced", "shuffled", "trailing"]),
+    spacing=st.sampled_from(["compact", "spaced", "shuffled", "trailing", "form feed"]),
 )
 def test_canonical_import_shortcut_equals_the_full_path(
     mutations: list[tuple[str, Any]], drop: list[str], spacing: str
@@ -504,7 +504,7 @@ def test_canonical_import_shortcut_equals_the_full_path(
         data = dict(reversed(list(data.items())))
     separators = (", ", ": ") if spacing == "spaced" else (",", ":")
     raw = json.dumps(data, separators=separators, ensure_ascii=False).encode()
-    raw += b"\n" if spacing != "trailing" else b"  \r\n"
+    raw += {"trailing": b"  \r\n", "form feed": b"\x0c\n"}.get(spacing, b"\n")
     catalog = Catalog.load(Path(tempfile.gettempdir()) / "no-such-audit-dir")
     try:
         entry = build_entry(loads_strict(raw), catalog)
