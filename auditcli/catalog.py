@@ -159,6 +159,10 @@ class Catalog:
     def __contains__(self, action: object) -> bool:
         return action in self._specs
 
+    def actions(self) -> frozenset[str]:
+        """The names of every action in the catalog."""
+        return frozenset(self._specs)
+
     def __iter__(self) -> Iterator[ActionSpec]:
         return iter(self._specs.values())
 

@@ -26,7 +26,10 @@ line gets a small "not indexable" marker (same identity rules) and is scanned as
 reports its problems.
 
 The query engine writes an index the first time it reads a file of a past day (UTC); today's
-files are still being appended to and are always scanned.
+files are still being appended to and are always scanned. `audit import` writes the index of
+each file it wrote as soon as it has written the file's day (`from_rows`, from the values it
+validated, for a file it created; `index_file` otherwise), so the first query after an import
+builds nothing; `from_lines` is for any other writer that holds a file's lines.
 """
 
 from __future__ import annotations
@@ -671,25 +674,82 @@ def build(
     marker when some line is not canonical, and None when the file does not end with a newline,
     is not clean gzip or changed while it was read (the caller scans it the ordinary way, which
     reports what is wrong)."""
-    builder = _Builder()
     inflater = gzmembers.Inflater(fd, info.st_size, _READ_BLOCK) if compressed else None
     failed: list[bool] = []
     blocks = _inflated(inflater) if inflater is not None else _plain_blocks(fd, info.st_size)
     # A line over the limit reads as an empty line, which makes the file not indexable.
     splitter = LineSplitter(chain.MAX_LINE)
-    for chunk in splitter.chunks(_until_failure(blocks, failed, observe)):
-        if builder.usable:
-            builder.add(chunk)
+    index = from_lines(
+        splitter.chunks(_until_failure(blocks, failed, observe)), identity(info), b""
+    )
     if failed or splitter.rest:
         return None  # a torn or unfinished last line: the scan waits for writers and reports it
     if identity(os.fstat(fd)) != identity(info):
         return None
-    index = builder.finish(identity(info))
     index.tail = tail_of(fd, info.st_size)
     if inflater is not None and index.usable:
         starts = [*inflater.members, (info.st_size, inflater.out)]
         index.members = (array("Q", [at for at, _ in starts]), array("Q", [at for _, at in starts]))
     return index
+
+
+def from_lines(blocks: Iterable[bytes], ident: Identity, tail: bytes) -> LineIndex:
+    """The index (or not-indexable marker) of a file of identity `ident` whose last bytes are
+    `tail` (`tail_of`) and whose whole content is `blocks`, blocks of whole lines in file order
+    (each block ends with a newline). For a writer that holds the lines of a file it has just
+    written, e.g. a rotation writing a day's `.gz`; `build` reads them from the file."""
+    builder = _Builder()
+    for block in blocks:
+        if builder.usable:
+            builder.add(block)
+    index = builder.finish(ident)
+    index.tail = tail
+    return index
+
+
+def from_rows(
+    rows: Iterable[tuple[Iterable[int], list[bytes], list[bytes], Iterable[Sequence[Any]]]],
+    ident: Identity,
+    tail: bytes,
+) -> LineIndex:
+    """The index of a file of identity `ident` ending with `tail` (`tail_of`) that holds exactly
+    the stored lines of canonical entries (what `model.dumps_entry` writes, chained) described
+    by `rows`, in file order: batches of `(line lengths with newline, ids, createdAt values,
+    the values of FIELDS as one column each)`, ids and createdAt as bytes. For a writer that
+    knows the values of what it wrote (an import), which need not be parsed again; the caller
+    vouches that the file is those lines (e.g. it created the file and its size is their sum)."""
+    builder = _Builder()
+    for lengths, ids, stamps, columns in rows:
+        if builder.usable:
+            builder.usable = builder.add_rows(lengths, ids, stamps, columns)
+    index = builder.finish(ident)
+    index.tail = tail
+    return index
+
+
+def index_file(root: Path, partition: str, file_name: str) -> LineIndex | None:
+    """Build and save the index of the log file `partition/file_name` (plain, or `.gz`) unless
+    it has a valid one, which is what the first query that reads it would otherwise do: for a
+    writer that has just finished the file (an import, for the days it wrote). None when it is
+    not a regular file, cannot be opened (never through a symlink) or cannot be indexed now (a
+    torn end, changed while read); the query engine then decides as before."""
+    try:
+        fd = open_file(root, f"{partition}/{file_name}")
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        ident, tail = identity(info), tail_of(fd, info.st_size)
+        if (index := load(root, partition, file_name, ident, tail, ())) is not None:
+            return index  # still valid: nothing to do
+        index = build(fd, info, compressed=file_name.endswith(".gz"))
+        if index is not None:
+            save(root, partition, file_name, index)
+        return index
+    finally:
+        os.close(fd)
 
 
 def _until_failure(
@@ -775,13 +835,27 @@ class _Builder:
             ids = list(map(str.encode, map(itemgetter("id"), entries)))
         except (orjson.JSONDecodeError, orjson.JSONEncodeError, TypeError, AttributeError):
             return False
+        return self.add_rows(
+            map(_plus_one, map(len, lines)),
+            ids,
+            list(map(itemgetter(slice(_CS, _CE)), lines)),
+            zip(*map(itemgetter(*FIELDS), entries), strict=True),
+        )
+
+    def add_rows(
+        self,
+        lengths: Iterable[int],
+        ids: list[bytes],
+        stamps: list[bytes],
+        columns: Iterable[Sequence[Any]],
+    ) -> bool:
+        """Add lines of canonical entries by their values: each line's length (newline
+        included), id and createdAt (as bytes), and the values of FIELDS, a column each."""
         # sort_key() reads the raw id up to its first quote: the same bytes unless escaped.
         if _NEEDS_ESCAPE.search(b"".join(ids)):
             return False
-        self.keys.extend(map(bytes.__add__, map(itemgetter(slice(_CS, _CE)), lines), ids))
-        ends = accumulate(map(len, lines), _plus_newline, initial=self.offsets[-1])
-        self.offsets.extend(islice(ends, 1, None))
-        columns = zip(*map(itemgetter(*FIELDS), entries), strict=True)
+        self.keys.extend(map(bytes.__add__, stamps, ids))
+        self.offsets.extend(islice(accumulate(lengths, initial=self.offsets[-1]), 1, None))
         try:
             for table, codes, values in zip(self.tables, self.codes, columns, strict=True):
                 for value in dict.fromkeys(values):
@@ -822,8 +896,8 @@ class _Builder:
         return index
 
 
-def _plus_newline(total: int, length: int) -> int:
-    return total + length + 1
+def _plus_one(length: int) -> int:
+    return length + 1
 
 
 _NEEDS_ESCAPE = re.compile(rb'["\\\x00-\x1f]')  # what JSON escapes inside a string

@@ -6,7 +6,8 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -14,38 +15,56 @@ import orjson
 from .catalog import TARGETS, Catalog
 from .chain import MAX_LINE, SEED_FIELDS
 from .errors import InvalidEntryError
-from .timeparse import Clock, format_utc, normalise_entry_time, utc_now
+from .timeparse import CANONICAL, Clock, format_utc, normalise_entry_time, utc_now
 
 #: A stored line (entry plus chain link) may not exceed this many bytes.
 MAX_LINE_BYTES = MAX_LINE
 MAX_METADATA_DEPTH = 32
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
-# The entry's constraints, defined once: the pydantic model (entry_model.Entry) is declared
-# with them, and `_plainly_valid` reads them through TEXT_RULES.
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
-_EMAIL_PART = r"[^@\s\x00-\x1f\x7f]+"
-EMAIL_PATTERN = rf"^{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}$"
-TARGET_PATTERN = "^(" + "|".join(TARGETS) + ")$"
-ACTION_PATTERN = r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$"
-STAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
-REF_MAX, NAME_MAX, EMAIL_MAX, DISPLAY_MAX, DESCRIPTION_MAX = 512, 512, 320, 256, 8192
 
-#: Each text field: (pattern, least length, most length, may be null).
-TEXT_RULES: dict[str, tuple[str | None, int, int | None, bool]] = {
-    "id": (ID_PATTERN, 0, None, False),
-    "description": (None, 0, DESCRIPTION_MAX, False),
-    "actorId": (None, 1, REF_MAX, False),
-    "actorName": (None, 0, NAME_MAX, True),
-    "actorEmail": (EMAIL_PATTERN, 0, EMAIL_MAX, True),
-    "action": (ACTION_PATTERN, 0, None, False),
-    "actionDisplayName": (None, 1, DISPLAY_MAX, False),
-    "target": (TARGET_PATTERN, 0, None, False),
-    "targetId": (None, 1, REF_MAX, False),
-    "organizationId": (None, 1, REF_MAX, False),
-    "teamId": (None, 1, REF_MAX, True),
-    "createdAt": (STAMP_PATTERN, 0, None, False),
+class TextRule:
+    """The constraints of one string field of an entry. This table is the one definition of
+    them: the pydantic model (`entry_model.Entry`, which names problems for people), the
+    importer's batch check (`entry_columns`) and the single entry's quick check
+    (`_plainly_valid`), which only say yes or no, are all made from it."""
+
+    __slots__ = ("max_length", "min_length", "nullable", "pattern")
+
+    def __init__(
+        self,
+        min_length: int = 0,
+        max_length: int | None = None,
+        pattern: str | None = None,
+        *,
+        nullable: bool = False,
+    ) -> None:
+        self.min_length, self.max_length, self.nullable = min_length, max_length, nullable
+        #: Matched against the whole value (fullmatch here, ^…$ for pydantic, whose `$` is
+        #: the end of the text): no top-level alternation, or ^…$ would not bind all of it.
+        self.pattern = pattern
+
+
+_EMAIL_PART = r"[^@\s\x00-\x1f\x7f]+"
+_REF = TextRule(1, 512)
+TEXT_RULES: dict[str, TextRule] = {
+    "id": TextRule(pattern=r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}"),
+    "description": TextRule(max_length=8192),
+    "actorId": _REF,
+    "actorName": TextRule(max_length=512, nullable=True),
+    "actorEmail": TextRule(
+        max_length=320, pattern=rf"{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}", nullable=True
+    ),
+    "action": TextRule(pattern=r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*"),
+    "actionDisplayName": TextRule(1, 256),
+    "target": TextRule(pattern="(" + "|".join(TARGETS) + ")"),
+    "targetId": _REF,
+    "organizationId": _REF,
+    "teamId": TextRule(1, 512, nullable=True),
+    "createdAt": TextRule(pattern=CANONICAL.pattern),  # the stored form (timeparse)
 }
+#: The fields an entry may hold null in (metadata is the one field that is not text).
+NULLABLE = frozenset({"metadata", *(name for name, rule in TEXT_RULES.items() if rule.nullable)})
 
 
 def __getattr__(name: str) -> Any:
@@ -56,6 +75,58 @@ def __getattr__(name: str) -> Any:
 
         return Entry if name == "Entry" else Entry.__pydantic_validator__.validate_python
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_PATTERNS = {name: re.compile(rule.pattern) for name, rule in TEXT_RULES.items() if rule.pattern}
+
+
+def valid_texts(name: str, values: Iterable[Any]) -> bool:
+    """Whether every one of `values` passes the rule of string field `name` (TEXT_RULES), as
+    `Entry` decides it, in a few C-level passes over the distinct values. False also where
+    this check is not exact: a value that is not exactly a `str`, or a non-ASCII value of a
+    field with a pattern (the two regex engines' Unicode classes, e.g. `\\s`, may differ); the
+    caller then asks `Entry`, which names the problem."""
+    rule = TEXT_RULES[name]
+    distinct = set(values)
+    if name in NULLABLE:
+        distinct.discard(None)
+    if not distinct:
+        return True
+    if set(map(type, distinct)) != {str}:
+        return False
+    lengths = list(map(len, distinct))
+    if min(lengths) < rule.min_length or (
+        rule.max_length is not None and max(lengths) > rule.max_length
+    ):
+        return False
+    pattern = _PATTERNS.get(name)
+    return pattern is None or (
+        all(map(str.isascii, distinct)) and all(map(pattern.fullmatch, distinct))
+    )
+
+
+def columns_of(entries: Iterable[Mapping[str, Any]]) -> dict[str, tuple[Any, ...]]:
+    """Each field's values, in entry order, of entries that have the 13 fields."""
+    rows = map(itemgetter(*SEED_FIELDS), entries)
+    return dict(zip(SEED_FIELDS, zip(*rows, strict=True), strict=True))
+
+
+def entry_columns(entries: Sequence[Any]) -> dict[str, tuple[Any, ...]] | None:
+    """Each field's values (a column per field, in entry order) when every item is a dict with
+    exactly the 13 fields in the API's order that `Entry` accepts, decided a column at a time
+    (`valid_texts`) rather than an entry at a time; for items parsed from JSON (whose object
+    keys are strings). None when any is not, or cannot be decided here: the caller then
+    validates each item with `build_entry`."""
+    if not entries:
+        return None
+    if set(map(type, entries)) != {dict} or not all(map(SEED_FIELDS.__eq__, map(tuple, entries))):
+        return None
+    columns = columns_of(entries)
+    if not set(map(type, columns["metadata"])) <= {dict, type(None)}:
+        return None
+    if not all(valid_texts(name, columns[name]) for name in TEXT_RULES):
+        return None
+    return columns
 
 
 def uuid7(now_ms: int | None = None) -> str:
@@ -194,14 +265,6 @@ def build_entry(
     return entry
 
 
-#: TEXT_RULES with the patterns compiled: used with fullmatch, where `$` cannot let a final
-#: newline pass.
-_COMPILED: dict[str, tuple[re.Pattern[str] | None, int, int | None, bool]] = {
-    name: (re.compile(pattern) if pattern else None, low, high, nullable)
-    for name, (pattern, low, high, nullable) in TEXT_RULES.items()
-}
-
-
 _FIELD_SET = frozenset(SEED_FIELDS)
 
 
@@ -212,12 +275,18 @@ def _plainly_valid(entry: Mapping[str, Any]) -> bool:
     entry to the model, which decides and words every problem."""
     if entry.keys() != _FIELD_SET:
         return False
-    for name, (pattern, low, high, nullable) in _COMPILED.items():
+    for name, rule in TEXT_RULES.items():
         value = entry.get(name)
-        if value is None and nullable:
+        if value is None and rule.nullable:
             continue
-        if type(value) is not str or len(value) < low or (high is not None and len(value) > high):
+        high = rule.max_length
+        if (
+            type(value) is not str
+            or len(value) < rule.min_length
+            or (high is not None and len(value) > high)
+        ):
             return False
+        pattern = _PATTERNS.get(name)
         if value.isascii():
             if pattern is not None and not pattern.fullmatch(value):
                 return False

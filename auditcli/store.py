@@ -20,6 +20,8 @@ import re
 import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
+from operator import itemgetter, methodcaller
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +301,11 @@ class AppendReport:
 
     written: int = 0
     duplicates: int = 0
+    #: Where the write went: the file's name and the byte range of the lines written
+    #: (nothing written: no file).
+    file: str = ""
+    start: int = 0
+    end: int = 0
 
 
 class AuditStore:
@@ -509,10 +516,12 @@ class AuditStore:
             for _, content in items:
                 previous = chain.link(previous, content)
                 lines.append(chain.chained_line(content, previous))
-            target.write(b"".join(lines))
+            payload = b"".join(lines)
+            target.write(payload)
             if index is not None:
                 index.note_written(target.path.name, items)
-        return AppendReport(len(items), duplicates)
+            start = target.written_from or 0
+        return AppendReport(len(items), duplicates, target.path.name, start, start + len(payload))
 
     def append(self, entries: Iterable[Mapping[str, Any]]) -> AppendReport:
         """Validate and append entries (Python API); grouped by day, one locked write per day."""
@@ -530,17 +539,28 @@ class AuditStore:
         return report
 
 
+_DIGESTER = partial(hashlib.blake2b, digest_size=16)
+
+
 def content_digest(content: bytes) -> bytes:
     """A short digest of an entry's canonical content, to tell a re-delivery from a conflict."""
-    return hashlib.blake2b(content, digest_size=16).digest()
+    return _DIGESTER(content).digest()
+
+
+def content_digests(contents: Iterable[bytes]) -> list[bytes]:
+    """`content_digest` of each of `contents` (in C-level passes: for bulk imports)."""
+    return list(map(methodcaller("digest"), map(_DIGESTER, contents)))
 
 
 class IdIndex:
     """The ids stored in one partition with a digest of each entry, read incrementally."""
 
-    def __init__(self, store: AuditStore, day: str) -> None:
+    def __init__(self, store: AuditStore, day: str, *, remember_written: bool = True) -> None:
         self.store, self.day = store, day
         self.ids: dict[str, bytes] = {}
+        #: False for a writer whose own items never repeat an id (an import, which checked
+        #: its input): what it writes is then skipped, not hashed and kept.
+        self.remember_written = remember_written
         self._read_to: dict[str, int] = {}  # file name -> bytes of whole lines already read
 
     def refresh(self) -> None:
@@ -566,27 +586,34 @@ class IdIndex:
 
     def note_written(self, file_name: str, items: list[tuple[str, bytes]]) -> None:
         """Remember entries this process just appended to `file_name` (no need to re-read them)."""
-        for entry_id, content in items:
-            self.ids[entry_id] = content_digest(content)
+        if self.remember_written:
+            for entry_id, content in items:
+                self.ids[entry_id] = content_digest(content)
         written = sum(len(content) - 1 + chain.SUFFIX_LEN for _, content in items)
         self._read_to[file_name] = self._read_to.get(file_name, 0) + written
 
     def filter_new(self, items: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], int]:
         """Drop items whose id is stored with identical content; refuse one stored differently."""
+        stored = self.ids
+        ids = list(map(itemgetter(0), items))
+        if stored.keys().isdisjoint(ids) and len(set(ids)) == len(ids):
+            return list(items), 0  # the usual case, decided in C-level passes
         fresh, duplicates = [], 0
-        batch: dict[str, bytes] = {}
+        batch: dict[str, bytes] = {}  # id -> content, of the items kept so far
         for entry_id, content in items:
-            digest = content_digest(content)
-            known = self.ids.get(entry_id) or batch.get(entry_id)
+            # Hashed only when the id is stored already: an import's new entries are not.
+            known = stored.get(entry_id)
             if known is not None:
-                if known != digest:
-                    raise DuplicateIdError(
-                        f"id: {entry_id} is already recorded with different content"
-                    )
-                duplicates += 1
+                same = known == content_digest(content)
+            elif entry_id in batch:
+                same = batch[entry_id] == content
+            else:
+                batch[entry_id] = content
+                fresh.append((entry_id, content))
                 continue
-            batch[entry_id] = digest
-            fresh.append((entry_id, content))
+            if not same:
+                raise DuplicateIdError(f"id: {entry_id} is already recorded with different content")
+            duplicates += 1
         return fresh, duplicates
 
 

@@ -9,6 +9,7 @@ values. Nothing here is timed; see benchmarks/ for that.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import tempfile
@@ -22,14 +23,23 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from auditcli import chain, gzmembers, lineindex, query
+from auditcli import chain, gzmembers, importer, lineindex, query
 from auditcli.catalog import Catalog
 from auditcli.errors import InvalidEntryError
-from auditcli.importer import _canonical_entry
+from auditcli.importer import _canonical_batch, import_jsonl
 from auditcli.integrity.indexes import check_indexes
 from auditcli.maintenance import rotate, stats
-from auditcli.model import SEED_FIELDS, build_entry, dumps_entry, loads_strict
+from auditcli.model import (
+    SEED_FIELDS,
+    TEXT_RULES,
+    Entry,
+    build_entry,
+    dumps_entry,
+    loads_strict,
+    valid_texts,
+)
 from auditcli.query import Filters, QueryEngine, seed_json
 from auditcli.store import AuditStore
 
@@ -574,7 +584,21 @@ MUTATIONS = st.sampled_from(
         ("createdAt", "2026-03-01T01:00:00+01:00"),
         ("createdAt", "2026-03-01T00:00:00Z"),
         ("createdAt", None),
+        ("createdAt", "\uff12026-03-01T00:00:00.000Z"),  # a fullwidth digit: \\d matches it
         ("extra", 1),
+        # the rules the batch check and pydantic both take from model.TEXT_RULES
+        ("id", "a\n"),
+        ("id", "x" * 129),
+        ("id", "é"),
+        ("description", "d" * 8193),
+        ("actorName", "n" * 513),
+        ("actorEmail", "a\u00a0b@example.com"),  # Unicode whitespace: refused by both
+        ("actorEmail", "\u00fc@example.com"),  # non-ASCII: the batch check asks pydantic
+        ("actorEmail", "a@b.c\n"),
+        ("actionDisplayName", ""),
+        ("target", "USER\n"),
+        ("teamId", 5),
+        ("actorId", "u" * 513),
     ]
 )
 
@@ -583,7 +607,7 @@ MUTATIONS = st.sampled_from(
 @given(
     mutations=st.lists(MUTATIONS, max_size=3),
     drop=st.lists(st.sampled_from(SEED_FIELDS), max_size=2),
-    spacing=st.sampled_from(["compact", "spaced", "shuffled", "trailing"]),
+    spacing=st.sampled_from(["compact", "spaced", "shuffled", "trailing", "form feed"]),
 )
 def test_canonical_import_shortcut_equals_the_full_path(
     mutations: list[tuple[str, Any]], drop: list[str], spacing: str
@@ -597,17 +621,225 @@ def test_canonical_import_shortcut_equals_the_full_path(
         data = dict(reversed(list(data.items())))
     separators = (", ", ": ") if spacing == "spaced" else (",", ":")
     raw = json.dumps(data, separators=separators, ensure_ascii=False).encode()
-    raw += b"\n" if spacing != "trailing" else b"  \r\n"
+    raw += {"trailing": b"  \r\n", "form feed": b"\x0c\n"}.get(spacing, b"\n")
     catalog = Catalog.load(Path(tempfile.gettempdir()) / "no-such-audit-dir")
     try:
         entry = build_entry(loads_strict(raw), catalog)
         full: Any = (entry, dumps_entry(entry))
     except (InvalidEntryError, ValueError):
         full = "refused"
-    fast = _canonical_entry(raw, catalog)
+    fast = _canonical_batch([raw], catalog)
     if fast is not None:
         assert full != "refused"
-        assert fast[1] == full[1]
-        assert fast[0] == full[0]
+        assert fast[1] == [full[1]]
+        assert fast[0] == [full[0]]
     if not mutations and not drop and spacing == "compact":
         assert fast is not None  # a complete canonical line does take the shortcut
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lines=st.lists(st.lists(MUTATIONS, max_size=1), min_size=1, max_size=6),
+    ids=st.lists(st.integers(0, 3), min_size=6, max_size=6),
+)
+def test_a_batch_is_taken_whole_exactly_when_each_line_would_be(
+    lines: list[list[tuple[str, Any]]], ids: list[int]
+) -> None:
+    """The importer checks a batch of lines column by column: it takes the batch exactly when
+    every line alone would be taken, with the same entries and bytes."""
+    catalog = Catalog.load(Path(tempfile.gettempdir()) / "no-such-audit-dir")
+    raws = []
+    for n, mutations in enumerate(lines):
+        data = dict(VALID, id=f"id-{ids[n]}", createdAt=f"2026-03-0{1 + ids[n] % 2}T00:00:00.000Z")
+        for name, value in mutations:
+            data[name] = value
+        raws.append(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
+    alone = [_canonical_batch([raw], catalog) for raw in raws]
+    together = _canonical_batch(raws, catalog)
+    if all(one is not None for one in alone):
+        assert together is not None
+        assert together[0] == [entry for one in alone if one for entry in one[0]]
+        assert together[1] == [content for one in alone if one for content in one[1]]
+    else:
+        assert together is None
+
+
+# ---------------------------------------------------------------------- indexes written by import
+DAMAGE = ("none", "missing", "stale", "forged", "half-written")
+
+
+def _index_files(root: Path) -> list[Path]:
+    return sorted((root / lineindex.INDEX_DIR).glob("date=*/*.idx"))
+
+
+def _forge(root: Path, path: Path) -> bool:
+    """Rewrite the index `path` so that it is current for its file (same identity and last
+    bytes) but says something else; False when nothing else could be said."""
+    partition, name = path.parent.name, path.name.removesuffix(".idx")
+    fd = os.open(root / partition / name, os.O_RDONLY)
+    try:
+        info = os.fstat(fd)
+        index = lineindex.build(fd, info)
+    finally:
+        os.close(fd)
+    assert index is not None and index.usable
+    before = index.to_bytes()
+    for column in index.columns.values():  # every line gets another line's value
+        width = column.width
+        codes = [column.codes[n : n + width] for n in range(0, len(column.codes), width)]
+        column.codes = b"".join(codes[1:] + codes[:1])
+    if index.to_bytes() == before:
+        return False
+    path.write_bytes(index.to_bytes())
+    return True
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    earlier=st.lists(st.sampled_from(DAYS).flatmap(entries), max_size=8),
+    batch=st.lists(st.sampled_from(DAYS).flatmap(entries), min_size=1, max_size=40),
+    repeated=st.lists(st.integers(0, 39), max_size=3),
+    in_order=st.booleans(),
+    damage=st.sampled_from(DAMAGE),
+    queries=st.lists(
+        st.tuples(filters(), st.sampled_from(["asc", "desc"]), st.integers(1, 30)),
+        min_size=1,
+        max_size=3,
+    ),
+)
+def test_indexes_written_by_import_equal_built_ones_and_damage_changes_no_answer(
+    earlier: list[dict[str, Any]],
+    batch: list[dict[str, Any]],
+    repeated: list[int],
+    in_order: bool,
+    damage: str,
+    queries: list[Any],
+) -> None:
+    """An import indexes the days it wrote, from the values it validated (a file it created)
+    or by reading the file (one that held entries before): either way the very index the query
+    engine would build, which `verify` accepts. Missing, stale, forged and half-written index
+    files change no answer, and `verify` reports the forged one."""
+    ids = [entry["id"] for entry in earlier + batch]
+    assume(len(ids) == len(set(ids)))
+    if in_order:
+        batch = sorted(batch, key=_ref_key)
+    lines = [orjson.dumps(entry) for entry in batch]
+    for n in repeated:  # shippers deliver twice: skipped as duplicates
+        if n < len(lines):
+            lines.append(lines[n])
+    saved = importer.INDEX_MIN_BYTES
+    importer.INDEX_MIN_BYTES = 0  # index even the tiny files of a test
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            store = AuditStore(root, writer_id="w1", clock=lambda: NOW)
+            if earlier:
+                import_jsonl(store, io.BytesIO(b"\n".join(map(orjson.dumps, earlier))))
+            report = import_jsonl(store, io.BytesIO(b"\n".join(lines) + b"\n"))
+            assert report.written == len(batch) and not report.invalid
+            files = sorted(root.glob("date=*/*.jsonl"))
+            assert len(_index_files(root)) == len(files)  # every day written got its index
+            for path in files:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    info = os.fstat(fd)
+                    built = lineindex.build(fd, info)
+                    tail = lineindex.tail_of(fd, info.st_size)
+                finally:
+                    os.close(fd)
+                stored = lineindex.load(
+                    root,
+                    path.parent.name,
+                    path.name,
+                    lineindex.identity(info),
+                    tail,
+                    lineindex.FIELDS,
+                )
+                assert stored is not None and built is not None
+                assert stored.to_bytes() == built.to_bytes()
+            assert check_indexes(store) == []
+            forged = False
+            target = _index_files(root)[0]
+            if damage == "missing":
+                for path in _index_files(root):
+                    path.unlink()
+            elif damage == "half-written":
+                for path in _index_files(root):
+                    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+            elif damage == "stale":  # the file grew after the import indexed it
+                day = target.parent.name.removeprefix("date=")
+                extra = build_entry(
+                    dict(batch[0], id="late-1", createdAt=f"{day}T05:00:00.000Z"),
+                    Catalog.load(root),
+                )
+                store.append_contents(day, [(extra["id"], dumps_entry(extra))])
+            elif damage == "forged":
+                forged = _forge(root, target)
+            for wanted, order, limit in queries:
+                expected = _reference(root, wanted, order)
+                answer = _answers(store, wanted, order, True, limit, 0)
+                assert answer["lines"] == expected
+                assert answer["count"] == len(expected)
+                assert answer["page"] == (len(expected), expected[:limit])
+                for by in STATS_BY:
+                    assert answer["stats"][by] == _reference_stats(expected, by)
+            if forged:  # queries scan the file instead, and verify names the index
+                reported = [p.file for p in check_indexes(store) if p.kind == "forged index"]
+                assert reported == [f"_index/{target.parent.name}/{target.name}"]
+    finally:
+        importer.INDEX_MIN_BYTES = saved
+
+
+def test_the_first_query_after_an_import_builds_no_index(tmp_path: Path, monkeypatch: Any) -> None:
+    """No cold cliff: the days an import wrote are indexed by the import, so the first query
+    reads those indexes and builds none."""
+    monkeypatch.setattr(importer, "INDEX_MIN_BYTES", 0)
+    store = AuditStore(tmp_path, writer_id="w1", clock=lambda: NOW)
+    catalog = Catalog.load(tmp_path)
+    lines = []
+    for n in range(300):
+        entry = build_entry(
+            {
+                "id": f"e-{n}",
+                "action": ACTIONS[n % len(ACTIONS)],
+                "actorId": ACTORS[n % 3],
+                "organizationId": "org-1",
+                "targetId": "t",
+                "createdAt": f"{DAYS[n % 3]}T00:{n // 60:02d}:{n % 60:02d}.000Z",
+            },
+            catalog,
+        )
+        lines.append(dumps_entry(entry))
+    import_jsonl(store, io.BytesIO(b"\n".join(lines)))
+    assert len(_index_files(tmp_path)) == 3
+
+    def no_build(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the first query built an index")
+
+    monkeypatch.setattr(lineindex, "build", no_build)
+    engine = _engine(store, Filters(actions=("login",)), "asc", True)
+    assert len(list(engine.stream())) == 75
+    assert engine._indexed
+
+
+def test_the_batch_rules_and_pydantic_agree_on_every_ascii_character() -> None:
+    """Each field with a pattern, a valid value with any one ASCII character put at its
+    start, middle or end: `valid_texts` (Python's regex engine) says what pydantic (Rust's)
+    says. Non-ASCII values are left to pydantic by the batch check, so ASCII is all there is."""
+    for name, rule in TEXT_RULES.items():
+        if rule.pattern is None:
+            continue
+        good = VALID[name]
+        for code in range(128):
+            char = chr(code)
+            for value in (char + good, good[:2] + char + good[2:], good + char):
+                try:
+                    Entry(**dict(VALID, **{name: value}))
+                    expected = True
+                except ValidationError:
+                    expected = False
+                assert valid_texts(name, [value]) == expected, (name, value)

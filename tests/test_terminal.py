@@ -184,6 +184,9 @@ class TestProgress:
     def test_the_first_query_reports_its_index_build(self, tmp_path, entries_file) -> None:
         logs = str(tmp_path / "logs")
         assert run_audit("-d", logs, "--quiet", "import", str(entries_file))[0] == 0
+        # The import indexed the days it wrote: the first query has nothing to build ...
+        assert run_audit("-d", logs, "query", "--count") == (0, b"", b"3000\n")
+        shutil.rmtree(tmp_path / "logs" / "_index")  # ... unless the indexes are gone
         code, screen, stdout = run_audit("-d", logs, "query", "--count")
         assert (code, stdout) == (0, b"3000\n")
         assert "indexing" in screen.decode()
