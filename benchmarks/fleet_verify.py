@@ -34,6 +34,7 @@ sys.path.insert(0, str(HERE.parent))
 from auditcli import chain  # noqa: E402
 from auditcli.integrity import generate_keys, load_signing_key  # noqa: E402
 from auditcli.integrity.manifests import append_manifest, file_record, manifest_lock  # noqa: E402
+from auditcli.integrity.tree import TreeStart, head_of, tree_fields  # noqa: E402
 from auditcli.model import build_entry, dumps_entry  # noqa: E402
 from auditcli.store import AuditStore, LogFile  # noqa: E402
 
@@ -55,6 +56,7 @@ def build(root: Path, writers: int, days: int, per_day: int) -> None:
         if not key_path.exists():
             generate_keys(key_path)
         key = load_signing_key(key_path)
+        base = None
         for d in range(days):
             day = (FIRST_DAY + dt.timedelta(days=d)).isoformat()
             partition = root / f"date={day}"
@@ -87,8 +89,11 @@ def build(root: Path, writers: int, days: int, per_day: int) -> None:
                 "files": [record],
                 "totals": {"files": d + 1, "lines": (d + 1) * per_day, "changed": 1},
             }
+            # The Merkle tree head a seal adds (format 3), continuing the previous seal's tree:
+            # the day's file is new, so the tree held none of its lines.
+            body.update(tree_fields(store, TreeStart(writer, base, {}), [record]))
             with manifest_lock(store):
-                append_manifest(store, writer, body, key)
+                base = head_of(append_manifest(store, writer, body, key))
         print(f"  built {writer} ({days} days)", file=sys.stderr, end="\r")
     (root / ".complete").write_text("ok\n")
     print(file=sys.stderr)

@@ -43,6 +43,7 @@ from .constants import (
 from .fleet import Fleet, FleetWriter, TrustedKeys
 from .indexes import check_indexes
 from .keys import embedded_public_key, key_id, signature_valid
+from .leaffeed import LeafFeed, plan_feeds
 from .manifests import (
     Manifest,
     archive_digest,
@@ -56,7 +57,7 @@ from .manifests import (
     receipt_records,
     records_of,
 )
-from .tree import TreeCheck
+from .tree import TreeCheck, foreign_receipts
 
 #: How a checkpoint names the manifest that made it: (order verify read it in, `#5`).
 Label = tuple[int, str]
@@ -211,6 +212,8 @@ class _Chain:
     signed: str = "none"
     key_ids: list[str] = field(default_factory=list)
     hashes_found: set[str] = field(default_factory=set)
+    #: Every manifest read, in order (kept for a writer's tree check when `keep` is True).
+    read: list[Manifest] = field(default_factory=list)
 
 
 def verify(
@@ -265,6 +268,7 @@ class _Verifier:
         self.order = 0
         # Per writer while it is checked (memory: one writer's checkpoints at a time).
         self.checkpoints: dict[tuple[str, str], _Checkpoints] = {}
+        self.feeds: dict[tuple[str, str], list[Any]] = {}  # file key -> leaf ranges (leaffeed)
         self.latest_seal: Manifest | None = None
         self.host = HostReport("")
         # Whole store.
@@ -462,9 +466,11 @@ class _Verifier:
         names: Sequence[tuple[int, Path]],
         keys: TrustedKeys | None,
         receipts: Sequence[tuple[Manifest, bool]] = (),
+        keep: bool = False,
     ) -> _Chain:
         """Stream one chain: sequence gaps, links, order, signatures; fold its checkpoints (and
-        other chains' `receipts`, by time) into `self.checkpoints`."""
+        other chains' `receipts`, by time) into `self.checkpoints`. `keep`: also keep the
+        manifests read (`read`), for the tree check that follows the files."""
         result = _Chain(manifests=len(names))
         host = self.host
         host.manifests = len(names)
@@ -476,6 +482,8 @@ class _Verifier:
         seen_seq: set[int] = set()
         for index, (sequence, path) in enumerate(names):
             manifest = read_manifest(path, sequence, writer)
+            if keep:
+                result.read.append(manifest)
             while pending and pending[0][0].sealed_at <= manifest.sealed_at:
                 self.take_receipt(*pending.pop(0))
             trusted = True
@@ -779,7 +787,10 @@ class _Verifier:
                     "stray file",
                     "not a manifest; planted or left behind",
                 )
-        chain = self.check_chain(writer, names, self.keys_for(writer), receipts)
+        trees = self.trees if chained else None
+        chain = self.check_chain(writer, names, self.keys_for(writer), receipts, trees is not None)
+        # The tree heads are recomputed from the same reads as the chain links (leaffeed.py).
+        streamed, self.feeds = plan_feeds(chain.read) if trees else ({}, {})
         if chain.latest_seal is not None:
             self.latest_seal = chain.latest_seal
         elif self.latest_seal is None:
@@ -822,9 +833,10 @@ class _Verifier:
             if self.progress is not None:
                 self.progress(self.report.entries, done=self.files_done, total=self.files_listed)
         self.check_missing(seen)
-        if self.trees and chained:  # after the files: a file's problem explains its heads'
-            self.trees.check(writer)
-        self.checkpoints = {}
+        if trees:  # after the files: a file's problem explains its heads'
+            others = foreign_receipts(self.store, writer, (m for m, _ in self.receipts))
+            trees.check(writer, chain.read, others, streamed)
+        self.checkpoints, self.feeds = {}, {}
         host.problems = len(self.report.problems) - start
         self.report.hosts.append(host)
 
@@ -951,7 +963,8 @@ class _Verifier:
                 else:
                     scan = None  # a new file under an old name: checked as a new one
             if scan is None:
-                scan = self.scan(file, known)
+                feed = LeafFeed(self.feeds[key]) if key in self.feeds else None
+                scan = self.scan(file, known, feed)
             if (
                 scan.problems
                 and known is not None
@@ -963,6 +976,8 @@ class _Verifier:
                 # are not its checks.
                 known = _Checkpoints()
                 scan = self.scan(file, known)
+            elif scan.feed is not None:
+                scan.feed.commit()  # the one scan verify keeps of this file
         except IntegrityError as exc:
             if _vanished(file):
                 return False
@@ -1007,9 +1022,12 @@ class _Verifier:
                     )
         return True
 
-    def scan(self, file: LogFile, known: _Checkpoints | None) -> _FileScan:
-        """One pass over `file` against `known` (IntegrityError when it cannot be read)."""
-        scan = _FileScan(file, known, self.geneses)
+    def scan(
+        self, file: LogFile, known: _Checkpoints | None, feed: LeafFeed | None = None
+    ) -> _FileScan:
+        """One pass over `file` against `known` (IntegrityError when it cannot be read); `feed`
+        takes the Merkle leaves of its lines."""
+        scan = _FileScan(file, known, self.geneses, feed)
         scan.run()
         return scan
 
@@ -1134,9 +1152,14 @@ class _FileScan:
     """One pass over one file: links, ids, shape, and where checkpointed heads sit."""
 
     def __init__(
-        self, file: LogFile, known: _Checkpoints | None, geneses: Callable[[], dict[bytes, str]]
+        self,
+        file: LogFile,
+        known: _Checkpoints | None,
+        geneses: Callable[[], dict[bytes, str]],
+        feed: LeafFeed | None = None,
     ) -> None:
         self.file = file
+        self.feed = feed
         self.known = known
         self.geneses = geneses
         self.source: LineSource | None = None
@@ -1178,10 +1201,13 @@ class _FileScan:
         n = 0
         record: tuple[int, bytes | None, bytes | None, bool]  # line no., line, digest, ok
         overlong = source.overlong  # filled as chunks are read
+        feed = self.feed
         for chunk in source.chunks():
             self.bytes += len(chunk)
             lines = chunk.split(b"\n")
             lines.pop()
+            if feed is not None:
+                feed.add(lines)
             for line in lines:
                 n += 1
                 if (
