@@ -407,10 +407,10 @@ class TreeCheck:
         )
 
     def notes(self) -> None:
-        """Add the notes of what was checked to the report."""
+        """Add to the report how many heads were recomputed (`tree_heads`; not a note: every
+        verify does it) and notes on the heads that could not be, or only from kept leaves."""
         counts, notes = self.counts, self.report.notes
-        if counts["heads"]:
-            notes.append(f"{counts['heads']} Merkle tree head(s) recomputed from the entries")
+        self.report.tree_heads = counts["heads"]
         if counts[_GONE]:
             notes.append(
                 f"{counts[_GONE]} tree head(s) cover files deleted since; checked from the kept"

@@ -24,6 +24,7 @@ from auditcli.query import Problem
 from auditcli.store import PARTITION_PREFIX, AuditStore, LineSource, LogFile
 from auditcli.timeparse import format_utc, parse_utc
 
+from . import workers
 from .constants import (
     _CLOCK_SLACK,
     _CREATED_DAY,
@@ -111,6 +112,7 @@ class VerifyReport:
     partitions: int = 0
     manifests: int = 0
     checkpoints: int = 0
+    tree_heads: int = 0  # Merkle tree heads recomputed from the entries
     uncovered: int = 0
     receipted_files: int = 0
     signed: str = (
@@ -138,6 +140,7 @@ class VerifyReport:
             "partitions": self.partitions,
             "manifests": self.manifests,
             "checkpoints": self.checkpoints,
+            "treeHeads": self.tree_heads,
             "uncovered": self.uncovered,
             "receiptedFiles": self.receipted_files,
             "signatures": self.signed,
@@ -226,11 +229,14 @@ def verify(
     max_seal_age_since: str | None = None,
     fleet: Fleet | None = None,
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> VerifyReport:
     """Check the store: every line's link, every file against every checkpoint of its writer's
     chain (and the legacy chain), every chain and its signatures, missing, planted and foreign
     files. Partitions outside [first_day, last_day] are skipped (chains are always checked whole).
-    Writers are checked one after the other: memory holds one writer's checkpoints at a time.
+    Each writer is checked on its own: memory holds one writer's checkpoints at a time (per
+    process). `workers`: processes checking writers side by side (default: one per CPU when the
+    store is big enough and has several writers; see workers.py); the report is the same.
 
     `public_keys`: trusted Ed25519 public keys; when given, every manifest must be signed by
     one of them (with a fleet file: those of the legacy chain only). `fleet`: which writers must
@@ -241,6 +247,7 @@ def verify(
     """
     verifier = _Verifier(store, first_day, last_day, public_keys, anchor, max_seal_age_since, fleet)
     verifier.progress = progress
+    verifier.workers = workers
     return verifier.run()
 
 
@@ -286,6 +293,7 @@ class _Verifier:
         self.legacy_elsewhere: list[str] = []
         self.statuses: list[str] = []
         self.progress: Progress | None = None
+        self.workers: int | None = None
         self.files_listed = 0
         self.files_done = 0
         # Merkle tree heads, per writer after its files; skipped for --since/--until (a tree
@@ -315,8 +323,7 @@ class _Verifier:
         writers.update(file_writer(key[1]) for key in self.legacy_checkpoints)
         if self.fleet:
             writers.update(self.fleet.writers)
-        for writer in sorted(writers):
-            self.check_writer(writer, writer in chained)
+        self.check_writers(sorted(writers), set(chained))
         self.report.problems.extend(check_indexes(self.store, self.first_day, self.last_day))
         if self.trees:
             self.trees.notes()
@@ -746,6 +753,31 @@ class _Verifier:
             )
 
     # ------------------------------------------------------------------ one writer
+    def check_writers(self, writers: Sequence[str], chained: set[str]) -> None:
+        """Check every writer, in forked worker processes when that pays (workers.py)."""
+        listed = [file for files in self.writer_files.values() for file in files]
+        count = workers.worker_count(listed, len(writers), self.workers)
+        if count < 2:
+            for writer in writers:
+                self.check_writer(writer, writer in chained)
+            return
+        progress, self.progress = self.progress, None  # told here, not by the workers
+
+        def done() -> None:
+            if progress is not None:
+                progress(self.report.entries, done=self.files_done, total=self.files_listed)
+
+        try:
+            workers.check_writers(
+                self,
+                writers,
+                lambda writer: self.check_writer(writer, writer in chained),
+                count,
+                done,
+            )
+        finally:
+            self.progress = progress
+
     def check_writer(self, writer: str, chained: bool) -> None:
         """Check one writer's chain, its files against it, and what the fleet file says."""
         self.host = host = HostReport(writer)
