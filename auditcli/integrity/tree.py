@@ -315,6 +315,13 @@ def _recomputed_leaves(head: TreeHead, files: _FileFinder) -> bytes:
 # ---------------------------------------------------------------------------- reading heads
 def head_of(manifest: Manifest) -> TreeHead | None:
     """The tree head of a seal manifest, or None when it has none or it is malformed."""
+    if "head" not in manifest.memo:  # parsed once per manifest read (verify asks thrice)
+        manifest.memo["head"] = _parse_head(manifest)
+    head: TreeHead | None = manifest.memo["head"]
+    return head
+
+
+def _parse_head(manifest: Manifest) -> TreeHead | None:
     merkle = (manifest.body or {}).get("merkle")
     if manifest.error or manifest.kind != "seal" or not isinstance(merkle, dict):
         return None

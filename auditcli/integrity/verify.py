@@ -276,6 +276,7 @@ class _Verifier:
         # Per writer while it is checked (memory: one writer's checkpoints at a time).
         self.checkpoints: dict[tuple[str, str], _Checkpoints] = {}
         self.feeds: dict[tuple[str, str], list[Any]] = {}  # file key -> leaf ranges (leaffeed)
+        self._embedded: dict[str, tuple[Any, str | None]] = {}  # see embedded()
         self.latest_seal: Manifest | None = None
         self.host = HostReport("")
         # Whole store.
@@ -655,9 +656,12 @@ class _Verifier:
                     f"signed by {stated}, not by {given}: {', '.join(keys)}",
                 )
                 return False, stated
-            key = keys[stated] or embedded_public_key(signature)
+            kid: str | None = stated  # trusted keys are listed by their id
+            key = keys[stated]
+            if key is None:
+                key, kid = self.embedded(signature)
         else:
-            key = embedded_public_key(signature)
+            key, kid = self.embedded(signature)
             if first_key is not None and stated != first_key:
                 self.problem(
                     manifest.name,
@@ -667,7 +671,7 @@ class _Verifier:
                     " (pass --public-key or a fleet file naming each key you trust)",
                 )
                 return False, stated
-        if key is None or key_id(key) != stated:
+        if key is None or kid != stated:
             self.problem(
                 manifest.name, None, "bad signature", "the embedded public key is malformed"
             )
@@ -684,6 +688,18 @@ class _Verifier:
             if stated not in ids:
                 ids.append(stated)
         return True, stated
+
+    def embedded(self, signature: Mapping[str, Any]) -> tuple[Any, str | None]:
+        """The public key a signature carries and its id (None, None when malformed), decoded
+        once per distinct key: a chain repeats the same one in every manifest."""
+        raw = signature.get("publicKey")
+        cache = self._embedded
+        if not isinstance(raw, str):
+            return None, None
+        if raw not in cache:
+            key = embedded_public_key(signature)
+            cache[raw] = (key, key_id(key) if key is not None else None)
+        return cache[raw]
 
     def take_checkpoints(self, manifest: Manifest, trusted: bool, writer: str | None) -> None:
         """Collect checkpoints from every readable manifest (even a damaged one: more checks),
