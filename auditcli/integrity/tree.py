@@ -150,14 +150,20 @@ def drop_foreign(
     return at
 
 
-def tree_start(store: AuditStore, writer: str) -> TreeStart:
+def tree_start(
+    store: AuditStore,
+    writer: str,
+    manifests: Iterable[Manifest] | None = None,
+    receipts: Iterable[Manifest] | None = None,
+) -> TreeStart:
     """The state of `writer`'s tree before its next seal (read from its chain, and the
-    receipts of other chains that deleted its files)."""
+    receipts of other chains that deleted its files; or from `manifests` and `receipts`, when
+    the caller has read them)."""
     coverage: Coverage = {}
     base: TreeHead | None = None
-    foreign = foreign_receipts(store, writer)
+    foreign = foreign_receipts(store, writer, receipts)
     at = 0
-    for manifest in iter_manifests(store, writer):
+    for manifest in iter_manifests(store, writer) if manifests is None else manifests:
         if manifest.body is None or manifest.error:
             continue
         at = drop_foreign(coverage, foreign, at, manifest.sealed_at)

@@ -58,6 +58,7 @@ from .manifests import (
     receipt_records,
     records_of,
 )
+from .sealstate import check_state
 from .tree import TreeCheck, foreign_receipts
 
 #: How a checkpoint names the manifest that made it: (order verify read it in, `#5`).
@@ -884,6 +885,9 @@ class _Verifier:
         if trees:  # after the files: a file's problem explains its heads'
             others = foreign_receipts(self.store, writer, (m for m, _ in self.receipts))
             trees.check(writer, chain.read, others, streamed)
+            forged = check_state(self.store, writer, chain.read, (m for m, _ in self.receipts))
+            if forged is not None:
+                self.report.problems.append(forged)
         self.checkpoints, self.feeds = {}, {}
         host.problems = len(self.report.problems) - start
         self.report.hosts.append(host)
