@@ -107,9 +107,7 @@ def test_the_kept_state_is_the_whole_chain_fold_after_every_seal(tmp_path: Path)
     assert report.receipted_files >= 2
 
 
-def test_a_seal_reads_only_the_chain_tail(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_seal_reads_only_the_chain_tail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = AuditStore(tmp_path / "logs", writer_id="host1")
     for i in range(30):
         store.append(_entries("host1", START, 1, i))
