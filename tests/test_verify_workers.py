@@ -4,12 +4,16 @@ and notes, honest store or tampered."""
 
 from __future__ import annotations
 
+import importlib
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from auditcli import integrity
+from auditcli.errors import AuditError
 from auditcli.store import AuditStore
 
 WRITERS = ("alpha", "bravo", "charlie", "delta")
@@ -96,3 +100,21 @@ def test_a_tampered_fleet_gives_the_same_problems_in_the_same_order(fleet: Audit
         (p["file"].split("/")[-2], p["kind"]) for p in parallel["problems"]
     }
     assert [h["problems"] > 0 for h in parallel["hosts"]] == [True, True, True, True]
+
+
+def test_a_worker_that_dies_fails_the_run(
+    fleet: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A killed worker (out of memory, kill -9) must fail verify, never hang it or drop a
+    writer from the report."""
+    verify_module = importlib.import_module("auditcli.integrity.verify")
+    real = verify_module._Verifier.check_writer
+
+    def dying(self: Any, writer: str, chained: bool) -> None:
+        if writer == "charlie":
+            os.kill(os.getpid(), signal.SIGKILL)
+        real(self, writer, chained)
+
+    monkeypatch.setattr(verify_module._Verifier, "check_writer", dying)
+    with pytest.raises(AuditError, match="worker process died"):
+        integrity.verify(fleet, workers=2)

@@ -11,10 +11,13 @@ writer's state per process.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from auditcli.errors import AuditError
 
 #: Report counters a writer adds to.
 _COUNTED = ("files", "entries", "bytes", "checkpoints", "uncovered", "receipted_files")
@@ -121,14 +124,24 @@ def check_writers(
     merged into `verifier` in `writers` order, `done()` called after each."""
     global _FORKED
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     _FORKED = (verifier, check)
     try:
         # fork: the workers inherit the modules and the verifier's state; starting them costs
-        # milliseconds. They never touch the terminal (progress is told here).
-        with multiprocessing.get_context("fork").Pool(count) as pool:
-            for delta in pool.imap(_check_in_worker, writers):
+        # milliseconds. They never touch the terminal (progress is told here). A worker that
+        # dies (killed, out of memory) fails the run instead of leaving it waiting.
+        context = multiprocessing.get_context("fork")
+        # Out of the collector's sight, the objects inherited stay shared with the parent
+        # instead of being copied into each worker by a full collection touching them all.
+        gc.freeze()
+        with ProcessPoolExecutor(count, mp_context=context) as pool:
+            for delta in pool.map(_check_in_worker, writers):
                 merge(verifier, delta)
                 done()
+    except BrokenProcessPool as exc:
+        raise AuditError(f"verify: a worker process died ({exc}); nothing was judged") from None
     finally:
         _FORKED = None
+        gc.unfreeze()
