@@ -205,3 +205,12 @@ def test_a_state_behind_the_chain_folds_the_manifests_after_it(sealed: AuditStor
     _write_state(sealed, old)  # as if the seal died before writing it
     assert _from_state(sealed, "host1") == _whole_chain(sealed, "host1")
     assert integrity.verify(sealed).ok
+
+
+def test_a_deleted_manifest_is_not_blamed_on_the_state(sealed: AuditStore) -> None:
+    """With the manifest that first listed a file deleted, the chain no longer folds to the
+    honest state: the deletion is the problem named, not the state."""
+    first = sorted((sealed.root / "_manifests" / "host1").glob("0*.json"))[0]
+    first.unlink()
+    kinds = [p.kind for p in integrity.verify(sealed).problems]
+    assert "deleted manifest" in kinds and "forged index" not in kinds

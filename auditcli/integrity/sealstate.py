@@ -285,7 +285,8 @@ def check_state(
     """A problem when `writer`'s state file is not the fold of its chain up to the manifest it
     names (`manifests`: the whole chain as verify read it; `receipts`: every chain's). A state
     naming a manifest that is not in the chain, or older than a receipt of another chain that
-    deleted this writer's files, is stale: never used by a seal, not reported."""
+    deleted this writer's files, is stale: never used by a seal, not reported; nor is one
+    behind a deleted or damaged manifest (the chain's own problem, which changes the fold)."""
     state = _read_state(store, writer)
     if state is None:
         return None
@@ -303,6 +304,10 @@ def check_state(
         return None  # names no manifest of the chain: stale, unused
     if prefix[-1].hash != at[1]:
         return None  # not the chain's manifest: a seal does not use it
+    if [m.sequence for m in prefix] != list(range(1, len(prefix) + 1)) or any(
+        m.body is None or m.error for m in prefix
+    ):
+        return None  # a manifest deleted or damaged before it: reported on the chain itself
     foreign = [m for m in receipts if m.writer != writer and m.body is not None and not m.error]
     for receipt in foreign:
         if f"{receipt.writer}/{receipt.path.name}" not in folded and any(
