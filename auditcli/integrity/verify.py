@@ -3,6 +3,7 @@ and what is missing, planted or foreign; writer by writer, each against its own 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from bisect import bisect_left
@@ -21,7 +22,7 @@ from auditcli.errors import IntegrityError, inert
 from auditcli.lines import Overlong
 from auditcli.progress import Progress
 from auditcli.query import Problem
-from auditcli.store import PARTITION_PREFIX, AuditStore, LineSource, LogFile
+from auditcli.store import GZIP, PARTITION_PREFIX, PLAIN, AuditStore, LineSource, LogFile
 from auditcli.timeparse import format_utc, parse_utc
 
 from . import workers
@@ -285,8 +286,10 @@ class _Verifier:
         self.legacy = _Chain()
         self.receipts: list[tuple[Manifest, bool]] = []
         self.seen_receipts: set[Path] = set()
-        self.writer_files: dict[str, list[LogFile]] = {}
-        self._names: dict[str, tuple[list[tuple[int, Path]], list[Path]]] = {}
+        # Each writer's files as (day, segment, compressed) until it is checked: small tuples,
+        # since every file of the store is listed up front (LogFile and its path are built then).
+        self.writer_files: dict[str, list[tuple[str, str, bool]]] = {}
+        self._ends: dict[str, tuple[tuple[int, Path] | None, list[tuple[int, Path]]]] = {}
         self.on_disk: set[str] = set()
         self._geneses: dict[bytes, str] | None = None
         self.torn_notes: list[str] = []
@@ -361,7 +364,9 @@ class _Verifier:
                     "not a log file of this store (planted or foreign)",
                 )
             for file in self.store.files(day):
-                self.writer_files.setdefault(file_writer(file.segment), []).append(file)
+                writer = file_writer(file.segment)
+                segment = writer if file.segment == writer else file.segment  # one string
+                self.writer_files.setdefault(writer, []).append((day, segment, file.compressed))
                 self.files_listed += 1
 
     def still_stray(self, day: str, strays: list[Path]) -> list[Path]:
@@ -380,17 +385,20 @@ class _Verifier:
         and is older than it was hidden from every seal (or planted backdated)."""
         heads = []
         for writer in chained:
-            names = self.names(writer)[0]
-            if names:
-                heads.append(read_manifest(names[-1][1], names[-1][0], writer))
+            newest = self.chain_ends(writer)[0]
+            if newest:
+                heads.append(read_manifest(newest[1], newest[0], writer))
         seals = [m for m in heads if m and m.kind == "seal" and m.error is None]
         return max(seals, key=lambda m: m.sealed_at, default=None)
 
-    def names(self, writer: str) -> tuple[list[tuple[int, Path]], list[Path]]:
-        """A chain's manifest names, listed once per run (until its writer is checked)."""
-        if writer not in self._names:
-            self._names[writer] = manifest_names(self.store, writer)
-        return self._names[writer]
+    def chain_ends(self, writer: str) -> tuple[tuple[int, Path] | None, list[tuple[int, Path]]]:
+        """A chain's newest manifest name and its receipts' names, listed once per run (its
+        whole listing is read again when its writer is checked: never all chains' at once)."""
+        if writer not in self._ends:
+            names = manifest_names(self.store, writer)[0]
+            receipts = [(s, p) for s, p in names if p.name.endswith(".receipt.json")]
+            self._ends[writer] = (names[-1] if names else None, receipts)
+        return self._ends[writer]
 
     def keys_for(self, writer: str | None) -> TrustedKeys | None:
         """The keys that must sign a chain (None: check against the key it embeds)."""
@@ -408,12 +416,11 @@ class _Verifier:
         deletion: a log host or a shared volume's sealer deletes files of other writers."""
         found = []
         for writer in chained:
-            names = self.names(writer)[0]
-            receipts = [(s, p) for s, p in names if p.name.endswith(".receipt.json")]
-            if not receipts:
+            newest, receipts = self.chain_ends(writer)
+            if not receipts or newest is None:
                 continue
             keys = self.keys_for(writer)
-            head = read_manifest(names[-1][1], names[-1][0], writer)
+            head = read_manifest(newest[1], newest[0], writer)
             head_key = (head.signature or {}).get("keyId")
             for sequence, path in receipts:
                 manifest = read_manifest(path, sequence, writer)
@@ -772,8 +779,9 @@ class _Verifier:
     # ------------------------------------------------------------------ one writer
     def check_writers(self, writers: Sequence[str], chained: set[str]) -> None:
         """Check every writer, in forked worker processes when that pays (workers.py)."""
-        listed = [file for files in self.writer_files.values() for file in files]
-        count = workers.worker_count(listed, len(writers), self.workers)
+        count = workers.worker_count(
+            self.files_listed, self.listed_bytes, len(writers), self.workers
+        )
         if count < 2:
             for writer in writers:
                 self.check_writer(writer, writer in chained)
@@ -794,6 +802,22 @@ class _Verifier:
             )
         finally:
             self.progress = progress
+
+    def listed_file(self, day: str, segment: str, compressed: bool) -> LogFile:
+        """The LogFile of one `writer_files` item."""
+        name = f"{segment}{GZIP if compressed else PLAIN}"
+        return LogFile(
+            day, segment, self.store.root / f"{PARTITION_PREFIX}{day}" / name, compressed
+        )
+
+    def listed_bytes(self) -> int:
+        """The bytes of the files listed (a gzip file counted 5 times: what it inflates to)."""
+        total = 0
+        for files in self.writer_files.values():
+            for item in files:
+                with contextlib.suppress(OSError):
+                    total += self.listed_file(*item).path.stat().st_size * (5 if item[2] else 1)
+        return total
 
     def check_writer(self, writer: str, chained: bool) -> None:
         """Check one writer's chain, its files against it, and what the fleet file says."""
@@ -827,8 +851,7 @@ class _Verifier:
         ]
         names: list[tuple[int, Path]] = []
         if chained:
-            names, foreign = self.names(writer)
-            self._names.pop(writer, None)
+            names, foreign = manifest_names(self.store, writer)
             for path in foreign:
                 self.problem(
                     f"{MANIFEST_DIR}/{writer}/{path.name}",
@@ -844,7 +867,7 @@ class _Verifier:
             self.latest_seal = chain.latest_seal
         elif self.latest_seal is None:
             self.latest_seal = self.newest_seal
-        files = self.writer_files.pop(writer, [])
+        files = [self.listed_file(*item) for item in self.writer_files.pop(writer, [])]
         days = sorted({file.day for file in files})
         if names:
             host.chain = "own"

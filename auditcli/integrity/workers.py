@@ -10,7 +10,6 @@ writer's state per process.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 from collections.abc import Callable, Sequence
@@ -85,23 +84,16 @@ def merge(verifier: Any, delta: WriterDelta) -> None:
     verifier.anchor_found = verifier.anchor_found or delta.anchor_found
 
 
-def worker_count(files: Sequence[Any], writers: int, workers: int | None) -> int:
+def worker_count(files: int, size: Callable[[], int], writers: int, workers: int | None) -> int:
     """How many processes check the writers: `workers` if given, else one per CPU this process
-    may run on when the store is big enough to gain from it (never more than the writers)."""
+    may run on when the store (`files` files of `size()` bytes) is big enough to gain from it;
+    never more than the writers."""
     if workers is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         workers = cpus or 1
-        if len(files) < PARALLEL_FILES and _size(files) < PARALLEL_BYTES:
+        if files < PARALLEL_FILES and size() < PARALLEL_BYTES:
             workers = 1
     return max(1, min(workers, writers))
-
-
-def _size(files: Sequence[Any]) -> int:
-    total = 0
-    for file in files:
-        with contextlib.suppress(OSError):
-            total += file.path.stat().st_size * (5 if file.compressed else 1)
-    return total
 
 
 _FORKED: tuple[Any, Callable[[str], None]] | None = None  # set in the parent just before forking
