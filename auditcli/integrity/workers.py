@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,6 +100,13 @@ def worker_count(files: int, size: Callable[[], int], writers: int, workers: int
 _FORKED: tuple[Any, Callable[[str], None]] | None = None  # set in the parent just before forking
 
 
+def _mute() -> None:
+    """A worker never writes to the terminal, and must not flush the standard streams it
+    inherited at exit: a lock another thread of the parent held when it forked (a progress
+    bar) would never be released in the worker."""
+    sys.stdout = sys.stderr = None
+
+
 def _check_in_worker(writer: str) -> WriterDelta:
     assert _FORKED is not None
     verifier, check = _FORKED
@@ -128,7 +136,7 @@ def check_writers(
         # Out of the collector's sight, the objects inherited stay shared with the parent
         # instead of being copied into each worker by a full collection touching them all.
         gc.freeze()
-        with ProcessPoolExecutor(count, mp_context=context) as pool:
+        with ProcessPoolExecutor(count, mp_context=context, initializer=_mute) as pool:
             for delta in pool.map(_check_in_worker, writers):
                 merge(verifier, delta)
                 done()
