@@ -159,7 +159,7 @@ def save_tail(
     base = head_of(manifest)
     others = foreign_receipt_names(store, writer)
     stamp = manifest.sealed_at[:19].replace(":", "-")
-    if any(name.split("-", 1)[-1][:19] >= stamp for name in others):
+    if any(name.rsplit("/", 1)[-1].partition("-")[2][:19] >= stamp for name in others):
         # A receipt of another chain dated at or after this seal (clocks of two hosts): the
         # whole-chain fold orders it after the seal, which this state cannot; none is kept.
         with contextlib.suppress(OSError):
