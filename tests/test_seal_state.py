@@ -214,3 +214,22 @@ def test_a_deleted_manifest_is_not_blamed_on_the_state(sealed: AuditStore) -> No
     first.unlink()
     kinds = [p.kind for p in integrity.verify(sealed).problems]
     assert "deleted manifest" in kinds and "forged index" not in kinds
+
+
+def test_no_state_is_kept_behind_a_receipt_dated_after_the_seal(tmp_path: Path) -> None:
+    """Another host's receipt dated after this seal (clocks apart on a shared volume): the
+    whole-chain fold orders it after the seal, a kept fold could not; none is kept."""
+    ahead, behind = Clock(), Clock()
+    ahead.now = START + timedelta(days=20)
+    behind.now = START + timedelta(days=2)
+    host1 = AuditStore(tmp_path / "logs", writer_id="host1", clock=ahead)
+    host2 = AuditStore(tmp_path / "logs", writer_id="host2", clock=behind)
+    host2.append(_entries("host2", START, 3))
+    host2.append(_entries("host2", START + timedelta(days=1), 3))
+    integrity.seal(host2)
+    assert (host2.root / state_name("host2")).exists()
+    rotate(host1, compress_after=1, delete_after=10)  # host1's receipt for host2's old days
+    integrity.seal(host2)
+    assert not (host2.root / state_name("host2")).exists()
+    report = integrity.verify(host2)
+    assert report.ok, report.problems
