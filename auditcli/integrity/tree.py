@@ -405,19 +405,20 @@ class TreeCheck:
         pass the chain's `manifests` and the `foreign_receipts` it already read, and the heads
         whose leaves its scan of the files already fed (leaffeed.Pending, by sequence)."""
         explained = {file_key(p.file) for p in self.report.problems} - {None}
-        if manifests is None:
-            manifests, _ = load_manifests(self.store, writer)
-        if foreign is None:
-            foreign = foreign_receipts(self.store, writer)
-        _check_chain(
-            self.store,
-            writer,
-            self.report,
-            explained,
-            self.files,
-            self.counts,
-            (manifests, foreign, streamed or {}),
-        )
+        problems, counts = self.report.problems, self.counts
+        if manifests is not None and foreign is not None:
+            before, kept = len(problems), dict(counts)
+            read = (manifests, foreign, streamed or {})
+            _check_chain(self.store, writer, self.report, explained, self.files, counts, read)
+            if len(problems) == before:
+                return
+            # What the caller read before the files may be behind the chain and the receipts
+            # now (a seal or a retention ran alongside): a problem is decided on them as they
+            # are now.
+            del problems[before:]
+            counts.update(kept)
+        read = (load_manifests(self.store, writer)[0], foreign_receipts(self.store, writer), {})
+        _check_chain(self.store, writer, self.report, explained, self.files, counts, read)
 
     def notes(self) -> None:
         """Add to the report how many heads were recomputed (`tree_heads`; not a note: every
