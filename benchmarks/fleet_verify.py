@@ -10,8 +10,10 @@ own signed chain with one seal per day listing that day's file (what a daily `au
 one small file per writer per seal). Memory is measured on two more stores, one with a fifth of
 the writers and one with a fifth of the days, to show what it grows with.
 
-Each measurement is a new process (wall time, peak RSS from wait4); `audit verify` and
-`sha256sum` run alternately after a warm-up, medians reported.
+Each measurement is a new process (wall time, peak RSS from wait4: run.py's helpers, bytecode
+cache on); `audit verify`, `sha256sum`, and `sha256sum` run as two processes at a time (`xargs
+-P 2`: verify checks writers in one worker per CPU) run alternately after a warm-up, medians
+reported.
 """
 
 from __future__ import annotations
@@ -21,19 +23,20 @@ import datetime as dt
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path[:0] = [str(HERE.parent), str(HERE)]
+
+import run  # noqa: E402  (benchmarks/run.py: the timing helpers every benchmark shares)
 
 from auditcli import chain  # noqa: E402
 from auditcli.integrity import generate_keys, load_signing_key  # noqa: E402
 from auditcli.integrity.manifests import append_manifest, file_record, manifest_lock  # noqa: E402
+from auditcli.integrity.tree import TreeStart, head_of, tree_fields  # noqa: E402
 from auditcli.model import build_entry, dumps_entry  # noqa: E402
 from auditcli.store import AuditStore, LogFile  # noqa: E402
 
@@ -55,6 +58,7 @@ def build(root: Path, writers: int, days: int, per_day: int) -> None:
         if not key_path.exists():
             generate_keys(key_path)
         key = load_signing_key(key_path)
+        base = None
         for d in range(days):
             day = (FIRST_DAY + dt.timedelta(days=d)).isoformat()
             partition = root / f"date={day}"
@@ -87,8 +91,11 @@ def build(root: Path, writers: int, days: int, per_day: int) -> None:
                 "files": [record],
                 "totals": {"files": d + 1, "lines": (d + 1) * per_day, "changed": 1},
             }
+            # The Merkle tree head a seal adds (format 3), continuing the previous seal's tree:
+            # the day's file is new, so the tree held none of its lines.
+            body.update(tree_fields(store, TreeStart(writer, base, {}), [record]))
             with manifest_lock(store):
-                append_manifest(store, writer, body, key)
+                base = head_of(append_manifest(store, writer, body, key))
         print(f"  built {writer} ({days} days)", file=sys.stderr, end="\r")
     (root / ".complete").write_text("ok\n")
     print(file=sys.stderr)
@@ -114,37 +121,23 @@ def subset(big: Path, root: Path, writers: int, days: int) -> None:
     (root / ".complete").write_text("ok\n")
 
 
-def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one process, its output discarded."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{argv[:4]}… failed: {proc.stderr.read().decode()[-500:]}")  # type: ignore[union-attr]
-    return wall, usage.ru_maxrss
-
-
 def data_files(root: Path) -> list[str]:
     return sorted(str(p) for p in root.glob("date=*/*.jsonl*"))
 
 
 def measure(root: Path, runs: int) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        "AUDIT_LOG_DIR": str(root),
-        "PYTHONPYCACHEPREFIX": str(root.parent / "pyc"),
-    }
-    verify = [sys.executable, "-m", "auditcli", "verify", "--format", "json"]
+    """`audit verify` and its peers, alternately, medians (run.py's `compare`)."""
+    env = {**run.ENV, "AUDIT_LOG_DIR": str(root)}
     files = data_files(root)
     manifests = sorted(str(p) for p in root.glob("_manifests/*/*.json"))
-    # xargs keeps the argument lists short; sha256sum hashes every data file once
-    sha = [
-        "sh",
-        "-c",
-        'find "$0" -path "*/date=*" -name "*.jsonl*" -print0 | xargs -0 sha256sum',
-        str(root),
-    ]
+    # xargs keeps the argument lists short; sha256sum hashes every data file once, in one
+    # process at a time or (-P 2) in two at a time, as verify's two workers do on 2 cores.
+    find = 'find "$0" -path "*/date=*" -name "*.jsonl*" -print0 | xargs -0 {} sha256sum'
+    tools = {
+        "verify": [sys.executable, "-m", "auditcli", "verify", "--format", "json"],
+        "sha256sum": ["sh", "-c", find.format(""), str(root)],
+        "sha256sum -P2": ["sh", "-c", find.format("-P 2"), str(root)],
+    }
     inproc = [
         sys.executable,
         "-c",
@@ -157,26 +150,25 @@ def measure(root: Path, runs: int) -> dict[str, Any]:
         "print(time.perf_counter() - t)\n",
         str(root),
     ]
-    run_once(verify, env)  # warm-up: page cache, bytecode
-    run_once(sha, env)
-    walls: dict[str, list[float]] = {"verify": [], "sha256sum": []}
-    rss: dict[str, int] = {"verify": 0, "sha256sum": 0}
-    for _ in range(runs):
-        for name, argv in (("verify", verify), ("sha256sum", sha)):
-            wall, peak = run_once(argv, env)
-            walls[name].append(wall)
-            rss[name] = max(rss[name], peak)
+    results = run.compare(
+        {
+            name: (lambda argv=argv: run.run_once(argv, env, subprocess.DEVNULL))
+            for name, argv in tools.items()
+        },
+        runs,
+    )
     inside = float(subprocess.run(inproc, env=env, capture_output=True, check=True).stdout)
-    size = sum(os.path.getsize(p) for p in files)
-    msize = sum(os.path.getsize(p) for p in manifests)
     return {
         "files": len(files),
-        "bytes": size,
+        "bytes": sum(os.path.getsize(p) for p in files),
         "manifests": len(manifests),
-        "manifest_bytes": msize,
-        "verify_s": statistics.median(walls["verify"]),
-        "sha256sum_s": statistics.median(walls["sha256sum"]),
-        "verify_rss_mib": rss["verify"] / 1024,
+        "manifest_bytes": sum(os.path.getsize(p) for p in manifests),
+        "verify_s": results["verify"].median,
+        "sha256sum_s": results["sha256sum"].median,
+        "sha256sum2_s": results["sha256sum -P2"].median,
+        "verify_cpu_s": results["verify"].cpu,
+        "sha256sum_cpu_s": results["sha256sum"].cpu,
+        "verify_rss_mib": results["verify"].rss_mb,
         "in_process_s": inside,
     }
 
@@ -198,11 +190,13 @@ def main() -> None:
         f"# {platform.node()} {platform.machine()}, {os.cpu_count()} cores,"
         f" Python {platform.python_version()}, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
     )
+    run.setup_env(args.data)  # bytecode cache on, as in an installed copy
     print(
         "| writers x days | files | data MB | manifests (MB) | `audit verify` |"
-        " in-process `verify()` | `sha256sum` | ratio | verify peak RSS |"
+        " in-process `verify()` | `sha256sum` | ratio | `sha256sum` 2 processes | ratio |"
+        " CPU time verify / `sha256sum` | verify peak RSS |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     big = args.data / f"w{args.writers}-d{args.days}-p{args.per_day}" / "logs"
     for writers, days in shapes:
         root = args.data / f"w{writers}-d{days}-p{args.per_day}" / "logs"
@@ -215,7 +209,10 @@ def main() -> None:
             f"| {writers} x {days} | {m['files']} | {m['bytes'] / 1e6:.0f} |"
             f" {m['manifests']} ({m['manifest_bytes'] / 1e6:.1f}) | {m['verify_s']:.2f} s |"
             f" {m['in_process_s']:.2f} s |"
-            f" {m['sha256sum_s']:.2f} s | {m['verify_s'] / m['sha256sum_s']:.1f}x |"
+            f" {m['sha256sum_s']:.2f} s | {m['verify_s'] / m['sha256sum_s']:.2f}x |"
+            f" {m['sha256sum2_s']:.2f} s | {m['verify_s'] / m['sha256sum2_s']:.2f}x |"
+            f" {m['verify_cpu_s']:.2f} s / {m['sha256sum_cpu_s']:.2f} s"
+            f" = {m['verify_cpu_s'] / m['sha256sum_cpu_s']:.1f}x |"
             f" {m['verify_rss_mib']:.0f} MiB |",
             flush=True,
         )

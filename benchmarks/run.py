@@ -49,6 +49,7 @@ class Sample:
     rss_kb: int
     lines: int
     code: int
+    cpu: float = 0.0  # user + system seconds of the process and the children it waited for
 
 
 def run_once(argv: Sequence[str], env: dict[str, str] | None = None, stdout: Any = None) -> Sample:
@@ -69,7 +70,8 @@ def run_once(argv: Sequence[str], env: dict[str, str] | None = None, stdout: Any
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen.wait
-    return Sample(seconds, usage.ru_maxrss, lines, proc.returncode)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Sample(seconds, usage.ru_maxrss, lines, proc.returncode, cpu)
 
 
 @dataclass
@@ -80,6 +82,11 @@ class Result:
     @property
     def median(self) -> float:
         return statistics.median(s.seconds for s in self.samples)
+
+    @property
+    def cpu(self) -> float:
+        """Median CPU seconds (user + system): steadier than wall time on a busy machine."""
+        return statistics.median(s.cpu for s in self.samples)
 
     @property
     def rss_mb(self) -> float:

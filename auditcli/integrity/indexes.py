@@ -21,6 +21,7 @@ from auditcli.safeio import kind_of, open_dir, open_dir_at, why
 from auditcli.store import _PARTITION, AuditStore, _open_in_partition
 
 from .constants import MERKLE_DIR
+from .sealstate import STATE_DIR
 
 _SUFFIX = ".idx"
 
@@ -40,8 +41,8 @@ def check_indexes(
     try:
         for partition in sorted(os.listdir(top)):
             name = f"{where}/{inert(partition)}"
-            if partition == MERKLE_DIR:  # Merkle leaf hashes: checked against the tree heads
-                continue
+            if partition in (MERKLE_DIR, STATE_DIR):  # checked against the chains (tree.py,
+                continue  # sealstate.py)
             if partition == CHECKPOINT_DIR:  # the auditor's checkpoints: checked by a replay
                 problems.extend(check_checkpoints(store, first_day, last_day))
                 continue

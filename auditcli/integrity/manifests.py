@@ -8,7 +8,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,8 @@ class Manifest:
     signature: dict[str, Any] | None = None
     error: str | None = None
     writer: str | None = None
+    #: Values a reader derives from the body once (e.g. its Merkle tree head: tree.head_of).
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def name(self) -> str:

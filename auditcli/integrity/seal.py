@@ -32,12 +32,9 @@ from .manifests import (
     read_manifest,
     receipt_names,
     receipt_records,
-    records_of,
 )
+from .sealstate import Known, fold, load_tail, save_tail
 from .tree import tree_fields, tree_start
-
-#: file key -> (its newest checkpoint record, the label of the manifest that made it, its time)
-Known = dict[tuple[str, str], tuple[dict[str, Any], str, str]]
 
 
 @dataclass
@@ -173,8 +170,12 @@ def _seal_one(
     tally: _Tally,
 ) -> SealResult:
     """Seal `files` into `writer`'s chain; call it holding `manifest_lock(store)`."""
-    known, legacy_ref, chained = writer_state(store, writer)
-    tree = tree_start(store, writer)
+    tail = load_tail(store, writer)  # the chain's tail only, when its kept state checks out
+    if tail is not None:
+        (known, tree), legacy_ref, chained = tail, None, True
+    else:
+        known, legacy_ref, chained = writer_state(store, writer)
+        tree = tree_start(store, writer)
     # A file opened since the partitions were listed is left for the next seal.
     records, unreadable = [], []
     total = uncovered = 0
@@ -207,6 +208,7 @@ def _seal_one(
         body["legacy"] = legacy_ref
     body.update(tree_fields(store, tree, changed))  # format 3 and the Merkle head
     manifest = append_manifest(store, writer, body, key)
+    save_tail(store, writer, known, tree, manifest, chained)
     return SealResult(
         manifest,
         writer,
@@ -225,16 +227,22 @@ def _changed(known: Known, record: dict[str, Any]) -> bool:
     return old is None or old[0] != record
 
 
-def writer_state(store: AuditStore, writer: str) -> tuple[Known, dict[str, Any] | None, bool]:
+def writer_state(
+    store: AuditStore,
+    writer: str,
+    manifests: Iterable[Manifest] | None = None,
+    receipts: Iterable[Manifest] | None = None,
+) -> tuple[Known, dict[str, Any] | None, bool]:
     """The newest checkpoint of each of `writer`'s files that no retention receipt has excused
     since, from its chain (and the legacy chain before its first seal), and, when its chain is
     still empty and a legacy chain exists, the legacy chain's head that its first manifest binds;
-    and whether the chain has any manifest yet."""
+    and whether the chain has any manifest yet. `manifests` (the chain) and `receipts` (every
+    chain's): when the caller has read them already."""
     known: Known = {}
     chained = False
-    for manifest in iter_manifests(store, writer):
+    for manifest in iter_manifests(store, writer) if manifests is None else manifests:
         chained = True
-        _apply(known, manifest, writer)
+        fold(known, manifest, writer)
     legacy_ref = None
     if not chained:
         legacy = latest_manifest(store, None)
@@ -246,41 +254,23 @@ def writer_state(store: AuditStore, writer: str) -> tuple[Known, dict[str, Any] 
                 )
             legacy_ref = {"sequence": legacy.sequence, "hash": legacy.hash}
             for manifest in _since_last_seal(store):
-                _apply(known, manifest, writer, label="")
+                fold(known, manifest, writer, label="")
     # Receipts in other writers' chains (a log host applying retention to a merged store, or a
     # shared volume's sealer) excuse this writer's files sealed before them.
-    for other, sequence, path in receipt_names(store):
-        if other == writer:
-            continue
-        receipt = read_manifest(path, sequence, other)
-        if receipt.body is None or receipt.error:
+    if receipts is None:
+        receipts = (
+            read_manifest(path, sequence, other)
+            for other, sequence, path in receipt_names(store)
+            if other != writer
+        )
+    for receipt in receipts:
+        if receipt.writer == writer or receipt.body is None or receipt.error:
             continue
         for record in receipt_records(receipt):
             key = file_key(record["name"])
             if key is not None and key in known and known[key][2] <= receipt.sealed_at:
                 del known[key]
     return known, legacy_ref, chained
-
-
-def _apply(known: Known, manifest: Manifest, writer: str, label: str | None = None) -> None:
-    """Fold one manifest into `known`: a seal's records of `writer`'s files replace older ones,
-    a deletion receipt removes them."""
-    if manifest.body is None:
-        return
-    if manifest.kind == "seal":
-        for record in records_of(manifest):
-            key = file_key(record["name"])
-            if key and file_writer(key[1]) == writer:
-                known[key] = (
-                    record,
-                    manifest.label if label is None else label,
-                    manifest.sealed_at,
-                )
-    elif manifest.kind == "receipt":
-        for record in receipt_records(manifest):
-            key = file_key(record["name"])
-            if key:
-                known.pop(key, None)
 
 
 def _since_last_seal(store: AuditStore) -> list[Manifest]:

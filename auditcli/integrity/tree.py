@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -116,15 +116,21 @@ def advance(coverage: Coverage, manifest: Manifest) -> None:
             coverage.pop(file_key(record["name"]), None)  # type: ignore[arg-type]
 
 
-def foreign_receipts(store: AuditStore, writer: str) -> list[tuple[str, tuple[str, str]]]:
+def foreign_receipts(
+    store: AuditStore, writer: str, receipts: Iterable[Manifest] | None = None
+) -> list[tuple[str, tuple[str, str]]]:
     """`(time, file key)` of `writer`'s files deleted under receipts in other writers' chains
-    (a shared volume's sealer, a log host applying retention), oldest first."""
+    (a shared volume's sealer, a log host applying retention), oldest first. `receipts`: every
+    chain's receipts, when the caller has read them already."""
+    if receipts is None:
+        receipts = (
+            read_manifest(path, sequence, other)
+            for other, sequence, path in receipt_names(store)
+            if other != writer
+        )
     found = []
-    for other, sequence, path in receipt_names(store):
-        if other == writer:
-            continue
-        receipt = read_manifest(path, sequence, other)
-        if receipt.body is None or receipt.error:
+    for receipt in receipts:
+        if receipt.writer == writer or receipt.body is None or receipt.error:
             continue
         for record in receipt_records(receipt):
             key = file_key(record["name"])
@@ -144,14 +150,20 @@ def drop_foreign(
     return at
 
 
-def tree_start(store: AuditStore, writer: str) -> TreeStart:
+def tree_start(
+    store: AuditStore,
+    writer: str,
+    manifests: Iterable[Manifest] | None = None,
+    receipts: Iterable[Manifest] | None = None,
+) -> TreeStart:
     """The state of `writer`'s tree before its next seal (read from its chain, and the
-    receipts of other chains that deleted its files)."""
+    receipts of other chains that deleted its files; or from `manifests` and `receipts`, when
+    the caller has read them)."""
     coverage: Coverage = {}
     base: TreeHead | None = None
-    foreign = foreign_receipts(store, writer)
+    foreign = foreign_receipts(store, writer, receipts)
     at = 0
-    for manifest in iter_manifests(store, writer):
+    for manifest in iter_manifests(store, writer) if manifests is None else manifests:
         if manifest.body is None or manifest.error:
             continue
         at = drop_foreign(coverage, foreign, at, manifest.sealed_at)
@@ -309,6 +321,13 @@ def _recomputed_leaves(head: TreeHead, files: _FileFinder) -> bytes:
 # ---------------------------------------------------------------------------- reading heads
 def head_of(manifest: Manifest) -> TreeHead | None:
     """The tree head of a seal manifest, or None when it has none or it is malformed."""
+    if "head" not in manifest.memo:  # parsed once per manifest read (verify asks thrice)
+        manifest.memo["head"] = _parse_head(manifest)
+    head: TreeHead | None = manifest.memo["head"]
+    return head
+
+
+def _parse_head(manifest: Manifest) -> TreeHead | None:
     merkle = (manifest.body or {}).get("merkle")
     if manifest.error or manifest.kind != "seal" or not isinstance(merkle, dict):
         return None
@@ -375,16 +394,37 @@ class TreeCheck:
         self.files = _FileFinder(store)
         self.counts = {"heads": 0, _GONE: 0, _UNCHECKED: 0}
 
-    def check(self, writer: str) -> None:
-        """Check the heads of `writer`'s chain (after its files were checked)."""
+    def check(
+        self,
+        writer: str,
+        manifests: Sequence[Manifest] | None = None,
+        foreign: Sequence[tuple[str, tuple[str, str]]] | None = None,
+        streamed: Mapping[int, Any] | None = None,
+    ) -> None:
+        """Check the heads of `writer`'s chain (after its files were checked). The caller may
+        pass the chain's `manifests` and the `foreign_receipts` it already read, and the heads
+        whose leaves its scan of the files already fed (leaffeed.Pending, by sequence)."""
         explained = {file_key(p.file) for p in self.report.problems} - {None}
-        _check_chain(self.store, writer, self.report, explained, self.files, self.counts)
+        problems, counts = self.report.problems, self.counts
+        if manifests is not None and foreign is not None:
+            before, kept = len(problems), dict(counts)
+            read = (manifests, foreign, streamed or {})
+            _check_chain(self.store, writer, self.report, explained, self.files, counts, read)
+            if len(problems) == before:
+                return
+            # What the caller read before the files may be behind the chain and the receipts
+            # now (a seal or a retention ran alongside): a problem is decided on them as they
+            # are now.
+            del problems[before:]
+            counts.update(kept)
+        read = (load_manifests(self.store, writer)[0], foreign_receipts(self.store, writer), {})
+        _check_chain(self.store, writer, self.report, explained, self.files, counts, read)
 
     def notes(self) -> None:
-        """Add the notes of what was checked to the report."""
+        """Add to the report how many heads were recomputed (`tree_heads`; not a note: every
+        verify does it) and notes on the heads that could not be, or only from kept leaves."""
         counts, notes = self.counts, self.report.notes
-        if counts["heads"]:
-            notes.append(f"{counts['heads']} Merkle tree head(s) recomputed from the entries")
+        self.report.tree_heads = counts["heads"]
         if counts[_GONE]:
             notes.append(
                 f"{counts[_GONE]} tree head(s) cover files deleted since; checked from the kept"
@@ -405,17 +445,17 @@ def _check_chain(
     explained: set[tuple[str, str] | None],
     files: _FileFinder,
     counts: dict[str, int],
+    read: tuple[Sequence[Manifest], Sequence[tuple[str, tuple[str, str]]], Mapping[int, Any]],
 ) -> None:
     """`TreeCheck.check`: the heads of one writer's chain."""
     prefix = f"{MANIFEST_DIR}/{writer}/"
     # A deleted or altered manifest breaks the `extends` links after it: already reported.
     chain_broken = any(p.file.startswith(prefix) for p in report.problems)
-    manifests, _ = load_manifests(store, writer)
     # (sequence, file key) of every file a retention receipt of this chain excused, and
     # (time, file key) of those of other chains: the file a head covered may be gone, or
     # re-created since under the same name with other lines.
+    manifests, foreign, streamed = read
     receipted = _receipted(manifests)
-    foreign = foreign_receipts(store, writer)
     coverage: Coverage = {}
     base: TreeHead | None = None  # the head of the newest readable seal so far
     at = 0
@@ -435,7 +475,9 @@ def _check_chain(
             continue
         counts["heads"] += 1
         deleted = _deleted_after(manifest, receipted, foreign)
-        detail = _check_one(store, head, base, coverage, files, deleted)
+        detail = _check_one(
+            store, head, base, coverage, files, deleted, streamed.get(manifest.sequence)
+        )
         if detail in (_GONE, _UNCHECKED):
             counts[detail] += 1
         elif (
@@ -455,11 +497,13 @@ def _check_one(
     coverage: Coverage,
     files: _FileFinder,
     deleted: set[tuple[str, str] | None],
+    streamed: Any = None,
 ) -> str:
     """What is wrong with one head: "" when nothing, _GONE when files it covers were deleted
     since (gone, or under a later receipt: `deleted` are their file keys) and
     the kept leaves match, _UNCHECKED when those are gone too, else the problem. `base` is the
-    head of the seal before it, `coverage` the tree's lines per file then."""
+    head of the seal before it, `coverage` the tree's lines per file then. `streamed`: the
+    head's leaves as verify's scan of the files fed them (a leaffeed.Pending), if it did."""
     if head.extends is None:
         if base is not None:
             return f"starts a new tree though the seal before ({base.manifest.label}) has one"
@@ -472,26 +516,53 @@ def _check_one(
     if tuple(planned) != head.appended:
         return "its appended ranges are not the lines its files grew by since the seal before"
     gone = any(file_key(name) in deleted for name, _, _ in head.appended)
-    try:
-        leaves = b"" if gone else _recomputed_leaves(head, files)
-    except _GoneError:
-        gone = True
-    except IntegrityError as exc:  # shorter than sealed, unreadable: its file's problem too
-        if not _receipted_since(store, head):
-            return f"cannot recompute its leaves: {exc}"
-        gone = True  # deleted by a retention that ran while verify did: the kept leaves decide
-    if gone:
-        leaves = _saved_leaves(store, head) or b""
-        if not leaves:
-            return _UNCHECKED
-    start.extend_concatenated(leaves)
-    if start.size != head.size or tuple(start.hashes) != head.frontier:
+    if not gone and streamed is not None and streamed.complete and _gives(streamed.frontier, head):
+        # Fed by verify's one pass over the files, from the same start (the head it extends).
+        # Anything else is decided by reading the files again, below, as it always was.
+        start, digest = streamed.frontier, streamed.digest.digest()
+    else:
+        digest = None
+        origin = start.copy()
+        try:
+            leaves = b"" if gone else _recomputed_leaves(head, files)
+        except _GoneError:
+            gone = True
+        except IntegrityError as exc:  # shorter than sealed, unreadable: its file's problem too
+            if not _receipted_since(store, head):
+                return f"cannot recompute its leaves: {exc}"
+            gone = True  # deleted by a retention that ran while verify did: the kept leaves decide
+        if gone:
+            leaves = _saved_leaves(store, head) or b""
+            if not leaves:
+                return _UNCHECKED
+        start.extend_concatenated(leaves)
+        if not gone and not _gives(start, head) and _receipted_since(store, head):
+            # A retention receipt written while verify ran deleted a file the head covers, and
+            # a late writer made it again: the kept leaves decide.
+            gone, start, leaves = True, origin, _saved_leaves(store, head) or b""
+            if not leaves:
+                return _UNCHECKED
+            start.extend_concatenated(leaves)
+    if not _gives(start, head):
         return f"the entries it covers no longer give its tree head (size {head.size})"
     if start.root() != head.root:
         return "its root is not the hash of its frontier"
-    if not gone and _saved_leaves(store, head) != leaves:
-        save_leaves(store, head.writer, head.first, head.size, head.root, leaves)
+    if not gone:
+        saved = _saved_leaves(store, head)
+        if digest is None:
+            if saved != leaves:
+                save_leaves(store, head.writer, head.first, head.size, head.root, leaves)
+        elif saved is None or sha256(saved).digest() != digest:
+            # The kept leaf file is missing or wrong (rare): its files are read once more.
+            with contextlib.suppress(IntegrityError):  # gone meanwhile: derived data waits
+                leaves = _recomputed_leaves(head, files)
+                save_leaves(store, head.writer, head.first, head.size, head.root, leaves)
     return _GONE if gone else ""
+
+
+def _gives(frontier: Frontier, head: TreeHead) -> bool:
+    """Whether `frontier` is the head's (size and right-edge hashes)."""
+    return frontier.size == head.size and tuple(frontier.hashes) == head.frontier
 
 
 def _receipted_since(store: AuditStore, head: TreeHead) -> bool:

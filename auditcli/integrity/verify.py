@@ -3,6 +3,7 @@ and what is missing, planted or foreign; writer by writer, each against its own 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from bisect import bisect_left
@@ -21,9 +22,10 @@ from auditcli.errors import IntegrityError, inert
 from auditcli.lines import Overlong
 from auditcli.progress import Progress
 from auditcli.query import Problem
-from auditcli.store import PARTITION_PREFIX, AuditStore, LineSource, LogFile
+from auditcli.store import GZIP, PARTITION_PREFIX, PLAIN, AuditStore, LineSource, LogFile
 from auditcli.timeparse import format_utc, parse_utc
 
+from . import workers
 from .constants import (
     _CLOCK_SLACK,
     _CREATED_DAY,
@@ -43,6 +45,7 @@ from .constants import (
 from .fleet import Fleet, FleetWriter, TrustedKeys
 from .indexes import check_indexes
 from .keys import embedded_public_key, key_id, signature_valid
+from .leaffeed import LeafFeed, plan_feeds
 from .manifests import (
     Manifest,
     archive_digest,
@@ -56,7 +59,8 @@ from .manifests import (
     receipt_records,
     records_of,
 )
-from .tree import TreeCheck
+from .sealstate import check_state
+from .tree import TreeCheck, foreign_receipts
 
 #: How a checkpoint names the manifest that made it: (order verify read it in, `#5`).
 Label = tuple[int, str]
@@ -110,6 +114,7 @@ class VerifyReport:
     partitions: int = 0
     manifests: int = 0
     checkpoints: int = 0
+    tree_heads: int = 0  # Merkle tree heads recomputed from the entries
     uncovered: int = 0
     receipted_files: int = 0
     signed: str = (
@@ -137,6 +142,7 @@ class VerifyReport:
             "partitions": self.partitions,
             "manifests": self.manifests,
             "checkpoints": self.checkpoints,
+            "treeHeads": self.tree_heads,
             "uncovered": self.uncovered,
             "receiptedFiles": self.receipted_files,
             "signatures": self.signed,
@@ -211,6 +217,8 @@ class _Chain:
     signed: str = "none"
     key_ids: list[str] = field(default_factory=list)
     hashes_found: set[str] = field(default_factory=set)
+    #: Every manifest read, in order (kept for a writer's tree check when `keep` is True).
+    read: list[Manifest] = field(default_factory=list)
 
 
 def verify(
@@ -223,11 +231,14 @@ def verify(
     max_seal_age_since: str | None = None,
     fleet: Fleet | None = None,
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> VerifyReport:
     """Check the store: every line's link, every file against every checkpoint of its writer's
     chain (and the legacy chain), every chain and its signatures, missing, planted and foreign
     files. Partitions outside [first_day, last_day] are skipped (chains are always checked whole).
-    Writers are checked one after the other: memory holds one writer's checkpoints at a time.
+    Each writer is checked on its own: memory holds one writer's checkpoints at a time (per
+    process). `workers`: processes checking writers side by side (default: one per CPU when the
+    store is big enough and has several writers; see workers.py); the report is the same.
 
     `public_keys`: trusted Ed25519 public keys; when given, every manifest must be signed by
     one of them (with a fleet file: those of the legacy chain only). `fleet`: which writers must
@@ -238,6 +249,7 @@ def verify(
     """
     verifier = _Verifier(store, first_day, last_day, public_keys, anchor, max_seal_age_since, fleet)
     verifier.progress = progress
+    verifier.workers = workers
     return verifier.run()
 
 
@@ -265,6 +277,8 @@ class _Verifier:
         self.order = 0
         # Per writer while it is checked (memory: one writer's checkpoints at a time).
         self.checkpoints: dict[tuple[str, str], _Checkpoints] = {}
+        self.feeds: dict[tuple[str, str], list[Any]] = {}  # file key -> leaf ranges (leaffeed)
+        self._embedded: dict[str, tuple[Any, str | None]] = {}  # see embedded()
         self.latest_seal: Manifest | None = None
         self.host = HostReport("")
         # Whole store.
@@ -272,8 +286,10 @@ class _Verifier:
         self.legacy = _Chain()
         self.receipts: list[tuple[Manifest, bool]] = []
         self.seen_receipts: set[Path] = set()
-        self.writer_files: dict[str, list[LogFile]] = {}
-        self._names: dict[str, tuple[list[tuple[int, Path]], list[Path]]] = {}
+        # Each writer's files as (day, segment, compressed) until it is checked: small tuples,
+        # since every file of the store is listed up front (LogFile and its path are built then).
+        self.writer_files: dict[str, list[tuple[str, str, bool]]] = {}
+        self._ends: dict[str, tuple[tuple[int, Path] | None, list[tuple[int, Path]]]] = {}
         self.on_disk: set[str] = set()
         self._geneses: dict[bytes, str] | None = None
         self.torn_notes: list[str] = []
@@ -282,6 +298,7 @@ class _Verifier:
         self.legacy_elsewhere: list[str] = []
         self.statuses: list[str] = []
         self.progress: Progress | None = None
+        self.workers: int | None = None
         self.files_listed = 0
         self.files_done = 0
         # Merkle tree heads, per writer after its files; skipped for --since/--until (a tree
@@ -311,8 +328,7 @@ class _Verifier:
         writers.update(file_writer(key[1]) for key in self.legacy_checkpoints)
         if self.fleet:
             writers.update(self.fleet.writers)
-        for writer in sorted(writers):
-            self.check_writer(writer, writer in chained)
+        self.check_writers(sorted(writers), set(chained))
         self.report.problems.extend(check_indexes(self.store, self.first_day, self.last_day))
         if self.trees:
             self.trees.notes()
@@ -348,7 +364,9 @@ class _Verifier:
                     "not a log file of this store (planted or foreign)",
                 )
             for file in self.store.files(day):
-                self.writer_files.setdefault(file_writer(file.segment), []).append(file)
+                writer = file_writer(file.segment)
+                segment = writer if file.segment == writer else file.segment  # one string
+                self.writer_files.setdefault(writer, []).append((day, segment, file.compressed))
                 self.files_listed += 1
 
     def still_stray(self, day: str, strays: list[Path]) -> list[Path]:
@@ -367,17 +385,20 @@ class _Verifier:
         and is older than it was hidden from every seal (or planted backdated)."""
         heads = []
         for writer in chained:
-            names = self.names(writer)[0]
-            if names:
-                heads.append(read_manifest(names[-1][1], names[-1][0], writer))
+            newest = self.chain_ends(writer)[0]
+            if newest:
+                heads.append(read_manifest(newest[1], newest[0], writer))
         seals = [m for m in heads if m and m.kind == "seal" and m.error is None]
         return max(seals, key=lambda m: m.sealed_at, default=None)
 
-    def names(self, writer: str) -> tuple[list[tuple[int, Path]], list[Path]]:
-        """A chain's manifest names, listed once per run (until its writer is checked)."""
-        if writer not in self._names:
-            self._names[writer] = manifest_names(self.store, writer)
-        return self._names[writer]
+    def chain_ends(self, writer: str) -> tuple[tuple[int, Path] | None, list[tuple[int, Path]]]:
+        """A chain's newest manifest name and its receipts' names, listed once per run (its
+        whole listing is read again when its writer is checked: never all chains' at once)."""
+        if writer not in self._ends:
+            names = manifest_names(self.store, writer)[0]
+            receipts = [(s, p) for s, p in names if p.name.endswith(".receipt.json")]
+            self._ends[writer] = (names[-1] if names else None, receipts)
+        return self._ends[writer]
 
     def keys_for(self, writer: str | None) -> TrustedKeys | None:
         """The keys that must sign a chain (None: check against the key it embeds)."""
@@ -395,12 +416,11 @@ class _Verifier:
         deletion: a log host or a shared volume's sealer deletes files of other writers."""
         found = []
         for writer in chained:
-            names = self.names(writer)[0]
-            receipts = [(s, p) for s, p in names if p.name.endswith(".receipt.json")]
-            if not receipts:
+            newest, receipts = self.chain_ends(writer)
+            if not receipts or newest is None:
                 continue
             keys = self.keys_for(writer)
-            head = read_manifest(names[-1][1], names[-1][0], writer)
+            head = read_manifest(newest[1], newest[0], writer)
             head_key = (head.signature or {}).get("keyId")
             for sequence, path in receipts:
                 manifest = read_manifest(path, sequence, writer)
@@ -462,9 +482,11 @@ class _Verifier:
         names: Sequence[tuple[int, Path]],
         keys: TrustedKeys | None,
         receipts: Sequence[tuple[Manifest, bool]] = (),
+        keep: bool = False,
     ) -> _Chain:
         """Stream one chain: sequence gaps, links, order, signatures; fold its checkpoints (and
-        other chains' `receipts`, by time) into `self.checkpoints`."""
+        other chains' `receipts`, by time) into `self.checkpoints`. `keep`: also keep the
+        manifests read (`read`), for the tree check that follows the files."""
         result = _Chain(manifests=len(names))
         host = self.host
         host.manifests = len(names)
@@ -476,6 +498,8 @@ class _Verifier:
         seen_seq: set[int] = set()
         for index, (sequence, path) in enumerate(names):
             manifest = read_manifest(path, sequence, writer)
+            if keep:
+                result.read.append(manifest)
             while pending and pending[0][0].sealed_at <= manifest.sealed_at:
                 self.take_receipt(*pending.pop(0))
             trusted = True
@@ -640,9 +664,12 @@ class _Verifier:
                     f"signed by {stated}, not by {given}: {', '.join(keys)}",
                 )
                 return False, stated
-            key = keys[stated] or embedded_public_key(signature)
+            kid: str | None = stated  # trusted keys are listed by their id
+            key = keys[stated]
+            if key is None:
+                key, kid = self.embedded(signature)
         else:
-            key = embedded_public_key(signature)
+            key, kid = self.embedded(signature)
             if first_key is not None and stated != first_key:
                 self.problem(
                     manifest.name,
@@ -652,7 +679,7 @@ class _Verifier:
                     " (pass --public-key or a fleet file naming each key you trust)",
                 )
                 return False, stated
-        if key is None or key_id(key) != stated:
+        if key is None or kid != stated:
             self.problem(
                 manifest.name, None, "bad signature", "the embedded public key is malformed"
             )
@@ -669,6 +696,18 @@ class _Verifier:
             if stated not in ids:
                 ids.append(stated)
         return True, stated
+
+    def embedded(self, signature: Mapping[str, Any]) -> tuple[Any, str | None]:
+        """The public key a signature carries and its id (None, None when malformed), decoded
+        once per distinct key: a chain repeats the same one in every manifest."""
+        raw = signature.get("publicKey")
+        cache = self._embedded
+        if not isinstance(raw, str):
+            return None, None
+        if raw not in cache:
+            key = embedded_public_key(signature)
+            cache[raw] = (key, key_id(key) if key is not None else None)
+        return cache[raw]
 
     def take_checkpoints(self, manifest: Manifest, trusted: bool, writer: str | None) -> None:
         """Collect checkpoints from every readable manifest (even a damaged one: more checks),
@@ -738,6 +777,48 @@ class _Verifier:
             )
 
     # ------------------------------------------------------------------ one writer
+    def check_writers(self, writers: Sequence[str], chained: set[str]) -> None:
+        """Check every writer, in forked worker processes when that pays (workers.py)."""
+        count = workers.worker_count(
+            self.files_listed, self.listed_bytes, len(writers), self.workers
+        )
+        if count < 2:
+            for writer in writers:
+                self.check_writer(writer, writer in chained)
+            return
+        progress, self.progress = self.progress, None  # told here, not by the workers
+
+        def done() -> None:
+            if progress is not None:
+                progress(self.report.entries, done=self.files_done, total=self.files_listed)
+
+        try:
+            workers.check_writers(
+                self,
+                writers,
+                lambda writer: self.check_writer(writer, writer in chained),
+                count,
+                done,
+            )
+        finally:
+            self.progress = progress
+
+    def listed_file(self, day: str, segment: str, compressed: bool) -> LogFile:
+        """The LogFile of one `writer_files` item."""
+        name = f"{segment}{GZIP if compressed else PLAIN}"
+        return LogFile(
+            day, segment, self.store.root / f"{PARTITION_PREFIX}{day}" / name, compressed
+        )
+
+    def listed_bytes(self) -> int:
+        """The bytes of the files listed (a gzip file counted 5 times: what it inflates to)."""
+        total = 0
+        for files in self.writer_files.values():
+            for item in files:
+                with contextlib.suppress(OSError):
+                    total += self.listed_file(*item).path.stat().st_size * (5 if item[2] else 1)
+        return total
+
     def check_writer(self, writer: str, chained: bool) -> None:
         """Check one writer's chain, its files against it, and what the fleet file says."""
         self.host = host = HostReport(writer)
@@ -770,8 +851,11 @@ class _Verifier:
         ]
         names: list[tuple[int, Path]] = []
         if chained:
-            names, foreign = self.names(writer)
-            self._names.pop(writer, None)
+            names, foreign = manifest_names(self.store, writer)
+            # As listed when the partitions were: a seal made since may list files the survey
+            # did not see (a late writer's), which are the next verify's.
+            listed = self.chain_ends(writer)[0]
+            names = [(s, p) for s, p in names if listed is not None and s <= listed[0]]
             for path in foreign:
                 self.problem(
                     f"{MANIFEST_DIR}/{writer}/{path.name}",
@@ -779,12 +863,15 @@ class _Verifier:
                     "stray file",
                     "not a manifest; planted or left behind",
                 )
-        chain = self.check_chain(writer, names, self.keys_for(writer), receipts)
+        trees = self.trees if chained else None
+        chain = self.check_chain(writer, names, self.keys_for(writer), receipts, trees is not None)
+        # The tree heads are recomputed from the same reads as the chain links (leaffeed.py).
+        streamed, self.feeds = plan_feeds(chain.read) if trees else ({}, {})
         if chain.latest_seal is not None:
             self.latest_seal = chain.latest_seal
         elif self.latest_seal is None:
             self.latest_seal = self.newest_seal
-        files = self.writer_files.pop(writer, [])
+        files = [self.listed_file(*item) for item in self.writer_files.pop(writer, [])]
         days = sorted({file.day for file in files})
         if names:
             host.chain = "own"
@@ -822,9 +909,13 @@ class _Verifier:
             if self.progress is not None:
                 self.progress(self.report.entries, done=self.files_done, total=self.files_listed)
         self.check_missing(seen)
-        if self.trees and chained:  # after the files: a file's problem explains its heads'
-            self.trees.check(writer)
-        self.checkpoints = {}
+        if trees:  # after the files: a file's problem explains its heads'
+            others = foreign_receipts(self.store, writer, (m for m, _ in self.receipts))
+            trees.check(writer, chain.read, others, streamed)
+            forged = check_state(self.store, writer, chain.read, (m for m, _ in self.receipts))
+            if forged is not None:
+                self.report.problems.append(forged)
+        self.checkpoints, self.feeds = {}, {}
         host.problems = len(self.report.problems) - start
         self.report.hosts.append(host)
 
@@ -951,7 +1042,8 @@ class _Verifier:
                 else:
                     scan = None  # a new file under an old name: checked as a new one
             if scan is None:
-                scan = self.scan(file, known)
+                feed = LeafFeed(self.feeds[key]) if key in self.feeds else None
+                scan = self.scan(file, known, feed)
             if (
                 scan.problems
                 and known is not None
@@ -963,6 +1055,8 @@ class _Verifier:
                 # are not its checks.
                 known = _Checkpoints()
                 scan = self.scan(file, known)
+            elif scan.feed is not None:
+                scan.feed.commit()  # the one scan verify keeps of this file
         except IntegrityError as exc:
             if _vanished(file):
                 return False
@@ -1007,9 +1101,12 @@ class _Verifier:
                     )
         return True
 
-    def scan(self, file: LogFile, known: _Checkpoints | None) -> _FileScan:
-        """One pass over `file` against `known` (IntegrityError when it cannot be read)."""
-        scan = _FileScan(file, known, self.geneses)
+    def scan(
+        self, file: LogFile, known: _Checkpoints | None, feed: LeafFeed | None = None
+    ) -> _FileScan:
+        """One pass over `file` against `known` (IntegrityError when it cannot be read); `feed`
+        takes the Merkle leaves of its lines."""
+        scan = _FileScan(file, known, self.geneses, feed)
         scan.run()
         return scan
 
@@ -1134,9 +1231,14 @@ class _FileScan:
     """One pass over one file: links, ids, shape, and where checkpointed heads sit."""
 
     def __init__(
-        self, file: LogFile, known: _Checkpoints | None, geneses: Callable[[], dict[bytes, str]]
+        self,
+        file: LogFile,
+        known: _Checkpoints | None,
+        geneses: Callable[[], dict[bytes, str]],
+        feed: LeafFeed | None = None,
     ) -> None:
         self.file = file
+        self.feed = feed
         self.known = known
         self.geneses = geneses
         self.source: LineSource | None = None
@@ -1178,10 +1280,13 @@ class _FileScan:
         n = 0
         record: tuple[int, bytes | None, bytes | None, bool]  # line no., line, digest, ok
         overlong = source.overlong  # filled as chunks are read
+        feed = self.feed
         for chunk in source.chunks():
             self.bytes += len(chunk)
             lines = chunk.split(b"\n")
             lines.pop()
+            if feed is not None:
+                feed.add(lines)
             for line in lines:
                 n += 1
                 if (

@@ -1,0 +1,147 @@
+"""Verify's writers checked by forked worker processes, merged in writer order.
+
+Each writer is checked against its own chain, so writers are independent once the store is
+surveyed and the legacy chain and receipts are read: a worker forked then inherits all of
+that, checks one writer at a time exactly as a sequential verify would (same code, same
+state before it), and sends back only what that writer added to the report. The parent folds
+those additions in writer order, so the report is the sequential one. Memory stays one
+writer's state per process.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from auditcli.errors import AuditError
+
+#: Report counters a writer adds to.
+_COUNTED = ("files", "entries", "bytes", "checkpoints", "uncovered", "receipted_files")
+#: Lists of the verifier (or its report) a writer appends to: (owner, attribute).
+_LISTS = (
+    ("report", "problems"),
+    ("report", "hosts"),
+    ("verifier", "heads"),
+    ("verifier", "statuses"),
+    ("verifier", "torn_notes"),
+    ("verifier", "legacy_elsewhere"),
+)
+#: Below this many files (and bytes) a second process costs more than it saves.
+PARALLEL_FILES = 200
+PARALLEL_BYTES = 32 << 20
+
+
+@dataclass
+class WriterDelta:
+    """What checking one writer added: counters, appended items, new key ids, tree counts."""
+
+    counted: dict[str, int] = field(default_factory=dict)
+    appended: dict[str, list[Any]] = field(default_factory=dict)
+    key_ids: list[str] = field(default_factory=list)
+    tree_counts: dict[str, int] = field(default_factory=dict)
+    files_done: int = 0
+    anchor_found: bool = False
+
+
+def _owner(verifier: Any, name: str) -> Any:
+    return verifier.report if name == "report" else verifier
+
+
+def capture(verifier: Any, check: Callable[[], None]) -> WriterDelta:
+    """Run `check` (one writer's check) and return what it added to `verifier`."""
+    report, trees = verifier.report, verifier.trees
+    counted = {name: getattr(report, name) for name in _COUNTED}
+    marks = {attr: len(getattr(_owner(verifier, owner), attr)) for owner, attr in _LISTS}
+    ids = len(report.key_ids)
+    tree_counts = dict(trees.counts) if trees else {}
+    done, anchor = verifier.files_done, verifier.anchor_found
+    check()
+    return WriterDelta(
+        {name: getattr(report, name) - counted[name] for name in _COUNTED},
+        {attr: getattr(_owner(verifier, owner), attr)[marks[attr] :] for owner, attr in _LISTS},
+        report.key_ids[ids:],
+        {key: trees.counts[key] - tree_counts[key] for key in tree_counts} if trees else {},
+        verifier.files_done - done,
+        verifier.anchor_found and not anchor,
+    )
+
+
+def merge(verifier: Any, delta: WriterDelta) -> None:
+    """Add one writer's `delta` (from a worker) to `verifier`, as if it had checked it."""
+    report = verifier.report
+    for name, added in delta.counted.items():
+        setattr(report, name, getattr(report, name) + added)
+    for owner, attr in _LISTS:
+        getattr(_owner(verifier, owner), attr).extend(delta.appended[attr])
+    report.key_ids.extend(k for k in delta.key_ids if k not in report.key_ids)
+    if verifier.trees:
+        for key, added in delta.tree_counts.items():
+            verifier.trees.counts[key] += added
+    verifier.files_done += delta.files_done
+    verifier.anchor_found = verifier.anchor_found or delta.anchor_found
+
+
+def worker_count(files: int, size: Callable[[], int], writers: int, workers: int | None) -> int:
+    """How many processes check the writers: `workers` if given, else one per CPU this process
+    may run on when the store (`files` files of `size()` bytes) is big enough to gain from it;
+    never more than the writers."""
+    if workers is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        workers = cpus or 1
+        if files < PARALLEL_FILES and size() < PARALLEL_BYTES:
+            workers = 1
+    return max(1, min(workers, writers))
+
+
+_FORKED: tuple[Any, Callable[[str], None]] | None = None  # set in the parent just before forking
+
+
+def _mute() -> None:
+    """A worker never writes to the terminal, and must not flush the standard streams it
+    inherited at exit: a lock another thread of the parent held when it forked (a progress
+    bar) would never be released in the worker."""
+    sys.stdout = sys.stderr = None
+
+
+def _check_in_worker(writer: str) -> WriterDelta:
+    assert _FORKED is not None
+    verifier, check = _FORKED
+    return capture(verifier, lambda: check(writer))
+
+
+def check_writers(
+    verifier: Any,
+    writers: Sequence[str],
+    check: Callable[[str], None],
+    count: int,
+    done: Callable[[], None],
+) -> None:
+    """`check(writer)` for each writer, in `count` forked processes; each writer's additions
+    merged into `verifier` in `writers` order, `done()` called after each."""
+    global _FORKED
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    _FORKED = (verifier, check)
+    try:
+        # fork: the workers inherit the modules and the verifier's state; starting them costs
+        # milliseconds. They never touch the terminal (progress is told here). A worker that
+        # dies (killed, out of memory) fails the run instead of leaving it waiting.
+        context = multiprocessing.get_context("fork")
+        # Out of the collector's sight, the objects inherited stay shared with the parent
+        # instead of being copied into each worker by a full collection touching them all.
+        gc.freeze()
+        with ProcessPoolExecutor(count, mp_context=context, initializer=_mute) as pool:
+            for delta in pool.map(_check_in_worker, writers):
+                merge(verifier, delta)
+                done()
+    except BrokenProcessPool as exc:
+        raise AuditError(f"verify: a worker process died ({exc}); nothing was judged") from None
+    finally:
+        _FORKED = None
+        gc.unfreeze()
