@@ -195,7 +195,7 @@ class TestRoundTrip:
         monkeypatch.setenv("AUDIT_LOG_DIR", str(root))
         assert cli("verify", "--public-key", f"{key}.pub").exit_code == 0
         with monkeypatch.context() as patched:  # the seal of the release before trees
-            patched.setattr(seal_module, "tree_fields", lambda *args: {})
+            patched.setattr(seal_module.TreeBuilder, "fields", lambda self: {})
             _seal(cli, key)
         chains = sorted(p.parent.name for p in root.glob("_manifests/*/0*.json"))
         assert chains == ["web1", "web2"]

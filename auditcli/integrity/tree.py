@@ -169,29 +169,102 @@ def tree_fields(
 
     `start` is the writer's tree before it (`tree_start`); `records` the file records the new
     seal lists (every file of the writer when `start.base` is None). Hashes only the lines new
-    since the tree's previous head."""
-    base = start.base
-    frontier = Frontier(base.size, base.frontier) if base else Frontier()
-    appended = planned_ranges(start.coverage, records)
-    files = _FileFinder(store)
-    leaves = bytearray()
-    for name, first, end in appended:
-        hashes = _leaves_of(files.find(name), first, end)
-        frontier.extend_concatenated(hashes)
-        leaves += hashes
-    root = frontier.root()
-    first_leaf = frontier.size - len(leaves) // HASH_SIZE
-    save_leaves(store, start.writer, first_leaf, frontier.size, root, leaves)
-    return {
-        "format": TREE_FORMAT,
-        "merkle": {
-            "size": frontier.size,
-            "root": chain.tag(root),
-            "frontier": [h.hex() for h in frontier.hashes],
-            "extends": base.manifest.hash if base else None,
-            "appended": [list(item) for item in appended],
-        },
-    }
+    since the tree's previous head, reading their files again (`TreeBuilder` hashes them in the
+    seal's own read)."""
+    builder = TreeBuilder(store, start)
+    for record in records:
+        builder.add(record)
+    return builder.fields()
+
+
+class TreeBuilder:
+    """A seal's tree head, built streaming as the seal reads its files: `hasher(file)` is the
+    `file_record` callback that hashes the file's new lines in the seal's one read, `add(record,
+    hasher)` appends them (in the order the seal lists its records) to the frontier and to the
+    derived leaf file. Memory: the frontier (O(log n)) and one file's leaf hashes."""
+
+    def __init__(self, store: AuditStore, start: TreeStart) -> None:
+        self.store = store
+        self.start = start
+        base = start.base
+        self.frontier = Frontier(base.size, base.frontier) if base else Frontier()
+        self.first = self.frontier.size
+        self.appended: list[tuple[str, int, int]] = []
+        self.files = _FileFinder(store)
+        self.out = _LeafFile(store, start.writer)
+
+    def hasher(self, file: LogFile) -> LeafHasher:
+        """The callback hashing the lines of `file` that its tree does not hold yet."""
+        return LeafHasher(self.start.coverage.get((file.day, file.segment), 0))
+
+    def add(self, record: Mapping[str, Any], hasher: LeafHasher | None = None) -> None:
+        """Append the lines a listed `record` adds to the tree: from `hasher` when it saw them
+        (the record's own read), else read again."""
+        for name, first, end in planned_ranges(self.start.coverage, [record]):
+            leaves = hasher.leaves(first, end) if hasher is not None else None
+            if leaves is None:  # not read with the record (a reused archive record)
+                leaves = _leaves_of(self.files.find(name), first, end)
+            self.frontier.extend_concatenated(leaves)
+            self.out.write(leaves)
+            self.appended.append((name, first, end))
+
+    def discard(self) -> None:
+        """Drop the partial leaf file of a seal that did not finish (nothing once it did)."""
+        self.out.discard()
+
+    def fields(self) -> dict[str, Any]:
+        """The format and `merkle` members of the seal manifest; keeps the new leaf hashes."""
+        frontier, base = self.frontier, self.start.base
+        root = frontier.root()
+        self.out.finish(self.first, frontier.size, root)
+        return {
+            "format": TREE_FORMAT,
+            "merkle": {
+                "size": frontier.size,
+                "root": chain.tag(root),
+                "frontier": [h.hex() for h in frontier.hashes],
+                "extends": base.manifest.hash if base else None,
+                "appended": [list(item) for item in self.appended],
+            },
+        }
+
+
+_digest = type(sha256()).digest
+
+
+class LeafHasher:
+    """The leaf hashes of lines `start` (0-based) on of one file, fed its chunks of whole lines
+    in order with the number of lines before each (`file_record`'s `on_lines`)."""
+
+    def __init__(self, start: int = 0, end: int | None = None) -> None:
+        self.start = start
+        self.end = end
+        self.lines = 0  # lines seen so far
+        self.parts: list[bytes] = []
+
+    def __call__(self, chunk: bytes, before: int) -> None:
+        """Hash the wanted lines of `chunk`, whose first line is line `before` (0-based)."""
+        if self.end is not None and before >= self.end:
+            return  # past the wanted lines
+        if before < self.start:
+            self.lines = before + chunk.count(b"\n")
+            if self.lines <= self.start:
+                return  # no wanted line in it: counted, not split
+        lines = chunk.split(b"\n")
+        lines.pop()  # after the last newline
+        self.lines = before + len(lines)
+        stop = None if self.end is None else self.end - before
+        wanted = lines[max(self.start - before, 0) : stop]
+        # leaf_hash of each line, iterated in C: a Python loop costs more than the hash
+        self.parts.append(b"".join(map(_digest, map(sha256, map(b"\x00".__add__, wanted)))))
+
+    def leaves(self, first: int, end: int) -> bytes | None:
+        """The leaf hashes of lines [first, end), or None when this hasher did not see them."""
+        if first != self.start or self.lines < end or (self.end is not None and self.end < end):
+            return None
+        data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+        self.parts = [data]
+        return data[: (end - first) * HASH_SIZE]
 
 
 def planned_ranges(
@@ -237,21 +310,16 @@ class _FileFinder:
 def _leaves_of(file: LogFile, start: int, end: int) -> bytes:
     """The leaf hashes of lines [start, end) (0-based) of `file`, concatenated."""
     source = LineSource(file)
+    hasher = LeafHasher(start, end)
     number = 0  # lines before the current chunk
-    out: list[bytes] = []
     for chunk in source.chunks():
-        count = chunk.count(b"\n")
-        if number + count > start:
-            lines = chunk.split(b"\n")
-            lines.pop()
-            wanted = lines[max(start - number, 0) : end - number]
-            out.extend([sha256(b"\x00" + line).digest() for line in wanted])  # leaf_hash, inlined
-        number += count
+        hasher(chunk, number)
+        number = source.lines
         if number >= end:
             break
     if number < end:
         raise IntegrityError(f"{file.name}: {number} whole lines, the seal covers {end}")
-    return b"".join(out)
+    return hasher.leaves(start, end) or b""
 
 
 # ---------------------------------------------------------------------------- derived data
@@ -266,29 +334,73 @@ def save_leaves(
     store: AuditStore, writer: str, first: int, end: int, root: bytes, leaves: bytes | bytearray
 ) -> None:
     """Write one seal's leaf hashes, atomically; a failure is ignored (derived data)."""
-    if end == first:
-        return
-    target = leaves_path(store, writer, first, end, root)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        for path in (target.parent.parent.parent, target.parent.parent, target.parent):
+    out = _LeafFile(store, writer)
+    out.write(leaves)
+    out.finish(first, end, root)
+
+
+class _LeafFile:
+    """A derived leaf file written as its hashes come (a temporary file, renamed to its name
+    once the head is known); any failure drops it (derived data)."""
+
+    def __init__(self, store: AuditStore, writer: str) -> None:
+        self.store, self.writer = store, writer
+        self.directory = store.root / INDEX_DIR / MERKLE_DIR / writer
+        self.temporary = self.directory / f".leaves.{os.getpid()}.{id(self):x}.tmp"
+        self.fd: int | None = None
+        self.failed = False
+
+    def write(self, leaves: bytes | bytearray) -> None:
+        """Append leaf hashes."""
+        if self.failed or not leaves:
+            return
+        try:
+            if self.fd is None:
+                self.fd = self._open()
+            if self.fd is not None:
+                view = memoryview(leaves)
+                while view:
+                    view = view[os.write(self.fd, view) :]
+        except OSError:
+            self._drop()
+
+    def finish(self, first: int, end: int, root: bytes) -> None:
+        """Name the file after the leaves [first, end) of the head `root` (nothing when empty)."""
+        if self.fd is None:
+            return
+        try:
+            os.close(self.fd)
+            self.fd = None
+            if not self.failed:
+                target = leaves_path(self.store, self.writer, first, end, root)
+                os.replace(self.temporary, target)
+        except OSError:
+            self._drop()
+
+    def discard(self) -> None:
+        """Remove the temporary file if it was not named yet."""
+        if self.fd is not None:
+            self._drop()
+
+    def _open(self) -> int | None:
+        directory = self.directory
+        for path in (directory.parent.parent, directory.parent, directory):
             with contextlib.suppress(FileExistsError):
                 os.mkdir(path, 0o700)
             if path.is_symlink():  # planted: never write through it
-                return
-        fd = os.open(
-            temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-        )
-        try:
-            view = memoryview(leaves)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(temporary, target)
-    except OSError:
+                self.failed = True
+                return None
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        return os.open(self.temporary, flags, 0o600)
+
+    def _drop(self) -> None:
+        self.failed = True
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
         with contextlib.suppress(OSError):
-            os.unlink(temporary)
+            os.unlink(self.temporary)
 
 
 def _saved_leaves(store: AuditStore, head: TreeHead) -> bytes | None:
