@@ -634,3 +634,40 @@ def test_a_fleet_bundle_has_one_head_per_host_each_signed_by_its_key(
     assert by_hash.exit_code == 0
     checked = cli("verify-bundle", str(growth), "--public-key", f"{keys['web2']}.pub")
     assert checked.exit_code == 0, checked.stdout + checked.stderr
+
+
+def test_prove_uses_kept_nodes_and_never_trusts_them(
+    log_dir: Path, cli: Any, key: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`prove` keeps one level of the tree's nodes (so a proof hashes a few leaves, not the
+    whole tree); a forged node or leaf hash is caught by the signed root and rebuilt, and the
+    bundle still verifies."""
+    monkeypatch.setenv("AUDIT_LOG_DIR", str(log_dir))
+    AuditStore(log_dir, writer_id="host1").append(_entries(300, DAY))
+    _seal(cli, key)
+    AuditStore(log_dir, writer_id="host1").append(_entries(100, DAY2, 300))
+    _seal(cli, key)
+    merkle = log_dir / "_index" / "merkle" / "host1"
+    bundle = _prove(cli, key, tmp_path / "a.json", "--actor-id", "u-5")
+    (nodes,) = merkle.glob("tree-*.nodes")
+    assert nodes.stat().st_size == (400 >> 6) * 32  # one node per 64 leaves
+    good = nodes.read_bytes()
+    nodes.write_bytes(b"\x07" * len(good))  # forged kept nodes
+    again = _prove(cli, key, tmp_path / "b.json", "--actor-id", "u-5")
+    assert again["entries"] == bundle["entries"] and nodes.read_bytes() == good
+    # A forged leaf hash next to u-5's leaf (index 5, under a kept node): the audit path
+    # made from it fails the signed root, so prove checks every leaf file and rebuilds.
+    first = min(merkle.glob("*.leaves"))
+    data = bytearray(first.read_bytes())
+    data[4 * 32 : 5 * 32] = b"\x01" * 32
+    first.write_bytes(bytes(data))
+    forged = _prove(cli, key, tmp_path / "c.json", "--actor-id", "u-5")
+    assert forged["entries"] == bundle["entries"]
+    assert first.read_bytes()[4 * 32 : 5 * 32] == leaf_hash(
+        (log_dir / f"date={DAY}" / "host1.jsonl").read_bytes().split(b"\n")[4]
+    )
+    for name in ("a", "c"):
+        assert _check(cli, tmp_path / f"{name}.json", tmp_path / f"{name}.json", key).exit_code == 0
+    growth = cli("prove", "--consistency", "host1:1", "host1:2", "-o", str(tmp_path / "g.json"))
+    assert growth.exit_code == 0, growth.stderr
+    assert _check(cli, tmp_path / "g.json", tmp_path / "g.json", key).exit_code == 0

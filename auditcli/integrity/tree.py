@@ -40,7 +40,7 @@ from auditcli import chain
 from auditcli.errors import IntegrityError
 from auditcli.lineindex import INDEX_DIR
 from auditcli.query import Problem
-from auditcli.store import AuditStore, LineSource, LogFile
+from auditcli.store import PARTITION_PREFIX, AuditStore, LineSource, LogFile
 
 from .constants import MANIFEST_DIR, MERKLE_DIR, TREE_FORMAT
 from .manifests import (
@@ -54,7 +54,7 @@ from .manifests import (
     receipt_records,
     records_of,
 )
-from .merkle import HASH_SIZE, Frontier, Tree
+from .merkle import HASH_SIZE, Frontier, Tree, verify_inclusion
 
 _KIND = "tree head"
 _GONE, _UNCHECKED = "gone", "unchecked"  # outcomes of _check_one besides a problem
@@ -366,13 +366,16 @@ class _LeafFile:
 
     def finish(self, first: int, end: int, root: bytes) -> None:
         """Name the file after the leaves [first, end) of the head `root` (nothing when empty)."""
+        self.finish_at(leaves_path(self.store, self.writer, first, end, root))
+
+    def finish_at(self, target: Path) -> None:
+        """Rename the file written to `target` (nothing when nothing was written)."""
         if self.fd is None:
             return
         try:
             os.close(self.fd)
             self.fd = None
             if not self.failed:
-                target = leaves_path(self.store, self.writer, first, end, root)
                 os.replace(self.temporary, target)
         except OSError:
             self._drop()
@@ -633,6 +636,12 @@ def _deleted_after(
 
 
 # ---------------------------------------------------------------------------- prove
+#: The height of the level of nodes kept for `prove` (`_index/merkle/<writer>/tree-….nodes`,
+#: 1/64 of the leaf hashes): an audit path then hashes at most 64 leaves per level below it
+#: instead of the whole tree.
+NODES_HEIGHT = 6
+
+
 @dataclass
 class LoadedTree:
     """The full tree of one seal, and which file line each leaf is."""
@@ -651,14 +660,49 @@ class LoadedTree:
                     at += end - start
         raise ValueError(f"no leaf {leaf_index}")
 
+    def find(self, leaf: bytes, day: str | None = None) -> int | None:
+        """The index of leaf hash `leaf`: with `day`, among the lines of that day's files only
+        (where an entry of that day is stored), else anywhere in the tree."""
+        spans = [(0, self.tree.size)]
+        if day is not None:
+            prefix, spans = f"{PARTITION_PREFIX}{day}/", []
+            for head in self.heads:
+                at = head.first
+                for name, start, end in head.appended:
+                    if name.startswith(prefix):
+                        spans.append((at, at + end - start))
+                    at += end - start
+        leaves = self.tree.leaves
+        for low, high in spans:
+            found = leaves.find(leaf, low * HASH_SIZE, high * HASH_SIZE)
+            while found >= 0 and found % HASH_SIZE:  # straddles two hashes: look further
+                found = leaves.find(leaf, found + 1, high * HASH_SIZE)
+            if found >= 0:
+                return found // HASH_SIZE
+        return None
 
-def load_tree(store: AuditStore, manifests: Sequence[Manifest], target: Manifest) -> LoadedTree:
-    """The tree `target` signs, from the derived leaf files (rebuilt from the entries where
-    missing or wrong). IntegrityError when the entries no longer give the signed head."""
+    def proof(self, index: int, leaf: bytes) -> list[bytes] | None:
+        """The audit path of `leaf` at `index` to the newest head, or None when it does not
+        lead to the signed root (the kept leaf hashes are wrong)."""
+        head = self.heads[-1]
+        path = self.tree.inclusion_path(index, head.size)
+        return path if verify_inclusion(leaf, index, head.size, path, head.root) else None
+
+
+def load_tree(
+    store: AuditStore, manifests: Sequence[Manifest], target: Manifest, *, recheck: bool = False
+) -> LoadedTree:
+    """The tree `target` signs, from the derived leaf files and kept nodes (rebuilt from the
+    entries where missing or wrong). The root is checked against the signed head; the kept
+    nodes spare hashing every leaf, so a wrong leaf under them shows only in an audit path
+    (`LoadedTree.proof`): then load again with `recheck`, which checks every leaf file against
+    the heads. IntegrityError when the entries no longer give the signed head."""
     heads = tree_chain(manifests, target)
     files = _FileFinder(store)
     slices = [_saved_leaves(store, head) for head in heads]
-    for attempt in range(2):
+    cache = nodes_path(store, heads[0])
+    kept = b"" if recheck else _read_derived(cache)
+    for attempt in range(1 if recheck else 0, 2):
         for i, head in enumerate(heads):
             if slices[i] is None or (attempt and not _continues(heads, i, slices[i])):
                 try:
@@ -669,12 +713,34 @@ def load_tree(store: AuditStore, manifests: Sequence[Manifest], target: Manifest
                         f" and cannot be recomputed: {exc}"
                     ) from None
                 save_leaves(store, head.writer, head.first, head.size, head.root, slices[i] or b"")
-        tree = Tree(b"".join(s or b"" for s in slices))
+        leaves = b"".join(s or b"" for s in slices)
+        tree = Tree(leaves, skip=NODES_HEIGHT, nodes=b"" if attempt else kept)
         if tree.size == heads[-1].size and tree.root() == heads[-1].root:
+            if tree.nodes() != kept:
+                out = _LeafFile(store, heads[0].writer)
+                out.write(tree.nodes())
+                out.finish_at(cache)
             return LoadedTree(heads, tree)
     raise IntegrityError(
         f"{target.name}: the sealed entries no longer give its tree head; run `audit verify`"
     )
+
+
+def nodes_path(store: AuditStore, first: TreeHead) -> Path:
+    """Where the kept nodes of the tree that starts with head `first` live."""
+    name = f"tree-{first.size:012d}-{first.root.hex()}.nodes"
+    return store.root / INDEX_DIR / MERKLE_DIR / first.writer / name
+
+
+def _read_derived(path: Path) -> bytes:
+    """A derived file's bytes, or nothing when it is missing, not a regular file or odd."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read()
+    return b"" if len(data) % HASH_SIZE else data
 
 
 def _continues(heads: Sequence[TreeHead], i: int, leaves: bytes | None) -> bool:
