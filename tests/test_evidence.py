@@ -671,3 +671,36 @@ def test_prove_uses_kept_nodes_and_never_trusts_them(
     growth = cli("prove", "--consistency", "host1:1", "host1:2", "-o", str(tmp_path / "g.json"))
     assert growth.exit_code == 0, growth.stderr
     assert _check(cli, tmp_path / "g.json", tmp_path / "g.json", key).exit_code == 0
+
+
+def test_retention_keeps_the_leaf_hashes_it_is_about_to_delete(
+    store_a: Path, cli: Any, key: Path, tmp_path: Path
+) -> None:
+    """Deleting days under a receipt first writes (and checks) the kept leaf hashes of every
+    head covering them, even when `_index/` was deleted before: later proofs still work."""
+    shutil.rmtree(store_a / "_index")
+    recorded = cli("record", "login", "--actor-id", "u-new", "--org-id", "org-1")
+    assert recorded.exit_code == 0, recorded.stderr
+    _seal(cli, key)
+    result = cli("rotate", "--delete-after", "1", "--signing-key", str(key))
+    assert result.exit_code == 0, result.stderr
+    assert not list(store_a.glob(f"date={DAY}")) and not list(store_a.glob(f"date={DAY2}"))
+    kept = sorted(p.parent.name for p in (store_a / "_index" / "merkle").glob("*/*.leaves"))
+    # Every head covering a deleted file, and the last seal's (of testhost, `record`'s writer).
+    assert kept == ["host1"] * 2 + ["host2"] * 3 + ["testhost"]
+    late = _entries(1, DAY, 700, "role_updated")  # a late entry: host2's tree goes on
+    AuditStore(store_a, writer_id="host2").append(late)
+    _seal(cli, key)
+    bundle = _prove(cli, key, tmp_path / "b.json", "--action", "role_updated")
+    assert [e["leafIndex"] for e in bundle["entries"]] == [35]  # after the 35 deleted
+    assert _check(cli, tmp_path / "b.json", tmp_path / "b.json", key).exit_code == 0
+    verified = cli("verify", "--public-key", f"{key}.pub")
+    assert verified.exit_code == 0, verified.stdout + verified.stderr
+    assert "checked from the kept leaf hashes" in verified.stderr
+    # A forged kept leaf file is caught by the signed head it no longer gives.
+    forged = min((store_a / "_index" / "merkle" / "host2").glob("*.leaves"))
+    forged.write_bytes(b"\x02" * forged.stat().st_size)
+    verified = cli("verify", "--public-key", f"{key}.pub")
+    assert verified.exit_code == 5 and "no longer give its tree head" in verified.stdout
+    refused = cli("prove", "--signing-key", str(key), "--action", "role_updated")
+    assert refused.exit_code == 5 and "cannot be recomputed" in refused.stderr

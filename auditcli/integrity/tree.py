@@ -45,6 +45,7 @@ from auditcli.store import PARTITION_PREFIX, AuditStore, LineSource, LogFile
 from .constants import MANIFEST_DIR, MERKLE_DIR, TREE_FORMAT
 from .manifests import (
     Manifest,
+    chain_writers,
     file_key,
     file_writer,
     iter_manifests,
@@ -419,6 +420,39 @@ def _saved_leaves(store: AuditStore, head: TreeHead) -> bytes | None:
 
 def _recomputed_leaves(head: TreeHead, files: _FileFinder) -> bytes:
     return b"".join(_leaves_of(files.find(name), start, end) for name, start, end in head.appended)
+
+
+# ---------------------------------------------------------------------------- retention
+def keep_leaves(store: AuditStore, names: Sequence[str]) -> None:
+    """Before retention deletes the files `names`: make sure the kept leaf hashes of every tree
+    head that appended lines of them are there and right (hashed again from the files while
+    they exist), since once they are gone the kept hashes are the only copy of those leaves.
+    Call it holding the manifest lock. A head whose files are already gone is left as it is
+    (`verify` reports it)."""
+    keys = {file_key(name) for name in names} - {None}
+    files = _FileFinder(store)
+    for writer in chain_writers(store)[0]:
+        base: TreeHead | None = None
+        for manifest in iter_manifests(store, writer):
+            head = head_of(manifest)
+            if manifest.kind == "seal" and manifest.error is None:
+                if head is not None and keys & {file_key(n) for n, _, _ in head.appended}:
+                    _keep_one(store, head, base, files)
+                base = head
+
+
+def _keep_one(store: AuditStore, head: TreeHead, base: TreeHead | None, files: _FileFinder) -> None:
+    """Keep `head`'s leaves: the saved ones when they take `base` to `head`, else hashed from
+    the files (kept only when they give the head)."""
+    heads = [base, head] if base is not None and head.extends is not None else [head]
+    if _continues(heads, len(heads) - 1, _saved_leaves(store, head)):
+        return
+    try:
+        leaves = _recomputed_leaves(head, files)
+    except IntegrityError:
+        return  # a file it covers is already gone or damaged: nothing left to keep from
+    if _continues(heads, len(heads) - 1, leaves):
+        save_leaves(store, head.writer, head.first, head.size, head.root, leaves)
 
 
 # ---------------------------------------------------------------------------- reading heads
