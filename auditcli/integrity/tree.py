@@ -2,7 +2,7 @@
 data, the check `verify` runs, and the loading `prove` needs.
 
 **Which entries, in which order.** The tree is append-only across seals, like a CT log. A seal
-with a tree head (manifest format `auditcli-manifest/2`) appends, for each file of its
+with a tree head (manifest format `auditcli-manifest/3`) appends, for each file of its
 `files` list in that list's order (by day, then segment), the lines past the count the
 previous seal recorded for that file, up to the count this seal records; lines in file order.
 Its `merkle` member says so explicitly::
@@ -19,11 +19,13 @@ starts at this seal (the first seal with a tree, or after one without): it then 
 line of every file the seal lists. A plain file and its gzip twin are one file (rotation keeps
 the lines); lines of files deleted later stay in the tree (their leaf hashes are kept).
 
-**Derived data.** Each seal's new leaf hashes (32 bytes each) are written to
-`LOGDIR/_index/merkle/<first>-<end>-<root hex>.leaves`. They are never evidence: `prove`
-checks them against the signed heads and rebuilds a bad or missing one from the files;
-`verify` recomputes every seal's leaves from the files and rewrites the derived file when it
-differs. Deleting `_index/` loses nothing while the log files exist.
+**Derived data.** Each seal's new leaf hashes (32 bytes each), hashed in the seal's own read
+of each file, are written to `LOGDIR/_index/merkle/<writer>/<first>-<end>-<root hex>.leaves`,
+and `prove` keeps one level of the tree's nodes beside them (`tree-….nodes`). They are never
+evidence: `prove` checks what it builds from them against the signed heads and rebuilds a bad
+or missing one from the files; `verify` recomputes every seal's leaves from the files and
+rewrites the derived file when it differs. Deleting `_index/` loses nothing while the log files
+exist; before retention deletes files, `keep_leaves` makes sure their kept leaves are right.
 """
 
 from __future__ import annotations
@@ -441,11 +443,24 @@ def keep_leaves(store: AuditStore, names: Sequence[str]) -> None:
                 base = head
 
 
+#: Kept leaf files this process found right: (root, inode, size, mtime).
+_KEPT: set[tuple[bytes, int, int, int]] = set()
+
+
 def _keep_one(store: AuditStore, head: TreeHead, base: TreeHead | None, files: _FileFinder) -> None:
     """Keep `head`'s leaves: the saved ones when they take `base` to `head`, else hashed from
     the files (kept only when they give the head)."""
     heads = [base, head] if base is not None and head.extends is not None else [head]
+    try:
+        info = os.stat(leaves_path(store, head.writer, head.first, head.size, head.root))
+        seen = (head.root, info.st_ino, info.st_size, info.st_mtime_ns)
+    except OSError:
+        seen = None
+    if seen is not None and seen in _KEPT:
+        return  # checked by an earlier receipt of this process (rotate deletes day by day)
     if _continues(heads, len(heads) - 1, _saved_leaves(store, head)):
+        if seen is not None:
+            _KEPT.add(seen)
         return
     try:
         leaves = _recomputed_leaves(head, files)
