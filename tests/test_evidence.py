@@ -488,8 +488,10 @@ def test_retention_keeps_the_tree_provable(
     shutil.rmtree(store_a / "_index")
     result = cli("prove", "--signing-key", str(key), "--actor-id", "u-new")
     assert result.exit_code == 5 and "cannot be recomputed" in result.stderr
+    # Retention kept them before deleting: losing them since is a problem, not a note.
     verified = cli("verify", "--public-key", f"{key}.pub")
-    assert verified.exit_code == 0 and "not rechecked" in verified.stderr
+    assert verified.exit_code == 5, verified.stdout + verified.stderr
+    assert "kept leaf hashes (_index/merkle) are gone" in verified.stdout
 
 
 def test_bad_input_is_one_clear_line(store_a: Path, cli: Any, tmp_path: Path) -> None:
@@ -704,3 +706,18 @@ def test_retention_keeps_the_leaf_hashes_it_is_about_to_delete(
     assert verified.exit_code == 5 and "no longer give its tree head" in verified.stdout
     refused = cli("prove", "--signing-key", str(key), "--action", "role_updated")
     assert refused.exit_code == 5 and "cannot be recomputed" in refused.stderr
+
+
+def test_a_copy_that_kept_receipted_files_checks_them_without_kept_leaves(
+    store_a: Path, cli: Any, key: Path
+) -> None:
+    """A fleet's central copy keeps the files a host's retention deleted (and no `_index/`):
+    the heads covering them are checked from those files, not reported as unprovable."""
+    from auditcli.integrity import partition_records, write_receipt
+
+    store = AuditStore(store_a, writer_id="host1")
+    write_receipt(store, DAY, partition_records(store, DAY), "retention", signing_key=key)
+    shutil.rmtree(store_a / "_index")  # the files stay, as at the central copy
+    verified = cli("verify", "--public-key", f"{key}.pub")
+    assert verified.exit_code == 0, verified.stdout + verified.stderr
+    assert "6 Merkle tree head(s) recomputed" in verified.stderr

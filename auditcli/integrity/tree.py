@@ -61,6 +61,11 @@ from .merkle import HASH_SIZE, Frontier, Tree, verify_inclusion
 
 _KIND = "tree head"
 _GONE, _UNCHECKED = "gone", "unchecked"  # outcomes of _check_one besides a problem
+_LOST = (
+    "covers files deleted since whose kept leaf hashes (_index/merkle) are gone: it cannot be"
+    " rechecked, and entries sealed with or after it cannot be proved; restore _index/merkle"
+    " from a backup"
+)
 
 
 @dataclass(frozen=True)
@@ -163,21 +168,6 @@ def tree_start(store: AuditStore, writer: str) -> TreeStart:
             base = head_of(manifest)
     drop_foreign(coverage, foreign, at, None)
     return TreeStart(writer, base, coverage if base else {})
-
-
-def tree_fields(
-    store: AuditStore, start: TreeStart, records: Sequence[Mapping[str, Any]]
-) -> dict[str, Any]:
-    """The members a new seal manifest adds for its tree: the format version and the head.
-
-    `start` is the writer's tree before it (`tree_start`); `records` the file records the new
-    seal lists (every file of the writer when `start.base` is None). Hashes only the lines new
-    since the tree's previous head, reading their files again (`TreeBuilder` hashes them in the
-    seal's own read)."""
-    builder = TreeBuilder(store, start)
-    for record in records:
-        builder.add(record)
-    return builder.fields()
 
 
 class TreeBuilder:
@@ -537,7 +527,7 @@ class TreeCheck:
         self.store = store
         self.report = report
         self.files = _FileFinder(store)
-        self.counts = {"heads": 0, _GONE: 0, _UNCHECKED: 0}
+        self.counts = {"heads": 0, _GONE: 0}
 
     def check(self, writer: str) -> None:
         """Check the heads of `writer`'s chain (after its files were checked)."""
@@ -553,12 +543,6 @@ class TreeCheck:
             notes.append(
                 f"{counts[_GONE]} tree head(s) cover files deleted since; checked from the kept"
                 " leaf hashes"
-            )
-        if counts[_UNCHECKED]:
-            notes.append(
-                f"{counts[_UNCHECKED]} tree head(s) cover files deleted since whose kept leaf"
-                " hashes (_index/merkle) are gone too: not rechecked, and entries sealed with or"
-                " after them cannot be proved"
             )
 
 
@@ -600,7 +584,9 @@ def _check_chain(
         counts["heads"] += 1
         deleted = _deleted_after(manifest, receipted, foreign)
         detail = _check_one(store, head, base, coverage, files, deleted)
-        if detail in (_GONE, _UNCHECKED):
+        if detail == _UNCHECKED:  # retention kept them before deleting: lost since
+            report.problems.append(Problem(manifest.name, None, _KIND, _LOST))
+        elif detail == _GONE:
             counts[detail] += 1
         elif (
             detail
@@ -646,8 +632,11 @@ def _check_one(
         gone = True  # deleted by a retention that ran while verify did: the kept leaves decide
     if gone:
         leaves = _saved_leaves(store, head) or b""
-        if not leaves:
-            return _UNCHECKED
+        if not leaves:  # a copy that kept the files (a fleet's central store) still has them
+            leaves = _recomputed_if_head(head, files, start.copy())
+            if not leaves:
+                return _UNCHECKED
+            gone = False
     start.extend_concatenated(leaves)
     if start.size != head.size or tuple(start.hashes) != head.frontier:
         return f"the entries it covers no longer give its tree head (size {head.size})"
@@ -656,6 +645,18 @@ def _check_one(
     if not gone and _saved_leaves(store, head) != leaves:
         save_leaves(store, head.writer, head.first, head.size, head.root, leaves)
     return _GONE if gone else ""
+
+
+def _recomputed_if_head(head: TreeHead, files: _FileFinder, frontier: Frontier) -> bytes:
+    """`head`'s leaves hashed from the files when they are there and take `frontier` (the
+    head before it) to `head`, else nothing (gone, or re-created with other lines)."""
+    try:
+        leaves = _recomputed_leaves(head, files)
+    except IntegrityError:
+        return b""
+    frontier.extend_concatenated(leaves)
+    matches = frontier.size == head.size and tuple(frontier.hashes) == head.frontier
+    return leaves if matches else b""
 
 
 def _receipted_since(store: AuditStore, head: TreeHead) -> bool:
