@@ -721,3 +721,45 @@ def test_a_copy_that_kept_receipted_files_checks_them_without_kept_leaves(
     verified = cli("verify", "--public-key", f"{key}.pub")
     assert verified.exit_code == 0, verified.stdout + verified.stderr
     assert "6 Merkle tree head(s) recomputed" in verified.stderr
+
+
+def test_a_seal_killed_while_it_writes_its_leaves_leaves_nothing_behind(
+    log_dir: Path, cli: Any, key: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 while the seal's leaf file is written (held just before its rename): no
+    manifest, and the next seal removes the dead process's temporary file."""
+    monkeypatch.setenv("AUDIT_LOG_DIR", str(log_dir))
+    AuditStore(log_dir, writer_id="host1").append(_entries(50, DAY))
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys, time\n"
+            "from auditcli.integrity import seal\n"
+            "from auditcli.store import AuditStore\n"
+            "replace = os.replace\n"
+            "def held(src, dst, *args, **kwargs):\n"
+            "    if str(dst).endswith('.leaves'):\n"
+            "        print('writing', flush=True)\n"
+            "        time.sleep(60)\n"
+            "    return replace(src, dst, *args, **kwargs)\n"
+            "os.replace = held\n"
+            "seal(AuditStore(sys.argv[1], writer_id='host1'), signing_key=sys.argv[2])\n",
+            str(log_dir),
+            str(key),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "writing\n"
+    finally:
+        child.kill()  # SIGKILL
+        child.wait(timeout=30)
+    merkle = log_dir / "_index" / "merkle" / "host1"
+    assert [p.name.startswith(".leaves.") for p in merkle.iterdir()] == [True]
+    assert not list(log_dir.glob("_manifests/host1/0*.json"))
+    _seal(cli, key)
+    assert [p.suffix for p in merkle.iterdir()] == [".leaves"]
+    verified = cli("verify", "--public-key", f"{key}.pub")
+    assert verified.exit_code == 0, verified.stdout + verified.stderr

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
@@ -41,6 +42,7 @@ from typing import Any
 from auditcli import chain
 from auditcli.errors import IntegrityError
 from auditcli.lineindex import INDEX_DIR
+from auditcli.outfile import process_alive
 from auditcli.query import Problem
 from auditcli.store import PARTITION_PREFIX, AuditStore, LineSource, LogFile
 
@@ -60,6 +62,7 @@ from .manifests import (
 from .merkle import HASH_SIZE, Frontier, Tree, verify_inclusion
 
 _KIND = "tree head"
+_TEMP = re.compile(r"\.leaves\.(\d+)\.[0-9a-f]+\.tmp")  # _LeafFile's: .leaves.<pid>.<n>.tmp
 _GONE, _UNCHECKED = "gone", "unchecked"  # outcomes of _check_one besides a problem
 _LOST = (
     "covers files deleted since whose kept leaf hashes (_index/merkle) are gone: it cannot be"
@@ -370,6 +373,7 @@ class _LeafFile:
             self.fd = None
             if not self.failed:
                 os.replace(self.temporary, target)
+                _prune_temps(self.directory)
         except OSError:
             self._drop()
 
@@ -397,6 +401,17 @@ class _LeafFile:
             self.fd = None
         with contextlib.suppress(OSError):
             os.unlink(self.temporary)
+
+
+def _prune_temps(directory: Path) -> None:
+    """Remove the temporary leaf files (`_LeafFile`) of processes that no longer run (a seal
+    killed while it wrote)."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(directory):
+            stale = _TEMP.fullmatch(name)
+            if stale and not process_alive(int(stale.group(1))):
+                with contextlib.suppress(OSError):
+                    os.unlink(directory / name)
 
 
 def _saved_leaves(store: AuditStore, head: TreeHead) -> bytes | None:
