@@ -599,16 +599,17 @@ def _check_chain(
         counts["heads"] += 1
         deleted = _deleted_after(manifest, receipted, foreign)
         detail = _check_one(store, head, base, coverage, files, deleted)
-        if detail == _UNCHECKED:  # retention kept them before deleting: lost since
-            report.problems.append(Problem(manifest.name, None, _KIND, _LOST))
-        elif detail == _GONE:
+        if detail == _GONE:
             counts[detail] += 1
         elif (
             detail
             and not explained & {file_key(name) for name, _, _ in head.appended}
             and not (chain_broken and detail.startswith("extends"))
         ):
-            report.problems.append(Problem(manifest.name, None, _KIND, detail))
+            # _UNCHECKED: retention kept the leaves before it deleted the files; lost since
+            report.problems.append(
+                Problem(manifest.name, None, _KIND, _LOST if detail == _UNCHECKED else detail)
+            )
         advance(coverage, manifest)
         base = head
 
