@@ -1,23 +1,25 @@
-"""Benchmark evidence: seal time with and without the Merkle tree, `prove` of ~100
-entries, `verify-bundle` of them, and the bytes of a bundle of ~40 entries.
+"""Benchmark evidence: the first seal of an existing store against the seal before Merkle
+trees, `prove` of ~100 entries, `verify-bundle` of them, and the bytes of a bundle of ~40.
 
-    python benchmarks/bench_proofs.py --entries 200000          # data under /tmp/benchproofs
+    python benchmarks/bench_proofs.py --store /work/benchdata/1m/logs   # a copy of it is used
+    python benchmarks/bench_proofs.py --entries 200000                  # generated and imported
 
-The store is made once with benchmarks/gen_entries.py and `audit import` (reused afterwards).
-Seal timings run in-process on the same store: "without tree" is today's seal (the tree step
-replaced by nothing), "with tree" the full seal; each is a first seal (every entry new) and an
-incremental one (1,000 entries appended since the previous seal). `prove` and `verify-bundle`
-are timed as the `audit` command (a new process, as a user runs it; warm page cache) and as the
-core call. Medians of --runs runs. Prints one JSON object; nothing is asserted.
+Data lives under --data (default /tmp/benchproofs): a copy of --store (never written to), or a
+store made with benchmarks/gen_entries.py and `audit import`. The baseline seal is the code of
+--baseline (default: the commit before trees were merged), extracted with `git archive` under
+--data and run from there. Seal timings run in new processes, alternating baseline and current
+(run.py's `compare`, after a warm-up round): each process resets the seals, times the first
+seal (every entry new), appends 1,000 entries and times the incremental seal, in-process (wall
+and CPU seconds). `prove` is timed warm (page cache, and the kept tree nodes of a previous
+prove) as the `audit` command and as the core call, and once cold (nodes not kept yet).
+Medians of --runs runs; ratios are of medians taken in the same run. Prints one JSON object;
+nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -28,8 +30,34 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-PY = sys.executable
-AUDIT = str(Path(PY).with_name("audit"))
+sys.path.insert(0, str(HERE))
+from run import AUDIT, ENV, PY, Sample, compare, machine, run_once, setup_env  # noqa: E402
+
+BASELINE = "97a4896"  # main before the Merkle tree merge (per-writer seals, format 2)
+
+#: Run in a new process: reset the seals of LOGS, time a first seal, append 1,000 entries,
+#: time the incremental seal; print the four figures as JSON.
+_SEAL_ONCE = r"""
+import importlib, json, shutil, sys, time
+from pathlib import Path
+from auditcli.store import AuditStore
+seal = importlib.import_module("auditcli.integrity.seal")
+logs, key = Path(sys.argv[1]), Path(sys.argv[2])
+for name in ("_manifests", "_timestamps", "_index/merkle"):
+    shutil.rmtree(logs / name, ignore_errors=True)
+def timed():
+    store = AuditStore(logs)
+    wall, cpu = time.perf_counter(), time.process_time()
+    seal.seal_writers(store, seal.store_writers(store), signing_key=key)
+    return time.perf_counter() - wall, time.process_time() - cpu
+first = timed()
+writer = seal.store_writers(AuditStore(logs))[0]
+AuditStore(logs, writer_id=writer).append(
+    {"action": "login", "actorId": f"u-{n}", "organizationId": "org-456"} for n in range(1000)
+)
+incremental = timed()
+print(json.dumps({"first": first, "incremental": incremental}))
+"""
 
 
 def timed(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
@@ -42,84 +70,84 @@ def timed(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
-def make_store(data: Path, entries: int, days: int) -> Path:
+def make_store(data: Path, entries: int, days: int, store: Path | None) -> Path:
+    """A store to write seals into: a copy of `store`, or one generated and imported."""
+    if store is not None:
+        logs = data / f"copy-{store.parent.name}-{store.name}"
+        if not logs.exists():
+            shutil.copytree(store, logs, symlinks=True)  # a copy: never hard links
+        return logs
     logs = data / f"logs-{entries}x{days}"
     if logs.exists():
         return logs
     flat = data / f"flat-{entries}x{days}.jsonl"
     data.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            PY,
-            str(HERE / "gen_entries.py"),
-            "--entries",
-            str(entries),
-            "--days",
-            str(days),
-            "--seed",
-            "42",
-            "--out",
-            str(flat),
-        ],
-        check=True,
-    )
+    generate = [PY, str(HERE / "gen_entries.py"), "--entries", str(entries), "--days", str(days)]
+    subprocess.run([*generate, "--seed", "42", "--out", str(flat)], check=True)
     subprocess.run(
         [AUDIT, "-d", str(logs), "import", str(flat)], check=True, stdout=subprocess.DEVNULL
     )
     return logs
 
 
-def reset_seals(logs: Path) -> None:
-    for name in ("_manifests", "_timestamps"):
-        shutil.rmtree(logs / name, ignore_errors=True)
-    shutil.rmtree(logs / "_index" / "merkle", ignore_errors=True)
+def baseline_code(data: Path, ref: str) -> Path:
+    """The `auditcli` package at git `ref`, extracted under `data` (once)."""
+    target = data / f"baseline-{ref}"
+    if not (target / "auditcli").exists():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(HERE.parent), "archive", ref, "auditcli"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
 
 
-def bench_seal(logs: Path, key: Path, runs: int) -> dict[str, float]:
-    import importlib
+def bench_seal(logs: Path, key: Path, baseline: Path, runs: int) -> dict[str, Any]:
+    """First and incremental seal, baseline code against the current code, alternating."""
+    figures: dict[str, list[dict[str, Any]]] = {"baseline": [], "current": []}
 
-    from auditcli.store import AuditStore
+    def tool(name: str, path: Path | None) -> Callable[[], Sample]:
+        env = dict(ENV)
+        if path is not None:
+            env["PYTHONPATH"] = str(path)
 
-    seal_module = importlib.import_module("auditcli.integrity.seal")  # the module, not seal()
+        def run() -> Sample:
+            start = time.perf_counter()
+            done = subprocess.run(
+                [PY, "-c", _SEAL_ONCE, str(logs), str(key)],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode == 0:
+                figures[name].append(json.loads(done.stdout))
+            else:
+                sys.stderr.write(done.stderr)
+            return Sample(time.perf_counter() - start, 0, 0, done.returncode)
 
-    def seal(store: AuditStore, signing_key: Path) -> None:
-        # Every writer's chain, as `audit seal` does (one tree per writer).
-        seal_module.seal_writers(store, seal_module.store_writers(store), signing_key=signing_key)
+        return run
 
-    real = seal_module.tree_fields
-    out: dict[str, float] = {}
-    for label, fields in (("without_tree", lambda *args: {}), ("with_tree", real)):
-        seal_module.tree_fields = fields  # type: ignore[assignment]
-        try:
-            first = []
-            for _ in range(runs):
-                reset_seals(logs)
-                store = AuditStore(logs)
-                start = time.perf_counter()
-                seal(store, signing_key=key)
-                first.append(time.perf_counter() - start)
-            out[f"first_seal_{label}_s"] = statistics.median(first)
-            incremental = []
-            for _ in range(runs):
-                # The imported writer grows: its seal continues its tree (hashes 1,000 lines).
-                writer = seal_module.store_writers(AuditStore(logs))[0]
-                store = AuditStore(logs, writer_id=writer)
-                store.append(
-                    {"action": "login", "actorId": f"u-{n}", "organizationId": "org-456"}
-                    for n in range(1000)
-                )
-                start = time.perf_counter()
-                seal(store, signing_key=key)
-                incremental.append(time.perf_counter() - start)
-            out[f"incremental_seal_{label}_s"] = statistics.median(incremental)
-        finally:
-            seal_module.tree_fields = real
+    compare({"baseline": tool("baseline", baseline), "current": tool("current", None)}, runs)
+    out: dict[str, Any] = {}
+    for name, samples in figures.items():
+        samples = samples[-runs:]  # the warm-up round is not counted
+        for kind in ("first", "incremental"):
+            out[f"{kind}_seal_{name}_s"] = statistics.median(s[kind][0] for s in samples)
+            out[f"{kind}_seal_{name}_cpu_s"] = statistics.median(s[kind][1] for s in samples)
+    for unit in ("s", "cpu_s"):
+        out[f"first_seal_ratio_{unit}"] = round(
+            out[f"first_seal_current_{unit}"] / out[f"first_seal_baseline_{unit}"], 2
+        )
     return out
 
 
 def pick_window(logs: Path, actor: str, wanted: int) -> list[str]:
     """`query` options selecting `actor`'s entries from the first day on, over the fewest
     whole hours that hold at least `wanted` of them (binary search on the end hour)."""
+    import datetime as dt
+
     from auditcli.cli_options import make_filters
     from auditcli.query import QueryEngine
     from auditcli.store import AuditStore
@@ -146,84 +174,75 @@ def pick_window(logs: Path, actor: str, wanted: int) -> list[str]:
     return options(low)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--entries", type=int, default=200_000)
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--data", type=Path, default=Path("/tmp/benchproofs"))
-    args = parser.parse_args()
-    logs = make_store(args.data, args.entries, args.days)
-    key = args.data / "seal.key"
-    if not key.exists():
-        subprocess.run(
-            [AUDIT, "keys", "generate", "--out", str(key)], check=True, capture_output=True
-        )
-    results: dict[str, Any] = {
-        "entries": args.entries,
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpu,"
-        f" Python {platform.python_version()}",
-    }
-    results.update(bench_seal(logs, key, args.runs))
-    # The incremental seals above added writers' entries: seal once more so all are covered.
-    subprocess.run(
-        [AUDIT, "-d", str(logs), "seal", "--signing-key", str(key), "-q"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    results["sealed_entries"] = args.entries + 2000 * args.runs
-
+def bench_bundle(logs: Path, key: Path, data: Path, wanted: int, runs: int) -> dict[str, Any]:
+    """`prove` of about `wanted` entries (command warm and cold, core call) and its check."""
     from auditcli.cli_options import make_filters
     from auditcli.integrity.bundle import prove
     from auditcli.integrity.bundle_check import verify_bundle
     from auditcli.integrity.keys import load_public_key
     from auditcli.store import AuditStore
 
-    for label, wanted in (("100", 100), ("40", 40)):
-        window = pick_window(logs, "user-123", wanted)
-        bundle_path = args.data / f"bundle-{label}.json"
-        command = [
-            AUDIT,
-            "-d",
-            str(logs),
-            "prove",
-            *window,
-            "--signing-key",
-            str(key),
-            "-o",
-            str(bundle_path),
-        ]
-        subprocess.run(command, check=True, capture_output=True)  # warm-up
-        cli_seconds, _ = timed(
-            lambda c=command: subprocess.run(c, check=True, capture_output=True), args.runs
+    window = pick_window(logs, "user-123", wanted)
+    bundle_path = data / f"bundle-{wanted}.json"
+    command = [AUDIT, "-d", str(logs), "prove", *window, "--signing-key", str(key)]
+    command += ["-o", str(bundle_path), "--force"]
+    for nodes in (logs / "_index" / "merkle").glob("*/tree-*.nodes"):
+        nodes.unlink()  # the first prove of a tree hashes it once and keeps a level of nodes
+    cold = run_once(command, env=ENV)
+    warm = compare({"prove": lambda: run_once(command, env=ENV)}, runs)["prove"]
+    store = AuditStore(logs)
+    opts = dict(zip(window[::2], window[1::2], strict=True))
+    filters = make_filters(
+        store, actor_id=[opts["--actor-id"]], since=opts["--since"], until=opts["--until"]
+    )
+    core_seconds, bundle = timed(lambda: prove(store, filters, signing_key=key), runs)
+    count = len(bundle["entries"])
+    raw = bundle_path.read_bytes()
+    check = [AUDIT, "verify-bundle", str(bundle_path), "--public-key", f"{key}.pub"]
+    verify_cli = compare({"verify-bundle": lambda: run_once(check, env=ENV)}, runs)
+    public = [load_public_key(f"{key}.pub")]
+    verify_core, report = timed(lambda: verify_bundle(raw, public), runs)
+    assert report.ok
+    return {
+        "entries": count,
+        "bytes": len(raw),
+        "bytes_per_entry": round(len(raw) / max(count, 1)),
+        "prove_cli_cold_s": cold.seconds,
+        "prove_cli_s": warm.median,
+        "prove_core_s": core_seconds,
+        "verify_bundle_cli_s": verify_cli["verify-bundle"].median,
+        "verify_bundle_core_s": verify_core,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--store", type=Path, help="an existing store to copy (read only)")
+    parser.add_argument("--entries", type=int, default=200_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--baseline", default=BASELINE, help="git ref of the baseline seal")
+    parser.add_argument("--data", type=Path, default=Path("/tmp/benchproofs"))
+    args = parser.parse_args()
+    args.data.mkdir(parents=True, exist_ok=True)
+    setup_env(args.data)
+    logs = make_store(args.data, args.entries, args.days, args.store)
+    key = args.data / "seal.key"
+    if not key.exists():
+        subprocess.run(
+            [AUDIT, "keys", "generate", "--out", str(key)], check=True, capture_output=True
         )
-        store = AuditStore(logs)
-        opts = dict(zip(window[::2], window[1::2], strict=True))
-        filters = make_filters(
-            store, actor_id=[opts["--actor-id"]], since=opts["--since"], until=opts["--until"]
-        )
-        core_seconds, bundle = timed(
-            lambda s=store, f=filters: prove(s, f, signing_key=key), args.runs
-        )
-        count = len(bundle["entries"])
-        data = bundle_path.read_bytes()
-        check = [AUDIT, "verify-bundle", str(bundle_path), "--public-key", f"{key}.pub"]
-        verify_cli, _ = timed(
-            lambda c=check: subprocess.run(c, check=True, capture_output=True), args.runs
-        )
-        public = [load_public_key(f"{key}.pub")]
-        verify_core, report = timed(lambda d=data, p=public: verify_bundle(d, p), args.runs)
-        assert report.ok
-        results[f"bundle_{label}"] = {
-            "entries": count,
-            "bytes": len(data),
-            "bytes_per_entry": round(len(data) / max(count, 1)),
-            "prove_cli_s": cli_seconds,
-            "prove_core_s": core_seconds,
-            "verify_bundle_cli_s": verify_cli,
-            "verify_bundle_core_s": verify_core,
-        }
+    results: dict[str, Any] = {"machine": machine(), "store": str(args.store or logs)}
+    results.update(bench_seal(logs, key, baseline_code(args.data, args.baseline), args.runs))
+    # The last incremental seals added entries: seal once more so every entry is covered.
+    subprocess.run(
+        [AUDIT, "-d", str(logs), "seal", "--signing-key", str(key), "-q"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env=ENV,
+    )
+    for wanted in (100, 40):
+        results[f"bundle_{wanted}"] = bench_bundle(logs, key, args.data, wanted, args.runs)
     print(json.dumps(results, indent=2))
 
 

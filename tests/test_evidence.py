@@ -196,7 +196,7 @@ class TestRoundTrip:
         monkeypatch.setenv("AUDIT_LOG_DIR", str(root))
         assert cli("verify", "--public-key", f"{key}.pub").exit_code == 0
         with monkeypatch.context() as patched:  # the seal of the release before trees
-            patched.setattr(seal_module, "tree_fields", lambda *args: {})
+            patched.setattr(seal_module.TreeBuilder, "fields", lambda self: {})
             _seal(cli, key)
         chains = sorted(p.parent.name for p in root.glob("_manifests/*/0*.json"))
         assert chains == ["web1", "web2"]
@@ -489,8 +489,10 @@ def test_retention_keeps_the_tree_provable(
     shutil.rmtree(store_a / "_index")
     result = cli("prove", "--signing-key", str(key), "--actor-id", "u-new")
     assert result.exit_code == 5 and "cannot be recomputed" in result.stderr
+    # Retention kept them before deleting: losing them since is a problem, not a note.
     verified = cli("verify", "--public-key", f"{key}.pub")
-    assert verified.exit_code == 0 and "not rechecked" in verified.stderr
+    assert verified.exit_code == 5, verified.stdout + verified.stderr
+    assert "kept leaf hashes (_index/merkle) are gone" in verified.stdout
 
 
 def test_bad_input_is_one_clear_line(store_a: Path, cli: Any, tmp_path: Path) -> None:
@@ -635,3 +637,131 @@ def test_a_fleet_bundle_has_one_head_per_host_each_signed_by_its_key(
     assert by_hash.exit_code == 0
     checked = cli("verify-bundle", str(growth), "--public-key", f"{keys['web2']}.pub")
     assert checked.exit_code == 0, checked.stdout + checked.stderr
+
+
+def test_prove_uses_kept_nodes_and_never_trusts_them(
+    log_dir: Path, cli: Any, key: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`prove` keeps one level of the tree's nodes (so a proof hashes a few leaves, not the
+    whole tree); a forged node or leaf hash is caught by the signed root and rebuilt, and the
+    bundle still verifies."""
+    monkeypatch.setenv("AUDIT_LOG_DIR", str(log_dir))
+    AuditStore(log_dir, writer_id="host1").append(_entries(300, DAY))
+    _seal(cli, key)
+    AuditStore(log_dir, writer_id="host1").append(_entries(100, DAY2, 300))
+    _seal(cli, key)
+    merkle = log_dir / "_index" / "merkle" / "host1"
+    bundle = _prove(cli, key, tmp_path / "a.json", "--actor-id", "u-5")
+    (nodes,) = merkle.glob("tree-*.nodes")
+    assert nodes.stat().st_size == (400 >> 6) * 32  # one node per 64 leaves
+    good = nodes.read_bytes()
+    nodes.write_bytes(b"\x07" * len(good))  # forged kept nodes
+    again = _prove(cli, key, tmp_path / "b.json", "--actor-id", "u-5")
+    assert again["entries"] == bundle["entries"] and nodes.read_bytes() == good
+    # A forged leaf hash next to u-5's leaf (index 5, under a kept node): the audit path
+    # made from it fails the signed root, so prove checks every leaf file and rebuilds.
+    first = min(merkle.glob("*.leaves"))
+    data = bytearray(first.read_bytes())
+    data[4 * 32 : 5 * 32] = b"\x01" * 32
+    first.write_bytes(bytes(data))
+    forged = _prove(cli, key, tmp_path / "c.json", "--actor-id", "u-5")
+    assert forged["entries"] == bundle["entries"]
+    assert first.read_bytes()[4 * 32 : 5 * 32] == leaf_hash(
+        (log_dir / f"date={DAY}" / "host1.jsonl").read_bytes().split(b"\n")[4]
+    )
+    for name in ("a", "c"):
+        assert _check(cli, tmp_path / f"{name}.json", tmp_path / f"{name}.json", key).exit_code == 0
+    growth = cli("prove", "--consistency", "host1:1", "host1:2", "-o", str(tmp_path / "g.json"))
+    assert growth.exit_code == 0, growth.stderr
+    assert _check(cli, tmp_path / "g.json", tmp_path / "g.json", key).exit_code == 0
+
+
+def test_retention_keeps_the_leaf_hashes_it_is_about_to_delete(
+    store_a: Path, cli: Any, key: Path, tmp_path: Path
+) -> None:
+    """Deleting days under a receipt first writes (and checks) the kept leaf hashes of every
+    head covering them, even when `_index/` was deleted before: later proofs still work."""
+    shutil.rmtree(store_a / "_index")
+    recorded = cli("record", "login", "--actor-id", "u-new", "--org-id", "org-1")
+    assert recorded.exit_code == 0, recorded.stderr
+    _seal(cli, key)
+    result = cli("rotate", "--delete-after", "1", "--signing-key", str(key))
+    assert result.exit_code == 0, result.stderr
+    assert not list(store_a.glob(f"date={DAY}")) and not list(store_a.glob(f"date={DAY2}"))
+    kept = sorted(p.parent.name for p in (store_a / "_index" / "merkle").glob("*/*.leaves"))
+    # Every head covering a deleted file, and the last seal's (of testhost, `record`'s writer).
+    assert kept == ["host1"] * 2 + ["host2"] * 3 + ["testhost"]
+    late = _entries(1, DAY, 700, "role_updated")  # a late entry: host2's tree goes on
+    AuditStore(store_a, writer_id="host2").append(late)
+    _seal(cli, key)
+    bundle = _prove(cli, key, tmp_path / "b.json", "--action", "role_updated")
+    assert [e["leafIndex"] for e in bundle["entries"]] == [35]  # after the 35 deleted
+    assert _check(cli, tmp_path / "b.json", tmp_path / "b.json", key).exit_code == 0
+    verified = cli("verify", "--public-key", f"{key}.pub")
+    assert verified.exit_code == 0, verified.stdout + verified.stderr
+    assert "checked from the kept leaf hashes" in verified.stderr
+    # A forged kept leaf file is caught by the signed head it no longer gives.
+    forged = min((store_a / "_index" / "merkle" / "host2").glob("*.leaves"))
+    forged.write_bytes(b"\x02" * forged.stat().st_size)
+    verified = cli("verify", "--public-key", f"{key}.pub")
+    assert verified.exit_code == 5 and "no longer give its tree head" in verified.stdout
+    refused = cli("prove", "--signing-key", str(key), "--action", "role_updated")
+    assert refused.exit_code == 5 and "cannot be recomputed" in refused.stderr
+
+
+def test_a_copy_that_kept_receipted_files_checks_them_without_kept_leaves(
+    store_a: Path, cli: Any, key: Path
+) -> None:
+    """A fleet's central copy keeps the files a host's retention deleted (and no `_index/`):
+    the heads covering them are checked from those files, not reported as unprovable."""
+    from auditcli.integrity import partition_records, write_receipt
+
+    store = AuditStore(store_a, writer_id="host1")
+    write_receipt(store, DAY, partition_records(store, DAY), "retention", signing_key=key)
+    shutil.rmtree(store_a / "_index")  # the files stay, as at the central copy
+    verified = cli("verify", "--public-key", f"{key}.pub", "--format", "json")
+    assert verified.exit_code == 0, verified.stdout + verified.stderr
+    assert orjson.loads(verified.stdout)["treeHeads"] == 6
+    assert "deleted since" not in verified.stderr  # checked from the files, not kept leaves
+
+
+def test_a_seal_killed_while_it_writes_its_leaves_leaves_nothing_behind(
+    log_dir: Path, cli: Any, key: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 while the seal's leaf file is written (held just before its rename): no
+    manifest, and the next seal removes the dead process's temporary file."""
+    monkeypatch.setenv("AUDIT_LOG_DIR", str(log_dir))
+    AuditStore(log_dir, writer_id="host1").append(_entries(50, DAY))
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys, time\n"
+            "from auditcli.integrity import seal\n"
+            "from auditcli.store import AuditStore\n"
+            "replace = os.replace\n"
+            "def held(src, dst, *args, **kwargs):\n"
+            "    if str(dst).endswith('.leaves'):\n"
+            "        print('writing', flush=True)\n"
+            "        time.sleep(60)\n"
+            "    return replace(src, dst, *args, **kwargs)\n"
+            "os.replace = held\n"
+            "seal(AuditStore(sys.argv[1], writer_id='host1'), signing_key=sys.argv[2])\n",
+            str(log_dir),
+            str(key),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "writing\n"
+    finally:
+        child.kill()  # SIGKILL
+        child.wait(timeout=30)
+    merkle = log_dir / "_index" / "merkle" / "host1"
+    assert [p.name.startswith(".leaves.") for p in merkle.iterdir()] == [True]
+    assert not list(log_dir.glob("_manifests/host1/0*.json"))
+    _seal(cli, key)
+    assert [p.suffix for p in merkle.iterdir()] == [".leaves"]
+    verified = cli("verify", "--public-key", f"{key}.pub")
+    assert verified.exit_code == 0, verified.stdout + verified.stderr

@@ -194,3 +194,27 @@ def test_rewritten_history_is_not_consistent() -> None:
         assert not verify_consistency(first, 20, honest.root(first), other.root(20), proof)
     assert verify_consistency(0, 5, EMPTY_ROOT, honest.root(5), [])
     assert not verify_consistency(6, 6, honest.root(6), other.root(6), [])  # equal sizes
+
+
+@settings(max_examples=40, deadline=None)
+@given(count=st.integers(1, 300), skip=st.integers(1, 5), data=st.data())
+def test_a_tree_with_skipped_levels_gives_the_same_proofs(
+    count: int, skip: int, data: st.DataObject
+) -> None:
+    """Levels below `skip` not kept, level `skip` given in part (kept nodes of an earlier,
+    smaller tree): every root, audit path and consistency proof is the full tree's."""
+    leaves = b"".join(leaf_hash(b"%d" % i) for i in range(count))
+    full = Tree(leaves)
+    earlier = Tree(leaves[: data.draw(st.integers(0, count)) * 32], skip=skip)
+    partial = Tree(leaves, skip=skip, nodes=earlier.nodes())
+    assert len(partial.nodes()) == (count >> skip) * 32
+    size = data.draw(st.integers(1, count))
+    assert partial.root(size) == full.root(size)
+    index = data.draw(st.integers(0, size - 1))
+    assert partial.inclusion_path(index, size) == full.inclusion_path(index, size)
+    first = data.draw(st.integers(1, size))
+    assert partial.consistency_proof(first, size) == full.consistency_proof(first, size)
+    # Wrong kept nodes give a root that the signed head refuses.
+    if skip > 1 and count >> skip:
+        forged = Tree(leaves, skip=skip, nodes=_h(partial.nodes()[:32]))
+        assert forged.root() != full.root()

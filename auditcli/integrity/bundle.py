@@ -26,6 +26,8 @@ import base64
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from auditcli import chain
 from auditcli.errors import AuditError, IntegrityError, UsageError
 from auditcli.query import Filters, QueryEngine
@@ -34,7 +36,7 @@ from auditcli.timeparse import format_utc
 
 from .keys import key_id, signing_key_from
 from .manifests import Manifest, canonical, chain_writers, load_manifests
-from .merkle import HASH_SIZE, leaf_hash
+from .merkle import leaf_hash, verify_consistency
 from .tree import LoadedTree, head_of, load_tree, tree_chain
 
 BUNDLE_FORMAT = "auditcli-bundle/1"
@@ -61,41 +63,23 @@ def prove(store: AuditStore, filters: Filters, *, signing_key: Any = None) -> di
             f" {engine.problems[0]}; run `audit verify`"
         )
     wanted = {leaf_hash(line[:-1]): line for line in lines}
-    # Each writer's tree, newest head: (loaded tree, its manifest, {leaf hash: index}).
-    found: dict[bytes, tuple[str, int]] = {}
-    trees: dict[str, tuple[LoadedTree, Manifest]] = {}
-    any_tree = False
-    for writer in chain_writers(store)[0]:
-        if any_tree and len(found) == len(wanted):
-            break
-        manifests, _ = load_manifests(store, writer)
-        target = _newest_tree_seal(manifests)
-        if target is None:
-            continue
-        any_tree = True
-        loaded = load_tree(store, manifests, target)
-        leaves = loaded.tree.levels[0]
-        hit = False
-        for at in range(0, len(leaves), HASH_SIZE):
-            digest = leaves[at : at + HASH_SIZE]
-            if digest in wanted and digest not in found:
-                found[digest] = (writer, at // HASH_SIZE)
-                hit = True
-        if hit:
-            trees[writer] = (loaded, target)
-    if not any_tree:
-        raise AuditError("no seal has a Merkle tree head yet: run `audit seal` first")
-    if len(found) < len(wanted):
-        raise AuditError(
-            f"{len(wanted) - len(found)} of the {len(wanted)} selected entries are not covered"
-            " by their writer's newest seal with a tree head: newer than it (run `audit seal`"
-            " and prove again) or changed since (run `audit verify`)"
-        )
+    found, trees = _locate_leaves(store, wanted)
     order = sorted(trees)  # head number = the writer's place in this list
     number = {writer: i for i, writer in enumerate(order)}
     entries, claims = [], []
     for digest, (writer, index) in sorted(found.items(), key=lambda i: (number[i[1][0]], i[1][1])):
-        loaded, _ = trees[writer]
+        loaded, target = trees[writer]
+        path = loaded.proof(index, digest)
+        if path is None:  # a kept leaf or node is wrong: check every leaf file, rebuild
+            manifests, _ = load_manifests(store, writer)
+            loaded = load_tree(store, manifests, target, recheck=True)
+            trees[writer] = (loaded, target)
+            path = loaded.proof(index, digest)
+            if path is None or loaded.tree.leaf(index) != digest:
+                raise IntegrityError(
+                    f"{target.name}: the sealed entries no longer give its tree head; run"
+                    " `audit verify`"
+                )
         name, line = loaded.locate(index)
         head_no = number[writer]
         entries.append(
@@ -105,7 +89,7 @@ def prove(store: AuditStore, filters: Filters, *, signing_key: Any = None) -> di
                 "file": name,
                 "line": line,
                 "stored": wanted[digest][:-1].decode(),
-                "path": [p.hex() for p in loaded.tree.inclusion_path(index, loaded.heads[-1].size)],
+                "path": [p.hex() for p in path],
             }
         )
         claims.append([head_no, index, digest.hex(), name, line])
@@ -153,10 +137,17 @@ def prove_consistency(
             f"{second.name}'s tree does not extend {first.name}'s: its tree starts at"
             f" {heads[0].manifest.label} (a seal without a tree came between)"
         )
-    loaded = load_tree(store, manifests, second)
-    old, new = head_of(first), loaded.heads[-1]
+    old = head_of(first)
     assert old is not None  # in the chain above
-    proof = loaded.tree.consistency_proof(old.size, new.size) if old.size else []
+    proof = None
+    for recheck in (False, True):  # kept nodes first; every leaf file checked if they are wrong
+        loaded = load_tree(store, manifests, second, recheck=recheck)
+        new = loaded.heads[-1]
+        proof = loaded.tree.consistency_proof(old.size, new.size) if old.size else []
+        if verify_consistency(old.size, new.size, old.root, new.root, proof):
+            break
+    else:
+        raise IntegrityError(f"{second.name}: its tree no longer extends {first.name}'s")
     statement = {
         "format": BUNDLE_FORMAT,
         "kind": "consistency",
@@ -173,6 +164,55 @@ def prove_consistency(
     }
     bundle["cover"] = _consistency_cover(first, second, old.size, new.size, bundle)
     return bundle
+
+
+def _locate_leaves(
+    store: AuditStore, wanted: Mapping[bytes, bytes]
+) -> tuple[dict[bytes, tuple[str, int]], dict[str, tuple[LoadedTree, Manifest]]]:
+    """`(writer, leaf index)` of each leaf hash in `wanted` (the stored lines by leaf hash) in
+    the tree of its writer's newest seal with one, and those trees (of the writers found).
+    An entry is looked for among the lines of its own day first, then anywhere. AuditError when
+    one is in no tree (newer than the newest seal, or changed since)."""
+    days = {digest: _day_of(line) for digest, line in wanted.items()}
+    found: dict[bytes, tuple[str, int]] = {}
+    loaded: dict[str, tuple[LoadedTree, Manifest]] = {}
+    for writer in chain_writers(store)[0]:
+        if loaded and len(found) == len(wanted):
+            break
+        manifests, _ = load_manifests(store, writer)
+        target = _newest_tree_seal(manifests)
+        if target is None:
+            continue
+        tree = load_tree(store, manifests, target)
+        loaded[writer] = (tree, target)
+        for digest in wanted.keys() - found.keys():
+            index = tree.find(digest, days[digest])
+            if index is not None:
+                found[digest] = (writer, index)
+    for writer, (tree, _) in loaded.items():  # stored under another day: anywhere
+        for digest in wanted.keys() - found.keys():
+            index = tree.find(digest)
+            if index is not None:
+                found[digest] = (writer, index)
+    if not loaded:
+        raise AuditError("no seal has a Merkle tree head yet: run `audit seal` first")
+    if len(found) < len(wanted):
+        raise AuditError(
+            f"{len(wanted) - len(found)} of the {len(wanted)} selected entries are not covered"
+            " by their writer's newest seal with a tree head: newer than it (run `audit seal`"
+            " and prove again) or changed since (run `audit verify`)"
+        )
+    writers = {writer for writer, _ in found.values()}
+    return found, {writer: loaded[writer] for writer in writers}
+
+
+def _day_of(line: bytes) -> str | None:
+    """The day partition an entry's `createdAt` puts it in, or None when it has none."""
+    try:
+        created = orjson.loads(line).get("createdAt")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return created[:10] if isinstance(created, str) else None
 
 
 def _head_claim(manifest: Manifest, size: int, root: bytes) -> dict[str, Any]:

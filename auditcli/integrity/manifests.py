@@ -7,7 +7,7 @@ import fcntl
 import hashlib
 import os
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -404,20 +404,29 @@ def file_key(name: str) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
-def file_record(file: LogFile, reuse: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def file_record(
+    file: LogFile,
+    reuse: Mapping[str, Any] | None = None,
+    on_lines: Callable[[bytes, int], None] | None = None,
+) -> dict[str, Any]:
     """The checkpoint of one file: name, whole lines, head link, bytes of whole lines, and for a
     gzip archive its size and SHA-256 (and a torn tail if there is one).
 
     Reads without holding a lock (LineSource takes a shared lock only to wait out a write in
     progress at the end). A gzip archive whose digest equals `reuse`'s is not decompressed again.
+    `on_lines` is called with each chunk of whole lines the record counts and the number of lines
+    before it: the seal hashes its Merkle leaves in this same read.
     """
     if file.compressed:
         archive = archive_digest(file.path)
         if reuse and reuse.get("archive", {}).get("sha256") == archive["sha256"]:
             return {**reuse, "name": file.name, "archive": archive}
     source = LineSource(file)
-    size, last_chunk = 0, b""
+    size, last_chunk, before = 0, b"", 0
     for chunk in source.chunks():
+        if on_lines is not None:
+            on_lines(chunk, before)
+            before = source.lines
         size += len(chunk)
         last_chunk = chunk
     head = None

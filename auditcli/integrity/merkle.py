@@ -114,18 +114,33 @@ def _perfect_root(level: bytes) -> bytes:
 
 
 class Tree:
-    """Every perfect node of the tree over `leaves` (concatenated 32-byte leaf hashes).
+    """The nodes of the tree over `leaves` (concatenated 32-byte leaf hashes) that answer audit
+    paths (§2.1.3.1) and consistency proofs (§2.1.4.1).
 
     `levels[h]` holds the nodes of height h covering leaves [j·2^h, (j+1)·2^h), j < size >> h;
     any other subtree hash the RFC's recursions need is one of these or is folded from
-    O(log n) of them."""
+    O(log n) of them. With `skip`, the levels strictly between the leaves and height `skip` are
+    not kept (a subtree below `skip` is hashed from its at most 2^skip leaves when asked for),
+    and `nodes` may give level `skip` outright (the first nodes of it, the rest are hashed):
+    a proof then costs O(2^skip · log n) hashes instead of the n of building every level."""
 
-    def __init__(self, leaves: bytes) -> None:
-        if len(leaves) % HASH_SIZE:
+    def __init__(self, leaves: bytes, *, skip: int = 1, nodes: bytes = b"") -> None:
+        if len(leaves) % HASH_SIZE or len(nodes) % HASH_SIZE:
             raise ValueError("leaf hashes are not a multiple of 32 bytes")
         self.size = len(leaves) // HASH_SIZE
-        self.levels = [bytes(leaves)]
-        level = self.levels[0]
+        self.skip = skip
+        self.leaves = bytes(leaves)
+        self.levels: list[bytes | None] = [self.leaves]
+        if skip > 1 and self.size >> skip:
+            self.levels += [None] * (skip - 1)
+            block = HASH_SIZE << skip
+            known = min(len(nodes), (self.size >> skip) * HASH_SIZE)
+            rest = [
+                _perfect_root(leaves[at : at + block])
+                for at in range(known // HASH_SIZE * block, (self.size >> skip) * block, block)
+            ]
+            self.levels.append(bytes(nodes[:known]) + b"".join(rest))
+        level = self.levels[-1] or b""
         while len(level) >= 2 * HASH_SIZE:
             pairs = len(level) // (2 * HASH_SIZE) * 2 * HASH_SIZE
             level = b"".join(
@@ -135,7 +150,11 @@ class Tree:
 
     def leaf(self, index: int) -> bytes:
         """The leaf hash at `index`."""
-        return self.levels[0][index * HASH_SIZE : (index + 1) * HASH_SIZE]
+        return self.leaves[index * HASH_SIZE : (index + 1) * HASH_SIZE]
+
+    def nodes(self) -> bytes:
+        """Level `skip` (what `nodes` takes to skip the levels below it next time)."""
+        return (self.levels[self.skip] or b"") if self.skip < len(self.levels) else b""
 
     def subtree(self, start: int, end: int) -> bytes:
         """MTH(D[start:end]) for a subtree the RFC's recursions reach from the root of a tree
@@ -146,8 +165,11 @@ class Tree:
         width = end - start
         if width & (width - 1) == 0 and start % width == 0:
             height = width.bit_length() - 1
+            level = self.levels[height] if height < len(self.levels) else None
+            if level is None:  # a skipped level: hash the block's leaves
+                return _perfect_root(self.leaves[start * HASH_SIZE : end * HASH_SIZE])
             at = (start >> height) * HASH_SIZE
-            return self.levels[height][at : at + HASH_SIZE]
+            return level[at : at + HASH_SIZE]
         k = _split(width)
         return node_hash(self.subtree(start, start + k), self.subtree(start + k, end))
 

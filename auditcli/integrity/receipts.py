@@ -14,6 +14,7 @@ from auditcli.timeparse import format_utc
 
 from .keys import signing_key_from
 from .manifests import append_manifest, file_key, manifest_lock
+from .tree import keep_leaves
 
 
 def write_receipt(
@@ -36,7 +37,9 @@ def write_receipt(
     merged store, the log host's own chain, since appending to a host's chain there would fork
     it against the host's next seal when the copies merge.
 
-    Call it *before* deleting (if it fails, do not delete). `files`: one dict per file, as
+    Call it *before* deleting (if it fails, do not delete). A deletion first makes sure the
+    kept Merkle leaf hashes of the files are there and right (`tree.keep_leaves`): after it
+    they are the only copy of those leaves, which later proofs need. `files`: one dict per file, as
     `file_record()` / `partition_records()` return them: `name` (`host.jsonl[.gz]` or
     `date=…/host.jsonl[.gz]`), `lines`, `head` (or `last_link`: the tagged last link), `size`,
     and `sha256` (of the bytes on disk) or `archive: {size, sha256}`. Signed like a seal (a key,
@@ -58,6 +61,9 @@ def write_receipt(
             "sealedAt": format_utc(store.clock()),
             "receipt": {"action": action, "day": day, "reason": str(reason), "files": normalised},
         }
+        if action == "delete":
+            # The kept leaf hashes become the only copy of the deleted lines' tree leaves.
+            keep_leaves(store, [record["name"] for record in normalised])
         manifest = append_manifest(store, chain_writer, body, key)
         if then is not None:
             then()

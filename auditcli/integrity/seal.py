@@ -34,7 +34,7 @@ from .manifests import (
     receipt_records,
 )
 from .sealstate import Known, fold, load_tail, save_tail
-from .tree import tree_fields, tree_start
+from .tree import TreeBuilder, tree_start
 
 
 @dataclass
@@ -172,32 +172,23 @@ def _seal_one(
     """Seal `files` into `writer`'s chain; call it holding `manifest_lock(store)`."""
     tail = load_tail(store, writer)  # the chain's tail only, when its kept state checks out
     if tail is not None:
-        (known, tree), legacy_ref, chained = tail, None, True
+        (known, start), legacy_ref, chained = tail, None, True
     else:
         known, legacy_ref, chained = writer_state(store, writer)
-        tree = tree_start(store, writer)
-    # A file opened since the partitions were listed is left for the next seal.
-    records, unreadable = [], []
-    total = uncovered = 0
-    for file in files:
-        old = known.get((file.day, file.segment))
-        reuse = old[0] if old and file.compressed and old[0]["name"] == file.name else None
-        try:
-            record = file_record(file, reuse)
-        except IntegrityError as exc:
-            # Left out of this manifest; older checkpoints of it still hold in verify.
-            unreadable.append(f"{file.name}: not sealed: {exc}")
-            continue
-        records.append(record)
-        tally.add(record["lines"])
-        total += record["lines"]
-        uncovered += max(0, record["lines"] - (old[0]["lines"] if old else 0))
-    warnings = unreadable + _seal_warnings(known, records)
+        start = tree_start(store, writer)
+    tree = TreeBuilder(store, start)
     # The first manifest of a chain lists every file (the chain stands on its own), and so
     # does the first seal of a new Merkle tree (its leaves are every line of what it lists);
     # later ones only what changed.
-    fresh = not chained or tree.base is None
-    changed = [r for r in records if fresh or _changed(known, r)]
+    fresh = not chained or tree.start.base is None
+    try:
+        records, changed, unreadable, total, uncovered = _read_files(
+            files, known, tree, fresh, tally
+        )
+        merkle = tree.fields()  # format 3 and the Merkle head; names the kept leaf file
+    finally:
+        tree.discard()  # the partial leaf file of a seal that failed (nothing once named)
+    warnings = unreadable + _seal_warnings(known, records)
     body: dict[str, Any] = {
         "kind": "seal",
         "sealedAt": sealed_at,
@@ -206,9 +197,9 @@ def _seal_one(
     }
     if legacy_ref:
         body["legacy"] = legacy_ref
-    body.update(tree_fields(store, tree, changed))  # format 3 and the Merkle head
+    body.update(merkle)
     manifest = append_manifest(store, writer, body, key)
-    save_tail(store, writer, known, tree, manifest, chained)
+    save_tail(store, writer, known, start, manifest, chained)
     return SealResult(
         manifest,
         writer,
@@ -219,6 +210,40 @@ def _seal_one(
         key_id(key.public_key()) if key else None,
         warnings,
     )
+
+
+def _read_files(
+    files: list[LogFile], known: Known, tree: TreeBuilder, fresh: bool, tally: _Tally
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str], int, int]:
+    """Checkpoint each file, hashing the lines new to the tree in the same read: every record,
+    the records the seal lists (all when `fresh`), what could not be read, the lines in all and
+    the lines new since the previous checkpoints."""
+    # A file opened since the partitions were listed is left for the next seal.
+    records: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    unreadable: list[str] = []
+    total = uncovered = 0
+    for file in files:
+        old = known.get((file.day, file.segment))
+        hasher = tree.hasher(file)
+        # An archive sealed before is not inflated again, unless the tree lacks its lines.
+        reuse = None
+        if old and file.compressed and old[0]["name"] == file.name:
+            reuse = old[0] if hasher.start >= old[0]["lines"] else None
+        try:
+            record = file_record(file, reuse, hasher)  # the Merkle leaves hashed in this read
+        except IntegrityError as exc:
+            # Left out of this manifest; older checkpoints of it still hold in verify.
+            unreadable.append(f"{file.name}: not sealed: {exc}")
+            continue
+        records.append(record)
+        if fresh or _changed(known, record):
+            changed.append(record)
+            tree.add(record, hasher)
+        tally.add(record["lines"])
+        total += record["lines"]
+        uncovered += max(0, record["lines"] - (old[0]["lines"] if old else 0))
+    return records, changed, unreadable, total, uncovered
 
 
 def _changed(known: Known, record: dict[str, Any]) -> bool:

@@ -2,7 +2,7 @@
 data, the check `verify` runs, and the loading `prove` needs.
 
 **Which entries, in which order.** The tree is append-only across seals, like a CT log. A seal
-with a tree head (manifest format `auditcli-manifest/2`) appends, for each file of its
+with a tree head (manifest format `auditcli-manifest/3`) appends, for each file of its
 `files` list in that list's order (by day, then segment), the lines past the count the
 previous seal recorded for that file, up to the count this seal records; lines in file order.
 Its `merkle` member says so explicitly::
@@ -19,17 +19,20 @@ starts at this seal (the first seal with a tree, or after one without): it then 
 line of every file the seal lists. A plain file and its gzip twin are one file (rotation keeps
 the lines); lines of files deleted later stay in the tree (their leaf hashes are kept).
 
-**Derived data.** Each seal's new leaf hashes (32 bytes each) are written to
-`LOGDIR/_index/merkle/<first>-<end>-<root hex>.leaves`. They are never evidence: `prove`
-checks them against the signed heads and rebuilds a bad or missing one from the files;
-`verify` recomputes every seal's leaves from the files and rewrites the derived file when it
-differs. Deleting `_index/` loses nothing while the log files exist.
+**Derived data.** Each seal's new leaf hashes (32 bytes each), hashed in the seal's own read
+of each file, are written to `LOGDIR/_index/merkle/<writer>/<first>-<end>-<root hex>.leaves`,
+and `prove` keeps one level of the tree's nodes beside them (`tree-….nodes`). They are never
+evidence: `prove` checks what it builds from them against the signed heads and rebuilds a bad
+or missing one from the files; `verify` recomputes every seal's leaves from the files and
+rewrites the derived file when it differs. Deleting `_index/` loses nothing while the log files
+exist; before retention deletes files, `keep_leaves` makes sure their kept leaves are right.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
@@ -39,12 +42,14 @@ from typing import Any
 from auditcli import chain
 from auditcli.errors import IntegrityError
 from auditcli.lineindex import INDEX_DIR
+from auditcli.outfile import process_alive
 from auditcli.query import Problem
-from auditcli.store import AuditStore, LineSource, LogFile
+from auditcli.store import PARTITION_PREFIX, AuditStore, LineSource, LogFile
 
 from .constants import MANIFEST_DIR, MERKLE_DIR, TREE_FORMAT
 from .manifests import (
     Manifest,
+    chain_writers,
     file_key,
     file_writer,
     iter_manifests,
@@ -54,10 +59,16 @@ from .manifests import (
     receipt_records,
     records_of,
 )
-from .merkle import HASH_SIZE, Frontier, Tree
+from .merkle import HASH_SIZE, Frontier, Tree, verify_inclusion
 
 _KIND = "tree head"
+_TEMP = re.compile(r"\.leaves\.(\d+)\.[0-9a-f]+\.tmp")  # _LeafFile's: .leaves.<pid>.<n>.tmp
 _GONE, _UNCHECKED = "gone", "unchecked"  # outcomes of _check_one besides a problem
+_LOST = (
+    "covers files deleted since whose kept leaf hashes (_index/merkle) are gone: it cannot be"
+    " rechecked, and entries sealed with or after it cannot be proved; restore _index/merkle"
+    " from a backup"
+)
 
 
 @dataclass(frozen=True)
@@ -174,36 +185,94 @@ def tree_start(
     return TreeStart(writer, base, coverage if base else {})
 
 
-def tree_fields(
-    store: AuditStore, start: TreeStart, records: Sequence[Mapping[str, Any]]
-) -> dict[str, Any]:
-    """The members a new seal manifest adds for its tree: the format version and the head.
+class TreeBuilder:
+    """A seal's tree head, built streaming as the seal reads its files: `hasher(file)` is the
+    `file_record` callback that hashes the file's new lines in the seal's one read, `add(record,
+    hasher)` appends them (in the order the seal lists its records) to the frontier and to the
+    derived leaf file. Memory: the frontier (O(log n)) and one file's leaf hashes."""
 
-    `start` is the writer's tree before it (`tree_start`); `records` the file records the new
-    seal lists (every file of the writer when `start.base` is None). Hashes only the lines new
-    since the tree's previous head."""
-    base = start.base
-    frontier = Frontier(base.size, base.frontier) if base else Frontier()
-    appended = planned_ranges(start.coverage, records)
-    files = _FileFinder(store)
-    leaves = bytearray()
-    for name, first, end in appended:
-        hashes = _leaves_of(files.find(name), first, end)
-        frontier.extend_concatenated(hashes)
-        leaves += hashes
-    root = frontier.root()
-    first_leaf = frontier.size - len(leaves) // HASH_SIZE
-    save_leaves(store, start.writer, first_leaf, frontier.size, root, leaves)
-    return {
-        "format": TREE_FORMAT,
-        "merkle": {
-            "size": frontier.size,
-            "root": chain.tag(root),
-            "frontier": [h.hex() for h in frontier.hashes],
-            "extends": base.manifest.hash if base else None,
-            "appended": [list(item) for item in appended],
-        },
-    }
+    def __init__(self, store: AuditStore, start: TreeStart) -> None:
+        self.store = store
+        self.start = start
+        base = start.base
+        self.frontier = Frontier(base.size, base.frontier) if base else Frontier()
+        self.first = self.frontier.size
+        self.appended: list[tuple[str, int, int]] = []
+        self.files = _FileFinder(store)
+        self.out = _LeafFile(store, start.writer)
+
+    def hasher(self, file: LogFile) -> LeafHasher:
+        """The callback hashing the lines of `file` that its tree does not hold yet."""
+        return LeafHasher(self.start.coverage.get((file.day, file.segment), 0))
+
+    def add(self, record: Mapping[str, Any], hasher: LeafHasher | None = None) -> None:
+        """Append the lines a listed `record` adds to the tree: from `hasher` when it saw them
+        (the record's own read), else read again."""
+        for name, first, end in planned_ranges(self.start.coverage, [record]):
+            leaves = hasher.leaves(first, end) if hasher is not None else None
+            if leaves is None:  # not read with the record (a reused archive record)
+                leaves = _leaves_of(self.files.find(name), first, end)
+            self.frontier.extend_concatenated(leaves)
+            self.out.write(leaves)
+            self.appended.append((name, first, end))
+
+    def discard(self) -> None:
+        """Drop the partial leaf file of a seal that did not finish (nothing once it did)."""
+        self.out.discard()
+
+    def fields(self) -> dict[str, Any]:
+        """The format and `merkle` members of the seal manifest; keeps the new leaf hashes."""
+        frontier, base = self.frontier, self.start.base
+        root = frontier.root()
+        self.out.finish(self.first, frontier.size, root)
+        return {
+            "format": TREE_FORMAT,
+            "merkle": {
+                "size": frontier.size,
+                "root": chain.tag(root),
+                "frontier": [h.hex() for h in frontier.hashes],
+                "extends": base.manifest.hash if base else None,
+                "appended": [list(item) for item in self.appended],
+            },
+        }
+
+
+_digest = type(sha256()).digest
+
+
+class LeafHasher:
+    """The leaf hashes of lines `start` (0-based) on of one file, fed its chunks of whole lines
+    in order with the number of lines before each (`file_record`'s `on_lines`)."""
+
+    def __init__(self, start: int = 0, end: int | None = None) -> None:
+        self.start = start
+        self.end = end
+        self.lines = 0  # lines seen so far
+        self.parts: list[bytes] = []
+
+    def __call__(self, chunk: bytes, before: int) -> None:
+        """Hash the wanted lines of `chunk`, whose first line is line `before` (0-based)."""
+        if self.end is not None and before >= self.end:
+            return  # past the wanted lines
+        if before < self.start:
+            self.lines = before + chunk.count(b"\n")
+            if self.lines <= self.start:
+                return  # no wanted line in it: counted, not split
+        lines = chunk.split(b"\n")
+        lines.pop()  # after the last newline
+        self.lines = before + len(lines)
+        stop = None if self.end is None else self.end - before
+        wanted = lines[max(self.start - before, 0) : stop]
+        # leaf_hash of each line, iterated in C: a Python loop costs more than the hash
+        self.parts.append(b"".join(map(_digest, map(sha256, map(b"\x00".__add__, wanted)))))
+
+    def leaves(self, first: int, end: int) -> bytes | None:
+        """The leaf hashes of lines [first, end), or None when this hasher did not see them."""
+        if first != self.start or self.lines < end or (self.end is not None and self.end < end):
+            return None
+        data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+        self.parts = [data]
+        return data[: (end - first) * HASH_SIZE]
 
 
 def planned_ranges(
@@ -249,21 +318,16 @@ class _FileFinder:
 def _leaves_of(file: LogFile, start: int, end: int) -> bytes:
     """The leaf hashes of lines [start, end) (0-based) of `file`, concatenated."""
     source = LineSource(file)
+    hasher = LeafHasher(start, end)
     number = 0  # lines before the current chunk
-    out: list[bytes] = []
     for chunk in source.chunks():
-        count = chunk.count(b"\n")
-        if number + count > start:
-            lines = chunk.split(b"\n")
-            lines.pop()
-            wanted = lines[max(start - number, 0) : end - number]
-            out.extend([sha256(b"\x00" + line).digest() for line in wanted])  # leaf_hash, inlined
-        number += count
+        hasher(chunk, number)
+        number = source.lines
         if number >= end:
             break
     if number < end:
         raise IntegrityError(f"{file.name}: {number} whole lines, the seal covers {end}")
-    return b"".join(out)
+    return hasher.leaves(start, end) or b""
 
 
 # ---------------------------------------------------------------------------- derived data
@@ -278,29 +342,88 @@ def save_leaves(
     store: AuditStore, writer: str, first: int, end: int, root: bytes, leaves: bytes | bytearray
 ) -> None:
     """Write one seal's leaf hashes, atomically; a failure is ignored (derived data)."""
-    if end == first:
-        return
-    target = leaves_path(store, writer, first, end, root)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        for path in (target.parent.parent.parent, target.parent.parent, target.parent):
+    out = _LeafFile(store, writer)
+    out.write(leaves)
+    out.finish(first, end, root)
+
+
+class _LeafFile:
+    """A derived leaf file written as its hashes come (a temporary file, renamed to its name
+    once the head is known); any failure drops it (derived data)."""
+
+    def __init__(self, store: AuditStore, writer: str) -> None:
+        self.store, self.writer = store, writer
+        self.directory = store.root / INDEX_DIR / MERKLE_DIR / writer
+        self.temporary = self.directory / f".leaves.{os.getpid()}.{id(self):x}.tmp"
+        self.fd: int | None = None
+        self.failed = False
+
+    def write(self, leaves: bytes | bytearray) -> None:
+        """Append leaf hashes."""
+        if self.failed or not leaves:
+            return
+        try:
+            if self.fd is None:
+                self.fd = self._open()
+            if self.fd is not None:
+                view = memoryview(leaves)
+                while view:
+                    view = view[os.write(self.fd, view) :]
+        except OSError:
+            self._drop()
+
+    def finish(self, first: int, end: int, root: bytes) -> None:
+        """Name the file after the leaves [first, end) of the head `root` (nothing when empty)."""
+        self.finish_at(leaves_path(self.store, self.writer, first, end, root))
+
+    def finish_at(self, target: Path) -> None:
+        """Rename the file written to `target` (nothing when nothing was written)."""
+        if self.fd is None:
+            return
+        try:
+            os.close(self.fd)
+            self.fd = None
+            if not self.failed:
+                os.replace(self.temporary, target)
+                _prune_temps(self.directory)
+        except OSError:
+            self._drop()
+
+    def discard(self) -> None:
+        """Remove the temporary file if it was not named yet."""
+        if self.fd is not None:
+            self._drop()
+
+    def _open(self) -> int | None:
+        directory = self.directory
+        for path in (directory.parent.parent, directory.parent, directory):
             with contextlib.suppress(FileExistsError):
                 os.mkdir(path, 0o700)
             if path.is_symlink():  # planted: never write through it
-                return
-        fd = os.open(
-            temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-        )
-        try:
-            view = memoryview(leaves)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(temporary, target)
-    except OSError:
+                self.failed = True
+                return None
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        return os.open(self.temporary, flags, 0o600)
+
+    def _drop(self) -> None:
+        self.failed = True
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
         with contextlib.suppress(OSError):
-            os.unlink(temporary)
+            os.unlink(self.temporary)
+
+
+def _prune_temps(directory: Path) -> None:
+    """Remove the temporary leaf files (`_LeafFile`) of processes that no longer run (a seal
+    killed while it wrote)."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(directory):
+            stale = _TEMP.fullmatch(name)
+            if stale and not process_alive(int(stale.group(1))):
+                with contextlib.suppress(OSError):
+                    os.unlink(directory / name)
 
 
 def _saved_leaves(store: AuditStore, head: TreeHead) -> bytes | None:
@@ -316,6 +439,52 @@ def _saved_leaves(store: AuditStore, head: TreeHead) -> bytes | None:
 
 def _recomputed_leaves(head: TreeHead, files: _FileFinder) -> bytes:
     return b"".join(_leaves_of(files.find(name), start, end) for name, start, end in head.appended)
+
+
+# ---------------------------------------------------------------------------- retention
+def keep_leaves(store: AuditStore, names: Sequence[str]) -> None:
+    """Before retention deletes the files `names`: make sure the kept leaf hashes of every tree
+    head that appended lines of them are there and right (hashed again from the files while
+    they exist), since once they are gone the kept hashes are the only copy of those leaves.
+    Call it holding the manifest lock. A head whose files are already gone is left as it is
+    (`verify` reports it)."""
+    keys = {file_key(name) for name in names} - {None}
+    files = _FileFinder(store)
+    for writer in chain_writers(store)[0]:
+        base: TreeHead | None = None
+        for manifest in iter_manifests(store, writer):
+            head = head_of(manifest)
+            if manifest.kind == "seal" and manifest.error is None:
+                if head is not None and keys & {file_key(n) for n, _, _ in head.appended}:
+                    _keep_one(store, head, base, files)
+                base = head
+
+
+#: Kept leaf files this process found right: (root, inode, size, mtime).
+_KEPT: set[tuple[bytes, int, int, int]] = set()
+
+
+def _keep_one(store: AuditStore, head: TreeHead, base: TreeHead | None, files: _FileFinder) -> None:
+    """Keep `head`'s leaves: the saved ones when they take `base` to `head`, else hashed from
+    the files (kept only when they give the head)."""
+    heads = [base, head] if base is not None and head.extends is not None else [head]
+    try:
+        info = os.stat(leaves_path(store, head.writer, head.first, head.size, head.root))
+        seen = (head.root, info.st_ino, info.st_size, info.st_mtime_ns)
+    except OSError:
+        seen = None
+    if seen is not None and seen in _KEPT:
+        return  # checked by an earlier receipt of this process (rotate deletes day by day)
+    if _continues(heads, len(heads) - 1, _saved_leaves(store, head)):
+        if seen is not None:
+            _KEPT.add(seen)
+        return
+    try:
+        leaves = _recomputed_leaves(head, files)
+    except IntegrityError:
+        return  # a file it covers is already gone or damaged: nothing left to keep from
+    if _continues(heads, len(heads) - 1, leaves):
+        save_leaves(store, head.writer, head.first, head.size, head.root, leaves)
 
 
 # ---------------------------------------------------------------------------- reading heads
@@ -392,7 +561,7 @@ class TreeCheck:
         self.store = store
         self.report = report
         self.files = _FileFinder(store)
-        self.counts = {"heads": 0, _GONE: 0, _UNCHECKED: 0}
+        self.counts = {"heads": 0, _GONE: 0}
 
     def check(
         self,
@@ -429,12 +598,6 @@ class TreeCheck:
             notes.append(
                 f"{counts[_GONE]} tree head(s) cover files deleted since; checked from the kept"
                 " leaf hashes"
-            )
-        if counts[_UNCHECKED]:
-            notes.append(
-                f"{counts[_UNCHECKED]} tree head(s) cover files deleted since whose kept leaf"
-                " hashes (_index/merkle) are gone too: not rechecked, and entries sealed with or"
-                " after them cannot be proved"
             )
 
 
@@ -478,14 +641,17 @@ def _check_chain(
         detail = _check_one(
             store, head, base, coverage, files, deleted, streamed.get(manifest.sequence)
         )
-        if detail in (_GONE, _UNCHECKED):
+        if detail == _GONE:
             counts[detail] += 1
         elif (
             detail
             and not explained & {file_key(name) for name, _, _ in head.appended}
             and not (chain_broken and detail.startswith("extends"))
         ):
-            report.problems.append(Problem(manifest.name, None, _KIND, detail))
+            # _UNCHECKED: retention kept the leaves before it deleted the files; lost since
+            report.problems.append(
+                Problem(manifest.name, None, _KIND, _LOST if detail == _UNCHECKED else detail)
+            )
         advance(coverage, manifest)
         base = head
 
@@ -533,8 +699,11 @@ def _check_one(
             gone = True  # deleted by a retention that ran while verify did: the kept leaves decide
         if gone:
             leaves = _saved_leaves(store, head) or b""
-            if not leaves:
-                return _UNCHECKED
+            if not leaves:  # a copy that kept the files (a fleet's central store) still has them
+                leaves = _recomputed_if_head(head, files, start.copy())
+                if not leaves:
+                    return _UNCHECKED
+                gone = False
         start.extend_concatenated(leaves)
         if not gone and not _gives(start, head) and _receipted_since(store, head):
             # A retention receipt written while verify ran deleted a file the head covers, and
@@ -565,6 +734,17 @@ def _gives(frontier: Frontier, head: TreeHead) -> bool:
     return frontier.size == head.size and tuple(frontier.hashes) == head.frontier
 
 
+def _recomputed_if_head(head: TreeHead, files: _FileFinder, frontier: Frontier) -> bytes:
+    """`head`'s leaves hashed from the files when they are there and take `frontier` (the
+    head before it) to `head`, else nothing (gone, or re-created with other lines)."""
+    try:
+        leaves = _recomputed_leaves(head, files)
+    except IntegrityError:
+        return b""
+    frontier.extend_concatenated(leaves)
+    return leaves if _gives(frontier, head) else b""
+
+
 def _receipted_since(store: AuditStore, head: TreeHead) -> bool:
     """Whether a retention receipt, read now, names a file `head` covers and came after it: one
     written while verify ran (its file may be gone, or made again by a late writer)."""
@@ -592,6 +772,12 @@ def _deleted_after(
 
 
 # ---------------------------------------------------------------------------- prove
+#: The height of the level of nodes kept for `prove` (`_index/merkle/<writer>/tree-….nodes`,
+#: 1/64 of the leaf hashes): an audit path then hashes at most 64 leaves per level below it
+#: instead of the whole tree.
+NODES_HEIGHT = 6
+
+
 @dataclass
 class LoadedTree:
     """The full tree of one seal, and which file line each leaf is."""
@@ -610,14 +796,49 @@ class LoadedTree:
                     at += end - start
         raise ValueError(f"no leaf {leaf_index}")
 
+    def find(self, leaf: bytes, day: str | None = None) -> int | None:
+        """The index of leaf hash `leaf`: with `day`, among the lines of that day's files only
+        (where an entry of that day is stored), else anywhere in the tree."""
+        spans = [(0, self.tree.size)]
+        if day is not None:
+            prefix, spans = f"{PARTITION_PREFIX}{day}/", []
+            for head in self.heads:
+                at = head.first
+                for name, start, end in head.appended:
+                    if name.startswith(prefix):
+                        spans.append((at, at + end - start))
+                    at += end - start
+        leaves = self.tree.leaves
+        for low, high in spans:
+            found = leaves.find(leaf, low * HASH_SIZE, high * HASH_SIZE)
+            while found >= 0 and found % HASH_SIZE:  # straddles two hashes: look further
+                found = leaves.find(leaf, found + 1, high * HASH_SIZE)
+            if found >= 0:
+                return found // HASH_SIZE
+        return None
 
-def load_tree(store: AuditStore, manifests: Sequence[Manifest], target: Manifest) -> LoadedTree:
-    """The tree `target` signs, from the derived leaf files (rebuilt from the entries where
-    missing or wrong). IntegrityError when the entries no longer give the signed head."""
+    def proof(self, index: int, leaf: bytes) -> list[bytes] | None:
+        """The audit path of `leaf` at `index` to the newest head, or None when it does not
+        lead to the signed root (the kept leaf hashes are wrong)."""
+        head = self.heads[-1]
+        path = self.tree.inclusion_path(index, head.size)
+        return path if verify_inclusion(leaf, index, head.size, path, head.root) else None
+
+
+def load_tree(
+    store: AuditStore, manifests: Sequence[Manifest], target: Manifest, *, recheck: bool = False
+) -> LoadedTree:
+    """The tree `target` signs, from the derived leaf files and kept nodes (rebuilt from the
+    entries where missing or wrong). The root is checked against the signed head; the kept
+    nodes spare hashing every leaf, so a wrong leaf under them shows only in an audit path
+    (`LoadedTree.proof`): then load again with `recheck`, which checks every leaf file against
+    the heads. IntegrityError when the entries no longer give the signed head."""
     heads = tree_chain(manifests, target)
     files = _FileFinder(store)
     slices = [_saved_leaves(store, head) for head in heads]
-    for attempt in range(2):
+    cache = nodes_path(store, heads[0])
+    kept = b"" if recheck else _read_derived(cache)
+    for attempt in range(1 if recheck else 0, 2):
         for i, head in enumerate(heads):
             if slices[i] is None or (attempt and not _continues(heads, i, slices[i])):
                 try:
@@ -628,12 +849,34 @@ def load_tree(store: AuditStore, manifests: Sequence[Manifest], target: Manifest
                         f" and cannot be recomputed: {exc}"
                     ) from None
                 save_leaves(store, head.writer, head.first, head.size, head.root, slices[i] or b"")
-        tree = Tree(b"".join(s or b"" for s in slices))
+        leaves = b"".join(s or b"" for s in slices)
+        tree = Tree(leaves, skip=NODES_HEIGHT, nodes=b"" if attempt else kept)
         if tree.size == heads[-1].size and tree.root() == heads[-1].root:
+            if tree.nodes() != kept:
+                out = _LeafFile(store, heads[0].writer)
+                out.write(tree.nodes())
+                out.finish_at(cache)
             return LoadedTree(heads, tree)
     raise IntegrityError(
         f"{target.name}: the sealed entries no longer give its tree head; run `audit verify`"
     )
+
+
+def nodes_path(store: AuditStore, first: TreeHead) -> Path:
+    """Where the kept nodes of the tree that starts with head `first` live."""
+    name = f"tree-{first.size:012d}-{first.root.hex()}.nodes"
+    return store.root / INDEX_DIR / MERKLE_DIR / first.writer / name
+
+
+def _read_derived(path: Path) -> bytes:
+    """A derived file's bytes, or nothing when it is missing, not a regular file or odd."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read()
+    return b"" if len(data) % HASH_SIZE else data
 
 
 def _continues(heads: Sequence[TreeHead], i: int, leaves: bytes | None) -> bool:
