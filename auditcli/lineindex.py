@@ -54,7 +54,14 @@ import orjson
 from . import chain, gzmembers
 from .lines import LineSplitter
 from .outfile import process_alive
-from .safeio import INDEX_HEADER_MAX, open_dir, open_dir_at, open_file
+from .safeio import (
+    INDEX_HEADER_MAX,
+    make_dirs,
+    open_dir,
+    open_dir_at,
+    open_file,
+    write_atomic_at,
+)
 
 INDEX_DIR = "_index"
 FIELDS = ("actorId", "action", "target", "targetId", "organizationId", "teamId")
@@ -916,46 +923,16 @@ def save(root: Path, partition: str, file_name: str, index: LineIndex) -> None:
     that no longer exist in the partition are removed on the way."""
     temporary = f".{file_name}.{os.getpid()}.{id(index):x}.tmp"  # per writer
     try:
-        directory = _index_dir(root, partition)
+        directory = make_dirs(root, [INDEX_DIR, partition])
     except OSError:
         return
     try:
-        fd = os.open(
-            temporary,
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-            0o600,
-            dir_fd=directory,
-        )
-        try:
-            view = memoryview(index.to_bytes())
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(temporary, file_name + ".idx", src_dir_fd=directory, dst_dir_fd=directory)
+        write_atomic_at(directory, file_name + ".idx", temporary, index.to_bytes())
         _prune(root, partition, directory)
     except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary, dir_fd=directory)
+        pass
     finally:
         os.close(directory)
-
-
-def _index_dir(root: Path, partition: str) -> int:
-    """A descriptor of `_index/<partition>`, both created (0700) when missing; OSError when
-    either is a symlink or not a directory."""
-    fd = open_dir(root, [])
-    try:
-        for name in (INDEX_DIR, partition):
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(name, 0o700, dir_fd=fd)
-            child = open_dir_at(fd, name)
-            os.close(fd)
-            fd = child
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def _prune(root: Path, partition: str, directory: int) -> None:

@@ -11,6 +11,7 @@ tool ever writes: a larger file is refused as damage, never read.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -69,6 +70,47 @@ def open_dir(root: Path, parts: Sequence[str]) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def make_dirs(root: Path, parts: Sequence[str]) -> int:
+    """A descriptor of the directory `root/parts[0]/parts[1]/…`, each part created (0700) when
+    missing; OSError when one is a symlink or not a directory (never written through)."""
+    fd = open_dir(root, [])
+    try:
+        for name in parts:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o700, dir_fd=fd)
+            child = open_dir_at(fd, name)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def write_atomic_at(directory: int, name: str, temporary: str, content: bytes) -> None:
+    """Write `content` to `name` in the directory `directory` through the new file `temporary`
+    (O_EXCL, 0600, never through a symlink) renamed over it; on OSError the temporary file is
+    removed and the error raised. No fsync: for derived data, which a crash may lose."""
+    try:
+        fd = os.open(
+            temporary,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+            dir_fd=directory,
+        )
+        try:
+            view = memoryview(content)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary, dir_fd=directory)
+        raise
 
 
 def open_dir_at(dir_fd: int, name: str) -> int:

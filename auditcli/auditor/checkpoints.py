@@ -43,7 +43,7 @@ from auditcli.lineindex import INDEX_DIR, identity, tail_of
 from auditcli.outfile import process_alive
 from auditcli.progress import Progress
 from auditcli.query import Filters, Problem, QueryEngine, entry_of
-from auditcli.safeio import open_dir, open_dir_at, open_file, read_bounded, why
+from auditcli.safeio import make_dirs, open_dir, open_file, read_bounded, why, write_atomic_at
 from auditcli.store import AuditStore
 from auditcli.timeparse import format_utc
 
@@ -172,46 +172,14 @@ def _load(
     return body
 
 
-def _directory(store: AuditStore) -> int:
-    """A descriptor of `_index/auditor`, both created (0700) when missing; OSError when either
-    is a symlink or not a directory."""
-    fd = open_dir(store.root, [])
-    try:
-        for name in (INDEX_DIR, CHECKPOINT_DIR):
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(name, 0o700, dir_fd=fd)
-            child = open_dir_at(fd, name)
-            os.close(fd)
-            fd = child
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
 def _save(directory: int, name: str, content: bytes) -> bool:
     """Write `name` atomically (a temp file renamed over it); False when it failed (read-only
     directory, full disk): a checkpoint only saves time."""
-    temporary = f".{name}.{os.getpid()}.tmp"
     try:
-        fd = os.open(
-            temporary,
-            os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-            0o600,
-            dir_fd=directory,
-        )
-        try:
-            view = memoryview(content)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
-        return True
+        write_atomic_at(directory, name, f".{name}.{os.getpid()}.tmp", content)
     except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary, dir_fd=directory)
         return False
+    return True
 
 
 def _prune(directory: int, days: set[str]) -> None:
@@ -346,7 +314,7 @@ class Checkpoints:
         stop at a day whose reading met a problem or when nothing can be saved. The last
         checkpoint saved, or None."""
         try:
-            directory = _directory(self.store)
+            directory = make_dirs(self.store.root, [INDEX_DIR, CHECKPOINT_DIR])
         except OSError:
             return None
         try:

@@ -37,7 +37,13 @@ import orjson
 from auditcli.errors import AuditError
 from auditcli.lineindex import INDEX_DIR
 from auditcli.query import Problem
-from auditcli.safeio import MANIFEST_MAX, open_dir, open_dir_at, open_file, read_bounded
+from auditcli.safeio import (
+    MANIFEST_MAX,
+    make_dirs,
+    open_file,
+    read_bounded,
+    write_atomic_at,
+)
 from auditcli.store import AuditStore
 
 from .manifests import (
@@ -232,47 +238,16 @@ def _read_state(store: AuditStore, writer: str) -> dict[str, Any] | None:
 
 def _write_state(store: AuditStore, writer: str, state: dict[str, Any]) -> None:
     data = orjson.dumps(state, option=orjson.OPT_SORT_KEYS) + b"\n"
-    temporary = f".{writer}.json.{os.getpid()}.tmp"
     try:
-        directory = _state_dir(store)
+        directory = make_dirs(store.root, [INDEX_DIR, STATE_DIR])
     except OSError:
         return
     try:
-        fd = os.open(
-            temporary,
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-            0o600,
-            dir_fd=directory,
-        )
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(temporary, f"{writer}.json", src_dir_fd=directory, dst_dir_fd=directory)
+        write_atomic_at(directory, f"{writer}.json", f".{writer}.json.{os.getpid()}.tmp", data)
     except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary, dir_fd=directory)
+        pass  # derived data: the next seal reads the chain
     finally:
         os.close(directory)
-
-
-def _state_dir(store: AuditStore) -> int:
-    """A descriptor of `_index/seal`, both created (0700) when missing; OSError when either is
-    a symlink or not a directory (never written through)."""
-    fd = open_dir(store.root, [])
-    try:
-        for name in (INDEX_DIR, STATE_DIR):
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(name, 0o700, dir_fd=fd)
-            child = open_dir_at(fd, name)
-            os.close(fd)
-            fd = child
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 # ---------------------------------------------------------------------------- verify's side
