@@ -29,6 +29,7 @@ import orjson
 
 from . import chain
 from .catalog import Catalog
+from .commitments import SALT_BYTES, salted
 from .errors import (
     DuplicateIdError,
     IntegrityError,
@@ -518,11 +519,15 @@ class AuditStore:
             previous = target.last_link or chain.genesis(partition, target.segment)
             lines = []
             for _, content in items:
-                previous = chain.link(previous, content)
-                lines.append(chain.chained_line(content, previous))
-            target.write(b"".join(lines))
+                # Chain version 2: the link commits to personal fields through salted
+                # commitments, so a redaction can later remove them (auditcli.commitments).
+                stored, hashed = salted(content, os.urandom(SALT_BYTES))
+                previous = chain.link(previous, hashed)
+                lines.append(chain.chained_line(stored, previous))
+            payload = b"".join(lines)
+            target.write(payload)
             if index is not None:
-                index.note_written(target.path.name, items)
+                index.note_written(target.path.name, items, len(payload))
         return AppendReport(len(items), duplicates)
 
     def append(self, entries: Iterable[Mapping[str, Any]]) -> AppendReport:
@@ -570,16 +575,16 @@ class IdIndex:
             source = LineSource(file, start)
             for chunk in source.chunks():
                 for line in chunk.split(b"\n")[:-1]:
-                    if (parsed := chain.split_line(line + b"\n")) is not None:
-                        content = parsed[0]
+                    if chain.is_chained_line(line + b"\n"):
+                        content = chain.content_of(line + b"\n")
                         self.ids[_id_of(content)] = content_digest(content)
             self._read_to[name] = source.end  # a too-long line is skipped, its bytes counted
 
-    def note_written(self, file_name: str, items: list[tuple[str, bytes]]) -> None:
-        """Remember entries this process just appended to `file_name` (no need to re-read them)."""
+    def note_written(self, file_name: str, items: list[tuple[str, bytes]], written: int) -> None:
+        """Remember entries this process just appended to `file_name` (`written` bytes): no
+        need to re-read them."""
         for entry_id, content in items:
             self.ids[entry_id] = content_digest(content)
-        written = sum(len(content) - 1 + chain.SUFFIX_LEN for _, content in items)
         self._read_to[file_name] = self._read_to.get(file_name, 0) + written
 
     def filter_new(self, items: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], int]:

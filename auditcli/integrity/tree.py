@@ -55,6 +55,7 @@ from .manifests import (
     records_of,
 )
 from .merkle import HASH_SIZE, Frontier, Tree
+from .redaction import Redactions
 
 _KIND = "tree head"
 _GONE, _UNCHECKED = "gone", "unchecked"  # outcomes of _check_one besides a problem
@@ -302,8 +303,16 @@ def _saved_leaves(store: AuditStore, head: TreeHead) -> bytes | None:
     return data if len(data) == (head.size - head.first) * HASH_SIZE else None
 
 
-def _recomputed_leaves(head: TreeHead, files: _FileFinder) -> bytes:
-    return b"".join(_leaves_of(files.find(name), start, end) for name, start, end in head.appended)
+def _recomputed_leaves(
+    head: TreeHead, files: _FileFinder, redactions: Redactions | None = None
+) -> bytes:
+    parts = [_leaves_of(files.find(name), start, end) for name, start, end in head.appended]
+    if redactions is not None:  # a line redacted after this seal: the leaf the seal signed
+        parts = [
+            redactions.sealed_leaves(file_key(name), start, leaves, head.manifest.sealed_at)
+            for (name, start, _), leaves in zip(head.appended, parts, strict=True)
+        ]
+    return b"".join(parts)
 
 
 # ---------------------------------------------------------------------------- reading heads
@@ -374,11 +383,14 @@ class TreeCheck:
         self.report = report
         self.files = _FileFinder(store)
         self.counts = {"heads": 0, _GONE: 0, _UNCHECKED: 0}
+        self.redactions: Redactions | None = None  # set by verify: lines redacted since
 
     def check(self, writer: str) -> None:
         """Check the heads of `writer`'s chain (after its files were checked)."""
         explained = {file_key(p.file) for p in self.report.problems} - {None}
-        _check_chain(self.store, writer, self.report, explained, self.files, self.counts)
+        _check_chain(
+            self.store, writer, self.report, explained, self.files, self.counts, self.redactions
+        )
 
     def notes(self) -> None:
         """Add the notes of what was checked to the report."""
@@ -405,6 +417,7 @@ def _check_chain(
     explained: set[tuple[str, str] | None],
     files: _FileFinder,
     counts: dict[str, int],
+    redactions: Redactions | None = None,
 ) -> None:
     """`TreeCheck.check`: the heads of one writer's chain."""
     prefix = f"{MANIFEST_DIR}/{writer}/"
@@ -435,7 +448,7 @@ def _check_chain(
             continue
         counts["heads"] += 1
         deleted = _deleted_after(manifest, receipted, foreign)
-        detail = _check_one(store, head, base, coverage, files, deleted)
+        detail = _check_one(store, head, base, coverage, files, deleted, redactions)
         if detail in (_GONE, _UNCHECKED):
             counts[detail] += 1
         elif (
@@ -455,6 +468,7 @@ def _check_one(
     coverage: Coverage,
     files: _FileFinder,
     deleted: set[tuple[str, str] | None],
+    redactions: Redactions | None = None,
 ) -> str:
     """What is wrong with one head: "" when nothing, _GONE when files it covers were deleted
     since (gone, or under a later receipt: `deleted` are their file keys) and
@@ -473,7 +487,7 @@ def _check_one(
         return "its appended ranges are not the lines its files grew by since the seal before"
     gone = any(file_key(name) in deleted for name, _, _ in head.appended)
     try:
-        leaves = b"" if gone else _recomputed_leaves(head, files)
+        leaves = b"" if gone else _recomputed_leaves(head, files, redactions)
     except _GoneError:
         gone = True
     except IntegrityError as exc:  # shorter than sealed, unreadable: its file's problem too
