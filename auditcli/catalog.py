@@ -117,6 +117,13 @@ BUILTIN_ACTIONS: tuple[ActionSpec, ...] = (
         "Service Account Management",
         "{actor} deleted service account {target}",
     ),
+    ActionSpec(
+        "entries_redacted",
+        "Entries Redacted",
+        "ORGANIZATION",
+        "Data Protection",
+        "{actor} redacted personal data from audit entries",
+    ),
 )
 
 

@@ -29,7 +29,7 @@ import stat
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, timedelta
 from pathlib import Path
@@ -301,21 +301,7 @@ def _compress(dfd: int, name: str, where: str, dry_run: bool, note: Callable[[St
                 "not be removed afterwards; left as is"
             )
         _unlink_at(dfd, temp)
-        digest, size = hashlib.sha256(), 0
-        packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: one gzip member, mtime 0
-        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_SURPRISES, 0o600, dir_fd=dfd)
-        try:
-            while block := os.read(fd, _BLOCK):
-                digest.update(block)
-                size += len(block)
-                _write_all(out, packer.compress(block))
-            _write_all(out, packer.flush())
-            os.fsync(out)
-            packed = os.fstat(out).st_size
-        finally:
-            os.close(out)
-        if _gzip_digest(dfd, temp) != (digest.digest(), size):
-            raise OSError(0, "the compressed file does not decompress to the same bytes")
+        size, packed = write_gzip(dfd, temp, iter(lambda: os.read(fd, _BLOCK), b""))
         os.rename(temp, gz, src_dir_fd=dfd, dst_dir_fd=dfd)
         renamed = True
         os.fsync(dfd)
@@ -338,6 +324,28 @@ def _compress(dfd: int, name: str, where: str, dry_run: bool, note: Callable[[St
     ratio = f"{size} -> {packed} bytes" + (f" ({packed * 100 // size}%)" if size else "")
     note(Step("compress", where, ratio, size, packed))
     return True
+
+
+def write_gzip(dfd: int, temp: str, blocks: Iterable[bytes]) -> tuple[int, int]:
+    """Write `blocks` as one gzip member to new file `temp` of directory `dfd` (0600, never
+    through a link), fsync it and check that it decompresses to the same bytes (OSError
+    otherwise). Returns (bytes in, bytes written). The caller renames it into place."""
+    digest, size = hashlib.sha256(), 0
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: one gzip member, mtime 0
+    out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_SURPRISES, 0o600, dir_fd=dfd)
+    try:
+        for block in blocks:
+            digest.update(block)
+            size += len(block)
+            _write_all(out, packer.compress(block))
+        _write_all(out, packer.flush())
+        os.fsync(out)
+        packed = os.fstat(out).st_size
+    finally:
+        os.close(out)
+    if _gzip_digest(dfd, temp) != (digest.digest(), size):
+        raise OSError(0, "the compressed file does not decompress to the same bytes")
+    return size, packed
 
 
 def _finish(dfd: int, name: str, where: str, dry_run: bool, note: Callable[[Step], None]) -> bool:
