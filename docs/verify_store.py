@@ -353,6 +353,8 @@ def verify(root: Path, trusted: Ed25519PublicKey | None) -> tuple[int, int]:
     files = total = 0
     for path in sorted(root.glob("date=*/*")):
         name = f"{path.parent.name}/{path.name}"
+        if path.name.startswith(".") and path.name.endswith(".tmp"):
+            continue  # the temp of an interrupted rotate or redact: never evidence
         try:
             day, segment = file_key(name)
         except ValueError:

@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import orjson
@@ -387,6 +386,22 @@ def test_lines_written_before_commitments_are_replaced_whole_under_a_signed_rece
 
 
 # ------------------------------------------------------------------------ crash safety
+#: `audit …` that SIGKILLs itself at the n-th fsync (argv[1]): every step a redaction makes
+#: durable (a temp file written, the receipt, each rename, the entry) ends in one.
+KILL_AT_FSYNC = """
+import os, runpy, signal, sys
+nth, calls, real = int(sys.argv.pop(1)), [0], os.fsync
+def fsync(fd):
+    calls[0] += 1
+    if calls[0] == nth:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(fd)
+os.fsync = fsync
+sys.argv = ["audit", *sys.argv[1:]]
+runpy.run_module("auditcli", run_name="__main__")
+"""
+
+
 def test_kill_9_at_random_points_then_a_rerun_finishes(tmp_path: Path) -> None:
     root, key = tmp_path / "logs", tmp_path / "seal.key"
     assert _audit(root, "keys", "generate", "--out", str(key))[0] == 0
@@ -399,15 +414,29 @@ def test_kill_9_at_random_points_then_a_rerun_finishes(tmp_path: Path) -> None:
     _import(root, "w2", [_entry(n, days[0], ALICE) for n in range(90, 99)], tmp_path)
     assert _audit(root, "seal", "-q", "--signing-key", str(key))[0] == 0
     env = {**os.environ, "AUDIT_LOG_DIR": str(root), "AUDIT_WRITER_ID": "w1"}
-    argv = [sys.executable, "-m", "auditcli", "redact", "--actor-id", ALICE]
-    argv += ["--reason", "r", "--signing-key", str(key)]
-    rng = random.Random(17)
-    for _ in range(4):
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.2, 1.2))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+    args = ["redact", "--actor-id", ALICE, "--reason", "r", "--signing-key", str(key)]
+    codes = []
+    for nth in sorted(random.Random(17).sample(range(1, 18), 4)):
+        killed = subprocess.run(
+            [sys.executable, "-c", KILL_AT_FSYNC, str(nth), *args],
+            env=env,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        codes.append(killed.returncode)
+        # After each kill the store is whole: every file the old or the new one.
+        code, docs, problems = _verify(root, key)
+        assert (code, docs) == (0, 0), problems
+    assert codes[0] == -signal.SIGKILL, codes
+    done = subprocess.run(
+        [sys.executable, "-m", "auditcli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert not list(root.glob("date=*/.*"))  # no temp left
     stored = b"".join(b"".join(_lines(p)) for p in root.glob("date=*/*"))
