@@ -1,4 +1,5 @@
-"""The action catalog: the API's 15 admin actions, its 5 targets, and a user's own actions."""
+"""The action catalog: the API's 15 admin actions, `entries_redacted` (audit redact), its 5
+targets, and a user's own actions."""
 
 from __future__ import annotations
 
