@@ -444,3 +444,44 @@ def test_kill_9_at_random_points_then_a_rerun_finishes(tmp_path: Path) -> None:
     assert len(_query(root, "--actor-id", ALICE)) == 6 * 30 + 9
     code, docs, problems = _verify(root, key)
     assert (code, docs) == (0, 0), problems
+
+
+def test_line_indexes_of_rewritten_files_are_dropped_not_served_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from auditcli import query
+
+    root, key = _build(tmp_path)
+    monkeypatch.setattr(query, "INDEX_MIN_BYTES", 0)  # index even these small files
+    assert _query(root, "--actor-id", ALICE)[0]["actorName"] == "Alice Smith"
+    indexes = list((root / "_index").rglob("*.idx"))
+    assert any(p.name == "w1.jsonl.idx" for p in indexes), indexes
+    code, out = _audit(root, "redact", "--actor-id", ALICE, "--reason", "r", "--signing-key", key)
+    assert code == 0, out
+    assert {e["actorName"] for e in _query(root, "--actor-id", ALICE)} == {commitments.MARKER}
+    code, out = _audit(root, "verify", "--public-key", f"{key}.pub")
+    assert code == 0, out
+
+
+def test_the_http_api_shows_the_marker(redacted, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from auditcli.accounts import AccountStore
+    from auditcli.server import create_app
+    from auditcli.store import AuditStore
+
+    root, _ = _copy(redacted, tmp_path)  # creating an account records an entry
+    store = AuditStore(root, writer_id="w1")
+    token = AccountStore(store).create("admin-1", "org-1", "admin", actor={"actorId": "t"})[1]
+    client = TestClient(create_app(AuditStore(root)), raise_server_exceptions=False)
+    response = client.get(
+        "/api/v1/audit-logs",
+        params={"actorId": ALICE, "limit": 100},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 200, response.text
+    logs = response.json()["logs"]
+    assert len(logs) == 7
+    assert all(list(e) == list(chain.SEED_FIELDS) for e in logs)
+    assert {e["actorEmail"] for e in logs} == {commitments.MARKER}
+    assert "alice" not in response.text.lower()
