@@ -485,3 +485,16 @@ def test_the_http_api_shows_the_marker(redacted, tmp_path: Path) -> None:
     assert all(list(e) == list(chain.SEED_FIELDS) for e in logs)
     assert {e["actorEmail"] for e in logs} == {commitments.MARKER}
     assert "alice" not in response.text.lower()
+
+
+def test_new_lines_are_indexed_like_old_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line index is built from version 2 lines (their salt is no entry field)."""
+    from auditcli import query
+
+    root, _ = _build(tmp_path)
+    monkeypatch.setattr(query, "INDEX_MIN_BYTES", 0)
+    assert len(_query(root, "--actor-id", ALICE)) == 7
+    index = root / "_index" / f"date={D2}" / "w1.jsonl.idx"
+    assert b'"usable":true' in index.read_bytes()[:4096]
