@@ -20,7 +20,7 @@ import re
 import socket
 import stat
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -326,8 +326,12 @@ class AuditStore:
         *,
         writer_id: str | None = None,
         clock: Clock = utc_now,
+        salt: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self.root = Path(root) if root is not None else default_log_dir()
+        #: Each new line's salt (chain version 2), from its content: random unless a
+        #: reproducible fixture (sample_logs) derives it; a guessable salt protects nothing.
+        self.salt = salt or _random_salt
         self.writer_id = writer_id or default_writer_id()
         if not _SEGMENT.fullmatch(self.writer_id) or "+" in self.writer_id:
             raise UsageError(f"writer id {self.writer_id!r}: use letters, digits, '.' and '-'")
@@ -521,7 +525,7 @@ class AuditStore:
             for _, content in items:
                 # Chain version 2: the link commits to personal fields through salted
                 # commitments, so a redaction can later remove them (auditcli.commitments).
-                stored, hashed = salted(content, os.urandom(SALT_BYTES))
+                stored, hashed = salted(content, self.salt(content))
                 previous = chain.link(previous, hashed)
                 lines.append(chain.chained_line(stored, previous))
             payload = b"".join(lines)
@@ -544,6 +548,10 @@ class AuditStore:
             report.written += part.written
             report.duplicates += part.duplicates
         return report
+
+
+def _random_salt(_content: bytes) -> bytes:
+    return os.urandom(SALT_BYTES)
 
 
 def content_digest(content: bytes) -> bytes:
