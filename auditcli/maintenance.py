@@ -584,7 +584,9 @@ _FIELDS: dict[str, tuple[bytes, bytes, bool]] = {
     "actor": (b',"actorId":', b',"actorName":', False),
     "target": (b',"target":', b',"targetId":', False),
     "org": (b',"organizationId":', b',"teamId":', True),
-    "team": (b',"teamId":', b',"createdAt":', True),
+    # teamId is followed by createdAt, or (chain version 2) by the line's salt or redaction
+    # record: `,"` starts the next key (never raw inside a JSON string, where `"` is escaped).
+    "team": (b',"teamId":', b',"', True),
 }
 _PATTERNS: dict[str, re.Pattern[bytes]] = {
     name: re.compile(re.escape(key) + _STRING + re.escape(term))
