@@ -14,7 +14,7 @@ import orjson
 from .catalog import Catalog
 from .errors import AuditError, InvalidEntryError, NotRecordedError
 from .model import (
-    MAX_LINE_BYTES,
+    MAX_ENTRY_BYTES,
     MAX_METADATA_DEPTH,
     SEED_FIELDS,
     _validate,
@@ -257,7 +257,7 @@ def _canonical_entry(raw: bytes, catalog: Catalog) -> tuple[dict[str, Any], byte
         or type(created) is not str
         or type(action) is not str
         or action not in catalog
-        or len(content) > MAX_LINE_BYTES - 100
+        or len(content) > MAX_ENTRY_BYTES
         or content.count(b"{") + content.count(b"[") > MAX_METADATA_DEPTH + 1
     ):
         return None

@@ -76,6 +76,7 @@ class RedactReport:
     receipt: str | None = None
     leftovers: int = 0  # temps of an interrupted run, removed
     v1_lines: int = 0  # lines written before commitments: replaced whole
+    too_long: list[str] = field(default_factory=list)  # `file:line` whose redaction won't fit
 
 
 def redact_entries(
@@ -116,6 +117,9 @@ def redact_entries(
             continue
         old_entry = parse(content[0])[0]
         new_line = chain.chained_line(new, content[1])
+        if len(new_line) > chain.MAX_LINE:  # its redaction record would not fit: left as is
+            report.too_long.append(f"{file.name}:{number}")
+            continue
         new_entry, block = parse(new)
         changed = [
             name

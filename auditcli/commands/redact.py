@@ -101,3 +101,10 @@ def redact(
     if report.receipt and not dry_run:
         summary += f"; receipt {report.receipt}"
     typer.echo(summary)
+    if report.too_long:
+        from auditcli.errors import IntegrityError
+
+        raise IntegrityError(
+            f"{len(report.too_long)} entries left unredacted: redacted, their line would be over "
+            f"the stored line limit (first: {report.too_long[0]})"
+        )
