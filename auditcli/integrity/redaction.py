@@ -124,6 +124,17 @@ def line_accepted(
     return covered is not None and digest in covered.get(number, ())
 
 
+def hashed_input(line: bytes) -> bytes:
+    """What stored `line` (without its newline) hashes after the previous link: its content
+    (version 1, or a malformed block), else its committed form (version 2)."""
+    content = line[: 1 - chain.SUFFIX_LEN] + b"}"
+    try:
+        form = link_input(content)
+    except BadBlock:
+        return content
+    return content if form is None else form[0]
+
+
 def _records(receipt: Mapping[str, Any], member: str) -> list[Mapping[str, Any]]:
     records = receipt.get(member)
     return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []

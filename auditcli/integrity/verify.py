@@ -56,7 +56,7 @@ from .manifests import (
     receipt_records,
     records_of,
 )
-from .redaction import Redactions, line_accepted
+from .redaction import Redactions, hashed_input, line_accepted
 from .tree import TreeCheck
 
 #: How a checkpoint names the manifest that made it: (order verify read it in, `#5`).
@@ -1302,13 +1302,13 @@ class _FileScan:
             before = stored.get(n - 1)
             if before is None or line is None:
                 continue
-            computed[n] = link = sha(before + line[:-_TAIL] + b"}").digest()
+            computed[n] = link = sha(before + hashed_input(line)).digest()
             after = by_number.get(n + 1)
             if (
                 after
                 and after[1] is not None
                 and not after[3]
-                and sha(link + after[1][:-_TAIL] + b"}").digest() == after[2]
+                and sha(link + hashed_input(after[1])).digest() == after[2]
             ):
                 self.flagged.add(n)
                 explained.add(n + 1)
@@ -1322,7 +1322,7 @@ class _FileScan:
             if index >= _MAX_BAD_SEARCH or self.searched >= _MAX_SEARCHES_PER_FILE:
                 break
             self.searched += 1
-            content = line[:-_TAIL] + b"}"
+            content = hashed_input(line)
             for m, candidate in candidates:
                 if m != n and m != n - 1 and sha(candidate + content).digest() == digest:
                     pred[n] = m
@@ -1368,7 +1368,7 @@ class _FileScan:
                 parsed = chain.split_line(line + b"\n")
                 if parsed is not None:
                     for origin, name in self.geneses().items():
-                        if chain.link(origin, parsed[0]) == parsed[1]:
+                        if chain.link(origin, hashed_input(line)) == parsed[1]:
                             self.moved_from = name
                             self.problem(
                                 1,
