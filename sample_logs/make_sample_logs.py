@@ -42,6 +42,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
 from auditcli import AuditStore  # noqa: E402
+from auditcli.store import init_store  # noqa: E402
 
 SEED = 20261102
 FIRST_DAY = datetime(2026, 11, 2, tzinfo=UTC)
@@ -426,6 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     store = AuditStore(
         out, writer_id="sample", salt=lambda content: hashlib.sha256(content).digest()[:16]
     )
+    # A redactable store (chain version 2 lines), so the docs' examples can redact them.
+    store.ensure_root()  # marks the directory, which also holds this script
+    init_store(out, redactable=True)
     report = store.append(entries)
     actions = {entry["action"] for entry in entries}
     print(f"wrote {report.written} entries ({len(actions)} actions) to {out}")

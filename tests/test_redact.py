@@ -62,6 +62,7 @@ def _build(tmp: Path) -> tuple[Path, Path]:
     """(log directory, signing key): w1 and w2 on D1 (rotated to gzip), w1 and w2 on D2 (plain,
     w2's file holds only Bob), sealed by both writers with the key."""
     root, key = tmp / "logs", tmp / "seal.key"
+    assert _audit(root, "init", "--redactable", str(root))[0] == 0
     assert _audit(root, "keys", "generate", "--out", str(key))[0] == 0
     _import(root, "w1", [_entry(n, D1, ALICE if n % 2 else BOB) for n in range(6)], tmp)
     _import(root, "w2", [_entry(n, D1, ALICE) for n in range(6, 8)], tmp)
@@ -376,13 +377,100 @@ def test_lines_written_before_commitments_are_replaced_whole_under_a_signed_rece
     code, out_text = _audit(
         root, "redact", "--actor-id", ALICE, "--reason", "r", "--signing-key", str(key)
     )
-    assert code == 0 and "(2 written before commitments: replaced whole)" in out_text
+    assert code == 0 and "(2 chain version 1: replaced whole)" in out_text, out_text
+    assert "audit init --redactable" in out_text
     code, docs, problems = _verify(root, key)
     assert (code, docs) == (0, 0), problems
     # the same kind of edit with no receipt is tampering
     _edit_line(day / "w3.jsonl", 1, b'"action":"login"', b'"action":"user_added"')
     code, docs, problems = _verify(root, key)
     assert code == 5 and docs == 1, problems
+
+
+# --------------------------------------------------------- the setting: opt-in per store
+def _versions(path: Path) -> list[int]:
+    """The chain version of each line of `path`, checked: a version 1 line's link is over its
+    exact bytes (as before chain version 2 existed), a version 2 line holds a salt."""
+    partition, segment = path.parent.name, path.name.split(".")[0]
+    previous, out = chain.genesis(partition, segment), []
+    for line in _lines(path):
+        content, link = chain.split_line(line) or (b"", b"")
+        if b'"_salt":"' in content:
+            out.append(2)
+        else:
+            assert chain.link(previous, content) == link  # main's format, byte for byte
+            out.append(1)
+        previous = link
+    return out
+
+
+def _record_login(root: Path) -> None:
+    """`audit record login` by Alice, today."""
+    args = ("--actor-id", ALICE, "--actor-name", "Alice Smith", "--org-id", "org-1")
+    code, out = _audit(root, "record", "login", *args)
+    assert code == 0, out
+
+
+def test_a_default_store_writes_version_1_lines_a_redactable_one_version_2(
+    tmp_path: Path,
+) -> None:
+    """record and import write version 1 lines unless the store is redactable; `audit init
+    --redactable` on an existing store changes only the lines written after it, every writer
+    (a new process) honours it, and verify and redact work on the mix."""
+    from auditcli.store import STORE_MARKER, AuditStore, init_store, is_redactable
+
+    root, key = tmp_path / "logs", tmp_path / "seal.key"
+    code, out = _audit(root, "init", str(root))
+    assert code == 0 and not is_redactable(root), out
+    assert _audit(root, "keys", "generate", "--out", str(key))[0] == 0
+    _import(root, "w1", [_entry(n, D1, ALICE) for n in range(3)], tmp_path)
+    _record_login(root)
+    today = next(p for p in root.glob("date=*") if p.name != f"date={D1}")
+    assert _versions(root / f"date={D1}" / "w1.jsonl") == [1, 1, 1]
+    assert _versions(today / "w1.jsonl") == [1]
+    assert b"_salt" not in b"".join(p.read_bytes() for p in root.glob("date=*/*"))
+
+    code, out = _audit(root, "init", "--redactable", str(root))
+    assert code == 0 and "made redactable" in out, out
+    assert is_redactable(root)
+    assert json.loads((root / STORE_MARKER).read_text())["redactable"] is True
+    assert _audit(root, "init", str(root))[0] == 0  # a plain init keeps the setting
+    assert is_redactable(root)
+    _import(root, "w1", [_entry(n, D1, ALICE) for n in range(3, 5)], tmp_path)
+    _import(root, "w2", [_entry(n, D1, ALICE) for n in range(5, 6)], tmp_path)
+    _record_login(root)
+    assert _versions(root / f"date={D1}" / "w1.jsonl") == [1, 1, 1, 2, 2]
+    assert _versions(root / f"date={D1}" / "w2.jsonl") == [2]
+    assert _versions(today / "w1.jsonl") == [1, 2]
+    # the Python API reads the same setting
+    AuditStore(root, writer_id="w3").append([_entry(6, D1, ALICE)])
+    assert _versions(root / f"date={D1}" / "w3.jsonl") == [2]
+    assert init_store(root, redactable=True) is False
+
+    assert _audit(root, "seal", "-q", "--signing-key", str(key))[0] == 0
+    code, out = _audit(
+        root, "redact", "--actor-id", ALICE, "--reason", "r", "--signing-key", str(key)
+    )
+    assert code == 0 and "(4 chain version 1: replaced whole)" in out, out
+    code, docs, problems = _verify(root, key)
+    assert (code, docs) == (0, 0), problems
+
+
+def test_a_damaged_marker_stops_writes_naming_it(tmp_path: Path) -> None:
+    from auditcli.store import STORE_MARKER
+
+    root = tmp_path / "logs"
+    assert _audit(root, "init", str(root))[0] == 0
+    (root / STORE_MARKER).write_text('{"format":"auditcli-log-directory","redactable":"yes"}')
+    code, out = _audit(root, "record", "login", "--actor-id", ALICE, "--org-id", "org-1")
+    assert code == 5 and STORE_MARKER in out, out
+    assert not list(root.glob("date=*"))
+    (root / STORE_MARKER).unlink()
+    (root / STORE_MARKER).symlink_to(tmp_path / "elsewhere.json")
+    (tmp_path / "elsewhere.json").write_text('{"redactable":true}')
+    code, out = _audit(root, "record", "login", "--actor-id", ALICE, "--org-id", "org-1")
+    assert code == 5 and "symbolic link" in out, out
+    assert not list(root.glob("date=*"))
 
 
 # ------------------------------------------------------------------------ crash safety
@@ -404,6 +492,7 @@ runpy.run_module("auditcli", run_name="__main__")
 
 def test_kill_9_at_random_points_then_a_rerun_finishes(tmp_path: Path) -> None:
     root, key = tmp_path / "logs", tmp_path / "seal.key"
+    assert _audit(root, "init", "--redactable", str(root))[0] == 0
     assert _audit(root, "keys", "generate", "--out", str(key))[0] == 0
     days = [f"2026-09-{d:02d}" for d in range(1, 7)]
     for day in days:

@@ -21,6 +21,7 @@ from auditcli.cli_options import (
     UntilOpt,
     filters_from_options,
     get_store,
+    say,
 )
 from auditcli.errors import inert
 
@@ -97,10 +98,17 @@ def redact(
     verb = "would redact" if dry_run else "redacted"
     summary = f"{verb} {len(report.changes)} entries in {len(report.files)} file(s)"
     if report.v1_lines:
-        summary += f" ({report.v1_lines} written before commitments: replaced whole)"
+        summary += f" ({report.v1_lines} chain version 1: replaced whole)"
     if report.receipt and not dry_run:
         summary += f"; receipt {report.receipt}"
     typer.echo(summary)
+    if report.v1_lines:
+        # Why the proof is weaker, and how to get the stronger one for lines still to come.
+        say(
+            f"note: {report.v1_lines} line(s) are chain version 1 (the store was not redactable "
+            "when they were written): only the signed receipt vouches that no other field "
+            "changed; `audit init --redactable` makes future lines provable field by field"
+        )
     if report.too_long:
         from auditcli.errors import IntegrityError
 
