@@ -155,7 +155,7 @@ def is_redactable(root: Path) -> bool:
     if not isinstance(setting, bool):
         raise IntegrityError(
             f"{root / STORE_MARKER}: not a log directory marker (a JSON object whose "
-            '"redactable" is true or false); rewrite it with `audit init`'
+            '"redactable" is true or false); remove it and run `audit init [--redactable]`'
         )
     return setting
 

@@ -34,7 +34,7 @@ def init(
         typer.Option(
             "--redactable",
             help="Write chain version 2 lines from now on, so `audit redact` can prove per "
-            "field what it removed (verify ~5x and import ~1.5x slower on those lines).",
+            "field what it removed (verify ~4-5x, import ~1.6x slower on those lines).",
         ),
     ] = False,
 ) -> None:
