@@ -75,7 +75,7 @@ class RedactReport:
     files: list[str] = field(default_factory=list)  # rewritten (or, dry run, to rewrite)
     receipt: str | None = None
     leftovers: int = 0  # temps of an interrupted run, removed
-    v1_lines: int = 0  # lines written before commitments: replaced whole
+    v1_lines: int = 0  # chain version 1 lines (store not redactable then): replaced whole
     too_long: list[str] = field(default_factory=list)  # `file:line` whose redaction won't fit
 
 

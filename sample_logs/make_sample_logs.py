@@ -6,7 +6,8 @@
 
 The same script always writes the same bytes: explicit ids and times, a seeded random generator
 for the logins, and the writer id "sample" (files are `date=YYYY-MM-DD/sample.jsonl`). Existing
-partitions and `_…` store files in the target are deleted first.
+partitions and `_…` store files in the target are deleted first. The store is redactable
+(`audit init --redactable`: chain version 2 lines), so the docs' examples can redact it.
 
 The story (UTC, 2026-11-02 … 2026-11-11), two organizations, every one of the 15 actions:
 
