@@ -4,8 +4,9 @@ the SHA-256 of its current bytes and
 
 * version 2 (salted commitments): the line's commitments still give its stated link, so only
   personal values changed; or
-* version 1 (a store not redactable when written): there is no way to tell which fields changed, so the
-  line is accepted only as a whole-line replacement that the receipt's signer vouches for.
+* version 1 (a store not redactable when written): there is no way to tell which fields
+  changed, so the line is accepted only as a whole-line replacement that the receipt's signer
+  vouches for.
 
 A receipt is a manifest of kind `receipt`, `receipt.action` = `redact`::
 
