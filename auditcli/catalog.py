@@ -1,4 +1,5 @@
-"""The action catalog: the API's 15 admin actions, its 5 targets, and a user's own actions."""
+"""The action catalog: the API's 15 admin actions, `entries_redacted` (audit redact), its 5
+targets, and a user's own actions."""
 
 from __future__ import annotations
 
@@ -116,6 +117,13 @@ BUILTIN_ACTIONS: tuple[ActionSpec, ...] = (
         "SERVICE_ACCOUNT",
         "Service Account Management",
         "{actor} deleted service account {target}",
+    ),
+    ActionSpec(
+        "entries_redacted",
+        "Entries Redacted",
+        "ORGANIZATION",
+        "Data Protection",
+        "{actor} redacted personal data from audit entries",
     ),
 )
 

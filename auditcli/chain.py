@@ -39,6 +39,14 @@ SUFFIX_LEN = len(SUFFIX_HEAD) + 64 + len(b'"}\n')
 CREATED_START = -(SUFFIX_LEN + 25)
 CREATED_END = -(SUFFIX_LEN + 1)
 _GENESIS_TAG = b"auditcli-chain-v1\x00"
+#: `,"createdAt":"<24 chars>"`: what stands between a line's commitment block and its suffix.
+_CREATED_FIELD = len(b',"createdAt":"') + 24 + 1
+#: Chain version 2 (see auditcli.commitments) puts one key just before `createdAt`: the salt
+#: (`,"_salt":"<32 hex>"`, fixed width) or, once redacted, the `_redacted` object. Positions
+#: counted from a line's end (createdAt, the suffix) are the same for both versions.
+SALT_KEY = b',"_salt":"'
+SALT_BLOCK = len(SALT_KEY) + 32 + 1
+REDACTED_KEY = b',"_redacted":{'
 
 
 def genesis(partition: str, segment: str) -> bytes:
@@ -78,8 +86,28 @@ def split_line(line: bytes) -> tuple[bytes, bytes] | None:
 
 
 def content_of(line: bytes) -> bytes:
-    """The entry's canonical JSON (the 13 entry fields) of a stored line, without newline."""
-    return line[:-SUFFIX_LEN] + b"}"
+    """The entry's canonical JSON (the 13 entry fields) of a stored line, without newline:
+    a version 2 line's commitment block (salt or redaction record) is left out."""
+    end = len(line) - SUFFIX_LEN
+    start = block_start(line, end)
+    if start is None:
+        return line[:end] + b"}"
+    return line[:start] + line[end - _CREATED_FIELD : end] + b"}"
+
+
+def block_start(line: bytes, end: int) -> int | None:
+    """Where the commitment block of a stored line starts (`end`: where its `_chain` suffix
+    starts), or None for a version 1 line. Inside JSON strings quotes are escaped, so the raw
+    key bytes can only be the block itself."""
+    created = end - _CREATED_FIELD
+    salt = created - SALT_BLOCK
+    if line[salt : salt + len(SALT_KEY)] == SALT_KEY:
+        return salt
+    # A v1 line has teamId's value (a string or null) there, never the end of an object.
+    if line[created - 1 : created] == b"}":
+        start = line.rfind(REDACTED_KEY, 0, created)
+        return start if start >= 0 else None
+    return None
 
 
 def tag(digest: bytes) -> str:

@@ -332,7 +332,16 @@ def _root(
     ctx.obj.update(quiet=quiet, no_pager=no_pager)
 
 
-_COMMAND_MODULES = ("auditor", "core", "evidence", "integrity", "maintenance", "server", "setup")
+_COMMAND_MODULES = (
+    "auditor",
+    "core",
+    "evidence",
+    "integrity",
+    "maintenance",
+    "redact",
+    "server",
+    "setup",
+)
 #: The module that defines a command. Start-up time is measured (`audit record` in shell loops):
 #: typer builds every registered command before it parses, so `audit COMMAND` registers only
 #: COMMAND's module. A name missing here, or not found where this says, registers every module.
@@ -347,6 +356,7 @@ _MODULE_OF = {
     "stats": "maintenance",
     "export": "maintenance",
     "rotate": "maintenance",
+    "redact": "redact",
     "tail": "maintenance",
     "schema": "maintenance",
     "keys": "integrity",

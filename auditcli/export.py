@@ -80,13 +80,15 @@ class OcsfClass:
         return f"{_CLASS_NAMES[self.class_uid]}: {caption}"
 
 
-#: The 15 built-in actions. Custom actions map by target type (see ocsf_class()).
+#: The 16 built-in actions. Custom actions map by target type (see ocsf_class()).
 OCSF_CLASSES: dict[str, OcsfClass] = {
     "login": OcsfClass(3002, 1, "actor"),
     "user_added": OcsfClass(3001, 1, "target"),
     "user_removed": OcsfClass(3001, 6, "target"),
     "service_account_created": OcsfClass(3001, 1, "target"),
     "service_account_deleted": OcsfClass(3001, 6, "target"),
+    # OCSF 1.3.0 names no activity of Entity Management: Other (99), by its own name.
+    "entries_redacted": OcsfClass(3004, 99, "entity", "Entries Redacted"),
     "role_created": OcsfClass(3001, 1, "target"),
     "role_updated": OcsfClass(3001, 99, "target", "Update"),
     "role_deleted": OcsfClass(3001, 6, "target"),
@@ -114,7 +116,7 @@ _USER_TYPES = {
 
 
 def ocsf_class(action: str, target: str, display_name: str | None = None) -> OcsfClass:
-    """The mapping of `action`; an action outside the catalog's 15 maps by its target type to
+    """The mapping of `action`; an action outside the catalog's 16 maps by its target type to
     the class's Other activity (99), named by its display name."""
     known = OCSF_CLASSES.get(action)
     if known is not None:

@@ -35,7 +35,7 @@ from . import chain, lineindex
 from .catalog import Catalog
 from .errors import AuditError, InvalidEntryError, NotRecordedError
 from .model import (
-    MAX_LINE_BYTES,
+    MAX_ENTRY_BYTES,
     MAX_METADATA_DEPTH,
     build_entry,
     columns_of,
@@ -455,7 +455,7 @@ def _canonical_batch(
     if (
         columns is None
         or not set(columns["action"]) <= catalog.actions()
-        or max(map(len, contents)) > MAX_LINE_BYTES - 100
+        or max(map(len, contents)) > MAX_ENTRY_BYTES
         # Compact JSON holds no raw newline: the opening brackets of each line, one line each.
         or max(map(len, b"\n".join(contents).translate(None, _NOT_OPENING).split(b"\n")))
         > MAX_METADATA_DEPTH + 1
@@ -628,7 +628,8 @@ def _index_day(store: AuditStore, plan: _Plan, day: str, wrote: list[tuple[str, 
     without reading it; any other is read and indexed (`lineindex.index_file`). Files too
     small to be indexed are left out, as the query engine leaves them out."""
     fresh = (
-        len({name for name, _, _ in wrote}) == 1
+        not store.redactable  # version 2 lines hold a salt: not the lengths noted
+        and len({name for name, _, _ in wrote}) == 1
         and wrote[0][1] == 0
         and all(wrote[n][2] == wrote[n + 1][1] for n in range(len(wrote) - 1))
     )

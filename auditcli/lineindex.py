@@ -826,8 +826,8 @@ class _Builder:
             != count
         ):
             return False
-        bodies = map(itemgetter(slice(None, suffix_at)), lines)
-        contents = list(map(bytes.__add__, bodies, repeat(b"}")))
+        # The 13 fields (chain version 2 lines also hold a salt or redaction record).
+        contents = list(map(chain.content_of, map(bytes.__add__, lines, repeat(b"\n"))))
         try:
             entries = list(map(orjson.loads, contents))
             # Canonical (what the one serialiser writes, keys in the API's order): then each

@@ -31,7 +31,7 @@ import shutil
 import stat
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, timedelta
 from pathlib import Path
@@ -310,33 +310,7 @@ def _compress(
                 "not be removed afterwards; left as is"
             )
         _unlink_at(dfd, temp)
-        digest, size = hashlib.sha256(), 0
-        packer = gzmembers.Packer()
-        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_SURPRISES, 0o600, dir_fd=dfd)
-        try:
-            while block := os.read(fd, _BLOCK):
-                digest.update(block)
-                size += len(block)
-                _write_all(out, packer.feed(block))
-            _write_all(out, packer.finish())
-            os.fsync(out)
-            packed = os.fstat(out).st_size
-        finally:
-            os.close(out)
-        # The check reads the archive back as every reader will, and indexes it on the way.
-        check = os.open(temp, os.O_RDONLY | _NO_SURPRISES, dir_fd=dfd)
-        unpacked, sizes = hashlib.sha256(), []
-
-        def observe(block: bytes) -> None:
-            unpacked.update(block)
-            sizes.append(len(block))
-
-        index = lineindex.build(check, os.fstat(check), compressed=True, observe=observe)
-        # An index (usable or not) means the whole archive was read and is clean gzip; without
-        # one (a torn last line, or bad gzip) the archive is checked on its own.
-        got = (unpacked.digest(), sum(sizes)) if index is not None else _gzip_digest(dfd, temp)
-        if got != (digest.digest(), size):
-            raise OSError(0, "the compressed file does not decompress to the same bytes")
+        size, packed, index, check = write_gzip(dfd, temp, iter(lambda: os.read(fd, _BLOCK), b""))
         os.rename(temp, gz, src_dir_fd=dfd, dst_dir_fd=dfd)
         renamed = True
         os.fsync(dfd)
@@ -363,6 +337,48 @@ def _compress(
     ratio = f"{size} -> {packed} bytes" + (f" ({packed * 100 // size}%)" if size else "")
     note(Step("compress", where, ratio, size, packed))
     return True, index
+
+
+def write_gzip(
+    dfd: int, temp: str, blocks: Iterable[bytes]
+) -> tuple[int, int, lineindex.LineIndex | None, int]:
+    """Write `blocks` as seekable gzip (independent members of whole lines, gzmembers.Packer)
+    to the new file `temp` of directory `dfd` (0600, never through a link), fsync it and read it
+    back as every reader will, indexing it on the way; OSError when it does not decompress to
+    the same bytes. Returns (bytes in, bytes written, its line index or None, a descriptor of
+    it open for reading, which the caller closes: after renaming the file into place, the index
+    is identified from it, as the rename changes the file's ctime)."""
+    digest, size = hashlib.sha256(), 0
+    packer = gzmembers.Packer()
+    out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_SURPRISES, 0o600, dir_fd=dfd)
+    try:
+        for block in blocks:
+            digest.update(block)
+            size += len(block)
+            _write_all(out, packer.feed(block))
+        _write_all(out, packer.finish())
+        os.fsync(out)
+        packed = os.fstat(out).st_size
+    finally:
+        os.close(out)
+    check = os.open(temp, os.O_RDONLY | _NO_SURPRISES, dir_fd=dfd)
+    try:
+        unpacked, sizes = hashlib.sha256(), []
+
+        def observe(block: bytes) -> None:
+            unpacked.update(block)
+            sizes.append(len(block))
+
+        index = lineindex.build(check, os.fstat(check), compressed=True, observe=observe)
+        # An index (usable or not) means the whole archive was read and is clean gzip; without
+        # one (a torn last line, or bad gzip) the archive is checked on its own.
+        got = (unpacked.digest(), sum(sizes)) if index is not None else _gzip_digest(dfd, temp)
+        if got != (digest.digest(), size):
+            raise OSError(0, "the compressed file does not decompress to the same bytes")
+    except BaseException:
+        os.close(check)
+        raise
+    return size, packed, index, check
 
 
 def _finish(dfd: int, name: str, where: str, dry_run: bool, note: Callable[[Step], None]) -> bool:
@@ -593,7 +609,9 @@ _FIELDS: dict[str, tuple[bytes, bytes, bool]] = {
     "actor": (b',"actorId":', b',"actorName":', False),
     "target": (b',"target":', b',"targetId":', False),
     "org": (b',"organizationId":', b',"teamId":', True),
-    "team": (b',"teamId":', b',"createdAt":', True),
+    # teamId is followed by createdAt, or (chain version 2) by the line's salt or redaction
+    # record: `,"` starts the next key (never raw inside a JSON string, where `"` is escaped).
+    "team": (b',"teamId":', b',"', True),
 }
 _PATTERNS: dict[str, re.Pattern[bytes]] = {
     name: re.compile(re.escape(key) + _STRING + re.escape(term))

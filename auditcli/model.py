@@ -19,6 +19,9 @@ from .timeparse import CANONICAL, Clock, format_utc, normalise_entry_time, utc_n
 
 #: A stored line (entry plus chain link) may not exceed this many bytes.
 MAX_LINE_BYTES = MAX_LINE
+#: The largest entry (canonical JSON): its stored line adds the chain suffix (85 bytes) and the
+#: salt of chain version 2 (43).
+MAX_ENTRY_BYTES = MAX_LINE_BYTES - 150
 MAX_METADATA_DEPTH = 32
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
@@ -362,7 +365,7 @@ def dumps_entry(entry: Mapping[str, Any]) -> bytes:
     Every byte that is stored, hashed or compared is produced here. Raises InvalidEntryError when
     the stored line would exceed MAX_LINE_BYTES."""
     content = orjson.dumps({field: entry[field] for field in SEED_FIELDS})
-    if len(content) > MAX_LINE_BYTES - 100:
+    if len(content) > MAX_ENTRY_BYTES:
         raise InvalidEntryError(
             f"entry: {len(content)} bytes is over the {MAX_LINE_BYTES // 1024} KiB entry size limit"
         )

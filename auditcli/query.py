@@ -537,7 +537,7 @@ class QueryEngine:
         """JSONL blocks of the `selected` lines, made as they are consumed (memory stays at one
         block and the read buffer), each line checked as `_checked` does (_IndexDisagrees
         otherwise); closes `fd`."""
-        cut = -chain.SUFFIX_LEN
+        content_of = chain.content_of
         try:
             data = lineindex.file_bytes(index, fd, size, self._buffer)
             previous = None
@@ -545,7 +545,7 @@ class QueryEngine:
                 part = selected[first : first + _BLOCK_LINES]
                 lines = self._checked(index, part, data, self.order == "desc", previous)
                 previous = lines[-1] if lines else previous
-                yield len(lines), b"}\n".join([line[:cut] for line in lines]) + b"}\n"
+                yield len(lines), b"\n".join([content_of(line) for line in lines]) + b"\n"
         finally:
             os.close(fd)
 
@@ -591,7 +591,7 @@ class QueryEngine:
     def content_blocks(self) -> Iterator[tuple[int, bytes]]:
         """`(n, block)`: the matches as JSONL of their seed JSON (`n` lines per block), in
         order, a partition at a time; what `query --all --format jsonl` writes."""
-        cut = -chain.SUFFIX_LEN
+        content_of = chain.content_of
         for day in self.days():
             files = self._day_files(day)
             if len(files) == 1 and (answer := self._from_index(files[0], "blocks")) is not None:
@@ -600,7 +600,7 @@ class QueryEngine:
             lines = self._parseable(day, self.day_lines(day))
             for first in range(0, len(lines), _BLOCK_LINES):
                 part = lines[first : first + _BLOCK_LINES]
-                yield len(part), b"}\n".join([line[:cut] for line in part]) + b"}\n"
+                yield len(part), b"\n".join([content_of(line) for line in part]) + b"\n"
 
     def count(self) -> int:
         """The number of matches."""

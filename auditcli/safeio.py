@@ -22,6 +22,8 @@ from pathlib import Path
 
 from .errors import IntegrityError
 
+#: `_store.json`: the log directory's marker and its settings (a few dozen bytes).
+MARKER_MAX = 4 << 10
 #: `_catalog.json`: the custom actions (a thousand actions take about 300 KiB).
 CATALOG_MAX = 1 << 20
 #: `_accounts/accounts.json`: service accounts (ten thousand take about 3 MiB).

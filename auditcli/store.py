@@ -18,7 +18,7 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from operator import itemgetter, methodcaller
@@ -29,6 +29,7 @@ import orjson
 
 from . import chain, gzmembers
 from .catalog import Catalog
+from .commitments import SALT_BYTES, salted
 from .errors import (
     DuplicateIdError,
     IntegrityError,
@@ -37,7 +38,7 @@ from .errors import (
     UsageError,
 )
 from .lines import LineSplitter, Overlong
-from .safeio import fsync_dir, lock_within
+from .safeio import MARKER_MAX, fsync_dir, lock_within, read_control
 from .safeio import why as _why
 from .timeparse import Clock, utc_now
 
@@ -54,6 +55,10 @@ _DIR_MODE, _FILE_MODE = 0o700, 0o600
 #: is what makes a directory a log directory.
 STORE_MARKER = "_store.json"
 _MARKER_CONTENT = b'{"format":"auditcli-log-directory","version":1}\n'
+#: The marker of a redactable store (`audit init --redactable`): its writers write chain
+#: version 2 lines (salted per-field commitments, see auditcli.commitments), which a later
+#: `audit redact` can prove field by field, at a cost in verify and import time.
+_REDACTABLE_MARKER = b'{"format":"auditcli-log-directory","version":1,"redactable":true}\n'
 _OLDER_STORE_NAMES = ("_manifests", "_catalog.json", "_accounts")
 
 #: Seconds a reader waits for a writer to finish the line at a file's end (a write holds its
@@ -116,19 +121,45 @@ def require_store(root: Path) -> None:
         raise NoStoreError(f"{root}: {problem}")
 
 
-def init_store(root: Path) -> bool:
+def init_store(root: Path, *, redactable: bool = False) -> bool:
     """Make `root` a log directory: create it (mode 0700, parents too) when missing and write
     the marker. True when it was created or marked, False when it already was a log directory.
-    A directory that holds other files is refused (UsageError): `audit init /var/log` is a slip."""
+    A directory that holds other files is refused (UsageError): `audit init /var/log` is a slip.
+    With `redactable`, the marker also says so (see `is_redactable`), on a new or existing store;
+    the setting is never removed here (lines already written keep their version either way)."""
     problem = store_problem(root)
-    if problem is None:
-        if not (root / STORE_MARKER).exists():
-            AuditStore(root, writer_id="init").ensure_root()
-        return False
-    if problem != "no such log directory" and not problem.startswith("an empty directory"):
+    if problem is not None and (
+        problem != "no such log directory" and not problem.startswith("an empty directory")
+    ):
         raise UsageError(f"{root}: {problem}; give a new or empty directory")
-    AuditStore(root, writer_id="init").ensure_root()
-    return True
+    created = problem is not None
+    if created or not (root / STORE_MARKER).exists():
+        AuditStore(root, writer_id="init").ensure_root()
+    if redactable and not is_redactable(root):
+        _replace_marker(root, _REDACTABLE_MARKER)
+    return created
+
+
+def is_redactable(root: Path) -> bool:
+    """Whether writers of log directory `root` write chain version 2 lines: its marker holds
+    `"redactable": true`. A missing or empty marker (a store made before it, or a crash while it
+    was created) means no. A marker that is not such JSON, a symlink, not a regular file or over
+    `MARKER_MAX` bytes is refused (IntegrityError naming it): nothing is written then. Only the
+    format of future lines depends on it; what `verify` accepts does not."""
+    raw = read_control(root, STORE_MARKER, MARKER_MAX)
+    if not raw:
+        return False
+    try:
+        marker = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        marker = None
+    setting = marker.get("redactable", False) if isinstance(marker, dict) else None
+    if not isinstance(setting, bool):
+        raise IntegrityError(
+            f"{root / STORE_MARKER}: not a log directory marker (a JSON object whose "
+            '"redactable" is true or false); remove it and run `audit init [--redactable]`'
+        )
+    return setting
 
 
 @dataclass(frozen=True, order=True)
@@ -321,14 +352,21 @@ class AuditStore:
         *,
         writer_id: str | None = None,
         clock: Clock = utc_now,
+        salt: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self.root = Path(root) if root is not None else default_log_dir()
+        #: Each new line's salt (chain version 2: a redactable store), from its content: random
+        #: unless a reproducible fixture (sample_logs) derives it; a guessable salt protects
+        #: nothing.
+        self.salt = salt or _random_salt
         self.writer_id = writer_id or default_writer_id()
         if not _SEGMENT.fullmatch(self.writer_id) or "+" in self.writer_id:
             raise UsageError(f"writer id {self.writer_id!r}: use letters, digits, '.' and '-'")
         self.clock = clock
         self._catalog: Catalog | None = None
         self._marked = False
+        #: The store's setting (`is_redactable`), read once, at this writer's first append.
+        self._redactable: bool | None = None
 
     # ------------------------------------------------------------------ catalog and layout
     @property
@@ -486,6 +524,13 @@ class AuditStore:
             raise DuplicateIdError(f"id: {entry['id']} is already recorded")
         return entry
 
+    @property
+    def redactable(self) -> bool:
+        """Whether this writer writes chain version 2 lines (the store's setting, read once)."""
+        if self._redactable is None:
+            self._redactable = is_redactable(self.root)
+        return self._redactable
+
     def append_contents(
         self,
         day: str,
@@ -501,6 +546,7 @@ class AuditStore:
             return AppendReport()
         partition = PARTITION_PREFIX + day
         self.ensure_root()
+        redactable = self.redactable  # before anything is created: a bad marker stops here
         directory = self.root / partition
         index = known_ids if known_ids is not None else (IdIndex(self, day) if check_ids else None)
         with _locked_segment(directory, self.writer_id) as target:
@@ -513,13 +559,21 @@ class AuditStore:
                 return AppendReport(0, duplicates)
             previous = target.last_link or chain.genesis(partition, target.segment)
             lines = []
-            for _, content in items:
-                previous = chain.link(previous, content)
-                lines.append(chain.chained_line(content, previous))
+            if redactable:
+                for _, content in items:
+                    # Chain version 2: the link commits to personal fields through salted
+                    # commitments, so a redaction can later remove them (auditcli.commitments).
+                    stored, hashed = salted(content, self.salt(content))
+                    previous = chain.link(previous, hashed)
+                    lines.append(chain.chained_line(stored, previous))
+            else:  # chain version 1: the link commits to the line's exact bytes
+                for _, content in items:
+                    previous = chain.link(previous, content)
+                    lines.append(chain.chained_line(content, previous))
             payload = b"".join(lines)
             target.write(payload)
             if index is not None:
-                index.note_written(target.path.name, items)
+                index.note_written(target.path.name, items, len(payload))
             start = target.written_from or 0
         return AppendReport(len(items), duplicates, target.path.name, start, start + len(payload))
 
@@ -540,6 +594,10 @@ class AuditStore:
 
 
 _DIGESTER = partial(hashlib.blake2b, digest_size=16)
+
+
+def _random_salt(_content: bytes) -> bytes:
+    return os.urandom(SALT_BYTES)
 
 
 def content_digest(content: bytes) -> bytes:
@@ -579,17 +637,17 @@ class IdIndex:
             source = LineSource(file, start)
             for chunk in source.chunks():
                 for line in chunk.split(b"\n")[:-1]:
-                    if (parsed := chain.split_line(line + b"\n")) is not None:
-                        content = parsed[0]
+                    if chain.is_chained_line(line + b"\n"):
+                        content = chain.content_of(line + b"\n")
                         self.ids[_id_of(content)] = content_digest(content)
             self._read_to[name] = source.end  # a too-long line is skipped, its bytes counted
 
-    def note_written(self, file_name: str, items: list[tuple[str, bytes]]) -> None:
-        """Remember entries this process just appended to `file_name` (no need to re-read them)."""
+    def note_written(self, file_name: str, items: list[tuple[str, bytes]], written: int) -> None:
+        """Remember entries this process just appended to `file_name` (`written` bytes): no
+        need to re-read them."""
         if self.remember_written:
             for entry_id, content in items:
                 self.ids[entry_id] = content_digest(content)
-        written = sum(len(content) - 1 + chain.SUFFIX_LEN for _, content in items)
         self._read_to[file_name] = self._read_to.get(file_name, 0) + written
 
     def filter_new(self, items: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], int]:
@@ -685,6 +743,27 @@ def _write_marker(root: Path) -> None:
     finally:
         os.close(fd)
     _fsync_dir(root)
+
+
+def _replace_marker(root: Path, content: bytes) -> None:
+    """Replace `root`'s marker by `content` atomically (a temporary file renamed over it), so a
+    writer reads either the old setting or the new one, never a partial file."""
+    temp = root / f".{STORE_MARKER}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_SURPRISES, _FILE_MODE)
+        try:
+            os.write(fd, content)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, root / STORE_MARKER)
+        fsync_dir(root)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise NotRecordedError(
+            f"{root / STORE_MARKER}: cannot rewrite: {_why(exc)}; setting NOT changed"
+        ) from None
 
 
 def _open_partition(directory: Path) -> int:

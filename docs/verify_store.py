@@ -10,8 +10,10 @@ body hashes, the writer each names), each manifest's Ed25519 signature (with the
 with the key the manifest embeds, which proves nothing about who signed), and that every
 checkpoint a manifest ever made of a file still holds (the file has at least that many lines and
 its link at that line is the recorded head) unless a later retention receipt, in any chain, says
-the file was deleted on purpose. Exit 0: all holds; 1: problems, one per line on stdout; 2: bad
-arguments.
+the file was deleted on purpose. Lines of chain version 2 are checked through their salted
+commitments; a redacted line is accepted only when a signed redaction receipt names its bytes
+(a version 1 line: as a whole-line replacement). Exit 0: all holds; 1: problems, one per line
+on stdout; 2: bad arguments.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 GENESIS_TAG = b"auditcli-chain-v1\x00"
+V2_TAG = b"auditcli-chain-v2\x00"  # chain version 2: personal fields through commitments
+FIELD_TAG = b"auditcli-field-salt\x00"
+MARKER = "[redacted]"
+PERSONAL = ("description", "actorName", "actorEmail")  # and every metadata.KEY
 SIGNED_TAG = b"auditcli-manifest/1\n"
 LEGACY_FORMAT = "auditcli-manifest/1"  # the flat chain of stores sealed before per-writer chains
 FORMAT = "auditcli-manifest/2"  # a writer's own chain
@@ -81,6 +87,8 @@ def manifest_paths(root: Path) -> Chains:
 
 
 PROBLEMS: list[str] = []
+#: (day, segment) -> line number -> SHA-256 (tagged) of the lines signed redaction receipts made.
+REDACTED: dict[tuple[str, str], dict[int, set[str]]] = {}
 
 
 def problem(where: str, what: str) -> None:
@@ -167,6 +175,11 @@ def check_chain(
         if str(body.get("sealedAt")) < previous_time:
             problem(name, "sealed before the manifest it follows")
         signer = check_signature(name, body_bytes, envelope.get("signature"), trusted, signer)
+        receipt = body.get("receipt") or {}
+        if receipt.get("action") == "redact" and envelope.get("signature") is not None:
+            for record in receipt.get("lines", []):  # (a bad signature is a problem above)
+                lines = REDACTED.setdefault(file_key(record["name"]), {})
+                lines.setdefault(record["line"], set()).add(record["new"])
         previous_hash, previous_time = digest, str(body.get("sealedAt"))
         if hashes is not None:
             hashes.add(digest)
@@ -246,15 +259,25 @@ def file_key(name: str) -> tuple[str, str]:
 
 
 def read_file(path: Path, name: str) -> bytes:
-    """A log file's bytes, decompressed when it is gzip (one member, nothing after it)."""
+    """A log file's bytes, decompressed when it is gzip: one gzip member or several back to
+    back (rotate writes independent members of whole lines), nothing else after them."""
     data = path.read_bytes()
-    if path.name.endswith(".gz"):
+    if not path.name.endswith(".gz"):
+        return data
+    parts, rest = [], data
+    while True:
         unpacker = zlib.decompressobj(31)
-        plain = unpacker.decompress(data) + unpacker.flush()
-        if not unpacker.eof or unpacker.unused_data:
-            problem(name, "not exactly one complete gzip member")
-        return plain
-    return data
+        parts.append(unpacker.decompress(rest) + unpacker.flush())
+        if not unpacker.eof:
+            problem(name, "ends inside a gzip member")
+            break
+        rest = unpacker.unused_data
+        if not rest:
+            break
+        if not rest.startswith(b"\x1f\x8b"):
+            problem(name, "bytes after its last gzip member")
+            break
+    return b"".join(parts)
 
 
 def check_file(
@@ -274,7 +297,20 @@ def check_file(
             continue
         content = line[:-SUFFIX_LEN] + b"}"
         stated = line[-SUFFIX_LEN + len(SUFFIX_HEAD) : -2]
-        link = hashlib.sha256(link + content).digest()
+        previous, link = link, hashlib.sha256(link + content).digest()
+        if stated != link.hex().encode():
+            covered = tagged(hashlib.sha256(line + b"\n").digest()) in REDACTED.get(
+                (day, segment), {}
+            ).get(number, ())
+            version2 = hashed_v2(content)
+            if version2 is not None:
+                link = hashlib.sha256(previous + version2[0]).digest()
+                if stated == link.hex().encode() and version2[1] and not covered:
+                    problem(
+                        f"{name}:{number}", "redacted, and no signed redaction receipt names it"
+                    )
+            elif covered:  # version 1: replaced whole, as a signed receipt says
+                link = bytes.fromhex(stated.decode())
         if stated != link.hex().encode():
             problem(f"{name}:{number}", "its chain link does not follow from the lines before")
             link = bytes.fromhex(stated.decode())  # go on from the stated link
@@ -286,6 +322,43 @@ def check_file(
     return len(lines), heads, torn
 
 
+def hashed_v2(content: bytes) -> tuple[bytes, bool] | None:
+    """For a chain version 2 line's content: (what its link hashes after the previous link,
+    whether it is redacted); None for version 1 or a malformed commitment block."""
+    try:
+        entry = json.loads(content)
+        block = {k: entry.pop(k) for k in ("_salt", "_redacted") if k in entry}
+        metadata = entry["metadata"]
+        names = [*PERSONAL, *(f"metadata.{k}" for k in (metadata or {}))]
+        values = {n: metadata[n[9:]] if n.startswith("metadata.") else entry[n] for n in names}
+        commitments = {}
+        if set(block) == {"_salt"}:
+            salt = bytes.fromhex(block["_salt"])
+            for n in names:
+                field_salt = hashlib.sha256(FIELD_TAG + salt + n.encode()).digest()
+                commitments[n] = hashlib.sha256(field_salt + canonical(values[n])).hexdigest()
+        elif set(block) == {"_redacted"}:
+            removed, kept = block["_redacted"]["commitments"], block["_redacted"]["salts"]
+            if set(removed) & set(kept) or set(removed) | set(kept) != set(names):
+                return None
+            for n in names:
+                if n in removed and values[n] != MARKER and n != "description":
+                    return None
+                commitments[n] = (
+                    removed.get(n)
+                    or hashlib.sha256(bytes.fromhex(kept[n]) + canonical(values[n])).hexdigest()
+                )
+        else:
+            return None
+        for n in PERSONAL:
+            entry[n] = commitments[n]
+        if isinstance(metadata, dict):
+            entry["metadata"] = {k: commitments[f"metadata.{k}"] for k in metadata}
+        return V2_TAG + canonical(entry), "_redacted" in block
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def verify(root: Path, trusted: Ed25519PublicKey | None) -> tuple[int, int]:
     """Check everything; returns (files, lines) read. Problems go to PROBLEMS."""
     known = checkpoints(check_manifests(root, trusted))
@@ -293,6 +366,8 @@ def verify(root: Path, trusted: Ed25519PublicKey | None) -> tuple[int, int]:
     files = total = 0
     for path in sorted(root.glob("date=*/*")):
         name = f"{path.parent.name}/{path.name}"
+        if path.name.startswith(".") and path.name.endswith(".tmp"):
+            continue  # the temp of an interrupted rotate or redact: never evidence
         try:
             day, segment = file_key(name)
         except ValueError:

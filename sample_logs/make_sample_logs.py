@@ -6,7 +6,8 @@
 
 The same script always writes the same bytes: explicit ids and times, a seeded random generator
 for the logins, and the writer id "sample" (files are `date=YYYY-MM-DD/sample.jsonl`). Existing
-partitions and `_…` store files in the target are deleted first.
+partitions and `_…` store files in the target are deleted first. The store is redactable
+(`audit init --redactable`: chain version 2 lines), so the docs' examples can redact it.
 
 The story (UTC, 2026-11-02 … 2026-11-11), two organizations, every one of the 15 actions:
 
@@ -42,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
 from auditcli import AuditStore  # noqa: E402
+from auditcli.store import init_store  # noqa: E402
 
 SEED = 20261102
 FIRST_DAY = datetime(2026, 11, 2, tzinfo=UTC)
@@ -421,7 +423,15 @@ def main(argv: list[str] | None = None) -> int:
     admin_events(story)
     logins(story)
     entries = story.stored_order()
-    report = AuditStore(out, writer_id="sample").append(entries)
+    # A salt derived from each entry, so the files are the same bytes at every run (sample data:
+    # a real store's salts are random, or a redacted value could be guessed back).
+    store = AuditStore(
+        out, writer_id="sample", salt=lambda content: hashlib.sha256(content).digest()[:16]
+    )
+    # A redactable store (chain version 2 lines), so the docs' examples can redact them.
+    store.ensure_root()  # marks the directory, which also holds this script
+    init_store(out, redactable=True)
+    report = store.append(entries)
     actions = {entry["action"] for entry in entries}
     print(f"wrote {report.written} entries ({len(actions)} actions) to {out}")
     return 0

@@ -33,6 +33,8 @@ SEED_ACTIONS = {
     "org_admin_removed": ("System Admin Removed", "Permission Management"),
     "service_account_created": ("Service Account Created", "Service Account Management"),
     "service_account_deleted": ("Service Account Deleted", "Service Account Management"),
+    # Not one of the API's: what `audit redact` records.
+    "entries_redacted": ("Entries Redacted", "Data Protection"),
 }
 
 

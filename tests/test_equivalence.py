@@ -721,8 +721,8 @@ def test_indexes_written_by_import_equal_built_ones_and_damage_changes_no_answer
 ) -> None:
     """An import indexes the days it wrote, from the values it validated (a file it created)
     or by reading the file (one that held entries before): either way the very index the query
-    engine would build, which `verify` accepts. Missing, stale, forged and half-written index
-    files change no answer, and `verify` reports the forged one."""
+    engine would build, which `verify` accepts. Missing, stale and half-written index files
+    change no answer, and `verify` reports a forged one."""
     ids = [entry["id"] for entry in earlier + batch]
     assume(len(ids) == len(set(ids)))
     if in_order:
@@ -780,6 +780,11 @@ def test_indexes_written_by_import_equal_built_ones_and_damage_changes_no_answer
             elif damage == "forged":
                 forged = _forge(root, target)
             for wanted, order, limit in queries:
+                if forged:
+                    # A forged index that is current for its file can make a query answer
+                    # wrong (a page or a count the spot checks do not catch), as a forged
+                    # log line can: what holds is that `verify` names it (below).
+                    break
                 expected = _reference(root, wanted, order)
                 answer = _answers(store, wanted, order, True, limit, 0)
                 assert answer["lines"] == expected

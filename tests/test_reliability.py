@@ -29,6 +29,7 @@ from typer.testing import CliRunner
 from auditcli import chain
 from auditcli.cli import app
 from auditcli.commands import core  # noqa: F401  (registers record, import, query)
+from auditcli.integrity.redaction import hashed_input
 from auditcli.model import MAX_LINE_BYTES, SEED_FIELDS
 from auditcli.store import AuditStore, init_store
 
@@ -115,10 +116,11 @@ def scan(root: Path) -> tuple[list[tuple[Path, dict[str, Any]]], dict[Path, int]
         for number, line in enumerate(lines, 1):
             parsed = chain.split_line(line + b"\n")
             assert parsed is not None, f"{path}:{number} is not a whole stored line"
-            content, digest = parsed
-            assert digest == chain.link(previous, content), f"{path}:{number} breaks the chain"
+            digest = parsed[1]
+            hashed = hashed_input(line)  # a version 2 line's committed form
+            assert digest == chain.link(previous, hashed), f"{path}:{number} breaks the chain"
             previous = digest
-            data = orjson.loads(content)
+            data = orjson.loads(chain.content_of(line + b"\n"))
             assert tuple(data) == SEED_FIELDS
             entries.append((path, data))
     return entries, torn

@@ -78,6 +78,7 @@ def stored_entries(root: Path) -> list[dict[str, Any]]:
         for line in path.read_bytes().splitlines():
             data = json.loads(line)
             if data.pop("_chain", None) is not None:  # else a planted foreign line
+                data.pop("_salt", None)  # chain version 2: the line's salt, no entry field
                 entries.append(data)
     return entries
 

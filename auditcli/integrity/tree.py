@@ -60,6 +60,7 @@ from .manifests import (
     records_of,
 )
 from .merkle import HASH_SIZE, Frontier, Tree, verify_inclusion
+from .redaction import Redactions
 
 _KIND = "tree head"
 _TEMP = re.compile(r"\.leaves\.(\d+)\.[0-9a-f]+\.tmp")  # _LeafFile's: .leaves.<pid>.<n>.tmp
@@ -437,8 +438,16 @@ def _saved_leaves(store: AuditStore, head: TreeHead) -> bytes | None:
     return data if len(data) == (head.size - head.first) * HASH_SIZE else None
 
 
-def _recomputed_leaves(head: TreeHead, files: _FileFinder) -> bytes:
-    return b"".join(_leaves_of(files.find(name), start, end) for name, start, end in head.appended)
+def _recomputed_leaves(
+    head: TreeHead, files: _FileFinder, redactions: Redactions | None = None
+) -> bytes:
+    parts = [_leaves_of(files.find(name), start, end) for name, start, end in head.appended]
+    if redactions is not None:  # a line redacted after this seal: the leaf the seal signed
+        parts = [
+            redactions.sealed_leaves(file_key(name), start, leaves, head.manifest.sealed_at)
+            for (name, start, _), leaves in zip(head.appended, parts, strict=True)
+        ]
+    return b"".join(parts)
 
 
 # ---------------------------------------------------------------------------- retention
@@ -562,6 +571,7 @@ class TreeCheck:
         self.report = report
         self.files = _FileFinder(store)
         self.counts = {"heads": 0, _GONE: 0}
+        self.redactions: Redactions | None = None  # set by verify: lines redacted since
 
     def check(
         self,
@@ -578,7 +588,16 @@ class TreeCheck:
         if manifests is not None and foreign is not None:
             before, kept = len(problems), dict(counts)
             read = (manifests, foreign, streamed or {})
-            _check_chain(self.store, writer, self.report, explained, self.files, counts, read)
+            _check_chain(
+                self.store,
+                writer,
+                self.report,
+                explained,
+                self.files,
+                counts,
+                read,
+                self.redactions,
+            )
             if len(problems) == before:
                 return
             # What the caller read before the files may be behind the chain and the receipts
@@ -587,7 +606,9 @@ class TreeCheck:
             del problems[before:]
             counts.update(kept)
         read = (load_manifests(self.store, writer)[0], foreign_receipts(self.store, writer), {})
-        _check_chain(self.store, writer, self.report, explained, self.files, counts, read)
+        _check_chain(
+            self.store, writer, self.report, explained, self.files, counts, read, self.redactions
+        )
 
     def notes(self) -> None:
         """Add to the report how many heads were recomputed (`tree_heads`; not a note: every
@@ -609,6 +630,7 @@ def _check_chain(
     files: _FileFinder,
     counts: dict[str, int],
     read: tuple[Sequence[Manifest], Sequence[tuple[str, tuple[str, str]]], Mapping[int, Any]],
+    redactions: Redactions | None = None,
 ) -> None:
     """`TreeCheck.check`: the heads of one writer's chain."""
     prefix = f"{MANIFEST_DIR}/{writer}/"
@@ -639,7 +661,14 @@ def _check_chain(
         counts["heads"] += 1
         deleted = _deleted_after(manifest, receipted, foreign)
         detail = _check_one(
-            store, head, base, coverage, files, deleted, streamed.get(manifest.sequence)
+            store,
+            head,
+            base,
+            coverage,
+            files,
+            deleted,
+            streamed.get(manifest.sequence),
+            redactions,
         )
         if detail == _GONE:
             counts[detail] += 1
@@ -664,6 +693,7 @@ def _check_one(
     files: _FileFinder,
     deleted: set[tuple[str, str] | None],
     streamed: Any = None,
+    redactions: Redactions | None = None,
 ) -> str:
     """What is wrong with one head: "" when nothing, _GONE when files it covers were deleted
     since (gone, or under a later receipt: `deleted` are their file keys) and
@@ -690,7 +720,7 @@ def _check_one(
         digest = None
         origin = start.copy()
         try:
-            leaves = b"" if gone else _recomputed_leaves(head, files)
+            leaves = b"" if gone else _recomputed_leaves(head, files, redactions)
         except _GoneError:
             gone = True
         except IntegrityError as exc:  # shorter than sealed, unreadable: its file's problem too
@@ -700,7 +730,7 @@ def _check_one(
         if gone:
             leaves = _saved_leaves(store, head) or b""
             if not leaves:  # a copy that kept the files (a fleet's central store) still has them
-                leaves = _recomputed_if_head(head, files, start.copy())
+                leaves = _recomputed_if_head(head, files, start.copy(), redactions)
                 if not leaves:
                     return _UNCHECKED
                 gone = False
@@ -734,11 +764,13 @@ def _gives(frontier: Frontier, head: TreeHead) -> bool:
     return frontier.size == head.size and tuple(frontier.hashes) == head.frontier
 
 
-def _recomputed_if_head(head: TreeHead, files: _FileFinder, frontier: Frontier) -> bytes:
+def _recomputed_if_head(
+    head: TreeHead, files: _FileFinder, frontier: Frontier, redactions: Redactions | None = None
+) -> bytes:
     """`head`'s leaves hashed from the files when they are there and take `frontier` (the
     head before it) to `head`, else nothing (gone, or re-created with other lines)."""
     try:
-        leaves = _recomputed_leaves(head, files)
+        leaves = _recomputed_leaves(head, files, redactions)
     except IntegrityError:
         return b""
     frontier.extend_concatenated(leaves)
