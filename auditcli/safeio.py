@@ -59,12 +59,16 @@ def why(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def open_dir(root: Path, parts: Sequence[str]) -> int:
+def open_dir(root: Path, parts: Sequence[str], *, create: bool = False) -> int:
     """A descriptor of the directory `root/parts[0]/parts[1]/…`, no component below `root`
-    followed if it is a symlink (OSError: ELOOP or ENOTDIR, FileNotFoundError if missing)."""
+    followed if it is a symlink (OSError: ELOOP or ENOTDIR, FileNotFoundError if missing);
+    with `create`, each missing part is made (0700) first."""
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for part in parts:
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o700, dir_fd=fd)
             child = open_dir_at(fd, part)
             os.close(fd)
             fd = child
@@ -75,20 +79,8 @@ def open_dir(root: Path, parts: Sequence[str]) -> int:
 
 
 def make_dirs(root: Path, parts: Sequence[str]) -> int:
-    """A descriptor of the directory `root/parts[0]/parts[1]/…`, each part created (0700) when
-    missing; OSError when one is a symlink or not a directory (never written through)."""
-    fd = open_dir(root, [])
-    try:
-        for name in parts:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(name, 0o700, dir_fd=fd)
-            child = open_dir_at(fd, name)
-            os.close(fd)
-            fd = child
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    """`open_dir` creating each missing part (0700): for writers of derived data."""
+    return open_dir(root, parts, create=True)
 
 
 def write_atomic_at(directory: int, name: str, temporary: str, content: bytes) -> None:
