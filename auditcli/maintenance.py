@@ -42,7 +42,7 @@ import orjson
 from . import chain, gzmembers, lineindex
 from .errors import IntegrityError, NotRecordedError, UsageError, inert
 from .query import Filters, Problem, QueryEngine, _scan_needle, split_lines
-from .safeio import lock_within
+from .safeio import lock_within, write_all
 from .store import (
     _NO_SURPRISES,
     LOCK_WAIT,
@@ -355,8 +355,8 @@ def write_gzip(
         for block in blocks:
             digest.update(block)
             size += len(block)
-            _write_all(out, packer.feed(block))
-        _write_all(out, packer.finish())
+            write_all(out, packer.feed(block))
+        write_all(out, packer.finish())
         os.fsync(out)
         packed = os.fstat(out).st_size
     finally:
@@ -446,12 +446,6 @@ def _gzip_digest(dfd: int, name: str) -> tuple[bytes, int]:
     if inflater.trailing:
         raise IntegrityError(f"{name}: data after the gzip members")
     return digest.digest(), size
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _unlink_at(dfd: int, name: str) -> None:

@@ -30,12 +30,12 @@ from .maintenance import (
     _open_locked,
     _remove_under,
     _unlink_at,
-    _write_all,
     open_dir_nofollow,
     write_gzip,
 )
 from .model import build_entry
 from .query import Filters, _Matcher
+from .safeio import write_all
 from .store import PARTITION_PREFIX, AuditStore, LogFile
 
 TEMP_SUFFIX = ".redact.tmp"
@@ -328,7 +328,7 @@ def _write_plain(dfd: int, temp: str, blocks: Iterable[bytes]) -> None:
     out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_SURPRISES, 0o600, dir_fd=dfd)
     try:
         for block in blocks:
-            _write_all(out, block)
+            write_all(out, block)
         os.fsync(out)
     finally:
         os.close(out)

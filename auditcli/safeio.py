@@ -83,6 +83,13 @@ def make_dirs(root: Path, parts: Sequence[str]) -> int:
     return open_dir(root, parts, create=True)
 
 
+def write_all(fd: int, data: bytes | bytearray) -> None:
+    """Write all of `data` to `fd` (os.write may write less than it is given)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def write_atomic_at(directory: int, name: str, temporary: str, content: bytes) -> None:
     """Write `content` to `name` in the directory `directory` through the new file `temporary`
     (O_EXCL, 0600, never through a symlink) renamed over it; on OSError the temporary file is
@@ -95,9 +102,7 @@ def write_atomic_at(directory: int, name: str, temporary: str, content: bytes) -
             dir_fd=directory,
         )
         try:
-            view = memoryview(content)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, content)
         finally:
             os.close(fd)
         os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)

@@ -44,6 +44,7 @@ from auditcli.errors import IntegrityError
 from auditcli.lineindex import INDEX_DIR
 from auditcli.outfile import process_alive
 from auditcli.query import Problem
+from auditcli.safeio import write_all
 from auditcli.store import PARTITION_PREFIX, AuditStore, LineSource, LogFile
 
 from .constants import MANIFEST_DIR, MERKLE_DIR, TREE_FORMAT
@@ -367,9 +368,7 @@ class _LeafFile:
             if self.fd is None:
                 self.fd = self._open()
             if self.fd is not None:
-                view = memoryview(leaves)
-                while view:
-                    view = view[os.write(self.fd, view) :]
+                write_all(self.fd, leaves)
         except OSError:
             self._drop()
 
