@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from run import (
     AUDIT,
+    DUCK_SOURCE,
     ENV,
     PY,
     Report,
@@ -47,19 +48,16 @@ SQL = {
     "report": """SELECT action, actorId, createdAt[:10] AS day, count(*) FROM {src}
         WHERE createdAt BETWEEN '{since}' AND '{until}' GROUP BY ALL ORDER BY ALL""",
 }
-DUCK_SQL = """
+DUCK_SQL = (
+    """
 import sys, duckdb
 listfile, sql = sys.argv[1], sys.argv[2]
-files = [l.rstrip("\\n") for l in open(listfile) if l.strip()]
-flist = "[" + ",".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
-cols = ("{'id':'VARCHAR','description':'VARCHAR','actorId':'VARCHAR','actorName':'VARCHAR',"
-        "'actorEmail':'VARCHAR','action':'VARCHAR','actionDisplayName':'VARCHAR','target':'VARCHAR',"
-        "'targetId':'VARCHAR','metadata':'JSON','organizationId':'VARCHAR','teamId':'VARCHAR',"
-        "'createdAt':'VARCHAR'}")
-src = f"read_ndjson({flist}, columns={cols})"
-for row in duckdb.connect().execute(sql.format(src=src)).fetchall():
+"""
+    + DUCK_SOURCE
+    + """for row in duckdb.connect().execute(sql.format(src=src)).fetchall():
     print(*row)
 """
+)
 
 
 def main() -> int:

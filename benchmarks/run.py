@@ -155,9 +155,9 @@ def store_files(logs: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------------- peers
-DUCK = """
-import sys, duckdb
-mode, listfile, where = sys.argv[1], sys.argv[2], sys.argv[3]
+#: The DuckDB peer's source: the store files listed in the file `listfile`, read with the
+#: entry's 13 columns as `src` (shared by the peer scripts of the benchmarks).
+DUCK_SOURCE = """
 files = [l.rstrip("\\n") for l in open(listfile) if l.strip()]
 flist = "[" + ",".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
 cols = ("{'id':'VARCHAR','description':'VARCHAR','actorId':'VARCHAR','actorName':'VARCHAR',"
@@ -165,7 +165,14 @@ cols = ("{'id':'VARCHAR','description':'VARCHAR','actorId':'VARCHAR','actorName'
         "'targetId':'VARCHAR','metadata':'JSON','organizationId':'VARCHAR','teamId':'VARCHAR',"
         "'createdAt':'VARCHAR'}")
 src = f"read_ndjson({flist}, columns={cols})"
-con = duckdb.connect()
+"""
+DUCK = (
+    """
+import sys, duckdb
+mode, listfile, where = sys.argv[1], sys.argv[2], sys.argv[3]
+"""
+    + DUCK_SOURCE
+    + """con = duckdb.connect()
 if mode == "count":
     print(con.execute(f"SELECT count(*) FROM {src} WHERE {where}").fetchone()[0])
 elif mode == "group":
@@ -174,6 +181,7 @@ elif mode == "group":
 else:
     con.execute(f"COPY (SELECT * FROM {src} WHERE {where}) TO '/dev/stdout' (FORMAT json)")
 """
+)
 
 
 @dataclass
