@@ -27,7 +27,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -44,9 +43,11 @@ from .accounts import AccountStore, ForbiddenError, ServiceAccount, TokenError
 from .catalog import TARGETS
 from .entry_model import Entry
 from .errors import AuditError, UsageError
-from .query import Filters, QueryEngine, seed_json, sort_key
+from .listing import DirectoryListings
+from .query import Filters, QueryEngine, seed_json
 from .render import write_json_response
 from .store import AuditStore, LogFile
+from .tailindex import TailCache
 from .timeparse import parse_bound
 
 API_PATH = "/api/v1/audit-logs"
@@ -192,64 +193,6 @@ class CountCache:
                 self._counts.popitem(last=False)
 
 
-@dataclass
-class _Tail:
-    """What a growing file held up to byte `end` (inode `ino`): `count` matches, the first
-    `top` of them in result order."""
-
-    ino: int
-    end: int
-    count: int
-    top: list[bytes]
-
-
-class TailCache:
-    """The matches of files still appended to (today's), remembered up to where they were read,
-    so a request reads only the lines appended since: one writer appending all day must not
-    make every request scan the whole day.
-
-    Per (filters, order, file): the count of matches and the first `keep` of them in result
-    order (enough for any page that starts in that file within the API's limit). A file whose
-    inode changed or that shrank is read afresh; a read that met a problem (a torn or foreign
-    line) is not remembered, and then the caller scans the file as usual, so every answer keeps
-    reporting it with its line number. Bounded (LRU); shared by the request threads.
-    """
-
-    def __init__(self, keep: int = 200, max_files: int = 64) -> None:
-        self.keep, self.max_files = keep, max_files
-        self._tails: OrderedDict[tuple[Any, ...], _Tail] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def read(self, engine: QueryEngine, file: LogFile) -> tuple[int, list[bytes]] | None:
-        """`(count, first matches)` of `file` now, reading only what was appended since the
-        last read; None when the file cannot be read this way (compressed, gone, damaged)."""
-        if file.compressed:
-            return None
-        key = (engine.filters, engine.order, str(file.path))
-        try:
-            info = os.stat(file.path, follow_symlinks=False)
-        except OSError:
-            return None
-        with self._lock:
-            known = self._tails.get(key)
-        if known is None or known.ino != info.st_ino or known.end > info.st_size:
-            known = _Tail(info.st_ino, 0, 0, [])
-        problems = len(engine.problems)
-        count, found, end = engine.scan_from(file, known.end)
-        if len(engine.problems) > problems:
-            del engine.problems[problems:]  # the caller's own scan reports them exactly
-            return None
-        top = known.top + found
-        top.sort(key=sort_key, reverse=engine.order == "desc")
-        tail = _Tail(info.st_ino, end, known.count + count, top[: self.keep])
-        with self._lock:
-            self._tails[key] = tail
-            self._tails.move_to_end(key)
-            if len(self._tails) > self.max_files:
-                self._tails.popitem(last=False)
-        return tail.count, tail.top
-
-
 class CachingQueryEngine(QueryEngine):
     """The CLI's query engine, with per-file match counts remembered in a CountCache and the
     files still appended to read incrementally through a TailCache."""
@@ -267,18 +210,18 @@ class CachingQueryEngine(QueryEngine):
 
     def day_window(self, day: str, low: int, high: int) -> tuple[int, list[bytes]]:
         """The engine's own window of one partition; a single growing file answers from its
-        TailCache entry when the window lies within the matches it keeps."""
+        TailCache entry, reading only the window's lines, at any offset."""
         files = self._day_files(day)
-        if len(files) == 1 and self._growing(files[0]) and high <= self.tails.keep:
-            answer = self.tails.read(self, files[0])
+        if len(files) == 1 and self._growing(files[0]):
+            answer = self.tails.window(self, files[0], low, high)
             if answer is not None:
-                return answer[0], self._parseable(day, answer[1][low:high])
+                return answer[0], self._parseable(day, answer[1])
         return super().day_window(day, low, high)
 
     def file_count(self, file: LogFile) -> int:
-        """The engine's own count of one file, through the cache."""
-        if self._growing(file) and (answer := self.tails.read(self, file)) is not None:
-            return answer[0]
+        """The engine's own count of one file, through the caches."""
+        if self._growing(file) and (count := self.tails.count(self, file)) is not None:
+            return count
         key = self.cache.key(self, file)
         count = self.cache.get(key)
         if count is None:
@@ -393,6 +336,8 @@ def create_app(
     StoreWorkers); later ones wait their turn, each at most `request_timeout` seconds in all.
     """
     accounts = accounts if accounts is not None else AccountStore(store)
+    # A server lists the same directories on every request: reuse listings while unchanged.
+    store.listings = listings = DirectoryListings()
     counts = CountCache()
     tails = TailCache()
     workers = StoreWorkers(max_concurrent_queries)
@@ -410,7 +355,8 @@ def create_app(
         redoc_url=None,
         openapi_url="/openapi.json",
     )
-    app.state.counts, app.state.tails = counts, tails  # exposed for tests and benchmarks
+    # Exposed for tests and benchmarks.
+    app.state.counts, app.state.tails, app.state.listings = counts, tails, listings
     bearer = HTTPBearer(
         auto_error=False,
         bearerFormat="audit_<43 URL-safe characters>",

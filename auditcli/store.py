@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from operator import itemgetter, methodcaller
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -41,6 +41,9 @@ from .lines import LineSplitter, Overlong
 from .safeio import MARKER_MAX, fsync_dir, lock_within, read_control
 from .safeio import why as _why
 from .timeparse import Clock, utc_now
+
+if TYPE_CHECKING:  # only `audit serve` makes one: record's start-up does not import it
+    from .listing import DirectoryListings
 
 PARTITION_PREFIX = "date="
 PLAIN, GZIP = ".jsonl", ".jsonl.gz"
@@ -367,6 +370,9 @@ class AuditStore:
         self._marked = False
         #: The store's setting (`is_redactable`), read once, at this writer's first append.
         self._redactable: bool | None = None
+        #: Set by a long-lived reader (`audit serve`): directory listings reused while the
+        #: directories are unchanged (see `listing`); None lists on every call.
+        self.listings: DirectoryListings | None = None
 
     # ------------------------------------------------------------------ catalog and layout
     @property
@@ -423,6 +429,12 @@ class AuditStore:
         return self._partitions()[1]
 
     def _partitions(self) -> tuple[list[str], list[tuple[str, str]]]:
+        if self.listings is not None:
+            days, odd = self.listings.get(self.root, self._list_partitions)
+            return list(days), list(odd)
+        return self._list_partitions()
+
+    def _list_partitions(self) -> tuple[list[str], list[tuple[str, str]]]:
         try:
             entries = list(os.scandir(self.root))
         except FileNotFoundError:
@@ -456,6 +468,11 @@ class AuditStore:
         """The files of one partition, by segment. A plain file whose `.gz` twin exists (a
         rotation interrupted before it removed the original) is left out: the twin holds it."""
         directory = self.root / (PARTITION_PREFIX + day)
+        if self.listings is not None:
+            return list(self.listings.get(directory, lambda: self._list_files(day, directory)))
+        return self._list_files(day, directory)
+
+    def _list_files(self, day: str, directory: Path) -> list[LogFile]:
         try:
             names = os.listdir(directory)
         except FileNotFoundError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import socket
 import stat
@@ -316,6 +317,30 @@ class TestListing:
         third = client.get(API, headers=bearer(tokens.admin)).json()
         assert third["total"] == first["total"] + 2 and third["logs"][0]["id"] == entry["id"]
 
+    def test_a_new_file_in_a_listed_partition_shows_up_at_once(self, client, tokens, store) -> None:
+        """Partition listings are reused while the directory is unchanged: a file another
+        writer adds to a listed partition (and a new partition) is seen by the next request."""
+        listings = client.app.state.listings
+        listings.settle_ns = 50_000_000  # the stores of the tests are made just now
+        time.sleep(0.1)
+        first = client.get(API, headers=bearer(tokens.admin)).json()
+        hits = listings.hits
+        client.get(API, headers=bearer(tokens.admin))
+        assert listings.hits > hits  # the listings were reused
+        other = AuditStore(store.root, writer_id="host2")
+        for day in ("2026-11-07", "2026-11-20"):  # a listed partition, then a new one
+            other.record(
+                {
+                    "action": "login",
+                    "actorId": "late",
+                    "organizationId": "org-1",
+                    "createdAt": f"{day}T12:00:00Z",
+                }
+            )
+        second = client.get(API, headers=bearer(tokens.admin)).json()
+        assert second["total"] == first["total"] + 2
+        assert second == {**second, "logs": expected(store.root, "org-1")[:20]}
+
     def test_a_rare_actor_is_answered_from_the_cache_after_the_first_query(self, env) -> None:
         _store, tokens, client = env
         app = client.app
@@ -335,6 +360,37 @@ class TestListing:
             body = assert_page(response, 100, 0)
             assert body["total"] == len(oracle) and body["logs"] == oracle
             assert "audit verify" in response.headers["x-audit-warning"]
+
+
+def _in_order(first: int, count: int, base_ms: int) -> list[dict[str, Any]]:
+    """Entries `first`.. of org-1 and org-2, the n-th at `base_ms` + n milliseconds (Unix)."""
+    return [
+        {
+            "action": ACTIONS[n % len(ACTIONS)],
+            "actorId": f"user-{n % 3}",
+            "targetId": f"t-{n}",
+            "organizationId": "org-1" if n % 4 else "org-2",
+            "createdAt": datetime.fromtimestamp((base_ms + n) / 1000, UTC).isoformat(),
+        }
+        for n in range(first, first + count)
+    ]
+
+
+def _later_ms() -> int:
+    """A time (Unix ms) after every entry the tests' stores hold."""
+    return int(time.time() * 1000) + 1000
+
+
+_WRITER = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from test_server import _in_order
+from auditcli.store import AuditStore
+store = AuditStore(sys.argv[1], writer_id="host1")
+for batch in range(40):
+    store.append(_in_order(batch * 10, 10, int(sys.argv[3])))
+    time.sleep(0.02)
+"""
 
 
 class TestGrowingFile:
@@ -373,27 +429,107 @@ class TestGrowingFile:
             assert body["total"] == len(oracle)
             assert body["logs"] == oracle[offset : offset + params["limit"]]
 
-    def test_appends_between_requests_are_read_alone(
-        self, client, tokens, store, monkeypatch
-    ) -> None:
-        from auditcli.query import QueryEngine
-
-        starts: list[int] = []
-        scan_from = QueryEngine.scan_from
-
-        def spy(self: QueryEngine, file: Any, start: int, **kw: Any) -> Any:
-            starts.append(start)
-            return scan_from(self, file, start, **kw)
-
-        monkeypatch.setattr(QueryEngine, "scan_from", spy)
+    def test_appends_between_requests_are_read_alone(self, client, tokens, store) -> None:
+        tails = client.app.state.tails
         for round_ in range(4):
             self._append(store, round_)
             self._check(client, tokens, store)
         today = next(store.root.glob(f"date={datetime.now(UTC):%Y-%m-%d}/*.jsonl"))
-        assert {tail.end for tail in client.app.state.tails._tails.values()} == {
-            today.stat().st_size
-        }
-        assert any(start > 0 for start in starts)  # later rounds read from where they were
+        assert {tail.end for tail in tails._tails.values()} == {today.stat().st_size}
+        assert any(start > 0 for start in tails.scans_from)  # later rounds read from there
+
+    def test_any_offset_in_todays_file_reads_only_new_lines_and_the_page(
+        self, client, tokens, store, monkeypatch
+    ) -> None:
+        """Deep pages inside today's file: answered from the kept offsets (the engine's own
+        window, which reads the whole day, is never called for it), equal to the oracle."""
+        from auditcli.query import QueryEngine
+
+        today = f"{datetime.now(UTC):%Y-%m-%d}"
+        whole_day_reads: list[str] = []
+        day_window = QueryEngine.day_window
+
+        def spy(self: QueryEngine, day: str, low: int, high: int) -> Any:
+            whole_day_reads.append(day)
+            return day_window(self, day, low, high)
+
+        monkeypatch.setattr(QueryEngine, "day_window", spy)
+        tails = client.app.state.tails
+        rng = random.Random(15)
+        done, base = 0, _later_ms()
+        for _ in range(5):
+            store.append(_in_order(done, 120, base))
+            done += 120
+            oracle = expected(store.root, "org-1")
+            for _ in range(6):
+                offset, limit = rng.randrange(0, len(oracle) + 3), rng.randint(1, 100)
+                response = client.get(
+                    API, params={"limit": limit, "offset": offset}, headers=bearer(tokens.admin)
+                )
+                body = assert_page(response, limit, offset)
+                assert body["total"] == len(oracle)
+                assert body["logs"] == oracle[offset : offset + limit]
+        assert today not in whole_day_reads
+        assert tails.scans_from.count(0) == 1  # later requests read from where the last ended
+
+    def test_pages_while_another_process_appends(self, client, tokens, store) -> None:
+        """A real writer process appends (each entry newer than the last) while pages at random
+        offsets are asked for: a page answered when the file held T matches is the final
+        oracle's page shifted by the matches appended since, its total T."""
+        writer = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _WRITER,
+                str(store.root),
+                str(Path(__file__).parent),
+                str(_later_ms()),
+            ]
+        )
+        rng = random.Random(3)
+        answers = []
+        try:
+            while writer.poll() is None:
+                params = {"limit": rng.randint(1, 100), "offset": rng.randrange(0, 400)}
+                response = client.get(API, params=params, headers=bearer(tokens.admin))
+                answers.append((params, assert_page(response, params["limit"], params["offset"])))
+        finally:
+            writer.wait(timeout=60)
+        assert writer.returncode == 0 and len(answers) > 5
+        oracle = expected(store.root, "org-1")
+        for params, body in answers:
+            shift = len(oracle) - body["total"]
+            first = shift + params["offset"]
+            assert body["logs"] == oracle[first : first + params["limit"]], params
+
+    def test_random_offsets_equal_the_oracle_with_late_lines(self, client, tokens, store) -> None:
+        """Appends that sort among the kept matches (recorded late) make the file read afresh;
+        every page stays the oracle's, with and without filters."""
+        rng = random.Random(7)
+        for round_ in range(6):
+            self._append(store, round_, count=rng.randint(1, 25))
+            for _ in range(5):
+                params: dict[str, Any] = {"limit": rng.randint(1, 100)}
+                filters = rng.choice([{}, {"actorId": "user-1"}, {"action": "login"}])
+                oracle = expected(store.root, "org-1", **filters)
+                params |= {"offset": rng.randrange(0, len(oracle) + 2), **filters}
+                response = client.get(API, params=params, headers=bearer(tokens.admin))
+                body = assert_page(response, params["limit"], params["offset"])
+                assert body["total"] == len(oracle)
+                assert body["logs"] == oracle[params["offset"] : params["offset"] + params["limit"]]
+
+    def test_a_kept_line_changed_in_place_is_not_returned(self, client, tokens, store) -> None:
+        """A line rewritten in place (same length, another organization) after its offset was
+        kept: the page reads it, sees it no longer matches, and the file is scanned."""
+        store.append(_in_order(0, 40, _later_ms()))
+        self._check(client, tokens, store)
+        today = next(store.root.glob(f"date={datetime.now(UTC):%Y-%m-%d}/*.jsonl"))
+        data = today.read_bytes()
+        newest = data.rindex(b',"organizationId":"org-1"')
+        today.write_bytes(data[:newest] + b',"organizationId":"org-3"' + data[newest + 25 :])
+        oracle = expected(store.root, "org-1")
+        body = client.get(API, params={"limit": 5}, headers=bearer(tokens.admin)).json()
+        assert body["total"] == len(oracle) and body["logs"] == oracle[:5]
 
     def test_a_damaged_line_keeps_being_reported(self, client, tokens, store) -> None:
         self._append(store, 0)

@@ -1,0 +1,251 @@
+"""Where the matches of a file still appended to are, in result order, kept across requests.
+
+A settled file has a line index on disk (`lineindex`); the file of today is never indexed,
+because every append changes it. `audit serve` answers many requests over it, so it keeps, per
+(filters, order, file), the byte offsets of the file's matching lines in result order and how
+far it read: the next request reads only the lines appended since, and a page at any offset
+inside the file reads just its own lines (a `pread` each), whatever the offset.
+
+Appends normally carry the newest times: the new matches then all sort after the known ones and
+their offsets are appended. A line that sorts among the known ones (recorded late, imported,
+a clock set back) makes the file be read afresh, so the order is always the engine's: by
+(createdAt, id), equal keys in file order.
+
+What is trusted and what is checked: the file's inode must be the same, it must not have
+shrunk, and the byte before the end already read must still end a line, else the file is read
+afresh. Every line a page returns is read anew and checked to start and end a line, to have the
+stored shape, to match the filters and to be in result order; one that is not drops what is
+kept about the file and the caller scans it as usual. A read that meets anything but whole
+stored lines (a torn, foreign or overlong line) is not remembered: the caller's own scan then
+reports it with its line number, on every request.
+
+Bounded: at most `max_files` files, `max_positions` offsets in all (8 bytes each), least
+recently used dropped first; a file with more matches than that is not kept at all.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+import os
+import threading
+from array import array
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import chain
+from .errors import IntegrityError
+from .query import sort_key, split_lines
+from .store import LineSource, LogFile, _open_in_partition
+
+if TYPE_CHECKING:
+    from .query import QueryEngine
+
+_READ = 4096  # bytes read for one line at first; a longer line is read again whole
+_DONE, _AFRESH, _GIVE_UP = object(), object(), object()  # what `TailCache._extend` did
+
+
+@dataclass
+class _Tail:
+    """What a growing file (inode `ino`) held up to byte `end`: the offsets of its matches,
+    `growth[i]` the i-th in ascending order (the last first for a descending query), and the
+    greatest sort key among them."""
+
+    ino: int
+    end: int = 0
+    growth: array[int] = field(default_factory=lambda: array("Q"))
+    last: tuple[bytes, bytes] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class TailCache:
+    """Offsets of the matches of growing files, per (filters, order, file); see the module
+    docstring. Shared by the request threads."""
+
+    def __init__(self, max_positions: int = 2_000_000, max_files: int = 64) -> None:
+        self.max_positions, self.max_files = max_positions, max_files
+        self._tails: OrderedDict[tuple[Any, ...], _Tail] = OrderedDict()
+        self._lock = threading.Lock()
+        self.scans_from: list[int] = []  # where the last reads began (tests)
+
+    def count(self, engine: QueryEngine, file: LogFile) -> int | None:
+        """How many lines of `file` match now, reading only what was appended since the last
+        call; None when the file cannot be read this way (compressed, gone, damaged, too many
+        matches to keep)."""
+        tail = self._current(engine, file)
+        return None if tail is None else len(tail.growth)
+
+    def window(
+        self, engine: QueryEngine, file: LogFile, low: int, high: int
+    ) -> tuple[int, list[bytes]] | None:
+        """`(count, lines ranked low to high in result order)` of `file` now; None as for
+        `count`, or when a line is not what was kept about it (then nothing is kept)."""
+        tail = self._current(engine, file)
+        if tail is None:
+            return None
+        with tail.lock:
+            size = len(tail.growth)
+            if engine.order == "desc":
+                picked = tail.growth[max(size - high, 0) : max(size - low, 0)][::-1]
+            else:
+                picked = tail.growth[low:high]
+        lines = _read_lines(file, tail.ino, picked)
+        if lines is None or not _genuine(engine, lines):
+            self._forget(engine, file)
+            return None
+        return size, lines
+
+    # ---------------------------------------------------------------- keeping up
+    def _key(self, engine: QueryEngine, file: LogFile) -> tuple[Any, ...]:
+        return (engine.filters, engine.order, str(file.path))
+
+    def _forget(self, engine: QueryEngine, file: LogFile) -> None:
+        with self._lock:
+            self._tails.pop(self._key(engine, file), None)
+
+    def _current(self, engine: QueryEngine, file: LogFile) -> _Tail | None:
+        """The kept tail of `file`, brought up to its current end."""
+        if file.compressed:
+            return None
+        key = self._key(engine, file)
+        try:
+            info = os.stat(file.path, follow_symlinks=False)
+        except OSError:
+            return None
+        with self._lock:
+            tail = self._tails.get(key)
+            if tail is None or tail.ino != info.st_ino:
+                tail = self._tails[key] = _Tail(info.st_ino)
+            self._tails.move_to_end(key)
+        with tail.lock:
+            done = self._extend(engine, file, tail, info.st_size)
+            if done is _AFRESH:
+                tail.growth, tail.end, tail.last = array("Q"), 0, None
+                done = self._extend(engine, file, tail, info.st_size)
+        if done is not _DONE:
+            self._forget(engine, file)
+            return None
+        self._bound(key)
+        return tail
+
+    def _extend(self, engine: QueryEngine, file: LogFile, tail: _Tail, size: int) -> object:
+        """Add the matches appended since `tail.end`: _DONE; _AFRESH when the file is to be read
+        from its start (it shrank or was rewritten, a late line sorts among the kept ones);
+        _GIVE_UP when it cannot be kept (a read met damage, too many matches)."""
+        if tail.end > size or (tail.end and not _ends_line(file, tail.end)):
+            return _AFRESH
+        self.scans_from.append(tail.end)
+        del self.scans_from[:-64]
+        read = _matches_from(engine, file, tail.end)
+        if read is None:
+            return _GIVE_UP
+        found, end = read
+        if found:
+            found.sort(key=_first)  # stable: equal keys stay in file order
+            newest = found[-1][0]
+            if tail.last is not None and found[0][0] <= tail.last:
+                return _AFRESH  # sorts among the kept matches
+            if len(tail.growth) + len(found) > self.max_positions:
+                return _GIVE_UP
+            if engine.order == "desc":
+                # Descending: equal keys still in file order, so growth (read backwards) holds
+                # them in reverse file order.
+                found.sort(key=_first, reverse=True)
+                found.reverse()
+            tail.growth.extend(position for _, position in found)
+            tail.last = newest
+        tail.end = end
+        return _DONE
+
+    def _bound(self, keep: tuple[Any, ...]) -> None:
+        """Drop the least recently used tails (never `keep`) past the bounds."""
+        with self._lock:
+            total = sum(len(tail.growth) for tail in self._tails.values())
+            for key in list(self._tails):
+                if len(self._tails) <= self.max_files and total <= self.max_positions:
+                    break
+                if key != keep:
+                    total -= len(self._tails.pop(key).growth)
+
+
+def _first(pair: tuple[tuple[bytes, bytes], int]) -> tuple[bytes, bytes]:
+    return pair[0]
+
+
+def _matches_from(
+    engine: QueryEngine, file: LogFile, start: int
+) -> tuple[list[tuple[tuple[bytes, bytes], int]], int] | None:
+    """`([(sort key, offset)] of the matching lines from byte `start` on, end of the last whole
+    line)`; None if anything but whole stored lines was met (the caller's scan reports it)."""
+    source = LineSource(file, start)
+    matcher, needle = engine.matcher, engine.matcher.needle
+    found: list[tuple[tuple[bytes, bytes], int]] = []
+    position = start
+    try:
+        for chunk in source.chunks():
+            if chunk.count(chain.SUFFIX_HEAD) != chunk.count(b"\n"):
+                return None
+            for line in split_lines(chunk):
+                if (needle is None or needle in line) and matcher(line):
+                    if not chain.is_chained_line(line):
+                        return None  # only the engine's scan knows how to report it
+                    found.append((sort_key(line), position))
+                position += len(line)
+    except IntegrityError:
+        return None
+    if source.damage() or source.file.compressed or position != source.end:
+        return None  # rotated meanwhile, or a line that is not in the file as read
+    return found, source.end
+
+
+def _ends_line(file: LogFile, end: int) -> bool:
+    """Whether the byte before `end` is still a newline."""
+    try:
+        fd = _open_in_partition(file.path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        return os.pread(fd, 1, end - 1) == b"\n"
+    finally:
+        os.close(fd)
+
+
+def _read_lines(file: LogFile, ino: int, positions: array[int]) -> list[bytes] | None:
+    """The whole lines starting at `positions` of the file (inode `ino`); None if one of them
+    does not start or end a line there."""
+    try:
+        fd = _open_in_partition(file.path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        if os.fstat(fd).st_ino != ino:
+            return None
+        lines = []
+        for position in positions:
+            before = 1 if position else 0
+            data = os.pread(fd, _READ, position - before)
+            if before and data[:1] != b"\n":
+                return None
+            end = data.find(b"\n", before)
+            if end < 0:
+                data = os.pread(fd, chain.MAX_LINE + 1, position)
+                end = data.find(b"\n")
+                if end < 0:
+                    return None
+                lines.append(data[: end + 1])
+            else:
+                lines.append(data[before : end + 1])
+        return lines
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _genuine(engine: QueryEngine, lines: list[bytes]) -> bool:
+    """Whether `lines` are stored entries that match the engine's filters, in result order."""
+    if not all(chain.is_chained_line(line) and engine.matcher(line) for line in lines):
+        return False
+    step = operator.ge if engine.order == "desc" else operator.le
+    return all(itertools.starmap(step, itertools.pairwise(map(sort_key, lines))))
