@@ -467,12 +467,13 @@ class AuditStore:
     def files(self, day: str) -> list[LogFile]:
         """The files of one partition, by segment. A plain file whose `.gz` twin exists (a
         rotation interrupted before it removed the original) is left out: the twin holds it."""
-        directory = self.root / (PARTITION_PREFIX + day)
         if self.listings is not None:
-            return list(self.listings.get(directory, lambda: self._list_files(day, directory)))
-        return self._list_files(day, directory)
+            where = f"{self.root}{os.sep}{PARTITION_PREFIX}{day}"  # no Path made when reused
+            return list(self.listings.get(where, lambda: self._list_files(day)))
+        return self._list_files(day)
 
-    def _list_files(self, day: str, directory: Path) -> list[LogFile]:
+    def _list_files(self, day: str) -> list[LogFile]:
+        directory = self.root / (PARTITION_PREFIX + day)
         try:
             names = os.listdir(directory)
         except FileNotFoundError:

@@ -54,8 +54,10 @@ class _Tail:
 
     ino: int
     end: int = 0
+    mtime: int | None = None  # the file's mtime when `end` was its size, else None
     growth: array[int] = field(default_factory=lambda: array("Q"))
     last: tuple[bytes, bytes] | None = None
+    top: list[bytes] = field(default_factory=list)  # the first `keep` matches, result order
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -63,8 +65,13 @@ class TailCache:
     """Offsets of the matches of growing files, per (filters, order, file); see the module
     docstring. Shared by the request threads."""
 
-    def __init__(self, max_positions: int = 2_000_000, max_files: int = 64) -> None:
+    def __init__(
+        self, max_positions: int = 2_000_000, max_files: int = 64, keep: int = 200
+    ) -> None:
         self.max_positions, self.max_files = max_positions, max_files
+        #: The first matches in result order are kept as lines too: the newest page, asked
+        #: for most, is answered without reading the file.
+        self.keep = keep
         self._tails: OrderedDict[tuple[Any, ...], _Tail] = OrderedDict()
         self._lock = threading.Lock()
         self.scans_from: list[int] = []  # where the last reads began (tests)
@@ -86,6 +93,8 @@ class TailCache:
             return None
         with tail.lock:
             size = len(tail.growth)
+            if high <= len(tail.top) or len(tail.top) == size:
+                return size, tail.top[low:high]
             if engine.order == "desc":
                 picked = tail.growth[max(size - high, 0) : max(size - low, 0)][::-1]
             else:
@@ -119,20 +128,27 @@ class TailCache:
                 tail = self._tails[key] = _Tail(info.st_ino)
             self._tails.move_to_end(key)
         with tail.lock:
-            done = self._extend(engine, file, tail, info.st_size)
+            done = self._extend(engine, file, tail, info.st_size, info.st_mtime_ns)
             if done is _AFRESH:
-                tail.growth, tail.end, tail.last = array("Q"), 0, None
-                done = self._extend(engine, file, tail, info.st_size)
+                tail.growth, tail.end, tail.last, tail.top = array("Q"), 0, None, []
+                done = self._extend(engine, file, tail, info.st_size, info.st_mtime_ns)
         if done is not _DONE:
             self._forget(engine, file)
             return None
         self._bound(key)
         return tail
 
-    def _extend(self, engine: QueryEngine, file: LogFile, tail: _Tail, size: int) -> object:
+    def _extend(
+        self, engine: QueryEngine, file: LogFile, tail: _Tail, size: int, mtime: int
+    ) -> object:
         """Add the matches appended since `tail.end`: _DONE; _AFRESH when the file is to be read
         from its start (it shrank or was rewritten, a late line sorts among the kept ones);
         _GIVE_UP when it cannot be kept (a read met damage, too many matches)."""
+        if tail.end == size and tail.end:
+            # Nothing appended. The same size with another mtime: rewritten in place.
+            if tail.mtime is None:
+                tail.mtime = mtime  # read past the size stated then: this is its mtime
+            return _DONE if tail.mtime == mtime else _AFRESH
         if tail.end > size or (tail.end and not _ends_line(file, tail.end)):
             return _AFRESH
         self.scans_from.append(tail.end)
@@ -152,10 +168,15 @@ class TailCache:
                 # Descending: equal keys still in file order, so growth (read backwards) holds
                 # them in reverse file order.
                 found.sort(key=_first, reverse=True)
+                tail.top = [line for _, _, line in found[: self.keep]] + tail.top
+                del tail.top[self.keep :]
                 found.reverse()
-            tail.growth.extend(position for _, position in found)
+            else:
+                tail.top.extend(line for _, _, line in found[: self.keep - len(tail.top)])
+            tail.growth.extend(position for _, position, _ in found)
             tail.last = newest
         tail.end = end
+        tail.mtime = mtime if end == size else None
         return _DONE
 
     def _bound(self, keep: tuple[Any, ...]) -> None:
@@ -169,18 +190,19 @@ class TailCache:
                     total -= len(self._tails.pop(key).growth)
 
 
-def _first(pair: tuple[tuple[bytes, bytes], int]) -> tuple[bytes, bytes]:
-    return pair[0]
+def _first(match: tuple[tuple[bytes, bytes], int, bytes]) -> tuple[bytes, bytes]:
+    return match[0]
 
 
 def _matches_from(
     engine: QueryEngine, file: LogFile, start: int
-) -> tuple[list[tuple[tuple[bytes, bytes], int]], int] | None:
-    """`([(sort key, offset)] of the matching lines from byte `start` on, end of the last whole
-    line)`; None if anything but whole stored lines was met (the caller's scan reports it)."""
+) -> tuple[list[tuple[tuple[bytes, bytes], int, bytes]], int] | None:
+    """`([(sort key, offset, line)] of the matching lines from byte `start` on, end of the last
+    whole line)`; None if anything but whole stored lines was met (the caller's scan reports
+    it)."""
     source = LineSource(file, start)
     matcher, needle = engine.matcher, engine.matcher.needle
-    found: list[tuple[tuple[bytes, bytes], int]] = []
+    found: list[tuple[tuple[bytes, bytes], int, bytes]] = []
     position = start
     try:
         for chunk in source.chunks():
@@ -190,7 +212,7 @@ def _matches_from(
                 if (needle is None or needle in line) and matcher(line):
                     if not chain.is_chained_line(line):
                         return None  # only the engine's scan knows how to report it
-                    found.append((sort_key(line), position))
+                    found.append((sort_key(line), position, line))
                 position += len(line)
     except IntegrityError:
         return None
