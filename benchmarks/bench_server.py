@@ -221,16 +221,7 @@ def bench_server(
 
 def _peak_rss_mb(pid: int) -> float:
     """The peak resident set of a process and its children (uvicorn's workers), in MB."""
-    total = 0
-    for task in [pid, *_children(pid)]:
-        try:
-            status = Path(f"/proc/{task}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                total += int(line.split()[1])
-    return total / 1024
+    return _memory(pid)["VmHWM"]
 
 
 def _children(pid: int) -> list[int]:
@@ -368,10 +359,9 @@ import signal, sys, time
 from auditcli.store import AuditStore
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 store, rate = AuditStore(sys.argv[1]), float(sys.argv[2])
-until = time.monotonic() + float(sys.argv[3])
 n, start = 0, time.monotonic()
 try:
-    while time.monotonic() < until:
+    while True:
         store.record({"action": "login", "actorId": f"load-{n % 50}", "organizationId": "org-456"})
         n += 1
         time.sleep(max(0.0, start + n / rate - time.monotonic()))
@@ -381,123 +371,229 @@ finally:
 
 
 def _memory(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM (peak) of a process, in MB, from /proc."""
-    found = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            found[key] = int(value.split()[0]) / 1024
+    """VmRSS and VmHWM (peak) of a process and its children (uvicorn's workers), in MB."""
+    found = {"VmRSS": 0.0, "VmHWM": 0.0}
+    for task in [pid, *_children(pid)]:
+        for line in Path(f"/proc/{task}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in found:
+                found[key] += int(value.split()[0]) / 1024
     return found
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process and its children so far, from /proc."""
+    total = 0.0
+    for task in [pid, *_children(pid)]:
+        fields = Path(f"/proc/{task}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+class RawClient:
+    """An HTTP/1.1 keep-alive client on a plain socket: a request costs the client a send and
+    a recv or two, so the clients leave the cores to the server (httpx in Python threads took
+    about as much CPU as the server it measured)."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.head = f"Host: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+        self.pending = b""
+
+    def get(self, params: dict[str, Any]) -> bytes:
+        """The body of `GET API?params`; RuntimeError unless the status is 200."""
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        self.sock.sendall(f"GET {API}?{query} HTTP/1.1\r\n".encode() + self.head)
+        data = self.pending
+        while (split := data.find(b"\r\n\r\n")) < 0:
+            data += self._recv()
+        head, body = data[:split], data[split + 4 :]
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        while len(body) < length:
+            body += self._recv()
+        self.pending = body[length:]
+        if head[9:12] != b"200":
+            raise RuntimeError(head.decode(errors="replace"))
+        return body[:length]
+
+    def _recv(self) -> bytes:
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise RuntimeError("the server closed the connection")
+        return chunk
+
+
+def _mixed(n: int, rng: Any, total: int) -> dict[str, Any]:
+    """The n-th request of a mixed run: the five queries in turn, every third at a random
+    offset."""
+    params = dict(QUERIES[n % len(QUERIES)].params)
+    if n % 3 == 0:
+        params["offset"] = rng.randrange(0, total)
+    return params
+
+
+def _client(
+    port: int, token: str, stop: float, pace: float, first: float, kind: str, seed: int, out: Any
+) -> None:
+    """One client process: requests until `stop` (time.time()), `pace` a second or as fast as
+    it can; sends its latencies (seconds) on `out`."""
+    import random
+
+    rng, client, latencies = random.Random(seed), RawClient(port, token), []
+    total = int(kind.partition(":")[2] or 0)
+    began = first
+    while time.time() < stop:
+        if pace:
+            time.sleep(max(0.0, began - time.time()))
+            began += 1 / pace
+        params = {"limit": 50} if kind == "page" else _mixed(len(latencies), rng, total)
+        start = time.perf_counter()
+        client.get(params)
+        latencies.append(time.perf_counter() - start)
+    out.send(latencies)
 
 
 def _clients(
-    url: str, headers: dict[str, str], clients: int, seconds: float, pick: Any, pace: float = 0
+    port: int, token: str, clients: int, seconds: float, kind: str, pace: float = 0
 ) -> list[float]:
-    """Latencies of requests made by `clients` threads for `seconds`, each asking for the
-    params `pick(n)` gives (n: the thread's request count); with `pace`, each thread starts at
-    most `pace` requests a second (users of a dashboard), else one as soon as the last ends."""
-    import httpx
+    """Latencies of `clients` client processes (one each: no client waits on another's GIL)
+    asking for `kind` ("page": a page of 50 at offset 0; "mixed:TOTAL") for `seconds`."""
+    import multiprocessing
 
-    latencies: list[list[float]] = [[] for _ in range(clients)]
-    stop = time.perf_counter() + seconds
-
-    def run(number: int) -> None:
-        with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
-            began = time.perf_counter() + number / max(pace, 1) / clients  # staggered
-            while time.perf_counter() < stop:
-                if pace:
-                    began += 1 / pace
-                    time.sleep(max(0.0, began - time.perf_counter()))
-                params = pick(len(latencies[number]))
-                start = time.perf_counter()
-                client.get(API, params=params).raise_for_status()
-                latencies[number].append(time.perf_counter() - start)
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return [x for one in latencies for x in one]
+    context = multiprocessing.get_context("fork")
+    now = time.time()
+    stop = now + 0.5 + seconds
+    pipes, processes = [], []
+    for n in range(clients):
+        mine, theirs = context.Pipe(duplex=False)
+        first = now + 0.5 + (n / pace / clients if pace else 0)  # paced clients staggered
+        args = (port, token, stop, pace, first, kind, n, theirs)
+        processes.append(context.Process(target=_client, args=args))
+        pipes.append(mine)
+        processes[-1].start()
+    latencies = [x for pipe in pipes for x in pipe.recv()]
+    for process in processes:
+        process.join()
+    return latencies
 
 
-def _percentiles(latencies: list[float]) -> str:
+def _stats(latencies: list[float]) -> tuple[float, float]:
     lat = sorted(latencies)
-    p50 = statistics.median(lat) * 1000
-    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
-    return f"p50 {p50:.1f} ms, p99 {p99:.1f} ms ({len(lat)} requests)"
+    return statistics.median(lat) * 1000, lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
+
+
+def _preload(root: Path, entries: int) -> None:
+    """`entries` logins of org-456 appended to today's file (a busy day so far), so that
+    deep offsets fall inside the file being appended to."""
+    from auditcli.store import AuditStore
+
+    store = AuditStore(root)
+    for first in range(0, entries, 5000):
+        store.append(
+            {"action": "login", "actorId": f"day-{n % 50}", "organizationId": ORG}
+            for n in range(first, min(entries, first + 5000))
+        )
 
 
 def bench_load(root: Path, accounts_root: Path, token: str, args: argparse.Namespace) -> None:
     """The targets of issue #15 for `audit serve`, with one process appending meanwhile."""
-    import random
+    from run import machine
 
-    import httpx
-
-    process, url = start_server(root, accounts_root, 1)
-    headers = {"Authorization": f"Bearer {token}"}
-    total_seconds = 60 + args.seconds * 2 + args.mixed_seconds
+    _preload(root, args.preload)
     appender = subprocess.Popen(
-        [sys.executable, "-c", APPENDER, str(root), "100", str(total_seconds)],
-        stdout=subprocess.PIPE,
+        [sys.executable, "-c", APPENDER, str(root), "100"], stdout=subprocess.PIPE
     )
+    rows: list[str] = []
+
+    def row(name: str, workers: int, lat: list[float], cpu: float | None, target: str) -> None:
+        p50, p99 = _stats(lat)
+        cells = (name, str(workers), str(len(lat)), f"{p50:.1f}", f"{p99:.1f}")
+        cpu_cell = f"{cpu * 1000:.2f}" if cpu is not None else "–"
+        rows.append("| " + " | ".join((*cells, cpu_cell, target)) + " |")
+        print(rows[-1], flush=True)
+
     try:
-        with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
-            start = time.perf_counter()
-            first = client.get(API, params={"limit": 50}).json()
-            print(
-                f"first request (cold): {(time.perf_counter() - start) * 1000:.0f} ms; "
-                f"total {first['total']}",
-                flush=True,
-            )
-            total = first["total"]
-            for offset in sorted({0, 1000, total // 10, total // 2, total - 50}):
-                client.get(API, params={"limit": 50, "offset": offset}).raise_for_status()
-                lat = []
-                cpu = _cpu_seconds(process.pid)
-                for _ in range(args.requests):
-                    begin = time.perf_counter()
-                    client.get(API, params={"limit": 50, "offset": offset}).raise_for_status()
-                    lat.append(time.perf_counter() - begin)
-                cpu = (_cpu_seconds(process.pid) - cpu) / args.requests * 1000
+        print(f"machine: {machine()}", flush=True)
+        for workers in (int(w) for w in args.workers.split(",") if w):
+            process, url = start_server(root, accounts_root, workers)
+            port = int(url.rsplit(":", 1)[1])
+            try:
+                client = RawClient(port, token)
+                begin = time.perf_counter()
+                total = orjson_total(client.get({"limit": 50}))
                 print(
-                    f"one client, page of 50 at offset {offset}: {_percentiles(lat)}; "
-                    f"server CPU {cpu:.1f} ms a request",
+                    f"{workers} worker(s): first request {time.perf_counter() - begin:.2f} s, "
+                    f"total {total}",
                     flush=True,
                 )
-        for pace in (0.0, args.pace):
-            lat = _clients(url, headers, args.clients, args.seconds, lambda n: {"limit": 50}, pace)
-            how = f"each at {pace:g} requests/s" if pace else "each as fast as it can"
-            print(f"{args.clients} clients ({how}), page of 50 at offset 0: {_percentiles(lat)}")
-        mixed = [query.params for query in QUERIES]
-        rng = random.Random(7)
-
-        def pick(n: int) -> dict[str, Any]:
-            params = dict(mixed[n % len(mixed)])
-            if n % 3 == 0:
-                params["offset"] = rng.randrange(0, total)
-            return params
-
-        print(f"server memory before the mixed run: {_memory(process.pid)}", flush=True)
-        lat = _clients(url, headers, args.clients, args.mixed_seconds, pick)
-        print(
-            f"mixed queries, {args.clients} clients, {args.mixed_seconds:.0f} s: "
-            f"{_percentiles(lat)}",
-            flush=True,
-        )
-        print(f"server memory after: {_memory(process.pid)}", flush=True)
+                if workers == 1:
+                    offsets = (0, 1000, args.preload // 2, total // 10, total // 2, total - 50)
+                    for offset in offsets:
+                        for _ in range(3):  # each worker's caches warm
+                            client.get({"limit": 50, "offset": offset})
+                        lat, cpu = [], _cpu_seconds(process.pid)
+                        for _ in range(args.requests):
+                            start = time.perf_counter()
+                            client.get({"limit": 50, "offset": offset})
+                            lat.append(time.perf_counter() - start)
+                        cpu = (_cpu_seconds(process.pid) - cpu) / len(lat)
+                        inside = " (today's file)" if offset < args.preload else ""
+                        row(f"offset {offset:,}{inside}, 1 client", 1, lat, cpu, "p50 ≤ 50")
+                else:
+                    for _ in range(5 * workers):
+                        client.get({"limit": 50})
+                for pace, how in (
+                    (0.0, "as fast as each can"),
+                    (args.pace, f"{args.pace:g}/s each"),
+                ):
+                    cpu = _cpu_seconds(process.pid)
+                    lat = _clients(port, token, args.clients, args.seconds, "page", pace)
+                    cpu = (_cpu_seconds(process.pid) - cpu) / len(lat)
+                    name = f"offset 0, {args.clients} clients, {how}"
+                    row(name, workers, lat, cpu, "p50 ≤ 20, p99 ≤ 100")
+                if workers == 1 and args.mixed_seconds:
+                    memory_run(process.pid, port, token, total, args, row)
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
     finally:
         appender.terminate()
         appended = appender.communicate(timeout=30)[0].decode().strip()
-        print(f"appended meanwhile: {appended or 'n/a (stopped)'} entries", flush=True)
-        process.terminate()
-        process.wait(timeout=30)
+    print(f"\nmachine: {machine()}; appended meanwhile: {appended} entries")
+    print(
+        "| requests (page of 50) | workers | n | p50 ms | p99 ms | server CPU ms/req | target ms |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---|")
+    print("\n".join(rows))
+
+
+def memory_run(
+    pid: int, port: int, token: str, total: int, args: argparse.Namespace, row: Any
+) -> None:
+    """Mixed queries from the clients for `--mixed-seconds`, in slices; the server's memory
+    after each (the trend), its peak at the end."""
+    print(f"memory before the mixed run: {_memory(pid)}", flush=True)
+    slices = max(1, round(args.mixed_seconds / 60))
+    lat: list[float] = []
+    cpu = _cpu_seconds(pid)
+    for number in range(slices):
+        lat += _clients(port, token, args.clients, args.mixed_seconds / slices, f"mixed:{total}")
+        memory = _memory(pid)
+        print(
+            f"  after {(number + 1) * args.mixed_seconds / slices:.0f} s: "
+            f"RSS {memory['VmRSS']:.0f} MB, peak {memory['VmHWM']:.0f} MB",
+            flush=True,
+        )
+    cpu = (_cpu_seconds(pid) - cpu) / len(lat)
+    row(f"mixed, {args.clients} clients, {args.mixed_seconds:.0f} s", 1, lat, cpu, "RSS ≤ 150 MB")
+
+
+def orjson_total(body: bytes) -> int:
+    """The `total` of an API answer."""
+    import orjson
+
+    return int(orjson.loads(body)["total"])
 
 
 # ----------------------------------------------------------------------------- main
@@ -511,8 +607,11 @@ def main() -> None:
     parser.add_argument("--file-runs", type=int, default=3, help="runs of duckdb-files per query")
     parser.add_argument("--no-duckdb", action="store_true")
     parser.add_argument("--load", action="store_true", help="the #15 targets (writes --store)")
-    parser.add_argument("--mixed-seconds", type=float, default=300.0, help="--load: mixed run")
+    parser.add_argument("--mixed-seconds", type=float, default=120.0, help="--load: mixed run")
     parser.add_argument("--pace", type=float, default=5.0, help="--load: requests/s per client")
+    parser.add_argument(
+        "--preload", type=int, default=20000, help="--load: entries appended to today first"
+    )
     args = parser.parse_args()
     if args.load:
         print(f"store: {args.store}; machine: {os.cpu_count()} CPUs, shared and noisy", flush=True)
