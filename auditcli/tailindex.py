@@ -29,6 +29,7 @@ import itertools
 import operator
 import os
 import threading
+import time
 from array import array
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -72,6 +73,8 @@ class TailCache:
         #: The first matches in result order are kept as lines too: the newest page, asked
         #: for most, is answered without reading the file.
         self.keep = keep
+        #: How long a new mtime at an unchanged size is taken for a write under way.
+        self.write_ns = 1_000_000_000
         self._tails: OrderedDict[tuple[Any, ...], _Tail] = OrderedDict()
         self._lock = threading.Lock()
         self.scans_from: list[int] = []  # where the last reads began (tests)
@@ -145,10 +148,14 @@ class TailCache:
         from its start (it shrank or was rewritten, a late line sorts among the kept ones);
         _GIVE_UP when it cannot be kept (a read met damage, too many matches)."""
         if tail.end == size and tail.end:
-            # Nothing appended. The same size with another mtime: rewritten in place.
+            # Nothing appended. A write sets the mtime just before the size grows, so another
+            # mtime at the same size is a write under way, unless it stays so: the file was
+            # rewritten in place.
             if tail.mtime is None:
                 tail.mtime = mtime  # read past the size stated then: this is its mtime
-            return _DONE if tail.mtime == mtime else _AFRESH
+            if tail.mtime == mtime or time.time_ns() - mtime < self.write_ns:
+                return _DONE
+            return _AFRESH
         if tail.end > size or (tail.end and not _ends_line(file, tail.end)):
             return _AFRESH
         self.scans_from.append(tail.end)
