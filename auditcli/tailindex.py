@@ -12,15 +12,18 @@ a clock set back) makes the file be read afresh, so the order is always the engi
 (createdAt, id), equal keys in file order.
 
 What is trusted and what is checked: the file's inode must be the same, it must not have
-shrunk, and the byte before the end already read must still end a line, else the file is read
-afresh. Every line a page returns is read anew and checked to start and end a line, to have the
-stored shape, to match the filters and to be in result order; one that is not drops what is
-kept about the file and the caller scans it as usual. A read that meets anything but whole
-stored lines (a torn, foreign or overlong line) is not remembered: the caller's own scan then
-reports it with its line number, on every request.
+shrunk, the byte before the end already read must still end a line, and a file whose size did
+not change must not have a new mtime (for longer than a write takes), else the file is read
+afresh. The first `keep` matches are kept as lines (the newest page, asked for most, reads
+nothing); every other line a page returns is read anew and checked to start and end a line, to
+have the stored shape, to match the filters and to be in result order; one that is not drops
+what is kept about the file and the caller scans it as usual. A read that meets anything but
+whole stored lines (a torn, foreign or overlong line) is not remembered: the caller's own scan
+then reports it with its line number, on every request.
 
-Bounded: at most `max_files` files, `max_positions` offsets in all (8 bytes each), least
-recently used dropped first; a file with more matches than that is not kept at all.
+Bounded: at most `max_files` files, `max_positions` offsets in all (8 bytes each) plus `keep`
+lines a file, least recently used dropped first; a file with more matches than that is not
+kept at all.
 """
 
 from __future__ import annotations

@@ -41,7 +41,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,7 +207,7 @@ def bench_server(
                     start = time.perf_counter()
                     client.get(API, params=query.params).raise_for_status()
                     result.latencies.append(time.perf_counter() - start)
-                result.rps = _throughput(url, headers, query, args.clients, args.seconds)
+                result.rps = _throughput(url, token, query, args.clients, args.seconds)
                 result.note = f"{args.clients} clients for req/s"
                 results.append(result)
                 print(result.row(), flush=True)
@@ -232,27 +231,11 @@ def _children(pid: int) -> list[int]:
     return [int(child) for child in found]
 
 
-def _throughput(
-    url: str, headers: dict[str, str], query: Query, clients: int, seconds: float
-) -> float:
-    import httpx
-
-    done = [0] * clients
-    stop = time.perf_counter() + seconds
-
-    def run(n: int) -> None:
-        with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
-            while time.perf_counter() < stop:
-                client.get(API, params=query.params).raise_for_status()
-                done[n] += 1
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(done) / (time.perf_counter() - started)
+def _throughput(url: str, token: str, query: Query, clients: int, seconds: float) -> float:
+    """Requests a second of `clients` client processes asking for `query` for `seconds`."""
+    port = int(url.rsplit(":", 1)[1])
+    latencies = _clients(port, token, clients, seconds, f"query:{QUERIES.index(query)}")
+    return len(latencies) / seconds
 
 
 # ----------------------------------------------------------------------------- DuckDB
@@ -441,13 +424,18 @@ def _client(
     import random
 
     rng, client, latencies = random.Random(seed), RawClient(port, token), []
-    total = int(kind.partition(":")[2] or 0)
+    number = int(kind.partition(":")[2] or 0)  # the query's index, or the mixed run's total
     began = first
     while time.time() < stop:
         if pace:
             time.sleep(max(0.0, began - time.time()))
             began += 1 / pace
-        params = {"limit": 50} if kind == "page" else _mixed(len(latencies), rng, total)
+        if kind == "page":
+            params: dict[str, Any] = {"limit": 50}
+        elif kind.startswith("query:"):
+            params = QUERIES[number].params
+        else:
+            params = _mixed(len(latencies), rng, number)
         start = time.perf_counter()
         client.get(params)
         latencies.append(time.perf_counter() - start)
@@ -458,7 +446,8 @@ def _clients(
     port: int, token: str, clients: int, seconds: float, kind: str, pace: float = 0
 ) -> list[float]:
     """Latencies of `clients` client processes (one each: no client waits on another's GIL)
-    asking for `kind` ("page": a page of 50 at offset 0; "mixed:TOTAL") for `seconds`."""
+    asking for `kind` for `seconds`: "page" (a page of 50 at offset 0), "query:N" (QUERIES[N])
+    or "mixed:TOTAL" (see `_mixed`)."""
     import multiprocessing
 
     context = multiprocessing.get_context("fork")
