@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import operator
 import os
+import stat
 import threading
 import time
 from array import array
@@ -39,13 +40,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import chain
-from .errors import IntegrityError
 from .query import sort_key, split_lines
-from .store import LineSource, LogFile, _open_in_partition
+from .store import LogFile, _open_in_partition
 
 if TYPE_CHECKING:
     from .query import QueryEngine
 
+_CHUNK = 8 << 20  # bytes read at a time from a growing file
 _READ = 4096  # bytes read for one line at first; a longer line is read again whole
 _DONE, _AFRESH, _GIVE_UP = object(), object(), object()  # what `TailCache._extend` did
 
@@ -163,7 +164,7 @@ class TailCache:
             return _AFRESH
         self.scans_from.append(tail.end)
         del self.scans_from[:-64]
-        read = _matches_from(engine, file, tail.end)
+        read = _matches_from(engine, file, tail.end, self.write_ns)
         if read is None:
             return _GIVE_UP
         found, end = read
@@ -205,30 +206,50 @@ def _first(match: tuple[tuple[bytes, bytes], int, bytes]) -> tuple[bytes, bytes]
 
 
 def _matches_from(
-    engine: QueryEngine, file: LogFile, start: int
+    engine: QueryEngine, file: LogFile, start: int, write_ns: int
 ) -> tuple[list[tuple[tuple[bytes, bytes], int, bytes]], int] | None:
     """`([(sort key, offset, line)] of the matching lines from byte `start` on, end of the last
     whole line)`; None if anything but whole stored lines was met (the caller's scan reports
-    it)."""
-    source = LineSource(file, start)
-    matcher, needle = engine.matcher, engine.matcher.needle
-    found: list[tuple[tuple[bytes, bytes], int, bytes]] = []
-    position = start
+    it). A last line without its newline is left for the next read while the file's mtime is
+    under `write_ns` old (a write under way: never waited for, as a full scan does, since the
+    writer holds its lock through fsync); older, it is torn and the caller's scan reports it."""
     try:
-        for chunk in source.chunks():
-            if chunk.count(chain.SUFFIX_HEAD) != chunk.count(b"\n"):
+        fd = _open_in_partition(file.path, os.O_RDONLY)
+    except OSError:
+        return None  # gone (rotated) or unreadable: the caller's scan says which
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        matcher, needle = engine.matcher, engine.matcher.needle
+        found: list[tuple[tuple[bytes, bytes], int, bytes]] = []
+        position, rest = start, b""
+        while position + len(rest) < info.st_size:
+            block = os.pread(
+                fd, min(_CHUNK, info.st_size - position - len(rest)), position + len(rest)
+            )
+            if not block:
+                break  # cut back meanwhile
+            data = rest + block
+            cut = data.rfind(b"\n") + 1
+            chunk, rest = data[:cut], data[cut:]
+            if len(rest) > chain.MAX_LINE or chunk.count(chain.SUFFIX_HEAD) != chunk.count(b"\n"):
                 return None
             for line in split_lines(chunk):
+                if len(line) > chain.MAX_LINE:
+                    return None
                 if (needle is None or needle in line) and matcher(line):
                     if not chain.is_chained_line(line):
                         return None  # only the engine's scan knows how to report it
                     found.append((sort_key(line), position, line))
                 position += len(line)
-    except IntegrityError:
+        if rest and time.time_ns() - info.st_mtime_ns >= write_ns:
+            return None  # torn
+        return found, position
+    except OSError:
         return None
-    if source.damage() or source.file.compressed or position != source.end:
-        return None  # rotated meanwhile, or a line that is not in the file as read
-    return found, source.end
+    finally:
+        os.close(fd)
 
 
 def _ends_line(file: LogFile, end: int) -> bool:

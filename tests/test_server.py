@@ -7,6 +7,7 @@ several clients at once while another process appends entries.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
@@ -517,6 +518,32 @@ class TestGrowingFile:
                 body = assert_page(response, params["limit"], params["offset"])
                 assert body["total"] == len(oracle)
                 assert body["logs"] == oracle[params["offset"] : params["offset"] + params["limit"]]
+
+    def test_a_line_being_written_is_not_waited_for_and_a_torn_one_is_reported(
+        self, client, tokens, store
+    ) -> None:
+        """A last line without its newline while a writer holds the file's lock (as through its
+        fsync): the page is answered at once, without it. Left so (a crash), it is torn: the
+        answer stays the same and warns."""
+        store.append(_in_order(0, 40, _later_ms()))
+        self._check(client, tokens, store)
+        oracle = expected(store.root, "org-1")
+        today = next(store.root.glob(f"date={datetime.now(UTC):%Y-%m-%d}/*.jsonl"))
+        last = today.read_bytes().splitlines(keepends=True)[-1]
+        with open(today, "ab") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # a writer mid-write
+            handle.write(last[: len(last) // 2])
+            handle.flush()
+            began = time.monotonic()
+            response = client.get(API, params={"limit": 5}, headers=bearer(tokens.admin))
+            assert time.monotonic() - began < 2
+            assert response.json()["logs"] == oracle[:5]
+            assert "x-audit-warning" not in response.headers
+        client.app.state.tails.write_ns = 50_000_000  # a partial line this old is torn
+        time.sleep(0.1)
+        response = client.get(API, params={"limit": 5}, headers=bearer(tokens.admin))
+        assert response.json() == {**response.json(), "total": len(oracle), "logs": oracle[:5]}
+        assert "audit verify" in response.headers["x-audit-warning"]
 
     def test_a_kept_line_changed_in_place_is_not_returned(self, client, tokens, store) -> None:
         """A line rewritten in place (same length, another organization) after its offset was
