@@ -21,15 +21,19 @@ request is):
   * duckdb-files: DuckDB's read_ndjson over the store's files for every request (no preload).
 Every DuckDB answer is checked against the server's: same total, same ids in the same order.
 
-`--load` measures the server as issue #15 states its targets, on one worker, while a separate
-process appends 100 entries/s to the store (so give `--store` a COPY: it is written to):
-  * a page of 50 at offset 0, asked for by 8 client threads at once: p50, p99, with each
-    client asking as fast as it can, then with each asking `--pace` times a second;
-  * one client paging at offsets from 0 to the last page: p50 per offset;
-  * mixed queries (every query above, random offsets) from 8 clients for `--mixed-seconds`,
-    then the server's resident memory (VmRSS) and its peak (VmHWM) from /proc.
+`--load` measures the server as issue #15 states its targets, while a separate process appends
+100 entries/s to the store (so give `--store` a COPY: it is written to), after `--preload`
+entries were appended to today's file at once (deep offsets then fall inside the file being
+appended to). The clients are raw-socket HTTP/1.1 keep-alive clients, one process each; every
+row has p50, p99 and the server's own CPU time per request (from /proc):
+  * one client paging at offsets from 0 to the last page (one worker);
+  * a page of 50 at offset 0 from `--clients` clients at once, each asking as fast as it can,
+    then each `--pace` times a second; with each worker count of `--workers`;
+  * mixed queries (every query above, random offsets) for `--mixed-seconds` (one worker), with
+    the server's resident memory (VmRSS) after each minute and its peak (VmHWM).
 
-    python benchmarks/bench_server.py --load --store /tmp/me/logs --mixed-seconds 300
+    python benchmarks/bench_server.py --load --store /tmp/me/logs --clients 8 --seconds 15 \
+        --requests 50 --mixed-seconds 120
 """
 
 from __future__ import annotations
