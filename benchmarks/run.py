@@ -582,7 +582,11 @@ def bench_cold(logs: Path, data: Path, runs: int, report: Report, results: dict[
         ("rotate (3 oldest days)", ["rotate", "--compress-after", str(age - 2)]),
         ("seal", ["seal"]),
         ("record (into a new day)", record),
-        ("retention (oldest day deleted)", ["rotate", "--delete-after", str(age)]),
+        # --compress-after beyond every day: only the deletion (its default compresses all)
+        (
+            "retention (oldest day deleted)",
+            ["rotate", "--compress-after", "36500", "--delete-after", str(age)],
+        ),
     ]
     results["cold"] = {}
     try:
