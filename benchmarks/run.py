@@ -848,8 +848,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (apt-get install -y jq ripgrep)")
     args.data.mkdir(parents=True, exist_ok=True)
-    (args.data / "empty").mkdir(exist_ok=True)
     setup_env(args.data)
+    # An empty log directory (`audit init`: commands refuse a bare directory), for start-up.
+    subprocess.run(
+        [AUDIT, "init", str(args.data / "empty")], env=ENV, check=True, capture_output=True
+    )
     print(f"# machine: {machine()}", flush=True)
     results: dict[str, Any] = {"machine": machine(), "runs": args.runs}
     if args.scaling:
