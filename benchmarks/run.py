@@ -494,14 +494,14 @@ def bench_gz(logs: Path, runs: int, report: Report, results: dict[str, Any]) -> 
             raise SystemExit(f"gz {key}: the tools disagree on the matches: {counts}")
         plain, gz = got["audit-plain"], got["audit-gz"]
         results["gz"][key] = {
-            name: {"median_s": r.median, "rss_mb": r.rss_mb, "lines": r.lines}
+            name: {"median_s": r.median, "cpu_s": r.cpu, "rss_mb": r.rss_mb, "lines": r.lines}
             for name, r in got.items()
         }
         versus = f", rg -z {seconds(got['rg-z'].median)}" if "rg-z" in got else ""
         report.add(
             f"gz {key} {title}",
             f"{gz.median / plain.median:.2f}x plain ({seconds(gz.median)} vs "
-            f"{seconds(plain.median)}, {gz.rss_mb:.0f} MB){versus}",
+            f"{seconds(plain.median)}, {gz.rss_mb:.0f} MB; cpu {gz.cpu / plain.cpu:.2f}x){versus}",
             "<= 1.2x plain",
             gz.median <= 1.2 * plain.median,
         )
