@@ -848,3 +848,37 @@ def test_the_batch_rules_and_pydantic_agree_on_every_ascii_character() -> None:
                 except ValidationError:
                     expected = False
                 assert valid_texts(name, [value]) == expected, (name, value)
+
+
+@st.composite
+def stored_lines(draw: Any) -> bytes:
+    """A stored line of chain version 1 or 2 (salted, or redacted), or a damaged or foreign
+    one: what the column-at-a-time checks of lines from an index must judge as the per-line
+    ones do."""
+    content = dumps_entry(build_entry(draw(entries(DAYS[0])), Catalog()))
+    created = content.rindex(b',"createdAt":')
+    block = draw(
+        st.sampled_from([b"", b',"_salt":"' + b"0f" * 16 + b'"', b',"_redacted":{"f":["x"]}'])
+    )
+    line = chain.chained_line(content[:created] + block + content[created:], bytes(32))
+    kind = draw(st.sampled_from(["whole", "whole", "cut", "bytes"]))
+    if kind == "cut":
+        return line[: draw(st.integers(0, len(line)))] + b"\n"
+    if kind == "bytes":
+        return draw(st.binary(max_size=300)) + b"\n"
+    return line
+
+
+@settings(max_examples=120, deadline=None)
+@given(lines=st.lists(stored_lines(), max_size=6), wanted=filters())
+def test_column_checks_of_lines_equal_the_per_line_checks(
+    lines: list[bytes], wanted: Filters
+) -> None:
+    """chain.all_chained_lines, chain.contents_of and the matcher's all_match (what checks the
+    lines a line index selects) decide exactly as is_chained_line, content_of and the matcher
+    do one line at a time."""
+    assert chain.all_chained_lines(lines) == all(map(chain.is_chained_line, lines))
+    assert chain.contents_of(lines) == list(map(chain.content_of, lines))
+    shaped = [line for line in lines if chain.is_chained_line(line)]
+    matcher = query._Matcher(wanted)
+    assert matcher.all_match(shaped) == all(map(matcher, shaped))
