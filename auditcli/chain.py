@@ -72,7 +72,7 @@ def chained_lines(previous: bytes, contents: list[bytes]) -> tuple[bytes, bytes]
     link before it, the first following `previous`), joined; the same bytes as `chained_line`
     of each after `link`, for bulk appends. The links are sequential, one SHA-256 each; all
     else runs in a few C-level passes over the batch (one hex of all links, one join)."""
-    links = []
+    links: list[bytes] = []
     append, sha256 = links.append, hashlib.sha256
     for content in contents:
         previous = sha256(previous + content).digest()
