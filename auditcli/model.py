@@ -81,13 +81,6 @@ def __getattr__(name: str) -> Any:
 
 
 _PATTERNS = {name: re.compile(rule.pattern) for name, rule in TEXT_RULES.items() if rule.pattern}
-#: Each pattern repeated over values joined by newlines, which no pattern matches: one
-#: fullmatch decides a whole column (`valid_texts`) once no value holds a newline itself.
-_JOINED = {
-    name: re.compile(f"(?:{rule.pattern})(?:\n(?:{rule.pattern}))*")
-    for name, rule in TEXT_RULES.items()
-    if rule.pattern
-}
 
 
 def valid_texts(name: str, values: Iterable[Any]) -> bool:
@@ -109,14 +102,9 @@ def valid_texts(name: str, values: Iterable[Any]) -> bool:
         rule.max_length is not None and max(lengths) > rule.max_length
     ):
         return False
-    pattern = _JOINED.get(name)
-    if pattern is None:
-        return True
-    text = "\n".join(distinct)
-    return (
-        text.isascii()
-        and text.count("\n") == len(distinct) - 1  # no value holds a newline
-        and pattern.fullmatch(text) is not None
+    pattern = _PATTERNS.get(name)
+    return pattern is None or (
+        all(map(str.isascii, distinct)) and all(map(pattern.fullmatch, distinct))
     )
 
 

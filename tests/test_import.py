@@ -273,3 +273,25 @@ class TestChainFormat:
         assert chain.chained_lines(b"\0" * 32, []) == (b"", b"\0" * 32)
         checked = cli("verify")
         assert checked.exit_code == 0, checked.stdout + checked.stderr
+
+
+class TestHostileBatch:
+    def test_a_hostile_batch_of_emails_is_refused_in_bounded_time(self, log_dir) -> None:
+        """Emails that the email rule can match in several ways, then one it cannot: each value
+        is checked alone, so the work grows with the batch, not exponentially in it (a process
+        with a deadline: exponential is hours, linear well under a second of work)."""
+        # Compact lines in the stored key order: the batch path, which checks a column at once.
+        lines = [
+            orjson.dumps(entry(n, actorEmail=f"u{n}@a.b.c.d.e.f")).decode() for n in range(400)
+        ]
+        lines.append(orjson.dumps(entry(400, actorEmail="not-an-email")).decode())
+        done = subprocess.run(
+            [sys.executable, "-m", "auditcli", "import", "-"],
+            input=jsonl(*lines),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 3, done.stderr
+        assert "line 401: actorEmail" in done.stderr
+        assert not list(log_dir.glob("date=*"))
