@@ -576,19 +576,17 @@ class AuditStore:
             if not items:
                 return AppendReport(0, duplicates)
             previous = target.last_link or chain.genesis(partition, target.segment)
-            lines = []
             if redactable:
+                lines = []
                 for _, content in items:
                     # Chain version 2: the link commits to personal fields through salted
                     # commitments, so a redaction can later remove them (auditcli.commitments).
                     stored, hashed = salted(content, self.salt(content))
                     previous = chain.link(previous, hashed)
                     lines.append(chain.chained_line(stored, previous))
+                payload = b"".join(lines)
             else:  # chain version 1: the link commits to the line's exact bytes
-                for _, content in items:
-                    previous = chain.link(previous, content)
-                    lines.append(chain.chained_line(content, previous))
-            payload = b"".join(lines)
+                payload, _ = chain.chained_lines(previous, list(map(itemgetter(1), items)))
             target.write(payload)
             if index is not None:
                 index.note_written(target.path.name, items, len(payload))

@@ -244,3 +244,54 @@ class TestDuplicates:
         recorded = cli("record", "login", "--actor-id", "u", "--org-id", "o", "--json").stdout
         result = cli("import", "-", input=recorded)
         assert result.stdout == "imported 0 entries, 1 duplicate(s) skipped\n"
+
+
+class TestChainFormat:
+    def test_bulk_chained_lines_are_the_per_line_format(self, cli, log_dir, tmp_path) -> None:
+        """An import's lines (chained a batch at a time) are byte for byte what chaining each
+        line alone gives, continuing a file that already holds a recorded entry, across
+        several locked writes (over 4 MiB of one day), and `audit verify` accepts them."""
+        first = cli("import", "-", input=jsonl(entry(0, createdAt="2026-05-01T00:00:00.000Z")))
+        assert first.exit_code == 0, first.stderr
+        pad = "x" * 700  # about 1 KiB a line: 6,000 lines are more than one 4 MiB write
+        many = [
+            entry(n, description=f"{pad} {n}", createdAt="2026-05-01T10:00:00.000Z")
+            for n in range(1, 6001)
+        ]
+        source = tmp_path / "in.jsonl"
+        source.write_text(jsonl(*many))
+        result = cli("import", str(source))
+        assert result.exit_code == 0, result.stderr
+        [path] = log_dir.glob("date=2026-05-01/*.jsonl")
+        lines = path.read_bytes().splitlines(keepends=True)
+        assert len(lines) == 6001
+        previous = chain.genesis("date=2026-05-01", path.name.removesuffix(".jsonl"))
+        for line in lines:
+            content = chain.content_of(line)
+            previous = chain.link(previous, content)
+            assert line == chain.chained_line(content, previous)
+        assert chain.chained_lines(b"\0" * 32, []) == (b"", b"\0" * 32)
+        checked = cli("verify")
+        assert checked.exit_code == 0, checked.stdout + checked.stderr
+
+
+class TestHostileBatch:
+    def test_a_hostile_batch_of_emails_is_refused_in_bounded_time(self, log_dir) -> None:
+        """Emails that the email rule can match in several ways, then one it cannot: each value
+        is checked alone, so the work grows with the batch, not exponentially in it (a process
+        with a deadline: exponential is hours, linear well under a second of work)."""
+        # Compact lines in the stored key order: the batch path, which checks a column at once.
+        lines = [
+            orjson.dumps(entry(n, actorEmail=f"u{n}@a.b.c.d.e.f")).decode() for n in range(400)
+        ]
+        lines.append(orjson.dumps(entry(400, actorEmail="not-an-email")).decode())
+        done = subprocess.run(
+            [sys.executable, "-m", "auditcli", "import", "-"],
+            input=jsonl(*lines),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 3, done.stderr
+        assert "line 401: actorEmail" in done.stderr
+        assert not list(log_dir.glob("date=*"))
