@@ -119,7 +119,7 @@ def bench_seal(logs: Path, key: Path, baseline: Path, runs: int) -> dict[str, An
         def run() -> Sample:
             start = time.perf_counter()
             done = subprocess.run(
-                [PY, "-c", _SEAL_ONCE, str(logs), str(key)],
+                [PY, "-P", "-c", _SEAL_ONCE, str(logs), str(key)],  # -P: not the cwd's package
                 env=env,
                 capture_output=True,
                 text=True,
