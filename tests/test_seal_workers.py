@@ -4,11 +4,15 @@ writes; a worker that dies fails the seal and leaves nothing; small seals never 
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import importlib
 import os
 import shutil
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,13 @@ WRITERS = ("host1", "host2")
 DAYS = ("2026-11-18", "2026-11-19", "2026-11-20")
 seal_module = importlib.import_module("auditcli.integrity.seal")
 workers_module = importlib.import_module("auditcli.integrity.workers")
+
+
+@pytest.fixture
+def key_pair(tmp_path: Path) -> Path:
+    key = tmp_path / "seal.key"
+    integrity.generate_keys(key)
+    return key
 
 
 @pytest.fixture(autouse=True)
@@ -174,3 +185,60 @@ def test_the_seal_command_forks_for_a_big_store(
     assert used == [2, 2]  # one pool per writer, each of its 3 files over the thresholds
     integrity.seal_writers(AuditStore(reference), WRITERS, workers=1)
     assert _evidence(log_dir) == _evidence(reference)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie waiting for its reaper holds nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_seal_killed_mid_read_leaves_no_worker_holding_the_lock(
+    tmp_path: Path, key_pair: Path
+) -> None:
+    """kill -9 of a seal while its workers read: the workers end too (else they would hold the
+    store's manifest lock they inherited, and every later seal would wait, then fail); the
+    next seal seals everything."""
+    root, marks = tmp_path / "logs", tmp_path / "marks"
+    _fill(root)
+    marks.mkdir()
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import importlib, os, sys, time\n"
+            "from pathlib import Path\n"
+            "from auditcli.store import AuditStore\n"
+            "seal = importlib.import_module('auditcli.integrity.seal')\n"
+            "parent = os.getpid()\n"
+            "def reading(file, *args):\n"
+            "    if os.getpid() != parent:\n"
+            "        (Path(sys.argv[2]) / str(os.getpid())).touch()\n"
+            "        time.sleep(60)\n"
+            "seal.file_record = reading\n"
+            "seal.seal(AuditStore(sys.argv[1], writer_id='host1'), workers=2)\n",
+            str(root),
+            str(marks),
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(marks.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = [int(path.name) for path in marks.iterdir()]
+        assert len(workers) == 2 and all(map(_alive, workers))
+    finally:
+        child.kill()  # SIGKILL
+        child.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(map(_alive, workers))
+    with (root / "_manifests" / ".lock").open("rb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: raises if still held
+    result = integrity.seal(AuditStore(root, writer_id="host1"), signing_key=key_pair)
+    assert (result.files, result.lines) == (3, 120)

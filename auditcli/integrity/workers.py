@@ -14,6 +14,8 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -105,11 +107,21 @@ def worker_count(files: int, size: Callable[[], int], writers: int, workers: int
 _TASK: Callable[[Any], Any] | None = None  # set in the parent just before forking
 
 
-def _mute() -> None:
+def _start_worker(parent: int) -> None:
     """A worker never writes to the terminal, and must not flush the standard streams it
     inherited at exit: a lock another thread of the parent held when it forked (a progress
-    bar) would never be released in the worker."""
+    bar) would never be released in the worker. It ends with its parent."""
     sys.stdout = sys.stderr = None
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker once the process that forked it is gone: killed (kill -9), it waits for
+    no worker, and one left behind would hold what it inherited for ever (a seal's lock on the
+    store's manifests: every later seal would wait on it, then fail)."""
+    while os.getppid() == parent:
+        time.sleep(0.1)
+    os._exit(1)
 
 
 def _run_task(item: Any) -> Any:
@@ -136,7 +148,9 @@ def forked_map(
     # Out of the collector's sight, the objects inherited stay shared with the parent
     # instead of being copied into each worker by a full collection touching them all.
     gc.freeze()
-    pool = ProcessPoolExecutor(count, mp_context=context, initializer=_mute)
+    pool = ProcessPoolExecutor(
+        count, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
+    )
     try:
         ahead: deque[Future[R]] = deque()
         for item in items:
