@@ -165,7 +165,8 @@ def test_a_small_seal_does_not_fork(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_the_seal_command_forks_for_a_big_store(
     log_dir: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`audit seal` chooses workers by the size of what it reads (thresholds lowered here)."""
+    """`audit seal` forks for the lines new to the tree when they are many (the threshold is
+    lowered here), and not for a seal of no new line."""
     _fill(log_dir)
     reference = log_dir.parent / "reference"
     shutil.copytree(log_dir, reference)
@@ -177,14 +178,16 @@ def test_the_seal_command_forks_for_a_big_store(
         return real(function, items, count, failed)
 
     monkeypatch.setattr(workers_module, "forked_map", counted)
-    monkeypatch.setattr(workers_module, "PARALLEL_FILES", 2)
     monkeypatch.setattr(workers_module, "PARALLEL_BYTES", 1)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     result = cli("seal")
     assert result.exit_code == 0, result.stderr
-    assert used == [2, 2]  # one pool per writer, each of its 3 files over the thresholds
+    assert used == [2, 2]  # one pool per writer, each of its 3 files new
     integrity.seal_writers(AuditStore(reference), WRITERS, workers=1)
     assert _evidence(log_dir) == _evidence(reference)
+    AuditStore(log_dir, writer_id="host2").append(_entries("host2", DAYS[2], 5, 500))
+    assert cli("seal").exit_code == 0
+    assert used == [2, 2, 2]  # host2 grew; host1 has no new line: read in one process
 
 
 def _alive(pid: int) -> bool:

@@ -68,7 +68,8 @@ def seal(
     Writes one even when nothing changed, so a missing hour shows as a gap. Warnings (not
     errors: the manifest is written, older ones keep the evidence) name files that shrank or
     vanished since they were sealed without a retention receipt. `workers`: the processes that
-    read the files (default: one per CPU when the files are many or big, else this one)."""
+    read the files (default: one per CPU when the lines new to the tree come to 32 MB or more,
+    else this one)."""
     return seal_writers(
         store,
         [writer or store.writer_id],
@@ -238,10 +239,14 @@ def _read_files(
     changed: list[dict[str, Any]] = []
     unreadable: list[str] = []
     total = uncovered = 0
-    jobs = [_job(file, known.get((file.day, file.segment)), tree) for file in files]
+    olds = [known.get((file.day, file.segment)) for file in files]
+    jobs = [_job(file, old, tree) for file, old in zip(files, olds, strict=True)]
+    if processes is None:  # the hashing gains from workers, a seal of a few new lines does not
+        many = _new_bytes(jobs, olds) >= workers.PARALLEL_BYTES
+        processes = workers.cpu_count() if many else 1
     checked = _checkpoints(jobs, processes, tree.start.writer)
     with contextlib.closing(checked):  # a failure below stops the workers at once
-        for (file, _, _), (record, hasher) in zip(jobs, checked, strict=True):
+        for (file, _, _), old, (record, hasher) in zip(jobs, olds, checked, strict=True):
             if isinstance(record, str):
                 # Left out of this manifest; older checkpoints of it still hold in verify.
                 unreadable.append(f"{file.name}: not sealed: {record}")
@@ -250,7 +255,6 @@ def _read_files(
             if fresh or _changed(known, record):
                 changed.append(record)
                 tree.add(record, hasher)  # the tree's nodes and the kept leaves, in file order
-            old = known.get((file.day, file.segment))
             tally.add(record["lines"])
             total += record["lines"]
             uncovered += max(0, record["lines"] - (old[0]["lines"] if old else 0))
@@ -281,12 +285,12 @@ def _checkpoint(job: _Job) -> tuple[dict[str, Any] | str, LeafHasher]:
 
 
 def _checkpoints(
-    jobs: list[_Job], processes: int | None, writer: str
+    jobs: list[_Job], processes: int, writer: str
 ) -> Generator[tuple[dict[str, Any] | str, LeafHasher], None, None]:
-    """`_checkpoint` of each job, in order: in forked workers when the files are many or big
-    (reading, line splitting and leaf hashing are per file; a seal of a few small files does
-    not pay for the fork), the parent meanwhile folding the leaves into the tree."""
-    count = workers.worker_count(len(jobs), lambda: _bytes(jobs), len(jobs), processes)
+    """`_checkpoint` of each job, in order: in `processes` forked workers when more than one
+    (reading, line splitting and leaf hashing are per file), the parent meanwhile folding the
+    leaves into the tree."""
+    count = max(1, min(processes, len(jobs)))
     if count < 2:
         yield from map(_checkpoint, jobs)
         return
@@ -298,13 +302,23 @@ def _checkpoints(
     )
 
 
-def _bytes(jobs: list[_Job]) -> int:
-    """The bytes the jobs read (an archive reused is still hashed whole)."""
-    size = 0
-    for file, _, _ in jobs:
-        with contextlib.suppress(OSError):
-            size += file.path.stat().st_size
-    return size
+def _new_bytes(jobs: list[_Job], olds: list[Any]) -> int:
+    """About the bytes of the lines new to the tree that the jobs hash: a file the tree holds
+    nothing of, whole; a plain file the tree holds lines of, its growth since its checkpoint;
+    an archive the tree holds (rotated since) is inflated to be checkpointed, not hashed."""
+    total = 0
+    for (file, reuse, hasher), old in zip(jobs, olds, strict=True):
+        if reuse is not None:
+            continue
+        try:
+            size = file.path.stat().st_size
+        except OSError:
+            continue  # gone: its record says so
+        if hasher.start == 0:
+            total += size
+        elif old and old[0]["name"] == file.name and not file.compressed:
+            total += max(0, size - old[0].get("size", size))
+    return total
 
 
 def _changed(known: Known, record: dict[str, Any]) -> bool:

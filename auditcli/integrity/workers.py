@@ -97,11 +97,16 @@ def worker_count(files: int, size: Callable[[], int], writers: int, workers: int
     may run on when the store (`files` files of `size()` bytes) is big enough to gain from it;
     never more than the writers."""
     if workers is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        workers = cpus or 1
+        workers = cpu_count()
         if files < PARALLEL_FILES and size() < PARALLEL_BYTES:
             workers = 1
     return max(1, min(workers, writers))
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cpus or 1
 
 
 _TASK: Callable[[Any], Any] | None = None  # set in the parent just before forking
