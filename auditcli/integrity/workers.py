@@ -11,13 +11,14 @@ writer's state per process.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -136,7 +137,7 @@ def _run_task(item: Any) -> Any:
 
 def forked_map(
     function: Callable[[T], R], items: Iterable[T], count: int, failed: str
-) -> Iterator[R]:
+) -> Generator[R, None, None]:
     """`function(item)` for each of `items` in `count` forked processes, the results in `items`
     order. `function` is inherited by the fork, never pickled: only the items and the results
     cross, and at most `count` + 1 results wait in the parent (memory). A worker that dies
@@ -187,6 +188,7 @@ def check_writers(
         count,
         "verify: a worker process died; nothing was judged",
     )
-    for delta in deltas:
-        merge(verifier, delta)
-        done()
+    with contextlib.closing(deltas):  # a failure here stops the workers at once
+        for delta in deltas:
+            merge(verifier, delta)
+            done()
