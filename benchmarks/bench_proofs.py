@@ -10,10 +10,10 @@ store made with benchmarks/gen_entries.py and `audit import`. The baseline seal 
 --data and run from there. Seal timings run in new processes, alternating baseline and current
 (run.py's `compare`, after a warm-up round): each process resets the seals, times the first
 seal (every entry new), appends 1,000 entries and times the incremental seal, in-process (wall
-and CPU seconds). `prove` is timed warm (page cache, and the kept tree nodes of a previous
-prove) as the `audit` command and as the core call, and once cold (nodes not kept yet).
-Medians of --runs runs; ratios are of medians taken in the same run. Prints one JSON object;
-nothing is asserted.
+and CPU seconds, its worker processes' included). `prove` is timed warm (page cache, and the
+kept tree nodes of a previous prove) as the `audit` command and as the core call, and once cold
+(nodes not kept yet). Medians of --runs runs; ratios are of medians taken in the same run.
+Prints one JSON object; nothing is asserted.
 """
 
 from __future__ import annotations
@@ -36,20 +36,25 @@ from run import AUDIT, ENV, PY, Sample, compare, machine, run_once, setup_env  #
 BASELINE = "97a4896"  # main before the Merkle tree merge (per-writer seals, format 2)
 
 #: Run in a new process: reset the seals of LOGS, time a first seal, append 1,000 entries,
-#: time the incremental seal; print the four figures as JSON.
+#: time the incremental seal; print the four figures as JSON. A third argument is the seal's
+#: `workers` (code that has the option).
 _SEAL_ONCE = r"""
-import importlib, json, shutil, sys, time
+import importlib, json, resource, shutil, sys, time
 from pathlib import Path
 from auditcli.store import AuditStore
 seal = importlib.import_module("auditcli.integrity.seal")
 logs, key = Path(sys.argv[1]), Path(sys.argv[2])
+options = {"workers": int(sys.argv[3])} if sys.argv[3:] else {}
 for name in ("_manifests", "_timestamps", "_index/merkle"):
     shutil.rmtree(logs / name, ignore_errors=True)
+def cpu():  # this process's and its reaped workers' (wait4) user + system seconds
+    used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in used)
 def timed():
     store = AuditStore(logs)
-    wall, cpu = time.perf_counter(), time.process_time()
-    seal.seal_writers(store, seal.store_writers(store), signing_key=key)
-    return time.perf_counter() - wall, time.process_time() - cpu
+    wall, start = time.perf_counter(), cpu()
+    seal.seal_writers(store, seal.store_writers(store), signing_key=key, **options)
+    return time.perf_counter() - wall, cpu() - start
 first = timed()
 writer = seal.store_writers(AuditStore(logs))[0]
 AuditStore(logs, writer_id=writer).append(
@@ -105,10 +110,11 @@ def baseline_code(data: Path, ref: str) -> Path:
 
 
 def bench_seal(logs: Path, key: Path, baseline: Path, runs: int) -> dict[str, Any]:
-    """First and incremental seal, baseline code against the current code, alternating."""
-    figures: dict[str, list[dict[str, Any]]] = {"baseline": [], "current": []}
+    """First and incremental seal, baseline code against the current code (as it chooses its
+    processes, and in one process), alternating."""
+    figures: dict[str, list[dict[str, Any]]] = {"baseline": [], "current": [], "one_process": []}
 
-    def tool(name: str, path: Path | None) -> Callable[[], Sample]:
+    def tool(name: str, path: Path | None, *extra: str) -> Callable[[], Sample]:
         env = dict(ENV)
         if path is not None:
             env["PYTHONPATH"] = str(path)
@@ -116,7 +122,8 @@ def bench_seal(logs: Path, key: Path, baseline: Path, runs: int) -> dict[str, An
         def run() -> Sample:
             start = time.perf_counter()
             done = subprocess.run(
-                [PY, "-c", _SEAL_ONCE, str(logs), str(key)],
+                # -P: never the package of the working directory (a repository's: not baseline)
+                [PY, "-P", "-c", _SEAL_ONCE, str(logs), str(key), *extra],
                 env=env,
                 capture_output=True,
                 text=True,
@@ -129,7 +136,12 @@ def bench_seal(logs: Path, key: Path, baseline: Path, runs: int) -> dict[str, An
 
         return run
 
-    compare({"baseline": tool("baseline", baseline), "current": tool("current", None)}, runs)
+    tools = {
+        "baseline": tool("baseline", baseline),
+        "current": tool("current", None),
+        "one_process": tool("one_process", None, "1"),
+    }
+    compare(tools, runs)
     out: dict[str, Any] = {}
     for name, samples in figures.items():
         samples = samples[-runs:]  # the warm-up round is not counted
@@ -137,9 +149,10 @@ def bench_seal(logs: Path, key: Path, baseline: Path, runs: int) -> dict[str, An
             out[f"{kind}_seal_{name}_s"] = statistics.median(s[kind][0] for s in samples)
             out[f"{kind}_seal_{name}_cpu_s"] = statistics.median(s[kind][1] for s in samples)
     for unit in ("s", "cpu_s"):
-        out[f"first_seal_ratio_{unit}"] = round(
-            out[f"first_seal_current_{unit}"] / out[f"first_seal_baseline_{unit}"], 2
-        )
+        for name in ("current", "one_process"):
+            out[f"first_seal_{name}_ratio_{unit}"] = round(
+                out[f"first_seal_{name}_{unit}"] / out[f"first_seal_baseline_{unit}"], 2
+            )
     return out
 
 

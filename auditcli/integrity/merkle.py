@@ -33,6 +33,33 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 
 EMPTY_ROOT = _sha256(b"").digest()
+_LEAF, _NODE = _sha256(b"\x00"), _sha256(b"\x01")  # fed their prefix: copied for each hash
+
+
+def leaf_hashes(lines: Iterable[bytes]) -> bytes:
+    """The concatenated RFC 9162 hashes of leaves whose bytes are `lines`, in order."""
+    # A copy of a hash already fed the prefix spares a prefixed copy of every line: about a
+    # tenth less time per leaf, where the calls cost as much as hashing a short line.
+    copy, out = _LEAF.copy, list[bytes]()
+    append = out.append
+    for line in lines:
+        h = copy()
+        h.update(line)
+        append(h.digest())
+    return b"".join(out)
+
+
+def parent_level(level: bytes | bytearray) -> bytes:
+    """The node hashes of the pairs of concatenated hashes `level`, left to right (a last
+    hash without a partner is left out)."""
+    # The prefix copied and each pair viewed, not sliced and concatenated: a sixth less time.
+    copy, view, out = _NODE.copy, memoryview(level), list[bytes]()
+    append = out.append
+    for at in range(0, len(level) - 63, 64):
+        h = copy()
+        h.update(view[at : at + 64])
+        append(h.digest())
+    return b"".join(out)
 
 
 def _split(n: int) -> int:
@@ -107,9 +134,7 @@ class Frontier:
 def _perfect_root(level: bytes) -> bytes:
     """MTH of a power-of-two number of concatenated leaf hashes."""
     while len(level) > HASH_SIZE:
-        level = b"".join(
-            [_sha256(b"\x01" + level[i : i + 64]).digest() for i in range(0, len(level), 64)]
-        )
+        level = parent_level(level)
     return level
 
 
@@ -142,10 +167,7 @@ class Tree:
             self.levels.append(bytes(nodes[:known]) + b"".join(rest))
         level = self.levels[-1] or b""
         while len(level) >= 2 * HASH_SIZE:
-            pairs = len(level) // (2 * HASH_SIZE) * 2 * HASH_SIZE
-            level = b"".join(
-                [_sha256(b"\x01" + level[i : i + 64]).digest() for i in range(0, pairs, 64)]
-            )
+            level = parent_level(level)
             self.levels.append(level)
 
     def leaf(self, index: int) -> bytes:

@@ -7,7 +7,8 @@ them all), so an hourly seal adds one small file however many closed days the st
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from auditcli.progress import Progress
 from auditcli.store import AuditStore, LogFile
 from auditcli.timeparse import format_utc
 
+from . import workers
 from .keys import key_id, signing_key_from
 from .manifests import (
     Manifest,
@@ -34,7 +36,7 @@ from .manifests import (
     receipt_records,
 )
 from .sealstate import Known, fold, load_tail, save_tail
-from .tree import TreeBuilder, tree_start
+from .tree import LeafHasher, TreeBuilder, tree_start
 
 
 @dataclass
@@ -57,6 +59,7 @@ def seal(
     signing_key: Any = None,
     writer: str | None = None,
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> SealResult:
     """Write the next manifest of `writer`'s chain (default: the store's writer id): a checkpoint
     of that writer's files that changed since its previous seal, chained to it and signed when a
@@ -64,9 +67,15 @@ def seal(
 
     Writes one even when nothing changed, so a missing hour shows as a gap. Warnings (not
     errors: the manifest is written, older ones keep the evidence) name files that shrank or
-    vanished since they were sealed without a retention receipt."""
+    vanished since they were sealed without a retention receipt. `workers`: the processes that
+    read the files (default: one per CPU when the lines new to the tree come to 32 MB or more,
+    else this one)."""
     return seal_writers(
-        store, [writer or store.writer_id], signing_key=signing_key, progress=progress
+        store,
+        [writer or store.writer_id],
+        signing_key=signing_key,
+        progress=progress,
+        workers=workers,
     )[0]
 
 
@@ -77,6 +86,7 @@ def seal_writers(
     signing_key: Any = None,
     failures: list[tuple[str, str]] | None = None,
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> list[SealResult]:
     """`seal()` for each of `writers` in turn, each into its own chain (a shared volume where
     one host seals every writer: see `default_writers`). Lists the partitions once.
@@ -84,7 +94,7 @@ def seal_writers(
     A chain that cannot be sealed (its newest manifest is damaged) raises IntegrityError, or,
     when `failures` is a list, is noted there as `(writer, message)` while the others are sealed:
     one damaged chain must not stop the seals of a whole shared volume. `progress` hears of
-    the entries checkpointed and the files done."""
+    the entries checkpointed and the files done; `workers` as in `seal()`."""
     key = signing_key_from(signing_key)
     wanted = list(dict.fromkeys(writers))
     for writer in wanted:
@@ -101,7 +111,7 @@ def seal_writers(
         for writer in wanted:
             try:
                 results.append(
-                    _seal_one(store, writer, files.get(writer, []), key, sealed_at, tally)
+                    _seal_one(store, writer, files.get(writer, []), key, sealed_at, tally, workers)
                 )
             except IntegrityError as exc:
                 if failures is None:
@@ -168,6 +178,7 @@ def _seal_one(
     key: Any,
     sealed_at: str,
     tally: _Tally,
+    processes: int | None,
 ) -> SealResult:
     """Seal `files` into `writer`'s chain; call it holding `manifest_lock(store)`."""
     tail = load_tail(store, writer)  # the chain's tail only, when its kept state checks out
@@ -183,7 +194,7 @@ def _seal_one(
     fresh = not chained or tree.start.base is None
     try:
         records, changed, unreadable, total, uncovered = _read_files(
-            files, known, tree, fresh, tally
+            files, known, tree, fresh, tally, processes
         )
         merkle = tree.fields()  # format 3 and the Merkle head; names the kept leaf file
     finally:
@@ -213,37 +224,101 @@ def _seal_one(
 
 
 def _read_files(
-    files: list[LogFile], known: Known, tree: TreeBuilder, fresh: bool, tally: _Tally
+    files: list[LogFile],
+    known: Known,
+    tree: TreeBuilder,
+    fresh: bool,
+    tally: _Tally,
+    processes: int | None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str], int, int]:
     """Checkpoint each file, hashing the lines new to the tree in the same read: every record,
     the records the seal lists (all when `fresh`), what could not be read, the lines in all and
-    the lines new since the previous checkpoints."""
+    the lines new since the previous checkpoints. `processes`: `seal()`'s `workers`."""
     # A file opened since the partitions were listed is left for the next seal.
     records: list[dict[str, Any]] = []
     changed: list[dict[str, Any]] = []
     unreadable: list[str] = []
     total = uncovered = 0
-    for file in files:
-        old = known.get((file.day, file.segment))
-        hasher = tree.hasher(file)
-        # An archive sealed before is not inflated again, unless the tree lacks its lines.
-        reuse = None
-        if old and file.compressed and old[0]["name"] == file.name:
-            reuse = old[0] if hasher.start >= old[0]["lines"] else None
-        try:
-            record = file_record(file, reuse, hasher)  # the Merkle leaves hashed in this read
-        except IntegrityError as exc:
-            # Left out of this manifest; older checkpoints of it still hold in verify.
-            unreadable.append(f"{file.name}: not sealed: {exc}")
-            continue
-        records.append(record)
-        if fresh or _changed(known, record):
-            changed.append(record)
-            tree.add(record, hasher)
-        tally.add(record["lines"])
-        total += record["lines"]
-        uncovered += max(0, record["lines"] - (old[0]["lines"] if old else 0))
+    olds = [known.get((file.day, file.segment)) for file in files]
+    jobs = [_job(file, old, tree) for file, old in zip(files, olds, strict=True)]
+    if processes is None:  # the hashing gains from workers, a seal of a few new lines does not
+        many = _new_bytes(jobs, olds) >= workers.PARALLEL_BYTES
+        processes = workers.cpu_count() if many else 1
+    checked = _checkpoints(jobs, processes, tree.start.writer)
+    with contextlib.closing(checked):  # a failure below stops the workers at once
+        for (file, _, _), old, (record, hasher) in zip(jobs, olds, checked, strict=True):
+            if isinstance(record, str):
+                # Left out of this manifest; older checkpoints of it still hold in verify.
+                unreadable.append(f"{file.name}: not sealed: {record}")
+                continue
+            records.append(record)
+            if fresh or _changed(known, record):
+                changed.append(record)
+                tree.add(record, hasher)  # the tree's nodes and the kept leaves, in file order
+            tally.add(record["lines"])
+            total += record["lines"]
+            uncovered += max(0, record["lines"] - (old[0]["lines"] if old else 0))
     return records, changed, unreadable, total, uncovered
+
+
+_Job = tuple[LogFile, dict[str, Any] | None, LeafHasher]
+
+
+def _job(file: LogFile, old: Any, tree: TreeBuilder) -> _Job:
+    """What checkpointing `file` needs: the file, the sealed record that spares inflating it
+    again, and the hasher of the lines new to the tree."""
+    hasher = tree.hasher(file)
+    # An archive sealed before is not inflated again, unless the tree lacks its lines.
+    reuse = None
+    if old and file.compressed and old[0]["name"] == file.name:
+        reuse = old[0] if hasher.start >= old[0]["lines"] else None
+    return file, reuse, hasher
+
+
+def _checkpoint(job: _Job) -> tuple[dict[str, Any] | str, LeafHasher]:
+    """One file's record (or why it cannot be read) and its hasher fed by that same read."""
+    file, reuse, hasher = job
+    try:
+        return file_record(file, reuse, hasher), hasher
+    except IntegrityError as exc:
+        return str(exc), hasher
+
+
+def _checkpoints(
+    jobs: list[_Job], processes: int, writer: str
+) -> Generator[tuple[dict[str, Any] | str, LeafHasher], None, None]:
+    """`_checkpoint` of each job, in order: in `processes` forked workers when more than one
+    (reading, line splitting and leaf hashing are per file), the parent meanwhile folding the
+    leaves into the tree."""
+    count = max(1, min(processes, len(jobs)))
+    if count < 2:
+        yield from map(_checkpoint, jobs)
+        return
+    yield from workers.forked_map(
+        lambda at: _checkpoint(jobs[at]),
+        range(len(jobs)),
+        count,
+        f"seal: a worker process died reading {writer}'s files; its chain was not sealed",
+    )
+
+
+def _new_bytes(jobs: list[_Job], olds: list[Any]) -> int:
+    """About the bytes of the lines new to the tree that the jobs hash: a file the tree holds
+    nothing of, whole; a plain file the tree holds lines of, its growth since its checkpoint;
+    an archive the tree holds (rotated since) is inflated to be checkpointed, not hashed."""
+    total = 0
+    for (file, reuse, hasher), old in zip(jobs, olds, strict=True):
+        if reuse is not None:
+            continue
+        try:
+            size = file.path.stat().st_size
+        except OSError:
+            continue  # gone: its record says so
+        if hasher.start == 0:
+            total += size
+        elif old and old[0]["name"] == file.name and not file.compressed:
+            total += max(0, size - old[0].get("size", size))
+    return total
 
 
 def _changed(known: Known, record: dict[str, Any]) -> bool:

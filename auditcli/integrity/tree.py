@@ -60,7 +60,7 @@ from .manifests import (
     receipt_records,
     records_of,
 )
-from .merkle import HASH_SIZE, Frontier, Tree, verify_inclusion
+from .merkle import HASH_SIZE, Frontier, Tree, leaf_hashes, verify_inclusion
 from .redaction import Redactions
 
 _KIND = "tree head"
@@ -264,9 +264,7 @@ class LeafHasher:
         lines.pop()  # after the last newline
         self.lines = before + len(lines)
         stop = None if self.end is None else self.end - before
-        wanted = lines[max(self.start - before, 0) : stop]
-        # leaf_hash of each line, iterated in C: a Python loop costs more than the hash
-        self.parts.append(b"".join(map(_digest, map(sha256, map(b"\x00".__add__, wanted)))))
+        self.parts.append(leaf_hashes(lines[max(self.start - before, 0) : stop]))
 
     def leaves(self, first: int, end: int) -> bytes | None:
         """The leaf hashes of lines [first, end), or None when this hasher did not see them."""

@@ -1,4 +1,5 @@
-"""Verify's writers checked by forked worker processes, merged in writer order.
+"""Work spread over forked worker processes: `forked_map`, and on it verify's writers, merged
+in writer order (seal's first read of a store's files uses `forked_map` too).
 
 Each writer is checked against its own chain, so writers are independent once the store is
 surveyed and the legacy chain and receipts are read: a worker forked then inherits all of
@@ -10,14 +11,21 @@ writer's state per process.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from auditcli.errors import AuditError
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: Report counters a writer adds to.
 _COUNTED = ("files", "entries", "bytes", "checkpoints", "uncovered", "receipted_files")
@@ -90,27 +98,79 @@ def worker_count(files: int, size: Callable[[], int], writers: int, workers: int
     may run on when the store (`files` files of `size()` bytes) is big enough to gain from it;
     never more than the writers."""
     if workers is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        workers = cpus or 1
+        workers = cpu_count()
         if files < PARALLEL_FILES and size() < PARALLEL_BYTES:
             workers = 1
     return max(1, min(workers, writers))
 
 
-_FORKED: tuple[Any, Callable[[str], None]] | None = None  # set in the parent just before forking
+def cpu_count() -> int:
+    """The CPUs this process may run on."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cpus or 1
 
 
-def _mute() -> None:
+_TASK: Callable[[Any], Any] | None = None  # set in the parent just before forking
+
+
+def _start_worker(parent: int) -> None:
     """A worker never writes to the terminal, and must not flush the standard streams it
     inherited at exit: a lock another thread of the parent held when it forked (a progress
-    bar) would never be released in the worker."""
+    bar) would never be released in the worker. It ends with its parent."""
     sys.stdout = sys.stderr = None
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
 
 
-def _check_in_worker(writer: str) -> WriterDelta:
-    assert _FORKED is not None
-    verifier, check = _FORKED
-    return capture(verifier, lambda: check(writer))
+def _exit_with(parent: int) -> None:
+    """End this worker once the process that forked it is gone: killed (kill -9), it waits for
+    no worker, and one left behind would hold what it inherited for ever (a seal's lock on the
+    store's manifests: every later seal would wait on it, then fail)."""
+    while os.getppid() == parent:
+        time.sleep(0.1)
+    os._exit(1)
+
+
+def _run_task(item: Any) -> Any:
+    assert _TASK is not None
+    return _TASK(item)
+
+
+def forked_map(
+    function: Callable[[T], R], items: Iterable[T], count: int, failed: str
+) -> Generator[R, None, None]:
+    """`function(item)` for each of `items` in `count` forked processes, the results in `items`
+    order. `function` is inherited by the fork, never pickled: only the items and the results
+    cross, and at most `count` + 1 results wait in the parent (memory). A worker that dies
+    (killed, out of memory) raises AuditError `failed` instead of leaving the caller waiting."""
+    global _TASK
+    import multiprocessing
+    from concurrent.futures import Future, ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    _TASK = function
+    # fork: the workers inherit the modules and the caller's state; starting them costs
+    # milliseconds. They never touch the terminal (progress is told by the caller).
+    context = multiprocessing.get_context("fork")
+    # Out of the collector's sight, the objects inherited stay shared with the parent
+    # instead of being copied into each worker by a full collection touching them all.
+    gc.freeze()
+    pool = ProcessPoolExecutor(
+        count, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
+    )
+    try:
+        ahead: deque[Future[R]] = deque()
+        for item in items:
+            ahead.append(pool.submit(_run_task, item))
+            if len(ahead) > count:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+    except BrokenProcessPool as exc:
+        raise AuditError(f"{failed} ({exc})") from None
+    finally:
+        pool.shutdown(cancel_futures=True)
+        _TASK = None
+        gc.unfreeze()
 
 
 def check_writers(
@@ -122,26 +182,13 @@ def check_writers(
 ) -> None:
     """`check(writer)` for each writer, in `count` forked processes; each writer's additions
     merged into `verifier` in `writers` order, `done()` called after each."""
-    global _FORKED
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
-    _FORKED = (verifier, check)
-    try:
-        # fork: the workers inherit the modules and the verifier's state; starting them costs
-        # milliseconds. They never touch the terminal (progress is told here). A worker that
-        # dies (killed, out of memory) fails the run instead of leaving it waiting.
-        context = multiprocessing.get_context("fork")
-        # Out of the collector's sight, the objects inherited stay shared with the parent
-        # instead of being copied into each worker by a full collection touching them all.
-        gc.freeze()
-        with ProcessPoolExecutor(count, mp_context=context, initializer=_mute) as pool:
-            for delta in pool.map(_check_in_worker, writers):
-                merge(verifier, delta)
-                done()
-    except BrokenProcessPool as exc:
-        raise AuditError(f"verify: a worker process died ({exc}); nothing was judged") from None
-    finally:
-        _FORKED = None
-        gc.unfreeze()
+    deltas = forked_map(
+        lambda writer: capture(verifier, lambda: check(writer)),
+        writers,
+        count,
+        "verify: a worker process died; nothing was judged",
+    )
+    with contextlib.closing(deltas):  # a failure here stops the workers at once
+        for delta in deltas:
+            merge(verifier, delta)
+            done()
