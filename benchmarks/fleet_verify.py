@@ -36,7 +36,7 @@ import run  # noqa: E402  (benchmarks/run.py: the timing helpers every benchmark
 from auditcli import chain  # noqa: E402
 from auditcli.integrity import generate_keys, load_signing_key  # noqa: E402
 from auditcli.integrity.manifests import append_manifest, file_record, manifest_lock  # noqa: E402
-from auditcli.integrity.tree import TreeStart, head_of, tree_fields  # noqa: E402
+from auditcli.integrity.tree import TreeBuilder, TreeStart, head_of  # noqa: E402
 from auditcli.model import build_entry, dumps_entry  # noqa: E402
 from auditcli.store import AuditStore, LogFile  # noqa: E402
 
@@ -93,7 +93,9 @@ def build(root: Path, writers: int, days: int, per_day: int) -> None:
             }
             # The Merkle tree head a seal adds (format 3), continuing the previous seal's tree:
             # the day's file is new, so the tree held none of its lines.
-            body.update(tree_fields(store, TreeStart(writer, base, {}), [record]))
+            builder = TreeBuilder(store, TreeStart(writer, base, {}))
+            builder.add(record)
+            body.update(builder.fields())
             with manifest_lock(store):
                 base = head_of(append_manifest(store, writer, body, key))
         print(f"  built {writer} ({days} days)", file=sys.stderr, end="\r")
@@ -101,9 +103,10 @@ def build(root: Path, writers: int, days: int, per_day: int) -> None:
     print(file=sys.stderr)
 
 
-def subset(big: Path, root: Path, writers: int, days: int) -> None:
+def subset(big: Path, root: Path, writers: int, days: int, per_day: int) -> None:
     """A smaller store made of hard links into the big one: the first `writers` writers and the
-    first `days` days, with the seals of those days (seal N lists day N's file)."""
+    first `days` days, with the seals of those days (seal N lists day N's file) and their kept
+    leaf hashes."""
     if (root / ".complete").exists():
         return
     shutil.rmtree(root, ignore_errors=True)
@@ -118,6 +121,12 @@ def subset(big: Path, root: Path, writers: int, days: int) -> None:
         (root / "_manifests" / name).mkdir(parents=True)
         for path in sorted((big / "_manifests" / name).glob("*.json"))[:days]:
             os.link(path, root / "_manifests" / name / path.name)
+        # the kept leaf hashes of those seals (`FIRST-END-ROOT.leaves`, END <= the lines kept)
+        kept = root / "_index" / "merkle" / name
+        kept.mkdir(parents=True)
+        for path in (big / "_index" / "merkle" / name).glob("*.leaves"):
+            if int(path.name.split("-")[1]) <= days * per_day:
+                os.link(path, kept / path.name)
     (root / ".complete").write_text("ok\n")
 
 
@@ -203,7 +212,7 @@ def main() -> None:
         if root == big:
             build(root, writers, days, args.per_day)
         else:
-            subset(big, root, writers, days)
+            subset(big, root, writers, days, args.per_day)
         m = measure(root, args.runs if (writers, days) == shapes[0] else 1)
         print(
             f"| {writers} x {days} | {m['files']} | {m['bytes'] / 1e6:.0f} |"

@@ -351,15 +351,11 @@ class _Verifier:
         for day in self.store.days(self.first_day, self.last_day):
             self.report.partitions += 1
             self.on_disk.add(day)
-            try:
-                strays = self.store.stray_files(day)
-            except OSError:
-                strays = []
+            files, strays = self.store.listing(day)
             if strays:
-                # The two listings behind stray_files are not one snapshot: a rotation that
-                # renamed `x.jsonl.gz` into place, or a writer that opened a new segment,
-                # between them shows a log file as foreign. Ask again after the fact: a stray
-                # is a name that is still not a log file of the partition.
+                # A rotation that renamed `x.jsonl.gz` into place, or a writer that opened a
+                # new segment, may be caught half done. Ask again after the fact: a stray is a
+                # name that is still not a log file of the partition.
                 strays = self.still_stray(day, strays)
             for path in strays:
                 self.problem(
@@ -368,7 +364,7 @@ class _Verifier:
                     "stray file",
                     "not a log file of this store (planted or foreign)",
                 )
-            for file in self.store.files(day):
+            for file in files:
                 writer = file_writer(file.segment)
                 segment = writer if file.segment == writer else file.segment  # one string
                 self.writer_files.setdefault(writer, []).append((day, segment, file.compressed))
@@ -586,6 +582,8 @@ class _Verifier:
                     seen_signed = True
                     first_key = first_key or key
                 trusted = trusted and signed_ok
+                if keep:  # signed bytes checked: the tree check after the files needs the body
+                    manifest.body_bytes = b""
                 self.take_checkpoints(manifest, trusted, writer)
                 if manifest.kind == "seal" and manifest.error is None:
                     result.latest_seal = manifest
@@ -921,6 +919,10 @@ class _Verifier:
             if forged is not None:
                 self.report.problems.append(forged)
         self.checkpoints, self.feeds = {}, {}
+        for manifest in chain.read:
+            # A parsed tree head refers to its manifest (tree.head_of's memo): free the
+            # writer's manifests now, not at the next full collection, several writers later.
+            manifest.memo.clear()
         host.problems = len(self.report.problems) - start
         self.report.hosts.append(host)
 
