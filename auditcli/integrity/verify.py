@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from binascii import hexlify
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -293,6 +294,7 @@ class _Verifier:
         self.writer_files: dict[str, list[tuple[str, str, bool]]] = {}
         self._ends: dict[str, tuple[tuple[int, Path] | None, list[tuple[int, Path]]]] = {}
         self.on_disk: set[str] = set()
+        self._partition_paths: dict[str, Path] = {}
         self._geneses: dict[bytes, str] | None = None
         self.torn_notes: list[str] = []
         self.heads: list[Manifest] = []
@@ -809,9 +811,14 @@ class _Verifier:
     def listed_file(self, day: str, segment: str, compressed: bool) -> LogFile:
         """The LogFile of one `writer_files` item."""
         name = f"{segment}{GZIP if compressed else PLAIN}"
-        return LogFile(
-            day, segment, self.store.root / f"{PARTITION_PREFIX}{day}" / name, compressed
-        )
+        return LogFile(day, segment, self.partition_path(day) / name, compressed)
+
+    def partition_path(self, day: str) -> Path:
+        """The partition directory of `day`, made once per day (writers share it)."""
+        path = self._partition_paths.get(day)
+        if path is None:
+            path = self._partition_paths[day] = self.store.root / f"{PARTITION_PREFIX}{day}"
+        return path
 
     def listed_bytes(self) -> int:
         """The bytes of the files listed (a gzip file counted 5 times: what it inflates to)."""
@@ -1280,7 +1287,8 @@ class _FileScan:
         day = file.day.encode()
         by_line = self.known.by_line if self.known else {}
         cp_heads = {h for heads in by_line.values() for h in heads if h}
-        ids: dict[int, int] = {}
+        ids: dict[int, int] = {}  # hash of each id -> the first line with it
+        first_at = ids.setdefault
         ring: deque[tuple[int, bytes | None, bytes | None, bool]] = deque(maxlen=_WINDOW)
         incident: list[tuple[int, bytes | None, bytes | None, bool]] | None = None
         last_bad = 0
@@ -1306,7 +1314,7 @@ class _FileScan:
                 ):
                     digest = sha(prev + line[:-tail] + b"}").digest()
                     hexd = line[hex_start:hex_end]
-                    ok = digest.hex().encode() == hexd
+                    ok = hexlify(digest) == hexd
                     if not ok and line_accepted(prev, line, n, self.redacted):
                         ok, digest = True, bytes.fromhex(hexd.decode())
                     if not ok:
@@ -1325,11 +1333,8 @@ class _FileScan:
                             last_bad = n
                     prev = digest
                     after_malformed = False
-                    ident = hash(line[7 : line.find(b'"', 7)])
-                    earlier = ids.get(ident)
-                    if earlier is None:
-                        ids[ident] = n
-                    else:
+                    earlier = first_at(hash(line[7 : line.find(b'"', 7)]), n)
+                    if earlier != n:
                         self.flagged.add(n)
                         self.problem(n, "duplicated line", f"its id is already at line {earlier}")
                     if line[created_day : created_day + 10] != day:
