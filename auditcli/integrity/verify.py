@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sys
 from binascii import hexlify
 from bisect import bisect_left
 from collections import deque
@@ -367,8 +368,9 @@ class _Verifier:
                     "not a log file of this store (planted or foreign)",
                 )
             for file in files:
-                writer = file_writer(file.segment)
-                segment = writer if file.segment == writer else file.segment  # one string
+                # One string per writer, shared by its tuples (not one per file).
+                writer = sys.intern(file_writer(file.segment))
+                segment = writer if file.segment == writer else file.segment
                 self.writer_files.setdefault(writer, []).append((day, segment, file.compressed))
                 self.files_listed += 1
 
