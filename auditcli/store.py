@@ -469,15 +469,20 @@ class AuditStore:
         rotation interrupted before it removed the original) is left out: the twin holds it."""
         if self.listings is not None:
             where = f"{self.root}{os.sep}{PARTITION_PREFIX}{day}"  # no Path made when reused
-            return list(self.listings.get(where, lambda: self._list_files(day)))
-        return self._list_files(day)
+            return list(self.listings.get(where, lambda: self._listing(day, strays=False)[0]))
+        return self._listing(day, strays=False)[0]
 
-    def _list_files(self, day: str) -> list[LogFile]:
+    def listing(self, day: str) -> tuple[list[LogFile], list[Path]]:
+        """`files(day)` and `stray_files(day)` from one listing of the partition (one snapshot:
+        verify's survey lists every partition once)."""
+        return self._listing(day, strays=True)
+
+    def _listing(self, day: str, strays: bool) -> tuple[list[LogFile], list[Path]]:
         directory = self.root / (PARTITION_PREFIX + day)
         try:
             names = os.listdir(directory)
         except FileNotFoundError:
-            return []
+            return [], []
         except OSError as exc:  # a file planted as `date=…`, or no permission to list it
             raise IntegrityError(
                 f"{PARTITION_PREFIX}{day}: cannot list the partition: {exc.strerror}"
@@ -495,20 +500,22 @@ class AuditStore:
             if segment in found and not compressed:
                 continue
             found[segment] = LogFile(day, segment, directory / name, compressed)
-        return sorted(found.values())
+        files = sorted(found.values())
+        if not strays:
+            return files, []
+        known = {f.path.name for f in files}
+        listed = set(names)
+        return files, [
+            directory / name
+            for name in sorted(names)
+            if name not in known
+            and not name.endswith(".tmp")
+            and not (name.endswith(PLAIN) and name + ".gz" in listed)
+        ]
 
     def stray_files(self, day: str) -> list[Path]:
         """Entries of a partition directory that are not log files (planted or foreign)."""
-        directory = self.root / (PARTITION_PREFIX + day)
-        known = {f.path.name for f in self.files(day)}
-        strays = []
-        for name in sorted(os.listdir(directory)):
-            if name in known or name.endswith(".tmp"):
-                continue
-            if name.endswith(PLAIN) and (directory / (name + ".gz")).exists():
-                continue
-            strays.append(directory / name)
-        return strays
+        return self.listing(day)[1]
 
     # ------------------------------------------------------------------ reading
     def lines(self, file: LogFile) -> LineSource:

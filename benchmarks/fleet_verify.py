@@ -10,10 +10,11 @@ own signed chain with one seal per day listing that day's file (what a daily `au
 one small file per writer per seal). Memory is measured on two more stores, one with a fifth of
 the writers and one with a fifth of the days, to show what it grows with.
 
-Each measurement is a new process (wall time, peak RSS from wait4: run.py's helpers, bytecode
-cache on); `audit verify`, `sha256sum`, and `sha256sum` run as two processes at a time (`xargs
--P 2`: verify checks writers in one worker per CPU) run alternately after a warm-up, medians
-reported.
+Each measurement is a new process (wall time, CPU time and peak RSS from wait4: run.py's
+helpers, bytecode cache on). `audit verify` has two peers, each run as one process and as two
+at a time (`xargs -P 2`: verify checks writers in one worker per CPU): `sha256sum` over the
+data files, and `sha256sum` over every file verify reads (data files, manifests, kept leaf
+hashes under `_index/merkle/`). All run alternately after a warm-up; medians reported.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import run  # noqa: E402  (benchmarks/run.py: the timing helpers every benchmark
 from auditcli import chain  # noqa: E402
 from auditcli.integrity import generate_keys, load_signing_key  # noqa: E402
 from auditcli.integrity.manifests import append_manifest, file_record, manifest_lock  # noqa: E402
-from auditcli.integrity.tree import TreeStart, head_of, tree_fields  # noqa: E402
+from auditcli.integrity.tree import TreeBuilder, TreeStart, head_of  # noqa: E402
 from auditcli.model import build_entry, dumps_entry  # noqa: E402
 from auditcli.store import AuditStore, LogFile  # noqa: E402
 
@@ -93,7 +94,9 @@ def build(root: Path, writers: int, days: int, per_day: int) -> None:
             }
             # The Merkle tree head a seal adds (format 3), continuing the previous seal's tree:
             # the day's file is new, so the tree held none of its lines.
-            body.update(tree_fields(store, TreeStart(writer, base, {}), [record]))
+            builder = TreeBuilder(store, TreeStart(writer, base, {}))
+            builder.add(record)
+            body.update(builder.fields())
             with manifest_lock(store):
                 base = head_of(append_manifest(store, writer, body, key))
         print(f"  built {writer} ({days} days)", file=sys.stderr, end="\r")
@@ -101,9 +104,10 @@ def build(root: Path, writers: int, days: int, per_day: int) -> None:
     print(file=sys.stderr)
 
 
-def subset(big: Path, root: Path, writers: int, days: int) -> None:
+def subset(big: Path, root: Path, writers: int, days: int, per_day: int) -> None:
     """A smaller store made of hard links into the big one: the first `writers` writers and the
-    first `days` days, with the seals of those days (seal N lists day N's file)."""
+    first `days` days, with the seals of those days (seal N lists day N's file) and their kept
+    leaf hashes."""
     if (root / ".complete").exists():
         return
     shutil.rmtree(root, ignore_errors=True)
@@ -118,6 +122,12 @@ def subset(big: Path, root: Path, writers: int, days: int) -> None:
         (root / "_manifests" / name).mkdir(parents=True)
         for path in sorted((big / "_manifests" / name).glob("*.json"))[:days]:
             os.link(path, root / "_manifests" / name / path.name)
+        # the kept leaf hashes of those seals (`FIRST-END-ROOT.leaves`, END <= the lines kept)
+        kept = root / "_index" / "merkle" / name
+        kept.mkdir(parents=True)
+        for path in (big / "_index" / "merkle" / name).glob("*.leaves"):
+            if int(path.name.split("-")[1]) <= days * per_day:
+                os.link(path, kept / path.name)
     (root / ".complete").write_text("ok\n")
 
 
@@ -130,13 +140,22 @@ def measure(root: Path, runs: int) -> dict[str, Any]:
     env = {**run.ENV, "AUDIT_LOG_DIR": str(root)}
     files = data_files(root)
     manifests = sorted(str(p) for p in root.glob("_manifests/*/*.json"))
-    # xargs keeps the argument lists short; sha256sum hashes every data file once, in one
-    # process at a time or (-P 2) in two at a time, as verify's two workers do on 2 cores.
-    find = 'find "$0" -path "*/date=*" -name "*.jsonl*" -print0 | xargs -0 {} sha256sum'
+    kept = sorted(str(p) for p in root.glob("_index/merkle/*/*.leaves"))
+    # xargs keeps the argument lists short; sha256sum hashes every file once, in one process
+    # at a time or (-P 2) in two at a time, as verify's two workers do on 2 cores. Two sets of
+    # files: the data files, and every file verify reads (data, manifests, kept leaf hashes).
+    data = '-path "*/date=*" -name "*.jsonl*"'
+    every = (
+        f'\\( {data} -o -path "*/_manifests/*" -name "*.json"'
+        ' -o -path "*/_index/merkle/*" -name "*.leaves" \\)'
+    )
+    find = 'find "$0" {} -print0 | xargs -0 {} sha256sum'
     tools = {
         "verify": [sys.executable, "-m", "auditcli", "verify", "--format", "json"],
-        "sha256sum": ["sh", "-c", find.format(""), str(root)],
-        "sha256sum -P2": ["sh", "-c", find.format("-P 2"), str(root)],
+        "sha256sum": ["sh", "-c", find.format(data, ""), str(root)],
+        "sha256sum -P2": ["sh", "-c", find.format(data, "-P 2"), str(root)],
+        "sha256sum all": ["sh", "-c", find.format(every, ""), str(root)],
+        "sha256sum all -P2": ["sh", "-c", find.format(every, "-P 2"), str(root)],
     }
     inproc = [
         sys.executable,
@@ -163,13 +182,10 @@ def measure(root: Path, runs: int) -> dict[str, Any]:
         "bytes": sum(os.path.getsize(p) for p in files),
         "manifests": len(manifests),
         "manifest_bytes": sum(os.path.getsize(p) for p in manifests),
-        "verify_s": results["verify"].median,
-        "sha256sum_s": results["sha256sum"].median,
-        "sha256sum2_s": results["sha256sum -P2"].median,
-        "verify_cpu_s": results["verify"].cpu,
-        "sha256sum_cpu_s": results["sha256sum"].cpu,
-        "verify_rss_mib": results["verify"].rss_mb,
+        "kept": len(kept),
+        "kept_bytes": sum(os.path.getsize(p) for p in kept),
         "in_process_s": inside,
+        **{name: results[name] for name in tools},
     }
 
 
@@ -192,9 +208,10 @@ def main() -> None:
     )
     run.setup_env(args.data)  # bytecode cache on, as in an installed copy
     print(
-        "| writers x days | files | data MB | manifests (MB) | `audit verify` |"
-        " in-process `verify()` | `sha256sum` | ratio | `sha256sum` 2 processes | ratio |"
-        " CPU time verify / `sha256sum` | verify peak RSS |"
+        "| writers x days | data files (MB) | manifests (MB) | kept leaf files (MB) |"
+        " `audit verify` | in-process `verify()` | `sha256sum` data, 1 / 2 processes | ratio |"
+        " `sha256sum` all files, 1 / 2 processes | ratio | CPU time verify / data / all |"
+        " verify peak RSS |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     big = args.data / f"w{args.writers}-d{args.days}-p{args.per_day}" / "logs"
@@ -203,19 +220,25 @@ def main() -> None:
         if root == big:
             build(root, writers, days, args.per_day)
         else:
-            subset(big, root, writers, days)
+            subset(big, root, writers, days, args.per_day)
         m = measure(root, args.runs if (writers, days) == shapes[0] else 1)
+        verify, data1, data2 = m["verify"], m["sha256sum"], m["sha256sum -P2"]
+        all1, all2 = m["sha256sum all"], m["sha256sum all -P2"]
         print(
-            f"| {writers} x {days} | {m['files']} | {m['bytes'] / 1e6:.0f} |"
-            f" {m['manifests']} ({m['manifest_bytes'] / 1e6:.1f}) | {m['verify_s']:.2f} s |"
-            f" {m['in_process_s']:.2f} s |"
-            f" {m['sha256sum_s']:.2f} s | {m['verify_s'] / m['sha256sum_s']:.2f}x |"
-            f" {m['sha256sum2_s']:.2f} s | {m['verify_s'] / m['sha256sum2_s']:.2f}x |"
-            f" {m['verify_cpu_s']:.2f} s / {m['sha256sum_cpu_s']:.2f} s"
-            f" = {m['verify_cpu_s'] / m['sha256sum_cpu_s']:.1f}x |"
-            f" {m['verify_rss_mib']:.0f} MiB |",
+            f"| {writers} x {days} | {m['files']} ({m['bytes'] / 1e6:.0f}) |"
+            f" {m['manifests']} ({m['manifest_bytes'] / 1e6:.1f}) |"
+            f" {m['kept']} ({m['kept_bytes'] / 1e6:.1f}) |"
+            f" {verify.median:.2f} s | {m['in_process_s']:.2f} s |"
+            f" {data1.median:.2f} s / {data2.median:.2f} s |"
+            f" {verify.median / data1.median:.2f}x / {verify.median / data2.median:.2f}x |"
+            f" {all1.median:.2f} s / {all2.median:.2f} s |"
+            f" {verify.median / all1.median:.2f}x / {verify.median / all2.median:.2f}x |"
+            f" {verify.cpu:.2f} s / {data1.cpu:.2f} s / {all1.cpu:.2f} s"
+            f" = {verify.cpu / data1.cpu:.1f}x / {verify.cpu / all1.cpu:.1f}x |"
+            f" {verify.rss_mb:.0f} MiB |",
             flush=True,
         )
+    print(f"# load average after the run: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

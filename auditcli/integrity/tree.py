@@ -335,7 +335,7 @@ def leaves_path(store: AuditStore, writer: str, first: int, end: int, root: byte
     """Where the leaf hashes [first, end) of `writer`'s tree with head `root` at size `end`
     live."""
     name = f"{first:012d}-{end:012d}-{root.hex()}.leaves"
-    return store.root / INDEX_DIR / MERKLE_DIR / writer / name
+    return store.root.joinpath(INDEX_DIR, MERKLE_DIR, writer, name)  # one parse (verify: per head)
 
 
 def save_leaves(
@@ -427,12 +427,18 @@ def _prune_temps(directory: Path) -> None:
 def _saved_leaves(store: AuditStore, head: TreeHead) -> bytes | None:
     path = leaves_path(store, head.writer, head.first, head.size, head.root)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # O_NONBLOCK: a FIFO planted here reads as empty (a wrong file, rewritten), never hangs
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as handle:
-        data = handle.read()
-    return data if len(data) == (head.size - head.first) * HASH_SIZE else None
+    size = (head.size - head.first) * HASH_SIZE
+    try:
+        data = os.read(fd, size + 1)  # one read: a longer file is wrong whatever follows
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data if len(data) == size else None
 
 
 def _recomputed_leaves(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sys
+from binascii import hexlify
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -293,6 +295,7 @@ class _Verifier:
         self.writer_files: dict[str, list[tuple[str, str, bool]]] = {}
         self._ends: dict[str, tuple[tuple[int, Path] | None, list[tuple[int, Path]]]] = {}
         self.on_disk: set[str] = set()
+        self._partition_paths: dict[str, Path] = {}
         self._geneses: dict[bytes, str] | None = None
         self.torn_notes: list[str] = []
         self.heads: list[Manifest] = []
@@ -351,15 +354,11 @@ class _Verifier:
         for day in self.store.days(self.first_day, self.last_day):
             self.report.partitions += 1
             self.on_disk.add(day)
-            try:
-                strays = self.store.stray_files(day)
-            except OSError:
-                strays = []
+            files, strays = self.store.listing(day)
             if strays:
-                # The two listings behind stray_files are not one snapshot: a rotation that
-                # renamed `x.jsonl.gz` into place, or a writer that opened a new segment,
-                # between them shows a log file as foreign. Ask again after the fact: a stray
-                # is a name that is still not a log file of the partition.
+                # A rotation that renamed `x.jsonl.gz` into place, or a writer that opened a
+                # new segment, may be caught half done. Ask again after the fact: a stray is a
+                # name that is still not a log file of the partition.
                 strays = self.still_stray(day, strays)
             for path in strays:
                 self.problem(
@@ -368,9 +367,10 @@ class _Verifier:
                     "stray file",
                     "not a log file of this store (planted or foreign)",
                 )
-            for file in self.store.files(day):
-                writer = file_writer(file.segment)
-                segment = writer if file.segment == writer else file.segment  # one string
+            for file in files:
+                # One string per writer, shared by its tuples (not one per file).
+                writer = sys.intern(file_writer(file.segment))
+                segment = writer if file.segment == writer else file.segment
                 self.writer_files.setdefault(writer, []).append((day, segment, file.compressed))
                 self.files_listed += 1
 
@@ -586,6 +586,8 @@ class _Verifier:
                     seen_signed = True
                     first_key = first_key or key
                 trusted = trusted and signed_ok
+                if keep:  # signed bytes checked: the tree check after the files needs the body
+                    manifest.body_bytes = b""
                 self.take_checkpoints(manifest, trusted, writer)
                 if manifest.kind == "seal" and manifest.error is None:
                     result.latest_seal = manifest
@@ -811,9 +813,14 @@ class _Verifier:
     def listed_file(self, day: str, segment: str, compressed: bool) -> LogFile:
         """The LogFile of one `writer_files` item."""
         name = f"{segment}{GZIP if compressed else PLAIN}"
-        return LogFile(
-            day, segment, self.store.root / f"{PARTITION_PREFIX}{day}" / name, compressed
-        )
+        return LogFile(day, segment, self.partition_path(day) / name, compressed)
+
+    def partition_path(self, day: str) -> Path:
+        """The partition directory of `day`, made once per day (writers share it)."""
+        path = self._partition_paths.get(day)
+        if path is None:
+            path = self._partition_paths[day] = self.store.root / f"{PARTITION_PREFIX}{day}"
+        return path
 
     def listed_bytes(self) -> int:
         """The bytes of the files listed (a gzip file counted 5 times: what it inflates to)."""
@@ -921,6 +928,10 @@ class _Verifier:
             if forged is not None:
                 self.report.problems.append(forged)
         self.checkpoints, self.feeds = {}, {}
+        for manifest in chain.read:
+            # A parsed tree head refers to its manifest (tree.head_of's memo): free the
+            # writer's manifests now, not at the next full collection, several writers later.
+            manifest.memo.clear()
         host.problems = len(self.report.problems) - start
         self.report.hosts.append(host)
 
@@ -1278,7 +1289,8 @@ class _FileScan:
         day = file.day.encode()
         by_line = self.known.by_line if self.known else {}
         cp_heads = {h for heads in by_line.values() for h in heads if h}
-        ids: dict[int, int] = {}
+        ids: dict[int, int] = {}  # hash of each id -> the first line with it
+        first_at = ids.setdefault
         ring: deque[tuple[int, bytes | None, bytes | None, bool]] = deque(maxlen=_WINDOW)
         incident: list[tuple[int, bytes | None, bytes | None, bool]] | None = None
         last_bad = 0
@@ -1304,7 +1316,7 @@ class _FileScan:
                 ):
                     digest = sha(prev + line[:-tail] + b"}").digest()
                     hexd = line[hex_start:hex_end]
-                    ok = digest.hex().encode() == hexd
+                    ok = hexlify(digest) == hexd
                     if not ok and line_accepted(prev, line, n, self.redacted):
                         ok, digest = True, bytes.fromhex(hexd.decode())
                     if not ok:
@@ -1323,11 +1335,8 @@ class _FileScan:
                             last_bad = n
                     prev = digest
                     after_malformed = False
-                    ident = hash(line[7 : line.find(b'"', 7)])
-                    earlier = ids.get(ident)
-                    if earlier is None:
-                        ids[ident] = n
-                    else:
+                    earlier = first_at(hash(line[7 : line.find(b'"', 7)]), n)
+                    if earlier != n:
                         self.flagged.add(n)
                         self.problem(n, "duplicated line", f"its id is already at line {earlier}")
                     if line[created_day : created_day + 10] != day:
