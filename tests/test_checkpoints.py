@@ -205,7 +205,9 @@ def built(tmp_path: Path) -> AuditStore:
         _same_answers(store, question)
     names = [path.name for path in _files(store)]
     assert names == [
-        f"2026-01-0{day}.{part}" for day in (1, 2, 3, 4) for part in ("events", "state")
+        f"2026-01-0{day}.{part}"
+        for day in (1, 2, 3, 4)
+        for part in ("events", "members", "state")
     ]
     return store
 
