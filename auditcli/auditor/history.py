@@ -72,8 +72,8 @@ def history(
     Changes depend on what came before, so the entries up to `until` that can change the
     selected resources are replayed. For `target_ids`: the entries whose targetId is one of
     them, the team membership entries whose metadata.input.userId is one of them (found through
-    the per-target index, `Checkpoints.members`), and the team deletions and user removals of
-    the teams and users those entries link them to (they end memberships); all read through the
+    the per-target index, `Checkpoints.members`), and the team deletions (and creations) and
+    user removals of the teams and users those entries link them to; all read through the
     line indexes, so the answer costs the resource's own entries. For `actor_ids`: the entries
     naming one of the resources they touched as a JSON string, and every team deletion and user
     removal; other lines are skipped by their bytes. `progress` hears of the entries read.
@@ -146,15 +146,18 @@ def _mentioning(engine: QueryEngine, selected: Any, mentioned: set[str]) -> Iter
 
 
 _MEMBER_ACTIONS = frozenset(action.encode() for action in TEAM_MEMBER_ACTIONS)
+#: What a resource is linked to can end (or restart) its memberships: a team's deletion (and
+#: its creation again, after which an event on it is no anomaly), a member's removal.
+_LINK_ENDS = ("team_created", "team_deleted", "user_removed")
 
 
 class _TargetReader:
     """The lines a history of resources replays, read through the line indexes and the
     per-target index: those naming a resource as targetId, the membership lines naming it as
-    metadata.input.userId, and the team deletions and user removals of what those lines link
-    it to (its teams, or its members). A day without a per-target index (today's, a damaged
-    one, a store that cannot be written) is scanned for the same lines: the answer does not
-    depend on the index."""
+    metadata.input.userId, and the team creations and deletions and user removals of what those
+    lines link it to (its teams, or its members). A day without a per-target index (today's,
+    a damaged one, a store that cannot be written) is scanned for the same lines: the answer
+    does not depend on the index."""
 
     def __init__(
         self, store: AuditStore, base: Filters, target_ids: tuple[str, ...], use_index: bool
@@ -202,11 +205,7 @@ class _TargetReader:
             picked[day] = lines
         cascades = None
         if linked:
-            ends = replace(
-                self.base,
-                actions=tuple(a.decode() for a in _CASCADES),
-                target_ids=tuple(sorted(linked)),
-            )
+            ends = replace(self.base, actions=_LINK_ENDS, target_ids=tuple(sorted(linked)))
             cascades = QueryEngine(self.store, ends, order="asc")
             self.engines.append(cascades)
         for day, lines in picked.items():
