@@ -171,34 +171,28 @@ class _TargetReader:
         self.named = QueryEngine(store, replace(base, target_ids=target_ids), order="asc")
         self.scan = QueryEngine(store, base, order="asc")
         self.engines = [self.named, self.scan]
+        self.met: list[Problem] = []  # what the engines not kept met
         #: The day (partition) each line read came from, by entry id.
         self.day_of: dict[str, str] = {}
 
     @property
     def problems(self) -> list[Problem]:
         """What the readings met, each reported once."""
-        return list(dict.fromkeys(p for engine in self.engines for p in engine.problems))
+        found = [p for engine in self.engines for p in engine.problems]
+        return list(dict.fromkeys([*found, *self.met]))
 
     def lines(self) -> Iterator[bytes]:
         """The lines to replay, in order (createdAt, id)."""
-        indexes = {day: self._teams_of(day) for day in self.scan.days()}
-        teams = sorted({team for found in indexes.values() if found for team in found})
-        # One engine for every day: an engine keeps a read buffer the size of a log file.
-        via = None
-        if teams:
-            filters = replace(self.base, target_ids=tuple(teams), actions=TEAM_MEMBER_ACTIONS)
-            via = QueryEngine(self.store, filters, order="asc")
-            self.engines.append(via)
         picked: dict[str, list[bytes]] = {}
         linked: set[str] = set()  # the teams of the resources, and the members of them
-        for day, found in indexes.items():
-            if found is None:  # no per-target index: scanned for the same lines
+        for day in self.scan.days():
+            teams = self._teams_of(day)
+            if teams is None:  # no per-target index: scanned for the same lines
                 lines = [line for line in self.scan.day_stream(day) if self._names(line)]
             else:
                 lines = self.named.day_stream(day)
-                if found and via is not None:
-                    extra = [line for line in via.day_stream(day) if self._names(line)]
-                    lines = sorted({*lines, *extra}, key=sort_key)
+                if teams:
+                    lines = sorted({*lines, *self._membership_lines(day, teams)}, key=sort_key)
             for line in lines:
                 self.day_of[id_of(line)] = day
                 linked.update(self._links(line))
@@ -215,6 +209,16 @@ class _TargetReader:
                     self.day_of.setdefault(id_of(line), day)
                 lines = sorted({*lines, *extra}, key=sort_key)
             yield from lines
+
+    def _membership_lines(self, day: str, teams: set[str]) -> list[bytes]:
+        """The membership lines of `day` in `teams` that name a resource as their userId."""
+        filters = replace(self.base, target_ids=tuple(sorted(teams)), actions=TEAM_MEMBER_ACTIONS)
+        # An engine of its own per day (its teams), not kept: an engine holds a read buffer
+        # the size of a log file.
+        via = QueryEngine(self.store, filters, order="asc")
+        lines = [line for line in via.day_stream(day) if self._names(line)]
+        self.met += via.problems
+        return lines
 
     def _teams_of(self, day: str) -> set[str] | None:
         """The teams whose membership lines of `day` name a resource as their userId, from
