@@ -436,3 +436,16 @@ def test_a_forged_per_target_index_is_reported_and_deleting_it_loses_nothing(
     path.unlink()
     assert history(built, target_ids=("u-2",)).as_dict() == expected
     assert CliRunner().invoke(app, ["-d", str(built.root), "verify"]).exit_code == 0
+
+
+def test_history_reports_a_damaged_day(tmp_path: Path) -> None:
+    store = AuditStore(tmp_path / "logs", writer_id="test")
+    _import(store, _entries(SCENARIO))
+    damaged = next(store.root.joinpath("date=2026-01-03").glob("*.jsonl"))
+    with damaged.open("ab") as file:
+        file.write(b"not an entry\n")
+    for use_index in (True, False):
+        result = history(store, target_ids=("u-1",), use_index=use_index)
+        assert [item.entry["id"] for item in result.items] == ["e0000", "e0002", "e0006"]
+        assert any("not an entry" in str(p) for p in result.problems)
+    assert not store.root.joinpath(*DIR, "2026-01-03.members").exists()  # none for it

@@ -84,14 +84,13 @@ def history(
     selected = QueryEngine(store, Filters(target_ids=target_ids, actor_ids=actor_ids)).matcher
     base = Filters(org_ids=org_ids, until=until)
     reader: _TargetReader | None = None
-    problems: list[Problem]
+    engine: QueryEngine | None = None
     if actor_ids:
         engine = QueryEngine(store, base, order="asc")
         lines = _mentioning(engine, selected, _touched_by(store, actor_ids, org_ids, until))
-        problems = engine.problems
     else:
         reader = _TargetReader(store, base, target_ids, use_index)
-        lines, problems = reader.lines(), reader.problems
+        lines = reader.lines()
     replay = Replay()
     items: list[TimelineItem] = []
     by_id: dict[str, TimelineItem] = {}
@@ -119,12 +118,14 @@ def history(
         item = TimelineItem(entry, changes, replay.anomalies[seen:], via)
         items.append(item)
         by_id[entry["id"]] = item
-    if reader is None:
+    if engine is not None:
         stored = storage_order_anomalies(store, Filters(org_ids=org_ids, since=since, until=until))
-        first = first_recorded(store, org_ids)
+        first, problems = first_recorded(store, org_ids), engine.problems
     else:
+        assert reader is not None
         days = {reader.day_of[item.entry["id"]] for item in items}
         stored, first = reader.storage_order(days, by_id), reader.first_recorded(org_ids)
+        problems = reader.problems  # once every line was read
     for anomaly in stored:
         if anomaly.entry.id in by_id:
             by_id[anomaly.entry.id].anomalies.append(anomaly)
