@@ -140,6 +140,8 @@ class Column:
             column = self.code_list()
             if len(codes) == 1:
                 (only,) = codes
+                if hits * 8 <= len(column):  # sparse: found in C, as for one-byte codes
+                    return _find_all(self.codes, only.to_bytes(self.width, sys.byteorder))
                 return [n for n, code in enumerate(column) if code == only]
             wanted = set(codes)
             return [n for n, code in enumerate(column) if code in wanted]
@@ -151,13 +153,21 @@ class Column:
             column, target = column.translate(table), 1
         if hits * 8 > len(column):  # dense: one pass beats a find per hit
             return [n for n, code in enumerate(column) if code == target]
-        found: list[int] = []
-        needle, find = bytes((target,)), column.find
-        at = find(needle)
-        while at >= 0:
-            found.append(at)
+        return _find_all(column, bytes((target,)))
+
+
+def _find_all(column: bytes, needle: bytes) -> list[int]:
+    """The line numbers whose code (`len(needle)` bytes per line) is `needle`; a match that
+    straddles two lines' codes is not one."""
+    width, found, find = len(needle), [], column.find
+    at = find(needle)
+    while at >= 0:
+        if at % width:
             at = find(needle, at + 1)
-        return found
+            continue
+        found.append(at // width)
+        at = find(needle, at + width)
+    return found
 
 
 class LineIndex:

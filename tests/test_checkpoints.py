@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from auditcli import AuditStore
-from auditcli.auditor import KINDS, access_state, report_data
+from auditcli.auditor import KINDS, TEAM_MEMBER_ACTIONS, Replay, access_state, history, report_data
 from auditcli.cli import app
 from auditcli.importer import import_jsonl
+from auditcli.query import Filters, QueryEngine, entry_of
 
 DIR = ("_index", "auditor")
 USERS = ("u-1", "u-2", "u-3")
@@ -205,7 +206,7 @@ def built(tmp_path: Path) -> AuditStore:
         _same_answers(store, question)
     names = [path.name for path in _files(store)]
     assert names == [
-        f"2026-01-0{day}.{part}" for day in (1, 2, 3, 4) for part in ("events", "state")
+        f"2026-01-0{day}.{part}" for day in (1, 2, 3, 4) for part in ("events", "members", "state")
     ]
     return store
 
@@ -347,3 +348,104 @@ def test_no_checkpoint_for_today_or_a_damaged_day(tmp_path: Path) -> None:
     os.truncate(damaged, damaged.stat().st_size - len(b"not an entry\n"))
     _same_answers(store, question)
     assert [p.name for p in _files(store)][-1] == "2026-01-04.state"
+
+
+# ----------------------------------------------------------------------------- history
+def _naive_timeline(store: AuditStore, target: str) -> list[tuple[str, str | None, list[str]]]:
+    """(id, via, anomaly kinds) of a resource's timeline from a replay of every entry."""
+    replay, found = Replay(), []
+    for line in QueryEngine(store, Filters(), order="asc").stream():
+        entry = entry_of(line)
+        seen = len(replay.anomalies)
+        changes = replay.apply(entry)
+        user = ((entry.get("metadata") or {}).get("input") or {}).get("userId")
+        hit, via = entry["targetId"] == target, None
+        if not hit and entry["action"] in TEAM_MEMBER_ACTIONS and user == target:
+            hit, via = True, f"metadata.input.userId = {target}"
+        elif (
+            not hit
+            and entry["action"] == "team_deleted"
+            and any(c.field == "members" and target in (c.removed or ()) for c in changes)
+        ):
+            hit, via = True, f"team deleted with {target} in it"
+        if hit:
+            found.append((entry["id"], via, [a.kind for a in replay.anomalies[seen:]]))
+    return found
+
+
+def _same_history(store: AuditStore, target: str, orgs: tuple[str, ...]) -> None:
+    """The history read through the per-target index equals the one scanning every day; with
+    every organization, its items and anomalies are those of a replay of every entry."""
+    args: dict[str, Any] = {"target_ids": (target,), "org_ids": orgs}
+    indexed = history(store, **args)
+    assert indexed.as_dict() == history(store, **args, use_index=False).as_dict()
+    if not orgs:
+        got = [
+            (
+                item.entry["id"],
+                item.via,
+                [a.kind for a in item.anomalies if a.kind != "stored out of time order"],
+            )
+            for item in indexed.items
+        ]
+        assert got == _naive_timeline(store, target)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    specs=st.lists(ENTRY, min_size=1, max_size=40),
+    late=st.lists(ENTRY, max_size=6),
+    target=st.sampled_from((*USERS, *TEAMS, *ROLES)),
+    orgs=st.sampled_from(((), ("org-1",))),
+)
+def test_history_from_the_per_target_index_equals_the_scan(
+    tmp_path_factory: pytest.TempPathFactory,
+    specs: list[tuple[int, int, str, int, str]],
+    late: list[tuple[int, int, str, int, str]],
+    target: str,
+    orgs: tuple[str, ...],
+) -> None:
+    store = AuditStore(tmp_path_factory.mktemp("log") / "logs", writer_id="test")
+    _import(store, _entries(specs))
+    _same_history(store, target, orgs)  # builds the per-target index on the way
+    assert {p.name[:10] for p in _files(store) if p.suffix == ".members"} == set(store.days())
+    _same_history(store, target, orgs)  # and answers from it
+    assert _verify_problems(store) == []
+    if late:  # stale from the late days on: never used, rebuilt
+        _import(store, _entries(late, first=len(specs)))
+        _same_history(store, target, orgs)
+
+
+def test_a_forged_per_target_index_is_reported_and_deleting_it_loses_nothing(
+    built: AuditStore,
+) -> None:
+    path = built.root.joinpath(*DIR, "2026-01-02.members")
+    assert orjson.loads(zlib.decompress(path.read_bytes().split(b"\n", 3)[3])) == {"u-2": ["t-1"]}
+    expected = history(built, target_ids=("u-2",)).as_dict()
+    vias = [item.get("via") for item in expected["items"]]
+    assert vias == [None, "metadata.input.userId = u-2", None]  # added, into t-1, admin
+    _forge(path, "members", lambda part: part.clear())  # hides u-2's membership
+    verify = CliRunner().invoke(app, ["-d", str(built.root), "verify"])
+    assert verify.exit_code == 5
+    assert "_index/auditor/2026-01-02.members" in verify.output
+    assert "forged checkpoint" in verify.output
+    path.unlink()
+    assert history(built, target_ids=("u-2",)).as_dict() == expected
+    assert CliRunner().invoke(app, ["-d", str(built.root), "verify"]).exit_code == 0
+
+
+def test_history_reports_a_damaged_day(tmp_path: Path) -> None:
+    store = AuditStore(tmp_path / "logs", writer_id="test")
+    _import(store, _entries(SCENARIO))
+    damaged = next(store.root.joinpath("date=2026-01-03").glob("*.jsonl"))
+    with damaged.open("ab") as file:
+        file.write(b"not an entry\n")
+    for use_index in (True, False):
+        result = history(store, target_ids=("u-1",), use_index=use_index)
+        assert [item.entry["id"] for item in result.items] == ["e0000", "e0002", "e0006"]
+        assert any("not an entry" in str(p) for p in result.problems)
+    assert not store.root.joinpath(*DIR, "2026-01-03.members").exists()  # none for it

@@ -7,7 +7,10 @@ For each partition day D (before today, UTC) two derived files live in `_index/a
   (`Replay.snapshot`, emails and display labels kept per organization so that a question about
   some organizations resumes from it exactly), the latest `createdAt` read, and the number of
   anomalies so far per (state, organization, target);
-* `D.events`: the anomalies found while replaying day D, and its entries stored out of order.
+* `D.events`: the anomalies found while replaying day D, and its entries stored out of order;
+* `D.members`: the per-target index of day D: each user named by a team membership entry
+  (`metadata.input.userId`) -> the teams (`targetId`) of those entries, so that `history` of a
+  user reads only the membership lines that name them (`members_of_day`).
 
 They are derived data, never evidence: deleting them loses nothing (they are rebuilt by the
 next question that needs them), and each records what it was built from, `builtFrom`: a hash
@@ -47,7 +50,15 @@ from auditcli.safeio import make_dirs, open_dir, open_file, read_bounded, why, w
 from auditcli.store import AuditStore
 from auditcli.timeparse import format_utc
 
-from .model import KINDS, SCOPE_OF_ACTION, Anomaly, Cite, learn_labels
+from .model import (
+    KINDS,
+    SCOPE_OF_ACTION,
+    TEAM_MEMBER_ACTIONS,
+    Anomaly,
+    Cite,
+    _input_of,
+    learn_labels,
+)
 from .reading import _LOGIN, action_of, storage_order_in_day
 from .replay import Replay
 
@@ -55,7 +66,7 @@ CHECKPOINT_DIR = "auditor"  # under _index/
 _MAGIC = b"AUDITCKPT2\n"  # the format version (see `_encode`): another one is rebuilt
 _DIGEST_LEN = 64  # hex sha256 of the body, then a newline
 _MAX_BYTES = 256 << 20  # a checkpoint (or its inflated body) over this is refused: missing
-_NAME = re.compile(r"(\d{4}-\d\d-\d\d)\.(state|events)")
+_NAME = re.compile(r"(\d{4}-\d\d-\d\d)\.(state|events|members)")
 _TEMP = re.compile(r"\..+\.(\d+)\.tmp")
 #: Every scope of action a report replays (the state kinds, and "" for other actions).
 ALL_SCOPES = frozenset((*SCOPE_OF_ACTION.values(), ""))
@@ -309,6 +320,42 @@ class Checkpoints:
                 return None
         return [row for name in names for row in body[name]]
 
+    def members(self, day: str) -> dict[str, list[str]] | None:
+        """The per-target index of the settled `day` (see `members_of_day`), built and saved
+        when missing or stale; None when `day` is not settled or its reading met a problem."""
+        source = self.sources.get(day)
+        if source is None:
+            return None
+        body = _load(self.store, day, "members", source, ("members",))
+        if body is not None:
+            members: dict[str, list[str]] = body["members"]
+            return members
+        found = members_of_day(self.store, day)
+        if found is not None:
+            with contextlib.suppress(OSError):
+                directory = make_dirs(self.store.root, [INDEX_DIR, CHECKPOINT_DIR])
+                try:
+                    _save(directory, f"{day}.members", _encode_members(day, source, found))
+                finally:
+                    os.close(directory)
+        return found
+
+    def storage(self, day: str) -> list[Anomaly] | None:
+        """The entries of `day` stored out of time order, from its current events checkpoint
+        (never built here: None when there is none)."""
+        source = self.sources.get(day)
+        body = _load(self.store, day, "events", source, ("storage",)) if source else None
+        return None if body is None else [anomaly_of(row) for row in body["storage"]]
+
+    def latest(self, tries: int = 7) -> Point | None:
+        """The latest current state checkpoint of the last `tries` settled days, its header
+        only; never built here (None when there is none)."""
+        for day in reversed(self.days[-tries:]):
+            body = _load(self.store, day, "state", self.sources[day], ())
+            if body is not None:
+                return _point(body)
+        return None
+
     def _build(self, start: Point | None, days: list[str]) -> Point | None:
         """Replay `days` from `start` (None: from nothing) and save a checkpoint of each;
         stop at a day whose reading met a problem or when nothing can be saved. The last
@@ -371,6 +418,9 @@ class _Builder:
                 and _save(directory, f"{day}.state", _encode_point(point))
             ):
                 break
+            members = members_of_day(self.store, day)
+            if members is not None:
+                _save(directory, f"{day}.members", _encode_members(day, sources[day], members))
             saved = point
         return saved
 
@@ -416,6 +466,27 @@ class _Builder:
         for kind in KINDS:
             events[kind] = [row for row in found if row[4] == kind]
         return point, events
+
+
+def members_of_day(store: AuditStore, day: str) -> dict[str, list[str]] | None:
+    """The per-target index of one partition: each user named as `metadata.input.userId` by a
+    team membership entry -> the teams (`targetId`) of those entries, sorted. Read through the
+    line indexes (only the membership lines); None when the reading met a problem."""
+    engine = QueryEngine(store, Filters(actions=TEAM_MEMBER_ACTIONS))
+    lines = engine.day_stream(day)
+    if engine.problems:
+        return None
+    found: dict[str, set[str]] = {}
+    for line in lines:
+        entry = entry_of(line)
+        user = _input_of(entry).get("userId")
+        if isinstance(user, str):
+            found.setdefault(user, set()).add(entry["targetId"])
+    return {user: sorted(teams) for user, teams in sorted(found.items())}
+
+
+def _encode_members(day: str, source: str, members: dict[str, list[str]]) -> bytes:
+    return _encode({"day": day, "builtFrom": source}, {"members": members})
 
 
 def _any(line: bytes) -> bool:
@@ -485,8 +556,14 @@ def check_checkpoints(
             problems.append(Problem(f"{where}/{inert(name)}", None, "not a checkpoint", detail))
             continue
         body = _decode(content, ())
-        if body is not None and body.get("builtFrom") == checkpoints.sources.get(day):
-            current.setdefault(day, {})[part] = content
+        if body is None or body.get("builtFrom") != checkpoints.sources.get(day):
+            continue  # stale or garbled: never used
+        if part == "members":  # the per-target index: rebuilt from its day's lines alone
+            members = members_of_day(store, day)
+            if members is None or content != _encode_members(day, body["builtFrom"], members):
+                problems.append(_forged(f"{where}/{name}"))
+            continue
+        current.setdefault(day, {})[part] = content
     if not current:
         return problems
     start = None
@@ -510,13 +587,15 @@ def check_checkpoints(
         rebuilt = {"state": _encode_point(point), "events": _encode_events(events)}
         for part, content in sorted(current.get(day, {}).items()):
             if content != rebuilt[part]:
-                problems.append(
-                    Problem(
-                        f"{where}/{day}.{part}",
-                        None,
-                        "forged checkpoint",
-                        "differs from a replay of the log it says it was built from; it is "
-                        "derived data: delete it (it is rebuilt when needed)",
-                    )
-                )
+                problems.append(_forged(f"{where}/{day}.{part}"))
     return problems
+
+
+def _forged(name: str) -> Problem:
+    return Problem(
+        name,
+        None,
+        "forged checkpoint",
+        "differs from a replay of the log it says it was built from; it is derived data: "
+        "delete it (it is rebuilt when needed)",
+    )

@@ -36,6 +36,11 @@ def action_of(line: bytes) -> bytes:
     return line[start : line.find(b'"', start)]
 
 
+def id_of(line: bytes) -> str:
+    """The id of a stored line: its first field (`{"id":"...`); ids have no escapes."""
+    return line[7 : line.index(b'"', 7)].decode()
+
+
 def _pausing_cyclic_gc(function: F) -> F:
     """Run `function` with the cyclic garbage collector paused.
 
@@ -130,7 +135,7 @@ def storage_order_in_day(
                 except ValueError:
                     continue  # corrupted inside: the query engine reports it
                 later = split_lines(latest_at[0])[latest_at[1]]
-                later_id = later[7 : later.index(b'"', 7)].decode()
+                later_id = id_of(later)
                 anomaly = Anomaly(
                     "stored out of time order",
                     cite_of(entry),
