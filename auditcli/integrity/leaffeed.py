@@ -17,11 +17,10 @@ from hashlib import sha256
 from typing import Any
 
 from .manifests import Manifest, file_key
-from .merkle import HASH_SIZE, Frontier
+from .merkle import HASH_SIZE, Frontier, leaf_hashes
 from .tree import TreeHead, head_of
 
 FileKey = tuple[str, str]
-_digest = type(sha256()).digest
 
 
 @dataclass
@@ -88,8 +87,7 @@ class LeafFeed:
         if first >= self.end:
             return
         wanted = lines[: self.end - first] if first + len(lines) > self.end else lines
-        # leaf_hash of each line, iterated in C (as tree.LeafHasher): cheaper than a Python loop
-        leaves = b"".join(map(_digest, map(sha256, map(b"\x00".__add__, wanted))))
+        leaves = leaf_hashes(wanted)
         last = first + len(wanted)
         for start, end, _, _, frontier, digest, fed in self.wants:
             low, high = max(start, first), min(end, last)

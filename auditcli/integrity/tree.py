@@ -239,8 +239,6 @@ class TreeBuilder:
         }
 
 
-_digest = type(sha256()).digest
-
 
 class LeafHasher:
     """The leaf hashes of lines `start` (0-based) on of one file, fed its chunks of whole lines
