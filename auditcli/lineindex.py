@@ -351,8 +351,9 @@ class LineIndex:
                 if line[:1] != b"\n":
                     return None
                 found.append(line[1:])
-            if sum(map(bytes.count, found, repeat(b"\n"))) != len(found):
-                return None
+        # Each holds one newline, its last byte: one whole line.
+        if sum(map(bytes.count, found, repeat(b"\n"))) != len(found):
+            return None
         if not all(map(bytes.endswith, found, repeat(b"\n"))) or not accept(found):
             return None
         return found
@@ -408,17 +409,14 @@ class LineIndex:
 
 def _sliced(data: bytearray, offsets: Sequence[int], selected: Sequence[int]) -> list[bytes] | None:
     """The lines numbered `selected` of the whole file `data`, sliced a column at a time in C;
-    None unless each starts just after a newline and holds no other newline than its last
-    byte (checked by the caller)."""
+    None unless each starts just after a newline (that each holds no other newline than its
+    last byte is checked by the caller)."""
     starts = list(map(offsets.__getitem__, selected))
-    ends = list(map(offsets.__getitem__, map((1).__add__, selected)))
-    found = list(map(bytes, map(data.__getitem__, map(slice, starts, ends))))
     before = [start - 1 for start in starts if start]
     if before and bytes(map(data.__getitem__, before)).count(b"\n") != len(before):
         return None
-    if sum(map(bytes.count, found, repeat(b"\n"))) != len(found):
-        return None
-    return found
+    ends = map(offsets.__getitem__, map((1).__add__, selected))
+    return list(map(bytes, map(data.__getitem__, map(slice, starts, ends))))
 
 
 class FileBytes:
