@@ -188,7 +188,7 @@ def sort_key(line: bytes) -> tuple[bytes, bytes]:
 _created_of = operator.itemgetter(slice(chain.CREATED_START, chain.CREATED_END))
 
 
-def _in_order(lines: list[bytes], descending: bool) -> bool:
+def in_result_order(lines: list[bytes], descending: bool) -> bool:
     """Whether `lines` (stored lines) are in result order (`sort_key`, ties allowed), with
     the keys made a column at a time: createdAt has a fixed width, so createdAt + id compares
     as the pair does."""
@@ -518,7 +518,7 @@ class QueryEngine:
         file that matches the filters (with the exact byte matcher) and in result order
         (descending or not, following the line `after`); _IndexDisagrees otherwise."""
         lines = index.checked_lines(selected, data, self._all_genuine)
-        if lines is None or not _in_order([after, *lines] if after else lines, descending):
+        if lines is None or not in_result_order([after, *lines] if after else lines, descending):
             raise _IndexDisagrees
         return lines
 

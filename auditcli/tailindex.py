@@ -28,8 +28,6 @@ kept at all.
 
 from __future__ import annotations
 
-import itertools
-import operator
 import os
 import stat
 import threading
@@ -40,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import chain
-from .query import sort_key, split_lines
+from .query import in_result_order, sort_key, split_lines
 from .store import LogFile, _open_in_partition
 
 if TYPE_CHECKING:
@@ -297,8 +295,10 @@ def _read_lines(file: LogFile, ino: int, positions: array[int]) -> list[bytes] |
 
 
 def _genuine(engine: QueryEngine, lines: list[bytes]) -> bool:
-    """Whether `lines` are stored entries that match the engine's filters, in result order."""
-    if not all(chain.is_chained_line(line) and engine.matcher(line) for line in lines):
-        return False
-    step = operator.ge if engine.order == "desc" else operator.le
-    return all(itertools.starmap(step, itertools.pairwise(map(sort_key, lines))))
+    """Whether `lines` are stored entries that match the engine's filters, in result order
+    (the tests the query engine makes of the lines a line index selects)."""
+    return (
+        chain.all_chained_lines(lines)
+        and engine.matcher.all_match(lines)
+        and in_result_order(lines, engine.order == "desc")
+    )
