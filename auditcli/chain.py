@@ -140,13 +140,23 @@ _BRACE_AT = slice(-(_BLOCK_END + 1), -_BLOCK_END)
 def contents_of(lines: Sequence[bytes]) -> list[bytes]:
     """`content_of` of each of `lines` (stored lines, newline included), a column at a time
     when none of them holds a commitment block (the usual case: chain version 1)."""
-    if (
+    if may_hold_blocks(lines):
+        return list(map(content_of, lines))
+    return list(map(bytes.__add__, map(_WITHOUT_SUFFIX, lines), repeat(b"}")))
+
+
+def may_hold_blocks(lines: Sequence[bytes]) -> bool:
+    """Whether some of `lines` (stored lines, newline included) may hold a commitment block
+    (or are too short to tell): each must then go through `content_of`. Tested a column at a
+    time."""
+    return (
         min(map(len, lines), default=_BLOCK_END + SALT_BLOCK) < _BLOCK_END + SALT_BLOCK
         or SALT_KEY in map(itemgetter(_SALT_AT), lines)
         or b"}" in map(itemgetter(_BRACE_AT), lines)
-    ):
-        return list(map(content_of, lines))  # short lines, or some hold a block
-    return list(map(bytes.__add__, map(itemgetter(slice(None, -SUFFIX_LEN)), lines), repeat(b"}")))
+    )
+
+
+_WITHOUT_SUFFIX = itemgetter(slice(None, -SUFFIX_LEN))
 
 
 def block_start(line: bytes, end: int) -> int | None:

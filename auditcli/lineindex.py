@@ -51,7 +51,7 @@ from typing import Any
 
 import orjson
 
-from . import chain, gzmembers
+from . import chain, gzmembers, trust
 from .lines import LineSplitter
 from .outfile import process_alive
 from .safeio import (
@@ -66,11 +66,12 @@ from .safeio import (
 INDEX_DIR = "_index"
 FIELDS = ("actorId", "action", "target", "targetId", "organizationId", "teamId")
 KEY_ORDER = chain.SEED_FIELDS
-_MAGIC = b"AUDITIDX2\n"  # the format version: another version is rebuilt
+_MAGIC = b"AUDITIDX3\n"  # the format version: another version is rebuilt
 _HEADER_AT = len(_MAGIC) + 4
 _READ_BLOCK = 4 << 20
 _DENSE = 16  # a selection of more than 1/16 of the lines reads the whole file
 _WHOLE_FILE_MAX = 32 << 20  # larger files are read a line at a time, never held whole
+_VOUCHED_MAX = 64 << 20  # a vouched index is read whole to be hashed: larger ones are not
 _PARTIAL_SLACK = 4 << 10  # a gzip member first read stops this far past the line wanted
 _BATCH = 2048  # lines parsed per batch while building (bounds memory on huge files)
 _SUFFIX = chain.SUFFIX_LEN
@@ -180,6 +181,7 @@ class LineIndex:
     decompressed stream, each list ending with the file's size and the stream's."""
 
     __slots__ = (
+        "blocks",
         "columns",
         "first",
         "ident",
@@ -215,6 +217,9 @@ class LineIndex:
         #: The earliest and latest createdAt (stored bytes): bounds outside them are no-ops.
         self.first = self.last = b""
         self.members: tuple[Sequence[int], Sequence[int]] | None = None
+        #: Whether some line may hold a chain version 2 commitment block (see
+        #: `chain.content_of`): its entry's JSON is then not simply the line less its suffix.
+        self.blocks = True
 
     # ------------------------------------------------------------------ selection
     def select(
@@ -332,21 +337,18 @@ class LineIndex:
         source: FileBytes | GzipBytes,
         accept: Callable[[list[bytes]], bool],
     ) -> list[bytes] | None:
-        """The lines numbered `selected` (as `line_bytes`), or None when one is not a whole
+        """The lines numbered `selected` (as `lines_at`), or None when one is not a whole
         line of the file (the byte before it is not a newline, or it holds more than one) or
         `accept(lines)` is false: the index does not describe the file."""
-        offsets = self.offsets
-        data = source.for_lines(len(selected) * _DENSE > self.lines)
-        if isinstance(data, GzipBytes):
-            data.expect(map(offsets.__getitem__, map((1).__add__, selected)))
+        starts, ends, data = self._spans(selected, source)
         if isinstance(data, bytearray):
-            found = _sliced(data, offsets, selected)
-            if found is None:
+            before = [start - 1 for start in starts if start]
+            if before and bytes(map(data.__getitem__, before)).count(b"\n") != len(before):
                 return None
+            found = _slice_lines(data, starts, ends)
         else:
             found = []
-            for n in selected:
-                start, end = offsets[n], offsets[n + 1]
+            for start, end in zip(starts, ends, strict=True):
                 line = data[start - 1 : end] if start else b"\n" + data[0:end]
                 if line[:1] != b"\n":
                     return None
@@ -357,6 +359,39 @@ class LineIndex:
         if not all(map(bytes.endswith, found, repeat(b"\n"))) or not accept(found):
             return None
         return found
+
+    def lines_at(self, selected: Sequence[int], source: FileBytes | GzipBytes) -> list[bytes]:
+        """The lines numbered `selected` (newline included), as the offsets place them, with
+        none of the checks of `checked_lines`: for an index vouched for (`trust`)."""
+        starts, ends, data = self._spans(selected, source)
+        return _slice_lines(data, starts, ends)
+
+    def contents_block(self, selected: Sequence[int], source: FileBytes | GzipBytes) -> bytes:
+        """JSONL of the entries on lines `selected` (each line's `chain.content_of`), in that
+        order, unchecked as `lines_at`: from a whole file's buffer, one copy of each entry."""
+        starts, ends, data = self._spans(selected, source)
+        if isinstance(data, bytearray) and not self.blocks:
+            cut = _SUFFIX
+            with memoryview(data) as view:
+                parts = list(map(view.__getitem__, map(slice, starts, [end - cut for end in ends])))
+                block = b"}\n".join(parts) + b"}\n" if parts else b""
+                del parts  # the views hold the buffer until they are gone
+                return block
+        contents = chain.contents_of(_slice_lines(data, starts, ends))
+        return b"\n".join(contents) + b"\n" if contents else b""
+
+    def _spans(
+        self, selected: Sequence[int], source: FileBytes | GzipBytes
+    ) -> tuple[list[int], list[int], FileBytes | GzipBytes | bytearray]:
+        """Where the lines numbered `selected` start and end, and what to read them from (the
+        whole file's buffer when they are many)."""
+        offsets = self.offsets
+        starts = list(map(offsets.__getitem__, selected))
+        ends = list(map(offsets.__getitem__, map((1).__add__, selected)))
+        data = source.for_lines(len(selected) * _DENSE > self.lines)
+        if isinstance(data, GzipBytes):
+            data.expect(ends)
+        return starts, ends, data
 
     # ------------------------------------------------------------------ file form
     def to_bytes(self) -> bytes:
@@ -374,6 +409,7 @@ class LineIndex:
                 lines=self.lines,
                 ordered=self.ordered,
                 ties=self.ties,
+                blocks=self.blocks,
                 span=[self.first.decode("latin-1"), self.last.decode("latin-1")],
             )
             arrays = {"offsets": array(kind, self.offsets).tobytes()}
@@ -407,16 +443,14 @@ class LineIndex:
         return _MAGIC + len(head).to_bytes(4, "little") + head + b"".join(body)
 
 
-def _sliced(data: bytearray, offsets: Sequence[int], selected: Sequence[int]) -> list[bytes] | None:
-    """The lines numbered `selected` of the whole file `data`, sliced a column at a time in C;
-    None unless each starts just after a newline (that each holds no other newline than its
-    last byte is checked by the caller)."""
-    starts = list(map(offsets.__getitem__, selected))
-    before = [start - 1 for start in starts if start]
-    if before and bytes(map(data.__getitem__, before)).count(b"\n") != len(before):
-        return None
-    ends = map(offsets.__getitem__, map((1).__add__, selected))
-    return list(map(bytes, map(data.__getitem__, map(slice, starts, ends))))
+def _slice_lines(
+    data: FileBytes | GzipBytes | bytearray, starts: Iterable[int], ends: Iterable[int]
+) -> list[bytes]:
+    """The bytes from each of `starts` to the matching end; from a buffer, one copy each."""
+    if isinstance(data, bytearray):
+        with memoryview(data) as view:
+            return list(map(bytes, map(view.__getitem__, map(slice, starts, ends))))
+    return list(map(data.__getitem__, map(slice, starts, ends)))
 
 
 class FileBytes:
@@ -613,19 +647,57 @@ def load(
     except OSError:
         return None
     try:
-        return _read(fd, ident, tail, fields, file_name.endswith(".gz"))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return _read(
+            lambda size, at: os.pread(fd, size, at), ident, tail, fields, file_name.endswith(".gz")
+        )
     except (OSError, ValueError, KeyError, TypeError, OverflowError, IndexError, AttributeError):
         return None  # damaged or foreign: as if missing
     finally:
         os.close(fd)
 
 
-def _read(
-    fd: int, ident: Identity, tail: bytes, fields: Iterable[str], gzipped: bool
+def load_vouched(
+    root: Path, partition: str, file_name: str, ident: Identity, tail: bytes
 ) -> LineIndex | None:
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    """`load` of every column of the index of `partition/file_name`, read whole, when its bytes
+    are ones this user vouched for (`trust`): built from the file, or checked against it; None
+    otherwise (and when it is over _VOUCHED_MAX bytes). Such an index says what the file says,
+    so its lines need no per-line check."""
+    try:
+        fd = open_file(root, f"{INDEX_DIR}/{partition}/{file_name}.idx")
+    except OSError:
         return None
-    start = os.pread(fd, 64 << 10, 0)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _VOUCHED_MAX:
+            return None
+        whole = _exact(lambda size, at: os.pread(fd, size, at), info.st_size, 0)
+        if not trust.vouched(whole):
+            return None
+        return _read(
+            lambda size, at: whole[at : at + size],
+            ident,
+            tail,
+            FIELDS,
+            file_name.endswith(".gz"),
+        )
+    except (OSError, ValueError, KeyError, TypeError, OverflowError, IndexError, AttributeError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read(
+    read: Callable[[int, int], bytes],
+    ident: Identity,
+    tail: bytes,
+    fields: Iterable[str],
+    gzipped: bool,
+) -> LineIndex | None:
+    """The index in the bytes `read(size, at)` gives (see `load`)."""
+    start = read(64 << 10, 0)
     if not start.startswith(_MAGIC) or len(start) < _HEADER_AT:
         return None
     size = int.from_bytes(start[len(_MAGIC) : _HEADER_AT], "little")
@@ -633,7 +705,7 @@ def _read(
         return None
     raw = start[_HEADER_AT : _HEADER_AT + size]
     if len(raw) < size:
-        raw += _pread_exact(fd, size - len(raw), _HEADER_AT + len(raw))
+        raw += _exact(read, size - len(raw), _HEADER_AT + len(raw))
     header = orjson.loads(raw)
     if (
         tuple(header["identity"]) != ident
@@ -651,7 +723,7 @@ def _read(
     def read_array(name: str, count: int) -> array[int]:
         at, kind = header[name]
         values = array(kind)
-        values.frombytes(_pread_exact(fd, count * values.itemsize, body + at))
+        values.frombytes(_exact(read, count * values.itemsize, body + at))
         return values
 
     offsets = read_array("offsets", lines + 1)
@@ -678,17 +750,18 @@ def _read(
         values, counts = spec["values"], spec["counts"]
         if len(values) != len(counts) or sum(counts) != lines:
             return None
-        codes = _pread_exact(fd, lines * spec["width"], body + spec["at"])
+        codes = _exact(read, lines * spec["width"], body + spec["at"])
         columns[name] = Column(values, counts, codes, spec["width"])
     index = LineIndex(ident, True, lines, ordered, offsets, columns, order, rank, header["ties"])
+    index.blocks = bool(header["blocks"])
     index.first, index.last = (stamp.encode("latin-1") for stamp in header["span"])
     index.tail = tail
     index.members = members
     return index
 
 
-def _pread_exact(fd: int, size: int, at: int) -> bytes:
-    data = os.pread(fd, size, at)
+def _exact(read: Callable[[int, int], bytes], size: int, at: int) -> bytes:
+    data = read(size, at)
     if len(data) != size:
         raise ValueError("index file is truncated")
     return data
@@ -747,7 +820,8 @@ def from_rows(
     tail: bytes,
 ) -> LineIndex:
     """The index of a file of identity `ident` ending with `tail` (`tail_of`) that holds exactly
-    the stored lines of canonical entries (what `model.dumps_entry` writes, chained) described
+    the stored lines (chain version 1: no commitment block) of canonical entries (what
+    `model.dumps_entry` writes, chained) described
     by `rows`, in file order: batches of `(line lengths with newline, ids, createdAt values,
     the values of FIELDS as one column each)`, ids and createdAt as bytes. For a writer that
     knows the values of what it wrote (an import), which need not be parsed again; the caller
@@ -832,6 +906,7 @@ class _Builder:
         self.tables: list[dict[Any, int]] = [{} for _ in FIELDS]
         self.codes = [array("I") for _ in FIELDS]
         self.keys: list[bytes] = []  # createdAt (fixed width) + raw id: the result order
+        self.blocks = False  # whether a line may hold a commitment block (LineIndex.blocks)
 
     def add(self, block: bytes) -> None:
         lines = block.split(b"\n")
@@ -854,7 +929,9 @@ class _Builder:
         ):
             return False
         # The 13 fields (chain version 2 lines also hold a salt or redaction record).
-        contents = list(map(chain.content_of, map(bytes.__add__, lines, repeat(b"\n"))))
+        whole = list(map(bytes.__add__, lines, repeat(b"\n")))
+        self.blocks = self.blocks or chain.may_hold_blocks(whole)
+        contents = chain.contents_of(whole)
         try:
             entries = list(map(orjson.loads, contents))
             # Canonical (what the one serialiser writes, keys in the API's order): then each
@@ -915,6 +992,7 @@ class _Builder:
         keys = self.keys
         lines = len(keys)
         index = LineIndex(ident, True, lines, True, self.offsets, columns)
+        index.blocks = self.blocks
         if keys:  # a key starts with the fixed-width createdAt
             index.first, index.last = min(keys)[:_STAMP], max(keys)[:_STAMP]
         if all(map(bytes.__lt__, keys, islice(keys, 1, None))):
@@ -947,14 +1025,17 @@ def save(root: Path, partition: str, file_name: str, index: LineIndex) -> None:
     full disk, a symlink or a file planted as `_index` or its partition) is ignored: an index
     only saves time. Everything happens through directory descriptors opened without following
     a symlink, so nothing outside the log directory is ever written or removed. Indexes of files
-    that no longer exist in the partition are removed on the way."""
+    that no longer exist in the partition are removed on the way. `index` is one this process
+    built from the file (an import, a rotation, a query), so it is vouched for (`trust`)."""
     temporary = f".{file_name}.{os.getpid()}.{id(index):x}.tmp"  # per writer
     try:
         directory = make_dirs(root, [INDEX_DIR, partition])
     except OSError:
         return
+    content = index.to_bytes()
     try:
-        write_atomic_at(directory, file_name + ".idx", temporary, index.to_bytes())
+        write_atomic_at(directory, file_name + ".idx", temporary, content)
+        trust.vouch(content)
         _prune(root, partition, directory)
     except OSError:
         pass

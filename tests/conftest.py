@@ -43,6 +43,8 @@ def _audit_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # tmp_path (AUDIT_SYSTEM_CONFIG), the user's under an empty XDG_CONFIG_HOME.
     monkeypatch.setenv("AUDIT_SYSTEM_CONFIG", str(tmp_path / "etc" / "config.toml"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    # The user's record of vouched-for line indexes (auditcli.trust): one per test.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("COLUMNS", "80")
     monkeypatch.setenv("LINES", "50")
     for name in _INHERITED:

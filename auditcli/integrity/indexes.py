@@ -2,6 +2,8 @@
 says. Indexes are derived data that anyone who can write the log directory can forge; the engine
 checks each line an index selects, and this check (run by `audit verify`) rebuilds every index
 that is current for its file (same identity and last bytes) and compares the two byte for byte.
+An index found equal is vouched for (`auditcli.trust`): this user's later queries use it
+without checking each line, for as long as its bytes and its file stay as they are.
 
 Indexes of files that no longer exist, or no longer as indexed, are never used and not
 reported. Anything that is not an index where one belongs (a symlink, a FIFO, a directory)
@@ -13,7 +15,7 @@ import os
 import stat
 from collections.abc import Iterator
 
-from auditcli import lineindex
+from auditcli import lineindex, trust
 from auditcli.auditor.checkpoints import CHECKPOINT_DIR, check_checkpoints
 from auditcli.errors import inert
 from auditcli.query import Problem
@@ -106,8 +108,14 @@ def _check_one(store: AuditStore, partition: str, file_name: str, name: str) -> 
         if stored is None:
             return None  # stale or unreadable: the engine rebuilds it
         fresh = lineindex.build(fd, info, compressed=file_name.endswith(".gz"))
-        if fresh is None or fresh.to_bytes() == stored.to_bytes():
+        if fresh is None:
             return None  # changed while read (the engine would not use the index either)
+        content = fresh.to_bytes()
+        if content == stored.to_bytes():
+            # Checked against its file: this user's queries may use it without per-line
+            # checks (only while its bytes are exactly these: see auditcli.trust).
+            trust.vouch(content)
+            return None
         return Problem(
             name,
             None,

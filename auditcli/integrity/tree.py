@@ -239,7 +239,6 @@ class TreeBuilder:
         }
 
 
-
 class LeafHasher:
     """The leaf hashes of lines `start` (0-based) on of one file, fed its chunks of whole lines
     in order with the number of lines before each (`file_record`'s `on_lines`)."""

@@ -1,0 +1,96 @@
+"""Line indexes this user has vouched for: built from their log file, or checked against it.
+
+A line index (see `lineindex`) is derived data in the log directory, where whoever can write
+the directory can forge it. So every line an index selects is checked before it is returned
+(its place in the file, the stored shape, the filters by its bytes, result order, its content
+parsed as JSON), and that check costs most of what a returned line costs. Most indexes were
+written by this user's own `audit` (an import, a rotation, the first query of a past day) or
+have been compared with a rebuild by this user's `audit verify`. Their SHA-256 is recorded
+here, outside the log directory, so that a query can tell such an index from any other by
+hashing the bytes it reads, and skip the per-line checks for it. An index is bound to its log
+file's identity (device, inode, size, mtime, ctime) and last bytes, and used only while the
+file still has them: a vouched index describes the file as it still is.
+
+The record is a directory of empty files named by digest, private to the user:
+`$XDG_CACHE_HOME/auditcli/vouched-indexes/` (default `~/.cache/…`). It is refused unless the
+user owns it and nobody else can write it (an index is then used with checks, as before).
+Deleting it costs speed, never an answer; nothing in it ever changes what a query returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+
+#: Files are created as readable by the user only, directories as searchable by them only.
+_DIR_MODE = 0o700
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def location() -> str:
+    """The directory of this user's record: `$XDG_CACHE_HOME/auditcli/vouched-indexes`."""
+    home_cache = os.path.join(os.path.expanduser("~"), ".cache")
+    base = os.environ.get("XDG_CACHE_HOME") or home_cache
+    return os.path.join(base, "auditcli", "vouched-indexes")
+
+
+def digest(data: bytes | bytearray | memoryview) -> str:
+    """The name an index's bytes are recorded under: their SHA-256, in hex."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def vouch(data: bytes | bytearray | memoryview) -> None:
+    """Record an index (its bytes, as written to the log directory) as built or checked by
+    this user. Any failure (a read-only home, a full disk, a record someone else can write)
+    is ignored: the index is then checked line by line when used, as any other."""
+    with contextlib.suppress(OSError):
+        directory = _open_record(create=True)
+        if directory is None:
+            return
+        try:
+            fd = os.open(
+                digest(data),
+                os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+                dir_fd=directory,
+            )
+            os.close(fd)
+        finally:
+            os.close(directory)
+
+
+def vouched(data: bytes | bytearray | memoryview) -> bool:
+    """Whether this user recorded these index bytes (`vouch`)."""
+    try:
+        directory = _open_record(create=False)
+    except OSError:
+        return False
+    if directory is None:
+        return False
+    try:
+        info = os.stat(digest(data), dir_fd=directory, follow_symlinks=False)
+    except OSError:
+        return False
+    finally:
+        os.close(directory)
+    return stat.S_ISREG(info.st_mode)
+
+
+def _open_record(*, create: bool) -> int | None:
+    """The record directory, opened; None when it is missing (and not to be created) or
+    anyone but this user could have written in it."""
+    path = location()
+    try:
+        fd = os.open(path, _OPEN_DIR)
+    except FileNotFoundError:
+        if not create:
+            return None
+        os.makedirs(path, mode=_DIR_MODE, exist_ok=True)
+        fd = os.open(path, _OPEN_DIR)
+    info = os.fstat(fd)
+    if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        os.close(fd)
+        return None
+    return fd

@@ -1,0 +1,206 @@
+"""Line indexes vouched for by this user (`auditcli.trust`) answer without per-line checks.
+
+An index `audit` built itself (an import, a rotation, a query) or that `audit verify` compared
+with a rebuild is recorded by its SHA-256 outside the log directory; a query that finds the
+bytes it read in that record returns the lines the index gives without checking each one.
+Here: such answers equal a scan's on every kind of store (chain version 1, version 2 with a
+redaction, gzip members); the record is what decides, and only a private one is believed;
+`verify` vouches for what it checked and for nothing it found forged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from auditcli import query, trust
+from auditcli.cli import app
+from auditcli.query import Filters, QueryEngine
+from auditcli.store import AuditStore
+
+D1, D2, D3 = "2026-10-01", "2026-10-02", "2026-10-03"
+ORGS = ("org-a", "org-b")
+
+
+def _audit(root: Path, *args: str, writer: str = "w1") -> tuple[int, str]:
+    env = {"AUDIT_LOG_DIR": str(root), "AUDIT_WRITER_ID": writer}
+    result = CliRunner().invoke(app, [str(a) for a in args], env=env)
+    return result.exit_code, result.output
+
+
+def _entries(day: str, count: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"{day}-{n:04d}",
+            "description": f"user-{n % 7} did it",
+            "actorId": f"user-{n % 7}",
+            "actorName": f"User {n % 7}",
+            "actorEmail": f"user{n % 7}@example.com",
+            "action": ("login", "role_updated", "user_added")[n % 3],
+            "target": "USER",
+            "targetId": f"user-{n % 5}",
+            "organizationId": ORGS[n % 2],
+            "metadata": {"ip": "10.0.0.7", "n": n},
+            # Several entries per second: equal createdAt, ordered by id.
+            "createdAt": f"{day}T{n // 360 % 24:02d}:{n // 6 % 60:02d}:{n % 6:02d}.000Z",
+        }
+        for n in range(count)
+    ]
+
+
+def _build(tmp: Path, kind: str) -> Path:
+    """A store of three past days: `plain` (chain version 1), `redacted` (version 2 lines, one
+    actor redacted) or `rotated` (every day gzipped by `audit rotate`)."""
+    root = tmp / "logs"
+    if kind == "redacted":
+        assert _audit(root, "init", "--redactable", str(root))[0] == 0
+    source = tmp / "in.jsonl"
+    lines = [json.dumps(e) for day in (D1, D2, D3) for e in _entries(day, 400)]
+    source.write_text("\n".join(lines) + "\n")
+    assert _audit(root, "import", str(source))[0] == 0
+    if kind == "rotated":
+        code, out = _audit(root, "rotate", "-q", "--compress-after", "1")
+        assert code == 0, out
+    if kind == "redacted":
+        key = tmp / "seal.key"
+        assert _audit(root, "keys", "generate", "--out", str(key))[0] == 0
+        code, out = _audit(
+            root,
+            "redact",
+            "--actor-id",
+            "user-3",
+            "--reason",
+            "test",
+            "--signing-key",
+            str(key),
+        )
+        assert code == 0, out
+    return root
+
+
+def _answers(root: Path, wanted: Filters, order: str, use_index: bool) -> dict[str, Any]:
+    def engine() -> QueryEngine:
+        made = QueryEngine(AuditStore(root), wanted, order=order, use_index=use_index)
+        made.index_min_bytes = 0  # index even the small files of a test
+        return made
+
+    lines = list(engine().stream())
+    blocks = b"".join(block for _, block in engine().content_blocks())
+    pages = [engine().page(50, offset) for offset in (0, 120, 390)]
+    checked = engine()
+    list(checked.stream())
+    return {"lines": lines, "blocks": blocks, "pages": pages, "problems": checked.problems}
+
+
+def _index_files(root: Path) -> list[Path]:
+    return sorted((root / "_index").glob("date=*/*.idx"))
+
+
+@pytest.mark.parametrize("kind", ["plain", "redacted", "rotated"])
+def test_vouched_indexes_answer_as_a_scan_does(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _build(tmp_path, kind)
+    monkeypatch.setattr(query, "_VOUCH_MIN", 0)
+    cases = [
+        Filters(),
+        Filters(actions=("login",)),
+        Filters(actor_ids=("user-3",), org_ids=("org-b",)),
+        Filters(actions=("role_updated",), since=f"{D2}T00:30:00.000Z"),
+    ]
+    for wanted in cases:
+        for order in ("asc", "desc"):
+            scanned = _answers(root, wanted, order, use_index=False)
+            assert scanned["lines"] and not scanned["problems"]
+            vouched = _answers(root, wanted, order, use_index=True)  # builds what is missing
+            assert vouched == scanned, (wanted, order)
+    indexes = _index_files(root)
+    assert len(indexes) == 3
+    assert all(path.name.endswith(".gz.idx") == (kind == "rotated") for path in indexes)
+    # Each was vouched for when it was written (import, rotate or query): a later query
+    # reads each one whole and finds its digest in the user's record.
+    assert all(trust.vouched(path.read_bytes()) for path in indexes)
+    if kind == "redacted":
+        blocks = _answers(root, Filters(actor_ids=("user-3",)), "asc", True)["blocks"]
+        assert b'"_salt"' not in blocks and b'"_redacted"' not in blocks
+        assert b"User 3" not in blocks
+
+
+def _swap_orgs(path: Path) -> bytes:
+    """The index at `path` with org-a and org-b swapped in its header (a forger's edit)."""
+    data = path.read_bytes()
+    forged = data.replace(b'"org-a"', b'"org-X"').replace(b'"org-b"', b'"org-a"')
+    forged = forged.replace(b'"org-X"', b'"org-b"')
+    assert forged != data
+    path.write_bytes(forged)
+    return forged
+
+
+def _org_b_lines(root: Path) -> list[bytes]:
+    engine = QueryEngine(AuditStore(root), Filters(org_ids=("org-b",)), order="asc")
+    engine.index_min_bytes = 0  # index even the small files of a test
+    return list(engine.stream())
+
+
+def test_only_a_private_record_is_believed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record decides which indexes are used unchecked, so it must be the user's alone:
+    a digest planted there by someone else is ignored (and so is the whole record)."""
+    root = _build(tmp_path, "plain")
+    monkeypatch.setattr(query, "_VOUCH_MIN", 0)
+    honest = _org_b_lines(root)
+    assert honest and all(b'"organizationId":"org-b"' in line for line in honest)
+    forged = _swap_orgs(_index_files(root)[0])
+
+    # Not in the record: checked line by line, so the swap changes nothing.
+    assert _org_b_lines(root) == honest
+
+    record = Path(trust.location())
+    (record / trust.digest(forged)).touch()  # as if this user had vouched for the forgery
+    assert _org_b_lines(root) != honest  # the record is believed: org-a's lines come back
+
+    record.chmod(0o770)  # a record others could have written is not believed at all
+    assert _org_b_lines(root) == honest
+    record.chmod(0o700)
+
+    moved = record.with_name("elsewhere")
+    record.rename(moved)
+    record.symlink_to(moved)  # nor one behind a symlink
+    assert _org_b_lines(root) == honest
+
+
+def test_an_index_vouched_for_one_file_is_not_used_for_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _build(tmp_path, "plain")
+    monkeypatch.setattr(query, "_VOUCH_MIN", 0)
+    honest = _org_b_lines(root)
+    first, second = _index_files(root)[:2]
+    second.write_bytes(first.read_bytes())  # vouched, but made for the first day's file
+    assert trust.vouched(second.read_bytes())
+    assert _org_b_lines(root) == honest
+
+
+def test_verify_vouches_for_what_it_checked_and_not_for_a_forgery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _build(tmp_path, "plain")
+    _org_b_lines(root)  # writes the indexes
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "another-cache"))  # another user
+    indexes = _index_files(root)
+    assert len(indexes) == 3
+    assert not any(trust.vouched(path.read_bytes()) for path in indexes)
+    forged = _swap_orgs(indexes[0])
+
+    code, out = _audit(root, "verify", "--format", "json")
+    assert code == 5, out
+    assert "forged index" in out
+    assert not trust.vouched(forged)
+    assert all(trust.vouched(path.read_bytes()) for path in indexes[1:])
+    assert oct(os.stat(trust.location()).st_mode & 0o777) == "0o700"
