@@ -12,13 +12,14 @@ an answer needs are read by inflating only the members that hold them. Rotation 
 index as it compresses the day (no cold rebuild afterwards).
 
 It is derived data, never evidence: deleting `_index/` loses nothing, and whoever can write
-the log directory can forge it, so it is never trusted with an answer. It is used only while
-the file is as it was indexed: device, inode, size, mtime and ctime are recorded (any write,
-truncation, replacement or chmod changes one of them), and so are the file's last bytes (its
-last chain link), which bind the index to the content. Every line the index selects is checked
-against the filter by the query engine before it is returned (a disagreement is reported and the
-file scanned), and `audit verify` rebuilds every index the engine would use and reports any
-that differs (`integrity/indexes.py`). Index files are read, written and removed through
+the log directory can forge it. It is used only while the file is as it was indexed: device,
+inode, size, mtime and ctime are recorded (any write, truncation, replacement or chmod changes
+one of them), and so are the file's last bytes (its last chain link), which bind the index to
+the content. Every line an index selects is checked against the filter by the query engine
+before it is returned (a disagreement is reported and the file scanned), unless the index's
+bytes are ones this user vouched for (`trust`: `save` vouches for what it writes, `audit
+verify` for what it finds equal to a rebuild; `load_vouched`). `audit verify` rebuilds every
+index the engine would use and reports any that differs (`integrity/indexes.py`). Index files are read, written and removed through
 directory descriptors, never through a symlink, with a bounded header. A file is indexed only when
 every line has the stored shape and is canonical JSON in the API's field order, so a code says
 exactly what the byte-level matcher of `query` would say about the line. A file with any other
