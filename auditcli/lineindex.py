@@ -19,12 +19,12 @@ the content. Every line an index selects is checked against the filter by the qu
 before it is returned (a disagreement is reported and the file scanned), unless the index's
 bytes are ones this user vouched for (`trust`: `save` vouches for what it writes, `audit
 verify` for what it finds equal to a rebuild; `load_vouched`). `audit verify` rebuilds every
-index the engine would use and reports any that differs (`integrity/indexes.py`). Index files are read, written and removed through
-directory descriptors, never through a symlink, with a bounded header. A file is indexed only when
-every line has the stored shape and is canonical JSON in the API's field order, so a code says
-exactly what the byte-level matcher of `query` would say about the line. A file with any other
-line gets a small "not indexable" marker (same identity rules) and is scanned as before, which
-reports its problems.
+index the engine would use and reports any that differs (`integrity/indexes.py`). Index files
+are read, written and removed through directory descriptors, never through a symlink, with a
+bounded header. A file is indexed only when every line has the stored shape and is canonical
+JSON in the API's field order, so a code says exactly what the byte-level matcher of `query`
+would say about the line. A file with any other line gets a small "not indexable" marker (same
+identity rules) and is scanned as before, which reports its problems.
 
 The query engine writes an index the first time it reads a file of a past day (UTC); today's
 files are still being appended to and are always scanned. `audit import` writes the index of

@@ -207,16 +207,18 @@ def in_result_order(lines: list[bytes], descending: bool) -> bool:
     )
 
 
-def _worth_vouching(index: lineindex.LineIndex, by_field: dict[str, tuple[str, ...]]) -> bool:
-    """Whether a query of `by_field` may select enough of the index's lines that reading and
-    hashing the whole index (to find it vouched for) costs less than checking each line."""
+def _worth_vouching(
+    index: lineindex.LineIndex, by_field: dict[str, tuple[str, ...]], most: int
+) -> bool:
+    """Whether a query of `by_field` that returns at most `most` lines may return enough of the
+    index's lines that reading and hashing the whole index (to find it vouched for) costs less
+    than checking each line."""
+    columns = index.columns
     estimate = min(
-        (
-            index.columns[name].total(index.columns[name].codes_of(values))
-            for name, values in by_field.items()
-        ),
+        (columns[name].total(columns[name].codes_of(values)) for name, values in by_field.items()),
         default=index.lines,
     )
+    estimate = min(estimate, most)
     return estimate >= _VOUCH_MIN and estimate * _VOUCH_SHARE >= index.lines
 
 
@@ -491,7 +493,8 @@ class QueryEngine:
         window: tuple[int, int],
     ) -> tuple[int, Any] | None:
         vouched = False
-        if want in ("lines", "blocks", "window") and _worth_vouching(index, by_field):
+        most = window[1] - window[0] if want == "window" else index.lines
+        if want in ("lines", "blocks", "window") and _worth_vouching(index, by_field, most):
             trusted = lineindex.load_vouched(
                 self.store.root, file.partition, file.path.name, index.ident, index.tail
             )
