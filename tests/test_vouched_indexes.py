@@ -147,9 +147,7 @@ def _org_b_lines(root: Path) -> list[bytes]:
     return list(engine.stream())
 
 
-def test_only_a_private_record_is_believed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_only_a_private_record_is_believed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The record decides which indexes are used unchecked, so it must be the user's alone:
     a digest planted there by someone else is ignored (and so is the whole record)."""
     root = _build(tmp_path, "plain")
