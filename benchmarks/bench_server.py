@@ -571,7 +571,14 @@ def memory_run(
     lat: list[float] = []
     cpu = _cpu_seconds(pid)
     for number in range(slices):
-        lat += _clients(port, token, args.clients, args.mixed_seconds / slices, f"mixed:{total}")
+        lat += _clients(
+            port,
+            token,
+            args.clients,
+            args.mixed_seconds / slices,
+            f"mixed:{total}",
+            args.mixed_pace,
+        )
         memory = _memory(pid)
         print(
             f"  after {(number + 1) * args.mixed_seconds / slices:.0f} s: "
@@ -579,7 +586,9 @@ def memory_run(
             flush=True,
         )
     cpu = (_cpu_seconds(pid) - cpu) / len(lat)
-    row(f"mixed, {args.clients} clients, {args.mixed_seconds:.0f} s", 1, lat, cpu, "RSS ≤ 150 MB")
+    paced = f", {args.mixed_pace:g}/s each" if args.mixed_pace else ""
+    title = f"mixed, {args.clients} clients{paced}, {args.mixed_seconds:.0f} s"
+    row(title, 1, lat, cpu, "RSS ≤ 150 MB")
 
 
 def orjson_total(body: bytes) -> int:
@@ -602,6 +611,12 @@ def main() -> None:
     parser.add_argument("--load", action="store_true", help="the #15 targets (writes --store)")
     parser.add_argument("--mixed-seconds", type=float, default=120.0, help="--load: mixed run")
     parser.add_argument("--pace", type=float, default=5.0, help="--load: requests/s per client")
+    parser.add_argument(
+        "--mixed-pace",
+        type=float,
+        default=0.0,
+        help="--load: requests/s per client in the mixed run (default: as fast as each can)",
+    )
     parser.add_argument(
         "--preload", type=int, default=20000, help="--load: entries appended to today first"
     )
