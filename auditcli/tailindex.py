@@ -34,6 +34,7 @@ import threading
 import time
 from array import array
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,7 @@ from .store import LogFile, _open_in_partition
 if TYPE_CHECKING:
     from .query import QueryEngine
 
-_CHUNK = 8 << 20  # bytes read at a time from a growing file
+_CHUNK = 1 << 20  # bytes read at a time from a growing file (each costs ~5x in objects)
 _READ = 4096  # bytes read for one line at first; a longer line is read again whole
 _DONE, _AFRESH, _GIVE_UP = object(), object(), object()  # what `TailCache._extend` did
 
@@ -59,7 +60,7 @@ class _Tail:
     end: int = 0
     mtime: int | None = None  # the file's mtime when `end` was its size, else None
     growth: array[int] = field(default_factory=lambda: array("Q"))
-    last: tuple[bytes, bytes] | None = None
+    last: bytes | None = None  # createdAt + id of the greatest
     top: list[bytes] = field(default_factory=list)  # the first `keep` matches, result order
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -162,28 +163,37 @@ class TailCache:
             return _AFRESH
         self.scans_from.append(tail.end)
         del self.scans_from[:-64]
-        read = _matches_from(engine, file, tail.end, self.write_ns)
+        descending = engine.order == "desc"
+        read = _matches_from(engine, file, tail.end, self.write_ns, descending)
         if read is None:
             return _GIVE_UP
-        found, end = read
+        found, end = read  # ~100 bytes a match: its line is read again only for `top`
         if found:
-            found.sort(key=_first)  # stable: equal keys stay in file order
-            newest = found[-1][0]
-            if tail.last is not None and found[0][0] <= tail.last:
+            # Ascending by (createdAt, id), equal keys in file order; descending queries read
+            # `growth` backwards, so there equal keys are kept in reverse file order.
+            found.sort()
+            if tail.last is not None and found[0][:-_PLACE] <= tail.last:
                 return _AFRESH  # sorts among the kept matches
             if len(tail.growth) + len(found) > self.max_positions:
                 return _GIVE_UP
-            if engine.order == "desc":
-                # Descending: equal keys still in file order, so growth (read backwards) holds
-                # them in reverse file order.
-                found.sort(key=_first, reverse=True)
-                tail.top = [line for _, _, line in found[: self.keep]] + tail.top
+            positions = list(map(_place, found))
+            if descending:
+                positions = [_LAST_PLACE - place for place in positions]
+            tail.last = found[-1][:-_PLACE]
+            if descending:
+                newest = _read_checked(engine, file, tail.ino, positions[: -self.keep - 1 : -1])
+                if newest is None:
+                    return _GIVE_UP
+                tail.top = newest + tail.top
                 del tail.top[self.keep :]
-                found.reverse()
-            else:
-                tail.top.extend(line for _, _, line in found[: self.keep - len(tail.top)])
-            tail.growth.extend(position for _, position, _ in found)
-            tail.last = newest
+            elif len(tail.top) < self.keep:
+                oldest = _read_checked(
+                    engine, file, tail.ino, positions[: self.keep - len(tail.top)]
+                )
+                if oldest is None:
+                    return _GIVE_UP
+                tail.top.extend(oldest)
+            tail.growth.extend(positions)
         tail.end = end
         tail.mtime = mtime if end == size else None
         return _DONE
@@ -199,14 +209,21 @@ class TailCache:
                     total -= len(self._tails.pop(key).growth)
 
 
-def _first(match: tuple[tuple[bytes, bytes], int, bytes]) -> tuple[bytes, bytes]:
-    return match[0]
+#: A match is kept while a file is read as one bytes object: createdAt, id and its place in the
+#: file (8 bytes, big-endian; counted down for a descending query), which sorts as the engine
+#: orders (equal keys in file order, or the reverse).
+_PLACE = 8
+_LAST_PLACE = (1 << 64) - 1
+
+
+def _place(match: bytes) -> int:
+    return int.from_bytes(match[-_PLACE:], "big")
 
 
 def _matches_from(
-    engine: QueryEngine, file: LogFile, start: int, write_ns: int
-) -> tuple[list[tuple[tuple[bytes, bytes], int, bytes]], int] | None:
-    """`([(sort key, offset, line)] of the matching lines from byte `start` on, end of the last
+    engine: QueryEngine, file: LogFile, start: int, write_ns: int, descending: bool
+) -> tuple[list[bytes], int] | None:
+    """`(the matching lines from byte `start` on as sort keys (see _PLACE), end of the last
     whole line)`; None if anything but whole stored lines was met (the caller's scan reports
     it). A last line without its newline is left for the next read while the file's mtime is
     under `write_ns` old (a write under way: never waited for, as a full scan does, since the
@@ -220,7 +237,7 @@ def _matches_from(
         if not stat.S_ISREG(info.st_mode):
             return None
         matcher, needle = engine.matcher, engine.matcher.needle
-        found: list[tuple[tuple[bytes, bytes], int, bytes]] = []
+        found: list[bytes] = []
         position, rest = start, b""
         while position + len(rest) < info.st_size:
             block = os.pread(
@@ -239,7 +256,9 @@ def _matches_from(
                 if (needle is None or needle in line) and matcher(line):
                     if not chain.is_chained_line(line):
                         return None  # only the engine's scan knows how to report it
-                    found.append((sort_key(line), position, line))
+                    created, ident = sort_key(line)
+                    place = _LAST_PLACE - position if descending else position
+                    found.append(created + ident + place.to_bytes(_PLACE, "big"))
                 position += len(line)
         if rest and time.time_ns() - info.st_mtime_ns >= write_ns:
             return None  # torn
@@ -262,7 +281,15 @@ def _ends_line(file: LogFile, end: int) -> bool:
         os.close(fd)
 
 
-def _read_lines(file: LogFile, ino: int, positions: array[int]) -> list[bytes] | None:
+def _read_checked(
+    engine: QueryEngine, file: LogFile, ino: int, positions: list[int]
+) -> list[bytes] | None:
+    """`_read_lines` of `positions` (in result order), None unless they are `_genuine`."""
+    lines = _read_lines(file, ino, positions)
+    return lines if lines is not None and _genuine(engine, lines) else None
+
+
+def _read_lines(file: LogFile, ino: int, positions: Sequence[int]) -> list[bytes] | None:
     """The whole lines starting at `positions` of the file (inode `ino`); None if one of them
     does not start or end a line there."""
     try:
