@@ -662,7 +662,6 @@ class QueryEngine:
     def content_blocks(self) -> Iterator[tuple[int, bytes]]:
         """`(n, block)`: the matches as JSONL of their seed JSON (`n` lines per block), in
         order, a partition at a time; what `query --all --format jsonl` writes."""
-        content_of = chain.content_of
         for day in self.days():
             files = self._day_files(day)
             if len(files) == 1 and (answer := self._from_index(files[0], "blocks")) is not None:
@@ -671,7 +670,7 @@ class QueryEngine:
             lines = self._parseable(day, self.day_lines(day))
             for first in range(0, len(lines), _BLOCK_LINES):
                 part = lines[first : first + _BLOCK_LINES]
-                yield len(part), b"\n".join([content_of(line) for line in part]) + b"\n"
+                yield len(part), b"\n".join(chain.contents_of(part)) + b"\n"
 
     def count(self) -> int:
         """The number of matches."""
