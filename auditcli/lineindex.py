@@ -445,13 +445,20 @@ class LineIndex:
 
 
 def _slice_lines(
-    data: FileBytes | GzipBytes | bytearray, starts: Iterable[int], ends: Iterable[int]
+    data: FileBytes | GzipBytes | bytearray, starts: list[int], ends: list[int]
 ) -> list[bytes]:
-    """The bytes from each of `starts` to the matching end; from a buffer, one copy each."""
+    """The bytes from each of `starts` to the matching end: from a buffer, one copy each; from
+    the file, one `pread` each (ValueError when the file is shorter than that now)."""
     if isinstance(data, bytearray):
         with memoryview(data) as view:
             return list(map(bytes, map(view.__getitem__, map(slice, starts, ends))))
-    return list(map(data.__getitem__, map(slice, starts, ends)))
+    if isinstance(data, FileBytes):
+        found = list(map(os.pread, repeat(data.fd), map(int.__sub__, ends, starts), starts))
+    else:
+        found = list(map(data.__getitem__, map(slice, starts, ends)))
+    if sum(map(len, found)) != sum(ends) - sum(starts):
+        raise ValueError("the file is shorter than its index says")
+    return found
 
 
 class FileBytes:
