@@ -494,7 +494,17 @@ class GzipBytes:
     the members the index lists (else gzmembers.GzipError, a ValueError to the caller's
     checks)."""
 
-    __slots__ = ("_seekable", "buffer", "fd", "ident", "loaded", "packed", "plain", "wanted")
+    __slots__ = (
+        "_held",
+        "_seekable",
+        "buffer",
+        "fd",
+        "ident",
+        "loaded",
+        "packed",
+        "plain",
+        "wanted",
+    )
 
     def __init__(
         self,
@@ -507,6 +517,9 @@ class GzipBytes:
         self.packed, self.plain = members
         self.wanted: dict[int, int] = {}  # member -> how far the coming reads go into it
         self._seekable: bool | None = None
+        # The last member read, (where it starts in the stream, its inflated bytes): lines in
+        # result order mostly follow each other, so most reads are served from it directly.
+        self._held: tuple[int, bytes] = (0, b"")
 
     @property
     def seekable(self) -> bool:
@@ -530,6 +543,9 @@ class GzipBytes:
 
     def __getitem__(self, span: slice) -> bytes:
         start, stop = span.start, span.stop
+        base, held = self._held
+        if base <= start <= stop <= base + len(held):
+            return held[start - base : stop - base]
         if self.loaded or not self.seekable:
             return bytes(self._whole()[start:stop])
         if not 0 <= start <= stop <= self.size:
@@ -539,6 +555,7 @@ class GzipBytes:
         last = max(first, bisect_left(plain, stop) - 1)
         parts = [self._member(n, plain[n + 1] - plain[n]) for n in range(first, last)]
         parts.append(self._member(last, stop - plain[last]))
+        self._held = (plain[last], parts[-1])
         joined = parts[0] if len(parts) == 1 else b"".join(parts)
         base = plain[first]
         return joined[start - base : stop - base]
@@ -564,12 +581,18 @@ class GzipBytes:
             if self.size > _WHOLE_FILE_MAX:
                 raise NotSeekable
             del self.buffer[:]
-            inflater = gzmembers.Inflater(self.fd, self.packed[-1])
-            for block in inflater.blocks():
-                self.buffer += block
-            found = [*inflater.members, (self.packed[-1], len(self.buffer))]
-            if inflater.trailing or found != list(zip(self.packed, self.plain, strict=True)):
-                raise gzmembers.GzipError("the members are not where the index says")
+            if self.seekable:
+                # Each member where the index says, checked to end there and to hold what it
+                # says: together, the whole file.
+                for member in gzmembers.inflate_members(self.fd, self.packed, self.plain):
+                    self.buffer += member
+            else:
+                inflater = gzmembers.Inflater(self.fd, self.packed[-1])
+                for block in inflater.blocks():
+                    self.buffer += block
+                found = [*inflater.members, (self.packed[-1], len(self.buffer))]
+                if inflater.trailing or found != list(zip(self.packed, self.plain, strict=True)):
+                    raise gzmembers.GzipError("the members are not where the index says")
             self.loaded = True
         return self.buffer
 
