@@ -453,15 +453,19 @@ class FileBytes:
 
 class _MemberCache:
     """Inflated members kept across queries of one process (the HTTP server pages through the
-    same recent days again and again), least recently used first out, within a byte budget.
-    A member is keyed by its file's identity and its place and size, exactly as it was
-    checked: a file changed in any way, or an index saying anything else, never hits."""
+    same recent days again and again), least recently used first out, within a byte budget:
+    by default only what the lines of one read revisit (a file not in result order goes back
+    and forth between nearby members), since a one-shot command never rereads a day; a
+    server asks for more (`keep_inflated_members`). A member is keyed by its file's identity
+    and its place and size, exactly as it was checked: a file changed in any way, or an index
+    saying anything else, never hits."""
 
-    BUDGET = 16 << 20
+    BUDGET = 4 << 20
 
     def __init__(self) -> None:
         self.members: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
         self.held = 0
+        self.budget = self.BUDGET
         self.lock = threading.Lock()  # the server reads from several threads
 
     def get(self, key: tuple[Any, ...]) -> bytes | None:
@@ -472,6 +476,8 @@ class _MemberCache:
             return data
 
     def put(self, key: tuple[Any, ...], data: bytes) -> None:
+        if len(data) > self.budget:
+            return
         with self.lock:
             held = self.members.get(key, b"")
             if len(held) >= len(data):
@@ -479,11 +485,27 @@ class _MemberCache:
             self.held += len(data) - len(held)
             self.members[key] = data
             self.members.move_to_end(key)
-            while self.held > self.BUDGET:
-                self.held -= len(self.members.popitem(last=False)[1])
+            self._shrink()
+
+    def resize(self, budget: int) -> None:
+        """Keep at most `budget` bytes from now on."""
+        with self.lock:
+            self.budget = budget
+            self._shrink()
+
+    def _shrink(self) -> None:
+        while self.held > self.budget:
+            self.held -= len(self.members.popitem(last=False)[1])
 
 
 _members_inflated = _MemberCache()
+
+
+def keep_inflated_members(budget: int) -> None:
+    """Keep up to `budget` bytes of inflated gzip members across the queries of this process
+    (what a long-running server wants: it pages through the same recent days again and
+    again) instead of the default few MiB."""
+    _members_inflated.resize(budget)
 
 
 class GzipBytes:
