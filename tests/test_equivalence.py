@@ -555,10 +555,10 @@ class TestLineIndex:
             assert len(members) == len(packed) - 1 > 50
             assert b"".join(members) == data
             for forged in (
-                (packed[:7] + [packed[7] + 2] + packed[8:], plain),  # a member moved
-                (packed, plain[:7] + [plain[7] - 1] + plain[8:]),  # a member resized
+                ([*packed[:7], packed[7] + 2, *packed[8:]], plain),  # a member moved
+                (packed, [*plain[:7], plain[7] - 1, *plain[8:]]),  # a member resized
                 (packed[:3] + packed[5:], plain[:3] + plain[5:]),  # two members as one
-                (packed[:-1] + [packed[-1] + 10], plain),  # beyond the end of the file
+                ([*packed[:-1], packed[-1] + 10], plain),  # beyond the end of the file
             ):
                 with pytest.raises(gzmembers.GzipError):
                     list(gzmembers.inflate_members(fd, *forged, run))
