@@ -501,6 +501,18 @@ class _MemberCache:
 _members_inflated = _MemberCache()
 
 
+#: Member tables found seekable or not (GzipBytes.seekable), at most _SEEKABLE_TABLES.
+_seekable_tables: dict[tuple[Any, ...], bool] = {}
+_SEEKABLE_TABLES = 4096
+
+
+def _table_bytes(column: Sequence[int]) -> bytes:
+    """The values of `column` as 8-byte integers (the same bytes only for the same values)."""
+    if isinstance(column, array) and column.typecode == "Q":
+        return column.tobytes()
+    return array("Q", column).tobytes()
+
+
 def keep_inflated_members(budget: int) -> None:
     """Keep up to `budget` bytes of inflated gzip members across the queries of this process
     (what a long-running server wants: it pages through the same recent days again and
@@ -548,14 +560,23 @@ class GzipBytes:
         """Whether the members are small enough to inflate one by one (an old one-member
         archive is not), and in order."""
         if self._seekable is None:
-            plain = self.plain
-            sizes = list(map(int.__sub__, islice(plain, 1, None), plain))
-            starts = self.packed
-            self._seekable = (
-                max(sizes, default=0) <= gzmembers.SEEKABLE_MAX
-                and min(sizes, default=0) >= 0
-                and all(map(int.__lt__, starts, islice(starts, 1, None)))
-            )
+            # A server checks the same tables again and again: each verdict is remembered for
+            # the exact table it was given (bytes of both columns, and the file's identity).
+            limit = gzmembers.SEEKABLE_MAX
+            key = (self.ident, limit, _table_bytes(self.packed), _table_bytes(self.plain))
+            verdict = _seekable_tables.get(key)
+            if verdict is None:
+                plain, starts = self.plain, self.packed
+                sizes = list(map(int.__sub__, islice(plain, 1, None), plain))
+                verdict = (
+                    max(sizes, default=0) <= limit
+                    and min(sizes, default=0) >= 0
+                    and all(map(int.__lt__, starts, islice(starts, 1, None)))
+                )
+                if len(_seekable_tables) >= _SEEKABLE_TABLES:
+                    _seekable_tables.clear()
+                _seekable_tables[key] = verdict
+            self._seekable = verdict
         return self._seekable
 
     @property

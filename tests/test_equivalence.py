@@ -491,7 +491,9 @@ class TestLineIndex:
         used = {"isal": "isal.isal_zlib", "zlib": "zlib"}[inflate]
         assert gzmembers._engine.__name__ == used
 
-    @pytest.mark.parametrize("forgery", ["member moved", "member resized", "members dropped"])
+    @pytest.mark.parametrize(
+        "forgery", ["member moved", "member resized", "members dropped", "members swapped"]
+    )
     @pytest.mark.parametrize(
         "wanted",
         [Filters(actions=("team_created",)), Filters()],  # a few members, or the day inflated whole
@@ -501,6 +503,9 @@ class TestLineIndex:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forgery: str, wanted: Filters
     ) -> None:
         store = self._rotated(tmp_path, monkeypatch)
+        # Answered from the genuine table first: what the process remembers of it (the verdict
+        # on its members) must not vouch for the forged one.
+        assert not self._same_as_a_scan(store, wanted).problems
         gz = tmp_path / "date=2026-03-01" / "w1.jsonl.gz"
         info = gz.stat()
         with gz.open("rb") as handle:
@@ -514,6 +519,8 @@ class TestLineIndex:
             packed[5] += 3
         elif forgery == "member resized":
             plain[5] += 1
+        elif forgery == "members swapped":  # out of order: not seekable, and not the file
+            packed[5], packed[6] = packed[6], packed[5]
         else:  # one member claimed to hold what several do: inflating it says otherwise
             packed, plain = packed[:1] + packed[-1:], plain[:1] + plain[-1:]
         index.members = (packed, plain)
