@@ -495,15 +495,19 @@ class FileBytes:
 
 class _MemberCache:
     """Inflated members kept across queries of one process (the HTTP server pages through the
-    same recent days again and again), least recently used first out, within a byte budget.
-    A member is keyed by its file's identity and its place and size, exactly as it was
-    checked: a file changed in any way, or an index saying anything else, never hits."""
+    same recent days again and again), least recently used first out, within a byte budget:
+    by default only what the lines of one read revisit (a file not in result order goes back
+    and forth between nearby members), since a one-shot command never rereads a day; a
+    server asks for more (`keep_inflated_members`). A member is keyed by its file's identity
+    and its place and size, exactly as it was checked: a file changed in any way, or an index
+    saying anything else, never hits."""
 
-    BUDGET = 16 << 20
+    BUDGET = 4 << 20
 
     def __init__(self) -> None:
         self.members: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
         self.held = 0
+        self.budget = self.BUDGET
         self.lock = threading.Lock()  # the server reads from several threads
 
     def get(self, key: tuple[Any, ...]) -> bytes | None:
@@ -514,6 +518,8 @@ class _MemberCache:
             return data
 
     def put(self, key: tuple[Any, ...], data: bytes) -> None:
+        if len(data) > self.budget:
+            return
         with self.lock:
             held = self.members.get(key, b"")
             if len(held) >= len(data):
@@ -521,11 +527,39 @@ class _MemberCache:
             self.held += len(data) - len(held)
             self.members[key] = data
             self.members.move_to_end(key)
-            while self.held > self.BUDGET:
-                self.held -= len(self.members.popitem(last=False)[1])
+            self._shrink()
+
+    def resize(self, budget: int) -> None:
+        """Keep at most `budget` bytes from now on."""
+        with self.lock:
+            self.budget = budget
+            self._shrink()
+
+    def _shrink(self) -> None:
+        while self.held > self.budget:
+            self.held -= len(self.members.popitem(last=False)[1])
 
 
 _members_inflated = _MemberCache()
+
+
+#: Member tables found seekable or not (GzipBytes.seekable), at most _SEEKABLE_TABLES.
+_seekable_tables: dict[tuple[Any, ...], bool] = {}
+_SEEKABLE_TABLES = 4096
+
+
+def _table_bytes(column: Sequence[int]) -> bytes:
+    """The values of `column` as 8-byte integers (the same bytes only for the same values)."""
+    if isinstance(column, array) and column.typecode == "Q":
+        return column.tobytes()
+    return array("Q", column).tobytes()
+
+
+def keep_inflated_members(budget: int) -> None:
+    """Keep up to `budget` bytes of inflated gzip members across the queries of this process
+    (what a long-running server wants: it pages through the same recent days again and
+    again) instead of the default few MiB."""
+    _members_inflated.resize(budget)
 
 
 class GzipBytes:
@@ -536,7 +570,17 @@ class GzipBytes:
     the members the index lists (else gzmembers.GzipError, a ValueError to the caller's
     checks)."""
 
-    __slots__ = ("_seekable", "buffer", "fd", "ident", "loaded", "packed", "plain", "wanted")
+    __slots__ = (
+        "_held",
+        "_seekable",
+        "buffer",
+        "fd",
+        "ident",
+        "loaded",
+        "packed",
+        "plain",
+        "wanted",
+    )
 
     def __init__(
         self,
@@ -549,20 +593,32 @@ class GzipBytes:
         self.packed, self.plain = members
         self.wanted: dict[int, int] = {}  # member -> how far the coming reads go into it
         self._seekable: bool | None = None
+        # The last member read, (where it starts in the stream, its inflated bytes): lines in
+        # result order mostly follow each other, so most reads are served from it directly.
+        self._held: tuple[int, bytes] = (0, b"")
 
     @property
     def seekable(self) -> bool:
         """Whether the members are small enough to inflate one by one (an old one-member
         archive is not), and in order."""
         if self._seekable is None:
-            plain = self.plain
-            sizes = list(map(int.__sub__, islice(plain, 1, None), plain))
-            starts = self.packed
-            self._seekable = (
-                max(sizes, default=0) <= gzmembers.SEEKABLE_MAX
-                and min(sizes, default=0) >= 0
-                and all(map(int.__lt__, starts, islice(starts, 1, None)))
-            )
+            # A server checks the same tables again and again: each verdict is remembered for
+            # the exact table it was given (bytes of both columns, and the file's identity).
+            limit = gzmembers.SEEKABLE_MAX
+            key = (self.ident, limit, _table_bytes(self.packed), _table_bytes(self.plain))
+            verdict = _seekable_tables.get(key)
+            if verdict is None:
+                plain, starts = self.plain, self.packed
+                sizes = list(map(int.__sub__, islice(plain, 1, None), plain))
+                verdict = (
+                    max(sizes, default=0) <= limit
+                    and min(sizes, default=0) >= 0
+                    and all(map(int.__lt__, starts, islice(starts, 1, None)))
+                )
+                if len(_seekable_tables) >= _SEEKABLE_TABLES:
+                    _seekable_tables.clear()
+                _seekable_tables[key] = verdict
+            self._seekable = verdict
         return self._seekable
 
     @property
@@ -572,6 +628,9 @@ class GzipBytes:
 
     def __getitem__(self, span: slice) -> bytes:
         start, stop = span.start, span.stop
+        base, held = self._held
+        if base <= start <= stop <= base + len(held):
+            return held[start - base : stop - base]
         if self.loaded or not self.seekable:
             return bytes(self._whole()[start:stop])
         if not 0 <= start <= stop <= self.size:
@@ -581,6 +640,7 @@ class GzipBytes:
         last = max(first, bisect_left(plain, stop) - 1)
         parts = [self._member(n, plain[n + 1] - plain[n]) for n in range(first, last)]
         parts.append(self._member(last, stop - plain[last]))
+        self._held = (plain[last], parts[-1])
         joined = parts[0] if len(parts) == 1 else b"".join(parts)
         base = plain[first]
         return joined[start - base : stop - base]
@@ -606,12 +666,18 @@ class GzipBytes:
             if self.size > _WHOLE_FILE_MAX:
                 raise NotSeekable
             del self.buffer[:]
-            inflater = gzmembers.Inflater(self.fd, self.packed[-1])
-            for block in inflater.blocks():
-                self.buffer += block
-            found = [*inflater.members, (self.packed[-1], len(self.buffer))]
-            if inflater.trailing or found != list(zip(self.packed, self.plain, strict=True)):
-                raise gzmembers.GzipError("the members are not where the index says")
+            if self.seekable:
+                # Each member where the index says, checked to end there and to hold what it
+                # says: together, the whole file.
+                for member in gzmembers.inflate_members(self.fd, self.packed, self.plain):
+                    self.buffer += member
+            else:
+                inflater = gzmembers.Inflater(self.fd, self.packed[-1])
+                for block in inflater.blocks():
+                    self.buffer += block
+                found = [*inflater.members, (self.packed[-1], len(self.buffer))]
+                if inflater.trailing or found != list(zip(self.packed, self.plain, strict=True)):
+                    raise gzmembers.GzipError("the members are not where the index says")
             self.loaded = True
         return self.buffer
 

@@ -38,7 +38,7 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__
+from . import __version__, lineindex
 from .accounts import AccountStore, ForbiddenError, ServiceAccount, TokenError
 from .catalog import TARGETS
 from .entry_model import Entry
@@ -53,6 +53,8 @@ from .timeparse import parse_bound
 API_PATH = "/api/v1/audit-logs"
 #: Seconds a request waits for its store work before it is answered 503.
 REQUEST_TIMEOUT = 60.0
+#: Bytes of inflated gzip members kept for the pages of rotated days (lineindex).
+INFLATED_MEMBERS_BUDGET = 16 << 20
 REALM = "auditcli"
 log = logging.getLogger("auditcli.server")
 
@@ -341,6 +343,8 @@ def create_app(
     counts = CountCache()
     tails = TailCache()
     workers = StoreWorkers(max_concurrent_queries)
+    # Pages of rotated days reread the same gzip members: keep the latest inflated ones.
+    lineindex.keep_inflated_members(INFLATED_MEMBERS_BUDGET)
     app = FastAPI(
         redirect_slashes=False,  # a redirect would answer before authentication (and echo Host)
         title="auditcli audit log API",

@@ -465,16 +465,29 @@ def bench_queries(logs: Path, runs: int, report: Report, results: dict[str, Any]
     )
 
 
-def bench_gz(logs: Path, runs: int, report: Report, results: dict[str, Any]) -> None:
+def bench_gz(
+    logs: Path, runs: int, report: Report, results: dict[str, Any], member_kib: Sequence[int] = ()
+) -> None:
     """Line-returning queries on a fully rotated copy of the store (`LOGS-gz`, made once by
-    `cp -a` and `audit rotate`) against the plain store and `rg -z` over the archives."""
-    packed = logs.with_name(logs.name + "-gz")
-    if not packed.exists():
-        print(f"# copying {logs} -> {packed} and rotating it", flush=True)
-        subprocess.run(["cp", "-a", str(logs), str(packed)], check=True)
-        sample = run_once([AUDIT, "-d", str(packed), "rotate"], env=ENV)
-        print(f"#   rotate: {sample.seconds:.1f} s, {sample.rss_kb / 1024:.0f} MB", flush=True)
-    archives = sorted(str(p) for p in packed.glob("date=*/*.jsonl.gz"))
+    `cp -a` and `audit rotate`) against the plain store and `rg -z` over the archives; with
+    `member_kib`, also on copies rotated into members of those sizes (`LOGS-gzK`), each with
+    its archives' size."""
+    copies = {"audit-gz": logs.with_name(logs.name + "-gz")}
+    copies.update({f"audit-gz{k}": logs.with_name(f"{logs.name}-gz{k}") for k in member_kib})
+    for name, packed in copies.items():
+        if not packed.exists():
+            print(f"# copying {logs} -> {packed} and rotating it", flush=True)
+            subprocess.run(["cp", "-a", str(logs), str(packed)], check=True)
+            rotate = [AUDIT, "-d", str(packed), "rotate"]
+            if name != "audit-gz":  # the same command with another member size
+                kib = int(name.removeprefix("audit-gz"))
+                rotate = [PY, "-c", _ROTATE_WITH_MEMBERS.format(kib=kib), *rotate[1:]]
+            sample = run_once(rotate, env=ENV)
+            print(f"#   rotate: {sample.seconds:.1f} s, {sample.rss_kb / 1024:.0f} MB", flush=True)
+        size = sum(path.stat().st_size for path in packed.glob("date=*/*.jsonl.gz"))
+        print(f"# {name}: archives {size / 2**20:.1f} MiB", flush=True)
+        results.setdefault("gz_archive_bytes", {})[name] = size
+    archives = sorted(str(p) for p in copies["audit-gz"].glob("date=*/*.jsonl.gz"))
     page = ["query", "--limit", "50", "--format", "jsonl"]
     rows: list[tuple[str, str, list[str], list[str] | None]] = [
         (q.key, q.title, ["query", "--all", "--format", "jsonl", *q.audit], q.rg) for q in queries()
@@ -485,27 +498,39 @@ def bench_gz(logs: Path, runs: int, report: Report, results: dict[str, Any]) -> 
     for key, title, args, rg in rows:
         tools: dict[str, Callable[[], Sample]] = {
             "audit-plain": lambda a=args: run_once([AUDIT, "-d", str(logs), *a], env=ENV),
-            "audit-gz": lambda a=args: run_once([AUDIT, "-d", str(packed), *a], env=ENV),
         }
+        for name, packed in copies.items():
+            tools[name] = lambda a=args, d=packed: run_once([AUDIT, "-d", str(d), *a], env=ENV)
         if rg is not None:
             tools["rg-z"] = lambda rg=rg: run_once(["rg", "-z", "-I", "-N", *rg, *archives])
         got = compare(tools, runs)
         counts = {name: r.lines for name, r in got.items()}
         if len(set(counts.values())) != 1:
             raise SystemExit(f"gz {key}: the tools disagree on the matches: {counts}")
-        plain, gz = got["audit-plain"], got["audit-gz"]
+        plain = got["audit-plain"]
         results["gz"][key] = {
             name: {"median_s": r.median, "cpu_s": r.cpu, "rss_mb": r.rss_mb, "lines": r.lines}
             for name, r in got.items()
         }
         versus = f", rg -z {seconds(got['rg-z'].median)}" if "rg-z" in got else ""
-        report.add(
-            f"gz {key} {title}",
-            f"{gz.median / plain.median:.2f}x plain ({seconds(gz.median)} vs "
-            f"{seconds(plain.median)}, {gz.rss_mb:.0f} MB; cpu {gz.cpu / plain.cpu:.2f}x){versus}",
-            "<= 1.2x plain",
-            gz.median <= 1.2 * plain.median,
-        )
+        for name in copies:
+            gz = got[name]
+            label = "gz" if name == "audit-gz" else name.removeprefix("audit-")
+            report.add(
+                f"{label} {key} {title}",
+                f"{gz.median / plain.median:.2f}x plain ({seconds(gz.median)} vs "
+                f"{seconds(plain.median)}, {gz.rss_mb:.0f} MB; cpu {gz.cpu / plain.cpu:.2f}x)"
+                + (versus if name == "audit-gz" else ""),
+                "<= 1.2x plain",
+                gz.median <= 1.2 * plain.median,
+            )
+
+
+#: `audit ARGS…` with rotation writing members of {kib} KiB (`--member-kib`).
+_ROTATE_WITH_MEMBERS = (
+    "import sys; from auditcli import cli, gzmembers; "
+    "gzmembers.MEMBER_BYTES = {kib} << 10; sys.argv[0] = 'audit'; cli.main()"
+)
 
 
 #: The issue's targets against ripgrep (`--vs-rg`), as a fraction of rg's time: over the same
@@ -847,6 +872,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scaling", action="store_true", help="only the scaling series")
     parser.add_argument("--gz", action="store_true", help="only rotated (gzip) days vs plain")
     parser.add_argument(
+        "--member-kib",
+        default="",
+        help="--gz: also copies rotated into gzip members of these KiB (e.g. 16,8)",
+    )
+    parser.add_argument(
         "--vs-rg",
         type=Path,
         metavar="STORE",
@@ -907,7 +937,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             flat, logs = ensure_data(args.data, 1_000_000, 30)
         report = Report()
         if args.gz:
-            bench_gz(logs, args.runs, report, results)
+            kib = [int(k) for k in args.member_kib.split(",") if k]
+            bench_gz(logs, args.runs, report, results, kib)
         else:
             bench_queries(logs, args.runs, report, results)
             bench_record(args.data, args.runs, report, results)

@@ -501,11 +501,21 @@ class TestLineIndex:
         used = {"isal": "isal.isal_zlib", "zlib": "zlib"}[inflate]
         assert gzmembers._engine.__name__ == used
 
-    @pytest.mark.parametrize("forgery", ["member moved", "member resized", "members dropped"])
+    @pytest.mark.parametrize(
+        "forgery", ["member moved", "member resized", "members dropped", "members swapped"]
+    )
+    @pytest.mark.parametrize(
+        "wanted",
+        [Filters(actions=("team_created",)), Filters()],  # a few members, or the day inflated whole
+        ids=["few lines", "every line"],
+    )
     def test_a_forged_member_table_never_answers(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forgery: str
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forgery: str, wanted: Filters
     ) -> None:
         store = self._rotated(tmp_path, monkeypatch)
+        # Answered from the genuine table first: what the process remembers of it (the verdict
+        # on its members) must not vouch for the forged one.
+        assert not self._same_as_a_scan(store, wanted).problems
         gz = tmp_path / "date=2026-03-01" / "w1.jsonl.gz"
         info = gz.stat()
         with gz.open("rb") as handle:
@@ -519,11 +529,13 @@ class TestLineIndex:
             packed[5] += 3
         elif forgery == "member resized":
             plain[5] += 1
+        elif forgery == "members swapped":  # out of order: not seekable, and not the file
+            packed[5], packed[6] = packed[6], packed[5]
         else:  # one member claimed to hold what several do: inflating it says otherwise
             packed, plain = packed[:1] + packed[-1:], plain[:1] + plain[-1:]
         index.members = (packed, plain)
         lineindex.save(tmp_path, "date=2026-03-01", gz.name, index)
-        engine = self._same_as_a_scan(store, Filters(actions=("team_created",)))
+        engine = self._same_as_a_scan(store, wanted)
         assert {problem.kind for problem in engine.problems} == {"line index ignored"}
         assert [problem.kind for problem in check_indexes(store)] == ["forged index"]
 
@@ -541,6 +553,44 @@ class TestLineIndex:
         monkeypatch.setattr(gzmembers, "SEEKABLE_MAX", 1000)
         engine = self._same_as_a_scan(store, Filters(actions=("login",)))
         assert not engine._indexed and not engine.problems
+
+    @pytest.mark.parametrize("run", [1, 3000, 1 << 20])  # a member, a few, all at once
+    def test_members_inflated_from_their_table_are_the_archive(
+        self, tmp_path: Path, run: int
+    ) -> None:
+        data = b"".join(b'{"n":%d,"pad":"%s"}\n' % (n, b"x" * (n % 50)) for n in range(3000))
+        packer = gzmembers.Packer(1000)
+        archive = packer.feed(data) + packer.finish()
+        path = tmp_path / "day.jsonl.gz"
+        path.write_bytes(archive)
+        assert gzip.decompress(archive) == data  # one ordinary gzip file to any reader
+        packed = [start for start, _ in packer.members] + [len(archive)]
+        plain = [start for _, start in packer.members] + [len(data)]
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            members = list(gzmembers.inflate_members(fd, packed, plain, run))
+            assert len(members) == len(packed) - 1 > 50
+            assert b"".join(members) == data
+            for forged in (
+                ([*packed[:7], packed[7] + 2, *packed[8:]], plain),  # a member moved
+                (packed, [*plain[:7], plain[7] - 1, *plain[8:]]),  # a member resized
+                (packed[:3] + packed[5:], plain[:3] + plain[5:]),  # two members as one
+                ([*packed[:-1], packed[-1] + 10], plain),  # beyond the end of the file
+            ):
+                with pytest.raises(gzmembers.GzipError):
+                    list(gzmembers.inflate_members(fd, *forged, run))
+        finally:
+            os.close(fd)
+        # Bytes slipped in after a member, the table saying the member ends after them: each
+        # member still holds what the table says, but does not end where it says.
+        path.write_bytes(archive[: packed[1]] + b"junk" + archive[packed[1] :])
+        shifted = packed[:1] + [start + 4 for start in packed[1:]]
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            with pytest.raises(gzmembers.GzipError, match="does not end where"):
+                list(gzmembers.inflate_members(fd, shifted, plain, run))
+        finally:
+            os.close(fd)
 
     def test_index_key_order_is_the_models(self) -> None:
         assert lineindex.KEY_ORDER == SEED_FIELDS
