@@ -128,6 +128,10 @@ def _same_answers(store: AuditStore, question: dict[str, Any]) -> None:
     resumed = report_data(store, **period)
     assert resumed.as_dict() == reference.as_dict()
     assert resumed.labels == reference.labels
+    # Only the first `keep` anomalies are held; all are counted.
+    every = report_data(store, **{**period, "keep": None})
+    assert resumed.anomaly_total == every.anomaly_total == len(every.anomalies)
+    assert [a.as_dict() for a in resumed.anomalies] == [a.as_dict() for a in every.anomalies[:5]]
 
 
 QUESTION = st.fixed_dictionaries(
@@ -286,6 +290,27 @@ def test_verify_reports_a_forged_checkpoint(built: AuditStore) -> None:
     built.root.joinpath(*DIR, "2026-01-03.state").unlink()
     _still_right(built)
     assert runner.invoke(app, ["-d", str(built.root), "verify"]).exit_code == 0
+
+
+def test_a_report_says_which_derived_data_it_did_not_check(built: AuditStore) -> None:
+    """The report's integrity section checks the entries, not the checkpoints and line
+    indexes it read through: it names them and the verify that checks them, which does."""
+    _forge(
+        built.root.joinpath(*DIR, "2026-01-03.state"),
+        "admins",
+        lambda part: part["table"].clear(),
+    )
+    runner = CliRunner()
+    args = ["--since", "2026-01-04", "--until", "2026-01-04", "-o", "-", "-f", "md"]
+    report = runner.invoke(app, ["-d", str(built.root), "report", *args])
+    assert report.exit_code == 0, report.output
+    assert "**Integrity of the period:** verified \\(unsealed\\)" in report.output
+    assert (
+        "derived data not checked here: the report resumed from the checkpoint of 2026-01-03"
+        " and read through the line indexes, which \\`audit verify\\` rebuilds and compares"
+    ) in report.output
+    verify = runner.invoke(app, ["-d", str(built.root), "verify"])
+    assert verify.exit_code == 5 and "2026-01-03.state" in verify.output
 
 
 def _period_problems(store: AuditStore, first: str, last: str) -> str:
