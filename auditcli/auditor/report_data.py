@@ -237,7 +237,8 @@ def report_data(
         data.total += 1
         data.by_action[action] += 1
         data.actors[actor] += 1
-        data.actor_names.setdefault(actor, cite_of(entry).actor)
+        if actor not in data.actor_names:  # cite_of builds a citation: once per actor
+            data.actor_names[actor] = cite_of(entry).actor
         if action == "login":
             day = entry["createdAt"][:10]
             data.logins_per_day[day] = data.logins_per_day.get(day, 0) + 1
