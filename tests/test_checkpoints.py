@@ -132,6 +132,8 @@ def _same_answers(store: AuditStore, question: dict[str, Any]) -> None:
     every = report_data(store, **{**period, "keep": None})
     assert resumed.anomaly_total == every.anomaly_total == len(every.anomalies)
     assert [a.as_dict() for a in resumed.anomalies] == [a.as_dict() for a in every.anomalies[:5]]
+    for name, items in every.sections.items():  # the first 5 alike, with their changes
+        assert [i.as_dict() for i in resumed.sections[name]] == [i.as_dict() for i in items[:5]]
 
 
 QUESTION = st.fixed_dictionaries(

@@ -224,8 +224,15 @@ def report_data(
                 day = created[:10].decode()
                 data.logins_per_day[day] = data.logins_per_day.get(day, 0) + 1
                 continue
-        replay.track = in_period  # before the period only the state matters, not the diffs
         entry = entry_of(line)
+        section = section_of.get(entry["action"])
+        # Diffs only for the entries a section keeps: the others' changes are never shown
+        # (before the period only the state matters).
+        replay.track = (
+            in_period
+            and section is not None
+            and (keep is None or len(data.sections[section]) < keep)
+        )
         seen = len(replay.anomalies)
         changes = replay.apply(entry)
         learn_labels(data.labels, entry)
@@ -244,7 +251,6 @@ def report_data(
             data.logins_per_day[day] = data.logins_per_day.get(day, 0) + 1
         else:
             data.actor_admin_actions[actor] += 1
-        section = section_of.get(action)
         if section is not None:
             data.section_totals[section] += 1
             if keep is None or len(data.sections[section]) < keep:
