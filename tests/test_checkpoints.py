@@ -447,6 +447,26 @@ def test_history_from_the_per_target_index_equals_the_scan(
         _same_history(store, target, orgs)
 
 
+@pytest.mark.parametrize("user", ['u"1', "u\\1", "ü-1", 'x":["u-1'])
+def test_history_of_a_user_whose_id_json_escapes(tmp_path: Path, user: str) -> None:
+    """The per-target index is looked up by the user's JSON text before it is parsed: an id
+    that JSON escapes is found, and one that holds another's JSON text hides nothing."""
+    entries = _entries(
+        [(1, 60, "team_created", 0, "org-1"), (1, 120, "user_added_to_team", 0, "org-1")]
+        + [(day, 60, "user_added_to_team", 2, "org-1") for day in (2, 3)]
+    )
+    for entry in entries[1:3]:  # days 1 and 2 name the odd user; day 3 names u-2
+        entry["metadata"]["input"]["userId"] = user
+    store = AuditStore(tmp_path / "logs", writer_id="test")
+    _import(store, entries)
+    for target in (user, "u-1", "u-2"):
+        _same_history(store, target, ())  # builds the per-target index
+        indexed = history(store, target_ids=(target,))
+        assert indexed.as_dict() == history(store, target_ids=(target,), use_index=False).as_dict()
+    odd = [item.entry["id"] for item in history(store, target_ids=(user,)).items]
+    assert odd == ["e0001", "e0002"]
+
+
 def test_a_forged_per_target_index_is_reported_and_deleting_it_loses_nothing(
     built: AuditStore,
 ) -> None:
