@@ -133,14 +133,17 @@ def main() -> int:
             )
         report.add(
             f"{name} (10M: <= {targets[name]} s, <= 100 MB)",
-            f"audit {seconds(a.median)} ({a.rss_mb:.0f} MB), DuckDB {seconds(d.median)} "
-            f"({d.rss_mb:.0f} MB): {a.median / d.median:.2f}x",
+            f"audit {seconds(a.median)} (CPU {seconds(a.cpu)}, {a.rss_mb:.0f} MB), DuckDB "
+            f"{seconds(d.median)} (CPU {seconds(d.cpu)}, {d.rss_mb:.0f} MB): "
+            f"{a.median / d.median:.2f}x",
             f"<= {targets[name]} s and <= 100 MB",
             a.median <= targets[name] and a.rss_mb <= 100,
         )
         results[name] = {
             "audit": [s.seconds for s in a.samples],
             "duckdb": [s.seconds for s in d.samples],
+            "audit_cpu": [s.cpu for s in a.samples],
+            "duckdb_cpu": [s.cpu for s in d.samples],
             "audit_rss_mb": a.rss_mb,
             "duckdb_rss_mb": d.rss_mb,
             "ratio": a.median / d.median,

@@ -784,6 +784,30 @@ class TestSampleLogs:
             ("org-457", "user-201"),
         ]
 
+    def test_a_report_keeping_k_rows_keeps_the_first_k_alike(self) -> None:
+        """With `keep`, a section keeps its first entries with the same changes (diffs are
+        computed only for them) and the anomalies their first ones, every one counted."""
+        store = AuditStore(SAMPLE)
+        period = {
+            "since": "2026-11-01T00:00:00.000Z",
+            "until": "2026-11-30T23:59:59.999Z",
+            "generated_at": "2026-12-01T00:00:00.000Z",
+            "use_checkpoints": False,
+        }
+        every = report_data(store, **period)
+        assert every.anomaly_total == len(every.anomalies) == 2
+        for keep in (1, 2, 3):
+            kept = report_data(store, **period, keep=keep)
+            for name, items in every.sections.items():
+                assert [i.as_dict() for i in kept.sections[name]] == [
+                    i.as_dict() for i in items[:keep]
+                ]
+                assert kept.section_totals[name] == len(items)
+            assert [a.as_dict() for a in kept.anomalies] == [
+                a.as_dict() for a in every.anomalies[:keep]
+            ]
+            assert kept.anomaly_total == 2 and kept.totals() == every.totals()
+
     def test_every_action_and_the_anomalies(self) -> None:
         store = AuditStore(SAMPLE)
         data = report_data(

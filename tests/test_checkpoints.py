@@ -128,6 +128,12 @@ def _same_answers(store: AuditStore, question: dict[str, Any]) -> None:
     resumed = report_data(store, **period)
     assert resumed.as_dict() == reference.as_dict()
     assert resumed.labels == reference.labels
+    # Only the first `keep` anomalies are held; all are counted.
+    every = report_data(store, **{**period, "keep": None})
+    assert resumed.anomaly_total == every.anomaly_total == len(every.anomalies)
+    assert [a.as_dict() for a in resumed.anomalies] == [a.as_dict() for a in every.anomalies[:5]]
+    for name, items in every.sections.items():  # the first 5 alike, with their changes
+        assert [i.as_dict() for i in resumed.sections[name]] == [i.as_dict() for i in items[:5]]
 
 
 QUESTION = st.fixed_dictionaries(
@@ -288,6 +294,27 @@ def test_verify_reports_a_forged_checkpoint(built: AuditStore) -> None:
     assert runner.invoke(app, ["-d", str(built.root), "verify"]).exit_code == 0
 
 
+def test_a_report_says_which_derived_data_it_did_not_check(built: AuditStore) -> None:
+    """The report's integrity section checks the entries, not the checkpoints and line
+    indexes it read through: it names them and the verify that checks them, which does."""
+    _forge(
+        built.root.joinpath(*DIR, "2026-01-03.state"),
+        "admins",
+        lambda part: part["table"].clear(),
+    )
+    runner = CliRunner()
+    args = ["--since", "2026-01-04", "--until", "2026-01-04", "-o", "-", "-f", "md"]
+    report = runner.invoke(app, ["-d", str(built.root), "report", *args])
+    assert report.exit_code == 0, report.output
+    assert "**Integrity of the period:** verified \\(unsealed\\)" in report.output
+    assert (
+        "derived data not checked here: the report resumed from the checkpoint of 2026-01-03"
+        " and read through the line indexes, which \\`audit verify\\` rebuilds and compares"
+    ) in report.output
+    verify = runner.invoke(app, ["-d", str(built.root), "verify"])
+    assert verify.exit_code == 5 and "2026-01-03.state" in verify.output
+
+
 def _period_problems(store: AuditStore, first: str, last: str) -> str:
     from auditcli.auditor.checkpoints import check_checkpoints
 
@@ -418,6 +445,26 @@ def test_history_from_the_per_target_index_equals_the_scan(
     if late:  # stale from the late days on: never used, rebuilt
         _import(store, _entries(late, first=len(specs)))
         _same_history(store, target, orgs)
+
+
+@pytest.mark.parametrize("user", ['u"1', "u\\1", "ü-1", 'x":["u-1'])
+def test_history_of_a_user_whose_id_json_escapes(tmp_path: Path, user: str) -> None:
+    """The per-target index is looked up by the user's JSON text before it is parsed: an id
+    that JSON escapes is found, and one that holds another's JSON text hides nothing."""
+    entries = _entries(
+        [(1, 60, "team_created", 0, "org-1"), (1, 120, "user_added_to_team", 0, "org-1")]
+        + [(day, 60, "user_added_to_team", 2, "org-1") for day in (2, 3)]
+    )
+    for entry in entries[1:3]:  # days 1 and 2 name the odd user; day 3 names u-2
+        entry["metadata"]["input"]["userId"] = user
+    store = AuditStore(tmp_path / "logs", writer_id="test")
+    _import(store, entries)
+    for target in (user, "u-1", "u-2"):
+        _same_history(store, target, ())  # builds the per-target index
+        indexed = history(store, target_ids=(target,))
+        assert indexed.as_dict() == history(store, target_ids=(target,), use_index=False).as_dict()
+    odd = [item.entry["id"] for item in history(store, target_ids=(user,)).items]
+    assert odd == ["e0001", "e0002"]
 
 
 def test_a_forged_per_target_index_is_reported_and_deleting_it_loses_nothing(

@@ -131,9 +131,10 @@ def _encode(header: dict[str, Any], parts: dict[str, Any]) -> bytes:
     return _MAGIC + hashlib.sha256(rest).hexdigest().encode() + b"\n" + rest
 
 
-def _decode(content: bytes, names: Iterable[str]) -> dict[str, Any] | None:
-    """The header of a checkpoint file with the parts `names` read into it; None when it is
-    not one, its digest does not match (half-written or garbled) or a part is unreadable."""
+def _decode(content: bytes, names: Iterable[str], raw: bool = False) -> dict[str, Any] | None:
+    """The header of a checkpoint file with the parts `names` read into it (`raw`: as their
+    JSON bytes, unparsed); None when it is not one, its digest does not match (half-written
+    or garbled) or a part is unreadable."""
     head = len(_MAGIC) + _DIGEST_LEN + 1
     if not content.startswith(_MAGIC) or len(content) < head:
         return None
@@ -150,7 +151,7 @@ def _decode(content: bytes, names: Iterable[str]) -> dict[str, Any] | None:
             plain = inflate.decompress(blobs[at : at + size], _MAX_BYTES)
             if inflate.unconsumed_tail:
                 return None  # would inflate past the limit
-            header[name] = orjson.loads(plain)
+            header[name] = plain if raw else orjson.loads(plain)
     except (ValueError, KeyError, TypeError, zlib.error):
         return None
     return header if isinstance(header, dict) else None
@@ -172,12 +173,12 @@ def _read(store: AuditStore, name: str) -> bytes | None:
 
 
 def _load(
-    store: AuditStore, day: str, kind: str, source: str, names: Iterable[str]
+    store: AuditStore, day: str, kind: str, source: str, names: Iterable[str], raw: bool = False
 ) -> dict[str, Any] | None:
-    """The header of the checkpoint `kind` (state, events) of `day` with its parts `names`, if
-    it was built from `source`; else None."""
+    """The header of the checkpoint `kind` (state, events) of `day` with its parts `names`
+    (`raw`: unparsed, see `_decode`), if it was built from `source`; else None."""
     content = _read(store, f"{day}.{kind}")
-    body = _decode(content, names) if content is not None else None
+    body = _decode(content, names, raw) if content is not None else None
     if body is None or body.get("day") != day or body.get("builtFrom") != source:
         return None
     return body
@@ -320,16 +321,33 @@ class Checkpoints:
                 return None
         return [row for name in names for row in body[name]]
 
-    def members(self, day: str) -> dict[str, list[str]] | None:
-        """The per-target index of the settled `day` (see `members_of_day`), built and saved
-        when missing or stale; None when `day` is not settled or its reading met a problem."""
+    def teams_of(self, day: str, users: Iterable[str]) -> set[str] | None:
+        """The teams whose membership lines of the settled `day` name one of `users` as their
+        `metadata.input.userId`, from the per-target index of the day (see `members_of_day`),
+        built and saved when missing or stale; None when `day` is not settled or its reading
+        met a problem."""
         source = self.sources.get(day)
         if source is None:
             return None
-        body = _load(self.store, day, "members", source, ("members",))
-        if body is not None:
-            members: dict[str, list[str]] = body["members"]
-            return members
+        body = _load(self.store, day, "members", source, ("members",), raw=True)
+        if body is None:
+            members = self._members(day, source)
+        elif not any(orjson.dumps(user) + b":" in body["members"] for user in users):
+            # Parsing the index cost more than the rest of a day of a history, so it is parsed
+            # only when it names one of them as a key. A key is its JSON text then a colon;
+            # inside a string the quote before that colon is escaped: a miss hides no key.
+            return set()
+        else:
+            try:
+                members = orjson.loads(body["members"])
+            except ValueError:
+                return None
+        if not isinstance(members, dict):
+            return None
+        return {team for user in users for team in members.get(user, ())}
+
+    def _members(self, day: str, source: str) -> dict[str, list[str]] | None:
+        """The per-target index of `day`, read from its lines and saved."""
         found = members_of_day(self.store, day)
         if found is not None:
             with contextlib.suppress(OSError):

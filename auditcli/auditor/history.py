@@ -224,10 +224,7 @@ class _TargetReader:
     def _teams_of(self, day: str) -> set[str] | None:
         """The teams whose membership lines of `day` name a resource as their userId, from
         the per-target index; None when `day` has none (then it is scanned)."""
-        members = self.checkpoints.members(day) if self.use_index else None
-        if members is None:
-            return None
-        return {team for user in self.wanted for team in members.get(user, ())}
+        return self.checkpoints.teams_of(day, self.wanted) if self.use_index else None
 
     def _names(self, line: bytes) -> bool:
         """Whether `line` names a resource as its targetId or as the userId of a membership."""

@@ -62,9 +62,14 @@ class ReportData:
     section_totals: Counter[str] = field(default_factory=Counter)
     admins_at_start: list[dict[str, Any]] = field(default_factory=list)
     admins_at_end: list[dict[str, Any]] = field(default_factory=list)
+    #: The period's first anomalies in time order (at most `keep` of them, see report_data).
     anomalies: list[Anomaly] = field(default_factory=list)
+    #: Every anomaly of the period, counted (`anomalies` may hold only the first ones).
+    anomaly_total: int = 0
     problems: list[Problem] = field(default_factory=list)
     integrity: dict[str, Any] = field(default_factory=dict)
+    #: The day whose checkpoint the replay resumed from (None: it replayed from the start).
+    resumed_from: str | None = None
     #: Display names seen in the log: user id -> email, team / role / account id -> name.
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -102,7 +107,7 @@ class ReportData:
             ("Role changes", sum(count(a, 0) for a in SECTION_ACTIONS["roles"])),
             ("Service accounts created", count("service_account_created", 0)),
             ("Service accounts deleted", count("service_account_deleted", 0)),
-            ("Anomalies", len(self.anomalies)),
+            ("Anomalies", self.anomaly_total),
         ]
 
     def as_dict(self) -> dict[str, Any]:
@@ -172,13 +177,14 @@ def report_data(
     before → after changes, system admins at the start and end, the busiest actors, and the
     anomalies of the period. Entries before `since` are replayed (not counted) so that state
     and changes are right. Each section keeps its first `keep` entries (None: all) and counts
-    the rest in `section_totals`. `progress` hears of the entries read.
+    the rest in `section_totals`; likewise the anomalies (`anomalies`, `anomaly_total`).
+    `progress` hears of the entries read.
 
     The replay starts from the checkpoint of the last settled day before the period (see
     `checkpoints`; `use_checkpoints=False` replays all history, the reference of the tests),
     and the anomalies of entries stored out of order come from the checkpoints of the period's
-    days: the report reads its window, not all history. Only the anomalies of the period are
-    held."""
+    days: the report reads its window, not all history. Only the first `keep` anomalies of the
+    period are held: memory does not grow with the period's anomalies."""
     if since > until:
         raise UsageError(f"--since {since} is after --until {until}")
     checkpoints = Checkpoints(store, progress) if use_checkpoints else None
@@ -190,7 +196,7 @@ def report_data(
             resumed_after, first = point.day, point.first_recorded(org_ids)
             labels = point.labels_for(org_ids)
     data = ReportData(since, until, org_ids, generated_at, first or first_recorded(store, org_ids))
-    data.labels = labels
+    data.labels, data.resumed_from = labels, resumed_after
     data.logins_per_day = dict.fromkeys(_days_between(since, until), 0)
     data.sections = {name: [] for name in SECTION_ACTIONS}
     section_of = {action: name for name, actions in SECTION_ACTIONS.items() for action in actions}
@@ -218,36 +224,51 @@ def report_data(
                 day = created[:10].decode()
                 data.logins_per_day[day] = data.logins_per_day.get(day, 0) + 1
                 continue
-        replay.track = in_period  # before the period only the state matters, not the diffs
         entry = entry_of(line)
+        section = section_of.get(entry["action"])
+        # Diffs only for the entries a section keeps: the others' changes are never shown
+        # (before the period only the state matters).
+        replay.track = (
+            in_period
+            and section is not None
+            and (keep is None or len(data.sections[section]) < keep)
+        )
         seen = len(replay.anomalies)
         changes = replay.apply(entry)
         learn_labels(data.labels, entry)
         if not in_period:
             del replay.anomalies[seen:]  # not the period's: never shown
             continue
+        data.anomaly_total += len(replay.anomalies) - seen
         action, actor = entry["action"], entry["actorId"]
         data.total += 1
         data.by_action[action] += 1
         data.actors[actor] += 1
-        data.actor_names.setdefault(actor, cite_of(entry).actor)
+        if actor not in data.actor_names:  # cite_of builds a citation: once per actor
+            data.actor_names[actor] = cite_of(entry).actor
         if action == "login":
             day = entry["createdAt"][:10]
             data.logins_per_day[day] = data.logins_per_day.get(day, 0) + 1
         else:
             data.actor_admin_actions[actor] += 1
-        section = section_of.get(action)
         if section is not None:
             data.section_totals[section] += 1
             if keep is None or len(data.sections[section]) < keep:
                 item = TimelineItem(entry, changes, replay.anomalies[seen:])
                 data.sections[section].append(item)
+        if keep is not None and len(replay.anomalies) > keep:
+            # Entries come in time order, so the first ones kept are the first of the period.
+            del replay.anomalies[keep:]
     if not started:
         data.admins_at_start = replay.rows("admins")
     data.admins_at_end = replay.rows("admins")
-    data.anomalies = replay.anomalies
-    data.anomalies += _stored_out_of_order(store, checkpoints, org_ids, since, until)
-    data.anomalies.sort(key=lambda a: (a.entry.createdAt, a.entry.id))
+    stored = _stored_out_of_order(store, checkpoints, org_ids, since, until)
+    data.anomaly_total += len(stored)
+    data.anomalies = sorted(
+        [*replay.anomalies, *stored], key=lambda a: (a.entry.createdAt, a.entry.id)
+    )
+    if keep is not None:
+        del data.anomalies[keep:]
     data.problems = engine.problems
     return data
 

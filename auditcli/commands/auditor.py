@@ -475,6 +475,6 @@ def report(
         write_file(output, text.encode("utf-8"), force=force)
         say(
             f"wrote {output}: {data.total} entries from {start} to {end}, "
-            f"{len(data.anomalies)} anomalies, integrity {data.integrity.get('status')}"
+            f"{data.anomaly_total} anomalies, integrity {data.integrity.get('status')}"
         )
     report_problems(data.problems)

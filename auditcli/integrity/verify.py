@@ -235,6 +235,7 @@ def verify(
     fleet: Fleet | None = None,
     progress: Progress | None = None,
     workers: int | None = None,
+    derived: bool = True,
 ) -> VerifyReport:
     """Check the store: every line's link, every file against every checkpoint of its writer's
     chain (and the legacy chain), every chain and its signatures, missing, planted and foreign
@@ -248,11 +249,14 @@ def verify(
     be present and the keys that sign each one's chain (see fleet.py). `anchor`: a manifest
     hash kept off-host that must still be in some chain. `max_seal_age_since`: a canonical
     time; every writer's newest manifest must be at least that recent. `progress` hears of
-    the entries checked and the files done.
+    the entries checked and the files done. `derived=False` leaves out the check of the
+    derived data under `_index/` (line indexes, auditor checkpoints: `check_indexes`), which
+    rebuilds each one; the caller must say it was not checked.
     """
     verifier = _Verifier(store, first_day, last_day, public_keys, anchor, max_seal_age_since, fleet)
     verifier.progress = progress
     verifier.workers = workers
+    verifier.derived = derived
     return verifier.run()
 
 
@@ -304,6 +308,7 @@ class _Verifier:
         self.statuses: list[str] = []
         self.progress: Progress | None = None
         self.workers: int | None = None
+        self.derived = True  # check the line indexes and checkpoints (see verify())
         self.files_listed = 0
         self.files_done = 0
         # Merkle tree heads, per writer after its files; skipped for --since/--until (a tree
@@ -337,7 +342,8 @@ class _Verifier:
         if self.fleet:
             writers.update(self.fleet.writers)
         self.check_writers(sorted(writers), set(chained))
-        self.report.problems.extend(check_indexes(self.store, self.first_day, self.last_day))
+        if self.derived:
+            self.report.problems.extend(check_indexes(self.store, self.first_day, self.last_day))
         if self.trees:
             self.trees.notes()
         self.summarise()
