@@ -539,7 +539,12 @@ RG_TARGETS = {"Q2": 0.5, "Q3": 0.5, "Q5": 1.0, "Q1": 1.0}
 
 
 def bench_vs_rg(
-    logs: Path, runs: int, keys: Sequence[str], report: Report, results: dict[str, Any]
+    logs: Path,
+    runs: int,
+    keys: Sequence[str],
+    report: Report,
+    results: dict[str, Any],
+    records: Path | None = None,
 ) -> None:
     """`audit query --all --format jsonl` against ripgrep over the store's files, for the
     queries `keys`, alternately; Q5 also against rg over only the files of its 7 days."""
@@ -549,7 +554,7 @@ def bench_vs_rg(
         (dt.date.fromisoformat(WEEK_START) + dt.timedelta(days=n)).isoformat() for n in range(7)
     ]
     week_files = [f for f in files if Path(f).parent.name[len("date=") :] in week]
-    vouched, checked = _index_records(logs)
+    vouched, checked = _index_records(logs, records)
     results["vs-rg"] = {}
     for q in (q for q in queries() if q.key in keys):
         tools: dict[str, Callable[[], Sample]] = {
@@ -589,12 +594,13 @@ def bench_vs_rg(
             )
 
 
-def _index_records(logs: Path) -> tuple[dict[str, str], dict[str, str]]:
+def _index_records(logs: Path, kept: Path | None) -> tuple[dict[str, str], dict[str, str]]:
     """Two environments for `audit`: one whose record of vouched-for line indexes (see
     auditcli.trust) holds every index of `logs` (missing ones are written by a first query,
     the others checked against their files as `audit verify` does), one whose record is empty
-    (every line an index selects is checked)."""
-    records = Path(tempfile.mkdtemp(prefix="audit-bench-records-"))
+    (every line an index selects is checked). Kept in `kept` when given: a later run over the
+    same store then checks nothing again."""
+    records = kept or Path(tempfile.mkdtemp(prefix="audit-records-"))
     vouched = {**ENV, "XDG_CACHE_HOME": str(records / "vouched")}
     checked = {**ENV, "XDG_CACHE_HOME": str(records / "empty")}
     count = [AUDIT, "-d", str(logs), "query", "--count"]
@@ -884,6 +890,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--keys", default="Q2,Q3,Q5,Q1", help="the queries of --vs-rg")
     parser.add_argument(
+        "--records",
+        type=Path,
+        help="--vs-rg: a directory to keep the record of vouched-for indexes in between runs",
+    )
+    parser.add_argument(
         "--cold",
         action="store_true",
         help="only the first query after rotate/seal/record/retention (on a copy of the store)",
@@ -917,7 +928,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.vs_rg or args.cold or args.cold_in_place:
         report = Report()
         if args.vs_rg:
-            bench_vs_rg(args.vs_rg, args.runs, args.keys.split(","), report, results)
+            keys = args.keys.split(",")
+            bench_vs_rg(args.vs_rg, args.runs, keys, report, results, args.records)
         elif args.cold_in_place:
             bench_cold(args.cold_in_place, args.data, args.runs, report, results, copy=False)
         else:
