@@ -46,7 +46,7 @@ from .model import (
 )
 from .progress import Progress
 from .query import INDEX_MIN_BYTES
-from .store import AuditStore, IdIndex, _open_in_partition, content_digests
+from .store import AppendReport, AuditStore, IdIndex, _open_in_partition, content_digests
 
 _FLUSH_BYTES = 4 << 20  # one locked write per day buffer of this size
 _MAX_BUFFERED = 16 << 20  # bound on what all day buffers hold together
@@ -528,7 +528,7 @@ def _write_spooled(
     buffers: dict[str, list[tuple[str, bytes]]] = {}
     sizes: dict[str, int] = {}
     buffered = 0
-    wrote: dict[str, list[tuple[str, int, int]]] = {day: [] for day in plan.last}
+    wrote: dict[str, list[AppendReport]] = {day: [] for day in plan.last}
 
     def flush(day: str) -> None:
         nonlocal buffered
@@ -547,9 +547,9 @@ def _write_spooled(
         report.written += result.written
         report.duplicates += result.duplicates
         if result.duplicates:  # stored meanwhile by another writer: not only our lines
-            wrote[day].append(("", -1, -1))
+            wrote[day].append(AppendReport(file="", start=-1, end=-1))
         elif result.written:
-            wrote[day].append((result.file, result.start, result.end))
+            wrote[day].append(result)
 
     def finish(day: str) -> None:
         if day in buffers:
@@ -623,17 +623,20 @@ class _SpoolLines:
         return taken
 
 
-def _index_day(store: AuditStore, plan: _Plan, day: str, wrote: list[tuple[str, int, int]]) -> None:
+def _index_day(store: AuditStore, plan: _Plan, day: str, wrote: list[AppendReport]) -> None:
     """Write the line index of this writer's files of `day`, so that the first query after
     the import does not build it. A file this import created and alone wrote to (`wrote`: its
     writes, back to back from byte 0) is indexed from the values noted while validating,
-    without reading it; any other is read and indexed (`lineindex.index_file`). Files too
-    small to be indexed are left out, as the query engine leaves them out."""
+    without reading it, provided it is still the file as this import left it (the identity
+    of its last write: another file renamed over it, or an edit, is read instead); any other
+    is read and indexed (`lineindex.index_file`). Files too small to be indexed are left out,
+    as the query engine leaves them out."""
     fresh = (
         not store.redactable  # version 2 lines hold a salt: not the lengths noted
-        and len({name for name, _, _ in wrote}) == 1
-        and wrote[0][1] == 0
-        and all(wrote[n][2] == wrote[n + 1][1] for n in range(len(wrote) - 1))
+        and len({write.file for write in wrote}) == 1
+        and wrote[0].start == 0
+        and all(wrote[n].end == wrote[n + 1].start for n in range(len(wrote) - 1))
+        and wrote[-1].stat is not None
     )
     mine = store.writer_id
     for file in store.files(day):
@@ -648,11 +651,11 @@ def _index_day(store: AuditStore, plan: _Plan, day: str, wrote: list[tuple[str, 
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode) or info.st_size < INDEX_MIN_BYTES:
                 continue
-            if fresh and name == wrote[0][0] and info.st_size == wrote[-1][2]:
+            last = wrote[-1].stat
+            ident = lineindex.identity(info)
+            if fresh and name == wrote[0].file and last and ident == lineindex.identity(last):
                 index = lineindex.from_rows(
-                    plan.day_rows(day),
-                    lineindex.identity(info),
-                    lineindex.tail_of(fd, info.st_size),
+                    plan.day_rows(day), ident, lineindex.tail_of(fd, info.st_size)
                 )
                 lineindex.save(store.root, file.partition, name, index)
                 continue

@@ -340,6 +340,9 @@ class AppendReport:
     file: str = ""
     start: int = 0
     end: int = 0
+    #: The file's fstat just after the write, still under the writer's lock: what a line
+    #: index built from the lines written (not read back) must find the file to be.
+    stat: os.stat_result | None = None
 
 
 class AuditStore:
@@ -595,10 +598,12 @@ class AuditStore:
             else:  # chain version 1: the link commits to the line's exact bytes
                 payload, _ = chain.chained_lines(previous, list(map(itemgetter(1), items)))
             target.write(payload)
+            written = os.fstat(target.fd)
             if index is not None:
                 index.note_written(target.path.name, items, len(payload))
             start = target.written_from or 0
-        return AppendReport(len(items), duplicates, target.path.name, start, start + len(payload))
+        end = start + len(payload)
+        return AppendReport(len(items), duplicates, target.path.name, start, end, written)
 
     def append(self, entries: Iterable[Mapping[str, Any]]) -> AppendReport:
         """Validate and append entries (Python API); grouped by day, one locked write per day."""

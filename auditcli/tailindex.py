@@ -172,14 +172,14 @@ class TailCache:
             # Ascending by (createdAt, id), equal keys in file order; descending queries read
             # `growth` backwards, so there equal keys are kept in reverse file order.
             found.sort()
-            if tail.last is not None and found[0][:-_PLACE] <= tail.last:
+            if tail.last is not None and found[0][:-_KEY_END] <= tail.last:
                 return _AFRESH  # sorts among the kept matches
             if len(tail.growth) + len(found) > self.max_positions:
                 return _GIVE_UP
             positions = list(map(_place, found))
             if descending:
                 positions = [_LAST_PLACE - place for place in positions]
-            tail.last = found[-1][:-_PLACE]
+            tail.last = found[-1][:-_KEY_END]
             if descending:
                 newest = _read_checked(engine, file, tail.ino, positions[: -self.keep - 1 : -1])
                 if newest is None:
@@ -209,14 +209,17 @@ class TailCache:
                     total -= len(self._tails.pop(key).growth)
 
 
-#: A match is kept while a file is read as one bytes object: createdAt, id and its place in the
-#: file (8 bytes, big-endian; counted down for a descending query), which sorts as the engine
-#: orders (equal keys in file order, or the reverse).
+#: A match is kept while a file is read as one bytes object: createdAt, id, a NUL (which sorts
+#: a shorter id first, as the pair does: JSON text holds no raw NUL) and its place in the file
+#: (8 bytes, big-endian; counted down for a descending query), which sorts as the engine orders
+#: (equal keys in file order, or the reverse).
 _PLACE = 8
 _LAST_PLACE = (1 << 64) - 1
+_KEY_END = 1 + _PLACE  # what follows createdAt + id in a kept match
 
 
 def _place(match: bytes) -> int:
+    """The place in the file (or its count-down) of a kept match."""
     return int.from_bytes(match[-_PLACE:], "big")
 
 
@@ -258,7 +261,7 @@ def _matches_from(
                         return None  # only the engine's scan knows how to report it
                     created, ident = sort_key(line)
                     place = _LAST_PLACE - position if descending else position
-                    found.append(created + ident + place.to_bytes(_PLACE, "big"))
+                    found.append(created + ident + b"\0" + place.to_bytes(_PLACE, "big"))
                 position += len(line)
         if rest and time.time_ns() - info.st_mtime_ns >= write_ns:
             return None  # torn

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -34,13 +35,15 @@ from auditcli.accounts import AccountStore, TokenError, parse_expiry
 from auditcli.cli import app as cli_app
 from auditcli.errors import IntegrityError, UsageError
 from auditcli.model import SEED_FIELDS
+from auditcli.query import Filters, QueryEngine
 from auditcli.store import AuditStore, init_store
+from auditcli.tailindex import TailCache
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's notice about httpx vs httpx2
     from fastapi.testclient import TestClient
 
-from auditcli.server import create_app
+from auditcli.server import CachingQueryEngine, CountCache, create_app
 
 API = "/api/v1/audit-logs"
 TOKEN_RE = re.compile(r"^audit_[A-Za-z0-9_-]{43}$")
@@ -431,17 +434,51 @@ class TestGrowingFile:
             assert body["total"] == len(oracle)
             assert body["logs"] == oracle[offset : offset + params["limit"]]
 
+    def test_ids_that_prefix_others_keep_the_engines_order(self, store) -> None:
+        """Equal createdAt, ids `e1` and `e10`…: a page at every offset, in both orders, is the
+        plain engine's (a kept match sorts by createdAt, then id, then place in the file)."""
+        when = datetime.fromtimestamp(_later_ms() / 1000, UTC)
+        same = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        entries = [
+            {
+                "id": f"e{n}",
+                "action": "login",
+                "actorId": "user-1",
+                "organizationId": "org-1",
+                "createdAt": same,
+            }
+            for n in range(30)
+        ]
+        store.append(entries)
+        later = (when + timedelta(seconds=1)).isoformat(timespec="milliseconds")
+        store.append(
+            {
+                "id": f"f{n}",
+                "action": "login",
+                "actorId": "user-1",
+                "organizationId": "org-1",
+                "createdAt": later.replace("+00:00", "Z"),
+            }
+            for n in range(3)
+        )
+        wanted = Filters(org_ids=("org-1",), actor_ids=("user-1",))
+        for order in ("desc", "asc"):
+            tails = TailCache(keep=3)
+            plain = QueryEngine(store, wanted, order=order)
+            total, every = plain.page(1000)
+            for offset in range(total):
+                cached = CachingQueryEngine(store, wanted, CountCache(), tails)
+                cached.order = order
+                assert cached.page(1, offset) == (total, every[offset : offset + 1]), (
+                    order,
+                    offset,
+                )
+
     def test_a_big_day_is_read_without_keeping_its_lines(self, store) -> None:
         """The matches of today's file are kept as offsets (about 100 bytes each while the file
         is read, in 1 MiB chunks), never as the lines themselves: the first page over a day of
         30,000 entries costs less memory than the file's size (0.6x here; keeping the lines, it
         took 2.9x)."""
-        import tracemalloc
-
-        from auditcli.query import Filters
-        from auditcli.server import CachingQueryEngine, CountCache
-        from auditcli.tailindex import TailCache
-
         base = _later_ms()
         for first in range(0, 30_000, 5_000):
             store.append(_in_order(first, 5_000, base))
