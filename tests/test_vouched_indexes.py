@@ -202,3 +202,31 @@ def test_verify_vouches_for_what_it_checked_and_not_for_a_forgery(
     assert not trust.vouched(forged)
     assert all(trust.vouched(path.read_bytes()) for path in indexes[1:])
     assert oct(os.stat(trust.location()).st_mode & 0o777) == "0o700"
+
+
+def test_an_import_vouches_only_for_the_file_it_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file renamed over the one an import just wrote (same size, other content), before the
+    import indexes it: the index is built from that file, never from the import's values."""
+    from auditcli import importer
+
+    index_day = importer._index_day
+
+    def swapped_first(store: AuditStore, plan: Any, day: str, wrote: Any) -> None:
+        for path in (store.root / f"date={day}").glob("*.jsonl"):
+            forged = path.with_name(".forged")
+            data = path.read_bytes().replace(b'"actorId":"user-1"', b'"actorId":"user-3"')
+            forged.write_bytes(data)
+            forged.rename(path)
+        index_day(store, plan, day, wrote)
+
+    monkeypatch.setattr(importer, "INDEX_MIN_BYTES", 0)
+    monkeypatch.setattr(importer, "_index_day", swapped_first)
+    monkeypatch.setattr(query, "_VOUCH_MIN", 0)
+    root = _build(tmp_path, "plain")
+    assert len(_index_files(root)) == 3
+    wanted = Filters(actor_ids=("user-1",))
+    scanned = _answers(root, wanted, "asc", use_index=False)
+    assert scanned["lines"] == []  # the files say no entry is user-1's
+    assert _answers(root, wanted, "asc", use_index=True) == scanned
