@@ -72,7 +72,6 @@ _HEADER_AT = len(_MAGIC) + 4
 _READ_BLOCK = 4 << 20
 _DENSE = 16  # a selection of more than 1/16 of the lines reads the whole file
 _WHOLE_FILE_MAX = 32 << 20  # larger files are read a line at a time, never held whole
-_VOUCHED_MAX = 64 << 20  # a vouched index is read whole to be hashed: larger ones are not
 _PARTIAL_SLACK = 4 << 10  # a gzip member first read stops this far past the line wanted
 _BATCH = 2048  # lines parsed per batch while building (bounds memory on huge files)
 _SUFFIX = chain.SUFFIX_LEN
@@ -372,9 +371,9 @@ class LineIndex:
         order, unchecked as `lines_at`: from a whole file's buffer, one copy of each entry."""
         starts, ends, data = self._spans(selected, source)
         if isinstance(data, bytearray) and not self.blocks:
-            cut = _SUFFIX
             with memoryview(data) as view:
-                parts = list(map(view.__getitem__, map(slice, starts, [end - cut for end in ends])))
+                cuts = [end - _SUFFIX for end in ends]
+                parts = list(map(view.__getitem__, map(slice, starts, cuts)))
                 block = b"}\n".join(parts) + b"}\n" if parts else b""
                 del parts  # the views hold the buffer until they are gone
                 return block
@@ -716,51 +715,63 @@ def load(
     with `tail`, with the columns of `fields` read; None when it is missing, stale, unreadable,
     not a regular file, behind a symlink or with a header over INDEX_HEADER_MAX (the caller
     scans)."""
-    try:
-        fd = open_file(root, f"{INDEX_DIR}/{partition}/{file_name}.idx")
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return _read(
-            lambda size, at: os.pread(fd, size, at), ident, tail, fields, file_name.endswith(".gz")
-        )
-    except (OSError, ValueError, KeyError, TypeError, OverflowError, IndexError, AttributeError):
-        return None  # damaged or foreign: as if missing
-    finally:
-        os.close(fd)
+    gzipped = file_name.endswith(".gz")
+
+    def read(fd: int, _: os.stat_result) -> LineIndex | None:
+        return _read(lambda size, at: os.pread(fd, size, at), ident, tail, fields, gzipped)
+
+    return _with_index_file(root, partition, file_name, read)
 
 
-def load_vouched(
-    root: Path, partition: str, file_name: str, ident: Identity, tail: bytes
-) -> LineIndex | None:
+def load_vouched(root: Path, partition: str, file_name: str, loaded: LineIndex) -> LineIndex | None:
     """`load` of every column of the index of `partition/file_name`, read whole, when its bytes
     are ones this user vouched for (`trust`): built from the file, or checked against it; None
-    otherwise (and when it is over _VOUCHED_MAX bytes). Such an index says what the file says,
-    so its lines need no per-line check."""
+    otherwise. `loaded` is the index `load` found for the same file of the same identity: an
+    index file now bigger than one of its lines can be is neither read nor hashed. A vouched
+    index says what the file says, so its lines need no per-line check."""
+    gzipped = file_name.endswith(".gz")
+
+    def read(fd: int, info: os.stat_result) -> LineIndex | None:
+        if info.st_size > _largest(loaded):
+            return None
+        whole = _exact(lambda size, at: os.pread(fd, size, at), info.st_size, 0)
+        if not trust.vouched(whole):
+            return None
+        return _read(
+            lambda size, at: whole[at : at + size], loaded.ident, loaded.tail, FIELDS, gzipped
+        )
+
+    return _with_index_file(root, partition, file_name, read)
+
+
+def _with_index_file(
+    root: Path,
+    partition: str,
+    file_name: str,
+    read: Callable[[int, os.stat_result], LineIndex | None],
+) -> LineIndex | None:
+    """`read(fd, its fstat)` of the index file of `partition/file_name`, opened without
+    following a symlink; None when it is missing, not a regular file, or damaged or foreign
+    (as if missing)."""
     try:
         fd = open_file(root, f"{INDEX_DIR}/{partition}/{file_name}.idx")
     except OSError:
         return None
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > _VOUCHED_MAX:
-            return None
-        whole = _exact(lambda size, at: os.pread(fd, size, at), info.st_size, 0)
-        if not trust.vouched(whole):
-            return None
-        return _read(
-            lambda size, at: whole[at : at + size],
-            ident,
-            tail,
-            FIELDS,
-            file_name.endswith(".gz"),
-        )
+        return read(fd, info) if stat.S_ISREG(info.st_mode) else None
     except (OSError, ValueError, KeyError, TypeError, OverflowError, IndexError, AttributeError):
         return None
     finally:
         os.close(fd)
+
+
+def _largest(index: LineIndex) -> int:
+    """The most bytes the file of an index of `index.lines` lines (and gzip members) takes:
+    offsets of 8 bytes, order and rank of 4, codes of up to 4 per field."""
+    members = len(index.members[0]) if index.members is not None else 0
+    per_line = 8 + 4 + 4 + 4 * len(FIELDS)
+    return _HEADER_AT + INDEX_HEADER_MAX + per_line * (index.lines + 1) + 16 * members
 
 
 def _read(
@@ -835,6 +846,7 @@ def _read(
 
 
 def _exact(read: Callable[[int, int], bytes], size: int, at: int) -> bytes:
+    """`read(size, at)`, which must give `size` bytes (ValueError: the file is truncated)."""
     data = read(size, at)
     if len(data) != size:
         raise ValueError("index file is truncated")
@@ -1083,6 +1095,7 @@ class _Builder:
 
 
 def _plus_one(length: int) -> int:
+    """A line's length with its newline (the builder's lines come without)."""
     return length + 1
 
 

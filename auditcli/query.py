@@ -492,12 +492,13 @@ class QueryEngine:
         keys: tuple[str, ...],
         window: tuple[int, int],
     ) -> tuple[int, Any] | None:
+        """`_from_index`'s answer from `index`, loaded for `file` (open as `fd`, `size` bytes):
+        from the index alone for counts (after spot checks), else the lines it selects, each
+        checked (`_checked`) unless the index read whole is one this user vouched for."""
         vouched = False
         most = window[1] - window[0] if want == "window" else index.lines
         if want in ("lines", "blocks", "window") and _worth_vouching(index, by_field, most):
-            trusted = lineindex.load_vouched(
-                self.store.root, file.partition, file.path.name, index.ident, index.tail
-            )
+            trusted = lineindex.load_vouched(self.store.root, file.partition, file.path.name, index)
             if trusted is not None:  # everything below comes from the vouched index alone
                 index, vouched = trusted, True
         since, until = self.matcher.since, self.matcher.until
@@ -523,11 +524,7 @@ class QueryEngine:
             in_order = selected[::-1] if descending else selected
             if want == "window":
                 part = in_order[window[0] : window[1]]
-                found = (
-                    index.lines_at(part, data)
-                    if vouched
-                    else self._checked(index, part, data, descending)[0]
-                )
+                found = self._lines(index, part, data, descending, vouched)
             else:
                 blocks = self._blocks(index, in_order, os.dup(fd), size, vouched)
                 # The first block is checked now: an index wrong from its start never answers.
@@ -536,15 +533,25 @@ class QueryEngine:
                     itertools.chain([first] if first else [], blocks), file
                 )
         elif len(selected):
-            found = (
-                index.lines_at(selected, data)
-                if vouched
-                else self._checked(index, selected, data, False)[0]
-            )
+            found = self._lines(index, selected, data, False, vouched)
         self._indexed.add(file)
         if not index.ties:
             self._in_order.add(file)
         return len(selected), found
+
+    def _lines(
+        self,
+        index: lineindex.LineIndex,
+        selected: Any,
+        data: lineindex.FileBytes | lineindex.GzipBytes,
+        descending: bool,
+        vouched: bool,
+    ) -> list[bytes]:
+        """The lines `selected` by the index: as they are when it is `vouched` for, else each
+        checked (`_checked`)."""
+        if vouched:
+            return index.lines_at(selected, data)
+        return self._checked(index, selected, data, descending)[0]
 
     def _checked(
         self,

@@ -29,16 +29,26 @@ _DIR_MODE = 0o700
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+#: Hashed before an index's bytes: a release that changes how indexes are built changes it,
+#: so that what an older one vouched for is not believed.
+_TAG = b"auditcli vouched line index 1\x00"
+
+
 def location() -> str:
-    """The directory of this user's record: `$XDG_CACHE_HOME/auditcli/vouched-indexes`."""
-    home_cache = os.path.join(os.path.expanduser("~"), ".cache")
-    base = os.environ.get("XDG_CACHE_HOME") or home_cache
+    """The directory of this user's record: `$XDG_CACHE_HOME/auditcli/vouched-indexes`
+    (a relative XDG_CACHE_HOME is ignored, as the XDG spec says: `~/.cache`)."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "auditcli", "vouched-indexes")
 
 
 def digest(data: bytes | bytearray | memoryview) -> str:
-    """The name an index's bytes are recorded under: their SHA-256, in hex."""
-    return hashlib.sha256(data).hexdigest()
+    """The name an index's bytes are recorded under: SHA-256 of a version tag and the bytes,
+    in hex."""
+    hashed = hashlib.sha256(_TAG)
+    hashed.update(data)
+    return hashed.hexdigest()
 
 
 def vouch(data: bytes | bytearray | memoryview) -> None:

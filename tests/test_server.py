@@ -480,9 +480,13 @@ class TestGrowingFile:
         30,000 entries costs less memory than the file's size (0.6x here; keeping the lines, it
         took 2.9x)."""
         base = _later_ms()
+        day = datetime.fromtimestamp(base / 1000, UTC).date()
+        if datetime.fromtimestamp(base / 1000 + 30, UTC).date() != day:  # near midnight UTC
+            day += timedelta(days=1)  # a day after today is still appended to: not indexed
+            base = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
         for first in range(0, 30_000, 5_000):
             store.append(_in_order(first, 5_000, base))
-        (today,) = store.root.glob(f"date={datetime.now(UTC):%Y-%m-%d}/*.jsonl")
+        (today,) = store.root.glob(f"date={day:%Y-%m-%d}/*.jsonl")
         size = today.stat().st_size
         for order in ("desc", "asc"):
             engine = CachingQueryEngine(

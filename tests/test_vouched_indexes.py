@@ -107,6 +107,14 @@ def test_vouched_indexes_answer_as_a_scan_does(
 ) -> None:
     root = _build(tmp_path, kind)
     monkeypatch.setattr(query, "_VOUCH_MIN", 0)
+    checked: list[int] = []
+    check = QueryEngine._checked
+
+    def counted(engine: QueryEngine, *args: Any, **kwargs: Any) -> Any:
+        checked.append(len(args[1]))
+        return check(engine, *args, **kwargs)
+
+    monkeypatch.setattr(QueryEngine, "_checked", counted)
     cases = [
         Filters(),
         Filters(actions=("login",)),
@@ -119,6 +127,7 @@ def test_vouched_indexes_answer_as_a_scan_does(
             assert scanned["lines"] and not scanned["problems"]
             vouched = _answers(root, wanted, order, use_index=True)  # builds what is missing
             assert vouched == scanned, (wanted, order)
+    assert not checked  # every line came from a vouched index, none was checked
     indexes = _index_files(root)
     assert len(indexes) == 3
     assert all(path.name.endswith(".gz.idx") == (kind == "rotated") for path in indexes)
