@@ -53,10 +53,12 @@ from .leaffeed import LeafFeed, plan_feeds
 from .manifests import (
     Manifest,
     archive_digest,
+    chain_dir,
     chain_writers,
     file_key,
     file_writer,
     latest_manifest,
+    manifest_entries,
     manifest_names,
     read_manifest,
     receipt_names,
@@ -402,9 +404,11 @@ class _Verifier:
         """A chain's newest manifest name and its receipts' names, listed once per run (its
         whole listing is read again when its writer is checked: never all chains' at once)."""
         if writer not in self._ends:
-            names = manifest_names(self.store, writer)[0]
-            receipts = [(s, p) for s, p in names if p.name.endswith(".receipt.json")]
-            self._ends[writer] = (names[-1] if names else None, receipts)
+            names = manifest_entries(self.store, writer)[0]
+            directory = chain_dir(self.store, writer)
+            receipts = [(s, directory / n) for s, n in names if n.endswith(".receipt.json")]
+            newest = (names[-1][0], directory / names[-1][1]) if names else None
+            self._ends[writer] = (newest, receipts)
         return self._ends[writer]
 
     def keys_for(self, writer: str | None) -> TrustedKeys | None:
