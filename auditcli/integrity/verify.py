@@ -7,15 +7,13 @@ import contextlib
 import hashlib
 import os
 import sys
-from binascii import Error as BinasciiError
-from binascii import hexlify, unhexlify
+from binascii import hexlify
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import repeat
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -1311,31 +1309,6 @@ class _FileScan:
             lines.pop()
             if feed is not None:
                 feed.add(lines)
-            if incident is None and not after_malformed:
-                clean = _clean_chunk(lines, prev, day, ids)
-                if clean is not None:
-                    # What the loop below would have found line by line, without a problem.
-                    digests, hexes, hashes = clean
-                    count = len(lines)
-                    ids.update(zip(hashes, range(n + 1, n + count + 1), strict=True))
-                    if cp_heads:
-                        for hexd in cp_heads.intersection(hexes):
-                            self.head_pos.setdefault(hexd, n + 1 + hexes.index(hexd))
-                    for at in by_line:
-                        if n < at <= n + count:
-                            self.at_line[at] = hexes[at - n - 1]
-                    ring.extend(
-                        zip(
-                            range(n + 1, n + count + 1)[-_WINDOW:],
-                            lines[-_WINDOW:],
-                            digests[-_WINDOW:],
-                            repeat(True),
-                        )
-                    )
-                    prev = digests[-1]
-                    n += count
-                    record = (n, lines[-1], prev, True)  # as the loop leaves it
-                    continue
             for line in lines:
                 n += 1
                 if (
@@ -1609,57 +1582,6 @@ class _FileScan:
                 f"{source.trailing_garbage} bytes after the gzip member (appended to the archive)",
                 name,
             )
-
-
-#: Columns of a stored line without its newline (see constants: _TAIL, _HEX_START...).
-_HEAD_AT = itemgetter(slice(-_TAIL, _HEX_START))
-_HEX_AT = itemgetter(slice(_HEX_START, _HEX_END))
-_DAY_AT = itemgetter(slice(_CREATED_DAY, _CREATED_DAY + 10))
-_CONTENT_AT = itemgetter(slice(None, -_TAIL))
-_ID_START = len(b'{"id":"')
-_DIGEST = type(hashlib.sha256()).digest
-
-
-def _clean_chunk(
-    lines: list[bytes], previous: bytes, day: bytes, ids: Mapping[int, int]
-) -> tuple[list[bytes], list[bytes], list[int]] | None:
-    """`(links, hex links, id hashes)` of `lines` (whole lines of one chunk, without newlines,
-    the first following link `previous`) when every line is what `_FileScan.run`'s loop accepts
-    without a word: a stored entry of `day` whose link follows the line before, with an id not
-    in `ids` (hashes of the file's ids so far) nor twice in the chunk. Tested a column at a time
-    in C (the loop's per-line Python costs more than its hashing); None when any line is not,
-    and the loop then reads the chunk line by line and names what is wrong."""
-    count = len(lines)
-    if (
-        not count
-        or min(map(len, lines)) <= _MIN_LINE
-        or not all(map(bytes.startswith, lines, repeat(b'{"id":"')))
-        or not all(map(bytes.endswith, lines, repeat(b'"}')))
-        or list(map(_HEAD_AT, lines)).count(chain.SUFFIX_HEAD) != count
-        or list(map(_DAY_AT, lines)).count(day) != count
-    ):
-        return None
-    hexes = list(map(_HEX_AT, lines))
-    stored = b"".join(hexes)
-    try:
-        links = unhexlify(stored)
-    except BinasciiError:
-        return None
-    # Each line's link hashed from the link the line before states: all of them equal to what
-    # the lines state (compared in hex, as the loop does) is the chain followed line by line.
-    size = len(links)
-    previous_links = [previous]
-    starts, ends = range(0, size - 32, 32), range(32, size, 32)
-    previous_links += map(links.__getitem__, map(slice, starts, ends))
-    contents = map(bytes.__add__, map(_CONTENT_AT, lines), repeat(b"}"))
-    digests = list(map(_DIGEST, map(hashlib.sha256, map(bytes.__add__, previous_links, contents))))
-    if hexlify(b"".join(digests)) != stored:
-        return None
-    id_ends = map(bytes.find, lines, repeat(b'"'), repeat(_ID_START))
-    hashes = list(map(hash, map(bytes.__getitem__, lines, map(slice, repeat(_ID_START), id_ends))))
-    if len(set(hashes)) != count or not ids.keys().isdisjoint(hashes):
-        return None
-    return digests, hexes, hashes
 
 
 def _vanished(file: LogFile) -> bool:
