@@ -480,17 +480,30 @@ class AuditStore:
         verify's survey lists every partition once)."""
         return self._listing(day, strays=True)
 
+    def listing_names(self, day: str) -> tuple[list[tuple[str, bool]], list[str]]:
+        """`listing(day)` without a Path made: `(segment, compressed)` of each file and the
+        names of the strays (verify's survey lists every partition of the store)."""
+        files, strays = self._names(day, strays=True)
+        return [(segment, compressed) for segment, _, compressed in files], strays
+
     def _listing(self, day: str, strays: bool) -> tuple[list[LogFile], list[Path]]:
         directory = self.root / (PARTITION_PREFIX + day)
+        files, others = self._names(day, strays)
+        listed = [LogFile(day, segment, directory / name, gz) for segment, name, gz in files]
+        return listed, [directory / name for name in others]
+
+    def _names(self, day: str, strays: bool) -> tuple[list[tuple[str, str, bool]], list[str]]:
+        """`(segment, file name, compressed)` of each file of a partition by segment, and (if
+        `strays`) the names of the entries that are not log files."""
         try:
-            names = os.listdir(directory)
+            names = os.listdir(self.root / (PARTITION_PREFIX + day))
         except FileNotFoundError:
             return [], []
         except OSError as exc:  # a file planted as `date=…`, or no permission to list it
             raise IntegrityError(
                 f"{PARTITION_PREFIX}{day}: cannot list the partition: {exc.strerror}"
             ) from None
-        found: dict[str, LogFile] = {}
+        found: dict[str, tuple[str, bool]] = {}
         for name in names:
             if name.endswith(GZIP):
                 segment, compressed = name[: -len(GZIP)], True
@@ -502,14 +515,14 @@ class AuditStore:
                 continue
             if segment in found and not compressed:
                 continue
-            found[segment] = LogFile(day, segment, directory / name, compressed)
-        files = sorted(found.values())
+            found[segment] = (name, compressed)
+        files = [(segment, *found[segment]) for segment in sorted(found)]
         if not strays:
             return files, []
-        known = {f.path.name for f in files}
+        known = {name for name, _ in found.values()}
         listed = set(names)
         return files, [
-            directory / name
+            name
             for name in sorted(names)
             if name not in known
             and not name.endswith(".tmp")

@@ -151,6 +151,18 @@ def manifest_names(
     """`(sequence, path)` of every manifest file of one chain (`writer`, or None: the legacy
     chain), in order, and the other files in its directory (writer directories aside)."""
     directory = chain_dir(store, writer)
+    found, foreign = manifest_entries(store, writer)
+    return [(sequence, directory / name) for sequence, name in found], [
+        directory / name for name in foreign
+    ]
+
+
+def manifest_entries(
+    store: AuditStore, writer: str | None = None
+) -> tuple[list[tuple[int, str]], list[str]]:
+    """`manifest_names` with file names instead of paths (a Path costs more to make than the
+    listing: verify lists every chain before it checks any)."""
+    directory = chain_dir(store, writer)
     try:
         entries = _scan(store, [MANIFEST_DIR] if writer is None else [MANIFEST_DIR, writer])
     except FileNotFoundError:
@@ -163,12 +175,12 @@ def manifest_names(
             continue
         match = _MANIFEST_NAME.fullmatch(name)
         if match and (writer is not None or match.group(3) is None):
-            found.append((int(match.group(1)), directory / name))
+            found.append((int(match.group(1)), name))
         elif writer is None and is_dir:
             continue  # a writer's chain (or a foreign directory: chain_writers names it)
         else:
-            foreign.append(directory / name)
-    found.sort(key=lambda item: (item[0], item[1].name))
+            foreign.append(name)
+    found.sort()
     return found, sorted(foreign)
 
 

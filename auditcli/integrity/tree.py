@@ -331,8 +331,14 @@ def _leaves_of(file: LogFile, start: int, end: int) -> bytes:
 def leaves_path(store: AuditStore, writer: str, first: int, end: int, root: bytes) -> Path:
     """Where the leaf hashes [first, end) of `writer`'s tree with head `root` at size `end`
     live."""
+    return Path(_leaves_file(store, writer, first, end, root))
+
+
+def _leaves_file(store: AuditStore, writer: str, first: int, end: int, root: bytes) -> str:
+    """`leaves_path` as a string: verify reads one per head, and a Path costs more to make
+    than the read."""
     name = f"{first:012d}-{end:012d}-{root.hex()}.leaves"
-    return store.root.joinpath(INDEX_DIR, MERKLE_DIR, writer, name)  # one parse (verify: per head)
+    return os.path.join(store.root, INDEX_DIR, MERKLE_DIR, writer, name)
 
 
 def save_leaves(
@@ -422,7 +428,7 @@ def _prune_temps(directory: Path) -> None:
 
 
 def _saved_leaves(store: AuditStore, head: TreeHead) -> bytes | None:
-    path = leaves_path(store, head.writer, head.first, head.size, head.root)
+    path = _leaves_file(store, head.writer, head.first, head.size, head.root)
     try:
         # O_NONBLOCK: a FIFO planted here reads as empty (a wrong file, rewritten), never hangs
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)

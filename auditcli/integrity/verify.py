@@ -51,10 +51,12 @@ from .leaffeed import LeafFeed, plan_feeds
 from .manifests import (
     Manifest,
     archive_digest,
+    chain_dir,
     chain_writers,
     file_key,
     file_writer,
     latest_manifest,
+    manifest_entries,
     manifest_names,
     read_manifest,
     receipt_names,
@@ -360,36 +362,35 @@ class _Verifier:
         for day in self.store.days(self.first_day, self.last_day):
             self.report.partitions += 1
             self.on_disk.add(day)
-            files, strays = self.store.listing(day)
+            files, strays = self.store.listing_names(day)
             if strays:
                 # A rotation that renamed `x.jsonl.gz` into place, or a writer that opened a
                 # new segment, may be caught half done. Ask again after the fact: a stray is a
                 # name that is still not a log file of the partition.
                 strays = self.still_stray(day, strays)
-            for path in strays:
+            for name in strays:
                 self.problem(
-                    f"{PARTITION_PREFIX}{day}/{path.name}",
+                    f"{PARTITION_PREFIX}{day}/{name}",
                     None,
                     "stray file",
                     "not a log file of this store (planted or foreign)",
                 )
-            for file in files:
+            for segment, compressed in files:
                 # One string per writer, shared by its tuples (not one per file).
-                writer = sys.intern(file_writer(file.segment))
-                segment = writer if file.segment == writer else file.segment
-                self.writer_files.setdefault(writer, []).append((day, segment, file.compressed))
+                writer = sys.intern(file_writer(segment))
+                if segment == writer:
+                    segment = writer
+                self.writer_files.setdefault(writer, []).append((day, segment, compressed))
                 self.files_listed += 1
 
-    def still_stray(self, day: str, strays: list[Path]) -> list[Path]:
+    def still_stray(self, day: str, strays: list[str]) -> list[str]:
         """The strays of `day` that a fresh listing does not show as log files (or as the
         plain half of a rotation in progress, whose `.gz` twin is listed)."""
         try:
             known = {f.path.name for f in self.store.files(day)}
         except IntegrityError:
             return strays
-        return [
-            path for path in strays if path.name not in known and path.name + ".gz" not in known
-        ]
+        return [name for name in strays if name not in known and name + ".gz" not in known]
 
     def newest_seal_of(self, chained: Sequence[str]) -> Manifest | None:
         """The newest intact seal heading any writer's chain: a file of a writer that has no chain
@@ -406,9 +407,11 @@ class _Verifier:
         """A chain's newest manifest name and its receipts' names, listed once per run (its
         whole listing is read again when its writer is checked: never all chains' at once)."""
         if writer not in self._ends:
-            names = manifest_names(self.store, writer)[0]
-            receipts = [(s, p) for s, p in names if p.name.endswith(".receipt.json")]
-            self._ends[writer] = (names[-1] if names else None, receipts)
+            names = manifest_entries(self.store, writer)[0]
+            directory = chain_dir(self.store, writer)
+            receipts = [(s, directory / n) for s, n in names if n.endswith(".receipt.json")]
+            newest = (names[-1][0], directory / names[-1][1]) if names else None
+            self._ends[writer] = (newest, receipts)
         return self._ends[writer]
 
     def keys_for(self, writer: str | None) -> TrustedKeys | None:
