@@ -73,11 +73,18 @@ def check_indexes(
 
 
 def _check_partition(store: AuditStore, partition: str, directory: int) -> Iterator[Problem]:
-    for entry in sorted(os.listdir(directory)):
+    try:
+        entries = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return  # removed meanwhile with its partition (retention): nothing a query would use
+    for entry in entries:
         if entry.startswith(".") or not entry.endswith(_SUFFIX):
             continue  # a temporary file of a writer, or not an index: never used
         name = f"{lineindex.INDEX_DIR}/{partition}/{inert(entry)}"
-        info = os.stat(entry, dir_fd=directory, follow_symlinks=False)
+        try:
+            info = os.stat(entry, dir_fd=directory, follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # removed meanwhile (its file was rotated or deleted)
         if not stat.S_ISREG(info.st_mode):
             yield Problem(name, None, "not an index", f"{kind_of(info.st_mode)}; not read")
             continue
