@@ -92,6 +92,8 @@ def _open_record(*, create: bool) -> int | None:
     """The record directory, opened; None when it is missing (and not to be created) or
     anyone but this user could have written in it."""
     path = location()
+    if not os.path.isabs(path):
+        return None  # no home directory to speak of: never one relative to where we run
     try:
         fd = os.open(path, _OPEN_DIR)
     except FileNotFoundError:
