@@ -65,6 +65,8 @@ from .safeio import (
 )
 
 INDEX_DIR = "_index"
+#: The auditor's checkpoints and per-target indexes, under INDEX_DIR (auditcli.auditor).
+CHECKPOINT_DIR = "auditor"
 FIELDS = ("actorId", "action", "target", "targetId", "organizationId", "teamId")
 KEY_ORDER = chain.SEED_FIELDS
 _MAGIC = b"AUDITIDX3\n"  # the format version: another version is rebuilt

@@ -42,7 +42,7 @@ import orjson
 
 from auditcli import chain
 from auditcli.errors import IntegrityError, inert
-from auditcli.lineindex import INDEX_DIR, identity, tail_of
+from auditcli.lineindex import CHECKPOINT_DIR, INDEX_DIR, identity, tail_of
 from auditcli.outfile import process_alive
 from auditcli.progress import Progress
 from auditcli.query import Filters, Problem, QueryEngine, entry_of
@@ -62,7 +62,6 @@ from .model import (
 from .reading import _LOGIN, action_of, storage_order_in_day
 from .replay import Replay
 
-CHECKPOINT_DIR = "auditor"  # under _index/
 _MAGIC = b"AUDITCKPT2\n"  # the format version (see `_encode`): another one is rebuilt
 _DIGEST_LEN = 64  # hex sha256 of the body, then a newline
 _MAX_BYTES = 256 << 20  # a checkpoint (or its inflated body) over this is refused: missing

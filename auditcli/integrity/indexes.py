@@ -16,7 +16,6 @@ import stat
 from collections.abc import Iterator
 
 from auditcli import lineindex, trust
-from auditcli.auditor.checkpoints import CHECKPOINT_DIR, check_checkpoints
 from auditcli.errors import inert
 from auditcli.query import Problem
 from auditcli.safeio import kind_of, open_dir, open_dir_at, why
@@ -45,7 +44,9 @@ def check_indexes(
             name = f"{where}/{inert(partition)}"
             if partition in (MERKLE_DIR, STATE_DIR):  # checked against the chains (tree.py,
                 continue  # sealstate.py)
-            if partition == CHECKPOINT_DIR:  # the auditor's checkpoints: checked by a replay
+            if partition == lineindex.CHECKPOINT_DIR:  # the auditor's: checked by a replay
+                from auditcli.auditor.checkpoints import check_checkpoints  # a big import
+
                 problems.extend(check_checkpoints(store, first_day, last_day))
                 continue
             match = _PARTITION.fullmatch(partition)
