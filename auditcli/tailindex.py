@@ -105,8 +105,8 @@ class TailCache:
                 picked = tail.growth[max(size - high, 0) : max(size - low, 0)][::-1]
             else:
                 picked = tail.growth[low:high]
-        lines = _read_lines(file, tail.ino, picked)
-        if lines is None or not _genuine(engine, lines):
+        lines = _read_checked(engine, file, tail.ino, picked)
+        if lines is None:
             self._forget(engine, file)
             return None
         return size, lines
@@ -285,7 +285,7 @@ def _ends_line(file: LogFile, end: int) -> bool:
 
 
 def _read_checked(
-    engine: QueryEngine, file: LogFile, ino: int, positions: list[int]
+    engine: QueryEngine, file: LogFile, ino: int, positions: Sequence[int]
 ) -> list[bytes] | None:
     """`_read_lines` of `positions` (in result order), None unless they are `_genuine`."""
     lines = _read_lines(file, ino, positions)

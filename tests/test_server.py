@@ -519,8 +519,6 @@ class TestGrowingFile:
     ) -> None:
         """Deep pages inside today's file: answered from the kept offsets (the engine's own
         window, which reads the whole day, is never called for it), equal to the oracle."""
-        from auditcli.query import QueryEngine
-
         today = f"{datetime.now(UTC):%Y-%m-%d}"
         whole_day_reads: list[str] = []
         day_window = QueryEngine.day_window
