@@ -196,6 +196,7 @@ class LineIndex:
         "ordered",
         "rank",
         "raw",
+        "source",
         "spans",
         "tail",
         "ties",
@@ -229,6 +230,8 @@ class LineIndex:
         self.built = False
         #: The index file's bytes when `load` read it whole (for `vouched_for`).
         self.raw: bytes | None = None
+        #: The identity of the index file `raw` was read from, the same before and after.
+        self.source: Identity | None = None
         #: `_content_spans`, once a block needed it.
         self.spans: tuple[list[int], list[int]] | None = None
 
@@ -403,7 +406,8 @@ class LineIndex:
         lists: kept for the next block of the same file, and an int taken from a list is
         shared where one taken from the array is made anew."""
         if self.spans is None:
-            starts = list(self.offsets)
+            offsets = self.offsets
+            starts = offsets.tolist() if isinstance(offsets, array) else list(offsets)
             self.spans = starts, list(map(int.__sub__, islice(starts, 1, None), repeat(_SUFFIX)))
         return self.spans
 
@@ -746,9 +750,13 @@ def load(
     gzipped = file_name.endswith(".gz")
 
     def read(fd: int, info: os.stat_result) -> LineIndex | None:
-        return _read(
+        index = _read(
             lambda size, at: os.pread(fd, size, at), ident, tail, fields, gzipped, info.st_size
         )
+        if index is not None and index.raw is not None:
+            # What was read is what the file of this identity holds (see `vouched_for`).
+            index.source = identity(info) if identity(os.fstat(fd)) == identity(info) else None
+        return index
 
     return _with_index_file(root, partition, file_name, read)
 
@@ -756,8 +764,19 @@ def load(
 def vouched_for(index: LineIndex) -> bool:
     """Whether `index` was built by this process (`build`) or loaded from bytes (`load`, read
     whole) that this user vouched for (`trust`): built from the file, or checked against it.
-    Such an index says what the file says, so its lines need no per-line check."""
-    return index.built or (index.raw is not None and trust.vouched(index.raw))
+    Such an index says what the file says, so its lines need no per-line check. An index file
+    found vouched for is remembered by its identity, and not hashed again while it keeps it."""
+    if index.built:
+        return True
+    if index.raw is None:
+        return False
+    if index.source is not None and trust.vouched_file(index.source):
+        return True
+    if not trust.vouched(index.raw):
+        return False
+    if index.source is not None:
+        trust.remember_file(index.source)
+    return True
 
 
 def _with_index_file(
