@@ -382,8 +382,20 @@ class LineIndex:
 
     def contents_block(self, selected: Sequence[int], source: FileBytes | GzipBytes) -> bytes:
         """JSONL of the entries on lines `selected` (each line's `chain.content_of`), in that
-        order, unchecked as `lines_at`: from a whole file's buffer, one copy of each entry."""
+        order, unchecked as `lines_at`: from a whole file's buffer, one copy of each entry, or
+        a few entries read from the file with one `pread` each, less their chain suffix."""
         data = source.for_lines(len(selected) * _DENSE > self.lines)
+        if isinstance(data, FileBytes) and not self.blocks:
+            offsets = self.offsets
+            starts = list(map(offsets.__getitem__, selected))
+            nexts = map(offsets.__getitem__, map((1).__add__, selected))
+            sizes = list(map(int.__sub__, map(int.__sub__, nexts, repeat(_SUFFIX)), starts))
+            found = list(map(os.pread, repeat(data.fd), sizes, starts))
+            if sum(map(len, found)) != sum(sizes):
+                raise ValueError("the file is shorter than its index says")
+            if found:
+                found.append(b"")  # the separator after the last one too
+            return b"}\n".join(found)
         if isinstance(data, bytearray) and not self.blocks:
             starts, cuts = self._content_spans()
             with memoryview(data) as view:
