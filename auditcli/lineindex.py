@@ -197,7 +197,6 @@ class LineIndex:
         "rank",
         "raw",
         "source",
-        "spans",
         "tail",
         "ties",
         "usable",
@@ -232,8 +231,6 @@ class LineIndex:
         self.raw: bytes | None = None
         #: The identity of the index file `raw` was read from, the same before and after.
         self.source: Identity | None = None
-        #: `_content_spans`, once a block needed it.
-        self.spans: tuple[list[int], list[int]] | None = None
 
     # ------------------------------------------------------------------ selection
     def select(
@@ -385,43 +382,29 @@ class LineIndex:
         order, unchecked as `lines_at`: from a whole file's buffer, one copy of each entry, or
         a few entries read from the file with one `pread` each, less their chain suffix."""
         data = source.for_lines(len(selected) * _DENSE > self.lines)
-        if isinstance(data, FileBytes) and not self.blocks:
-            offsets = self.offsets
-            starts = list(map(offsets.__getitem__, selected))
-            nexts = map(offsets.__getitem__, map((1).__add__, selected))
-            sizes = list(map(int.__sub__, map(int.__sub__, nexts, repeat(_SUFFIX)), starts))
-            found = list(map(os.pread, repeat(data.fd), sizes, starts))
-            if sum(map(len, found)) != sum(sizes):
-                raise ValueError("the file is shorter than its index says")
+        if self.blocks or not isinstance(data, (bytearray, FileBytes)):
+            starts, ends, data = self._spans(selected, source)
+            contents = chain.contents_of(_slice_lines(data, starts, ends))
+            if contents:
+                contents.append(b"")  # a newline after the last one too, with no copy
+            return b"\n".join(contents)
+        # Each entry is its line up to its chain suffix, then "}".
+        offsets = self.offsets
+        starts = list(map(offsets.__getitem__, selected))
+        nexts = map(offsets.__getitem__, map((1).__add__, selected))
+        cuts = list(map(int.__sub__, nexts, repeat(_SUFFIX)))
+        if isinstance(data, FileBytes):
+            found = _slice_lines(data, starts, cuts)
             if found:
-                found.append(b"")  # the separator after the last one too
+                found.append(b"")  # "}\n" after the last one too, with no copy
             return b"}\n".join(found)
-        if isinstance(data, bytearray) and not self.blocks:
-            starts, cuts = self._content_spans()
-            with memoryview(data) as view:
-                cut = map(cuts.__getitem__, selected)
-                spans = map(slice, map(starts.__getitem__, selected), cut)
-                parts: list[memoryview | bytes] = list(map(view.__getitem__, spans))
-                if parts:
-                    parts.append(b"")  # the separator after the last one too, with no copy
-                block = b"}\n".join(parts)
-                del parts  # the views hold the buffer until they are gone
-                return block
-        starts, ends, data = self._spans(selected, source)
-        contents = chain.contents_of(_slice_lines(data, starts, ends))
-        if contents:
-            contents.append(b"")
-        return b"\n".join(contents)
-
-    def _content_spans(self) -> tuple[list[int], list[int]]:
-        """Where each line starts and where its content ends (its chain suffix starts), as
-        lists: kept for the next block of the same file, and an int taken from a list is
-        shared where one taken from the array is made anew."""
-        if self.spans is None:
-            offsets = self.offsets
-            starts = offsets.tolist() if isinstance(offsets, array) else list(offsets)
-            self.spans = starts, list(map(int.__sub__, islice(starts, 1, None), repeat(_SUFFIX)))
-        return self.spans
+        with memoryview(data) as view:
+            parts = list(map(view.__getitem__, map(slice, starts, cuts)))
+            if parts:
+                parts.append(view[:0])
+            block = b"}\n".join(parts)
+            del parts  # the views hold the buffer until they are gone
+            return block
 
     def _spans(
         self, selected: Sequence[int], source: FileBytes | GzipBytes
