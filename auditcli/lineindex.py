@@ -18,7 +18,7 @@ one of them), and so are the file's last bytes (its last chain link), which bind
 the content. Every line an index selects is checked against the filter by the query engine
 before it is returned (a disagreement is reported and the file scanned), unless the index's
 bytes are ones this user vouched for (`trust`: `save` vouches for what it writes, `audit
-verify` for what it finds equal to a rebuild; `load_vouched`). `audit verify` rebuilds every
+verify` for what it finds equal to a rebuild; `vouched_for`). `audit verify` rebuilds every
 index the engine would use and reports any that differs (`integrity/indexes.py`). Index files
 are read, written and removed through directory descriptors, never through a symlink, with a
 bounded header. A file is indexed only when every line has the stored shape and is canonical
@@ -45,7 +45,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import accumulate, islice, repeat
+from itertools import accumulate, compress, islice, repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -139,24 +139,24 @@ class Column:
         hits = self.total(codes)
         if not hits:
             return []
+        sparse = hits * 8 <= len(self.codes) // self.width
         if self.width > 1:
             column = self.code_list()
-            if len(codes) == 1:
-                (only,) = codes
-                if hits * 8 <= len(column):  # sparse: found in C, as for one-byte codes
-                    return _find_all(self.codes, only.to_bytes(self.width, sys.byteorder))
-                return [n for n, code in enumerate(column) if code == only]
-            wanted = set(codes)
-            return [n for n, code in enumerate(column) if code in wanted]
-        column, target = self.codes, codes[0]
-        if len(codes) > 1:  # map the wanted codes to 1, every other to 0
-            table = bytearray(256)
-            for code in codes:
-                table[code] = 1
-            column, target = column.translate(table), 1
-        if hits * 8 > len(column):  # dense: one pass beats a find per hit
-            return [n for n, code in enumerate(column) if code == target]
-        return _find_all(column, bytes((target,)))
+            if len(codes) == 1 and sparse:  # a find per hit
+                return _find_all(self.codes, codes[0].to_bytes(self.width, sys.byteorder))
+            wanted = frozenset(codes)
+            return list(compress(range(len(column)), map(wanted.__contains__, column)))
+        # One-byte codes: the wanted ones map to 1, every other to 0, and the lines with a 1
+        # are found in C (a Python step per hit, or per line, costs several times more).
+        table = bytearray(256)
+        for code in codes:
+            table[code] = 1
+        column = self.codes.translate(table)
+        if not sparse:
+            return list(compress(range(len(column)), column))
+        # Few hits: where the pieces between them end (a step per line costs more).
+        lengths = list(map(len, column.split(b"\x01")))
+        return list(accumulate(map((1).__add__, lengths[1:-1]), initial=lengths[0]))
 
 
 def _find_all(column: bytes, needle: bytes) -> list[int]:
@@ -184,6 +184,7 @@ class LineIndex:
 
     __slots__ = (
         "blocks",
+        "built",
         "columns",
         "first",
         "ident",
@@ -194,6 +195,8 @@ class LineIndex:
         "order",
         "ordered",
         "rank",
+        "raw",
+        "source",
         "tail",
         "ties",
         "usable",
@@ -222,6 +225,12 @@ class LineIndex:
         #: Whether some line may hold a chain version 2 commitment block (see
         #: `chain.content_of`): its entry's JSON is then not simply the line less its suffix.
         self.blocks = True
+        #: Made by this process from its file's lines (`build`), not read from an index file.
+        self.built = False
+        #: The index file's bytes when `load` read it whole (for `vouched_for`).
+        self.raw: bytes | None = None
+        #: The identity of the index file `raw` was read from, the same before and after.
+        self.source: Identity | None = None
 
     # ------------------------------------------------------------------ selection
     def select(
@@ -370,17 +379,32 @@ class LineIndex:
 
     def contents_block(self, selected: Sequence[int], source: FileBytes | GzipBytes) -> bytes:
         """JSONL of the entries on lines `selected` (each line's `chain.content_of`), in that
-        order, unchecked as `lines_at`: from a whole file's buffer, one copy of each entry."""
-        starts, ends, data = self._spans(selected, source)
-        if isinstance(data, bytearray) and not self.blocks:
-            with memoryview(data) as view:
-                cuts = [end - _SUFFIX for end in ends]
-                parts = list(map(view.__getitem__, map(slice, starts, cuts)))
-                block = b"}\n".join(parts) + b"}\n" if parts else b""
-                del parts  # the views hold the buffer until they are gone
-                return block
-        contents = chain.contents_of(_slice_lines(data, starts, ends))
-        return b"\n".join(contents) + b"\n" if contents else b""
+        order, unchecked as `lines_at`: from a whole file's buffer, one copy of each entry, or
+        a few entries read from the file with one `pread` each, less their chain suffix."""
+        data = source.for_lines(len(selected) * _DENSE > self.lines)
+        if self.blocks or not isinstance(data, (bytearray, FileBytes)):
+            starts, ends, data = self._spans(selected, source)
+            contents = chain.contents_of(_slice_lines(data, starts, ends))
+            if contents:
+                contents.append(b"")  # a newline after the last one too, with no copy
+            return b"\n".join(contents)
+        # Each entry is its line up to its chain suffix, then "}".
+        offsets = self.offsets
+        starts = list(map(offsets.__getitem__, selected))
+        nexts = map(offsets.__getitem__, map((1).__add__, selected))
+        cuts = list(map(int.__sub__, nexts, repeat(_SUFFIX)))
+        if isinstance(data, FileBytes):
+            found = _slice_lines(data, starts, cuts)
+            if found:
+                found.append(b"")  # "}\n" after the last one too, with no copy
+            return b"}\n".join(found)
+        with memoryview(data) as view:
+            parts = list(map(view.__getitem__, map(slice, starts, cuts)))
+            if parts:
+                parts.append(view[:0])
+            block = b"}\n".join(parts)
+            del parts  # the views hold the buffer until they are gone
+            return block
 
     def _spans(
         self, selected: Sequence[int], source: FileBytes | GzipBytes
@@ -716,34 +740,38 @@ def load(
     """The index of `partition/file_name` if it was made for a file of identity `ident` ending
     with `tail`, with the columns of `fields` read; None when it is missing, stale, unreadable,
     not a regular file, behind a symlink or with a header over INDEX_HEADER_MAX (the caller
-    scans)."""
-    gzipped = file_name.endswith(".gz")
-
-    def read(fd: int, _: os.stat_result) -> LineIndex | None:
-        return _read(lambda size, at: os.pread(fd, size, at), ident, tail, fields, gzipped)
-
-    return _with_index_file(root, partition, file_name, read)
-
-
-def load_vouched(root: Path, partition: str, file_name: str, loaded: LineIndex) -> LineIndex | None:
-    """`load` of every column of the index of `partition/file_name`, read whole, when its bytes
-    are ones this user vouched for (`trust`): built from the file, or checked against it; None
-    otherwise. `loaded` is the index `load` found for the same file of the same identity: an
-    index file now bigger than one of its lines can be is neither read nor hashed. A vouched
-    index says what the file says, so its lines need no per-line check."""
+    scans). An index file no bigger than one of its lines can be is read whole, with one read,
+    and its bytes are kept for `vouched_for`."""
     gzipped = file_name.endswith(".gz")
 
     def read(fd: int, info: os.stat_result) -> LineIndex | None:
-        if info.st_size > _largest(loaded):
-            return None
-        whole = _exact(lambda size, at: os.pread(fd, size, at), info.st_size, 0)
-        if not trust.vouched(whole):
-            return None
-        return _read(
-            lambda size, at: whole[at : at + size], loaded.ident, loaded.tail, FIELDS, gzipped
+        index = _read(
+            lambda size, at: os.pread(fd, size, at), ident, tail, fields, gzipped, info.st_size
         )
+        if index is not None and index.raw is not None:
+            # What was read is what the file of this identity holds (see `vouched_for`).
+            index.source = identity(info) if identity(os.fstat(fd)) == identity(info) else None
+        return index
 
     return _with_index_file(root, partition, file_name, read)
+
+
+def vouched_for(index: LineIndex) -> bool:
+    """Whether `index` was built by this process (`build`) or loaded from bytes (`load`, read
+    whole) that this user vouched for (`trust`): built from the file, or checked against it.
+    Such an index says what the file says, so its lines need no per-line check. An index file
+    found vouched for is remembered by its identity, and not hashed again while it keeps it."""
+    if index.built:
+        return True
+    if index.raw is None:
+        return False
+    if index.source is not None and trust.vouched_file(index.source):
+        return True
+    if not trust.vouched(index.raw):
+        return False
+    if index.source is not None:
+        trust.remember_file(index.source)
+    return True
 
 
 def _with_index_file(
@@ -768,12 +796,11 @@ def _with_index_file(
         os.close(fd)
 
 
-def _largest(index: LineIndex) -> int:
-    """The most bytes the file of an index of `index.lines` lines (and gzip members) takes:
+def _largest(lines: int, members: int) -> int:
+    """The most bytes the file of an index of `lines` lines and `members` gzip members takes:
     offsets of 8 bytes, order and rank of 4, codes of up to 4 per field."""
-    members = len(index.members[0]) if index.members is not None else 0
     per_line = 8 + 4 + 4 + 4 * len(FIELDS)
-    return _HEADER_AT + INDEX_HEADER_MAX + per_line * (index.lines + 1) + 16 * members
+    return _HEADER_AT + INDEX_HEADER_MAX + per_line * (lines + 1) + 16 * (members + 1)
 
 
 def _read(
@@ -782,8 +809,10 @@ def _read(
     tail: bytes,
     fields: Iterable[str],
     gzipped: bool,
+    file_size: int,
 ) -> LineIndex | None:
-    """The index in the bytes `read(size, at)` gives (see `load`)."""
+    """The index in the bytes `read(size, at)` gives, a file of `file_size` bytes (see
+    `load`)."""
     start = read(64 << 10, 0)
     if not start.startswith(_MAGIC) or len(start) < _HEADER_AT:
         return None
@@ -806,6 +835,15 @@ def _read(
         return index
     body = _HEADER_AT + size
     lines, ordered = header["lines"], header["ordered"]
+    whole = None
+    if file_size <= _largest(lines, header.get("members", 0)):
+        # Read whole, with one read: what a vouched index is hashed over (`vouched_for`) is
+        # then exactly what it was parsed from. A bigger file (forged) is read only in parts.
+        data = start if len(start) == file_size else _exact(read, file_size, 0)
+        whole = data
+
+        def read(size: int, at: int) -> bytes:
+            return data[at : at + size]
 
     def read_array(name: str, count: int) -> array[int]:
         at, kind = header[name]
@@ -844,6 +882,7 @@ def _read(
     index.first, index.last = (stamp.encode("latin-1") for stamp in header["span"])
     index.tail = tail
     index.members = members
+    index.raw = whole
     return index
 
 
@@ -881,6 +920,7 @@ def build(
         return None  # a torn or unfinished last line: the scan waits for writers and reports it
     if identity(os.fstat(fd)) != identity(info):
         return None
+    index.built = True  # from the lines just read, of the file as it still is
     index.tail = tail_of(fd, info.st_size)
     if inflater is not None and index.usable:
         starts = [*inflater.members, (info.st_size, inflater.out)]

@@ -498,9 +498,8 @@ class QueryEngine:
         vouched = False
         most = window[1] - window[0] if want == "window" else index.lines
         if want in ("lines", "blocks", "window") and _worth_vouching(index, by_field, most):
-            trusted = lineindex.load_vouched(self.store.root, file.partition, file.path.name, index)
-            if trusted is not None:  # everything below comes from the vouched index alone
-                index, vouched = trusted, True
+            # Everything below then comes from the vouched index alone.
+            vouched = lineindex.vouched_for(index)
         since, until = self.matcher.since, self.matcher.until
         if since is not None and since <= index.first:
             since = None  # every line is at or after it: no test needed
@@ -623,7 +622,7 @@ class QueryEngine:
                     continue
                 lines, contents = self._checked(index, part, data, self.order == "desc", previous)
                 previous = lines[-1] if lines else previous
-                yield len(lines), b"\n".join(contents) + b"\n"
+                yield len(lines), _jsonl(contents)
         finally:
             os.close(fd)
 
@@ -677,7 +676,7 @@ class QueryEngine:
             lines = self._parseable(day, self.day_lines(day))
             for first in range(0, len(lines), _BLOCK_LINES):
                 part = lines[first : first + _BLOCK_LINES]
-                yield len(part), b"\n".join(chain.contents_of(part)) + b"\n"
+                yield len(part), _jsonl(chain.contents_of(part))
 
     def count(self) -> int:
         """The number of matches."""
@@ -745,6 +744,13 @@ _NOT_DESCRIBED = (
     "its line index (_index/{file.name}.idx) does not describe the file (forged or damaged)"
 )
 _DISAGREES = _NOT_DESCRIBED + "; the file was scanned instead. Run `audit verify`; delete the index"
+
+
+def _jsonl(contents: list[bytes]) -> bytes:
+    """`contents` (a list this function may extend) as JSONL: one join, no copy after it."""
+    if contents:
+        contents.append(b"")  # joins to a newline after the last one too
+    return b"\n".join(contents)
 
 
 def split_lines(chunk: bytes) -> list[bytes]:

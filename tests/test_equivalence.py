@@ -13,6 +13,7 @@ import io
 import json
 import os
 import tempfile
+import time
 import zlib
 from collections import Counter
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from auditcli import chain, gzmembers, importer, lineindex, query
+from auditcli import chain, gzmembers, importer, lineindex, query, trust
 from auditcli.catalog import Catalog
 from auditcli.errors import InvalidEntryError
 from auditcli.importer import _canonical_batch, import_jsonl
@@ -297,14 +298,17 @@ def test_fast_paths_equal_parsing_everything(
                 lineindex._DENSE = dense
             # The indexes this test's queries wrote are vouched for (auditcli.trust): with
             # any selection worth it, their lines are returned without per-line checks.
-            vouch_min = query._VOUCH_MIN
-            query._VOUCH_MIN = 0
+            # Index files found vouched for are remembered by identity (no file here changes
+            # after it is indexed, so at once), and the next queries do not hash them again.
+            vouch_min, settled = query._VOUCH_MIN, trust._SETTLED_NS
+            query._VOUCH_MIN = trust._SETTLED_NS = 0
             try:
                 vouched = _answers(store, wanted, order, True, limit, offset)
                 lineindex._DENSE = 0
                 vouched_by_line = _answers(store, wanted, order, True, limit, offset)
             finally:
                 query._VOUCH_MIN, lineindex._DENSE = vouch_min, dense
+                trust._SETTLED_NS = settled
             for answer in (scanned, indexing, indexed, by_line, vouched, vouched_by_line):
                 assert answer["lines"] == expected
                 assert answer["blocks"] == b"".join(seed_json(line) + b"\n" for line in expected)
@@ -782,7 +786,9 @@ def test_indexes_written_by_import_equal_built_ones_and_damage_changes_no_answer
     """An import indexes the days it wrote, from the values it validated (a file it created)
     or by reading the file (one that held entries before): either way the very index the query
     engine would build, which `verify` accepts. Missing, stale and half-written index files
-    change no answer, and `verify` reports a forged one."""
+    change no answer, and `verify` reports a forged one. Queries take the vouched path, and
+    an index file remembered as vouched for (by identity) before the damage is never used
+    unchecked after it."""
     ids = [entry["id"] for entry in earlier + batch]
     assume(len(ids) == len(set(ids)))
     if in_order:
@@ -791,8 +797,9 @@ def test_indexes_written_by_import_equal_built_ones_and_damage_changes_no_answer
     for n in repeated:  # shippers deliver twice: skipped as duplicates
         if n < len(lines):
             lines.append(lines[n])
-    saved = importer.INDEX_MIN_BYTES
-    importer.INDEX_MIN_BYTES = 0  # index even the tiny files of a test
+    saved = importer.INDEX_MIN_BYTES, query._VOUCH_MIN, trust._SETTLED_NS
+    importer.INDEX_MIN_BYTES = query._VOUCH_MIN = 0  # index even the tiny files of a test
+    trust._SETTLED_NS = 20_000_000  # an identity is remembered 20 ms after its last change
     try:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
@@ -822,6 +829,10 @@ def test_indexes_written_by_import_equal_built_ones_and_damage_changes_no_answer
                 assert stored is not None and built is not None
                 assert stored.to_bytes() == built.to_bytes()
             assert check_indexes(store) == []
+            time.sleep(0.025)  # settled: a query now remembers each index file it hashes
+            _answers(store, Filters(), "asc", True, 1, 0)
+            remembered = [_index_identity(path) for path in _index_files(root)]
+            assert all(map(trust.vouched_file, remembered))
             forged = False
             target = _index_files(root)[0]
             if damage == "missing":
@@ -853,10 +864,31 @@ def test_indexes_written_by_import_equal_built_ones_and_damage_changes_no_answer
                 for by in STATS_BY:
                     assert answer["stats"][by] == _reference_stats(expected, by)
             if forged:  # queries scan the file instead, and verify names the index
+                # Same size as the index it replaced, but not the same file: never believed.
+                assert not trust.vouched_file(_index_identity(target))
+                assert not lineindex.vouched_for(_load_index(root, target))
                 reported = [p.file for p in check_indexes(store) if p.kind == "forged index"]
                 assert reported == [f"_index/{target.parent.name}/{target.name}"]
     finally:
-        importer.INDEX_MIN_BYTES = saved
+        importer.INDEX_MIN_BYTES, query._VOUCH_MIN, trust._SETTLED_NS = saved
+
+
+def _index_identity(path: Path) -> lineindex.Identity:
+    return lineindex.identity(os.stat(path))
+
+
+def _load_index(root: Path, path: Path) -> lineindex.LineIndex:
+    """The index file `path` (current for its log file), loaded as a query loads it."""
+    partition, name = path.parent.name, path.name.removesuffix(".idx")
+    fd = os.open(root / partition / name, os.O_RDONLY)
+    try:
+        info = os.fstat(fd)
+        tail = lineindex.tail_of(fd, info.st_size)
+    finally:
+        os.close(fd)
+    index = lineindex.load(root, partition, name, lineindex.identity(info), tail, ())
+    assert index is not None
+    return index
 
 
 def test_the_first_query_after_an_import_builds_no_index(tmp_path: Path, monkeypatch: Any) -> None:

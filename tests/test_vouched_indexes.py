@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +240,57 @@ def test_an_import_vouches_only_for_the_file_it_wrote(
     scanned = _answers(root, wanted, "asc", use_index=False)
     assert scanned["lines"] == []  # the files say no entry is user-1's
     assert _answers(root, wanted, "asc", use_index=True) == scanned
+
+
+def test_an_index_file_is_hashed_once_and_believed_only_while_it_is_the_same_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once its bytes are found vouched for, an index file is remembered by its identity and
+    not hashed again; rewritten in place (same size, mtime set back) it is hashed again, and a
+    forgery is then checked line by line. A file changed in the last seconds is not remembered
+    (its ctime could stay the same through another change)."""
+    root = _build(tmp_path, "plain")
+    monkeypatch.setattr(query, "_VOUCH_MIN", 0)
+    hashed: list[int] = []
+    digest = trust.digest
+
+    def counted(data: Any) -> str:
+        hashed.append(len(data))
+        return digest(data)
+
+    monkeypatch.setattr(trust, "digest", counted)
+    honest = _org_b_lines(root)  # the import wrote the indexes just now
+    assert hashed  # each was hashed to find it vouched for ...
+    record = Path(trust.location())
+    assert not [name for name in os.listdir(record) if name.startswith("file-")]  # ... too fresh
+
+    monkeypatch.setattr(trust, "_SETTLED_NS", 20_000_000)
+    time.sleep(0.025)
+    hashed.clear()
+    assert _org_b_lines(root) == honest
+    assert len(hashed) == 3  # hashed, and now remembered
+    assert len([name for name in os.listdir(record) if name.startswith("file-")]) == 3
+    hashed.clear()
+    assert _org_b_lines(root) == honest
+    assert hashed == []  # remembered: not hashed again
+
+    # The same bytes vouched for under their digest, but the file rewritten in place: hashed
+    # again (and still believed, being those bytes).
+    path = _index_files(root)[0]
+    before = path.stat()
+    path.write_bytes(path.read_bytes())
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
+    assert _org_b_lines(root) == honest
+    assert len(hashed) == 1
+
+    # A forgery of the same size with the mtime set back: not the remembered file, and its
+    # bytes are not vouched for, so every line it selects is checked: the swap changes nothing.
+    time.sleep(0.025)
+    assert _org_b_lines(root) == honest  # the rewritten file is remembered too
+    before = path.stat()
+    forged = _swap_orgs(path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert len(forged) == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
+    assert not trust.vouched(forged)
+    assert _org_b_lines(root) == honest
