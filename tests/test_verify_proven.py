@@ -246,3 +246,18 @@ def test_worker_processes_read_and_write_the_record_alike(
     again = integrity.verify(store, workers=2).to_dict()
     assert first["ok"] and not again["ok"]
     assert again == _fresh(store, tmp_path, monkeypatch)
+
+
+def test_a_head_missing_from_the_record_is_hashed_from_its_files_and_recorded(
+    store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files vouched for, their tree heads not (a record from before a seal spanning them):
+    the heads' files are read once more and hashed (no line check), then the heads are in
+    the record too."""
+    for record in _record_dir(tmp_path).iterdir():
+        data = orjson.loads(record.read_bytes())
+        record.write_bytes(orjson.dumps({**data, "heads": {}}))
+    report, counts = _verify_counting(store, monkeypatch)
+    assert report.ok and counts == {"vouched": 4, "scanned": 0, "fed": 32, "reread": 0}
+    report, counts = _verify_counting(store, monkeypatch)
+    assert report.ok and counts == {"vouched": 4, "scanned": 0, "fed": 0, "reread": 0}

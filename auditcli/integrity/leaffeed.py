@@ -37,6 +37,8 @@ class Pending:
     #: The SHA-256 of its leaf hashes, when the record of earlier verifies vouches for the
     #: head and its files (proven.py) and the scans therefore did not feed it.
     proven: bytes | None = None
+    #: The frontier it starts from (the head it extends), kept to feed it again from scratch.
+    origin: Frontier | None = None
 
     @property
     def complete(self) -> bool:
@@ -65,7 +67,7 @@ def plan_feeds(manifests: Sequence[Manifest]) -> tuple[dict[int, Pending], dict[
         keys = [file_key(name) for name, _, _ in head.appended]
         if None in keys or len(set(keys)) != len(keys):
             continue  # a file named twice (or no file name): left to the tree check's reading
-        job = pending[manifest.sequence] = Pending(head, start)
+        job = pending[manifest.sequence] = Pending(head, start, origin=start.copy())
         for index, ((_, first, end), key) in enumerate(zip(head.appended, keys, strict=True)):
             wants.setdefault(key, []).append((first, end, job, index))  # type: ignore[arg-type]
     return pending, wants

@@ -67,7 +67,7 @@ from .manifests import (
 from .proven import FileProof, Proven, content_key, head_key
 from .redaction import Redactions, hashed_input, line_accepted
 from .sealstate import check_state
-from .tree import TreeCheck, foreign_receipts, gives
+from .tree import TreeCheck, TreeHead, foreign_receipts, gives
 
 #: How a checkpoint names the manifest that made it: (order verify read it in, `#5`).
 Label = tuple[int, str]
@@ -291,6 +291,8 @@ class _Verifier:
         self.feeds: dict[tuple[str, str], list[Any]] = {}  # file key -> leaf ranges (leaffeed)
         self.proven: Proven | None = None  # the record of earlier verifies (proven.py)
         self.content_keys: dict[tuple[str, str], bytes] = {}  # file key -> its content key
+        self.vouched_files: set[tuple[str, str]] = set()  # file keys the record vouched for
+        self.listed: dict[tuple[str, str], LogFile] = {}  # file key -> the file as listed
         self._embedded: dict[str, tuple[Any, str | None]] = {}  # see embedded()
         self.latest_seal: Manifest | None = None
         self.host = HostReport("")
@@ -899,6 +901,7 @@ class _Verifier:
         elif self.latest_seal is None:
             self.latest_seal = self.newest_seal
         files = [self.listed_file(*item) for item in self.writer_files.pop(writer, [])]
+        self.listed = {(file.day, file.segment): file for file in files}
         days = sorted({file.day for file in files})
         if names:
             host.chain = "own"
@@ -946,6 +949,7 @@ class _Verifier:
         if self.proven is not None:
             self.proven.save()
         self.checkpoints, self.feeds, self.content_keys, self.proven = {}, {}, {}, None
+        self.vouched_files, self.listed = set(), {}
         for manifest in chain.read:
             # A parsed tree head refers to its manifest (tree.head_of's memo): free the
             # writer's manifests now, not at the next full collection, several writers later.
@@ -1100,6 +1104,8 @@ class _Verifier:
             return False
         if scan.content_key is not None:
             self.content_keys[key] = scan.content_key
+            if scan.vouched:
+                self.vouched_files.add(key)
             if scan.proof is not None and self.proven is not None:
                 self.proven.note_file(scan.content_key, *scan.proof)
         name = scan.source.file.name if scan.source else file.name
@@ -1150,6 +1156,47 @@ class _Verifier:
         scan.run()
         return scan
 
+    def head_key(self, head: TreeHead) -> bytes | None:
+        """The record's key of `head` (proven.head_key) from its files' content keys as the
+        scans found them, if all are known."""
+        manifest_hash, keys = head.manifest.hash, []
+        for name, _, _ in head.appended:
+            key = self.content_keys.get(file_key(name))  # type: ignore[arg-type]
+            if key is None or not manifest_hash:
+                return None
+            keys.append(key)
+        return head_key(head.extends, manifest_hash, keys) if manifest_hash else None
+
+    def prove_head(self, pending: Pending) -> bytes | None:
+        """The SHA-256 of the leaf hashes of a head the record does not hold, though it vouched
+        for files whose lines it appends (so the scans did not feed it): hashed from those files
+        read again, when each still has the content key its scan found and the leaves take the
+        head it extends to this one. None otherwise (the tree check then decides, as always)."""
+        head, origin = pending.head, pending.origin
+        if origin is None:
+            return None
+        job = Pending(head, origin.copy())
+        for index, (name, first, end) in enumerate(head.appended):
+            at = file_key(name)
+            file = self.listed.get(at)  # type: ignore[arg-type]
+            if file is None:
+                return None
+            source = LineSource(file)
+            try:
+                chunks = list(itertools.islice(source.chunks(), 2))
+            except IntegrityError:
+                return None
+            if len(chunks) != 1 or source.torn_line is not None:
+                return None
+            if content_key(source.file.name, chunks[0]) != self.content_keys.get(at):  # type: ignore[arg-type]
+                return None  # changed since its scan
+            lines = chunks[0].split(b"\n")
+            lines.pop()
+            feed = LeafFeed([(first, end, job, index)])
+            feed.add(lines)
+            feed.commit()
+        return job.digest.digest() if job.complete and gives(job.frontier, head) else None
+
     def proven_heads(self, streamed: Mapping[int, Pending]) -> None:
         """Tree heads and the record of earlier verifies (proven.py): a head the scans fed
         whole and that they took to its stated frontier is recorded; a head whose files the
@@ -1159,15 +1206,20 @@ class _Verifier:
             return
         for pending in streamed.values():
             head = pending.head
-            keys = [self.content_keys.get(file_key(name)) for name, _, _ in head.appended]  # type: ignore[arg-type]
-            if None in keys or not head.manifest.hash:
+            key = self.head_key(head)
+            if key is None:
                 continue
-            key = head_key(head.extends, head.manifest.hash, keys)  # type: ignore[arg-type]
             if pending.complete:
                 if gives(pending.frontier, head):
                     self.proven.note_head(key, pending.digest.digest())
-            else:
-                pending.proven = self.proven.head(key)
+                continue
+            pending.proven = self.proven.head(key)
+            if pending.proven is None and any(
+                file_key(name) in self.vouched_files for name, _, _ in head.appended
+            ):
+                pending.proven = self.prove_head(pending)
+                if pending.proven is not None:
+                    self.proven.note_head(key, pending.proven)
 
     def check_planted(self, file: LogFile, name: str, lines: int) -> None:
         """A file no manifest knows is new since the latest seal, or planted: planted when it is
