@@ -261,3 +261,21 @@ def test_a_head_missing_from_the_record_is_hashed_from_its_files_and_recorded(
     assert report.ok and counts == {"vouched": 4, "scanned": 0, "fed": 32, "reread": 0}
     report, counts = _verify_counting(store, monkeypatch)
     assert report.ok and counts == {"vouched": 4, "scanned": 0, "fed": 0, "reread": 0}
+
+
+def test_a_record_directory_replaced_by_a_symlink_is_not_believed(
+    store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forged record moved elsewhere and the record directory made a symlink to it (what
+    someone who could replace a directory on the way would do): not followed."""
+    _forge(store, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    _record_dir(tmp_path).rename(elsewhere)
+    _record_dir(tmp_path).symlink_to(elsewhere, target_is_directory=True)
+    before = {p.name: p.read_bytes() for p in elsewhere.iterdir()}
+    report, counts = _verify_counting(store, monkeypatch)
+    assert counts["vouched"] == 0
+    assert [(p.file, p.line, p.kind) for p in report.problems] == [
+        (f"date={DAYS[0]}/alpha.jsonl", 2, "altered entry")
+    ]
+    assert {p.name: p.read_bytes() for p in elsewhere.iterdir()} == before  # none written
