@@ -140,7 +140,13 @@ def _recorded(name: str) -> bool:
 def _open_record(*, create: bool) -> int | None:
     """The record directory, opened; None when it is missing (and not to be created) or
     anyone but this user could have written in it."""
-    path = location()
+    return open_private(location(), create=create)
+
+
+def open_private(path: str, *, create: bool) -> int | None:
+    """The directory `path` of a record private to this user, opened (created if `create`);
+    None when it is missing (and not to be created), relative, or anyone but this user could
+    have written in it."""
     if not os.path.isabs(path):
         return None  # no home directory to speak of: never one relative to where we run
     try:

@@ -14,7 +14,10 @@ Each measurement is a new process (wall time, CPU time and peak RSS from wait4: 
 helpers, bytecode cache on). `audit verify` has two peers, each run as one process and as two
 at a time (`xargs -P 2`: verify checks writers in one worker per CPU): `sha256sum` over the
 data files, and `sha256sum` over every file verify reads (data files, manifests, kept leaf
-hashes under `_index/merkle/`). All run alternately after a warm-up; medians reported.
+hashes under `_index/merkle/`). `audit verify` runs cold (its record of earlier verifies,
+integrity/proven.py, emptied before each run) and repeat (the record the previous run left),
+each with its own XDG_CACHE_HOME beside the store. All run alternately after a warm-up;
+medians reported.
 """
 
 from __future__ import annotations
@@ -136,8 +139,12 @@ def data_files(root: Path) -> list[str]:
 
 
 def measure(root: Path, runs: int) -> dict[str, Any]:
-    """`audit verify` and its peers, alternately, medians (run.py's `compare`)."""
+    """`audit verify` and its peers, alternately, medians (run.py's `compare`). Verify twice:
+    cold (its record of earlier verifies emptied before each run, so every line is hashed and
+    the record written) and repeat (the record a previous verify of the same store left)."""
     env = {**run.ENV, "AUDIT_LOG_DIR": str(root)}
+    cold_cache, warm_cache = root.parent / "cache-cold", root.parent / "cache-repeat"
+    shutil.rmtree(warm_cache, ignore_errors=True)
     files = data_files(root)
     manifests = sorted(str(p) for p in root.glob("_manifests/*/*.json"))
     kept = sorted(str(p) for p in root.glob("_index/merkle/*/*.leaves"))
@@ -150,8 +157,11 @@ def measure(root: Path, runs: int) -> dict[str, Any]:
         ' -o -path "*/_index/merkle/*" -name "*.leaves" \\)'
     )
     find = 'find "$0" {} -print0 | xargs -0 {} sha256sum'
+    audit_verify = [sys.executable, "-m", "auditcli", "verify", "--format", "json"]
     tools = {
-        "verify": [sys.executable, "-m", "auditcli", "verify", "--format", "json"],
+        # sh empties the record, then becomes verify (the removal is timed too: a few ms)
+        "verify": ["sh", "-c", 'rm -rf "$0"; exec "$@"', str(cold_cache), *audit_verify],
+        "verify repeat": audit_verify,
         "sha256sum": ["sh", "-c", find.format(data, ""), str(root)],
         "sha256sum -P2": ["sh", "-c", find.format(data, "-P 2"), str(root)],
         "sha256sum all": ["sh", "-c", find.format(every, ""), str(root)],
@@ -169,14 +179,21 @@ def measure(root: Path, runs: int) -> dict[str, Any]:
         "print(time.perf_counter() - t)\n",
         str(root),
     ]
+    caches = {"verify": cold_cache, "verify repeat": warm_cache}
+    envs = {name: {**env, "XDG_CACHE_HOME": str(caches.get(name, cold_cache))} for name in tools}
     results = run.compare(
         {
-            name: (lambda argv=argv: run.run_once(argv, env, subprocess.DEVNULL))
+            name: (lambda argv=argv, name=name: run.run_once(argv, envs[name], subprocess.DEVNULL))
             for name, argv in tools.items()
         },
         runs,
     )
-    inside = float(subprocess.run(inproc, env=env, capture_output=True, check=True).stdout)
+    shutil.rmtree(cold_cache, ignore_errors=True)  # the in-process run is cold too
+    inside = float(
+        subprocess.run(inproc, env=envs["verify"], capture_output=True, check=True).stdout
+    )
+    shutil.rmtree(cold_cache, ignore_errors=True)
+    shutil.rmtree(warm_cache, ignore_errors=True)
     return {
         "files": len(files),
         "bytes": sum(os.path.getsize(p) for p in files),
@@ -209,9 +226,10 @@ def main() -> None:
     run.setup_env(args.data)  # bytecode cache on, as in an installed copy
     print(
         "| writers x days | data files (MB) | manifests (MB) | kept leaf files (MB) |"
-        " `audit verify` | in-process `verify()` | `sha256sum` data, 1 / 2 processes | ratio |"
-        " `sha256sum` all files, 1 / 2 processes | ratio | CPU time verify / data / all |"
-        " verify peak RSS |"
+        " `audit verify` cold / repeat | in-process `verify()` (cold) |"
+        " `sha256sum` data, 1 / 2 processes | ratio cold / repeat |"
+        " `sha256sum` all files, 1 / 2 processes | ratio cold / repeat |"
+        " CPU time verify cold / repeat / data / all | verify peak RSS cold / repeat |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     big = args.data / f"w{args.writers}-d{args.days}-p{args.per_day}" / "logs"
@@ -222,20 +240,21 @@ def main() -> None:
         else:
             subset(big, root, writers, days, args.per_day)
         m = measure(root, args.runs if (writers, days) == shapes[0] else 1)
-        verify, data1, data2 = m["verify"], m["sha256sum"], m["sha256sum -P2"]
+        verify, again = m["verify"], m["verify repeat"]
+        data1, data2 = m["sha256sum"], m["sha256sum -P2"]
         all1, all2 = m["sha256sum all"], m["sha256sum all -P2"]
         print(
             f"| {writers} x {days} | {m['files']} ({m['bytes'] / 1e6:.0f}) |"
             f" {m['manifests']} ({m['manifest_bytes'] / 1e6:.1f}) |"
             f" {m['kept']} ({m['kept_bytes'] / 1e6:.1f}) |"
-            f" {verify.median:.2f} s | {m['in_process_s']:.2f} s |"
+            f" {verify.median:.2f} s / {again.median:.2f} s | {m['in_process_s']:.2f} s |"
             f" {data1.median:.2f} s / {data2.median:.2f} s |"
-            f" {verify.median / data1.median:.2f}x / {verify.median / data2.median:.2f}x |"
+            f" {verify.median / data1.median:.2f}x / {again.median / data1.median:.2f}x |"
             f" {all1.median:.2f} s / {all2.median:.2f} s |"
-            f" {verify.median / all1.median:.2f}x / {verify.median / all2.median:.2f}x |"
-            f" {verify.cpu:.2f} s / {data1.cpu:.2f} s / {all1.cpu:.2f} s"
-            f" = {verify.cpu / data1.cpu:.1f}x / {verify.cpu / all1.cpu:.1f}x |"
-            f" {verify.rss_mb:.0f} MiB |",
+            f" {verify.median / all1.median:.2f}x / {again.median / all1.median:.2f}x |"
+            f" {verify.cpu:.2f} s / {again.cpu:.2f} s / {data1.cpu:.2f} s / {all1.cpu:.2f} s"
+            f" = {verify.cpu / all1.cpu:.1f}x / {again.cpu / all1.cpu:.1f}x all |"
+            f" {verify.rss_mb:.0f} / {again.rss_mb:.0f} MiB |",
             flush=True,
         )
     print(f"# load average after the run: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")

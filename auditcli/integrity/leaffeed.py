@@ -17,7 +17,7 @@ from hashlib import sha256
 from typing import Any
 
 from .manifests import Manifest, file_key
-from .merkle import HASH_SIZE, Frontier, leaf_hashes
+from .merkle import Frontier, leaf_digests
 from .tree import TreeHead, head_of
 
 FileKey = tuple[str, str]
@@ -34,6 +34,11 @@ class Pending:
     digest: Any = field(default_factory=sha256)
     next_range: int = 0
     broken: bool = False
+    #: The SHA-256 of its leaf hashes, when the record of earlier verifies vouches for the
+    #: head and its files (proven.py) and the scans therefore did not feed it.
+    proven: bytes | None = None
+    #: The frontier it starts from (the head it extends), kept to feed it again from scratch.
+    origin: Frontier | None = None
 
     @property
     def complete(self) -> bool:
@@ -62,7 +67,7 @@ def plan_feeds(manifests: Sequence[Manifest]) -> tuple[dict[int, Pending], dict[
         keys = [file_key(name) for name, _, _ in head.appended]
         if None in keys or len(set(keys)) != len(keys):
             continue  # a file named twice (or no file name): left to the tree check's reading
-        job = pending[manifest.sequence] = Pending(head, start)
+        job = pending[manifest.sequence] = Pending(head, start, origin=start.copy())
         for index, ((_, first, end), key) in enumerate(zip(head.appended, keys, strict=True)):
             wants.setdefault(key, []).append((first, end, job, index))  # type: ignore[arg-type]
     return pending, wants
@@ -87,14 +92,14 @@ class LeafFeed:
         if first >= self.end:
             return
         wanted = lines[: self.end - first] if first + len(lines) > self.end else lines
-        leaves = leaf_hashes(wanted)
+        leaves = leaf_digests(wanted)
         last = first + len(wanted)
         for start, end, _, _, frontier, digest, fed in self.wants:
             low, high = max(start, first), min(end, last)
             if low < high:
-                block = leaves[(low - first) * HASH_SIZE : (high - first) * HASH_SIZE]
-                frontier.extend_concatenated(block)
-                digest.update(block)
+                block = leaves[low - first : high - first]
+                frontier.extend_digests(block)
+                digest.update(b"".join(block))
                 fed[0] += high - low
 
     def commit(self) -> None:

@@ -4,6 +4,7 @@ per-file facts (line count, head, size, archive digest) a manifest records."""
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 import stat
@@ -409,9 +410,12 @@ def append_manifest(
     return Manifest(path, sequence, body, digest, body_bytes, signature, writer=writer)
 
 
+@functools.lru_cache(maxsize=4096)
 def file_key(name: str) -> tuple[str, str] | None:
     """`(day, segment)` of a manifest file name `date=…/<segment>.jsonl[.gz]`: a plain file
     and its gzip twin share one key (rotation keeps identical lines)."""
+    # Cached: verify asks about each name of a writer's chain five times or more (its chain,
+    # its files, its tree heads), a few microseconds each; a writer's names fit (about 1 MB).
     match = _FILE_NAME.fullmatch(name)
     return (match.group(1), match.group(2)) if match else None
 

@@ -38,6 +38,11 @@ _LEAF, _NODE = _sha256(b"\x00"), _sha256(b"\x01")  # fed their prefix: copied fo
 
 def leaf_hashes(lines: Iterable[bytes]) -> bytes:
     """The concatenated RFC 9162 hashes of leaves whose bytes are `lines`, in order."""
+    return b"".join(leaf_digests(lines))
+
+
+def leaf_digests(lines: Iterable[bytes]) -> list[bytes]:
+    """The RFC 9162 hashes of leaves whose bytes are `lines`, in order, one `bytes` each."""
     # A copy of a hash already fed the prefix spares a prefixed copy of every line: about a
     # tenth less time per leaf, where the calls cost as much as hashing a short line.
     copy, out = _LEAF.copy, list[bytes]()
@@ -46,7 +51,7 @@ def leaf_hashes(lines: Iterable[bytes]) -> bytes:
         h = copy()
         h.update(line)
         append(h.digest())
-    return b"".join(out)
+    return out
 
 
 def parent_level(level: bytes | bytearray) -> bytes:
@@ -95,27 +100,38 @@ class Frontier:
             self.append(leaf)
 
     def extend_concatenated(self, leaves: bytes) -> None:
-        """Add the leaf hashes of a concatenation, in order: in aligned perfect blocks, each
-        hashed level by level, so the work is the same hashes with less Python per hash."""
-        count = len(leaves) // HASH_SIZE
+        """Add the leaf hashes of a concatenation, in order."""
         if len(leaves) % HASH_SIZE:
             raise ValueError("leaf hashes are not a multiple of 32 bytes")
-        done = 0
+        cut = range(0, len(leaves), HASH_SIZE)
+        self.extend_digests([leaves[at : at + HASH_SIZE] for at in cut])
+
+    def extend_digests(self, leaves: Sequence[bytes]) -> None:
+        """Add leaf hashes (32 bytes each) at the end, in order: in aligned perfect blocks,
+        each hashed level by level, so the work is the same hashes with less Python per hash
+        (a level is one list comprehension over the pairs of the level below)."""
+        sha, hashes, size = _sha256, self.hashes, self.size
+        count, done = len(leaves), 0
         while done < count:
             # The biggest block that keeps the tree aligned: a power of two dividing the size
             # (any, when the size is 0) and no bigger than what is left.
             block = 1 << ((count - done).bit_length() - 1)
-            if self.size:
-                block = min(block, self.size & -self.size)
-            height = block.bit_length() - 1
-            node = _perfect_root(leaves[done * HASH_SIZE : (done + block) * HASH_SIZE])
-            hashes, size = self.hashes, self.size >> height
-            while size & 1:
-                node = _sha256(b"\x01" + hashes.pop() + node).digest()
-                size >>= 1
+            if size:
+                block = min(block, size & -size)
+            level = leaves[done : done + block]
+            while len(level) > 1:  # a power of two: the pairs come out even
+                pairs = zip(level[::2], level[1::2], strict=True)
+                level = [sha(b"\x01" + left + right).digest() for left, right in pairs]
+            node = level[0]
+            # Each trailing set bit of the size (in blocks) is a perfect subtree it completes.
+            above = size >> (block.bit_length() - 1)
+            while above & 1:
+                node = sha(b"\x01" + hashes.pop() + node).digest()
+                above >>= 1
             hashes.append(node)
-            self.size += block
+            size += block
             done += block
+        self.size = size
 
     def root(self) -> bytes:
         """MTH of the leaves so far."""

@@ -718,10 +718,13 @@ def _check_one(
     if tuple(planned) != head.appended:
         return "its appended ranges are not the lines its files grew by since the seal before"
     gone = any(file_key(name) in deleted for name, _, _ in head.appended)
-    if not gone and streamed is not None and streamed.complete and _gives(streamed.frontier, head):
+    if not gone and streamed is not None and streamed.complete and gives(streamed.frontier, head):
         # Fed by verify's one pass over the files, from the same start (the head it extends).
         # Anything else is decided by reading the files again, below, as it always was.
         start, digest = streamed.frontier, streamed.digest.digest()
+    elif not gone and streamed is not None and streamed.proven is not None:
+        # An earlier verify recomputed it from these very manifests and files (proven.py).
+        start, digest = Frontier(head.size, head.frontier), streamed.proven
     else:
         digest = None
         origin = start.copy()
@@ -741,14 +744,14 @@ def _check_one(
                     return _UNCHECKED
                 gone = False
         start.extend_concatenated(leaves)
-        if not gone and not _gives(start, head) and _receipted_since(store, head):
+        if not gone and not gives(start, head) and _receipted_since(store, head):
             # A retention receipt written while verify ran deleted a file the head covers, and
             # a late writer made it again: the kept leaves decide.
             gone, start, leaves = True, origin, _saved_leaves(store, head) or b""
             if not leaves:
                 return _UNCHECKED
             start.extend_concatenated(leaves)
-    if not _gives(start, head):
+    if not gives(start, head):
         return f"the entries it covers no longer give its tree head (size {head.size})"
     if start.root() != head.root:
         return "its root is not the hash of its frontier"
@@ -765,7 +768,7 @@ def _check_one(
     return _GONE if gone else ""
 
 
-def _gives(frontier: Frontier, head: TreeHead) -> bool:
+def gives(frontier: Frontier, head: TreeHead) -> bool:
     """Whether `frontier` is the head's (size and right-edge hashes)."""
     return frontier.size == head.size and tuple(frontier.hashes) == head.frontier
 
@@ -780,7 +783,7 @@ def _recomputed_if_head(
     except IntegrityError:
         return b""
     frontier.extend_concatenated(leaves)
-    return leaves if _gives(frontier, head) else b""
+    return leaves if gives(frontier, head) else b""
 
 
 def _receipted_since(store: AuditStore, head: TreeHead) -> bool:

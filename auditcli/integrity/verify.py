@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import sys
 from binascii import hexlify
@@ -47,7 +48,7 @@ from .constants import (
 from .fleet import Fleet, FleetWriter, TrustedKeys
 from .indexes import check_indexes
 from .keys import embedded_public_key, key_id, signature_valid
-from .leaffeed import LeafFeed, plan_feeds
+from .leaffeed import LeafFeed, Pending, plan_feeds
 from .manifests import (
     Manifest,
     archive_digest,
@@ -63,9 +64,10 @@ from .manifests import (
     receipt_records,
     records_of,
 )
+from .proven import FileProof, Proven, content_key, head_key
 from .redaction import Redactions, hashed_input, line_accepted
 from .sealstate import check_state
-from .tree import TreeCheck, foreign_receipts
+from .tree import TreeCheck, TreeHead, foreign_receipts, gives
 
 #: How a checkpoint names the manifest that made it: (order verify read it in, `#5`).
 Label = tuple[int, str]
@@ -287,6 +289,10 @@ class _Verifier:
         # Per writer while it is checked (memory: one writer's checkpoints at a time).
         self.checkpoints: dict[tuple[str, str], _Checkpoints] = {}
         self.feeds: dict[tuple[str, str], list[Any]] = {}  # file key -> leaf ranges (leaffeed)
+        self.proven: Proven | None = None  # the record of earlier verifies (proven.py)
+        self.content_keys: dict[tuple[str, str], bytes] = {}  # file key -> its content key
+        self.vouched_files: set[tuple[str, str]] = set()  # file keys the record vouched for
+        self.listed: dict[tuple[str, str], LogFile] = {}  # file key -> the file as listed
         self._embedded: dict[str, tuple[Any, str | None]] = {}  # see embedded()
         self.latest_seal: Manifest | None = None
         self.host = HostReport("")
@@ -885,6 +891,8 @@ class _Verifier:
                     "not a manifest; planted or left behind",
                 )
         trees = self.trees if chained else None
+        # What earlier whole-store verifies proved about exact bytes (proven.py).
+        self.proven = Proven(str(self.store.root), writer) if trees else None
         chain = self.check_chain(writer, names, self.keys_for(writer), receipts, trees is not None)
         # The tree heads are recomputed from the same reads as the chain links (leaffeed.py).
         streamed, self.feeds = plan_feeds(chain.read) if trees else ({}, {})
@@ -893,6 +901,7 @@ class _Verifier:
         elif self.latest_seal is None:
             self.latest_seal = self.newest_seal
         files = [self.listed_file(*item) for item in self.writer_files.pop(writer, [])]
+        self.listed = {(file.day, file.segment): file for file in files}
         days = sorted({file.day for file in files})
         if names:
             host.chain = "own"
@@ -931,12 +940,16 @@ class _Verifier:
                 self.progress(self.report.entries, done=self.files_done, total=self.files_listed)
         self.check_missing(seen)
         if trees:  # after the files: a file's problem explains its heads'
+            self.proven_heads(streamed)
             others = foreign_receipts(self.store, writer, (m for m, _ in self.receipts))
             trees.check(writer, chain.read, others, streamed)
             forged = check_state(self.store, writer, chain.read, (m for m, _ in self.receipts))
             if forged is not None:
                 self.report.problems.append(forged)
-        self.checkpoints, self.feeds = {}, {}
+        if self.proven is not None:
+            self.proven.save()
+        self.checkpoints, self.feeds, self.content_keys, self.proven = {}, {}, {}, None
+        self.vouched_files, self.listed = set(), {}
         for manifest in chain.read:
             # A parsed tree head refers to its manifest (tree.head_of's memo): free the
             # writer's manifests now, not at the next full collection, several writers later.
@@ -1089,6 +1102,12 @@ class _Verifier:
             return True
         if scan.lines == 0 and _vanished(file):
             return False
+        if scan.content_key is not None:
+            self.content_keys[key] = scan.content_key
+            if scan.vouched:
+                self.vouched_files.add(key)
+            if scan.proof is not None and self.proven is not None:
+                self.proven.note_file(scan.content_key, *scan.proof)
         name = scan.source.file.name if scan.source else file.name
         report.files += 1
         host.files += 1
@@ -1133,8 +1152,74 @@ class _Verifier:
         takes the Merkle leaves of its lines."""
         scan = _FileScan(file, known, self.geneses, feed)
         scan.redacted = self.redactions.lines.get((file.day, file.segment))
+        scan.proven = self.proven
         scan.run()
         return scan
+
+    def head_key(self, head: TreeHead) -> bytes | None:
+        """The record's key of `head` (proven.head_key) from its files' content keys as the
+        scans found them, if all are known."""
+        manifest_hash, keys = head.manifest.hash, []
+        for name, _, _ in head.appended:
+            key = self.content_keys.get(file_key(name))  # type: ignore[arg-type]
+            if key is None or not manifest_hash:
+                return None
+            keys.append(key)
+        return head_key(head.extends, manifest_hash, keys) if manifest_hash else None
+
+    def prove_head(self, pending: Pending) -> bytes | None:
+        """The SHA-256 of the leaf hashes of a head the record does not hold, though it vouched
+        for files whose lines it appends (so the scans did not feed it): hashed from those files
+        read again, when each still has the content key its scan found and the leaves take the
+        head it extends to this one. None otherwise (the tree check then decides, as always)."""
+        head, origin = pending.head, pending.origin
+        if origin is None:
+            return None
+        job = Pending(head, origin.copy())
+        for index, (name, first, end) in enumerate(head.appended):
+            at = file_key(name)
+            file = self.listed.get(at)  # type: ignore[arg-type]
+            if file is None:
+                return None
+            source = LineSource(file)
+            try:
+                chunks = list(itertools.islice(source.chunks(), 2))
+            except IntegrityError:
+                return None
+            if len(chunks) != 1 or source.torn_line is not None:
+                return None
+            if content_key(source.file.name, chunks[0]) != self.content_keys.get(at):  # type: ignore[arg-type]
+                return None  # changed since its scan
+            lines = chunks[0].split(b"\n")
+            lines.pop()
+            feed = LeafFeed([(first, end, job, index)])
+            feed.add(lines)
+            feed.commit()
+        return job.digest.digest() if job.complete and gives(job.frontier, head) else None
+
+    def proven_heads(self, streamed: Mapping[int, Pending]) -> None:
+        """Tree heads and the record of earlier verifies (proven.py): a head the scans fed
+        whole and that they took to its stated frontier is recorded; a head whose files the
+        record vouched for (so not fed) takes the record's word when its manifests and files
+        hash as recorded. Any other head is recomputed by the tree check, reading its files."""
+        if self.proven is None:
+            return
+        for pending in streamed.values():
+            head = pending.head
+            key = self.head_key(head)
+            if key is None:
+                continue
+            if pending.complete:
+                if gives(pending.frontier, head):
+                    self.proven.note_head(key, pending.digest.digest())
+                continue
+            pending.proven = self.proven.head(key)
+            if pending.proven is None and any(
+                file_key(name) in self.vouched_files for name, _, _ in head.appended
+            ):
+                pending.proven = self.prove_head(pending)
+                if pending.proven is not None:
+                    self.proven.note_head(key, pending.proven)
 
     def check_planted(self, file: LogFile, name: str, lines: int) -> None:
         """A file no manifest knows is new since the latest seal, or planted: planted when it is
@@ -1281,6 +1366,12 @@ class _FileScan:
         self.searched = 0
         self.head = b""  # the last line's link (the genesis value for an empty file)
         self.redacted: Mapping[int, set[str]] | None = None  # lines redaction receipts name
+        #: The record of earlier verifies (proven.py), for a whole-store verify; then the
+        #: file's content key when it was read in one piece, and whether the record vouched.
+        self.proven: Proven | None = None
+        self.content_key: bytes | None = None
+        self.vouched = False
+        self.proof: FileProof | None = None  # what this scan proved, to record
 
     def problem(self, line: int | None, kind: str, detail: str, name: str | None = None) -> None:
         if len(self.problems) >= _MAX_PROBLEMS_PER_FILE:
@@ -1309,7 +1400,8 @@ class _FileScan:
         record: tuple[int, bytes | None, bytes | None, bool]  # line no., line, digest, ok
         overlong = source.overlong  # filled as chunks are read
         feed = self.feed
-        for chunk in source.chunks():
+        chunks = self.chunks(source, by_line)
+        for chunk in chunks:
             self.bytes += len(chunk)
             lines = chunk.split(b"\n")
             lines.pop()
@@ -1380,8 +1472,12 @@ class _FileScan:
                 ring.append(record)
         if incident is not None:
             self.analyse(incident, genesis)
-        self.lines = n
-        self.head = prev
+        if not self.vouched:
+            self.lines = n
+            self.head = prev
+            if self.content_key is not None and not self.problems and not self.unexplained:
+                # Every line right: what a repeat verify of these bytes may take as proved.
+                self.proof = (n, prev, dict(self.at_line))
         if misplaced > 1:
             self.problem(
                 None,
@@ -1400,6 +1496,43 @@ class _FileScan:
                     f"{self.suppressed} further problems in this file not listed",
                 )
             )
+
+    def chunks(
+        self, source: LineSource, by_line: Mapping[int, Mapping[bytes, Label]]
+    ) -> Iterator[bytes]:
+        """The file's chunks for the line loop; none when the record of earlier verifies
+        vouches for its bytes (a plain file read in one piece whose content key is recorded,
+        with the link at each line count checkpointed now): the loop's results are then the
+        record's, and the checks after the loop run on them as on any file."""
+        chunks = source.chunks()
+        if self.proven is None or self.redacted:
+            return chunks
+        first = next(chunks, None)
+        if first is None:
+            return iter(())
+        second = next(chunks, None)
+        if second is not None:
+            return itertools.chain((first, second), chunks)
+        if (
+            source.file.compressed
+            or source.start
+            or source.torn_line is not None
+            or source.overlong
+            or source.trailing_garbage
+        ):
+            return iter((first,))
+        self.content_key = content_key(source.file.name, first)
+        proof = self.proven.file(self.content_key)
+        if proof is None:
+            return iter((first,))
+        lines, head, links = proof
+        wanted = [k for k in by_line if 0 < k <= lines]
+        if any(k not in links for k in wanted):
+            return iter((first,))  # a checkpoint at a line count not recorded: checked in full
+        self.vouched = True
+        self.lines, self.head, self.bytes = lines, head, len(first)
+        self.at_line.update((k, links[k]) for k in wanted)
+        return iter(())
 
     def malformed(self, n: int, detail: str) -> None:
         self.flagged.add(n)

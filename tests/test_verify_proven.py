@@ -1,0 +1,281 @@
+"""A repeat verify and the record of what earlier verifies proved (integrity/proven.py): the
+same report as a first verify, no line hashed again for bytes the record vouches for, and
+anything changed since (a byte, a file under another name, a manifest, the kept leaf hashes)
+found exactly as a first verify finds it; a record anyone else could write is not believed."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from auditcli import integrity
+from auditcli.integrity import proven
+from auditcli.store import AuditStore
+
+verify_module = importlib.import_module("auditcli.integrity.verify")
+tree_module = importlib.import_module("auditcli.integrity.tree")
+
+WRITERS = ("alpha", "bravo")
+DAYS = ("2026-11-18", "2026-11-19")
+
+
+@pytest.fixture(autouse=True)
+def _no_env_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AUDIT_SIGNING_KEY", raising=False)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> AuditStore:
+    """Two writers, two days of 8 entries each, sealed (signed, with tree heads), then
+    verified once: the record holds what that verify proved."""
+    key = tmp_path / "seal.key"
+    integrity.generate_keys(key)
+    root = tmp_path / "logs"
+    for index, writer in enumerate(WRITERS):
+        writing = AuditStore(root, writer_id=writer)
+        for day in DAYS:
+            writing.append(
+                [
+                    {
+                        "action": "login",
+                        "actorId": f"{writer}-{i}",
+                        "organizationId": "org-1",
+                        "createdAt": f"{day}T08:{i:02d}:{index:02d}.000Z",
+                    }
+                    for i in range(8)
+                ]
+            )
+        integrity.seal(writing, signing_key=key)
+    store = AuditStore(root, writer_id="alpha")
+    first = integrity.verify(store, workers=1)
+    assert first.ok, first.problems
+    return store
+
+
+def _record_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache" / "auditcli" / "verified"  # XDG_CACHE_HOME: see conftest.py
+
+
+def _verify_counting(store: AuditStore, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, dict]:
+    """verify, counting the files the record vouched for, the lines hashed into Merkle leaves
+    by the scans, and the tree heads recomputed by reading their files again."""
+    counts = {"vouched": 0, "scanned": 0, "fed": 0, "reread": 0}
+    scan_run, feed_add = verify_module._FileScan.run, verify_module.LeafFeed.add
+    reread = tree_module._recomputed_leaves
+
+    def run(self: Any) -> None:
+        scan_run(self)
+        counts["vouched" if self.vouched else "scanned"] += 1
+
+    def add(self: Any, lines: Any) -> None:
+        counts["fed"] += len(lines)
+        feed_add(self, lines)
+
+    def recomputed(*args: Any, **kwargs: Any) -> bytes:
+        counts["reread"] += 1
+        return reread(*args, **kwargs)
+
+    with monkeypatch.context() as patch:  # (undoing the fixture would undo conftest's too)
+        patch.setattr(verify_module._FileScan, "run", run)
+        patch.setattr(verify_module.LeafFeed, "add", add)
+        patch.setattr(tree_module, "_recomputed_leaves", recomputed)
+        return integrity.verify(store, workers=1), counts
+
+
+def _fresh(store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """The report of a first verify (an empty record elsewhere), the record left as it was."""
+    with monkeypatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path / "fresh-cache"))
+        shutil.rmtree(tmp_path / "fresh-cache", ignore_errors=True)
+        return integrity.verify(store, workers=1).to_dict()
+
+
+def _file(store: AuditStore, writer: str, day: str = DAYS[0]) -> Path:
+    return store.root / f"date={day}" / f"{writer}.jsonl"
+
+
+def test_a_repeat_verify_hashes_no_line_again_and_reports_the_same(
+    store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert sorted(p.name.split("-", 1)[1] for p in _record_dir(tmp_path).iterdir()) == [
+        "alpha.json",
+        "bravo.json",
+    ]
+    report, counts = _verify_counting(store, monkeypatch)
+    assert counts == {"vouched": 4, "scanned": 0, "fed": 0, "reread": 0}
+    assert report.to_dict() == _fresh(store, tmp_path, monkeypatch)
+    assert report.ok and report.entries == 32 and report.tree_heads == 2
+
+
+def test_a_first_verify_records_and_vouches_for_nothing(
+    tmp_path: Path, store: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.rmtree(_record_dir(tmp_path))
+    report, counts = _verify_counting(store, monkeypatch)
+    assert report.ok
+    assert counts == {"vouched": 0, "scanned": 4, "fed": 32, "reread": 0}
+
+
+def _change_byte(path: Path) -> None:
+    """One byte of the second line's content: still a stored line, its link now wrong."""
+    data = path.read_bytes()
+    assert data.count(b'"actorId":"alpha-1"') == 1
+    path.write_bytes(data.replace(b'"actorId":"alpha-1"', b'"actorId":"alpha-7"'))
+
+
+def _change_link(path: Path) -> None:
+    lines = path.read_bytes().splitlines(keepends=True)
+    line = lines[2]
+    digit = line[-5:-4]
+    lines[2] = line[:-5] + (b"0" if digit != b"0" else b"1") + line[-4:]
+    path.write_bytes(b"".join(lines))
+
+
+def _delete_line(path: Path) -> None:
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:3] + lines[4:]))
+
+
+def _garbage_line(path: Path) -> None:
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join([*lines[:5], b'{"not": "an entry"}\n', *lines[5:]]))
+
+
+def _truncate(path: Path) -> None:
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:6]))
+
+
+def _swap_hosts(path: Path) -> None:
+    """alpha's file replaced by bravo's file of the same day (each valid under its own name)."""
+    shutil.copyfile(path.with_name("bravo.jsonl"), path)
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [_change_byte, _change_link, _delete_line, _garbage_line, _truncate, _swap_hosts],
+)
+def test_a_file_changed_since_is_checked_in_full_and_named_as_a_first_verify_names_it(
+    store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tamper: Any
+) -> None:
+    tamper(_file(store, "alpha"))
+    report, counts = _verify_counting(store, monkeypatch)
+    assert not report.ok
+    assert counts["vouched"] == 3 and counts["scanned"] == 1  # only the changed file
+    assert report.to_dict() == _fresh(store, tmp_path, monkeypatch)
+    assert {p.file for p in report.problems} >= {f"date={DAYS[0]}/alpha.jsonl"}
+
+
+def test_a_changed_manifest_is_found_as_a_first_verify_finds_it(
+    store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (path,) = (store.root / "_manifests" / "alpha").glob("*.json")
+    envelope = orjson.loads(path.read_bytes())
+    envelope["manifest"]["merkle"]["size"] += 1
+    path.write_bytes(orjson.dumps(envelope))
+    report, _ = _verify_counting(store, monkeypatch)
+    assert not report.ok
+    assert report.to_dict() == _fresh(store, tmp_path, monkeypatch)
+
+
+def test_damaged_kept_leaf_hashes_are_rewritten_as_by_a_first_verify(
+    store: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (kept,) = (store.root / "_index" / "merkle" / "alpha").glob("*.leaves")
+    right = kept.read_bytes()
+    kept.write_bytes(b"\x00" * len(right))
+    report, counts = _verify_counting(store, monkeypatch)
+    assert report.ok and counts["vouched"] == 4
+    assert kept.read_bytes() == right
+
+
+def _forge(store: AuditStore, tmp_path: Path) -> None:
+    """Change a line of alpha's first file, then write the record an attacker would want: the
+    changed bytes vouched for as the honest file was (its line count and links)."""
+    path = _file(store, "alpha")
+    honest = proven.content_key(f"date={DAYS[0]}/alpha.jsonl", path.read_bytes())
+    _change_byte(path)
+    forged = proven.content_key(f"date={DAYS[0]}/alpha.jsonl", path.read_bytes())
+    (record,) = _record_dir(tmp_path).glob("*-alpha.json")
+    data = orjson.loads(record.read_bytes())
+    data["files"][forged.hex()] = data["files"][honest.hex()]
+    record.write_bytes(orjson.dumps(data))
+
+
+def test_a_record_in_a_directory_others_can_write_is_not_believed(
+    store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _forge(store, tmp_path)
+    os.chmod(_record_dir(tmp_path), 0o777)
+    report, counts = _verify_counting(store, monkeypatch)
+    assert counts["vouched"] == 0
+    assert [(p.file, p.line, p.kind) for p in report.problems] == [
+        (f"date={DAYS[0]}/alpha.jsonl", 2, "altered entry")
+    ]
+    # The same forgery where only this user can write is believed for the file's lines: the
+    # directory's permissions are the record's trust (whoever is this user can also edit the
+    # audit program itself). The writer's tree head, recorded for the files' exact bytes,
+    # is then recomputed from the file and still names the change.
+    os.chmod(_record_dir(tmp_path), 0o700)
+    report, counts = _verify_counting(store, monkeypatch)
+    assert counts["vouched"] == 4 and counts["reread"] >= 1
+    assert [(p.file.split("/")[1], p.kind) for p in report.problems] == [("alpha", "tree head")]
+
+
+def test_a_verify_of_some_days_neither_reads_nor_writes_the_record(
+    store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.rmtree(_record_dir(tmp_path))
+    report = integrity.verify(store, first_day=DAYS[1], workers=1)
+    assert report.ok and not _record_dir(tmp_path).exists()
+
+
+def test_worker_processes_read_and_write_the_record_alike(
+    store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.rmtree(_record_dir(tmp_path))
+    first = integrity.verify(store, workers=2).to_dict()
+    assert len(list(_record_dir(tmp_path).iterdir())) == 2  # one per writer, from its worker
+    _change_byte(_file(store, "alpha", DAYS[1]))
+    again = integrity.verify(store, workers=2).to_dict()
+    assert first["ok"] and not again["ok"]
+    assert again == _fresh(store, tmp_path, monkeypatch)
+
+
+def test_a_head_missing_from_the_record_is_hashed_from_its_files_and_recorded(
+    store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files vouched for, their tree heads not (a record from before a seal spanning them):
+    the heads' files are read once more and hashed (no line check), then the heads are in
+    the record too."""
+    for record in _record_dir(tmp_path).iterdir():
+        data = orjson.loads(record.read_bytes())
+        record.write_bytes(orjson.dumps({**data, "heads": {}}))
+    report, counts = _verify_counting(store, monkeypatch)
+    assert report.ok and counts == {"vouched": 4, "scanned": 0, "fed": 32, "reread": 0}
+    report, counts = _verify_counting(store, monkeypatch)
+    assert report.ok and counts == {"vouched": 4, "scanned": 0, "fed": 0, "reread": 0}
+
+
+def test_a_record_directory_replaced_by_a_symlink_is_not_believed(
+    store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forged record moved elsewhere and the record directory made a symlink to it (what
+    someone who could replace a directory on the way would do): not followed."""
+    _forge(store, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    _record_dir(tmp_path).rename(elsewhere)
+    _record_dir(tmp_path).symlink_to(elsewhere, target_is_directory=True)
+    before = {p.name: p.read_bytes() for p in elsewhere.iterdir()}
+    report, counts = _verify_counting(store, monkeypatch)
+    assert counts["vouched"] == 0
+    assert [(p.file, p.line, p.kind) for p in report.problems] == [
+        (f"date={DAYS[0]}/alpha.jsonl", 2, "altered entry")
+    ]
+    assert {p.name: p.read_bytes() for p in elsewhere.iterdir()} == before  # none written
