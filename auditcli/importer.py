@@ -4,9 +4,9 @@ Three passes, memory bounded by the largest day rather than the input:
 
 1. *validate*: the input is read in batches; a batch of complete, canonical entries (what
    exports, shippers and `audit query` write) is parsed and checked column by column
-   (`model.entry_columns`), any other line takes the full path (`build_entry`). Entries go to a
-   spool in input order; `(id, digest, line, position)` keys go to a second spool, grouped by
-   day. Each entry is hashed here, once.
+   (`batchcheck.canonical_columns`), any other line takes the full path (`build_entry`).
+   Entries go to a spool in input order; `(id, digest, line, position)` keys go to a second
+   spool, grouped by day. Each entry is hashed here, once.
 2. *check*: day by day, the keys of one day only: an id repeated in the input (same content: a
    duplicate to skip; other content: an invalid line) and an id already stored with other
    content (an invalid line). Then the day's keys are released.
@@ -33,17 +33,10 @@ from typing import IO, Any
 import orjson
 
 from . import chain, lineindex
+from .batchcheck import canonical_columns
 from .catalog import Catalog
 from .errors import AuditError, InvalidEntryError, NotRecordedError
-from .model import (
-    MAX_ENTRY_BYTES,
-    MAX_METADATA_DEPTH,
-    build_entry,
-    columns_of,
-    dumps_entry,
-    entry_columns,
-    loads_strict,
-)
+from .model import MAX_ENTRY_BYTES, build_entry, columns_of, dumps_entry, loads_strict
 from .progress import Progress
 from .query import INDEX_MIN_BYTES
 from .store import AppendReport, AuditStore, IdIndex, _open_in_partition, content_digests
@@ -350,7 +343,7 @@ def _validate_into(
             progress(number, done=read, phase="validating")
         fast = None if None in batch else _canonical_batch(batch, catalog)  # type: ignore[arg-type]
         if fast is not None:
-            _, contents, columns = fast
+            contents, columns = fast
             lines = list(range(first, number + 1))
         else:
             entries, contents, lines = [], [], []
@@ -404,7 +397,8 @@ def _slow_line(
         return None
     fast = _canonical_batch([raw], store.catalog)
     if fast is not None:
-        return fast[0][0], fast[1][0]
+        contents, columns = fast
+        return {name: column[0] for name, column in columns.items()}, contents[0]
     try:
         data = loads_strict(raw)
         if isinstance(data, dict) and data.get("id") is None:
@@ -428,49 +422,29 @@ def _slow_line(
 
 def _canonical_batch(
     raws: list[bytes], catalog: Catalog
-) -> tuple[list[dict[str, Any]], list[bytes], dict[str, tuple[Any, ...]]] | None:
-    """`(entries, contents, columns)` when every line of `raws` is already a complete,
-    canonical, valid entry, which is how exports, shippers and `audit query` write them
-    (`columns`: each field's values, see `entry_columns`); None otherwise (the lines then go
-    one by one, each through this check alone or the full path).
+) -> tuple[list[bytes], dict[str, tuple[Any, ...]]] | None:
+    """`(contents, columns)` when every line of `raws` is already a complete, canonical,
+    valid entry, which is how exports, shippers and `audit query` write them (`columns`: each
+    field's values, see `batchcheck.canonical_columns`); None otherwise (the lines then go one
+    by one, each through this check alone or the full path).
 
     Only lines that the full path would accept unchanged are taken, so both give the same
-    entries and the same bytes: the JSON is compact and round-trips (what `loads_strict` checks
-    first), the 13 entry fields are present in the API's order and pass the model's rules
-    (`entry_columns`; so none that `build_entry` would fill is null, and createdAt has the
-    stored form), createdAt is a real time, the action is in the catalog, and metadata cannot
-    nest too deep (few brackets in the whole line). Each check runs over the whole batch in
-    C-level passes."""
-    contents = list(map(bytes.strip, raws))
-    try:
-        # The lines as given: orjson (and so `loads_strict`) refuses whitespace that JSON
-        # does not allow, such as a form feed, which bytes.strip() would have cut.
-        entries = list(map(orjson.loads, raws))
-        # One dumps of the batch equals the contents joined only if each entry's does: each
-        # content is one JSON object, whose end is fixed by its text.
-        if orjson.dumps(entries) != b"[" + b",".join(contents) + b"]":
-            return None
-    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+    entries and the same bytes: canonical lines that pass the model's rules
+    (`canonical_columns`: so none that `build_entry` would fill is null, and createdAt has the
+    stored form), of at most MAX_ENTRY_BYTES, whose createdAt is a real time and whose action
+    is in the catalog. Each check runs over the whole batch in C-level passes."""
+    got = canonical_columns(raws)
+    if got is None:
         return None
-    columns = entry_columns(entries)
-    if (
-        columns is None
-        or not set(columns["action"]) <= catalog.actions()
-        or max(map(len, contents)) > MAX_ENTRY_BYTES
-        # Compact JSON holds no raw newline: the opening brackets of each line, one line each.
-        or max(map(len, b"\n".join(contents).translate(None, _NOT_OPENING).split(b"\n")))
-        > MAX_METADATA_DEPTH + 1
-    ):
+    contents, columns = got
+    if not set(columns["action"]) <= catalog.actions() or max(map(len, contents)) > MAX_ENTRY_BYTES:
         return None
     try:
         # A real date and time (2026-02-30 is not): `parse_utc` of each, called from C.
         all(map(datetime.fromisoformat, columns["createdAt"]))
     except ValueError:
         return None
-    return entries, contents, columns
-
-
-_NOT_OPENING = bytes(byte for byte in range(256) if byte not in b"{[\n")
+    return contents, columns
 
 
 def _check_days(store: AuditStore, plan: _Plan, report: ImportReport) -> None:
