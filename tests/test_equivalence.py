@@ -852,6 +852,76 @@ def test_a_batch_is_taken_whole_exactly_when_each_line_would_be(
         assert together is None
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    stored=st.lists(st.tuples(st.integers(0, 5), st.sampled_from(DAYS[:2]), st.integers(0, 1))),
+    lines=st.lists(
+        st.tuples(st.integers(0, 5), st.sampled_from(DAYS[:2]), st.integers(0, 2)),
+        min_size=1,
+        max_size=30,
+    ),
+    read=st.sampled_from([300, 2000, 1 << 18]),
+)
+def test_the_check_pass_equals_a_line_by_line_check(
+    stored: list[tuple[int, str, int]], lines: list[tuple[int, str, int]], read: int
+) -> None:
+    """Ids repeated in the input and ids already stored, decided from keys spooled in many
+    small batches and segments (only the entries of an id seen before are read back), equal a
+    plain line-by-line check: per day, a repeat of an id's first line is a duplicate when its
+    content is the same and an invalid line naming that first line when not; a first line
+    whose id is stored is a duplicate or "already recorded with different content"."""
+
+    def line(number: int, day: str, variant: int) -> bytes:
+        data = dict(VALID, id=f"id-{number}", createdAt=f"{day}T00:00:0{number}.000Z")
+        return orjson.dumps(dict(data, description=f"variant {variant}"))
+
+    expected_problems, written, duplicates = [], [], 0
+    first: dict[tuple[str, int], tuple[int, bytes]] = {}  # (day, id) -> (line, content)
+    kept = {(day, number): line(number, day, variant) for number, day, variant in stored}
+    for at, (number, day, variant) in enumerate(lines, 1):
+        content = line(number, day, variant)
+        earlier = first.get((day, number))
+        if earlier is None:
+            first[(day, number)] = (at, content)
+            if (day, number) not in kept:
+                written.append(content)
+            elif kept[(day, number)] == content:
+                duplicates += 1
+            else:
+                expected_problems.append(
+                    f"line {at}: id: id-{number} is already recorded with different content"
+                )
+        elif earlier[1] == content:
+            duplicates += 1
+        else:
+            expected_problems.append(
+                f"line {at}: id: id-{number} appears on line {earlier[0]} with different content"
+            )
+    saved = importer._READ, importer._KEYS_BUFFERED
+    importer._READ, importer._KEYS_BUFFERED = read, read // 2
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            store = AuditStore(Path(tmp), writer_id="w1", clock=lambda: NOW)
+            if kept:
+                import_jsonl(store, io.BytesIO(b"\n".join(kept.values())))
+            source = io.BytesIO(b"\n".join(line(*key) for key in lines))
+            try:
+                report = import_jsonl(store, source, skip_invalid=True)
+            finally:
+                importer._READ, importer._KEYS_BUFFERED = saved
+            assert report.problems == expected_problems
+            assert report.duplicates == duplicates
+            assert report.written == len(written)
+            contents = {
+                chain.content_of(raw)
+                for path in Path(tmp).glob("date=*/*.jsonl")
+                for raw in path.read_bytes().splitlines(keepends=True)
+            }
+            assert contents == set(written) | set(kept.values())
+    finally:
+        importer._READ, importer._KEYS_BUFFERED = saved
+
+
 # ---------------------------------------------------------------------- indexes written by import
 DAMAGE = ("none", "missing", "stale", "forged", "half-written")
 
