@@ -28,7 +28,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import accumulate, repeat
-from operator import add, sub
+from itertools import chain as concat
+from operator import add, itemgetter, sub
 from typing import IO, Any
 
 import orjson
@@ -264,7 +265,9 @@ class _Plan:
             lengths.frombytes(raw[at : at + 4 * count])
             ids = raw[:id_bytes].split(b"\n")
             parts = list(map(orjson.loads, raw[at + 4 * count :].split(b"\n")))
-            stamps, *columns = [[v for part in parts for v in part[n]] for n in range(len(_FIELDS))]
+            stamps, *columns = [
+                list(concat.from_iterable(map(itemgetter(n), parts))) for n in range(len(_FIELDS))
+            ]
             stamps = list(map(str.encode, stamps))
             if self.skip and not self.skip.isdisjoint(positions):
                 keep = [n for n, position in enumerate(positions) if position not in self.skip]
