@@ -49,23 +49,20 @@ def canonical_columns(raws: list[bytes]) -> tuple[list[bytes], dict[str, tuple[A
     canonical entry that the model accepts: the line's bytes without surrounding JSON
     whitespace, and each of the 13 fields' values in line order; else None.
 
-    Taken only when: the line nests at most MAX_METADATA_DEPTH brackets (counting every
-    bracket, even in strings), msgspec decodes it as exactly the 13 fields (no other, none
+    Taken only when: msgspec decodes the line as exactly the 13 fields (no other, none
     twice) with text of the rules' types and lengths, re-encoding gives its bytes (compact,
     the API's key order, the serialiser's escapes: msgspec and orjson write every string
-    alike), its metadata is an object or null that orjson writes back as given, and every
-    pattern of TEXT_RULES holds. The caller checks what needs the store (catalog, dates)."""
+    alike), its metadata holds at most MAX_METADATA_DEPTH brackets (counting every one, even
+    in strings) and is an object or null that orjson writes back as given, and every pattern
+    of TEXT_RULES holds. The caller checks what needs the store (catalog, dates)."""
     if not raws:
-        return None
-    # Compact JSON holds no raw newline: the opening brackets of each line, one line each.
-    # Checked first: msgspec recurses into what it skips.
-    depth = b"\n".join(raws).translate(None, _NOT_OPENING).split(b"\n")
-    if max(map(len, depth)) > MAX_METADATA_DEPTH + 1:
         return None
     contents = list(map(bytes.strip, raws))
     try:
         rows = list(map(_decode, raws))
     except msgspec.DecodeError:  # also a ValidationError: a type, length or field
+        return None
+    except RecursionError:  # nested deeper than Python's limit (msgspec checks it)
         return None
     # Equal only if each line is its entry's encoding: neither side has a newline inside.
     if _encode_lines(rows) != b"\n".join(contents) + b"\n":
@@ -83,9 +80,15 @@ def canonical_columns(raws: list[bytes]) -> tuple[list[bytes], dict[str, tuple[A
 
 
 def _metadata_column(raws: tuple[msgspec.Raw, ...]) -> tuple[Any, ...] | None:
-    """The metadata values of a batch, each one's JSON text `raws[n]`, when each is an
-    object or null that orjson parses and writes back byte for byte (so no duplicate key,
-    no integer beyond 64 bits, numbers in the serialiser's form); else None."""
+    """The metadata values of a batch, each one's JSON text `raws[n]`, when each nests no
+    deeper than MAX_METADATA_DEPTH and is an object or null that orjson parses and writes
+    back byte for byte (so no duplicate key, no integer beyond 64 bits, numbers in the
+    serialiser's form); else None."""
+    # A value at depth N is inside N containers: at most as many as opening brackets. The
+    # texts hold no raw newline (nor does any input line): one line of brackets each.
+    depth = b"\n".join(raws).translate(None, _NOT_OPENING).split(b"\n")
+    if max(map(len, depth)) > MAX_METADATA_DEPTH:
+        return None
     joined = b"[" + b",".join(raws) + b"]"
     try:
         values = orjson.loads(joined)

@@ -72,6 +72,13 @@ def main() -> int:
         "rss_mb": a.rss_mb,
         "load_at_end": os.getloadavg()[0],
     }
+    print(
+        f"audit import: {a.median:.1f} s wall ({results['rate_wall']:,.0f} entries/s), "
+        f"{a.cpu:.1f} s CPU ({results['rate_cpu']:,.0f} entries/s), peak RSS {a.rss_mb:.0f} MB\n"
+        f"jq -c .:      {j.median:.1f} s wall, {j.cpu:.1f} s CPU\n"
+        f"ratio:        {results['ratio_wall']:.2f}x jq by wall, "
+        f"{results['ratio_cpu']:.2f}x by CPU; load {results['load_at_end']:.1f} at the end"
+    )
     if "baseline" in got:
         b = got["baseline"]
         results |= {
@@ -83,17 +90,10 @@ def main() -> int:
         }
         print(
             f"baseline:     {b.median:.1f} s wall ({entries / b.median:,.0f} entries/s), "
-            f"{b.cpu:.1f} s CPU ({entries / b.cpu:,.0f} entries/s), peak RSS {b.rss_mb:.0f} MB; "
-            f"this version {results['speedup_wall']:.2f}x faster by wall, "
+            f"{b.cpu:.1f} s CPU ({entries / b.cpu:,.0f} entries/s), peak RSS {b.rss_mb:.0f} MB\n"
+            f"speed-up:     {results['speedup_wall']:.2f}x the baseline by wall, "
             f"{results['speedup_cpu']:.2f}x by CPU"
         )
-    print(
-        f"audit import: {a.median:.1f} s wall ({results['rate_wall']:,.0f} entries/s), "
-        f"{a.cpu:.1f} s CPU ({results['rate_cpu']:,.0f} entries/s), peak RSS {a.rss_mb:.0f} MB\n"
-        f"jq -c .:      {j.median:.1f} s wall, {j.cpu:.1f} s CPU\n"
-        f"ratio:        {results['ratio_wall']:.2f}x jq by wall, "
-        f"{results['ratio_cpu']:.2f}x by CPU; load {results['load_at_end']:.1f} at the end"
-    )
     (args.data / "import.json").write_text(json.dumps(results, indent=2))
     return 0
 

@@ -793,6 +793,10 @@ def test_the_shortcut_takes_a_written_line_only_as_the_full_path_would_store_it(
         ("actorId", ('"' + "😀" * 513 + '"').encode(), False),
         ("actorName", b"null", True),
         ("actorId", b"null", False),
+        ("metadata", orjson.dumps({"d": _nested(31)}), True),  # 32 levels: the most allowed
+        ("metadata", orjson.dumps({"d": _nested(32)}), False),
+        ("metadata", b"[" * 100_000 + b"]" * 100_000, False),  # beyond Python's recursion limit
+        ("description", b'"' + b"[" * 40 + b'"', True),  # brackets outside the metadata
     ],
 )
 def test_the_shortcut_on_written_forms(field: str, text: bytes, taken: bool) -> None:
