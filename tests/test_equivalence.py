@@ -814,6 +814,14 @@ def test_the_shortcut_on_written_forms(field: str, text: bytes, taken: bool) -> 
         assert _rows(fast[1]) == [entry]
 
 
+def test_msgspec_and_orjson_write_every_character_alike() -> None:
+    """The shortcut's canonical check re-encodes a line with msgspec, while the one serialiser
+    is orjson: they must write every Unicode scalar value (escaped or not) the same way."""
+    scalars = [chr(code) for code in range(0x110000) if not 0xD800 <= code <= 0xDFFF]
+    assert len(scalars) == 1_112_064
+    assert msgspec.json.encode(scalars) == orjson.dumps(scalars)
+
+
 def test_a_batch_of_lines_each_of_two_entries_is_refused() -> None:
     """Lines are decoded one by one, and their contents are compared one by one: a line
     holding two entries, or one entry cut over two lines, is never taken."""
