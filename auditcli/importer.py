@@ -4,9 +4,10 @@ Three passes, memory bounded by the largest day rather than the input:
 
 1. *validate*: the input is read in batches; a batch of complete, canonical entries (what
    exports, shippers and `audit query` write) is parsed and checked column by column
-   (`model.entry_columns`), any other line takes the full path (`build_entry`). Entries go to a
-   spool in input order; `(id, digest, line, position)` keys go to a second spool, grouped by
-   day. Each entry is hashed here, once.
+   (`batchcheck.canonical_columns`), any other line takes the full path (`build_entry`).
+   Entries go to a spool in input order; `(id, spool offset, line, position)` keys go to a
+   second spool, grouped by day. No entry is hashed here: the check pass reads back (and
+   hashes) only the entries whose id it has seen before.
 2. *check*: day by day, the keys of one day only: an id repeated in the input (same content: a
    duplicate to skip; other content: an invalid line) and an id already stored with other
    content (an invalid line). Then the day's keys are released.
@@ -26,27 +27,21 @@ from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import repeat
-from operator import add
+from itertools import accumulate, repeat
+from itertools import chain as concat
+from operator import add, itemgetter, sub
 from typing import IO, Any
 
 import orjson
 
 from . import chain, lineindex
+from .batchcheck import canonical_columns
 from .catalog import Catalog
 from .errors import AuditError, InvalidEntryError, NotRecordedError
-from .model import (
-    MAX_ENTRY_BYTES,
-    MAX_METADATA_DEPTH,
-    build_entry,
-    columns_of,
-    dumps_entry,
-    entry_columns,
-    loads_strict,
-)
+from .model import MAX_ENTRY_BYTES, build_entry, columns_of, dumps_entry, loads_strict
 from .progress import Progress
 from .query import INDEX_MIN_BYTES
-from .store import AppendReport, AuditStore, IdIndex, _open_in_partition, content_digests
+from .store import AppendReport, AuditStore, IdIndex, _open_in_partition, content_digest
 
 _FLUSH_BYTES = 4 << 20  # one locked write per day buffer of this size
 _MAX_BUFFERED = 16 << 20  # bound on what all day buffers hold together
@@ -57,7 +52,6 @@ MAX_INPUT_LINE = 1 << 20
 _READ = 256 << 10  # input read at a time (and spool read back): the bytes validated as one batch
 _KEYS_BUFFERED = 2 << 20  # keys held before they are written to the key spool, by day
 _TAKE = 2048  # spooled lines buffered at a time
-_DIGEST = 16  # bytes of content_digest
 _ARRAY = "Q"  # line numbers and spool positions in the key spool
 
 
@@ -114,7 +108,8 @@ def import_jsonl(
             plan = _Plan(keys)
             _validate_into(store, source, spool, plan, report, progress)
             plan.flush_keys()
-            _check_days(store, plan, report)
+            spool.flush()
+            _check_days(store, plan, spool, report)
             _sort_problems(report)
             if report.invalid and not skip_invalid:
                 raise InvalidEntryError(
@@ -153,15 +148,16 @@ class _Plan:
     """What the validation pass leaves for the others: the key spool's segments by day, and
     what the check pass decides (spool positions to leave out, each day's last position).
 
-    A segment holds, for entries of one day in spool order: ids, digests, input line numbers
-    and spool positions (read by the check pass), then stored line lengths and the values a
-    line index needs (read when the day is indexed)."""
+    A segment holds, for entries of one day in spool order: ids, byte offsets in the spool,
+    input line numbers and spool positions (read by the check pass), then stored line lengths
+    (which give the contents' lengths) and the values a line index needs (read when the day
+    is indexed)."""
 
     def __init__(self, keys: IO[bytes]) -> None:
         self.keys = keys
         #: day -> [(offset, count, bytes of ids, bytes of index values)], in spool order
         self.segments: dict[str, list[tuple[int, int, int, int]]] = {}
-        #: day -> the parts of its next segment, already packed: ids, digests, lines,
+        #: day -> the parts of its next segment, already packed: ids, offsets, lines,
         #: positions, lengths, index values (bytes each; kept small: memory is what they take)
         self._pending: dict[str, list[tuple[bytes, bytes, bytes, bytes, bytes, bytes]]] = {}
         self._pending_bytes = 0
@@ -181,9 +177,10 @@ class _Plan:
         columns: Mapping[str, Sequence[Any]],
         contents: list[bytes],
         lines: list[int],
-        digests: list[bytes],
+        offset: int,
     ) -> None:
-        """Note the keys of spooled entries of one day (the next positions of the spool):
+        """Note the keys of spooled entries of one day (the next positions of the spool),
+        whose contents were spooled back to back from byte `offset`, each with a newline:
         `columns` holds at least the values of `_KEPT`, a column per field."""
         lengths = array("I", map(add, map(len, contents), repeat(chain.SUFFIX_LEN - 1)))
         ids = columns["id"]
@@ -200,7 +197,7 @@ class _Plan:
             self._run_counts.append(len(ids))
         part = (
             "\n".join(ids).encode(),
-            b"".join(digests),
+            array(_ARRAY, accumulate(map(len, contents[:-1]), _next, initial=offset)).tobytes(),
             array(_ARRAY, lines).tobytes(),
             array(_ARRAY, positions).tobytes(),
             lengths.tobytes(),
@@ -217,7 +214,7 @@ class _Plan:
         for day, parts in self._pending.items():
             ids = b"\n".join(part[0] for part in parts)
             values = b"\n".join(part[5] for part in parts)
-            count = sum(len(part[1]) for part in parts) // _DIGEST
+            count = sum(len(part[1]) for part in parts) // _WIDTH
             offset = self.keys.seek(0, os.SEEK_END)
             self.keys.write(ids)
             for n in range(1, 5):
@@ -238,16 +235,21 @@ class _Plan:
         self.keys.seek(offset)
         return self.keys.read(id_bytes + count * _KEY_WIDTH + value_bytes)
 
-    def day_keys(self, day: str) -> Iterator[tuple[list[str], bytes, array[int], array[int]]]:
-        """`(ids, digests, lines, positions)` of each segment of `day`, in spool order."""
+    def day_keys(self, day: str) -> Iterator[tuple[list[str], Iterator[tuple[int, ...]]]]:
+        """`(ids, keys)` of each segment of `day`, in spool order; the keys of each entry
+        `(spool offset, content length, input line, spool position)`."""
         for segment in self.segments[day]:
             _, count, id_bytes, _ = segment
             raw = self._read(segment)
-            at = id_bytes + count * _DIGEST
-            lines, positions = array(_ARRAY), array(_ARRAY)
-            lines.frombytes(raw[at : at + count * _WIDTH])
-            positions.frombytes(raw[at + count * _WIDTH : at + 2 * count * _WIDTH])
-            yield raw[:id_bytes].decode().split("\n"), raw[id_bytes:at], lines, positions
+            offsets, lines, positions = array(_ARRAY), array(_ARRAY), array(_ARRAY)
+            for n, column in enumerate((offsets, lines, positions)):
+                at = id_bytes + n * count * _WIDTH
+                column.frombytes(raw[at : at + count * _WIDTH])
+            at = id_bytes + 3 * count * _WIDTH
+            stored = array("I", raw[at : at + 4 * count])  # content + chain suffix - brace
+            sizes = map(sub, stored, repeat(chain.SUFFIX_LEN - 1))
+            keys = zip(offsets, sizes, lines, positions, strict=True)
+            yield raw[:id_bytes].decode().split("\n"), keys
 
     def day_rows(self, day: str) -> Iterator[tuple[array[int], list[bytes], list[bytes], Any]]:
         """`(stored line lengths, ids, createdAt, index columns)` of the entries of `day` to be
@@ -256,14 +258,16 @@ class _Plan:
         for segment in self.segments[day]:
             _, count, id_bytes, _ = segment
             raw = self._read(segment)
-            at = id_bytes + count * (_DIGEST + _WIDTH)
+            at = id_bytes + 2 * count * _WIDTH
             positions, lengths = array(_ARRAY), array("I")
             positions.frombytes(raw[at : at + count * _WIDTH])
             at += count * _WIDTH
             lengths.frombytes(raw[at : at + 4 * count])
             ids = raw[:id_bytes].split(b"\n")
             parts = list(map(orjson.loads, raw[at + 4 * count :].split(b"\n")))
-            stamps, *columns = [[v for part in parts for v in part[n]] for n in range(len(_FIELDS))]
+            stamps, *columns = [
+                list(concat.from_iterable(map(itemgetter(n), parts))) for n in range(len(_FIELDS))
+            ]
             stamps = list(map(str.encode, stamps))
             if self.skip and not self.skip.isdisjoint(positions):
                 keep = [n for n, position in enumerate(positions) if position not in self.skip]
@@ -276,7 +280,12 @@ class _Plan:
 _FIELDS = ("createdAt", *lineindex.FIELDS)
 _KEPT = ("id", *_FIELDS)  # the values the plan keeps of each entry
 _WIDTH = array(_ARRAY).itemsize
-_KEY_WIDTH = _DIGEST + 2 * _WIDTH + 4  # digest, line, position, stored length
+_KEY_WIDTH = 3 * _WIDTH + 4  # spool offset, line, position, stored length
+
+
+def _next(offset: int, length: int) -> int:
+    """The spool offset of the content after one of `length` bytes at `offset`."""
+    return offset + length + 1  # and its newline
 
 
 def _input_batches(source: IO[bytes]) -> Iterator[list[bytes | None]]:
@@ -295,13 +304,12 @@ def _input_batches(source: IO[bytes]) -> Iterator[list[bytes | None]]:
         elif rest:
             lines[0] = rest + lines[0]
         rest = lines.pop()
-        if len(rest) >= MAX_INPUT_LINE:
-            lines.append(None)  # type: ignore[arg-type]
-            rest, skipping = b"", True
         batch: list[bytes | None] = lines  # type: ignore[assignment]
-        for n, line in enumerate(lines):
-            if line is not None and len(line) >= MAX_INPUT_LINE:
-                batch[n] = None
+        if lines and max(map(len, lines)) >= MAX_INPUT_LINE:  # rare: looked for in C
+            batch = [None if len(line) >= MAX_INPUT_LINE else line for line in lines]
+        if len(rest) >= MAX_INPUT_LINE:
+            batch.append(None)
+            rest, skipping = b"", True
         if batch:
             yield batch
     if rest:
@@ -350,7 +358,7 @@ def _validate_into(
             progress(number, done=read, phase="validating")
         fast = None if None in batch else _canonical_batch(batch, catalog)  # type: ignore[arg-type]
         if fast is not None:
-            _, contents, columns = fast
+            contents, columns = fast
             lines = list(range(first, number + 1))
         else:
             entries, contents, lines = [], [], []
@@ -363,24 +371,25 @@ def _validate_into(
             if not contents:
                 continue
             columns = columns_of(entries)
-        digests = content_digests(contents)  # the one hash of each entry
         stamps = columns["createdAt"]
         if min(stamps)[:10] == max(stamps)[:10]:  # one day: the usual case, input in time order
+            offset = spool.tell()
             spool.write(b"\n".join(contents) + b"\n")
-            plan.add(stamps[0][:10], columns, contents, lines, digests)
+            plan.add(stamps[0][:10], columns, contents, lines, offset)
             continue
         by_day: dict[str, list[int]] = {}
         for n, stamp in enumerate(stamps):
             by_day.setdefault(stamp[:10], []).append(n)
         for day, picked in by_day.items():  # spooled in the order the plan numbers them
             day_contents = [contents[n] for n in picked]
+            offset = spool.tell()
             spool.write(b"\n".join(day_contents) + b"\n")
             plan.add(
                 day,
                 {name: [columns[name][n] for n in picked] for name in _KEPT},
                 day_contents,
                 [lines[n] for n in picked],
-                [digests[n] for n in picked],
+                offset,
             )
     if report.lines == 0:
         _problem(report, 0, "input: no entries (the input is empty)")
@@ -404,7 +413,8 @@ def _slow_line(
         return None
     fast = _canonical_batch([raw], store.catalog)
     if fast is not None:
-        return fast[0][0], fast[1][0]
+        contents, columns = fast
+        return {name: column[0] for name, column in columns.items()}, contents[0]
     try:
         data = loads_strict(raw)
         if isinstance(data, dict) and data.get("id") is None:
@@ -428,76 +438,63 @@ def _slow_line(
 
 def _canonical_batch(
     raws: list[bytes], catalog: Catalog
-) -> tuple[list[dict[str, Any]], list[bytes], dict[str, tuple[Any, ...]]] | None:
-    """`(entries, contents, columns)` when every line of `raws` is already a complete,
-    canonical, valid entry, which is how exports, shippers and `audit query` write them
-    (`columns`: each field's values, see `entry_columns`); None otherwise (the lines then go
-    one by one, each through this check alone or the full path).
+) -> tuple[list[bytes], dict[str, tuple[Any, ...]]] | None:
+    """`(contents, columns)` when every line of `raws` is already a complete, canonical,
+    valid entry, which is how exports, shippers and `audit query` write them (`columns`: each
+    field's values, see `batchcheck.canonical_columns`); None otherwise (the lines then go one
+    by one, each through this check alone or the full path).
 
     Only lines that the full path would accept unchanged are taken, so both give the same
-    entries and the same bytes: the JSON is compact and round-trips (what `loads_strict` checks
-    first), the 13 entry fields are present in the API's order and pass the model's rules
-    (`entry_columns`; so none that `build_entry` would fill is null, and createdAt has the
-    stored form), createdAt is a real time, the action is in the catalog, and metadata cannot
-    nest too deep (few brackets in the whole line). Each check runs over the whole batch in
-    C-level passes."""
-    contents = list(map(bytes.strip, raws))
-    try:
-        # The lines as given: orjson (and so `loads_strict`) refuses whitespace that JSON
-        # does not allow, such as a form feed, which bytes.strip() would have cut.
-        entries = list(map(orjson.loads, raws))
-        # One dumps of the batch equals the contents joined only if each entry's does: each
-        # content is one JSON object, whose end is fixed by its text.
-        if orjson.dumps(entries) != b"[" + b",".join(contents) + b"]":
-            return None
-    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+    entries and the same bytes: canonical lines that pass the model's rules
+    (`canonical_columns`: so none that `build_entry` would fill is null, and createdAt has the
+    stored form), of at most MAX_ENTRY_BYTES, whose createdAt is a real time and whose action
+    is in the catalog. Each check runs over the whole batch in C-level passes."""
+    got = canonical_columns(raws)
+    if got is None:
         return None
-    columns = entry_columns(entries)
-    if (
-        columns is None
-        or not set(columns["action"]) <= catalog.actions()
-        or max(map(len, contents)) > MAX_ENTRY_BYTES
-        # Compact JSON holds no raw newline: the opening brackets of each line, one line each.
-        or max(map(len, b"\n".join(contents).translate(None, _NOT_OPENING).split(b"\n")))
-        > MAX_METADATA_DEPTH + 1
-    ):
+    contents, columns = got
+    if not set(columns["action"]) <= catalog.actions() or max(map(len, contents)) > MAX_ENTRY_BYTES:
         return None
     try:
         # A real date and time (2026-02-30 is not): `parse_utc` of each, called from C.
         all(map(datetime.fromisoformat, columns["createdAt"]))
     except ValueError:
         return None
-    return entries, contents, columns
+    return contents, columns
 
 
-_NOT_OPENING = bytes(byte for byte in range(256) if byte not in b"{[\n")
-
-
-def _check_days(store: AuditStore, plan: _Plan, report: ImportReport) -> None:
+def _check_days(store: AuditStore, plan: _Plan, spool: IO[bytes], report: ImportReport) -> None:
     """Day by day, before any write: ids repeated in the input (the same content again is a
     duplicate, other content an invalid line) and ids already stored with other content (an
     invalid line). What is not to be written goes to `plan.skip`; a day's keys are dropped
-    when it is done."""
+    when it is done. Only the entries of an id seen before are read back from `spool` (its
+    writes flushed): their contents are compared, or hashed to compare with a stored one."""
+
+    def content(key: tuple[int, ...]) -> bytes:
+        return os.pread(spool.fileno(), key[1], key[0])
+
     stored_days = set(store.days())
     for day in sorted(plan.segments):
-        seen: dict[str, tuple[bytes, int, int]] = {}  # id -> (digest, line, spool position)
-        for ids, digests, lines, positions in plan.day_keys(day):
-            plan.last[day] = positions[-1]
-            cut = [digests[k : k + _DIGEST] for k in range(0, len(digests), _DIGEST)]
+        # id -> (spool offset, content length, line, spool position)
+        seen: dict[str, tuple[int, ...]] = {}
+        for ids, keys in plan.day_keys(day):
             if len(set(ids)) == len(ids) and seen.keys().isdisjoint(ids):
-                seen.update(zip(ids, zip(cut, lines, positions, strict=True), strict=True))
+                seen.update(zip(ids, keys, strict=True))
+                plan.last[day] = seen[ids[-1]][3]
                 continue
-            for entry_id, digest, number, position in zip(ids, cut, lines, positions, strict=True):
+            for entry_id, key in zip(ids, keys, strict=True):
+                plan.last[day] = key[3]
                 earlier = seen.get(entry_id)
                 if earlier is None:
-                    seen[entry_id] = (digest, number, position)
+                    seen[entry_id] = key
                     continue
-                plan.skip.add(position)
-                if earlier[0] != digest:
+                plan.skip.add(key[3])
+                if content(earlier) != content(key):
+                    number = key[2]
                     _problem(
                         report,
                         number,
-                        f"line {number}: id: {entry_id} appears on line {earlier[1]} "
+                        f"line {number}: id: {entry_id} appears on line {earlier[2]} "
                         "with different content",
                     )
                 else:
@@ -506,14 +503,14 @@ def _check_days(store: AuditStore, plan: _Plan, report: ImportReport) -> None:
             continue
         index = IdIndex(store, day)
         index.refresh()
-        for entry_id in index.ids.keys() & seen.keys():
-            digest, number, position = seen[entry_id]
-            if index.ids[entry_id] != digest:
-                plan.skip.add(position)
+        for entry_id in sorted(index.ids.keys() & seen.keys(), key=seen.__getitem__):
+            key = seen[entry_id]
+            if index.ids[entry_id] != content_digest(content(key)):
+                plan.skip.add(key[3])
                 _problem(
                     report,
-                    number,
-                    f"line {number}: id: {entry_id} is already recorded with different content",
+                    key[2],
+                    f"line {key[2]}: id: {entry_id} is already recorded with different content",
                 )
 
 

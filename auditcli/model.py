@@ -6,7 +6,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from operator import itemgetter
 from typing import Any
 
@@ -29,7 +29,7 @@ _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 class TextRule:
     """The constraints of one string field of an entry. This table is the one definition of
     them: the pydantic model (`entry_model.Entry`, which names problems for people), the
-    importer's batch check (`entry_columns`) and the single entry's quick check
+    importer's batch check (`batchcheck.canonical_columns`) and the single entry's quick check
     (`_plainly_valid`), which only say yes or no, are all made from it."""
 
     __slots__ = ("max_length", "min_length", "nullable", "pattern")
@@ -80,56 +80,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_PATTERNS = {name: re.compile(rule.pattern) for name, rule in TEXT_RULES.items() if rule.pattern}
-
-
-def valid_texts(name: str, values: Iterable[Any]) -> bool:
-    """Whether every one of `values` passes the rule of string field `name` (TEXT_RULES), as
-    `Entry` decides it, in a few C-level passes over the distinct values. False also where
-    this check is not exact: a value that is not exactly a `str`, or a non-ASCII value of a
-    field with a pattern (the two regex engines' Unicode classes, e.g. `\\s`, may differ); the
-    caller then asks `Entry`, which names the problem."""
-    rule = TEXT_RULES[name]
-    distinct = set(values)
-    if name in NULLABLE:
-        distinct.discard(None)
-    if not distinct:
-        return True
-    if set(map(type, distinct)) != {str}:
-        return False
-    lengths = list(map(len, distinct))
-    if min(lengths) < rule.min_length or (
-        rule.max_length is not None and max(lengths) > rule.max_length
-    ):
-        return False
-    pattern = _PATTERNS.get(name)
-    return pattern is None or (
-        all(map(str.isascii, distinct)) and all(map(pattern.fullmatch, distinct))
-    )
+#: Each text field's pattern, compiled (matched with fullmatch).
+PATTERNS = {name: re.compile(rule.pattern) for name, rule in TEXT_RULES.items() if rule.pattern}
 
 
 def columns_of(entries: Iterable[Mapping[str, Any]]) -> dict[str, tuple[Any, ...]]:
     """Each field's values, in entry order, of entries that have the 13 fields."""
     rows = map(itemgetter(*SEED_FIELDS), entries)
     return dict(zip(SEED_FIELDS, zip(*rows, strict=True), strict=True))
-
-
-def entry_columns(entries: Sequence[Any]) -> dict[str, tuple[Any, ...]] | None:
-    """Each field's values (a column per field, in entry order) when every item is a dict with
-    exactly the 13 fields in the API's order that `Entry` accepts, decided a column at a time
-    (`valid_texts`) rather than an entry at a time; for items parsed from JSON (whose object
-    keys are strings). None when any is not, or cannot be decided here: the caller then
-    validates each item with `build_entry`."""
-    if not entries:
-        return None
-    if set(map(type, entries)) != {dict} or not all(map(SEED_FIELDS.__eq__, map(tuple, entries))):
-        return None
-    columns = columns_of(entries)
-    if not set(map(type, columns["metadata"])) <= {dict, type(None)}:
-        return None
-    if not all(valid_texts(name, columns[name]) for name in TEXT_RULES):
-        return None
-    return columns
 
 
 def uuid7(now_ms: int | None = None) -> str:
@@ -289,7 +247,7 @@ def _plainly_valid(entry: Mapping[str, Any]) -> bool:
             or (high is not None and len(value) > high)
         ):
             return False
-        pattern = _PATTERNS.get(name)
+        pattern = PATTERNS.get(name)
         if value.isascii():
             if pattern is not None and not pattern.fullmatch(value):
                 return False

@@ -21,7 +21,7 @@ import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from operator import itemgetter, methodcaller
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -644,11 +644,6 @@ def _random_salt(_content: bytes) -> bytes:
 def content_digest(content: bytes) -> bytes:
     """A short digest of an entry's canonical content, to tell a re-delivery from a conflict."""
     return _DIGESTER(content).digest()
-
-
-def content_digests(contents: Iterable[bytes]) -> list[bytes]:
-    """`content_digest` of each of `contents` (in C-level passes: for bulk imports)."""
-    return list(map(methodcaller("digest"), map(_DIGESTER, contents)))
 
 
 class IdIndex:

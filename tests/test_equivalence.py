@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -27,6 +28,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from auditcli import chain, gzmembers, importer, lineindex, query, trust
+from auditcli.batchcheck import canonical_columns
 from auditcli.catalog import Catalog
 from auditcli.errors import InvalidEntryError
 from auditcli.importer import _canonical_batch, import_jsonl
@@ -39,7 +41,6 @@ from auditcli.model import (
     build_entry,
     dumps_entry,
     loads_strict,
-    valid_texts,
 )
 from auditcli.query import Filters, QueryEngine, seed_json
 from auditcli.store import AuditStore
@@ -695,10 +696,149 @@ def test_canonical_import_shortcut_equals_the_full_path(
     fast = _canonical_batch([raw], catalog)
     if fast is not None:
         assert full != "refused"
-        assert fast[1] == [full[1]]
-        assert fast[0] == [full[0]]
+        assert fast[0] == [full[1]]
+        assert _rows(fast[1]) == [full[0]]
     if not mutations and not drop and spacing == "compact":
         assert fast is not None  # a complete canonical line does take the shortcut
+
+
+def _rows(columns: dict[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """The entries whose fields `columns` holds, a column per field."""
+    assert tuple(columns) == SEED_FIELDS
+    return [dict(zip(SEED_FIELDS, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+def _number_text(draw: Any) -> bytes:
+    """A JSON number as some writer might write it: Python's, orjson's or msgspec's form
+    (they differ, e.g. 1e+16, 1e16), an exponent form, or an integer beyond 64 bits."""
+    kind = draw(st.sampled_from(["int", "float", "float"]))
+    if kind == "int":
+        return str(draw(st.integers(-(2**70), 2**70))).encode()
+    number = draw(st.floats(allow_nan=False, allow_infinity=False))
+    form = draw(st.sampled_from(["repr", "orjson", "msgspec", "e", "E+"]))
+    if form == "orjson":
+        return orjson.dumps(number)
+    if form == "msgspec":
+        return msgspec.json.encode(number)
+    if form == "e":
+        return f"{number:e}".encode()
+    # Python's form with an upper-case exponent, always signed: 1E+16
+    text = repr(number).upper().replace("E", "E+")
+    return text.replace("E++", "E+").replace("E+-", "E-").encode()
+
+
+@st.composite
+def json_texts(draw: Any, depth: int = 3) -> bytes:
+    """The text of a JSON value, written in any of the ways JSON allows (escapes, spaces,
+    number forms, repeated keys) rather than only in the canonical one."""
+    kinds = ["number", "text", "literal"] + (["array", "object"] if depth else [])
+    kind = draw(st.sampled_from(kinds))
+    if kind == "number":
+        return _number_text(draw)
+    if kind == "literal":
+        return draw(st.sampled_from([b"true", b"false", b"null"]))
+    if kind == "text":
+        value = draw(st.text(max_size=6))
+        return json.dumps(value, ensure_ascii=draw(st.booleans())).encode()
+    space = draw(st.sampled_from([b"", b"", b" "]))
+    items = draw(st.lists(json_texts(depth - 1), max_size=3))
+    if kind == "array":
+        return b"[" + (b"," + space).join(items) + b"]"
+    keys = draw(st.lists(st.sampled_from(["a", "b", r"\u0061", "é"]), min_size=len(items)))
+    pairs = [b'"' + k.encode() + b'":' + space + item for k, item in zip(keys, items, strict=False)]
+    return b"{" + b",".join(pairs) + b"}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(metadata=json_texts(), field=st.sampled_from([*TEXT_RULES, "metadata"]))
+def test_the_shortcut_takes_a_written_line_only_as_the_full_path_would_store_it(
+    metadata: bytes, field: str
+) -> None:
+    """A canonical line whose metadata (or one text field) is JSON as any writer might write
+    it: taken by the shortcut only if the full path accepts the line and stores exactly its
+    bytes, with the same values; in particular numbers only in the one serialiser's form."""
+    catalog = Catalog.load(Path(tempfile.gettempdir()) / "no-such-audit-dir")
+    canonical = orjson.dumps(VALID)
+    start = canonical.index(b'"' + field.encode() + b'":') + len(field) + 3
+    end = start + len(orjson.dumps(VALID[field]))
+    raw = canonical[:start] + metadata + canonical[end:]
+    try:
+        entry = build_entry(loads_strict(raw), catalog)
+        full: Any = (entry, dumps_entry(entry))
+    except (InvalidEntryError, ValueError):
+        full = "refused"
+    fast = _canonical_batch([raw], catalog)
+    if fast is not None:
+        assert full != "refused", raw
+        assert fast[0] == [full[1]] == [raw]
+        assert _rows(fast[1]) == [full[0]]
+    elif field == "metadata":  # metadata the full path stores unchanged is taken too
+        assert full == "refused" or full[1] != raw, raw
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "taken"),
+    [
+        ("metadata", b'{"n":1e+16}', True),  # orjson's form: the one stored
+        ("metadata", b'{"n":1e16}', False),  # msgspec's form of the same number
+        ("metadata", b'{"n":18446744073709551615}', True),
+        ("metadata", b'{"n":18446744073709551616}', False),  # beyond 64 bits
+        ("metadata", b'{"n":-9223372036854775809}', False),
+        ("metadata", b'{"a":1,"a":2}', False),
+        ("metadata", b'{"a": 1}', False),
+        ("metadata", b"[1]", False),
+        ("metadata", b'"text"', False),
+        ("metadata", b"null", True),
+        ("metadata", rb'{"s":"\\ud800"}', True),  # an escaped backslash, not a surrogate
+        ("metadata", rb'{"s":"\ud800"}', False),  # a lone surrogate
+        ("description", rb'"\u00e9"', False),  # stored as the character itself
+        ("description", '"é"'.encode(), True),
+        ("actorId", ('"' + "😀" * 512 + '"').encode(), True),  # code points, not units
+        ("actorId", ('"' + "😀" * 513 + '"').encode(), False),
+        ("actorName", b"null", True),
+        ("actorId", b"null", False),
+        ("metadata", orjson.dumps({"d": _nested(31)}), True),  # 32 levels: the most allowed
+        ("metadata", orjson.dumps({"d": _nested(32)}), False),
+        ("metadata", b"[" * 100_000 + b"]" * 100_000, False),  # beyond Python's recursion limit
+        ("description", b'"' + b"[" * 40 + b'"', True),  # brackets outside the metadata
+    ],
+)
+def test_the_shortcut_on_written_forms(field: str, text: bytes, taken: bool) -> None:
+    """Hand-picked texts where msgspec (which decodes the shortcut's lines) and orjson (the
+    one serialiser) could disagree, and the full path stores exactly what the shortcut took."""
+    catalog = Catalog.load(Path(tempfile.gettempdir()) / "no-such-audit-dir")
+    canonical = orjson.dumps(VALID)
+    start = canonical.index(b'"' + field.encode() + b'":') + len(field) + 3
+    raw = canonical[:start] + text + canonical[start + len(orjson.dumps(VALID[field])) :]
+    fast = _canonical_batch([raw], catalog)
+    assert (fast is not None) == taken
+    if taken:
+        entry = build_entry(loads_strict(raw), catalog)
+        assert fast is not None and fast[0] == [dumps_entry(entry)] == [raw]
+        assert _rows(fast[1]) == [entry]
+
+
+def test_msgspec_and_orjson_write_every_character_alike() -> None:
+    """The shortcut's canonical check re-encodes a line with msgspec, while the one serialiser
+    is orjson: they must write every Unicode scalar value (escaped or not) the same way."""
+    scalars = [chr(code) for code in range(0x110000) if not 0xD800 <= code <= 0xDFFF]
+    assert len(scalars) == 1_112_064
+    assert msgspec.json.encode(scalars) == orjson.dumps(scalars)
+
+
+def test_a_batch_of_lines_each_of_two_entries_is_refused() -> None:
+    """Lines are decoded one by one, and their contents are compared one by one: a line
+    holding two entries, or one entry cut over two lines, is never taken."""
+    catalog = Catalog.load(Path(tempfile.gettempdir()) / "no-such-audit-dir")
+    line = orjson.dumps(VALID)
+    other = orjson.dumps(dict(VALID, id="id-2"))
+    assert _canonical_batch([line, other], catalog) is not None
+    assert _canonical_batch([line + b"," + other], catalog) is None
+    assert _canonical_batch([line + other], catalog) is None
+    cut = len(line) // 2
+    assert _canonical_batch([line[:cut], line[cut:]], catalog) is None
+    assert canonical_columns([line + b"\r"]) is not None  # JSON whitespace, as orjson takes it
+    assert canonical_columns([line + b"\x0c"]) is None  # not JSON whitespace: orjson refuses
 
 
 @settings(max_examples=60, deadline=None)
@@ -722,10 +862,80 @@ def test_a_batch_is_taken_whole_exactly_when_each_line_would_be(
     together = _canonical_batch(raws, catalog)
     if all(one is not None for one in alone):
         assert together is not None
-        assert together[0] == [entry for one in alone if one for entry in one[0]]
-        assert together[1] == [content for one in alone if one for content in one[1]]
+        assert together[0] == [content for one in alone if one for content in one[0]]
+        assert _rows(together[1]) == [entry for one in alone if one for entry in _rows(one[1])]
     else:
         assert together is None
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    stored=st.lists(st.tuples(st.integers(0, 5), st.sampled_from(DAYS[:2]), st.integers(0, 1))),
+    lines=st.lists(
+        st.tuples(st.integers(0, 5), st.sampled_from(DAYS[:2]), st.integers(0, 2)),
+        min_size=1,
+        max_size=30,
+    ),
+    read=st.sampled_from([300, 2000, 1 << 18]),
+)
+def test_the_check_pass_equals_a_line_by_line_check(
+    stored: list[tuple[int, str, int]], lines: list[tuple[int, str, int]], read: int
+) -> None:
+    """Ids repeated in the input and ids already stored, decided from keys spooled in many
+    small batches and segments (only the entries of an id seen before are read back), equal a
+    plain line-by-line check: per day, a repeat of an id's first line is a duplicate when its
+    content is the same and an invalid line naming that first line when not; a first line
+    whose id is stored is a duplicate or "already recorded with different content"."""
+
+    def line(number: int, day: str, variant: int) -> bytes:
+        data = dict(VALID, id=f"id-{number}", createdAt=f"{day}T00:00:0{number}.000Z")
+        return orjson.dumps(dict(data, description=f"variant {variant}"))
+
+    expected_problems, written, duplicates = [], [], 0
+    first: dict[tuple[str, int], tuple[int, bytes]] = {}  # (day, id) -> (line, content)
+    kept = {(day, number): line(number, day, variant) for number, day, variant in stored}
+    for at, (number, day, variant) in enumerate(lines, 1):
+        content = line(number, day, variant)
+        earlier = first.get((day, number))
+        if earlier is None:
+            first[(day, number)] = (at, content)
+            if (day, number) not in kept:
+                written.append(content)
+            elif kept[(day, number)] == content:
+                duplicates += 1
+            else:
+                expected_problems.append(
+                    f"line {at}: id: id-{number} is already recorded with different content"
+                )
+        elif earlier[1] == content:
+            duplicates += 1
+        else:
+            expected_problems.append(
+                f"line {at}: id: id-{number} appears on line {earlier[0]} with different content"
+            )
+    saved = importer._READ, importer._KEYS_BUFFERED
+    importer._READ, importer._KEYS_BUFFERED = read, read // 2
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            store = AuditStore(Path(tmp), writer_id="w1", clock=lambda: NOW)
+            if kept:
+                import_jsonl(store, io.BytesIO(b"\n".join(kept.values())))
+            source = io.BytesIO(b"\n".join(line(*key) for key in lines))
+            try:
+                report = import_jsonl(store, source, skip_invalid=True)
+            finally:
+                importer._READ, importer._KEYS_BUFFERED = saved
+            assert report.problems == expected_problems
+            assert report.duplicates == duplicates
+            assert report.written == len(written)
+            contents = {
+                chain.content_of(raw)
+                for path in Path(tmp).glob("date=*/*.jsonl")
+                for raw in path.read_bytes().splitlines(keepends=True)
+            }
+            assert contents == set(written) | set(kept.values())
+    finally:
+        importer._READ, importer._KEYS_BUFFERED = saved
 
 
 # ---------------------------------------------------------------------- indexes written by import
@@ -925,7 +1135,7 @@ def test_the_first_query_after_an_import_builds_no_index(tmp_path: Path, monkeyp
 
 def test_the_batch_rules_and_pydantic_agree_on_every_ascii_character() -> None:
     """Each field with a pattern, a valid value with any one ASCII character put at its
-    start, middle or end: `valid_texts` (Python's regex engine) says what pydantic (Rust's)
+    start, middle or end: the batch check (Python's regex engine) says what pydantic (Rust's)
     says. Non-ASCII values are left to pydantic by the batch check, so ASCII is all there is."""
     for name, rule in TEXT_RULES.items():
         if rule.pattern is None:
@@ -939,7 +1149,8 @@ def test_the_batch_rules_and_pydantic_agree_on_every_ascii_character() -> None:
                     expected = True
                 except ValidationError:
                     expected = False
-                assert valid_texts(name, [value]) == expected, (name, value)
+                taken = canonical_columns([orjson.dumps(dict(VALID, **{name: value}))])
+                assert (taken is not None) == expected, (name, value)
 
 
 @st.composite
