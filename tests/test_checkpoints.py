@@ -229,7 +229,12 @@ def _still_right(store: AuditStore) -> None:
 
 def test_deleting_checkpoints_loses_nothing(built: AuditStore) -> None:
     before = {path.name: path.read_bytes() for path in _files(built)}
-    for name in ("2026-01-02.state", "2026-01-01.events", "2026-01-03.events", "2026-01-02.summary"):
+    for name in (
+        "2026-01-02.state",
+        "2026-01-01.events",
+        "2026-01-03.events",
+        "2026-01-02.summary",
+    ):
         built.root.joinpath(*DIR, name).unlink()
     _still_right(built)
     assert {path.name: path.read_bytes() for path in _files(built)} == before  # rebuilt alike
@@ -313,8 +318,9 @@ def test_a_report_says_which_derived_data_it_did_not_check(built: AuditStore) ->
     assert report.exit_code == 0, report.output
     assert "**Integrity of the period:** verified \\(unsealed\\)" in report.output
     assert (
-        "derived data not checked here: the report resumed from the checkpoint of 2026-01-03"
-        " and read through the line indexes, which \\`audit verify\\` rebuilds and compares"
+        "derived data not checked here: the report resumed from the checkpoint of 2026-01-03,"
+        " counted 1 day from its summary and events checkpoint and read through the line"
+        " indexes, which \\`audit verify\\` rebuilds and compares"
     ) in report.output
     verify = runner.invoke(app, ["-d", str(built.root), "verify"])
     assert verify.exit_code == 5 and "2026-01-03.state" in verify.output

@@ -242,7 +242,7 @@ class Point:
     ) -> Replay:
         """A replay in this state, as if only the entries of `org_ids` (all when empty) whose
         actions are of `scopes` had been applied."""
-        return Replay.resumed(self.parts, org_ids=org_ids, scopes=scopes, **options)
+        return Replay.resumed(self.parts, org_ids=org_ids, scopes=scopes, kinds=None, **options)
 
     def labels_for(self, org_ids: tuple[str, ...]) -> dict[str, str]:
         """The display labels a report learns from these organizations' entries so far."""

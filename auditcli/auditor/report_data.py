@@ -72,6 +72,8 @@ class ReportData:
     integrity: dict[str, Any] = field(default_factory=dict)
     #: The day whose checkpoint the replay resumed from (None: it replayed from the start).
     resumed_from: str | None = None
+    #: How many days were counted from their summaries and events checkpoints.
+    summarised: int = 0
     #: Display names seen in the log: user id -> email, team / role / account id -> name.
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -151,6 +153,8 @@ def _days_between(since: str, until: str) -> list[str]:
 #: The sections whose states depend on each other (removing a user ends admin grants and team
 #: memberships), and on nothing else: once a group's tables are full its entries are skipped.
 _GROUPS = (("admins", "users", "teams"), ("roles",), ("service-accounts",))
+#: Hours of a day read at a time by a summarised day's replay of its section entries.
+_SLICE_HOURS = 2
 _SECTION_OF = {action: name for name, actions in SECTION_ACTIONS.items() for action in actions}
 
 
@@ -195,14 +199,19 @@ class _Period:
         """Whether the table of `section` keeps its next entry."""
         return self.keep is None or len(self.data.sections[section]) < self.keep
 
-    def resume_after(self, day: str) -> None:
-        """Make the replay the state at the end of partition `day` (its checkpoint)."""
-        point = self.checkpoints.point(day + "~") if self.checkpoints is not None else None
+    def resume_after(self, day: str, kinds: tuple[str, ...] = KINDS) -> None:
+        """Make the replay the state at the end of partition `day` (its checkpoint), its
+        tables of `kinds` (the others stay empty: then it is not `exact`)."""
+        self.replay = Replay()  # the old state is not needed: not held twice
+        parts = (*kinds, "emails", "labels")
+        point = self.checkpoints.point(day + "~", parts) if self.checkpoints is not None else None
         if point is None or point.day != day:
             raise _Fallback(day)
-        self.replay = point.resume(org_ids=self.data.org_ids, scopes=ALL_SCOPES)
+        self.replay = Replay.resumed(
+            point.parts, org_ids=self.data.org_ids, scopes=ALL_SCOPES, kinds=frozenset(kinds)
+        )
         self.data.labels = point.labels_for(self.data.org_ids)
-        self.exact = True
+        self.exact = kinds == KINDS
 
     def begin(self) -> None:
         """The period starts: the system admins at its start."""
@@ -289,6 +298,7 @@ class _Period:
         its lines of the sections whose tables have room. Their groups' states are exact: a
         group is skipped only once it needs nothing more, and never needed again."""
         self.begin()
+        self.data.summarised += 1
         self._count(day, summary)
         orgs = set(self.data.org_ids)
         rows = [row for row in events if not orgs or row[5] in orgs]
@@ -300,14 +310,25 @@ class _Period:
             found.sort(key=lambda row: (row[1][1], row[1][0]))
             room = len(found) if self.keep is None else self.keep - len(self.anomalies)
             self.anomalies += [anomaly_of(row) for row in found[:room]]
-        groups = [g for g in _GROUPS if any(self.room(section) for section in g)]
-        if not groups:
-            self.exact = False  # nothing more to list: the state is needed only at the end
-            return
-        actions = tuple(a for g in groups for section in g for a in SECTION_ACTIONS[section])
-        self.exact = self.exact and len(groups) == len(_GROUPS)
-        filters = Filters(actions=actions, org_ids=self.data.org_ids)
-        engine = QueryEngine(self.store, filters, order="asc")
+        # The lines are read a slice of the day at a time: few enough that each is read
+        # alone (not the whole file into memory), and none after the tables are full.
+        for hour in range(0, 24, _SLICE_HOURS):
+            groups = [g for g in _GROUPS if any(self.room(section) for section in g)]
+            # A group skipped (full), or the day left unread: the state is resumed when needed.
+            self.exact = self.exact and len(groups) == len(_GROUPS)
+            if not groups:
+                return
+            actions = tuple(a for g in groups for section in g for a in SECTION_ACTIONS[section])
+            window = Filters(
+                actions=actions,
+                org_ids=self.data.org_ids,
+                since=f"{day}T{hour:02d}:00:00.000Z",
+                until=f"{day}T{hour + _SLICE_HOURS - 1:02d}:59:59.999Z",
+            )
+            self._replay_sections(day, QueryEngine(self.store, window, order="asc"))
+
+    def _replay_sections(self, day: str, engine: QueryEngine) -> None:
+        """Replay the lines of `day` that `engine` selects, keeping the section items."""
         lines = engine.day_stream(day)
         if engine.problems:  # the summary was built from a clean read: the day changed since
             raise _Fallback(day)
@@ -356,7 +377,7 @@ class _Period:
         """The period is read: the system admins at its end (`last`: the last day read)."""
         self.begin()
         if not self.exact and last is not None:
-            self.resume_after(last)
+            self.resume_after(last, ("admins",))
         self.data.admins_at_end = self.replay.rows("admins")
 
 
@@ -447,6 +468,7 @@ def _report(
             period.replay = point.resume(org_ids=org_ids, scopes=ALL_SCOPES)
             data.resumed_from, first = point.day, point.first_recorded(org_ids)
             data.labels = point.labels_for(org_ids)
+        del point  # its parts, read as JSON, are several times the state
     data.first_recorded = first or first_recorded(store, org_ids)
     day_start, day_end = "T00:00:00.000Z", "T23:59:59.999Z"
     previous = data.resumed_from
