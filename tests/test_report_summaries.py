@@ -191,3 +191,20 @@ def test_a_redacted_day_is_summarised_again(tmp_path: Path) -> None:
     assert _same(store, WHOLE, keep=2) >= 4
     after = {actor["actorId"]: actor["actor"] for actor in _report(store, WHOLE)["topActors"]}
     assert before["u-2"] != after["u-2"] and "example.com" not in after["u-2"]
+
+
+def test_a_checkpoint_that_cannot_be_rebuilt_falls_back_to_reading_every_day(
+    summarised: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state at the end of a summarised day is needed to read the partial day after it;
+    when its checkpoint is gone and cannot be written again (a read-only store), the report
+    reads every day of its period instead: slower, the same answer."""
+    from auditcli.auditor import checkpoints
+
+    store_root = summarised.root.joinpath(*DIR)
+    store_root.joinpath("2026-01-03.state").unlink()
+    monkeypatch.setattr(checkpoints, "_save", lambda directory, name, content: False)
+    partial = ("2026-01-01T00:00:00.000Z", "2026-01-04T12:00:00.000Z")
+    assert _same(summarised, partial, keep=1) == 0  # fell back: no day counted from a summary
+    monkeypatch.undo()
+    assert _same(summarised, partial, keep=1) == 3
