@@ -193,6 +193,11 @@ class _Period:
         self.stored: list[Anomaly] = []
         #: The period's days that were read (their stored-out-of-order entries are found later).
         self.read_days: list[str] = []
+        #: Summarised days whose events checkpoint was not read (the period's first `keep`
+        #: anomalies were held already): their anomalies are counted by `count_unread`.
+        self.unread: list[str] = []
+        #: Whether every day so far was summarised (none was read entry by entry).
+        self.all_summarised = True
 
     # ----------------------------------------------------------------- state
     def room(self, section: str) -> bool:
@@ -219,6 +224,28 @@ class _Period:
             self.data.admins_at_start = self.replay.rows("admins")
             self.started = True
 
+    def anomalies_held(self) -> bool:
+        """Whether the period's first `keep` anomalies are held: a later day's come after."""
+        return self.keep is not None and len(self.anomalies) + len(self.stored) >= self.keep
+
+    def count_unread(self, last: str | None, before: int | None) -> None:
+        """Count the anomalies of the days whose events were not read. When every day of the
+        period was summarised, the period's anomalies are those the checkpoints counted
+        between the one before it (`before` anomalies so far; None: unknown) and the one of
+        its `last` day; else each unread day's events are read and counted."""
+        if not self.unread or self.checkpoints is None:
+            return
+        orgs = set(self.data.org_ids)
+        point = self.checkpoints.point(last + "~", ()) if last and self.all_summarised else None
+        if point is not None and point.day == last and before is not None:
+            self.data.anomaly_total = _anomalies_so_far(point.counts, orgs) - before
+            return
+        for day in self.unread:
+            events = self.checkpoints.events(day, KINDS)
+            if events is None:
+                raise _Fallback(day)
+            self.data.anomaly_total += sum(1 for row in events if not orgs or row[5] in orgs)
+
     def hold(self, found: list[Anomaly]) -> None:
         """Count the period's anomalies `found`, hold the first `keep` ones."""
         self.data.anomaly_total += len(found)
@@ -237,6 +264,7 @@ class _Period:
         not counted); `previous` is the partition day before it."""
         if not self.exact and previous is not None:
             self.resume_after(previous)
+        self.all_summarised = False
         lines = self.engine.day_stream(day)
         self._progress(len(lines))
         if day >= self.data.since[:10]:
@@ -293,13 +321,24 @@ class _Period:
                 data.sections[section].append(TimelineItem(entry, changes, found))
 
     # ----------------------------------------------------------------- a day summarised
-    def summarise_day(self, day: str, summary: dict[str, Any], events: list[list[Any]]) -> None:
-        """Count `day` (whole, inside the period) from its summary and events checkpoint; replay
-        its lines of the sections whose tables have room. Their groups' states are exact: a
-        group is skipped only once it needs nothing more, and never needed again."""
+    def summarise_day(
+        self, day: str, summary: dict[str, Any], events: list[list[Any]] | None
+    ) -> None:
+        """Count `day` (whole, inside the period) from its summary and events checkpoint (None:
+        not read, see `count_unread`); replay its lines of the sections whose tables have
+        room. Their groups' states are exact: a group is skipped only once it needs nothing
+        more, and never needed again."""
         self.begin()
         self.data.summarised += 1
         self._count(day, summary)
+        if events is None:
+            self.unread.append(day)
+        else:
+            self._anomalies_of(events)
+        self._replay_day(day)
+
+    def _anomalies_of(self, events: list[list[Any]]) -> None:
+        """Count the anomalies of a day's events checkpoint; hold the first ones."""
         orgs = set(self.data.org_ids)
         rows = [row for row in events if not orgs or row[5] in orgs]
         found = [row for row in rows if row[0] != STORED_OUT_OF_ORDER]
@@ -310,6 +349,9 @@ class _Period:
             found.sort(key=lambda row: (row[1][1], row[1][0]))
             room = len(found) if self.keep is None else self.keep - len(self.anomalies)
             self.anomalies += [anomaly_of(row) for row in found[:room]]
+
+    def _replay_day(self, day: str) -> None:
+        """Replay the lines of `day` of the sections whose tables have room."""
         # The lines are read a slice of the day at a time: few enough that each is read
         # alone (not the whole file into memory), and none after the tables are full.
         for hour in range(0, 24, _SLICE_HOURS):
@@ -379,6 +421,11 @@ class _Period:
         if not self.exact and last is not None:
             self.resume_after(last, ("admins",))
         self.data.admins_at_end = self.replay.rows("admins")
+
+
+def _anomalies_so_far(counts: list[list[Any]], orgs: set[str]) -> int:
+    """The anomalies a checkpoint counted so far (`Point.counts`), of these organizations."""
+    return sum(n for _, org, _, n in counts if not orgs or org in orgs)
 
 
 def _summary_ok(summary: Any) -> bool:
@@ -462,12 +509,16 @@ def _report(
     data.sections = {name: [] for name in SECTION_ACTIONS}
     period = _Period(store, data, checkpoints, keep, progress)
     first = None
+    before: int | None = 0  # the anomalies before the period (None: not known)
     if checkpoints is not None:
         point = checkpoints.point(since[:10])
         if point is not None and point.latest < since:
             period.replay = point.resume(org_ids=org_ids, scopes=ALL_SCOPES)
             data.resumed_from, first = point.day, point.first_recorded(org_ids)
             data.labels = point.labels_for(org_ids)
+            before = _anomalies_so_far(point.counts, set(org_ids))
+        elif point is not None:
+            before = None
         del point  # its parts, read as JSON, are several times the state
     data.first_recorded = first or first_recorded(store, org_ids)
     day_start, day_end = "T00:00:00.000Z", "T23:59:59.999Z"
@@ -477,10 +528,14 @@ def _report(
             continue
         whole = since <= day + day_start and day + day_end <= until
         summary = events = None
+        unread = False
         if summarise and whole and checkpoints is not None and day in checkpoints.sources:
             summary = checkpoints.summary(day)
-            events = checkpoints.events(day, KINDS) if _summary_ok(summary) else None
-        if summary is not None and events is not None:
+            if _summary_ok(summary):
+                # Once the first anomalies are held, the others are only counted: at the end.
+                unread = period.anomalies_held()
+                events = None if unread else checkpoints.events(day, KINDS)
+        if summary is not None and (unread or events is not None):
             period.summarise_day(day, summary, events)
         else:
             period.read_day(day, previous)
@@ -488,6 +543,7 @@ def _report(
     period.end(previous)
     stored = _stored_out_of_order(store, checkpoints, org_ids, since, until, period.read_days)
     data.anomaly_total += len(period.stored) + len(stored)
+    period.count_unread(previous, before)
     data.anomalies = sorted(
         [*period.anomalies, *period.stored, *stored], key=lambda a: (a.entry.createdAt, a.entry.id)
     )
