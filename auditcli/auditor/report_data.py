@@ -167,9 +167,10 @@ class _Period:
 
     A day is either *read*: its lines are replayed and counted one by one (the days before the
     period, partial days, days without a current summary), or *summarised*: fully inside the
-    period, with a current summary (`summary`) and events checkpoint, its counts and anomalies
-    are taken from those, and its lines are replayed only while a section table has room,
-    only the actions of the sections with room. `exact` says whether the replay is the state
+    period, with a current summary (`summary`) and events checkpoint (read only until the
+    period's first anomalies are held, see `count_unread`), its counts and anomalies are taken
+    from those, and its lines are replayed only while a section table has room, only the
+    actions of the sections with room. `exact` says whether the replay is the state
     after every entry so far (else it is resumed from a checkpoint when that is needed)."""
 
     def __init__(
