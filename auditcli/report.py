@@ -34,29 +34,41 @@ SECTION_TITLES: dict[str, str] = {
 
 
 # ----------------------------------------------------------------------------- data
-def integrity_status(
-    store: AuditStore, since: str, until: str, resumed_from: str | None = None
-) -> dict[str, Any]:
+def integrity_status(store: AuditStore, since: str, until: str) -> dict[str, Any]:
     """The integrity of the period's partitions from `auditcli.integrity.verify`:
     `{"status": "verified" | "verified (unsealed)" | "FAILED", "detail": …}`.
 
     The entries are checked (every line's link, the chains, manifests and signatures); the
     derived data under `_index/` is not: rebuilding every line index and replaying the
-    period again for its checkpoints cost twice the report itself. The detail says so, and
-    names the checkpoint the report's replay resumed from (`resumed_from`, a day)."""
+    period again for its checkpoints cost several times the report itself (`derived_note`
+    says so in the detail)."""
     from .integrity import verify
 
     try:
         result = verify(store, first_day=since[:10], last_day=until[:10], derived=False)
     except AuditError as exc:
         return {"status": "FAILED", "detail": str(exc)}
-    status = _summarise_verify(result)
-    resumed = f"resumed from the checkpoint of {resumed_from} and " if resumed_from else ""
-    status["detail"] += (
-        f"; derived data not checked here: the report {resumed}read through the line "
-        "indexes, which `audit verify` rebuilds and compares (run it before you trust a review)"
+    return _summarise_verify(result)
+
+
+def derived_note(resumed_from: str | None, summarised: int) -> str:
+    """What the integrity detail adds: the derived data the report read and did not check,
+    naming the checkpoint its replay resumed from (`resumed_from`, a day) and how many days it
+    counted from their summaries."""
+    read = [f"resumed from the checkpoint of {resumed_from}"] if resumed_from else []
+    if summarised:
+        what = (
+            "1 day from its summary and events checkpoint"
+            if summarised == 1
+            else f"{summarised} days from their summaries and events checkpoints"
+        )
+        read.append(f"counted {what}")
+    read.append("read through the line indexes")
+    done = ", ".join(read[:-1]) + " and " + read[-1] if len(read) > 1 else read[0]
+    return (
+        f"; derived data not checked here: the report {done}, which `audit verify` rebuilds "
+        "and compares (run it before you trust a review)"
     )
-    return status
 
 
 def _summarise_verify(result: VerifyReport) -> dict[str, Any]:
@@ -87,7 +99,11 @@ def build_report(
 ) -> ReportData:
     """The report's data (see `auditor.report_data`) with the integrity status of the period;
     with `max_rows`, each section keeps only that many entries (memory stays bounded).
-    `progress` hears of the entries read, then of the integrity check starting."""
+    `progress` hears of the integrity check, then of the entries read. The check runs first:
+    what it holds is freed before the report's data is gathered (a lower peak of memory)."""
+    if progress is not None:
+        progress(0, phase="verifying")
+    integrity = integrity_status(store, since, until)
     data = report_data(
         store,
         since=since,
@@ -97,9 +113,8 @@ def build_report(
         keep=max_rows or None,
         progress=progress,
     )
-    if progress is not None:
-        progress(data.total, phase="verifying")
-    data.integrity = integrity_status(store, since, until, data.resumed_from)
+    integrity["detail"] += derived_note(data.resumed_from, data.summarised)
+    data.integrity = integrity
     return data
 
 

@@ -211,8 +211,13 @@ def built(tmp_path: Path) -> AuditStore:
     for question in QUESTIONS:
         _same_answers(store, question)
     names = [path.name for path in _files(store)]
+    # A report's summaries are written for the whole days of its period (not the 4th: the
+    # reports end at noon).
     assert names == [
-        f"2026-01-0{day}.{part}" for day in (1, 2, 3, 4) for part in ("events", "members", "state")
+        f"2026-01-0{day}.{part}"
+        for day in (1, 2, 3, 4)
+        for part in ("events", "members", "state", "summary")
+        if part != "summary" or day < 4
     ]
     return store
 
@@ -224,7 +229,12 @@ def _still_right(store: AuditStore) -> None:
 
 def test_deleting_checkpoints_loses_nothing(built: AuditStore) -> None:
     before = {path.name: path.read_bytes() for path in _files(built)}
-    for name in ("2026-01-02.state", "2026-01-01.events", "2026-01-03.events"):
+    for name in (
+        "2026-01-02.state",
+        "2026-01-01.events",
+        "2026-01-03.events",
+        "2026-01-02.summary",
+    ):
         built.root.joinpath(*DIR, name).unlink()
     _still_right(built)
     assert {path.name: path.read_bytes() for path in _files(built)} == before  # rebuilt alike
@@ -308,8 +318,9 @@ def test_a_report_says_which_derived_data_it_did_not_check(built: AuditStore) ->
     assert report.exit_code == 0, report.output
     assert "**Integrity of the period:** verified \\(unsealed\\)" in report.output
     assert (
-        "derived data not checked here: the report resumed from the checkpoint of 2026-01-03"
-        " and read through the line indexes, which \\`audit verify\\` rebuilds and compares"
+        "derived data not checked here: the report resumed from the checkpoint of 2026-01-03,"
+        " counted 1 day from its summary and events checkpoint and read through the line"
+        " indexes, which \\`audit verify\\` rebuilds and compares"
     ) in report.output
     verify = runner.invoke(app, ["-d", str(built.root), "verify"])
     assert verify.exit_code == 5 and "2026-01-03.state" in verify.output
@@ -371,10 +382,12 @@ def test_no_checkpoint_for_today_or_a_damaged_day(tmp_path: Path) -> None:
     _same_answers(store, question)
     result = access_state(store, "admins", at=_at(4, 12))
     assert any("not an entry" in str(p) for p in result.problems)  # still reported
-    assert [p.name for p in _files(store)][-1] == "2026-01-02.state"  # none from day 3 on
+    names = [p.name for p in _files(store)]
+    assert [n for n in names if n.endswith(".state")][-1] == "2026-01-02.state"  # none from 3 on
+    assert "2026-01-03.summary" not in names  # a damaged day is read by a report, never summarised
     os.truncate(damaged, damaged.stat().st_size - len(b"not an entry\n"))
     _same_answers(store, question)
-    assert [p.name for p in _files(store)][-1] == "2026-01-04.state"
+    assert [p.name for p in _files(store) if p.suffix == ".state"][-1] == "2026-01-04.state"
 
 
 # ----------------------------------------------------------------------------- history

@@ -10,7 +10,9 @@ For each partition day D (before today, UTC) two derived files live in `_index/a
 * `D.events`: the anomalies found while replaying day D, and its entries stored out of order;
 * `D.members`: the per-target index of day D: each user named by a team membership entry
   (`metadata.input.userId`) -> the teams (`targetId`) of those entries, so that `history` of a
-  user reads only the membership lines that name them (`members_of_day`).
+  user reads only the membership lines that name them (`members_of_day`);
+* `D.summary`: what a report counts in day D (`summary.summary_of_day`), so that a report
+  reads it for the whole days of its period instead of their entries.
 
 They are derived data, never evidence: deleting them loses nothing (they are rebuilt by the
 next question that needs them), and each records what it was built from, `builtFrom`: a hash
@@ -61,11 +63,12 @@ from .model import (
 )
 from .reading import _LOGIN, action_of, storage_order_in_day
 from .replay import Replay
+from .summary import org_text, summary_of_day
 
 _MAGIC = b"AUDITCKPT2\n"  # the format version (see `_encode`): another one is rebuilt
 _DIGEST_LEN = 64  # hex sha256 of the body, then a newline
 _MAX_BYTES = 256 << 20  # a checkpoint (or its inflated body) over this is refused: missing
-_NAME = re.compile(r"(\d{4}-\d\d-\d\d)\.(state|events|members)")
+_NAME = re.compile(r"(\d{4}-\d\d-\d\d)\.(state|events|members|summary)")
 _TEMP = re.compile(r"\..+\.(\d+)\.tmp")
 #: Every scope of action a report replays (the state kinds, and "" for other actions).
 ALL_SCOPES = frozenset((*SCOPE_OF_ACTION.values(), ""))
@@ -239,7 +242,7 @@ class Point:
     ) -> Replay:
         """A replay in this state, as if only the entries of `org_ids` (all when empty) whose
         actions are of `scopes` had been applied."""
-        return Replay.resumed(self.parts, org_ids=org_ids, scopes=scopes, **options)
+        return Replay.resumed(self.parts, org_ids=org_ids, scopes=scopes, kinds=None, **options)
 
     def labels_for(self, org_ids: tuple[str, ...]) -> dict[str, str]:
         """The display labels a report learns from these organizations' entries so far."""
@@ -357,6 +360,26 @@ class Checkpoints:
                     os.close(directory)
         return found
 
+    def summary(self, day: str) -> dict[str, Any] | None:
+        """The summary of the settled `day` (`summary.summary_of_day`), built and saved when
+        missing or stale; None when `day` is not settled or its reading met a problem."""
+        source = self.sources.get(day)
+        if source is None:
+            return None
+        body = _load(self.store, day, "summary", source, ("summary",))
+        if body is not None:
+            found = body["summary"]
+            return found if isinstance(found, dict) else None
+        found = summary_of_day(self.store, day)
+        if found is not None:
+            with contextlib.suppress(OSError):
+                directory = make_dirs(self.store.root, [INDEX_DIR, CHECKPOINT_DIR])
+                try:
+                    _save(directory, f"{day}.summary", _encode_summary(day, source, found))
+                finally:
+                    os.close(directory)
+        return found
+
     def storage(self, day: str) -> list[Anomaly] | None:
         """The entries of `day` stored out of time order, from its current events checkpoint
         (never built here: None when there is none)."""
@@ -453,7 +476,7 @@ class _Builder:
         for line in lines:
             created = line[chain.CREATED_START : chain.CREATED_END].decode()
             self.latest = max(self.latest, created)
-            for org in ("*", _org_of(line)):
+            for org in ("*", org_text(line)):
                 if org not in self.first:  # lines come in order: the first seen is the first
                     self.first[org] = [day, created]
             if action_of(line) == _LOGIN:
@@ -506,18 +529,12 @@ def _encode_members(day: str, source: str, members: dict[str, list[str]]) -> byt
     return _encode({"day": day, "builtFrom": source}, {"members": members})
 
 
+def _encode_summary(day: str, source: str, summary: dict[str, Any]) -> bytes:
+    return _encode({"day": day, "builtFrom": source}, {"summary": summary})
+
+
 def _any(line: bytes) -> bool:
     return True
-
-
-_ORG_KEY, _TEAM_KEY = b',"organizationId":', b',"teamId":'
-
-
-def _org_of(line: bytes) -> str:
-    """The organizationId of a stored line as its JSON text, found as the query engine's
-    matcher finds it (the key's last occurrence: it comes after the metadata)."""
-    at = line.rfind(_ORG_KEY) + len(_ORG_KEY)
-    return line[at : line.find(_TEAM_KEY, at)].decode("utf-8", "replace")
 
 
 def _encode_point(point: Point) -> bytes:
@@ -578,6 +595,11 @@ def check_checkpoints(
         if part == "members":  # the per-target index: rebuilt from its day's lines alone
             members = members_of_day(store, day)
             if members is None or content != _encode_members(day, body["builtFrom"], members):
+                problems.append(_forged(f"{where}/{name}"))
+            continue
+        if part == "summary":  # a report's counts of the day: rebuilt from its lines alone
+            summary = summary_of_day(store, day)
+            if summary is None or content != _encode_summary(day, body["builtFrom"], summary):
                 problems.append(_forged(f"{where}/{name}"))
             continue
         current.setdefault(day, {})[part] = content

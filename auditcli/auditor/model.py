@@ -168,10 +168,11 @@ def _item_key(item: Any) -> Any:
 
 def _list_diff(before: list[Any], after: list[Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
     """Items of `after` not in `before`, and of `before` not in `after`, in list order."""
-    old = {_item_key(item) for item in before}
-    new = {_item_key(item) for item in after}
-    added = tuple(item for item in after if _item_key(item) not in old)
-    removed = tuple(item for item in before if _item_key(item) not in new)
+    # Each item's key is computed once (a history diffs thousands of permission lists).
+    old_keys, new_keys = list(map(_item_key, before)), list(map(_item_key, after))
+    old, new = set(old_keys), set(new_keys)
+    added = tuple(item for item, key in zip(after, new_keys, strict=True) if key not in old)
+    removed = tuple(item for item, key in zip(before, old_keys, strict=True) if key not in new)
     return added, removed
 
 

@@ -24,6 +24,8 @@ OUT_OF_ORDER_TOLERANCE = timedelta(seconds=1)
 _ACTION_KEY = b',"action":"'
 _LOGIN = b"login"
 _CASCADES = frozenset((b"team_deleted", b"user_removed"))
+#: The anomaly of an entry stored after a later-stamped one (see `storage_order_anomalies`).
+STORED_OUT_OF_ORDER = "stored out of time order"
 #: Lines read between two progress reports (a report costs far more than skipping a line).
 _PROGRESS_EVERY = 4096
 
@@ -137,7 +139,7 @@ def storage_order_in_day(
                 later = split_lines(latest_at[0])[latest_at[1]]
                 later_id = id_of(later)
                 anomaly = Anomaly(
-                    "stored out of time order",
+                    STORED_OUT_OF_ORDER,
                     cite_of(entry),
                     f"{file.name} line {number + index + 1} was stored after entry "
                     f"{later_id} stamped {latest.decode()} ({_duration(gap)} later): "

@@ -486,17 +486,19 @@ class Replay:
         *,
         org_ids: tuple[str, ...] = (),
         scopes: frozenset[str],
+        kinds: frozenset[str] | None = None,
         **options: bool,
     ) -> Replay:
         """A replay in the state `snapshot` saved, as if only the entries of `org_ids` (all
         when empty) whose actions are of `scopes` had been applied: each grant and end is
         kept per organization and kind, and each email per organization and scope. `parts`
-        needs `emails` and the part of each kind in `scopes`."""
+        needs `emails` and the part of each kind in `scopes`. With `kinds`, only the tables
+        of those kinds are restored (a caller that shows only them saves the rest)."""
         replay = cls(**options)
         orgs = set(org_ids)
         tables = replay._tables()
         for kind, table in tables.items():
-            if kind not in scopes:
+            if kind not in scopes or (kinds is not None and kind not in kinds):
                 continue
             part = parts[kind]
             cites = [Cite(*cite) for cite in part["cites"]]
