@@ -840,6 +840,8 @@ def _read(
         # Read whole, with one read: what a vouched index is hashed over (`vouched_for`) is
         # then exactly what it was parsed from. A bigger file (forged) is read only in parts.
         data = start if len(start) == file_size else _exact(read, file_size, 0)
+        if data[:body] != start[:_HEADER_AT] + raw:
+            return None  # rewritten between the reads: the header parsed is not in `data`
         whole = data
 
         def read(size: int, at: int) -> bytes:

@@ -294,3 +294,43 @@ def test_an_index_file_is_hashed_once_and_believed_only_while_it_is_the_same_fil
     assert len(forged) == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
     assert not trust.vouched(forged)
     assert _org_b_lines(root) == honest
+
+
+def _big_day(tmp: Path) -> Path:
+    """A store of one past day whose index file is over the 64 KiB `lineindex` reads first."""
+    root = tmp / "logs"
+    source = tmp / "in.jsonl"
+    source.write_text("\n".join(json.dumps(e) for e in _entries(D1, 8000)) + "\n")
+    assert _audit(root, "import", str(source))[0] == 0
+    assert _index_files(root)[0].stat().st_size > 64 << 10
+    return root
+
+
+def test_a_vouched_index_is_parsed_from_the_bytes_it_is_hashed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index file over 64 KiB is read twice (its start, with the header, then whole): a
+    forger who rewrites it in place between the two reads (forged header first, the vouched
+    bytes back for the whole read) must not have the forged header believed on the strength
+    of the vouched bytes' hash."""
+    root = _big_day(tmp_path)
+    monkeypatch.setattr(query, "_VOUCH_MIN", 0)
+    honest = _org_b_lines(root)
+    assert honest and all(b'"organizationId":"org-b"' in line for line in honest)
+    path = _index_files(root)[0]
+    vouched = path.read_bytes()
+    forged = _swap_orgs(path)  # in place: same inode, same size
+    assert not trust.vouched(forged) and trust.vouched(vouched)
+    pread, index_inode, swapped = os.pread, path.stat().st_ino, []
+
+    def racing(fd: int, size: int, at: int) -> bytes:
+        data = pread(fd, size, at)
+        if not swapped and os.fstat(fd).st_ino == index_inode:
+            swapped.append(at)
+            with open(path, "r+b") as back:  # the vouched bytes, back in place
+                back.write(vouched)
+        return data
+
+    monkeypatch.setattr(os, "pread", racing)
+    assert _org_b_lines(root) == honest
+    assert swapped == [0]  # the race did happen, between the first read and the next
