@@ -334,3 +334,52 @@ def test_a_vouched_index_is_parsed_from_the_bytes_it_is_hashed_over(
     monkeypatch.setattr(os, "pread", racing)
     assert _org_b_lines(root) == honest
     assert swapped == [0]  # the race did happen, between the first read and the next
+
+
+def _org_b(root: Path, how: str, use_index: bool = True) -> Any:
+    """Org-b's entries as `stream`, `content_blocks` or `page` gives them."""
+    engine = QueryEngine(AuditStore(root), Filters(org_ids=("org-b",)), use_index=use_index)
+    engine.index_min_bytes = 0  # index even the small files of a test
+    if how == "blocks":
+        return b"".join(block for _, block in engine.content_blocks())
+    if how == "page":
+        return engine.page(50, 120)
+    return list(engine.stream())
+
+
+@pytest.mark.parametrize("made", ["built", "loaded"])
+@pytest.mark.parametrize("how", ["stream", "blocks", "page"])
+def test_a_vouched_index_is_not_used_after_its_file_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str, made: str
+) -> None:
+    """A query uses a past day's index unchecked when it built it itself or its bytes are
+    vouched for: if the file is edited in place after the index was built (while it is saved)
+    or loaded, the lines the index gives are not returned as they now are, unchecked (org-a
+    lines answering a query for org-b): the answer is a scan's of the file as it now is."""
+    from auditcli import lineindex
+
+    root = _build(tmp_path, "plain")
+    assert not _index_files(root)  # small files: the query builds their indexes
+    monkeypatch.setattr(query, "_VOUCH_MIN", 0)
+    if made == "loaded":
+        _org_b(root, how)  # builds and saves them, vouched for
+        assert len(_index_files(root)) == 3
+    hooked, edited = getattr(lineindex, "save" if made == "built" else "load"), []
+
+    def then_edit(where: Path, partition: str, file_name: str, *args: Any) -> Any:
+        result = hooked(where, partition, file_name, *args)
+        path = where / partition / file_name
+        data = path.read_bytes()
+        swapped = data.replace(b'"org-a"', b'"org-X"').replace(b'"org-b"', b'"org-a"')
+        with open(path, "r+b") as file:  # in place, same size: the inode and size stay
+            file.write(swapped.replace(b'"org-X"', b'"org-b"'))
+        edited.append(file_name)
+        return result
+
+    monkeypatch.setattr(lineindex, "save" if made == "built" else "load", then_edit)
+    answer = _org_b(root, how)
+    assert edited
+    monkeypatch.setattr(lineindex, "save" if made == "built" else "load", hooked)
+    scanned = _org_b(root, how, use_index=False)
+    assert scanned and b'"organizationId":"org-a"' not in repr(scanned).encode()
+    assert answer == scanned
