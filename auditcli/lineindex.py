@@ -749,8 +749,12 @@ def load(
             lambda size, at: os.pread(fd, size, at), ident, tail, fields, gzipped, info.st_size
         )
         if index is not None and index.raw is not None:
-            # What was read is what the file of this identity holds (see `vouched_for`).
-            index.source = identity(info) if identity(os.fstat(fd)) == identity(info) else None
+            # What was read is what the file of this identity holds (see `vouched_for`), and
+            # keeps holding while it has it: unless someone else can write the file, as bytes
+            # written through a shared mapping after its first write leave the ctime alone.
+            private = info.st_uid == os.geteuid() and not info.st_mode & 0o022
+            same = identity(os.fstat(fd)) == identity(info)
+            index.source = identity(info) if same and private else None
         return index
 
     return _with_index_file(root, partition, file_name, read)

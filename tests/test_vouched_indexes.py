@@ -11,6 +11,7 @@ redaction, gzip members); the record is what decides, and only a private one is 
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from auditcli import query, trust
+from auditcli import lineindex, query, trust
 from auditcli.cli import app
 from auditcli.query import Filters, QueryEngine
 from auditcli.store import AuditStore
@@ -141,12 +142,17 @@ def test_vouched_indexes_answer_as_a_scan_does(
         assert b"User 3" not in blocks
 
 
-def _swap_orgs(path: Path) -> bytes:
-    """The index at `path` with org-a and org-b swapped in its header (a forger's edit)."""
-    data = path.read_bytes()
+def _orgs_swapped(data: bytes) -> bytes:
+    """`data` with org-a and org-b swapped (a forger's edit of the same size)."""
     forged = data.replace(b'"org-a"', b'"org-X"').replace(b'"org-b"', b'"org-a"')
     forged = forged.replace(b'"org-X"', b'"org-b"')
     assert forged != data
+    return forged
+
+
+def _swap_orgs(path: Path) -> bytes:
+    """The index at `path` with org-a and org-b swapped in its header (a forger's edit)."""
+    forged = _orgs_swapped(path.read_bytes())
     path.write_bytes(forged)
     return forged
 
@@ -356,8 +362,6 @@ def test_a_vouched_index_is_not_used_after_its_file_changed(
     vouched for: if the file is edited in place after the index was built (while it is saved)
     or loaded, the lines the index gives are not returned as they now are, unchecked (org-a
     lines answering a query for org-b): the answer is a scan's of the file as it now is."""
-    from auditcli import lineindex
-
     root = _build(tmp_path, "plain")
     assert not _index_files(root)  # small files: the query builds their indexes
     monkeypatch.setattr(query, "_VOUCH_MIN", 0)
@@ -369,10 +373,8 @@ def test_a_vouched_index_is_not_used_after_its_file_changed(
     def then_edit(where: Path, partition: str, file_name: str, *args: Any) -> Any:
         result = hooked(where, partition, file_name, *args)
         path = where / partition / file_name
-        data = path.read_bytes()
-        swapped = data.replace(b'"org-a"', b'"org-X"').replace(b'"org-b"', b'"org-a"')
         with open(path, "r+b") as file:  # in place, same size: the inode and size stay
-            file.write(swapped.replace(b'"org-X"', b'"org-b"'))
+            file.write(_orgs_swapped(path.read_bytes()))
         edited.append(file_name)
         return result
 
@@ -383,3 +385,31 @@ def test_a_vouched_index_is_not_used_after_its_file_changed(
     scanned = _org_b(root, how, use_index=False)
     assert scanned and b'"organizationId":"org-a"' not in repr(scanned).encode()
     assert answer == scanned
+
+
+def test_an_index_file_others_can_write_is_hashed_on_every_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes written through a shared mapping after its first write keep the file's ctime (the
+    kernel sets it when a clean page is first written, then not until it writes the page
+    back), so the identity of an index file that someone else could write does not show that
+    its bytes changed: such a file is never remembered, and a forgery written through a mapping
+    after it was read as vouched is still checked line by line."""
+    root = _build(tmp_path, "plain")
+    monkeypatch.setattr(query, "_VOUCH_MIN", 0)
+    monkeypatch.setattr(trust, "_SETTLED_NS", 20_000_000)
+    honest = _org_b_lines(root)
+    path = _index_files(root)[0]
+    vouched = path.read_bytes()
+    forged = _orgs_swapped(vouched)
+    path.chmod(0o666)  # anyone may write it (planted so, or written under a umask of 0)
+    with open(path, "r+b") as file, mmap.mmap(file.fileno(), 0) as mapped:
+        mapped[:] = vouched  # the first write to each page of the mapping: ctime set now
+        time.sleep(0.025)
+        assert _org_b_lines(root) == honest  # read, hashed and found vouched for
+        before = path.stat()
+        mapped[:] = forged
+        assert path.read_bytes() == forged
+        assert lineindex.identity(path.stat()) == lineindex.identity(before)  # looks unchanged
+        assert _org_b_lines(root) == honest
+        assert not trust.vouched_file(lineindex.identity(path.stat()))
