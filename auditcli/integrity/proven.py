@@ -146,7 +146,8 @@ class Proven:
                     dir_fd=directory,
                 )
                 try:
-                    os.write(fd, data)
+                    if os.write(fd, data) != len(data):  # cut short (a size limit, a full disk)
+                        raise OSError("record written short")
                 finally:
                     os.close(fd)
                 os.replace(temporary, self.name, src_dir_fd=directory, dst_dir_fd=directory)
