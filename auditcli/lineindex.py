@@ -749,8 +749,12 @@ def load(
             lambda size, at: os.pread(fd, size, at), ident, tail, fields, gzipped, info.st_size
         )
         if index is not None and index.raw is not None:
-            # What was read is what the file of this identity holds (see `vouched_for`).
-            index.source = identity(info) if identity(os.fstat(fd)) == identity(info) else None
+            # What was read is what the file of this identity holds (see `vouched_for`), and
+            # keeps holding while it has it: unless someone else can write the file, as bytes
+            # written through a shared mapping after its first write leave the ctime alone.
+            private = info.st_uid == os.geteuid() and not info.st_mode & 0o022
+            same = identity(os.fstat(fd)) == identity(info)
+            index.source = identity(info) if same and private else None
         return index
 
     return _with_index_file(root, partition, file_name, read)
@@ -840,6 +844,8 @@ def _read(
         # Read whole, with one read: what a vouched index is hashed over (`vouched_for`) is
         # then exactly what it was parsed from. A bigger file (forged) is read only in parts.
         data = start if len(start) == file_size else _exact(read, file_size, 0)
+        if data[:body] != start[:_HEADER_AT] + raw:
+            return None  # rewritten between the reads: the header parsed is not in `data`
         whole = data
 
         def read(size: int, at: int) -> bytes:

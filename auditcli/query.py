@@ -469,7 +469,7 @@ class QueryEngine:
                 return None
             try:
                 return self._answer(index, fd, info.st_size, file, by_field, want, keys, window)
-            except lineindex.NotSeekable:
+            except (lineindex.NotSeekable, _FileChanged):
                 return None
             except (_IndexDisagrees, IndexError, ValueError, TypeError, KeyError, OverflowError):
                 # Derived data that does not describe its file (forged, or damaged past what
@@ -523,7 +523,7 @@ class QueryEngine:
             in_order = selected[::-1] if descending else selected
             if want == "window":
                 part = in_order[window[0] : window[1]]
-                found = self._lines(index, part, data, descending, vouched)
+                found = self._lines(index, part, data, descending, vouched, fd)
             else:
                 blocks = self._blocks(index, in_order, os.dup(fd), size, vouched)
                 # The first block is checked now: an index wrong from its start never answers.
@@ -532,7 +532,7 @@ class QueryEngine:
                     itertools.chain([first] if first else [], blocks), file
                 )
         elif len(selected):
-            found = self._lines(index, selected, data, False, vouched)
+            found = self._lines(index, selected, data, False, vouched, fd)
         self._indexed.add(file)
         if not index.ties:
             self._in_order.add(file)
@@ -545,11 +545,14 @@ class QueryEngine:
         data: lineindex.FileBytes | lineindex.GzipBytes,
         descending: bool,
         vouched: bool,
+        fd: int,
     ) -> list[bytes]:
-        """The lines `selected` by the index: as they are when it is `vouched` for, else each
-        checked (`_checked`)."""
+        """The lines `selected` by the index: as they are when it is `vouched` for (and the
+        file `fd` is still the one it describes), else each checked (`_checked`)."""
         if vouched:
-            return index.lines_at(selected, data)
+            lines = index.lines_at(selected, data)
+            _still_described(index, fd)
+            return lines
         return self._checked(index, selected, data, descending)[0]
 
     def _checked(
@@ -618,7 +621,9 @@ class QueryEngine:
             for first in range(0, len(selected), _BLOCK_LINES):
                 part = selected[first : first + _BLOCK_LINES]
                 if vouched:
-                    yield len(part), index.contents_block(part, data)
+                    block = index.contents_block(part, data)
+                    _still_described(index, fd)
+                    yield len(part), block
                     continue
                 lines, contents = self._checked(index, part, data, self.order == "desc", previous)
                 previous = lines[-1] if lines else previous
@@ -738,6 +743,20 @@ def _stop_on_disagreement(
 
 class _IndexDisagrees(Exception):
     """A line index selected something that is not a matching entry of its file."""
+
+
+class _FileChanged(_IndexDisagrees):
+    """The file changed after its index was loaded or built: the index no longer describes it
+    (before any output: the file is scanned; after some, the output stops)."""
+
+
+def _still_described(index: lineindex.LineIndex, fd: int) -> None:
+    """_FileChanged unless the file `fd` still has the identity `index` was made for: lines
+    read by a vouched index go unchecked, so a file edited since it was loaded or built (its
+    lines moved) must not give them. Checked after the read: what was read is then the file
+    the index describes."""
+    if lineindex.identity(os.fstat(fd)) != index.ident:
+        raise _FileChanged
 
 
 _NOT_DESCRIBED = (

@@ -17,7 +17,9 @@ index file's bytes were found vouched for, the record also remembers that file b
 same identity before and after the read) skip the hash (`vouched_file`). Any write, truncation,
 replacement or chmod changes the ctime, which user space cannot set back, as for the log files
 the indexes describe; a file changed within the last seconds is not remembered yet (timestamps
-are coarse: it could change again without its ctime showing it).
+are coarse: it could change again without its ctime showing it), nor one that anyone but this
+user can write (bytes written through a shared mapping after its first write to a page leave
+the ctime alone until the kernel writes the page back).
 
 The record is a directory of empty files named by digest, private to the user:
 `$XDG_CACHE_HOME/auditcli/vouched-indexes/` (default `~/.cache/…`). It is refused unless the

@@ -279,3 +279,31 @@ def test_a_record_directory_replaced_by_a_symlink_is_not_believed(
         (f"date={DAYS[0]}/alpha.jsonl", 2, "altered entry")
     ]
     assert {p.name: p.read_bytes() for p in elsewhere.iterdir()} == before  # none written
+
+
+def test_a_record_written_short_never_replaces_the_one_before(
+    store: AuditStore, tmp_path: Path
+) -> None:
+    """A record write the kernel cuts short without an error (a file size limit, a full file
+    system mid-write) leaves the record as it was, not a torn one that loses every proof."""
+    import subprocess
+    import sys
+
+    (record,) = _record_dir(tmp_path).glob("*-alpha.json")
+    before = record.read_bytes()
+    assert len(before) > 100
+    script = (
+        "import resource, signal, sys\n"
+        "from auditcli.integrity.proven import Proven\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))\n"
+        "record = Proven(sys.argv[1], 'alpha')\n"
+        "record.note_file(bytes(32), 1, bytes(32), {})\n"
+        "record.save()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(store.root)], capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert record.read_bytes() == before
+    assert [p.name for p in _record_dir(tmp_path).iterdir() if p.name.startswith(".")] == []

@@ -11,6 +11,7 @@ redaction, gzip members); the record is what decides, and only a private one is 
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from auditcli import query, trust
+from auditcli import lineindex, query, trust
 from auditcli.cli import app
 from auditcli.query import Filters, QueryEngine
 from auditcli.store import AuditStore
@@ -141,12 +142,17 @@ def test_vouched_indexes_answer_as_a_scan_does(
         assert b"User 3" not in blocks
 
 
-def _swap_orgs(path: Path) -> bytes:
-    """The index at `path` with org-a and org-b swapped in its header (a forger's edit)."""
-    data = path.read_bytes()
+def _orgs_swapped(data: bytes) -> bytes:
+    """`data` with org-a and org-b swapped (a forger's edit of the same size)."""
     forged = data.replace(b'"org-a"', b'"org-X"').replace(b'"org-b"', b'"org-a"')
     forged = forged.replace(b'"org-X"', b'"org-b"')
     assert forged != data
+    return forged
+
+
+def _swap_orgs(path: Path) -> bytes:
+    """The index at `path` with org-a and org-b swapped in its header (a forger's edit)."""
+    forged = _orgs_swapped(path.read_bytes())
     path.write_bytes(forged)
     return forged
 
@@ -294,3 +300,116 @@ def test_an_index_file_is_hashed_once_and_believed_only_while_it_is_the_same_fil
     assert len(forged) == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
     assert not trust.vouched(forged)
     assert _org_b_lines(root) == honest
+
+
+def _big_day(tmp: Path) -> Path:
+    """A store of one past day whose index file is over the 64 KiB `lineindex` reads first."""
+    root = tmp / "logs"
+    source = tmp / "in.jsonl"
+    source.write_text("\n".join(json.dumps(e) for e in _entries(D1, 8000)) + "\n")
+    assert _audit(root, "import", str(source))[0] == 0
+    assert _index_files(root)[0].stat().st_size > 64 << 10
+    return root
+
+
+def test_a_vouched_index_is_parsed_from_the_bytes_it_is_hashed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index file over 64 KiB is read twice (its start, with the header, then whole): a
+    forger who rewrites it in place between the two reads (forged header first, the vouched
+    bytes back for the whole read) must not have the forged header believed on the strength
+    of the vouched bytes' hash."""
+    root = _big_day(tmp_path)
+    monkeypatch.setattr(query, "_VOUCH_MIN", 0)
+    honest = _org_b_lines(root)
+    assert honest and all(b'"organizationId":"org-b"' in line for line in honest)
+    path = _index_files(root)[0]
+    vouched = path.read_bytes()
+    forged = _swap_orgs(path)  # in place: same inode, same size
+    assert not trust.vouched(forged) and trust.vouched(vouched)
+    pread, index_inode, swapped = os.pread, path.stat().st_ino, []
+
+    def racing(fd: int, size: int, at: int) -> bytes:
+        data = pread(fd, size, at)
+        if not swapped and os.fstat(fd).st_ino == index_inode:
+            swapped.append(at)
+            with open(path, "r+b") as back:  # the vouched bytes, back in place
+                back.write(vouched)
+        return data
+
+    monkeypatch.setattr(os, "pread", racing)
+    assert _org_b_lines(root) == honest
+    assert swapped == [0]  # the race did happen, between the first read and the next
+
+
+def _org_b(root: Path, how: str, use_index: bool = True) -> Any:
+    """Org-b's entries as `stream`, `content_blocks` or `page` gives them."""
+    engine = QueryEngine(AuditStore(root), Filters(org_ids=("org-b",)), use_index=use_index)
+    engine.index_min_bytes = 0  # index even the small files of a test
+    if how == "blocks":
+        return b"".join(block for _, block in engine.content_blocks())
+    if how == "page":
+        return engine.page(50, 120)
+    return list(engine.stream())
+
+
+@pytest.mark.parametrize("made", ["built", "loaded"])
+@pytest.mark.parametrize("how", ["stream", "blocks", "page"])
+def test_a_vouched_index_is_not_used_after_its_file_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str, made: str
+) -> None:
+    """A query uses a past day's index unchecked when it built it itself or its bytes are
+    vouched for: if the file is edited in place after the index was built (while it is saved)
+    or loaded, the lines the index gives are not returned as they now are, unchecked (org-a
+    lines answering a query for org-b): the answer is a scan's of the file as it now is."""
+    root = _build(tmp_path, "plain")
+    assert not _index_files(root)  # small files: the query builds their indexes
+    monkeypatch.setattr(query, "_VOUCH_MIN", 0)
+    if made == "loaded":
+        _org_b(root, how)  # builds and saves them, vouched for
+        assert len(_index_files(root)) == 3
+    hooked, edited = getattr(lineindex, "save" if made == "built" else "load"), []
+
+    def then_edit(where: Path, partition: str, file_name: str, *args: Any) -> Any:
+        result = hooked(where, partition, file_name, *args)
+        path = where / partition / file_name
+        with open(path, "r+b") as file:  # in place, same size: the inode and size stay
+            file.write(_orgs_swapped(path.read_bytes()))
+        edited.append(file_name)
+        return result
+
+    monkeypatch.setattr(lineindex, "save" if made == "built" else "load", then_edit)
+    answer = _org_b(root, how)
+    assert edited
+    monkeypatch.setattr(lineindex, "save" if made == "built" else "load", hooked)
+    scanned = _org_b(root, how, use_index=False)
+    assert scanned and b'"organizationId":"org-a"' not in repr(scanned).encode()
+    assert answer == scanned
+
+
+def test_an_index_file_others_can_write_is_hashed_on_every_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes written through a shared mapping after its first write keep the file's ctime (the
+    kernel sets it when a clean page is first written, then not until it writes the page
+    back), so the identity of an index file that someone else could write does not show that
+    its bytes changed: such a file is never remembered, and a forgery written through a mapping
+    after it was read as vouched is still checked line by line."""
+    root = _build(tmp_path, "plain")
+    monkeypatch.setattr(query, "_VOUCH_MIN", 0)
+    monkeypatch.setattr(trust, "_SETTLED_NS", 20_000_000)
+    honest = _org_b_lines(root)
+    path = _index_files(root)[0]
+    vouched = path.read_bytes()
+    forged = _orgs_swapped(vouched)
+    path.chmod(0o666)  # anyone may write it (planted so, or written under a umask of 0)
+    with open(path, "r+b") as file, mmap.mmap(file.fileno(), 0) as mapped:
+        mapped[:] = vouched  # the first write to each page of the mapping: ctime set now
+        time.sleep(0.025)
+        assert _org_b_lines(root) == honest  # read, hashed and found vouched for
+        before = path.stat()
+        mapped[:] = forged
+        assert path.read_bytes() == forged
+        assert lineindex.identity(path.stat()) == lineindex.identity(before)  # looks unchanged
+        assert _org_b_lines(root) == honest
+        assert not trust.vouched_file(lineindex.identity(path.stat()))

@@ -36,6 +36,7 @@ from collections.abc import Iterable, Mapping
 import orjson
 
 from auditcli import trust
+from auditcli.safeio import write_atomic_at
 
 #: Hashed before everything a key binds: a release that checks files differently changes it,
 #: so that what an older one proved is not believed.
@@ -137,22 +138,11 @@ class Proven:
             directory = trust.open_private(location(), create=True)
             if directory is None:
                 return
-            temporary = f".{self.name}.{os.getpid()}.tmp"
             try:
-                fd = os.open(
-                    temporary,
-                    os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                    0o600,
-                    dir_fd=directory,
-                )
-                try:
-                    os.write(fd, data)
-                finally:
-                    os.close(fd)
-                os.replace(temporary, self.name, src_dir_fd=directory, dst_dir_fd=directory)
+                # Whole or not at all: a write cut short (a size limit, a full disk) raises.
+                temporary = f".{self.name}.{os.getpid()}.{id(self):x}.tmp"
+                write_atomic_at(directory, self.name, temporary, data)
             finally:
-                with contextlib.suppress(OSError):
-                    os.unlink(temporary, dir_fd=directory)
                 os.close(directory)
 
 
