@@ -18,7 +18,7 @@ from auditcli import integrity
 from auditcli.integrity import proven
 from auditcli.store import AuditStore
 
-verify_module = importlib.import_module("auditcli.integrity.verify")
+verify_module = importlib.import_module("auditcli.integrity.verify.verifier")
 tree_module = importlib.import_module("auditcli.integrity.tree")
 
 WRITERS = ("alpha", "bravo")
@@ -66,7 +66,7 @@ def _verify_counting(store: AuditStore, monkeypatch: pytest.MonkeyPatch) -> tupl
     """verify, counting the files the record vouched for, the lines hashed into Merkle leaves
     by the scans, and the tree heads recomputed by reading their files again."""
     counts = {"vouched": 0, "scanned": 0, "fed": 0, "reread": 0}
-    scan_run, feed_add = verify_module._FileScan.run, verify_module.LeafFeed.add
+    scan_run, feed_add = verify_module.FileScan.run, verify_module.LeafFeed.add
     reread = tree_module._recomputed_leaves
 
     def run(self: Any) -> None:
@@ -82,7 +82,7 @@ def _verify_counting(store: AuditStore, monkeypatch: pytest.MonkeyPatch) -> tupl
         return reread(*args, **kwargs)
 
     with monkeypatch.context() as patch:  # (undoing the fixture would undo conftest's too)
-        patch.setattr(verify_module._FileScan, "run", run)
+        patch.setattr(verify_module.FileScan, "run", run)
         patch.setattr(verify_module.LeafFeed, "add", add)
         patch.setattr(tree_module, "_recomputed_leaves", recomputed)
         return integrity.verify(store, workers=1), counts

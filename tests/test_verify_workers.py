@@ -107,7 +107,7 @@ def test_a_worker_that_dies_fails_the_run(
 ) -> None:
     """A killed worker (out of memory, kill -9) must fail verify, never hang it or drop a
     writer from the report."""
-    verify_module = importlib.import_module("auditcli.integrity.verify")
+    verify_module = importlib.import_module("auditcli.integrity.verify.verifier")
     real = verify_module._Verifier.check_writer
 
     def dying(self: Any, writer: str, chained: bool) -> None:

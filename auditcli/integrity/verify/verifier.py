@@ -1,55 +1,30 @@
-"""`verify()`: stream every file once and check chains, checkpoints, manifests, signatures,
-and what is missing, planted or foreign; writer by writer, each against its own chain."""
+"""The verifier: every writer's chain, checkpoints, manifests, signatures, coverage, and what is
+missing, planted or foreign; writer by writer, each against its own chain."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import os
 import sys
-from binascii import hexlify
-from bisect import bisect_left
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from auditcli import chain
 from auditcli.errors import IntegrityError, inert
-from auditcli.lines import Overlong
-from auditcli.progress import Progress
-from auditcli.query import Problem
-from auditcli.store import GZIP, PARTITION_PREFIX, PLAIN, AuditStore, LineSource, LogFile
-from auditcli.timeparse import format_utc, parse_utc
-
-from . import workers
-from .constants import (
+from auditcli.integrity import workers
+from auditcli.integrity.constants import (
     _CLOCK_SLACK,
-    _CREATED_DAY,
-    _HEX64,
-    _HEX_END,
-    _HEX_START,
-    _MAX_BAD_SEARCH,
-    _MAX_INCIDENT,
-    _MAX_PROBLEMS_PER_FILE,
-    _MAX_SEARCHES_PER_FILE,
-    _MIN_LINE,
-    _TAGGED,
-    _TAIL,
-    _WINDOW,
     MANIFEST_DIR,
 )
-from .fleet import Fleet, FleetWriter, TrustedKeys
-from .indexes import check_indexes
-from .keys import embedded_public_key, key_id, signature_valid
-from .leaffeed import LeafFeed, Pending, plan_feeds
-from .manifests import (
+from auditcli.integrity.fleet import Fleet, FleetWriter, TrustedKeys
+from auditcli.integrity.indexes import check_indexes
+from auditcli.integrity.keys import embedded_public_key, key_id, signature_valid
+from auditcli.integrity.leaffeed import LeafFeed, Pending, plan_feeds
+from auditcli.integrity.manifests import (
     Manifest,
     archive_digest,
     chain_dir,
@@ -64,154 +39,18 @@ from .manifests import (
     receipt_records,
     records_of,
 )
-from .proven import FileProof, Proven, content_key, head_key
-from .redaction import Redactions, hashed_input, line_accepted
-from .sealstate import check_state
-from .tree import TreeCheck, TreeHead, foreign_receipts, gives
+from auditcli.integrity.proven import Proven, content_key, head_key
+from auditcli.integrity.redaction import Redactions
+from auditcli.integrity.sealstate import check_state
+from auditcli.integrity.tree import TreeCheck, TreeHead, foreign_receipts, gives
+from auditcli.progress import Progress
+from auditcli.query import Problem
+from auditcli.store import GZIP, PARTITION_PREFIX, PLAIN, AuditStore, LineSource, LogFile
+from auditcli.timeparse import format_utc, parse_utc
 
-#: How a checkpoint names the manifest that made it: (order verify read it in, `#5`).
-Label = tuple[int, str]
-
-LEGACY_HOST = "(legacy)"  # the row of the legacy chain; never a writer id (no parentheses)
-
-
-@dataclass
-class HostReport:
-    """What verify found for one writer (host): its files and its own manifest chain."""
-
-    writer: str
-    in_fleet: bool | None = None  # None: no fleet file given
-    chain: str = "none"  # "own", "legacy" (sealed before per-writer chains only), "none"
-    files: int = 0
-    entries: int = 0
-    manifests: int = 0
-    uncovered: int = 0
-    signed: str = "none"
-    key_ids: list[str] = field(default_factory=list)
-    latest: dict[str, Any] | None = None
-    problems: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary."""
-        return {
-            "writer": self.writer,
-            "ok": self.problems == 0,
-            "inFleet": self.in_fleet,
-            "chain": self.chain,
-            "files": self.files,
-            "entries": self.entries,
-            "manifests": self.manifests,
-            "uncovered": self.uncovered,
-            "signatures": self.signed,
-            "keyIds": self.key_ids,
-            "latestManifest": self.latest,
-            "problems": self.problems,
-        }
-
-
-@dataclass
-class VerifyReport:
-    """The outcome of `verify()`. `problems` empty means the store is what was written (within
-    what the configuration can prove: see `notes`). `hosts`: one row per writer (and one for
-    the legacy chain, if the store has one)."""
-
-    files: int = 0
-    entries: int = 0
-    bytes: int = 0
-    partitions: int = 0
-    manifests: int = 0
-    checkpoints: int = 0
-    tree_heads: int = 0  # Merkle tree heads recomputed from the entries
-    uncovered: int = 0
-    receipted_files: int = 0
-    signed: str = (
-        "none"  # "verified" (by trusted keys), "embedded", "unsigned", "none" (no manifest)
-    )
-    key_ids: list[str] = field(default_factory=list)
-    latest: dict[str, Any] | None = None
-    problems: list[Problem] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    hosts: list[HostReport] = field(default_factory=list)
-    fleet: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when no problem was found."""
-        return not self.problems
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary."""
-        return {
-            "ok": self.ok,
-            "files": self.files,
-            "entries": self.entries,
-            "bytes": self.bytes,
-            "partitions": self.partitions,
-            "manifests": self.manifests,
-            "checkpoints": self.checkpoints,
-            "treeHeads": self.tree_heads,
-            "uncovered": self.uncovered,
-            "receiptedFiles": self.receipted_files,
-            "signatures": self.signed,
-            "keyIds": self.key_ids,
-            "latestManifest": self.latest,
-            "fleet": self.fleet,
-            "hosts": [host.to_dict() for host in self.hosts],
-            "problems": [
-                {"file": p.file, "line": p.line, "kind": p.kind, "detail": p.detail}
-                for p in self.problems
-            ],
-            "notes": self.notes,
-        }
-
-
-@dataclass
-class _Checkpoints:
-    """What the trusted history says about one file key (since its last retention receipt)."""
-
-    by_line: dict[int, dict[bytes, Label]] = field(default_factory=dict)  # lines->head hex->label
-    last_listed: Label | None = None  # the last manifest listing the key
-    name: str = ""
-    archives: dict[str, tuple[str, Label]] = field(default_factory=dict)  # gz name -> (sha, label)
-    torn: set[tuple[int, int]] = field(default_factory=set)
-    # After a retention receipt: the history it closed and the file it recorded. A copy that
-    # outlives the deletion (a central store keeping longer than the host) is checked against it.
-    retired: _Checkpoints | None = None
-    receipt: Mapping[str, Any] | None = None
-    #: Every seal since the receipt saw the file exactly as the receipt counted it: one that
-    #: ran between a receipt and its deletion (before the two were made one step), so the
-    #: file being gone is still the receipt's deletion.
-    as_receipted: bool = True
-
-    def note_listed(self, record: Mapping[str, Any]) -> None:
-        """A seal lists the file again: does it see what the receipt before it counted?"""
-        receipt = self.receipt
-        if receipt is None or (record["lines"], record.get("head")) != (
-            receipt.get("lines"),
-            receipt.get("head"),
-        ):
-            self.as_receipted = False
-
-    def deleted_as_planned(self) -> bool:
-        """Whether the file being gone is a receipt's deletion: no seal listed it since the
-        receipt, or every one that did saw exactly what the receipt counted."""
-        return self.last_listed is None or (self.receipt is not None and self.as_receipted)
-
-    def add(self, record: Mapping[str, Any], label: Label) -> None:
-        self.last_listed = label
-        self.name = record["name"]
-        head = record.get("head")
-        hexhead = head[7:].encode() if isinstance(head, str) and _TAGGED.fullmatch(head) else b""
-        self.by_line.setdefault(record["lines"], {}).setdefault(hexhead, label)
-        archive = record.get("archive")
-        if isinstance(archive, dict) and isinstance(archive.get("sha256"), str):
-            self.archives[record["name"]] = (archive["sha256"], label)
-        torn = record.get("torn")
-        if isinstance(torn, dict):
-            self.torn.add((torn.get("line"), torn.get("bytes")))  # type: ignore[arg-type]
-
-    def max_lines(self) -> int:
-        return max(self.by_line, default=0)
+from .checkpoints import FileHistory
+from .filescan import FileScan
+from .results import LEGACY_HOST, HostReport, VerifyReport
 
 
 @dataclass
@@ -287,7 +126,7 @@ class _Verifier:
         self.report = VerifyReport(fleet=str(fleet.path) if fleet else None)
         self.order = 0
         # Per writer while it is checked (memory: one writer's checkpoints at a time).
-        self.checkpoints: dict[tuple[str, str], _Checkpoints] = {}
+        self.checkpoints: dict[tuple[str, str], FileHistory] = {}
         self.feeds: dict[tuple[str, str], list[Any]] = {}  # file key -> leaf ranges (leaffeed)
         self.proven: Proven | None = None  # the record of earlier verifies (proven.py)
         self.content_keys: dict[tuple[str, str], bytes] = {}  # file key -> its content key
@@ -297,7 +136,7 @@ class _Verifier:
         self.latest_seal: Manifest | None = None
         self.host = HostReport("")
         # Whole store.
-        self.legacy_checkpoints: dict[tuple[str, str], _Checkpoints] = {}
+        self.legacy_checkpoints: dict[tuple[str, str], FileHistory] = {}
         self.legacy = _Chain()
         self.receipts: list[tuple[Manifest, bool]] = []
         self.redactions = Redactions()
@@ -746,7 +585,7 @@ class _Verifier:
                 if writer is not None and file_writer(key[1]) != writer:
                     foreign = record["name"]
                     continue
-                known = self.checkpoints.setdefault(key, _Checkpoints())
+                known = self.checkpoints.setdefault(key, FileHistory())
                 known.note_listed(record)
                 known.add(record, label)
             if foreign:
@@ -776,12 +615,12 @@ class _Verifier:
                 retired = known
                 if self.in_range(key[0]):
                     self.check_receipt(manifest, record, known)
-            self.checkpoints[key] = _Checkpoints(
+            self.checkpoints[key] = FileHistory(
                 name=record["name"], retired=retired, receipt=record
             )
 
     def check_receipt(
-        self, manifest: Manifest, record: Mapping[str, Any], known: _Checkpoints
+        self, manifest: Manifest, record: Mapping[str, Any], known: FileHistory
     ) -> None:
         top = known.max_lines()
         lines = record.get("lines", 0)
@@ -989,7 +828,7 @@ class _Verifier:
     def check_missing(self, seen: set[tuple[str, str]]) -> None:
         """Files a manifest of this writer listed that are gone without a receipt."""
         report = self.report
-        missing_by_day: dict[str, list[_Checkpoints]] = {}
+        missing_by_day: dict[str, list[FileHistory]] = {}
         late: set[tuple[str, str]] | None = None
         for key, known in self.checkpoints.items():
             if key in seen or not self.in_range(key[0]):
@@ -1067,7 +906,7 @@ class _Verifier:
         report, host = self.report, self.host
         key = (file.day, file.segment)
         known = self.checkpoints.get(key)
-        scan: _FileScan | None = None
+        scan: FileScan | None = None
         try:
             if known is not None and not known.by_line and known.retired and known.receipt:
                 # Deleted by retention where it was written, still kept here: if it is the file
@@ -1091,7 +930,7 @@ class _Verifier:
                 # Retention deleted the file that the manifests loaded at the start
                 # checkpointed, and a late writer made a new one under the same name: those
                 # are not its checks.
-                known = _Checkpoints()
+                known = FileHistory()
                 scan = self.scan(file, known)
             elif scan.feed is not None:
                 scan.feed.commit()  # the one scan verify keeps of this file
@@ -1146,11 +985,11 @@ class _Verifier:
         return True
 
     def scan(
-        self, file: LogFile, known: _Checkpoints | None, feed: LeafFeed | None = None
-    ) -> _FileScan:
+        self, file: LogFile, known: FileHistory | None, feed: LeafFeed | None = None
+    ) -> FileScan:
         """One pass over `file` against `known` (IntegrityError when it cannot be read); `feed`
         takes the Merkle leaves of its lines."""
-        scan = _FileScan(file, known, self.geneses, feed)
+        scan = FileScan(file, known, self.geneses, feed)
         scan.redacted = self.redactions.lines.get((file.day, file.segment))
         scan.proven = self.proven
         scan.run()
@@ -1338,391 +1177,6 @@ class _Verifier:
             )
 
 
-class _FileScan:
-    """One pass over one file: links, ids, shape, and where checkpointed heads sit."""
-
-    def __init__(
-        self,
-        file: LogFile,
-        known: _Checkpoints | None,
-        geneses: Callable[[], dict[bytes, str]],
-        feed: LeafFeed | None = None,
-    ) -> None:
-        self.file = file
-        self.feed = feed
-        self.known = known
-        self.geneses = geneses
-        self.source: LineSource | None = None
-        self.lines = 0
-        self.bytes = 0
-        self.problems: list[Problem] = []
-        self.suppressed = 0
-        self.unexplained: list[tuple[int, bytes, bytes | None]] = []
-        self.flagged: set[int] = set()
-        self.head_pos: dict[bytes, int] = {}
-        self.at_line: dict[int, bytes] = {}
-        self.moved_from: str | None = None
-        self.sealed_torn: str | None = None
-        self.searched = 0
-        self.head = b""  # the last line's link (the genesis value for an empty file)
-        self.redacted: Mapping[int, set[str]] | None = None  # lines redaction receipts name
-        #: The record of earlier verifies (proven.py), for a whole-store verify; then the
-        #: file's content key when it was read in one piece, and whether the record vouched.
-        self.proven: Proven | None = None
-        self.content_key: bytes | None = None
-        self.vouched = False
-        self.proof: FileProof | None = None  # what this scan proved, to record
-
-    def problem(self, line: int | None, kind: str, detail: str, name: str | None = None) -> None:
-        if len(self.problems) >= _MAX_PROBLEMS_PER_FILE:
-            self.suppressed += 1
-            return
-        self.problems.append(Problem(name or self.file.name, line, kind, detail))
-
-    def run(self) -> None:
-        file = self.file
-        source = self.source = LineSource(file)
-        sha = hashlib.sha256
-        head_bytes, created_day = chain.SUFFIX_HEAD, _CREATED_DAY
-        hex_start, hex_end, tail = _HEX_START, _HEX_END, _TAIL
-        genesis = prev = chain.genesis(file.partition, file.segment)
-        day = file.day.encode()
-        by_line = self.known.by_line if self.known else {}
-        cp_heads = {h for heads in by_line.values() for h in heads if h}
-        ids: dict[int, int] = {}  # hash of each id -> the first line with it
-        first_at = ids.setdefault
-        ring: deque[tuple[int, bytes | None, bytes | None, bool]] = deque(maxlen=_WINDOW)
-        incident: list[tuple[int, bytes | None, bytes | None, bool]] | None = None
-        last_bad = 0
-        misplaced = 0
-        after_malformed = False
-        n = 0
-        record: tuple[int, bytes | None, bytes | None, bool]  # line no., line, digest, ok
-        overlong = source.overlong  # filled as chunks are read
-        feed = self.feed
-        chunks = self.chunks(source, by_line)
-        for chunk in chunks:
-            self.bytes += len(chunk)
-            lines = chunk.split(b"\n")
-            lines.pop()
-            if feed is not None:
-                feed.add(lines)
-            for line in lines:
-                n += 1
-                if (
-                    line[-tail:hex_start] == head_bytes
-                    and len(line) > _MIN_LINE
-                    and line.startswith(b'{"id":"')
-                    and line.endswith(b'"}')
-                ):
-                    digest = sha(prev + line[:-tail] + b"}").digest()
-                    hexd = line[hex_start:hex_end]
-                    ok = hexlify(digest) == hexd
-                    if not ok and line_accepted(prev, line, n, self.redacted):
-                        ok, digest = True, bytes.fromhex(hexd.decode())
-                    if not ok:
-                        if _HEX64.fullmatch(hexd) is None:
-                            self.malformed(n, "its chain link is not a SHA-256 in hex")
-                            after_malformed = True
-                            record = (n, None, None, False)
-                            ring.append(record)
-                            if incident is not None:
-                                incident.append(record)
-                            continue
-                        digest = bytes.fromhex(hexd.decode())
-                        if after_malformed:
-                            ok = True  # explained by the malformed line just before
-                        else:
-                            last_bad = n
-                    prev = digest
-                    after_malformed = False
-                    earlier = first_at(hash(line[7 : line.find(b'"', 7)]), n)
-                    if earlier != n:
-                        self.flagged.add(n)
-                        self.problem(n, "duplicated line", f"its id is already at line {earlier}")
-                    if line[created_day : created_day + 10] != day:
-                        misplaced += 1
-                        if misplaced == 1:
-                            self.problem(
-                                n, "misplaced entry", f"createdAt is not in {file.partition}"
-                            )
-                    if cp_heads and hexd in cp_heads and hexd not in self.head_pos:
-                        self.head_pos[hexd] = n
-                    if n in by_line:
-                        self.at_line[n] = hexd
-                    record = (n, line, digest, ok)
-                elif overlong and overlong[-1].line >= n and (bad := _overlong_at(overlong, n)):
-                    self.malformed(
-                        n,
-                        f"{bad.length} bytes at byte offset {bad.offset}: over the "
-                        f"{chain.MAX_LINE // 1024} KiB limit of a stored line (not read)",
-                    )
-                else:
-                    self.malformed(n, "not a stored entry (foreign or corrupted bytes)")
-                    after_malformed = True
-                    record = (n, None, None, False)
-                if incident is None:
-                    if not record[3] and record[1] is not None:
-                        incident = [*ring, record]
-                else:
-                    incident.append(record)
-                    if n - last_bad >= _WINDOW or len(incident) >= _MAX_INCIDENT:
-                        self.analyse(incident, genesis)
-                        incident = None
-                ring.append(record)
-        if incident is not None:
-            self.analyse(incident, genesis)
-        if not self.vouched:
-            self.lines = n
-            self.head = prev
-            if self.content_key is not None and not self.problems and not self.unexplained:
-                # Every line right: what a repeat verify of these bytes may take as proved.
-                self.proof = (n, prev, dict(self.at_line))
-        if misplaced > 1:
-            self.problem(
-                None,
-                "misplaced entry",
-                f"{misplaced} entries in all have a createdAt outside {file.partition}",
-            )
-        self.classify_unexplained(by_line)
-        self.check_checkpoints(by_line)
-        self.check_tail()
-        if self.suppressed:
-            self.problems.append(
-                Problem(
-                    self.file.name,
-                    None,
-                    "more problems",
-                    f"{self.suppressed} further problems in this file not listed",
-                )
-            )
-
-    def chunks(
-        self, source: LineSource, by_line: Mapping[int, Mapping[bytes, Label]]
-    ) -> Iterator[bytes]:
-        """The file's chunks for the line loop; none when the record of earlier verifies
-        vouches for its bytes (a plain file read in one piece whose content key is recorded,
-        with the link at each line count checkpointed now): the loop's results are then the
-        record's, and the checks after the loop run on them as on any file."""
-        chunks = source.chunks()
-        if self.proven is None or self.redacted:
-            return chunks
-        first = next(chunks, None)
-        if first is None:
-            return iter(())
-        second = next(chunks, None)
-        if second is not None:
-            return itertools.chain((first, second), chunks)
-        if (
-            source.file.compressed
-            or source.start
-            or source.torn_line is not None
-            or source.overlong
-            or source.trailing_garbage
-        ):
-            return iter((first,))
-        self.content_key = content_key(source.file.name, first)
-        proof = self.proven.file(self.content_key)
-        if proof is None:
-            return iter((first,))
-        lines, head, links = proof
-        wanted = [k for k in by_line if 0 < k <= lines]
-        if any(k not in links for k in wanted):
-            return iter((first,))  # a checkpoint at a line count not recorded: checked in full
-        self.vouched = True
-        self.lines, self.head, self.bytes = lines, head, len(first)
-        self.at_line.update((k, links[k]) for k in wanted)
-        return iter(())
-
-    def malformed(self, n: int, detail: str) -> None:
-        self.flagged.add(n)
-        self.problem(n, "malformed line", detail)
-
-    def analyse(
-        self, records: list[tuple[int, bytes | None, bytes | None, bool]], genesis: bytes
-    ) -> None:
-        """Explain the chain breaks of one window: where does each broken line's real
-        predecessor sit? After a later line: reordered. Lines skipped over that nothing chains
-        from: inserted. Nowhere: edited, or its predecessor deleted (decided by checkpoints)."""
-        sha = hashlib.sha256
-        candidates = [(0, genesis)] if records[0][0] == 1 else []
-        candidates += [(r[0], r[2]) for r in records if r[2] is not None]
-        bad = [r for r in records if not r[3] and r[1] is not None and r[0] not in self.flagged]
-        # A link edited on an intact entry: the entry hashes right from its predecessor, and
-        # the next line chains from that computed link, not from the stored one.
-        stored = dict(candidates)
-        by_number = {r[0]: r for r in records}
-        computed: dict[int, bytes] = {}
-        explained: set[int] = set()
-        for n, line, _, _ in bad[:_MAX_BAD_SEARCH]:
-            before = stored.get(n - 1)
-            if before is None or line is None:
-                continue
-            computed[n] = link = sha(before + hashed_input(line)).digest()
-            after = by_number.get(n + 1)
-            if (
-                after
-                and after[1] is not None
-                and not after[3]
-                and sha(link + hashed_input(after[1])).digest() == after[2]
-            ):
-                self.flagged.add(n)
-                explained.add(n + 1)
-                self.problem(
-                    n, "altered link", "the entry is intact but its _chain value was changed"
-                )
-        bad = [r for r in bad if r[0] not in self.flagged and r[0] not in explained]
-        pred: dict[int, int] = {}
-        for index, (n, line, digest, _) in enumerate(bad):
-            assert line is not None
-            if index >= _MAX_BAD_SEARCH or self.searched >= _MAX_SEARCHES_PER_FILE:
-                break
-            self.searched += 1
-            content = hashed_input(line)
-            for m, candidate in candidates:
-                if m != n and m != n - 1 and sha(candidate + content).digest() == digest:
-                    pred[n] = m
-                    break
-        is_pred = {r[0] - 1 for r in records if r[3]} | set(pred.values())
-        reordered = {n for n, m in pred.items() if m > n}
-        for n, m in sorted(pred.items()):
-            if m > n:
-                self.flagged.add(n)
-                self.problem(n, "reordered line", f"it was written after line {m}")
-            elif m < n - 1:
-                for x in range(m + 1, n):
-                    if x in self.flagged or x in reordered or x in is_pred:
-                        continue
-                    self.flagged.add(x)
-                    self.problem(
-                        x,
-                        "inserted line",
-                        f"not part of the chain (line {n} follows line {m})"
-                        if m
-                        else f"not part of the chain (line {n} is the file's real first line)",
-                    )
-        for n, line, _, _ in bad:
-            if n in pred or n in self.flagged:
-                continue
-            if len(self.unexplained) < _MAX_PROBLEMS_PER_FILE:
-                self.unexplained.append((n, line or b"", computed.get(n)))
-            else:  # a file broken throughout: name the rest plainly, keep no lines in memory
-                self.problem(n, "chain break", f"does not follow line {n - 1}")
-
-    def classify_unexplained(self, by_line: Mapping[int, Mapping[bytes, Label]]) -> None:
-        """A broken line whose predecessor is nowhere near: name it with the help of the
-        checkpoints after it (shifted head: lines deleted; same place: the entry was edited)."""
-        for n, line, computed in self.unexplained:
-            if n in self.flagged:
-                continue
-            if computed is not None and computed.hex().encode() in by_line.get(n, {}):
-                self.problem(
-                    n, "altered link", "the entry is intact but its _chain value was changed"
-                )
-                continue
-            if n == 1:
-                parsed = chain.split_line(line + b"\n")
-                if parsed is not None:
-                    for origin, name in self.geneses().items():
-                        if chain.link(origin, hashed_input(line)) == parsed[1]:
-                            self.moved_from = name
-                            self.problem(
-                                1,
-                                "moved file",
-                                f"its chain starts at {name}: copied or renamed from there",
-                            )
-                            break
-                    if self.moved_from:
-                        continue
-            shift = None
-            for lines in sorted(by_line):
-                if lines < n:
-                    continue
-                positions = [self.head_pos[h] for h in by_line[lines] if h in self.head_pos]
-                if positions:
-                    shift = positions[0] - lines
-                    break
-            try:
-                orjson.loads(line[:-_TAIL] + b"}")
-                parses = True
-            except orjson.JSONDecodeError:
-                parses = False
-            if not parses or shift == 0:
-                self.problem(n, "altered entry", "the entry does not match its chain link (edited)")
-            elif shift is not None and shift < 0:
-                self.problem(n, "deleted line", f"{-shift} line(s) missing before this line")
-            else:
-                self.problem(
-                    n,
-                    "chain break",
-                    f"does not follow line {n - 1}:"
-                    " this entry was edited, or lines before it deleted",
-                )
-
-    def check_checkpoints(self, by_line: Mapping[int, Mapping[bytes, Label]]) -> None:
-        """Every checkpoint ever made of this file must still hold: the file has at least that
-        many lines, and the link at that line is the checkpointed head."""
-        if not by_line:
-            return
-        # A head found at another line is explained by the line problems already named.
-        problem_lines = {p.line for p in self.problems if p.line is not None}
-        chain_trouble = bool(problem_lines)
-        truncated: tuple[int, Label] | None = None
-        for lines in sorted(by_line):
-            heads = by_line[lines]
-            seq = min(heads.values())
-            if lines > self.lines:
-                shifted = any(h in self.head_pos for h in heads)
-                if not (shifted and chain_trouble):
-                    truncated = (lines, seq)
-                continue
-            if lines == 0:
-                continue
-            stored = self.at_line.get(lines)
-            real_heads = {h for h in heads if h}
-            if real_heads and stored not in real_heads and lines not in problem_lines:
-                shifted = any(h in self.head_pos for h in real_heads)
-                if shifted and chain_trouble:
-                    continue
-                self.problem(
-                    lines,
-                    "rewritten file",
-                    f"line {lines} is not the line manifest {seq[1]} checkpointed:"
-                    " the file was rewritten",
-                )
-                break
-        if truncated is not None:
-            self.problem(
-                self.lines + 1,
-                "truncated file",
-                f"{self.lines} lines, but manifest {truncated[1][1]} checkpointed {truncated[0]}",
-            )
-
-    def check_tail(self) -> None:
-        source = self.source
-        assert source is not None
-        name = source.file.name
-        if source.torn_line is not None:
-            known = self.known.torn if self.known else set()
-            if (source.torn_line, source.torn_bytes) in known:
-                self.sealed_torn = f"{name}:{source.torn_line}"
-            else:
-                self.problem(
-                    source.torn_line,
-                    "torn line",
-                    f"{source.torn_bytes} bytes with no newline at the end"
-                    " (a crash mid-write, or appended bytes)",
-                    name,
-                )
-        if source.trailing_garbage:
-            self.problem(
-                None,
-                "trailing data",
-                f"{source.trailing_garbage} bytes after the gzip member (appended to the archive)",
-                name,
-            )
-
-
 def _vanished(file: LogFile) -> bool:
     """Whether the file listed is gone: a `.gz` (only retention removes one, with its whole
     partition; a plain file a late writer makes there afterwards is another file, for the next
@@ -1731,15 +1185,3 @@ def _vanished(file: LogFile) -> bool:
     if file.compressed:
         return not os.path.lexists(file.path)
     return not any(os.path.lexists(p) for p in (plain, plain.with_name(plain.name + ".gz")))
-
-
-def _overlong_at(overlong: Sequence[Overlong], n: int) -> Overlong | None:
-    """The too-long line numbered `n` in `overlong` (sorted by line), if there is one."""
-    at = bisect_left(overlong, n, key=attrgetter("line"))
-    return overlong[at] if at < len(overlong) and overlong[at].line == n else None
-
-
-def iter_problem_lines(problems: Iterable[Problem]) -> Iterator[str]:
-    """One `file:line: kind: detail` line per problem (for plain-text output)."""
-    for problem in problems:
-        yield str(problem)
