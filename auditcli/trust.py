@@ -44,6 +44,9 @@ _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 #: Hashed before an index's bytes: a release that changes how indexes are built changes it,
 #: so that what an older one vouched for is not believed.
 _TAG = b"auditcli vouched line index 1\x00"
+#: How long ago an index file must have last changed for its identity to be remembered.
+_SETTLED_NS = 2_000_000_000
+_FILE_TAG = b"auditcli vouched index file 1\x00"
 
 
 def location() -> str:
@@ -110,11 +113,6 @@ def vouched_file(identity: Sequence[int]) -> bool:
     """Whether the index file of `identity` was remembered (`remember_file`): its bytes, still
     the same while the identity is, need no hashing."""
     return _recorded(_file_name(identity))
-
-
-#: How long ago an index file must have last changed for its identity to be remembered.
-_SETTLED_NS = 2_000_000_000
-_FILE_TAG = b"auditcli vouched index file 1\x00"
 
 
 def _file_name(identity: Sequence[int]) -> str:

@@ -999,12 +999,14 @@ class _Verifier:
         """The record's key of `head` (proven.head_key) from its files' content keys as the
         scans found them, if all are known."""
         manifest_hash, keys = head.manifest.hash, []
+        if not manifest_hash:
+            return None
         for name, _, _ in head.appended:
             key = self.content_keys.get(file_key(name))  # type: ignore[arg-type]
-            if key is None or not manifest_hash:
+            if key is None:
                 return None
             keys.append(key)
-        return head_key(head.extends, manifest_hash, keys) if manifest_hash else None
+        return head_key(head.extends, manifest_hash, keys)
 
     def prove_head(self, pending: Pending) -> bytes | None:
         """The SHA-256 of the leaf hashes of a head the record does not hold, though it vouched
