@@ -205,28 +205,17 @@ class FileScan:
         chunks = source.chunks()
         if self.proven is None or self.redacted:
             return chunks
-        first = next(chunks, None)
+        first, chunks = whole_content(source, chunks)
         if first is None:
-            return iter(())
-        second = next(chunks, None)
-        if second is not None:
-            return itertools.chain((first, second), chunks)
-        if (
-            source.file.compressed
-            or source.start
-            or source.torn_line is not None
-            or source.overlong
-            or source.trailing_garbage
-        ):
-            return iter((first,))
+            return chunks
         self.content_key = content_key(source.file.name, first)
         proof = self.proven.file(self.content_key)
         if proof is None:
-            return iter((first,))
+            return chunks
         lines, head, links = proof
         wanted = [k for k in by_line if 0 < k <= lines]
         if any(k not in links for k in wanted):
-            return iter((first,))  # a checkpoint at a line count not recorded: checked in full
+            return chunks  # a checkpoint at a line count not recorded: checked in full
         self.vouched = True
         self.lines, self.head, self.bytes = lines, head, len(first)
         self.at_line.update((k, links[k]) for k in wanted)
@@ -425,3 +414,27 @@ def overlong_at(overlong: Sequence[Overlong], n: int) -> Overlong | None:
     """The too-long line numbered `n` in `overlong` (sorted by line), if there is one."""
     at = bisect_left(overlong, n, key=attrgetter("line"))
     return overlong[at] if at < len(overlong) and overlong[at].line == n else None
+
+
+def whole_content(
+    source: LineSource, chunks: Iterator[bytes]
+) -> tuple[bytes | None, Iterator[bytes]]:
+    """`(content, chunks)` for the chunks of `source` being read: `content` is the file's
+    bytes when it is a plain file read whole in one chunk, with no torn, too long or trailing
+    data (the only files the record of earlier verifies keys), else None; `chunks` yields
+    every chunk either way, those read here included."""
+    first = next(chunks, None)
+    if first is None:
+        return None, iter(())
+    second = next(chunks, None)
+    if second is not None:
+        return None, itertools.chain((first, second), chunks)
+    if (
+        source.file.compressed
+        or source.start
+        or source.torn_line is not None
+        or source.overlong
+        or source.trailing_garbage
+    ):
+        return None, iter((first,))
+    return first, iter((first,))

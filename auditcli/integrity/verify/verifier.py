@@ -4,7 +4,6 @@ missing, planted or foreign; writer by writer, each against its own chain."""
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -49,7 +48,7 @@ from auditcli.store import GZIP, PARTITION_PREFIX, PLAIN, AuditStore, LineSource
 from auditcli.timeparse import format_utc, parse_utc
 
 from .checkpoints import FileHistory
-from .filescan import FileScan
+from .filescan import FileScan, whole_content
 from .results import LEGACY_HOST, HostReport, VerifyReport
 
 
@@ -1024,14 +1023,14 @@ class _Verifier:
                 return None
             source = LineSource(file)
             try:
-                chunks = list(itertools.islice(source.chunks(), 2))
+                content, _ = whole_content(source, source.chunks())
             except IntegrityError:
                 return None
-            if len(chunks) != 1 or source.torn_line is not None:
+            if content is None:
                 return None
-            if content_key(source.file.name, chunks[0]) != self.content_keys.get(at):  # type: ignore[arg-type]
+            if content_key(source.file.name, content) != self.content_keys.get(at):  # type: ignore[arg-type]
                 return None  # changed since its scan
-            lines = chunks[0].split(b"\n")
+            lines = content.split(b"\n")
             lines.pop()
             feed = LeafFeed([(first, end, job, index)])
             feed.add(lines)
