@@ -348,16 +348,20 @@ class Checkpoints:
             return None
         return {team for user in users for team in members.get(user, ())}
 
+    def _save_derived(self, name: str, content: bytes) -> None:
+        """Save a day's derived file next to the checkpoints; a failure only costs time."""
+        with contextlib.suppress(OSError):
+            directory = make_dirs(self.store.root, [INDEX_DIR, CHECKPOINT_DIR])
+            try:
+                _save(directory, name, content)
+            finally:
+                os.close(directory)
+
     def _members(self, day: str, source: str) -> dict[str, list[str]] | None:
         """The per-target index of `day`, read from its lines and saved."""
         found = members_of_day(self.store, day)
         if found is not None:
-            with contextlib.suppress(OSError):
-                directory = make_dirs(self.store.root, [INDEX_DIR, CHECKPOINT_DIR])
-                try:
-                    _save(directory, f"{day}.members", _encode_members(day, source, found))
-                finally:
-                    os.close(directory)
+            self._save_derived(f"{day}.members", _encode_members(day, source, found))
         return found
 
     def summary(self, day: str) -> dict[str, Any] | None:
@@ -372,12 +376,7 @@ class Checkpoints:
             return found if isinstance(found, dict) else None
         found = summary_of_day(self.store, day)
         if found is not None:
-            with contextlib.suppress(OSError):
-                directory = make_dirs(self.store.root, [INDEX_DIR, CHECKPOINT_DIR])
-                try:
-                    _save(directory, f"{day}.summary", _encode_summary(day, source, found))
-                finally:
-                    os.close(directory)
+            self._save_derived(f"{day}.summary", _encode_summary(day, source, found))
         return found
 
     def storage(self, day: str) -> list[Anomaly] | None:

@@ -452,14 +452,7 @@ class _Verifier:
             self.heads.append(previous)
             result.signed = "unsigned" if not seen_signed else "verified" if keys else "embedded"
             host.signed, host.key_ids = result.signed, result.key_ids
-            host.latest = {
-                "sequence": previous.sequence,
-                "hash": previous.hash,
-                "sealedAt": previous.sealed_at,
-                "kind": previous.kind,
-                "signed": previous.signature is not None,
-                "keyId": (previous.signature or {}).get("keyId"),
-            }
+            host.latest = _latest(previous)
             self.statuses.append(result.signed)
         return result
 
@@ -1097,15 +1090,7 @@ class _Verifier:
         report.manifests = sum(host.manifests for host in report.hosts)
         if self.heads:
             last = max(self.heads, key=lambda m: m.sealed_at)
-            report.latest = {
-                "sequence": last.sequence,
-                "writer": last.writer,
-                "hash": last.hash,
-                "sealedAt": last.sealed_at,
-                "kind": last.kind,
-                "signed": last.signature is not None,
-                "keyId": (last.signature or {}).get("keyId"),
-            }
+            report.latest = _latest(last, writer=True)
         if self.statuses:
             for status in ("unsigned", "embedded", "verified"):
                 if status in self.statuses:
@@ -1186,3 +1171,19 @@ def _vanished(file: LogFile) -> bool:
     if file.compressed:
         return not os.path.lexists(file.path)
     return not any(os.path.lexists(p) for p in (plain, plain.with_name(plain.name + ".gz")))
+
+
+def _latest(manifest: Manifest, *, writer: bool = False) -> dict[str, Any]:
+    """A report's `latestManifest`: the newest seal (of a writer, or of the store, naming its
+    writer), in the report's key order."""
+    latest: dict[str, Any] = {"sequence": manifest.sequence}
+    if writer:
+        latest["writer"] = manifest.writer
+    latest.update(
+        hash=manifest.hash,
+        sealedAt=manifest.sealed_at,
+        kind=manifest.kind,
+        signed=manifest.signature is not None,
+        keyId=(manifest.signature or {}).get("keyId"),
+    )
+    return latest
