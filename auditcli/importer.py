@@ -635,6 +635,7 @@ def _index_day(store: AuditStore, plan: _Plan, day: str, wrote: list[AppendRepor
         and all(wrote[n].end == wrote[n + 1].start for n in range(len(wrote) - 1))
         and wrote[-1].stat is not None
     )
+    last = wrote[-1].stat if fresh else None  # the file as this import's last write left it
     mine = store.writer_id
     for file in store.files(day):
         name = file.path.name
@@ -648,9 +649,8 @@ def _index_day(store: AuditStore, plan: _Plan, day: str, wrote: list[AppendRepor
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode) or info.st_size < INDEX_MIN_BYTES:
                 continue
-            last = wrote[-1].stat
             ident = lineindex.identity(info)
-            if fresh and name == wrote[0].file and last and ident == lineindex.identity(last):
+            if last is not None and name == wrote[0].file and ident == lineindex.identity(last):
                 index = lineindex.from_rows(
                     plan.day_rows(day), ident, lineindex.tail_of(fd, info.st_size)
                 )

@@ -240,6 +240,27 @@ class TestDuplicates:
         assert skipped.stdout.startswith("imported 1 entries")
         assert [e["description"] for e in stored(log_dir) if e["id"] == "imp-0001"] == ["entry 1"]
 
+    def test_a_day_whose_every_line_is_skipped_leaves_its_indexed_file_alone(
+        self, cli, log_dir
+    ) -> None:
+        """`--skip-invalid` where every line of a day is refused (its ids stored with other
+        content) writes nothing that day; the day's file, big enough to be indexed, is
+        indexed from its bytes as before (an import that wrote nothing to it once crashed)."""
+        pad = "x" * 500  # about 800 bytes a line: 400 lines are over the 256 KiB indexed
+        day = [
+            entry(n, description=f"{pad} {n}", createdAt="2026-05-01T10:00:00.000Z")
+            for n in range(0, 1200, 3)
+        ]
+        assert cli("import", "-", input=jsonl(*day)).exit_code == 0
+        before = stored(log_dir)
+        changed = [{**e, "description": "changed " + e["description"]} for e in day]
+        result = cli("import", "--skip-invalid", "-", input=jsonl(*changed))
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout == f"imported 0 entries, {len(day)} invalid line(s) skipped\n"
+        assert stored(log_dir) == before
+        assert list(log_dir.glob("_index/date=2026-05-01/*.idx"))
+        assert cli("verify").exit_code == 0
+
     def test_recorded_entry_reimported_is_a_duplicate(self, cli, log_dir) -> None:
         recorded = cli("record", "login", "--actor-id", "u", "--org-id", "o", "--json").stdout
         result = cli("import", "-", input=recorded)
