@@ -70,20 +70,7 @@ def vouch(data: bytes | bytearray | memoryview) -> None:
     """Record an index (its bytes, as written to the log directory) as built or checked by
     this user. Any failure (a read-only home, a full disk, a record someone else can write)
     is ignored: the index is then checked line by line when used, as any other."""
-    with contextlib.suppress(OSError):
-        directory = _open_record(create=True)
-        if directory is None:
-            return
-        try:
-            fd = os.open(
-                digest(data),
-                os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o600,
-                dir_fd=directory,
-            )
-            os.close(fd)
-        finally:
-            os.close(directory)
+    _note(digest(data), create=True)
 
 
 def vouched(data: bytes | bytearray | memoryview) -> bool:
@@ -98,15 +85,7 @@ def remember_file(identity: Sequence[int]) -> None:
     ignored, as for `vouch`."""
     if identity[4] > time.time_ns() - _SETTLED_NS:
         return
-    with contextlib.suppress(OSError):
-        directory = _open_record(create=False)
-        if directory is None:
-            return
-        try:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-            os.close(os.open(_file_name(identity), flags, 0o600, dir_fd=directory))
-        finally:
-            os.close(directory)
+    _note(_file_name(identity), create=False)
 
 
 def vouched_file(identity: Sequence[int]) -> bool:
@@ -118,6 +97,20 @@ def vouched_file(identity: Sequence[int]) -> bool:
 def _file_name(identity: Sequence[int]) -> str:
     """The record's name for an index file's identity (never a digest's name: a prefix)."""
     return "file-" + hashlib.sha256(_FILE_TAG + repr(tuple(identity)).encode()).hexdigest()
+
+
+def _note(name: str, *, create: bool) -> None:
+    """Add the empty file `name` to this user's record (the directory made first if
+    `create`). Any failure is ignored: it only costs the checks or hashing it would spare."""
+    with contextlib.suppress(OSError):
+        directory = _open_record(create=create)
+        if directory is None:
+            return
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            os.close(os.open(name, flags, 0o600, dir_fd=directory))
+        finally:
+            os.close(directory)
 
 
 def _recorded(name: str) -> bool:
