@@ -381,28 +381,16 @@ class LineIndex:
         """JSONL of the entries on lines `selected` (each line's `chain.content_of`), in that
         order, unchecked as `lines_at`: from a whole file's buffer, one copy of each entry, or
         a few entries read from the file with one `pread` each, less their chain suffix."""
-        data = source.for_lines(len(selected) * _DENSE > self.lines)
-        if self.blocks or not isinstance(data, (bytearray, FileBytes)):
-            starts, ends, data = self._spans(selected, source)
-            contents = chain.contents_of(_slice_lines(data, starts, ends))
-            if contents:
-                contents.append(b"")  # a newline after the last one too, with no copy
-            return b"\n".join(contents)
+        starts, ends, data = self._spans(selected, source)
+        if self.blocks or isinstance(data, GzipBytes):
+            return joined_lines(chain.contents_of(_slice_lines(data, starts, ends)), b"\n")
         # Each entry is its line up to its chain suffix, then "}".
-        offsets = self.offsets
-        starts = list(map(offsets.__getitem__, selected))
-        nexts = map(offsets.__getitem__, map((1).__add__, selected))
-        cuts = list(map(int.__sub__, nexts, repeat(_SUFFIX)))
+        cuts = list(map(int.__sub__, ends, repeat(_SUFFIX)))
         if isinstance(data, FileBytes):
-            found = _slice_lines(data, starts, cuts)
-            if found:
-                found.append(b"")  # "}\n" after the last one too, with no copy
-            return b"}\n".join(found)
+            return joined_lines(_slice_lines(data, starts, cuts), b"}\n")
         with memoryview(data) as view:
             parts = list(map(view.__getitem__, map(slice, starts, cuts)))
-            if parts:
-                parts.append(view[:0])
-            block = b"}\n".join(parts)
+            block = joined_lines(parts, b"}\n")
             del parts  # the views hold the buffer until they are gone
             return block
 
@@ -467,6 +455,14 @@ class LineIndex:
             header["columns"] = columns
         head = orjson.dumps(header)
         return _MAGIC + len(head).to_bytes(4, "little") + head + b"".join(body)
+
+
+def joined_lines(parts: list[Any], end: bytes) -> bytes:
+    """`parts` (bytes-like), each followed by `end`, in one join with no copy after it (an
+    empty part is appended to `parts` for the last `end`)."""
+    if parts:
+        parts.append(b"")
+    return end.join(parts)
 
 
 def _slice_lines(

@@ -627,7 +627,7 @@ class QueryEngine:
                     continue
                 lines, contents = self._checked(index, part, data, self.order == "desc", previous)
                 previous = lines[-1] if lines else previous
-                yield len(lines), _jsonl(contents)
+                yield len(lines), lineindex.joined_lines(contents, b"\n")
         finally:
             os.close(fd)
 
@@ -681,7 +681,7 @@ class QueryEngine:
             lines = self._parseable(day, self.day_lines(day))
             for first in range(0, len(lines), _BLOCK_LINES):
                 part = lines[first : first + _BLOCK_LINES]
-                yield len(part), _jsonl(chain.contents_of(part))
+                yield len(part), lineindex.joined_lines(chain.contents_of(part), b"\n")
 
     def count(self) -> int:
         """The number of matches."""
@@ -763,13 +763,6 @@ _NOT_DESCRIBED = (
     "its line index (_index/{file.name}.idx) does not describe the file (forged or damaged)"
 )
 _DISAGREES = _NOT_DESCRIBED + "; the file was scanned instead. Run `audit verify`; delete the index"
-
-
-def _jsonl(contents: list[bytes]) -> bytes:
-    """`contents` (a list this function may extend) as JSONL: one join, no copy after it."""
-    if contents:
-        contents.append(b"")  # joins to a newline after the last one too
-    return b"\n".join(contents)
 
 
 def split_lines(chunk: bytes) -> list[bytes]:
