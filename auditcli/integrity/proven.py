@@ -30,13 +30,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import stat
 from collections.abc import Iterable, Mapping
 
 import orjson
 
 from auditcli import trust
-from auditcli.safeio import write_atomic_at
+from auditcli.errors import IntegrityError
+from auditcli.safeio import read_bounded, write_atomic_at
 
 #: Hashed before everything a key binds: a release that checks files differently changes it,
 #: so that what an older one proved is not believed.
@@ -164,11 +164,8 @@ def _read(name: str) -> bytes:
     finally:
         os.close(directory)
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > _RECORD_MAX:
-            return b""
-        return os.read(fd, info.st_size + 1)
-    except OSError:
+        return read_bounded(fd, _RECORD_MAX, name)
+    except (OSError, IntegrityError):
         return b""
     finally:
         os.close(fd)
