@@ -36,7 +36,7 @@ import re
 import stat
 import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -333,7 +333,7 @@ class Checkpoints:
             return None
         body = _load(self.store, day, "members", source, ("members",), raw=True)
         if body is None:
-            members = self._members(day, source)
+            members = self._built(day, source, "members")
         elif not any(orjson.dumps(user) + b":" in body["members"] for user in users):
             # Parsing the index cost more than the rest of a day of a history, so it is parsed
             # only when it names one of them as a key. A key is its JSON text then a colon;
@@ -348,20 +348,17 @@ class Checkpoints:
             return None
         return {team for user in users for team in members.get(user, ())}
 
-    def _save_derived(self, name: str, content: bytes) -> None:
-        """Save a day's derived file next to the checkpoints; a failure only costs time."""
-        with contextlib.suppress(OSError):
-            directory = make_dirs(self.store.root, [INDEX_DIR, CHECKPOINT_DIR])
-            try:
-                _save(directory, name, content)
-            finally:
-                os.close(directory)
-
-    def _members(self, day: str, source: str) -> dict[str, list[str]] | None:
-        """The per-target index of `day`, read from its lines and saved."""
-        found = members_of_day(self.store, day)
+    def _built(self, day: str, source: str, part: str) -> dict[str, Any] | None:
+        """The derived `part` of `day`, read from its lines (`_FROM_LINES`) and saved (a
+        failure to save only costs time)."""
+        found = _FROM_LINES[part](self.store, day)
         if found is not None:
-            self._save_derived(f"{day}.members", _encode_members(day, source, found))
+            with contextlib.suppress(OSError):
+                directory = make_dirs(self.store.root, [INDEX_DIR, CHECKPOINT_DIR])
+                try:
+                    _save(directory, f"{day}.{part}", _encode_part(part, day, source, found))
+                finally:
+                    os.close(directory)
         return found
 
     def summary(self, day: str) -> dict[str, Any] | None:
@@ -374,10 +371,7 @@ class Checkpoints:
         if body is not None:
             found = body["summary"]
             return found if isinstance(found, dict) else None
-        found = summary_of_day(self.store, day)
-        if found is not None:
-            self._save_derived(f"{day}.summary", _encode_summary(day, source, found))
-        return found
+        return self._built(day, source, "summary")
 
     def storage(self, day: str) -> list[Anomaly] | None:
         """The entries of `day` stored out of time order, from its current events checkpoint
@@ -459,7 +453,9 @@ class _Builder:
                 break
             members = members_of_day(self.store, day)
             if members is not None:
-                _save(directory, f"{day}.members", _encode_members(day, sources[day], members))
+                _save(
+                    directory, f"{day}.members", _encode_part("members", day, sources[day], members)
+                )
             saved = point
         return saved
 
@@ -524,12 +520,16 @@ def members_of_day(store: AuditStore, day: str) -> dict[str, list[str]] | None:
     return {user: sorted(teams) for user, teams in sorted(found.items())}
 
 
-def _encode_members(day: str, source: str, members: dict[str, list[str]]) -> bytes:
-    return _encode({"day": day, "builtFrom": source}, {"members": members})
+#: The derived files of a day rebuilt from its lines alone, never by a replay: part -> builder.
+_FROM_LINES: dict[str, Callable[[AuditStore, str], dict[str, Any] | None]] = {
+    "members": members_of_day,
+    "summary": summary_of_day,
+}
 
 
-def _encode_summary(day: str, source: str, summary: dict[str, Any]) -> bytes:
-    return _encode({"day": day, "builtFrom": source}, {"summary": summary})
+def _encode_part(part: str, day: str, source: str, value: dict[str, Any]) -> bytes:
+    """The file `DAY.part` of a derived part of `day` built from `source` (`_FROM_LINES`)."""
+    return _encode({"day": day, "builtFrom": source}, {part: value})
 
 
 def _any(line: bytes) -> bool:
@@ -591,14 +591,10 @@ def check_checkpoints(
         body = _decode(content, ())
         if body is None or body.get("builtFrom") != checkpoints.sources.get(day):
             continue  # stale or garbled: never used
-        if part == "members":  # the per-target index: rebuilt from its day's lines alone
-            members = members_of_day(store, day)
-            if members is None or content != _encode_members(day, body["builtFrom"], members):
-                problems.append(_forged(f"{where}/{name}"))
-            continue
-        if part == "summary":  # a report's counts of the day: rebuilt from its lines alone
-            summary = summary_of_day(store, day)
-            if summary is None or content != _encode_summary(day, body["builtFrom"], summary):
+        build = _FROM_LINES.get(part)
+        if build is not None:  # the per-target index, a report's counts: from the lines alone
+            found = build(store, day)
+            if found is None or content != _encode_part(part, day, body["builtFrom"], found):
                 problems.append(_forged(f"{where}/{name}"))
             continue
         current.setdefault(day, {})[part] = content
