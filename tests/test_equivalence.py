@@ -687,12 +687,8 @@ def test_canonical_import_shortcut_equals_the_full_path(
     separators = (", ", ": ") if spacing == "spaced" else (",", ":")
     raw = json.dumps(data, separators=separators, ensure_ascii=False).encode()
     raw += {"trailing": b"  \r\n", "form feed": b"\x0c\n"}.get(spacing, b"\n")
-    catalog = Catalog.load(Path(tempfile.gettempdir()) / "no-such-audit-dir")
-    try:
-        entry = build_entry(loads_strict(raw), catalog)
-        full: Any = (entry, dumps_entry(entry))
-    except (InvalidEntryError, ValueError):
-        full = "refused"
+    catalog = _builtin_catalog()
+    full = _full_path(raw, catalog)
     fast = _canonical_batch([raw], catalog)
     if fast is not None:
         assert full != "refused"
@@ -700,6 +696,28 @@ def test_canonical_import_shortcut_equals_the_full_path(
         assert _rows(fast[1]) == [full[0]]
     if not mutations and not drop and spacing == "compact":
         assert fast is not None  # a complete canonical line does take the shortcut
+
+
+def _builtin_catalog() -> Catalog:
+    """The catalog of a store with no custom action (no log directory)."""
+    return Catalog.load(Path(tempfile.gettempdir()) / "no-such-audit-dir")
+
+
+def _full_path(raw: bytes, catalog: Catalog) -> Any:
+    """What the importer's full path makes of one input line: `(entry, stored bytes)`, or
+    "refused"."""
+    try:
+        entry = build_entry(loads_strict(raw), catalog)
+        return entry, dumps_entry(entry)
+    except (InvalidEntryError, ValueError):
+        return "refused"
+
+
+def _with_field_text(field: str, text: bytes) -> bytes:
+    """VALID as canonical JSON with the value of `field` written as `text`."""
+    canonical = orjson.dumps(VALID)
+    start = canonical.index(b'"' + field.encode() + b'":') + len(field) + 3
+    return canonical[:start] + text + canonical[start + len(orjson.dumps(VALID[field])) :]
 
 
 def _rows(columns: dict[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
@@ -757,16 +775,9 @@ def test_the_shortcut_takes_a_written_line_only_as_the_full_path_would_store_it(
     """A canonical line whose metadata (or one text field) is JSON as any writer might write
     it: taken by the shortcut only if the full path accepts the line and stores exactly its
     bytes, with the same values; in particular numbers only in the one serialiser's form."""
-    catalog = Catalog.load(Path(tempfile.gettempdir()) / "no-such-audit-dir")
-    canonical = orjson.dumps(VALID)
-    start = canonical.index(b'"' + field.encode() + b'":') + len(field) + 3
-    end = start + len(orjson.dumps(VALID[field]))
-    raw = canonical[:start] + metadata + canonical[end:]
-    try:
-        entry = build_entry(loads_strict(raw), catalog)
-        full: Any = (entry, dumps_entry(entry))
-    except (InvalidEntryError, ValueError):
-        full = "refused"
+    catalog = _builtin_catalog()
+    raw = _with_field_text(field, metadata)
+    full = _full_path(raw, catalog)
     fast = _canonical_batch([raw], catalog)
     if fast is not None:
         assert full != "refused", raw
@@ -806,10 +817,8 @@ def test_the_shortcut_takes_a_written_line_only_as_the_full_path_would_store_it(
 def test_the_shortcut_on_written_forms(field: str, text: bytes, taken: bool) -> None:
     """Hand-picked texts where msgspec (which decodes the shortcut's lines) and orjson (the
     one serialiser) could disagree, and the full path stores exactly what the shortcut took."""
-    catalog = Catalog.load(Path(tempfile.gettempdir()) / "no-such-audit-dir")
-    canonical = orjson.dumps(VALID)
-    start = canonical.index(b'"' + field.encode() + b'":') + len(field) + 3
-    raw = canonical[:start] + text + canonical[start + len(orjson.dumps(VALID[field])) :]
+    catalog = _builtin_catalog()
+    raw = _with_field_text(field, text)
     fast = _canonical_batch([raw], catalog)
     assert (fast is not None) == taken
     if taken:
@@ -829,7 +838,7 @@ def test_msgspec_and_orjson_write_every_character_alike() -> None:
 def test_a_batch_of_lines_each_of_two_entries_is_refused() -> None:
     """Lines are decoded one by one, and their contents are compared one by one: a line
     holding two entries, or one entry cut over two lines, is never taken."""
-    catalog = Catalog.load(Path(tempfile.gettempdir()) / "no-such-audit-dir")
+    catalog = _builtin_catalog()
     line = orjson.dumps(VALID)
     other = orjson.dumps(dict(VALID, id="id-2"))
     assert _canonical_batch([line, other], catalog) is not None
@@ -851,7 +860,7 @@ def test_a_batch_is_taken_whole_exactly_when_each_line_would_be(
 ) -> None:
     """The importer checks a batch of lines column by column: it takes the batch exactly when
     every line alone would be taken, with the same entries and bytes."""
-    catalog = Catalog.load(Path(tempfile.gettempdir()) / "no-such-audit-dir")
+    catalog = _builtin_catalog()
     raws = []
     for n, mutations in enumerate(lines):
         data = dict(VALID, id=f"id-{ids[n]}", createdAt=f"2026-03-0{1 + ids[n] % 2}T00:00:00.000Z")
