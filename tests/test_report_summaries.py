@@ -156,6 +156,28 @@ def test_a_summary_of_another_shape_is_never_used(summarised: AuditStore, change
     assert _same(summarised, WHOLE, keep=2) == 3
 
 
+@pytest.mark.parametrize(
+    ("part", "change"),
+    [
+        ("admins", lambda rows: rows.append(["duplicate grant"])),
+        ("admins", lambda rows: rows.append("x")),
+        ("storage", lambda rows: rows.append(["stored out of time order", [1], "", "", "", ""])),
+        ("users", lambda rows: rows.append(["k", "cite", "detail", "u-1", "users", "org-1"])),
+    ],
+    ids=["short row", "not a row", "short citation", "citation not a list"],
+)
+def test_an_events_checkpoint_of_another_shape_is_never_used(
+    summarised: AuditStore, part: str, change: Any
+) -> None:
+    """A forged events checkpoint (matching digest) whose rows are not anomaly rows is
+    treated as missing and rebuilt: the report equals reading every day, never a crash."""
+    path = summarised.root.joinpath(*DIR, "2026-01-02.events")
+    _forge(path, part, change)
+    assert _same(summarised, WHOLE) == 4
+    _forge(path, part, change)
+    assert _same(summarised, WHOLE, keep=1) == 4
+
+
 def test_a_stale_summary_is_never_used(summarised: AuditStore) -> None:
     """A late import into a summarised day changes what its summary was built from: it is
     rebuilt, and the report counts the late entry."""
