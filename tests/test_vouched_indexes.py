@@ -432,9 +432,8 @@ def test_a_log_file_others_can_write_is_read_through_its_index_with_checks(
         mapped[:] = honest  # the first write to each page of the mapping: ctime set now
         time.sleep(0.025)
         assert all(b'"organizationId":"org-b"' in line for line in _org_b_lines(root))
-        before = path.stat()
+        # The same pages again: the identity stays (until the kernel writes them back).
         mapped[:] = _orgs_swapped(honest)
-        assert lineindex.identity(path.stat()) == lineindex.identity(before)  # looks unchanged
         answer = _org_b_lines(root)
     scanned = list(
         QueryEngine(
