@@ -688,6 +688,27 @@ class TestGrowingFile:
                 assert response.json()["logs"] == oracle[:100]
                 assert "audit verify" in response.headers["x-audit-warning"]
 
+    def test_a_file_put_back_as_it_was_is_read_afresh(self, client, tokens, store) -> None:
+        """Whoever can write the log directory can put a file of their own in today's file's
+        place (another actor id in its lines), let the server keep its matches, then write the
+        original bytes back into it with its mtime set back (the same size): the server must
+        answer from the file as it now is, not from what it kept of the planted one."""
+        self._append(store, 0, count=30)
+        today = next(store.root.glob(f"date={datetime.now(UTC):%Y-%m-%d}/*.jsonl"))
+        original = today.read_bytes()
+        mtime = today.stat().st_mtime_ns
+        planted = today.with_name("planted.tmp")
+        planted.write_bytes(original.replace(b'"actorId":"user-1"', b'"actorId":"user-9"'))
+        os.utime(planted, ns=(mtime, mtime))
+        os.replace(planted, today)
+        self._check(client, tokens, store)  # kept: the planted file's matches
+        with open(today, "r+b") as handle:  # the original bytes back, in place
+            handle.write(original)
+        os.utime(today, ns=(mtime, mtime))
+        client.app.state.tails.write_ns = 50_000_000  # a change this old is no write under way
+        time.sleep(0.1)
+        self._check(client, tokens, store)
+
     def test_a_replaced_or_truncated_file_is_read_afresh(self, client, tokens, store) -> None:
         self._append(store, 0, count=30)
         self._check(client, tokens, store)
