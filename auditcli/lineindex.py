@@ -748,12 +748,18 @@ def load(
             # What was read is what the file of this identity holds (see `vouched_for`), and
             # keeps holding while it has it: unless someone else can write the file, as bytes
             # written through a shared mapping after its first write leave the ctime alone.
-            private = info.st_uid == os.geteuid() and not info.st_mode & 0o022
             same = identity(os.fstat(fd)) == identity(info)
-            index.source = identity(info) if same and private else None
+            index.source = identity(info) if same and private(info) else None
         return index
 
     return _with_index_file(root, partition, file_name, read)
+
+
+def private(info: os.stat_result) -> bool:
+    """Whether only this user can write the file of `info`, so that its identity shows every
+    change to its bytes: bytes someone else writes through a shared mapping after their first
+    write to a page leave its mtime and ctime alone until the kernel writes the page back."""
+    return info.st_uid == os.geteuid() and not info.st_mode & 0o022
 
 
 def vouched_for(index: LineIndex) -> bool:

@@ -11,12 +11,15 @@ would otherwise turn a value into markup or a link.
 from __future__ import annotations
 
 import html
+import os
 import re
+import stat
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import lineindex
 from .auditor import SECTION_ACTIONS, ReportData, TimelineItem, report_data
-from .errors import AuditError
+from .errors import AuditError, IntegrityError
 from .progress import Progress
 from .render import visible
 from .store import AuditStore
@@ -49,6 +52,28 @@ def integrity_status(store: AuditStore, since: str, until: str) -> dict[str, Any
     except AuditError as exc:
         return {"status": "FAILED", "detail": str(exc)}
     return _summarise_verify(result)
+
+
+def period_files(
+    store: AuditStore, since: str, until: str
+) -> list[tuple[str, lineindex.Identity]] | None:
+    """The name and identity of each log file of the days of [since, until]: any write to a
+    file changes its identity (the ctime, which cannot be set back), a file added or replaced
+    changes the list. None when one cannot be read, or anyone but this user can write it
+    (bytes they write through a shared mapping need not change it, see `lineindex.private`)."""
+    files = []
+    try:
+        for day in store.days():
+            if not since[:10] <= day <= until[:10]:
+                continue
+            for file in store.files(day):
+                info = os.stat(file.path, follow_symlinks=False)
+                if not stat.S_ISREG(info.st_mode) or not lineindex.private(info):
+                    return None
+                files.append((file.name, lineindex.identity(info)))
+    except (OSError, IntegrityError):
+        return None
+    return files
 
 
 def derived_note(resumed_from: str | None, summarised: int) -> str:
@@ -100,10 +125,15 @@ def build_report(
     """The report's data (see `auditor.report_data`) with the integrity status of the period;
     with `max_rows`, each section keeps only that many entries (memory stays bounded).
     `progress` hears of the integrity check, then of the entries read. The check runs first:
-    what it holds is freed before the report's data is gathered (a lower peak of memory)."""
-    if progress is not None:
-        progress(0, phase="verifying")
-    integrity = integrity_status(store, since, until)
+    what it holds is freed before the report's data is gathered (a lower peak of memory). It
+    must cover the entries counted, so it runs again after the read when a log file of the
+    period changed meanwhile, or could have changed unseen (`period_files`)."""
+    files = period_files(store, since, until)
+    integrity = None
+    if files is not None:
+        if progress is not None:
+            progress(0, phase="verifying")
+        integrity = integrity_status(store, since, until)
     data = report_data(
         store,
         since=since,
@@ -113,6 +143,10 @@ def build_report(
         keep=max_rows or None,
         progress=progress,
     )
+    if integrity is None or period_files(store, since, until) != files:
+        if progress is not None:
+            progress(data.total, phase="verifying")
+        integrity = integrity_status(store, since, until)
     integrity["detail"] += derived_note(data.resumed_from, data.summarised)
     data.integrity = integrity
     return data

@@ -151,8 +151,11 @@ class CountCache:
     """How many lines of a file match a query's filters, remembered across requests.
 
     `total` needs every match counted, but a file only ever grows (and a rotated `.gz` never
-    changes), so a count is keyed by the file's identity *as it was before the scan* (inode,
-    size, mtime): any append or replacement changes the key and the file is counted afresh. A
+    changes), so a count is keyed by the file's identity *as it was before the scan*
+    (`lineindex.identity`: any write changes its ctime, which cannot be set back, unlike the
+    mtime): any append, edit or replacement changes the key and the file is counted afresh. A
+    file anyone else can write is never cached: bytes written through a shared mapping need
+    not change its identity (`lineindex.private`). A
     file whose scan reported a problem (torn or foreign line) is never cached, so every answer
     keeps warning about it. Bounded (LRU); shared by the request threads.
     """
@@ -165,12 +168,15 @@ class CountCache:
 
     @staticmethod
     def key(engine: QueryEngine, file: LogFile) -> tuple[Any, ...] | None:
-        """The identity of `file` as it is now, under `engine`'s filters (None if it is gone)."""
+        """The identity of `file` as it is now, under `engine`'s filters (None if it is gone
+        or anyone else can write it)."""
         try:
             info = os.stat(file.path, follow_symlinks=False)
         except OSError:
             return None  # rotated or unreadable: the scan itself knows what to do
-        return (engine.filters, str(file.path), info.st_ino, info.st_size, info.st_mtime_ns)
+        if not lineindex.private(info):
+            return None
+        return (engine.filters, str(file.path), *lineindex.identity(info))
 
     def get(self, key: tuple[Any, ...] | None) -> int | None:
         """The remembered count for `key`, or None."""

@@ -13,11 +13,12 @@ a clock set back) makes the file be read afresh, so the order is always the engi
 
 What is trusted and what is checked: the file's inode must be the same, it must not have
 shrunk, the byte before the end already read must still end a line, and a file whose size did
-not change must not have a new mtime (for longer than a write takes), else the file is read
-afresh. The first `keep` matches are kept as lines (the newest page, asked for most, reads
-nothing); every other line a page returns is read anew and checked to start and end a line, to
-have the stored shape, to match the filters and to be in result order; one that is not drops
-what is kept about the file and the caller scans it as usual. A read that meets anything but
+not change must not have a new ctime (for longer than a write takes; unlike the mtime, it cannot
+be set back), else the file is read afresh. The first `keep` matches are kept as lines (the
+newest page, asked for most, reads nothing); every other line a page returns is read anew and
+checked to start and end a line, to have the stored shape, to match the filters and to be in
+result order; one that is not drops what is kept about the file and the caller scans it as
+usual. A read that meets anything but
 whole stored lines (a torn, foreign or overlong line) is not remembered: the caller's own scan
 then reports it with its line number, on every request.
 
@@ -58,7 +59,7 @@ class _Tail:
 
     ino: int
     end: int = 0
-    mtime: int | None = None  # the file's mtime when `end` was its size, else None
+    ctime: int | None = None  # the file's ctime when `end` was its size, else None
     growth: array[int] = field(default_factory=lambda: array("Q"))
     last: bytes | None = None  # createdAt + id of the greatest
     top: list[bytes] = field(default_factory=list)  # the first `keep` matches, result order
@@ -76,7 +77,7 @@ class TailCache:
         #: The first matches in result order are kept as lines too: the newest page, asked
         #: for most, is answered without reading the file.
         self.keep = keep
-        #: How long a new mtime at an unchanged size is taken for a write under way.
+        #: How long a new ctime at an unchanged size is taken for a write under way.
         self.write_ns = 1_000_000_000
         self._tails: OrderedDict[tuple[Any, ...], _Tail] = OrderedDict()
         self._lock = threading.Lock()
@@ -134,10 +135,10 @@ class TailCache:
                 tail = self._tails[key] = _Tail(info.st_ino)
             self._tails.move_to_end(key)
         with tail.lock:
-            done = self._extend(engine, file, tail, info.st_size, info.st_mtime_ns)
+            done = self._extend(engine, file, tail, info.st_size, info.st_ctime_ns)
             if done is _AFRESH:
                 tail.growth, tail.end, tail.last, tail.top = array("Q"), 0, None, []
-                done = self._extend(engine, file, tail, info.st_size, info.st_mtime_ns)
+                done = self._extend(engine, file, tail, info.st_size, info.st_ctime_ns)
         if done is not _DONE:
             self._forget(engine, file)
             return None
@@ -145,18 +146,18 @@ class TailCache:
         return tail
 
     def _extend(
-        self, engine: QueryEngine, file: LogFile, tail: _Tail, size: int, mtime: int
+        self, engine: QueryEngine, file: LogFile, tail: _Tail, size: int, ctime: int
     ) -> object:
         """Add the matches appended since `tail.end`: _DONE; _AFRESH when the file is to be read
         from its start (it shrank or was rewritten, a late line sorts among the kept ones);
         _GIVE_UP when it cannot be kept (a read met damage, too many matches)."""
         if tail.end == size and tail.end:
-            # Nothing appended. A write sets the mtime just before the size grows, so another
-            # mtime at the same size is a write under way, unless it stays so: the file was
-            # rewritten in place.
-            if tail.mtime is None:
-                tail.mtime = mtime  # read past the size stated then: this is its mtime
-            if tail.mtime == mtime or time.time_ns() - mtime < self.write_ns:
+            # Nothing appended. A write sets the ctime just before the size grows, so another
+            # ctime at the same size is a write under way, unless it stays so: the file was
+            # rewritten in place (its mtime may be set back; its ctime cannot).
+            if tail.ctime is None:
+                tail.ctime = ctime  # read past the size stated then: this is its ctime
+            if tail.ctime == ctime or time.time_ns() - ctime < self.write_ns:
                 return _DONE
             return _AFRESH
         if tail.end > size or (tail.end and not _ends_line(file, tail.end)):
@@ -195,7 +196,7 @@ class TailCache:
                 tail.top.extend(oldest)
             tail.growth.extend(positions)
         tail.end = end
-        tail.mtime = mtime if end == size else None
+        tail.ctime = ctime if end == size else None
         return _DONE
 
     def _bound(self, keep: tuple[Any, ...]) -> None:

@@ -9,7 +9,8 @@ have been compared with a rebuild by this user's `audit verify`. Their SHA-256 i
 here, outside the log directory, so that a query can tell such an index from any other by
 hashing the bytes it reads, and skip the per-line checks for it. An index is bound to its log
 file's identity (device, inode, size, mtime, ctime) and last bytes, and used only while the
-file still has them: a vouched index describes the file as it still is.
+file still has them: a vouched index describes the file as it still is (for a log file no
+one else can write: `lineindex.private`).
 
 Hashing every index a broad query reads costs a tenth of its time at 10M entries, so once an
 index file's bytes were found vouched for, the record also remembers that file by its identity

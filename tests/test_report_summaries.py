@@ -6,7 +6,9 @@ and never a crash), or of another shape."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import mmap
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 from test_checkpoints import DIR, ENTRY, ORGS, _entries, _files, _forge, _import
 from typer.testing import CliRunner
 
-from auditcli import AuditStore
+from auditcli import AuditStore, report
 from auditcli.auditor import report_data
 from auditcli.cli import app
 
@@ -156,6 +158,28 @@ def test_a_summary_of_another_shape_is_never_used(summarised: AuditStore, change
     assert _same(summarised, WHOLE, keep=2) == 3
 
 
+@pytest.mark.parametrize(
+    ("part", "change"),
+    [
+        ("admins", lambda rows: rows.append(["duplicate grant"])),
+        ("admins", lambda rows: rows.append("x")),
+        ("storage", lambda rows: rows.append(["stored out of time order", [1], "", "", "", ""])),
+        ("users", lambda rows: rows.append(["k", "cite", "detail", "u-1", "users", "org-1"])),
+    ],
+    ids=["short row", "not a row", "short citation", "citation not a list"],
+)
+def test_an_events_checkpoint_of_another_shape_is_never_used(
+    summarised: AuditStore, part: str, change: Any
+) -> None:
+    """A forged events checkpoint (matching digest) whose rows are not anomaly rows is
+    treated as missing and rebuilt: the report equals reading every day, never a crash."""
+    path = summarised.root.joinpath(*DIR, "2026-01-02.events")
+    _forge(path, part, change)
+    assert _same(summarised, WHOLE) == 4
+    _forge(path, part, change)
+    assert _same(summarised, WHOLE, keep=1) == 4
+
+
 def test_a_stale_summary_is_never_used(summarised: AuditStore) -> None:
     """A late import into a summarised day changes what its summary was built from: it is
     rebuilt, and the report counts the late entry."""
@@ -208,3 +232,58 @@ def test_a_checkpoint_that_cannot_be_rebuilt_falls_back_to_reading_every_day(
     assert _same(summarised, partial, keep=1) == 0  # fell back: no day counted from a summary
     monkeypatch.undo()
     assert _same(summarised, partial, keep=1) == 3
+
+
+def _delete_second_line(data: bytes) -> bytes:
+    lines = data.splitlines(keepends=True)
+    return b"".join(lines[:1] + lines[2:])  # a middle line: a chain break
+
+
+def _rename_an_action(data: bytes) -> bytes:
+    return data.replace(b'"org_admin_removed"', b'"org_admin_rxmoved"')  # same size
+
+
+@pytest.mark.parametrize("through_a_mapping", [False, True], ids=["in place", "mapped"])
+def test_an_entry_changed_while_a_report_runs_is_never_counted_as_verified(
+    summarised: AuditStore, monkeypatch: pytest.MonkeyPatch, through_a_mapping: bool
+) -> None:
+    """The report's integrity status must cover the entries it counted. An entry changed in
+    the log while the report runs (here: just after its integrity check, which runs first) is
+    either counted as it was or the status says FAILED: never counted changed and stated
+    verified. Also when the change is written through a shared mapping of a log file someone
+    else can write, which leaves the file's identity as it was."""
+    since, until = "2026-01-01T00:00:00.000Z", "2026-01-03T12:00:00.000Z"  # day 3 is read
+
+    def counts() -> tuple[str, int, dict[str, int]]:
+        got = report.build_report(summarised, since=since, until=until, generated_at="now")
+        return got.integrity["status"], got.total, dict(got.by_action)
+
+    honest = counts()
+    assert honest[0].startswith("verified") and honest[2]["org_admin_removed"] == 1
+    path = summarised.root / "date=2026-01-03" / "test.jsonl"
+    original = path.read_bytes()
+    change = _rename_an_action if through_a_mapping else _delete_second_line
+    check = report.integrity_status
+    with contextlib.ExitStack() as stack:
+        if through_a_mapping:
+            path.chmod(0o666)  # anyone may write it
+            file = stack.enter_context(open(path, "r+b"))
+            mapped = stack.enter_context(mmap.mmap(file.fileno(), 0))
+            mapped[:] = original  # the first write to its page: the ctime is set now
+
+        def then_change(*args: Any) -> dict[str, Any]:
+            status = check(*args)
+            if through_a_mapping:
+                # The same page again: the ctime stays (until the kernel writes the page back).
+                mapped[:] = change(original)
+            else:
+                path.write_bytes(change(original))
+            return status
+
+        monkeypatch.setattr(report, "integrity_status", then_change)
+        got = counts()
+    assert got[0] == "FAILED" or got[1:] == honest[1:]
+    monkeypatch.undo()
+    assert path.read_bytes() == change(original)
+    after = counts()
+    assert after[0] == "FAILED" and after[1:] != honest[1:]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import mmap
 import os
 import random
 import re
@@ -181,6 +182,46 @@ def client(env: tuple[AuditStore, Tokens, TestClient]) -> TestClient:
 
 
 # ----------------------------------------------------------------------------- the endpoint
+@pytest.mark.parametrize("how", ["replaced", "mapped"])
+def test_a_file_put_back_as_it_was_is_counted_again(client, tokens, store, how: str) -> None:
+    """The server remembers each file's count of a query (and skips a file that held no match)
+    while the file keeps its identity. Whoever can write the log directory can put a file of
+    their own in a file's place, holding another actor id, let the server count it, then write
+    the original bytes back into it with its mtime set back; or, for a file others can write,
+    do both through a shared mapping, which leaves even its ctime as it was. The entries are
+    then genuine (`audit verify` finds nothing): the server must answer with them."""
+    path = store.root / "date=2026-11-07" / "host1.jsonl"
+    original = path.read_bytes()
+    tampered = original.replace(b'"actorId":"user-1"', b'"actorId":"user-9"')  # same size
+    params = {"actorId": "user-1", "limit": 100}
+    oracle = expected(store.root, "org-1", actorId="user-1")
+    assert any(entry["createdAt"].startswith("2026-11-07") for entry in oracle)
+
+    def answer() -> list[dict[str, Any]]:
+        body = assert_page(client.get(API, params=params, headers=bearer(tokens.admin)), 100, 0)
+        assert body["total"] == len(body["logs"])
+        return body["logs"]
+
+    if how == "replaced":
+        mtime = path.stat().st_mtime_ns
+        planted = path.with_name(".planted")
+        planted.write_bytes(tampered)
+        os.utime(planted, ns=(mtime, mtime))
+        planted.rename(path)  # the attacker's own file, in its place
+        assert answer() == expected(store.root, "org-1", actorId="user-1") != oracle
+        with open(path, "r+b") as file:  # the original bytes back, in place
+            file.write(original)
+        os.utime(path, ns=(mtime, mtime))
+        assert answer() == oracle
+        return
+    path.chmod(0o666)  # anyone may write it
+    with open(path, "r+b") as file, mmap.mmap(file.fileno(), 0) as mapped:
+        mapped[:] = tampered  # the first write to its pages: the ctime is set now
+        assert answer() == expected(store.root, "org-1", actorId="user-1") != oracle
+        mapped[:] = original  # the same pages again: the ctime stays
+        assert answer() == oracle
+
+
 class TestListing:
     def test_default_page_is_20_newest_first_with_total(self, client, tokens, store) -> None:
         body = assert_page(client.get(API, headers=bearer(tokens.admin)), 20, 0)
@@ -646,6 +687,27 @@ class TestGrowingFile:
                 oracle = expected(store.root, "org-1")
                 assert response.json()["logs"] == oracle[:100]
                 assert "audit verify" in response.headers["x-audit-warning"]
+
+    def test_a_file_put_back_as_it_was_is_read_afresh(self, client, tokens, store) -> None:
+        """Whoever can write the log directory can put a file of their own in today's file's
+        place (another actor id in its lines), let the server keep its matches, then write the
+        original bytes back into it with its mtime set back (the same size): the server must
+        answer from the file as it now is, not from what it kept of the planted one."""
+        self._append(store, 0, count=30)
+        today = next(store.root.glob(f"date={datetime.now(UTC):%Y-%m-%d}/*.jsonl"))
+        original = today.read_bytes()
+        mtime = today.stat().st_mtime_ns
+        planted = today.with_name("planted.tmp")
+        planted.write_bytes(original.replace(b'"actorId":"user-1"', b'"actorId":"user-9"'))
+        os.utime(planted, ns=(mtime, mtime))
+        os.replace(planted, today)
+        self._check(client, tokens, store)  # kept: the planted file's matches
+        with open(today, "r+b") as handle:  # the original bytes back, in place
+            handle.write(original)
+        os.utime(today, ns=(mtime, mtime))
+        client.app.state.tails.write_ns = 50_000_000  # a change this old is no write under way
+        time.sleep(0.1)
+        self._check(client, tokens, store)
 
     def test_a_replaced_or_truncated_file_is_read_afresh(self, client, tokens, store) -> None:
         self._append(store, 0, count=30)

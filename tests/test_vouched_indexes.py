@@ -413,3 +413,32 @@ def test_an_index_file_others_can_write_is_hashed_on_every_read(
         assert lineindex.identity(path.stat()) == lineindex.identity(before)  # looks unchanged
         assert _org_b_lines(root) == honest
         assert not trust.vouched_file(lineindex.identity(path.stat()))
+
+
+def test_a_log_file_others_can_write_is_read_through_its_index_with_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log file's identity binds a vouched index to it; but bytes written through a shared
+    mapping after its first write keep the file's ctime (as for an index file, above). Whoever
+    else can write a log file can so swap its lines' values under an index built or vouched
+    for while the mapping's pages were dirty: the lines that index gives must still be checked,
+    never returned as now read (org-a lines answering a query for org-b)."""
+    root = _build(tmp_path, "plain")
+    monkeypatch.setattr(query, "_VOUCH_MIN", 0)
+    path = sorted(root.glob("date=*/*.jsonl"))[0]
+    honest = path.read_bytes()
+    path.chmod(0o666)  # anyone may write it (planted so, or written under a umask of 0)
+    with open(path, "r+b") as file, mmap.mmap(file.fileno(), 0) as mapped:
+        mapped[:] = honest  # the first write to each page of the mapping: ctime set now
+        time.sleep(0.025)
+        assert all(b'"organizationId":"org-b"' in line for line in _org_b_lines(root))
+        # The same pages again: the identity stays (until the kernel writes them back).
+        mapped[:] = _orgs_swapped(honest)
+        answer = _org_b_lines(root)
+    scanned = list(
+        QueryEngine(
+            AuditStore(root), Filters(org_ids=("org-b",)), use_index=False, order="asc"
+        ).stream()
+    )
+    assert scanned and all(b'"organizationId":"org-b"' in line for line in scanned)
+    assert answer == scanned

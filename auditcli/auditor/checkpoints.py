@@ -186,6 +186,31 @@ def _load(
     return body
 
 
+def _load_events(
+    store: AuditStore, day: str, source: str, names: Iterable[str]
+) -> dict[str, Any] | None:
+    """The events checkpoint of `day` with its parts `names` (`_load`), if each part holds
+    rows of the shape `_anomaly_data` writes; else None, as if missing. A forged one with a
+    matching digest may hold anything: `audit verify` reports it, and no question crashes."""
+    body = _load(store, day, "events", source, names)
+    if body is None or not all(_anomaly_rows(body[name]) for name in names):
+        return None
+    return body
+
+
+def _anomaly_rows(rows: Any) -> bool:
+    """Whether `rows` is a list of `[kind, cite, detail, targetId, scope, org]` rows of text,
+    `cite` a list of five texts (`_anomaly_data`)."""
+    return isinstance(rows, list) and all(
+        isinstance(row, list)
+        and len(row) == 6
+        and isinstance(row[1], list)
+        and len(row[1]) == 5
+        and all(isinstance(text, str) for text in (row[0], *row[1], *row[2:]))
+        for row in rows
+    )
+
+
 def _save(directory: int, name: str, content: bytes) -> bool:
     """Write `name` atomically (a temp file renamed over it); False when it failed (read-only
     directory, full disk): a checkpoint only saves time."""
@@ -311,14 +336,14 @@ class Checkpoints:
         source = self.sources.get(day)
         if source is None:
             return None
-        body = _load(self.store, day, "events", source, names)
+        body = _load_events(self.store, day, source, names)
         if body is None:
             index = self.days.index(day)
             before = self.point(day) if index else None
             if index and (before is None or before.day != self.days[index - 1]):
                 return None
             self._build(before, [day])
-            body = _load(self.store, day, "events", source, names)
+            body = _load_events(self.store, day, source, names)
             if body is None:
                 return None
         return [row for name in names for row in body[name]]
@@ -377,7 +402,7 @@ class Checkpoints:
         """The entries of `day` stored out of time order, from its current events checkpoint
         (never built here: None when there is none)."""
         source = self.sources.get(day)
-        body = _load(self.store, day, "events", source, ("storage",)) if source else None
+        body = _load_events(self.store, day, source, ("storage",)) if source else None
         return None if body is None else [anomaly_of(row) for row in body["storage"]]
 
     def latest(self, tries: int = 7) -> Point | None:
