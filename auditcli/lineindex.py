@@ -149,14 +149,17 @@ class Column:
             return list(compress(range(len(column)), map(wanted.__contains__, column)))
         # One-byte codes: the wanted ones map to 1, every other to 0, and the lines with a 1
         # are found in C (a Python step per hit, or per line, costs several times more).
-        table = bytearray(256)
-        for code in codes:
-            table[code] = 1
-        column = self.codes.translate(table)
+        if sparse and len(codes) == 1:
+            column, wanted_code = self.codes, bytes(codes)  # no mapping needed for one code
+        else:
+            table = bytearray(256)
+            for code in codes:
+                table[code] = 1
+            column, wanted_code = self.codes.translate(table), b"\x01"
         if not sparse:
             return list(compress(range(len(column)), column))
         # Few hits: where the pieces between them end (a step per line costs more).
-        lengths = list(map(len, column.split(b"\x01")))
+        lengths = list(map(len, column.split(wanted_code)))
         return list(accumulate(map((1).__add__, lengths[1:-1]), initial=lengths[0]))
 
 
