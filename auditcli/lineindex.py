@@ -74,6 +74,7 @@ _HEADER_AT = len(_MAGIC) + 4
 _READ_BLOCK = 4 << 20
 _DENSE = 16  # a selection of more than 1/16 of the lines reads the whole file
 _WHOLE_FILE_MAX = 32 << 20  # larger files are read a line at a time, never held whole
+_ONE_READ = 4 << 20  # an index file up to this size is read with one read
 _PARTIAL_SLACK = 4 << 10  # a gzip member first read stops this far past the line wanted
 _BATCH = 2048  # lines parsed per batch while building (bounds memory on huge files)
 _SUFFIX = chain.SUFFIX_LEN
@@ -148,14 +149,17 @@ class Column:
             return list(compress(range(len(column)), map(wanted.__contains__, column)))
         # One-byte codes: the wanted ones map to 1, every other to 0, and the lines with a 1
         # are found in C (a Python step per hit, or per line, costs several times more).
-        table = bytearray(256)
-        for code in codes:
-            table[code] = 1
-        column = self.codes.translate(table)
+        if sparse and len(codes) == 1:
+            column, wanted_code = self.codes, bytes(codes)  # no mapping needed for one code
+        else:
+            table = bytearray(256)
+            for code in codes:
+                table[code] = 1
+            column, wanted_code = self.codes.translate(table), b"\x01"
         if not sparse:
             return list(compress(range(len(column)), column))
         # Few hits: where the pieces between them end (a step per line costs more).
-        lengths = list(map(len, column.split(b"\x01")))
+        lengths = list(map(len, column.split(wanted_code)))
         return list(accumulate(map((1).__add__, lengths[1:-1]), initial=lengths[0]))
 
 
@@ -396,12 +400,13 @@ class LineIndex:
 
     def _spans(
         self, selected: Sequence[int], source: FileBytes | GzipBytes
-    ) -> tuple[list[int], list[int], FileBytes | GzipBytes | bytearray]:
+    ) -> tuple[Sequence[int], Sequence[int], FileBytes | GzipBytes | bytearray]:
         """Where the lines numbered `selected` start and end, and what to read them from (the
         whole file's buffer when they are many)."""
         offsets = self.offsets
-        starts = list(map(offsets.__getitem__, selected))
-        ends = list(map(offsets.__getitem__, map((1).__add__, selected)))
+        starts = _pick(offsets, selected)
+        with memoryview(offsets) as view, view[1:] as following:  # type: ignore[arg-type]
+            ends = _pick(following, selected)  # offsets[n + 1], with no n + 1 made
         data = source.for_lines(len(selected) * _DENSE > self.lines)
         if isinstance(data, GzipBytes):
             data.expect(ends)
@@ -457,6 +462,15 @@ class LineIndex:
         return _MAGIC + len(head).to_bytes(4, "little") + head + b"".join(body)
 
 
+def _pick(values: Sequence[int], positions: Sequence[int]) -> list[int] | tuple[int, ...]:
+    """`values[n]` for each `n` of `positions`, in one C call when there are several (a map
+    over `__getitem__` costs an iterator step more per value)."""
+    if len(positions) > 1:
+        picked: tuple[int, ...] = itemgetter(*positions)(values)
+        return picked
+    return [values[n] for n in positions]
+
+
 def joined_lines(parts: list[Any], end: bytes) -> bytes:
     """`parts` (bytes-like), each followed by `end`, in one join with no copy after it (an
     empty part is appended to `parts` for the last `end`)."""
@@ -466,7 +480,7 @@ def joined_lines(parts: list[Any], end: bytes) -> bytes:
 
 
 def _slice_lines(
-    data: FileBytes | GzipBytes | bytearray, starts: list[int], ends: list[int]
+    data: FileBytes | GzipBytes | bytearray, starts: Sequence[int], ends: Sequence[int]
 ) -> list[bytes]:
     """The bytes from each of `starts` to the matching end: from a buffer, one copy each; from
     the file, one `pread` each (ValueError when the file is shorter than that now)."""
@@ -819,7 +833,8 @@ def _read(
 ) -> LineIndex | None:
     """The index in the bytes `read(size, at)` gives, a file of `file_size` bytes (see
     `load`)."""
-    start = read(64 << 10, 0)
+    # An index file of ordinary size is read with this one read (a bigger one, only in parts).
+    start = read(max(64 << 10, min(file_size, _ONE_READ)), 0)
     if not start.startswith(_MAGIC) or len(start) < _HEADER_AT:
         return None
     size = int.from_bytes(start[len(_MAGIC) : _HEADER_AT], "little")
@@ -846,12 +861,13 @@ def _read(
         # Read whole, with one read: what a vouched index is hashed over (`vouched_for`) is
         # then exactly what it was parsed from. A bigger file (forged) is read only in parts.
         data = start if len(start) == file_size else _exact(read, file_size, 0)
-        if data[:body] != start[:_HEADER_AT] + raw:
+        if data is not start and data[:body] != start[:_HEADER_AT] + raw:
             return None  # rewritten between the reads: the header parsed is not in `data`
-        whole = data
+        whole, view = data, memoryview(data)
 
         def read(size: int, at: int) -> bytes:
-            return data[at : at + size]
+            # A view, not a copy: the arrays below copy what they keep.
+            return view[at : at + size]  # type: ignore[return-value]
 
     def read_array(name: str, count: int) -> array[int]:
         at, kind = header[name]
@@ -883,7 +899,7 @@ def _read(
         values, counts = spec["values"], spec["counts"]
         if len(values) != len(counts) or sum(counts) != lines:
             return None
-        codes = _exact(read, lines * spec["width"], body + spec["at"])
+        codes = bytes(_exact(read, lines * spec["width"], body + spec["at"]))
         columns[name] = Column(values, counts, codes, spec["width"])
     index = LineIndex(ident, True, lines, ordered, offsets, columns, order, rank, header["ties"])
     index.blocks = bool(header["blocks"])

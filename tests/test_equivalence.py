@@ -15,6 +15,7 @@ import os
 import tempfile
 import time
 import zlib
+from array import array
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -1194,3 +1195,28 @@ def test_column_checks_of_lines_equal_the_per_line_checks(
     shaped = [line for line in lines if chain.is_chained_line(line)]
     matcher = query._Matcher(wanted)
     assert matcher.all_match(shaped) == all(map(matcher, shaped))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    width=st.sampled_from([1, 2]),
+    drawn=st.lists(st.integers(0, 5), max_size=60),
+    # Lines of code 0 after them, so that each other code may be rare (the split and find
+    # paths) or not.
+    padding=st.integers(0, 400),
+    wanted=st.sets(st.integers(0, 5), min_size=1, max_size=3),
+)
+def test_the_lines_a_column_gives_are_those_holding_the_codes(
+    width: int, drawn: list[int], padding: int, wanted: set[int]
+) -> None:
+    """Column.lines (the lines of a filter's values, found in C) gives exactly the lines whose
+    code is wanted, in order: one code or several, rare or frequent, one- or two-byte codes
+    (two-byte ones whose bytes a search could match across two lines' codes)."""
+    as_code = range(6) if width == 1 else (0, 0x0100, 0x0001, 0x0101, 0x0102, 0x0201)
+    codes = [as_code[code] for code in drawn] + [0] * padding
+    values = [f"v{n}" for n in range(max(as_code) + 1)]
+    counts = [codes.count(n) for n in range(len(values))]
+    packed = array("B" if width == 1 else "H", codes).tobytes()
+    column = lineindex.Column(values, counts, packed, width)
+    asked = sorted(as_code[code] for code in wanted)
+    assert column.lines(asked) == [n for n, code in enumerate(codes) if code in asked]

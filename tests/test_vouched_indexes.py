@@ -315,12 +315,13 @@ def _big_day(tmp: Path) -> Path:
 def test_a_vouched_index_is_parsed_from_the_bytes_it_is_hashed_over(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An index file over 64 KiB is read twice (its start, with the header, then whole): a
-    forger who rewrites it in place between the two reads (forged header first, the vouched
-    bytes back for the whole read) must not have the forged header believed on the strength
-    of the vouched bytes' hash."""
+    """An index file over `lineindex._ONE_READ` (4 MiB; here every one over 64 KiB) is read
+    twice (its start, with the header, then whole): a forger who rewrites it in place between
+    the two reads (forged header first, the vouched bytes back for the whole read) must not
+    have the forged header believed on the strength of the vouched bytes' hash."""
     root = _big_day(tmp_path)
     monkeypatch.setattr(query, "_VOUCH_MIN", 0)
+    monkeypatch.setattr(lineindex, "_ONE_READ", 0)  # the first read is 64 KiB
     honest = _org_b_lines(root)
     assert honest and all(b'"organizationId":"org-b"' in line for line in honest)
     path = _index_files(root)[0]
@@ -340,6 +341,32 @@ def test_a_vouched_index_is_parsed_from_the_bytes_it_is_hashed_over(
     monkeypatch.setattr(os, "pread", racing)
     assert _org_b_lines(root) == honest
     assert swapped == [0]  # the race did happen, between the first read and the next
+
+
+def test_an_ordinary_index_file_is_read_with_one_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index file of ordinary size (over the 64 KiB of a first read, under 4 MiB) is read
+    with one read, the header and arrays parsed from the bytes hashed: a rewrite right after
+    that read (vouched bytes swapped for a forgery) changes nothing in the answer."""
+    root = _big_day(tmp_path)
+    monkeypatch.setattr(query, "_VOUCH_MIN", 0)
+    honest = _org_b_lines(root)
+    path = _index_files(root)[0]
+    vouched = path.read_bytes()
+    pread, index_inode, reads = os.pread, path.stat().st_ino, []
+
+    def forging(fd: int, size: int, at: int) -> bytes:
+        data = pread(fd, size, at)
+        if os.fstat(fd).st_ino == index_inode:
+            reads.append((at, len(data)))
+            with open(path, "r+b") as file:  # a forgery in place once it has been read
+                file.write(_orgs_swapped(vouched))
+        return data
+
+    monkeypatch.setattr(os, "pread", forging)
+    assert _org_b_lines(root) == honest
+    assert reads == [(0, len(vouched))]
 
 
 def _org_b(root: Path, how: str, use_index: bool = True) -> Any:
