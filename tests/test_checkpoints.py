@@ -581,6 +581,25 @@ def test_a_forged_per_target_index_is_reported_and_deleting_it_loses_nothing(
     assert CliRunner().invoke(app, ["-d", str(built.root), "verify"]).exit_code == 0
 
 
+def test_history_builds_a_missing_events_checkpoint_only_from_the_day_before(
+    built: AuditStore,
+) -> None:
+    """A day's events (its entries stored out of order) missing: `history` replays that one
+    day from the day before's checkpoint, never more; without one it reads the day."""
+    before = {path.name: path.read_bytes() for path in _files(built)}
+    expected = history(built, target_ids=("u-3",)).as_dict()
+    assert [item["entry"]["createdAt"][:10] for item in expected["items"]] == ["2026-01-04"]
+    built.root.joinpath(*DIR, "2026-01-04.events").unlink()
+    assert history(built, target_ids=("u-3",)).as_dict() == expected
+    after = {path.name: path.read_bytes() for path in _files(built)}
+    assert after == before  # rebuilt alike, from 2026-01-03.state
+    for name in ("2026-01-03.state", "2026-01-04.events"):
+        built.root.joinpath(*DIR, name).unlink()
+    assert history(built, target_ids=("u-3",)).as_dict() == expected
+    after = {path.name for path in _files(built)}
+    assert after == set(before) - {"2026-01-03.state", "2026-01-04.events"}  # nothing built
+
+
 def test_history_reports_a_damaged_day(tmp_path: Path) -> None:
     store = AuditStore(tmp_path / "logs", writer_id="test")
     _import(store, _entries(SCENARIO))

@@ -384,11 +384,15 @@ class Checkpoints:
             found = self._build(found, wanted[start:]) or found
         return found
 
-    def events(self, day: str, kinds: Iterable[str] = ()) -> list[list[Any]] | None:
+    def events(
+        self, day: str, kinds: Iterable[str] = (), *, far: bool = True
+    ) -> list[list[Any]] | None:
         """The anomalies of `day` found by the replay about the states `kinds`, then those of
         its entries stored out of order, as rows `[kind, cite, detail, targetId, scope,
         organizationId]` (see `anomaly_of`). A missing or stale day is rebuilt from the day
-        before's checkpoint; None when it cannot be."""
+        before's checkpoint (a replay of one day), which is built first when missing unless
+        `far` is False (a replay of all the days since the last current one); None when it
+        cannot be."""
         names = (*kinds, "storage")
         source = self.sources.get(day)
         if source is None:
@@ -396,7 +400,13 @@ class Checkpoints:
         body = _load(self.store, day, "events", source, names)
         if body is None:
             index = self.days.index(day)
-            before = self.point(day) if index else None
+            before = None
+            if index and far:
+                before = self.point(day)
+            elif index:
+                previous = self.days[index - 1]
+                found = _load(self.store, previous, "state", self.sources[previous], STATE_PARTS)
+                before = _point(found) if found is not None else None
             if index and (before is None or before.day != self.days[index - 1]):
                 return None
             self._build(before, [day])
@@ -449,13 +459,6 @@ class Checkpoints:
             found = body["summary"]
             return found if isinstance(found, dict) else None
         return self._built(day, source, "summary")
-
-    def storage(self, day: str) -> list[Anomaly] | None:
-        """The entries of `day` stored out of time order, from its current events checkpoint
-        (never built here: None when there is none)."""
-        source = self.sources.get(day)
-        body = _load(self.store, day, "events", source, ("storage",)) if source else None
-        return None if body is None else [anomaly_of(row) for row in body["storage"]]
 
     def latest(self, tries: int = 7) -> Point | None:
         """The latest current state checkpoint of the last `tries` settled days, its header

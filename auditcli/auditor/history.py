@@ -14,7 +14,7 @@ from auditcli.progress import Progress
 from auditcli.query import Filters, Problem, QueryEngine, entry_of, sort_key
 from auditcli.store import AuditStore
 
-from .checkpoints import Checkpoints
+from .checkpoints import Checkpoints, anomaly_of
 from .model import TEAM_MEMBER_ACTIONS, UNKNOWN_BEFORE_NOTE, Anomaly, TimelineItem, _input_of
 from .reading import (
     _CASCADES,
@@ -247,11 +247,13 @@ class _TargetReader:
         return linked
 
     def storage_order(self, days: set[str], by_id: dict[str, TimelineItem]) -> list[Anomaly]:
-        """The entries of `days` stored out of time order (from the events checkpoints when
-        current, else by reading the day), among `by_id`."""
+        """The entries of `days` stored out of time order (from the events checkpoints, the
+        missing ones built when the day before has one, else by reading the day), among
+        `by_id`."""
         found = []
         for day in sorted(days):
-            stored = self.checkpoints.storage(day) if self.use_index else None
+            rows = self.checkpoints.events(day, far=False) if self.use_index else None
+            stored = None if rows is None else [anomaly_of(row) for row in rows]
             if stored is None:
                 stored = [
                     anomaly
