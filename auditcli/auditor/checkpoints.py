@@ -20,9 +20,10 @@ chained over every partition day up to D of each file's name, identity (device, 
 mtime, ctime: any write changes one) and last bytes (its last chain link). A file whose
 `builtFrom` is not that of the log as it is now (a late import into an old day, a rotation, a
 restore) is stale and never used; a file that is half-written, garbled or over its size limit
-fails its content digest and is treated as missing. Whoever can write the log directory can
-forge a checkpoint with a matching digest: `audit verify` replays the log and compares every
-current checkpoint byte for byte (`check_checkpoints`), as it does for line indexes. A day
+fails a digest (of its header, or of a part read: each has its own) and is treated as missing.
+Whoever can write the log directory can forge a checkpoint with matching digests: `audit
+verify` replays the log and compares every current checkpoint byte for byte
+(`check_checkpoints`), as it does for line indexes. A day
 whose reading met a problem (a damaged line, an unreadable file) gets no checkpoint, nor do the
 days after it: questions about them replay from the last clean day and report the problem.
 """
