@@ -196,7 +196,8 @@ class _TargetReader:
                     lines = sorted({*lines, *self._membership_lines(day, teams)}, key=sort_key)
             for line in lines:
                 self.day_of[id_of(line)] = day
-                linked.update(self._links(line))
+                if action_of(line) in _MEMBER_ACTIONS:
+                    linked.update(self._links(line))
             picked[day] = lines
         cascades = None
         if linked:
@@ -237,8 +238,6 @@ class _TargetReader:
     def _links(self, line: bytes) -> set[str]:
         """What a membership line links a resource to: the team of a member, the member of a
         team (their deletion or removal ends the membership)."""
-        if action_of(line) not in _MEMBER_ACTIONS:
-            return set()
         entry = entry_of(line)
         user, team = _input_of(entry).get("userId"), entry["targetId"]
         linked = {team} if user in self.wanted else set()
