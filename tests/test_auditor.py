@@ -16,10 +16,12 @@ from typing import Any, ClassVar
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from auditcli import AuditStore
-from auditcli.auditor import Change, access_state, history, report_data
+from auditcli.auditor import Change, access_state, diff_attrs, history, report_data
 from auditcli.cli import app
 from auditcli.importer import import_jsonl
 from auditcli.report import build_report, md, render_html, render_markdown
@@ -860,3 +862,28 @@ def test_report_renders_in_headless_chromium(report_store: AuditStore, tmp_path:
     ).stdout
     # The browser parsed the hostile team name as text: no element was created from it.
     assert "<img" not in dom.lower() and "Access review report" in dom
+
+
+JSON_ITEM = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from(["a", "b", "1"])),
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.sampled_from("xy"), inner),
+    max_leaves=4,
+)
+
+
+@given(before=st.lists(JSON_ITEM, max_size=5), after=st.lists(JSON_ITEM, max_size=5))
+def test_a_list_change_names_the_items_added_and_removed(
+    before: list[Any], after: list[Any]
+) -> None:
+    """Items compare by their canonical JSON: 1, true and "1" differ, key order does not."""
+
+    def key(item: Any) -> bytes:
+        return orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+
+    (change,) = diff_attrs({"p": before}, {"p": after}, origin_known=True) or [None]
+    if change is None:
+        assert before == after
+        return
+    old, new = {key(i) for i in before}, {key(i) for i in after}
+    assert change.added == tuple(i for i in after if key(i) not in old)
+    assert change.removed == tuple(i for i in before if key(i) not in new)

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from auditcli import AuditStore
 from auditcli.auditor import KINDS, TEAM_MEMBER_ACTIONS, Replay, access_state, history, report_data
+from auditcli.auditor.checkpoints import Checkpoints
 from auditcli.cli import app
 from auditcli.importer import import_jsonl
 from auditcli.query import Filters, QueryEngine, entry_of
@@ -240,14 +241,100 @@ def test_deleting_checkpoints_loses_nothing(built: AuditStore) -> None:
     assert {path.name: path.read_bytes() for path in _files(built)} == before  # rebuilt alike
 
 
+def _flipped(content: bytes, at: int) -> bytes:
+    return content[:at] + bytes([content[at] ^ 1]) + content[at + 1 :]
+
+
 @pytest.mark.parametrize("name", ["2026-01-03.state", "2026-01-02.events"])
 def test_a_half_written_or_garbled_checkpoint_is_never_used(built: AuditStore, name: str) -> None:
+    """Each part is checked by its own digest when read: a garbled part is never used (and
+    rebuilt by the first question that needs it), nor reported as forged by verify."""
     path = built.root.joinpath(*DIR, name)
     whole = path.read_bytes()
-    for damaged in (whole[: len(whole) // 2], whole[:-1] + bytes([whole[-1] ^ 1]), b""):
+    header = whole.index(b"{")  # the header line; the parts follow it, the last one at the end
+    for damaged in (
+        whole[: len(whole) // 2],
+        _flipped(whole, len(whole) - 1),
+        _flipped(whole, header + 2),
+        _flipped(whole, 20),  # the header's digest
+        b"",
+    ):
         path.write_bytes(damaged)
+        assert _verify_problems(built) == []
         _still_right(built)
+        checkpoints = Checkpoints(built)
+        if name.endswith(".state"):
+            assert checkpoints.point("2026-01-04") is not None  # reads every part
+        else:
+            assert checkpoints.events("2026-01-02", KINDS) is not None
         assert path.read_bytes() == whole  # rebuilt
+
+
+def test_a_checkpoint_of_the_previous_format_is_read_and_rewritten(built: AuditStore) -> None:
+    """A file written by the previous version (one digest over the whole file) is still used,
+    rewritten in the current format when read, and checked by verify until then."""
+    current = {path: path.read_bytes() for path in _files(built)}
+    for path, content in current.items():
+        path.write_bytes(_old_format(content))
+    assert _verify_problems(built) == []
+    _forge_old(built.root.joinpath(*DIR, "2026-01-01.state"))
+    assert _verify_problems(built) == [
+        f"{DIR[0]}/{DIR[1]}/2026-01-01.state: forged checkpoint: differs from a replay of the "
+        "log it says it was built from; it is derived data: delete it (it is rebuilt when needed)"
+    ]
+    built.root.joinpath(*DIR, "2026-01-01.state").write_bytes(
+        _old_format(current[built.root.joinpath(*DIR, "2026-01-01.state")])
+    )
+    _still_right(built)
+    assert (
+        history(built, target_ids=("u-2",)).as_dict()
+        == history(built, target_ids=("u-2",), use_index=False).as_dict()
+    )
+    # Every file the questions read is now as the current version writes it; the first day's
+    # state (no question resumes from it) is still in the previous format.
+    old = [path.name for path in _files(built) if path.read_bytes() != current[path]]
+    assert old == ["2026-01-01.state"]
+    assert built.root.joinpath(*DIR, old[0]).read_bytes().startswith(b"AUDITCKPT2\n")
+    assert _verify_problems(built) == []
+
+
+def _parts_of(content: bytes) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The header and the compressed parts of a checkpoint file of the current format."""
+    prefix = content.index(b"\n", content.index(b"\n") + 1) + 1
+    newline = content.index(b"\n", prefix)
+    header = orjson.loads(content[prefix:newline])
+    body = content[newline + 1 :]
+    where = header.pop("parts")
+    return header, {name: body[at : at + size] for name, (at, size, _) in where.items()}
+
+
+def _old_format(content: bytes) -> bytes:
+    """The same checkpoint as the previous version wrote it: the magic, one SHA-256 of the
+    rest, the header naming where each part is, the parts."""
+    header, blobs = _parts_of(content)
+    where, at = {}, 0
+    for name, blob in blobs.items():
+        where[name], at = [at, len(blob)], at + len(blob)
+    rest = orjson.dumps({**header, "parts": where}) + b"\n" + b"".join(blobs.values())
+    return b"AUDITCKPT2\n" + hashlib.sha256(rest).hexdigest().encode() + b"\n" + rest
+
+
+def _forge_old(path: Path) -> None:
+    """An old-format file whose admins part is emptied, with a matching digest."""
+    content = path.read_bytes()
+    rest = content[len(b"AUDITCKPT2\n") + 65 :]
+    newline = rest.index(b"\n")
+    header, body = orjson.loads(rest[:newline]), rest[newline + 1 :]
+    parts = {}
+    for name, (at, size) in header.pop("parts").items():
+        parts[name] = orjson.loads(zlib.decompress(body[at : at + size]))
+    parts["admins"]["table"].clear()
+    blobs = {name: zlib.compress(orjson.dumps(value), 1) for name, value in parts.items()}
+    where, at = {}, 0
+    for name, blob in blobs.items():
+        where[name], at = [at, len(blob)], at + len(blob)
+    rest = orjson.dumps({**header, "parts": where}) + b"\n" + b"".join(blobs.values())
+    path.write_bytes(b"AUDITCKPT2\n" + hashlib.sha256(rest).hexdigest().encode() + b"\n" + rest)
 
 
 def test_a_late_import_into_a_checkpointed_day_is_seen(built: AuditStore) -> None:
@@ -263,21 +350,16 @@ def test_a_late_import_into_a_checkpointed_day_is_seen(built: AuditStore) -> Non
 def _forge(path: Path, part: str, change: Any) -> None:
     """Rewrite one part of a checkpoint with `change` applied, with a matching digest: what
     anyone who can write the log directory can do (the format is in `_encode`)."""
-    content = path.read_bytes()
-    magic = content[: content.index(b"\n") + 1]
-    rest = content[len(magic) + 65 :]
-    newline = rest.index(b"\n")
-    header, blobs = orjson.loads(rest[:newline]), rest[newline + 1 :]
-    parts = {}
-    for name, (at, size) in header.pop("parts").items():
-        parts[name] = orjson.loads(zlib.decompress(blobs[at : at + size]))
-    change(parts[part])
-    where, data, at = {}, b"", 0
-    for name, value in parts.items():
-        blob = zlib.compress(orjson.dumps(value))
-        where[name], data, at = [at, len(blob)], data + blob, at + len(blob)
-    rest = orjson.dumps({**header, "parts": where}) + b"\n" + data
-    path.write_bytes(magic + hashlib.sha256(rest).hexdigest().encode() + b"\n" + rest)
+    header, blobs = _parts_of(path.read_bytes())
+    value = orjson.loads(zlib.decompress(blobs[part]))
+    change(value)
+    blobs[part] = zlib.compress(orjson.dumps(value))
+    where, at = {}, 0
+    for name, blob in blobs.items():
+        where[name], at = [at, len(blob), hashlib.sha256(blob).hexdigest()], at + len(blob)
+    line = orjson.dumps({**header, "parts": where}) + b"\n"
+    prefix = b"AUDITCKPT3\n" + hashlib.sha256(line).hexdigest().encode() + b" %010d\n" % len(line)
+    path.write_bytes(prefix + line + b"".join(blobs.values()))
 
 
 def test_verify_reports_a_forged_checkpoint(built: AuditStore) -> None:
@@ -484,7 +566,8 @@ def test_a_forged_per_target_index_is_reported_and_deleting_it_loses_nothing(
     built: AuditStore,
 ) -> None:
     path = built.root.joinpath(*DIR, "2026-01-02.members")
-    assert orjson.loads(zlib.decompress(path.read_bytes().split(b"\n", 3)[3])) == {"u-2": ["t-1"]}
+    members = _parts_of(path.read_bytes())[1]["members"]
+    assert orjson.loads(zlib.decompress(members)) == {"u-2": ["t-1"]}
     expected = history(built, target_ids=("u-2",)).as_dict()
     vias = [item.get("via") for item in expected["items"]]
     assert vias == [None, "metadata.input.userId = u-2", None]  # added, into t-1, admin
@@ -496,6 +579,25 @@ def test_a_forged_per_target_index_is_reported_and_deleting_it_loses_nothing(
     path.unlink()
     assert history(built, target_ids=("u-2",)).as_dict() == expected
     assert CliRunner().invoke(app, ["-d", str(built.root), "verify"]).exit_code == 0
+
+
+def test_history_builds_a_missing_events_checkpoint_only_from_the_day_before(
+    built: AuditStore,
+) -> None:
+    """A day's events (its entries stored out of order) missing: `history` replays that one
+    day from the day before's checkpoint, never more; without one it reads the day."""
+    before = {path.name: path.read_bytes() for path in _files(built)}
+    expected = history(built, target_ids=("u-3",)).as_dict()
+    assert [item["entry"]["createdAt"][:10] for item in expected["items"]] == ["2026-01-04"]
+    built.root.joinpath(*DIR, "2026-01-04.events").unlink()
+    assert history(built, target_ids=("u-3",)).as_dict() == expected
+    after = {path.name: path.read_bytes() for path in _files(built)}
+    assert after == before  # rebuilt alike, from 2026-01-03.state
+    for name in ("2026-01-03.state", "2026-01-04.events"):
+        built.root.joinpath(*DIR, name).unlink()
+    assert history(built, target_ids=("u-3",)).as_dict() == expected
+    after = {path.name for path in _files(built)}
+    assert after == set(before) - {"2026-01-03.state", "2026-01-04.events"}  # nothing built
 
 
 def test_history_reports_a_damaged_day(tmp_path: Path) -> None:

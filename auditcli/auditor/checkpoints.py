@@ -20,9 +20,10 @@ chained over every partition day up to D of each file's name, identity (device, 
 mtime, ctime: any write changes one) and last bytes (its last chain link). A file whose
 `builtFrom` is not that of the log as it is now (a late import into an old day, a rotation, a
 restore) is stale and never used; a file that is half-written, garbled or over its size limit
-fails its content digest and is treated as missing. Whoever can write the log directory can
-forge a checkpoint with a matching digest: `audit verify` replays the log and compares every
-current checkpoint byte for byte (`check_checkpoints`), as it does for line indexes. A day
+fails a digest (of its header, or of a part read: each has its own) and is treated as missing.
+Whoever can write the log directory can forge a checkpoint with matching digests: `audit
+verify` replays the log and compares every current checkpoint byte for byte
+(`check_checkpoints`), as it does for line indexes. A day
 whose reading met a problem (a damaged line, an unreadable file) gets no checkpoint, nor do the
 days after it: questions about them replay from the last clean day and report the problem.
 """
@@ -30,6 +31,7 @@ days after it: questions about them replay from the last clean day and report th
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -65,9 +67,6 @@ from .reading import _LOGIN, action_of, storage_order_in_day
 from .replay import Replay
 from .summary import org_text, summary_of_day
 
-_MAGIC = b"AUDITCKPT2\n"  # the format version (see `_encode`): another one is rebuilt
-_DIGEST_LEN = 64  # hex sha256 of the body, then a newline
-_MAX_BYTES = 256 << 20  # a checkpoint (or its inflated body) over this is refused: missing
 _NAME = re.compile(r"(\d{4}-\d\d-\d\d)\.(state|events|members|summary)")
 _TEMP = re.compile(r"\..+\.(\d+)\.tmp")
 #: Every scope of action a report replays (the state kinds, and "" for other actions).
@@ -119,38 +118,85 @@ def built_from(store: AuditStore, days: Iterable[str]) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- the files
+#: The current format (see `_assemble`); the previous one (`_OLD_MAGIC`) is still read and is
+#: rewritten in this one when read (`_upgrade`); any other is not a checkpoint (rebuilt).
+_MAGIC = b"AUDITCKPT3\n"
+#: The previous format: one SHA-256 over the whole file, so reading any part read it all.
+_OLD_MAGIC = b"AUDITCKPT2\n"
+_DIGEST_LEN = 64  # hex sha256
+_LENGTH_LEN = 10  # the header's length, in decimal digits
+_PREFIX_LEN = len(_MAGIC) + _DIGEST_LEN + 1 + _LENGTH_LEN + 1
+_MAX_BYTES = 256 << 20  # a checkpoint (or its inflated body) over this is refused: missing
+
+
 def _encode(header: dict[str, Any], parts: dict[str, Any]) -> bytes:
-    """A checkpoint file: the magic line, the SHA-256 of the rest, a JSON header line naming
-    where each part is, then each part as compressed JSON (ids and citations repeat: a tenth of
-    the size). A question decompresses only the parts it needs."""
-    blobs, where, at = [], {}, 0
-    for name, value in parts.items():
-        blob = zlib.compress(orjson.dumps(value), 1)
-        where[name] = [at, len(blob)]
-        blobs.append(blob)
+    """A checkpoint file of `header` and `parts`, each part as compressed JSON (ids and
+    citations repeat: a tenth of the size), see `_assemble`."""
+    return _assemble(header, {name: zlib.compress(orjson.dumps(v), 1) for name, v in parts.items()})
+
+
+def _assemble(header: dict[str, Any], blobs: dict[str, bytes]) -> bytes:
+    """The magic line; the SHA-256 of the header line and its length; the JSON header line,
+    naming where each part is and its SHA-256; then the parts. Each part is checked on its
+    own, so a question reads (and hashes) only the header and the parts it needs: a history
+    reads the small `storage` part of each day's events, not the whole file."""
+    where, at = {}, 0
+    for name, blob in blobs.items():
+        where[name] = [at, len(blob), hashlib.sha256(blob).hexdigest()]
         at += len(blob)
-    rest = orjson.dumps({**header, "parts": where}) + b"\n" + b"".join(blobs)
-    return _MAGIC + hashlib.sha256(rest).hexdigest().encode() + b"\n" + rest
+    line = orjson.dumps({**header, "parts": where}) + b"\n"
+    prefix = _MAGIC + hashlib.sha256(line).hexdigest().encode() + b" %010d\n" % len(line)
+    return prefix + line + b"".join(blobs.values())
 
 
-def _decode(content: bytes, names: Iterable[str], raw: bool = False) -> dict[str, Any] | None:
-    """The header of a checkpoint file with the parts `names` read into it (`raw`: as their
-    JSON bytes, unparsed); None when it is not one, its digest does not match (half-written
-    or garbled) or a part is unreadable."""
-    head = len(_MAGIC) + _DIGEST_LEN + 1
-    if not content.startswith(_MAGIC) or len(content) < head:
+def _upgrade(content: bytes) -> bytes | None:
+    """A file of the previous format (`_OLD_MAGIC`: one digest over all of it) as the current
+    format holds the same header and parts; None when it is not one or fails its digest."""
+    head = len(_OLD_MAGIC) + _DIGEST_LEN + 1
+    if not content.startswith(_OLD_MAGIC) or len(content) < head:
         return None
     rest = content[head:]
-    if hashlib.sha256(rest).hexdigest().encode() != content[len(_MAGIC) : head - 1]:
+    if hashlib.sha256(rest).hexdigest().encode() != content[len(_OLD_MAGIC) : head - 1]:
         return None
     try:
         newline = rest.index(b"\n")
         header = orjson.loads(rest[:newline])
-        blobs = rest[newline + 1 :]
+        parts = header.pop("parts")
+        body = rest[newline + 1 :]
+        blobs = {name: body[at : at + size] for name, (at, size) in parts.items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if b"".join(blobs.values()) != body:
+        return None  # parts that do not tile the body: not what this program wrote
+    return _assemble(header, blobs)
+
+
+def _decode(
+    read: Callable[[int, int], bytes], size: int, names: Iterable[str], raw: bool = False
+) -> dict[str, Any] | None:
+    """The header of the checkpoint file of `size` bytes that `read(count, offset)` reads,
+    with the parts `names` read into it (`raw`: as their JSON bytes, unparsed); None when it
+    is not one, the header or a part fails its digest (half-written or garbled), or a part is
+    unreadable. Only the header and those parts are read."""
+    prefix = read(_PREFIX_LEN, 0)
+    digest, length = prefix[len(_MAGIC) : -1].partition(b" ")[::2]
+    if not (prefix.startswith(_MAGIC) and length.isdigit() and len(prefix) == _PREFIX_LEN):
+        return None
+    if int(length) > size - _PREFIX_LEN:
+        return None
+    line = read(int(length), _PREFIX_LEN)
+    if hashlib.sha256(line).hexdigest().encode() != digest:
+        return None
+    body = _PREFIX_LEN + len(line)
+    try:
+        header = orjson.loads(line)
         for name in names:
-            at, size = header["parts"][name]
+            at, count, part_digest = header["parts"][name]
+            blob = read(count, body + at) if count <= size else b""
+            if len(blob) != count or hashlib.sha256(blob).hexdigest() != part_digest:
+                return None
             inflate = zlib.decompressobj()
-            plain = inflate.decompress(blobs[at : at + size], _MAX_BYTES)
+            plain = inflate.decompress(blob, _MAX_BYTES)
             if inflate.unconsumed_tail:
                 return None  # would inflate past the limit
             header[name] = plain if raw else orjson.loads(plain)
@@ -178,11 +224,31 @@ def _load(
     store: AuditStore, day: str, kind: str, source: str, names: Iterable[str], raw: bool = False
 ) -> dict[str, Any] | None:
     """The header of the checkpoint `kind` (state, events) of `day` with its parts `names`
-    (`raw`: unparsed, see `_decode`), if it was built from `source`; else None."""
-    content = _read(store, f"{day}.{kind}")
-    body = _decode(content, names, raw) if content is not None else None
+    (`raw`: unparsed, see `_decode`), if it was built from `source`; else None. A file of the
+    previous format is rewritten in the current one (a failure to save only costs time)."""
+    name = f"{day}.{kind}"
+    try:
+        fd = open_file(store.root, f"{INDEX_DIR}/{CHECKPOINT_DIR}/{name}")
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_BYTES:
+            return None
+        content = None
+        if os.pread(fd, len(_OLD_MAGIC), 0) == _OLD_MAGIC:
+            content = _upgrade(read_bounded(fd, _MAX_BYTES, name))
+            body = _decode(_reader(content), len(content), names, raw) if content else None
+        else:
+            body = _decode(functools.partial(os.pread, fd), info.st_size, names, raw)
+    except (OSError, IntegrityError):
+        return None
+    finally:
+        os.close(fd)
     if body is None or body.get("day") != day or body.get("builtFrom") != source:
         return None
+    if content is not None:
+        _save_in(store, name, content)
     return body
 
 
@@ -209,6 +275,23 @@ def _anomaly_rows(rows: Any) -> bool:
         and all(isinstance(text, str) for text in (row[0], *row[1], *row[2:]))
         for row in rows
     )
+
+
+def _reader(content: bytes) -> Callable[[int, int], bytes]:
+    """`read(count, offset)` over bytes held in memory (see `_decode`)."""
+    return lambda count, at: content[at : at + count]
+
+
+def _save_in(store: AuditStore, name: str, content: bytes) -> bool:
+    """`_save` into the store's checkpoint directory, made when missing."""
+    try:
+        directory = make_dirs(store.root, [INDEX_DIR, CHECKPOINT_DIR])
+    except OSError:
+        return False
+    try:
+        return _save(directory, name, content)
+    finally:
+        os.close(directory)
 
 
 def _save(directory: int, name: str, content: bytes) -> bool:
@@ -327,11 +410,15 @@ class Checkpoints:
             found = self._build(found, wanted[start:]) or found
         return found
 
-    def events(self, day: str, kinds: Iterable[str] = ()) -> list[list[Any]] | None:
+    def events(
+        self, day: str, kinds: Iterable[str] = (), *, far: bool = True
+    ) -> list[list[Any]] | None:
         """The anomalies of `day` found by the replay about the states `kinds`, then those of
         its entries stored out of order, as rows `[kind, cite, detail, targetId, scope,
         organizationId]` (see `anomaly_of`). A missing or stale day is rebuilt from the day
-        before's checkpoint; None when it cannot be."""
+        before's checkpoint (a replay of one day), which is built first when missing unless
+        `far` is False (a replay of all the days since the last current one); None when it
+        cannot be."""
         names = (*kinds, "storage")
         source = self.sources.get(day)
         if source is None:
@@ -339,7 +426,13 @@ class Checkpoints:
         body = _load_events(self.store, day, source, names)
         if body is None:
             index = self.days.index(day)
-            before = self.point(day) if index else None
+            before = None
+            if index and far:
+                before = self.point(day)
+            elif index:
+                previous = self.days[index - 1]
+                found = _load(self.store, previous, "state", self.sources[previous], STATE_PARTS)
+                before = _point(found) if found is not None else None
             if index and (before is None or before.day != self.days[index - 1]):
                 return None
             self._build(before, [day])
@@ -378,12 +471,7 @@ class Checkpoints:
         failure to save only costs time)."""
         found = _FROM_LINES[part](self.store, day)
         if found is not None:
-            with contextlib.suppress(OSError):
-                directory = make_dirs(self.store.root, [INDEX_DIR, CHECKPOINT_DIR])
-                try:
-                    _save(directory, f"{day}.{part}", _encode_part(part, day, source, found))
-                finally:
-                    os.close(directory)
+            _save_in(self.store, f"{day}.{part}", _encode_part(part, day, source, found))
         return found
 
     def summary(self, day: str) -> dict[str, Any] | None:
@@ -397,13 +485,6 @@ class Checkpoints:
             found = body["summary"]
             return found if isinstance(found, dict) else None
         return self._built(day, source, "summary")
-
-    def storage(self, day: str) -> list[Anomaly] | None:
-        """The entries of `day` stored out of time order, from its current events checkpoint
-        (never built here: None when there is none)."""
-        source = self.sources.get(day)
-        body = _load_events(self.store, day, source, ("storage",)) if source else None
-        return None if body is None else [anomaly_of(row) for row in body["storage"]]
 
     def latest(self, tries: int = 7) -> Point | None:
         """The latest current state checkpoint of the last `tries` settled days, its header
@@ -613,9 +694,16 @@ def check_checkpoints(
             detail = "not a regular file, unreadable or too big; never used"
             problems.append(Problem(f"{where}/{inert(name)}", None, "not a checkpoint", detail))
             continue
-        body = _decode(content, ())
-        if body is None or body.get("builtFrom") != checkpoints.sources.get(day):
-            continue  # stale or garbled: never used
+        if content.startswith(_OLD_MAGIC):  # compared as it is rewritten when read
+            content = _upgrade(content) or content
+        read = _reader(content)
+        body = _decode(read, len(content), ())
+        if (
+            body is None
+            or body.get("builtFrom") != checkpoints.sources.get(day)
+            or _decode(read, len(content), body["parts"], raw=True) is None
+        ):
+            continue  # stale, or a part is garbled: never used
         build = _FROM_LINES.get(part)
         if build is not None:  # the per-target index, a report's counts: from the lines alone
             found = build(store, day)

@@ -14,7 +14,7 @@ from auditcli.progress import Progress
 from auditcli.query import Filters, Problem, QueryEngine, entry_of, sort_key
 from auditcli.store import AuditStore
 
-from .checkpoints import Checkpoints
+from .checkpoints import Checkpoints, anomaly_of
 from .model import TEAM_MEMBER_ACTIONS, UNKNOWN_BEFORE_NOTE, Anomaly, TimelineItem, _input_of
 from .reading import (
     _CASCADES,
@@ -196,7 +196,8 @@ class _TargetReader:
                     lines = sorted({*lines, *self._membership_lines(day, teams)}, key=sort_key)
             for line in lines:
                 self.day_of[id_of(line)] = day
-                linked.update(self._links(line))
+                if action_of(line) in _MEMBER_ACTIONS:
+                    linked.update(self._links(line))
             picked[day] = lines
         cascades = None
         if linked:
@@ -237,8 +238,6 @@ class _TargetReader:
     def _links(self, line: bytes) -> set[str]:
         """What a membership line links a resource to: the team of a member, the member of a
         team (their deletion or removal ends the membership)."""
-        if action_of(line) not in _MEMBER_ACTIONS:
-            return set()
         entry = entry_of(line)
         user, team = _input_of(entry).get("userId"), entry["targetId"]
         linked = {team} if user in self.wanted else set()
@@ -247,11 +246,13 @@ class _TargetReader:
         return linked
 
     def storage_order(self, days: set[str], by_id: dict[str, TimelineItem]) -> list[Anomaly]:
-        """The entries of `days` stored out of time order (from the events checkpoints when
-        current, else by reading the day), among `by_id`."""
+        """The entries of `days` stored out of time order (from the events checkpoints, the
+        missing ones built when the day before has one, else by reading the day), among
+        `by_id`."""
         found = []
         for day in sorted(days):
-            stored = self.checkpoints.storage(day) if self.use_index else None
+            rows = self.checkpoints.events(day, far=False) if self.use_index else None
+            stored = None if rows is None else [anomaly_of(row) for row in rows]
             if stored is None:
                 stored = [
                     anomaly
