@@ -722,8 +722,10 @@ class _Verifier:
                     "not a manifest; planted or left behind",
                 )
         trees = self.trees if chained else None
-        # What earlier whole-store verifies proved about exact bytes (proven.py).
-        self.proven = Proven(str(self.store.root), writer) if trees else None
+        # What earlier verifies proved about exact bytes (proven.py); a verify of some days
+        # keeps what the record holds of the others.
+        period = None if self.trees else (self.first_day, self.last_day)
+        self.proven = Proven(str(self.store.root), writer, period) if chained else None
         chain = self.check_chain(writer, names, self.keys_for(writer), receipts, trees is not None)
         # The tree heads are recomputed from the same reads as the chain links (leaffeed.py).
         streamed, self.feeds = plan_feeds(chain.read) if trees else ({}, {})
@@ -933,13 +935,13 @@ class _Verifier:
             return True
         if scan.lines == 0 and _vanished(file):
             return False
+        name = scan.source.file.name if scan.source else file.name
         if scan.content_key is not None:
             self.content_keys[key] = scan.content_key
             if scan.vouched:
                 self.vouched_files.add(key)
             if scan.proof is not None and self.proven is not None:
-                self.proven.note_file(scan.content_key, *scan.proof)
-        name = scan.source.file.name if scan.source else file.name
+                self.proven.note_file(scan.content_key, name, *scan.proof)
         report.files += 1
         host.files += 1
         report.entries += scan.lines
