@@ -1,5 +1,6 @@
 """Work spread over forked worker processes: `forked_map`, and on it verify's writers, merged
-in writer order (seal's first read of a store's files uses `forked_map` too).
+in writer order, and one writer's files, merged in file order (seal's first read of a store's
+files uses `forked_map` too).
 
 Each writer is checked against its own chain, so writers are independent once the store is
 surveyed and the legacy chain and receipts are read: a worker forked then inherits all of
@@ -7,6 +8,13 @@ that, checks one writer at a time exactly as a sequential verify would (same cod
 state before it), and sends back only what that writer added to the report. The parent folds
 those additions in writer order, so the report is the sequential one. Memory stays one
 writer's state per process.
+
+Within a writer, once its chain is read, each file is checked against its own chain links and
+the checkpoints read from the manifests, which no other file's check changes: a store with one
+big writer forks after its chain and checks runs of its files side by side (`check_files`),
+when no Merkle tree head is fed from the scans (a head's leaves run across files, in order: a
+verify of some days checks no head). What ties the files together (missing files, coverage,
+tree heads) is checked by the parent afterwards, as before.
 """
 
 from __future__ import annotations
@@ -38,6 +46,10 @@ _LISTS = (
     ("verifier", "torn_notes"),
     ("verifier", "legacy_elsewhere"),
 )
+#: A writer's counters a file check adds to.
+_HOST_COUNTED = ("files", "entries", "uncovered")
+#: Runs of files per worker process (a little more than one: a slow run is not waited for alone).
+_RUNS_PER_WORKER = 4
 #: Below this many files (and bytes) a second process costs more than it saves.
 PARALLEL_FILES = 200
 PARALLEL_BYTES = 32 << 20
@@ -192,3 +204,66 @@ def check_writers(
         for delta in deltas:
             merge(verifier, delta)
             done()
+
+
+@dataclass
+class FilesDelta:
+    """What checking a run of one writer's files added: the verifier's additions (`capture`),
+    the writer's counters, whether each file was found, and the record entries (proven.py)
+    the checks used or made."""
+
+    delta: WriterDelta
+    host: dict[str, int]
+    found: list[bool]
+    proven: dict[str, list]
+    proven_changed: bool
+
+
+def _capture_files(verifier: Any, run: Sequence[Any], check: Callable[[Any], bool]) -> FilesDelta:
+    """Check the files of `run` with `check` and return what that added to `verifier`."""
+    host, proven = verifier.host, verifier.proven
+    counted = {name: getattr(host, name) for name in _HOST_COUNTED}
+    used = set(proven.used_files) if proven is not None else set()
+    found: list[bool] = []
+    delta = capture(verifier, lambda: found.extend(check(file) for file in run))
+    return FilesDelta(
+        delta,
+        {name: getattr(host, name) - counted[name] for name in _HOST_COUNTED},
+        found,
+        {k: v for k, v in proven.used_files.items() if k not in used} if proven else {},
+        proven.changed if proven is not None else False,
+    )
+
+
+def check_files(
+    verifier: Any,
+    files: Sequence[Any],
+    check: Callable[[Any], bool],
+    count: int,
+    done: Callable[[], None],
+) -> list[bool]:
+    """`check(file)` (False: the file vanished) for each of one writer's `files`, in `count`
+    forked processes, runs of consecutive files each; their additions merged into `verifier`
+    (and its writer's report and record) in file order, `done()` called after each run.
+    Returns what each check returned, in order."""
+    size = -(-len(files) // (count * _RUNS_PER_WORKER))
+    runs = [files[at : at + size] for at in range(0, len(files), size)]
+    deltas = forked_map(
+        lambda run: _capture_files(verifier, run, check),
+        runs,
+        count,
+        "verify: a worker process died; nothing was judged",
+    )
+    found: list[bool] = []
+    host, proven = verifier.host, verifier.proven
+    with contextlib.closing(deltas):  # a failure here stops the workers at once
+        for added in deltas:
+            merge(verifier, added.delta)
+            for name, value in added.host.items():
+                setattr(host, name, getattr(host, name) + value)
+            if proven is not None:
+                proven.used_files.update(added.proven)
+                proven.changed = proven.changed or added.proven_changed
+            found.extend(added.found)
+            done()
+    return found

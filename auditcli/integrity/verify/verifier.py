@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -154,6 +154,7 @@ class _Verifier:
         self.statuses: list[str] = []
         self.progress: Progress | None = None
         self.workers: int | None = None
+        self.split_files = True  # a writer's files may be checked by workers (check_files)
         self.derived = True  # check the line indexes and checkpoints (see verify())
         self.files_listed = 0
         self.files_done = 0
@@ -640,6 +641,8 @@ class _Verifier:
                 self.check_writer(writer, writer in chained)
             return
         progress, self.progress = self.progress, None  # told here, not by the workers
+        # A worker checking whole writers checks each one's files itself (no fork in a fork).
+        self.split_files = False
 
         def done() -> None:
             if progress is not None:
@@ -654,7 +657,7 @@ class _Verifier:
                 done,
             )
         finally:
-            self.progress = progress
+            self.progress, self.split_files = progress, True
 
     def listed_file(self, day: str, segment: str, compressed: bool) -> LogFile:
         """The LogFile of one `writer_files` item."""
@@ -669,13 +672,10 @@ class _Verifier:
         return path
 
     def listed_bytes(self) -> int:
-        """The bytes of the files listed (a gzip file counted 5 times: what it inflates to)."""
-        total = 0
-        for files in self.writer_files.values():
-            for item in files:
-                with contextlib.suppress(OSError):
-                    total += self.listed_file(*item).path.stat().st_size * (5 if item[2] else 1)
-        return total
+        """The bytes of the files listed (see _files_bytes)."""
+        return _files_bytes(
+            self.listed_file(*item) for files in self.writer_files.values() for item in files
+        )
 
     def check_writer(self, writer: str, chained: bool) -> None:
         """Check one writer's chain, its files against it, and what the fleet file says."""
@@ -764,14 +764,8 @@ class _Verifier:
                     f" expected one since {self.max_age_since}"
                     " (seal not running, or the newest manifests were deleted)",
                 )
-        seen: set[tuple[str, str]] = set()
-        for file in files:
-            if self.check_file(file):
-                seen.add((file.day, file.segment))
-            self.files_done += 1
-            if self.progress is not None:
-                self.progress(self.report.entries, done=self.files_done, total=self.files_listed)
-        self.check_missing(seen)
+        found = self.check_files(files, split=trees is None)
+        self.check_missing({(f.day, f.segment) for f, t in zip(files, found, strict=True) if t})
         if trees:  # after the files: a file's problem explains its heads'
             self.proven_heads(streamed)
             others = foreign_receipts(self.store, writer, (m for m, _ in self.receipts))
@@ -789,6 +783,37 @@ class _Verifier:
             manifest.memo.clear()
         host.problems = len(self.report.problems) - start
         self.report.hosts.append(host)
+
+    def check_files(self, files: Sequence[LogFile], split: bool) -> list[bool]:
+        """Check one writer's files in order (whether each was there: check_file). `split`:
+        no tree head is fed from their scans, so when they are many or big, and this is not
+        already a worker checking whole writers, runs of them are checked in forked worker
+        processes (workers.check_files; the same report)."""
+        count = 1
+        if split and self.split_files:
+            count = workers.worker_count(
+                len(files), lambda: _files_bytes(files), len(files), self.workers
+            )
+
+        def check(file: LogFile) -> bool:
+            there = self.check_file(file)
+            self.files_done += 1
+            if self.progress is not None:
+                self.progress(self.report.entries, done=self.files_done, total=self.files_listed)
+            return there
+
+        if count < 2:
+            return [check(file) for file in files]
+        progress, self.progress = self.progress, None  # told here, not by the workers
+
+        def done() -> None:
+            if progress is not None:
+                progress(self.report.entries, done=self.files_done, total=self.files_listed)
+
+        try:
+            return workers.check_files(self, files, check, count, done)
+        finally:
+            self.progress = progress
 
     def missing_chain(self, writer: str, entry: FleetWriter | None, days: Sequence[str]) -> None:
         """A writer without a chain of its own: a problem when the fleet file or --public-key
@@ -1163,6 +1188,15 @@ class _Verifier:
                 f" newer than their writer's latest seal ({where}):"
                 " they verify by their chains only until the next seal."
             )
+
+
+def _files_bytes(files: Iterable[LogFile]) -> int:
+    """The bytes of `files` (a gzip file counted 5 times: what it inflates to)."""
+    total = 0
+    for file in files:
+        with contextlib.suppress(OSError):
+            total += file.path.stat().st_size * (5 if file.compressed else 1)
+    return total
 
 
 def _vanished(file: LogFile) -> bool:
