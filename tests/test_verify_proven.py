@@ -433,3 +433,35 @@ def test_a_record_written_short_never_replaces_the_one_before(
     assert done.returncode == 0, done.stderr
     assert record.read_bytes() == before
     assert [p.name for p in _record_dir(tmp_path).iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_writer_never_sealed_is_recorded_and_a_change_still_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No manifest at all (a store nobody seals): the record holds what each file's own lines
+    gave, for a verify of some days and a whole-store verify alike."""
+    store = AuditStore(tmp_path / "unsealed", writer_id="alpha")
+    for day in DAYS:
+        store.append(
+            [
+                {
+                    "action": "login",
+                    "actorId": f"alpha-{i}",
+                    "organizationId": "org-1",
+                    "createdAt": f"{day}T08:{i:02d}:00.000Z",
+                }
+                for i in range(8)
+            ]
+        )
+    assert _verify_counting(store, monkeypatch, first_day=DAYS[1])[1]["scanned"] == 1
+    report, counts = _verify_counting(store, monkeypatch)
+    assert report.ok and counts["vouched"] == 1 and counts["scanned"] == 1
+    report, counts = _verify_counting(store, monkeypatch, first_day=DAYS[1])
+    assert counts["vouched"] == 1 and counts["scanned"] == 0
+    _change_byte(_file(store, "alpha", DAYS[1]))
+    for period in ({"first_day": DAYS[1]}, {}):
+        report, counts = _verify_counting(store, monkeypatch, **period)
+        assert [(p.file, p.line, p.kind) for p in report.problems] == [
+            (f"date={DAYS[1]}/alpha.jsonl", 2, "chain break")  # (no checkpoint to tell more)
+        ]
+        assert report.to_dict() == _fresh(store, tmp_path, monkeypatch, **period)

@@ -64,7 +64,7 @@ class FileScan:
         self.searched = 0
         self.head = b""  # the last line's link (the genesis value for an empty file)
         self.redacted: Mapping[int, set[str]] | None = None  # lines redaction receipts name
-        #: The record of earlier verifies (proven.py), for a chained writer's file; then the
+        #: The record of earlier verifies (proven.py) when verify keeps one; then the
         #: file's content key when it was read in one piece, and whether the record vouched.
         self.proven: Proven | None = None
         self.content_key: bytes | None = None

@@ -722,10 +722,11 @@ class _Verifier:
                     "not a manifest; planted or left behind",
                 )
         trees = self.trees if chained else None
-        # What earlier verifies proved about exact bytes (proven.py); a verify of some days
-        # keeps what the record holds of the others.
+        # What earlier verifies proved about exact bytes (proven.py), of any writer's files
+        # (sealed or not: an entry says what the file's own lines gave); a verify of some
+        # days keeps what the record holds of the others.
         period = None if self.trees else (self.first_day, self.last_day)
-        self.proven = Proven(str(self.store.root), writer, period) if chained else None
+        self.proven = Proven(str(self.store.root), writer, period)
         chain = self.check_chain(writer, names, self.keys_for(writer), receipts, trees is not None)
         # The tree heads are recomputed from the same reads as the chain links (leaffeed.py).
         streamed, self.feeds = plan_feeds(chain.read) if trees else ({}, {})
