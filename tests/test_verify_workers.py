@@ -161,48 +161,64 @@ def one_writer(tmp_path: Path) -> AuditStore:
     return store
 
 
-def _period_both(
-    store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+PERIODS = [{}, {"first_day": ONE_WRITER_DAYS[1], "last_day": ONE_WRITER_DAYS[-1]}]
+
+
+def _one_writer_both(
+    store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, period: dict[str, str]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A verify of some days in one process and with the files split over two workers, each
-    on an empty record of its own; the records they write must be the same too."""
+    """A verify (of `period`) in one process and with the files split over two workers, each
+    on an empty record of its own; the records they write must be the same too, and no tree
+    head is recomputed by reading its files again (the workers' leaves were fed to it)."""
     told: list[tuple[int | None, int | None]] = []
+    forked: list[int] = []
+    reread: list[int] = []
+    tree_module = importlib.import_module("auditcli.integrity.tree")
+    real_map, real_reread = workers_module.forked_map, tree_module._recomputed_leaves
 
     def progress(entries: int, *, done: int | None = None, total: int | None = None) -> None:
         told.append((done, total))
 
-    period = {"first_day": ONE_WRITER_DAYS[1], "last_day": ONE_WRITER_DAYS[-1]}
-    reports, records = [], []
+    def counting(function: Any, items: Any, count: int, failed: str) -> Any:
+        items = list(items)
+        forked.append(len(items))
+        return real_map(function, items, count, failed)
+
+    def rereading(*args: Any, **kwargs: Any) -> Any:
+        reread.append(1)
+        return real_reread(*args, **kwargs)
+
+    monkeypatch.setattr(workers_module, "forked_map", counting)
+    monkeypatch.setattr(tree_module, "_recomputed_leaves", rereading)
+    reports, records, rereads = [], [], []
     for workers, cache in ((1, "one"), (2, "two")):
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / cache))
         report = integrity.verify(store, workers=workers, progress=progress, **period)
         reports.append(report.to_dict())
         records.append({p.name: p.read_bytes() for p in (tmp_path / cache).rglob("*.json")})
+        rereads.append(len(reread))
+    assert forked and forked[0] > 1  # the second verify did split the writer's files
     assert told[-1][0] == told[-1][1]  # told to the last file
     assert records[1] == records[0]
+    assert rereads[1] == rereads[0] * 2  # as many heads read again as by one process
+    if reports[0]["ok"]:
+        assert rereads == [0, 0]  # every head was given all its leaves by the scans
     return reports[0], reports[1]
 
 
+@pytest.mark.parametrize("period", PERIODS, ids=["whole store", "some days"])
 def test_one_writers_files_split_over_workers_give_the_same_report_and_record(
-    one_writer: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    one_writer: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, period: dict
 ) -> None:
-    forked: list[int] = []
-    real = workers_module.forked_map
-
-    def counting(function: Any, items: Any, count: int, failed: str) -> Any:
-        items = list(items)
-        forked.append(len(items))
-        return real(function, items, count, failed)
-
-    monkeypatch.setattr(workers_module, "forked_map", counting)
-    sequential, parallel = _period_both(one_writer, tmp_path, monkeypatch)
-    assert forked and forked[0] > 1  # the second verify did split the writer's files
+    sequential, parallel = _one_writer_both(one_writer, tmp_path, monkeypatch, period)
     assert sequential["ok"] and parallel == sequential
-    assert parallel["files"] == 8 and parallel["uncovered"] == 2
+    assert parallel["uncovered"] == 2
+    assert (parallel["files"], parallel["treeHeads"]) == ((8, 0) if period else (9, 2))
 
 
+@pytest.mark.parametrize("period", PERIODS, ids=["whole store", "some days"])
 def test_one_writers_tampered_files_split_over_workers_give_the_same_problems(
-    one_writer: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    one_writer: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, period: dict
 ) -> None:
     root = one_writer.root
     edited = root / f"date={ONE_WRITER_DAYS[2]}" / "alpha.jsonl"
@@ -212,7 +228,7 @@ def test_one_writers_tampered_files_split_over_workers_give_the_same_problems(
     cut.write_bytes(b"".join(cut.read_bytes().splitlines(keepends=True)[:2]))
     torn = root / f"date={ONE_WRITER_DAYS[7]}" / "alpha.jsonl"
     torn.write_bytes(torn.read_bytes() + b'{"id":"half')
-    sequential, parallel = _period_both(one_writer, tmp_path, monkeypatch)
+    sequential, parallel = _one_writer_both(one_writer, tmp_path, monkeypatch, period)
     assert not sequential["ok"] and parallel == sequential
     kinds = [(p["file"].split("/")[0][5:], p["kind"]) for p in parallel["problems"]]
     for found in [

@@ -155,6 +155,8 @@ class _Verifier:
         self.progress: Progress | None = None
         self.workers: int | None = None
         self.split_files = True  # a writer's files may be checked by workers (check_files)
+        self.keep_leaves = False  # in such a worker: Merkle leaves kept for the parent
+        self.kept_leaves: dict[tuple[str, str], bytes] = {}  # file key -> leaves (keep_leaves)
         self.derived = True  # check the line indexes and checkpoints (see verify())
         self.files_listed = 0
         self.files_done = 0
@@ -765,7 +767,7 @@ class _Verifier:
                     f" expected one since {self.max_age_since}"
                     " (seal not running, or the newest manifests were deleted)",
                 )
-        found = self.check_files(files, split=trees is None)
+        found = self.check_files(files)
         self.check_missing({(f.day, f.segment) for f, t in zip(files, found, strict=True) if t})
         if trees:  # after the files: a file's problem explains its heads'
             self.proven_heads(streamed)
@@ -785,16 +787,21 @@ class _Verifier:
         host.problems = len(self.report.problems) - start
         self.report.hosts.append(host)
 
-    def check_files(self, files: Sequence[LogFile], split: bool) -> list[bool]:
-        """Check one writer's files in order (whether each was there: check_file). `split`:
-        no tree head is fed from their scans, so when they are many or big, and this is not
-        already a worker checking whole writers, runs of them are checked in forked worker
-        processes (workers.check_files; the same report)."""
+    def check_files(self, files: Sequence[LogFile]) -> list[bool]:
+        """Check one writer's files in order (whether each was there: check_file). When they
+        are many or big, and this is not already a worker checking whole writers, runs of
+        them are checked in forked worker processes (workers.check_files): each sends back,
+        per file, what the tree check and the record need, and the Merkle leaves of its lines,
+        which the parent feeds to the heads in file order. The same report and record."""
+        sizes: list[int] = []
+
+        def size() -> int:
+            sizes[:] = [_files_bytes([file]) for file in files]
+            return sum(sizes)
+
         count = 1
-        if split and self.split_files:
-            count = workers.worker_count(
-                len(files), lambda: _files_bytes(files), len(files), self.workers
-            )
+        if self.split_files:
+            count = workers.worker_count(len(files), size, len(files), self.workers)
 
         def check(file: LogFile) -> bool:
             there = self.check_file(file)
@@ -805,14 +812,37 @@ class _Verifier:
 
         if count < 2:
             return [check(file) for file in files]
+        if len(sizes) != len(files):
+            size()
         progress, self.progress = self.progress, None  # told here, not by the workers
 
         def done() -> None:
             if progress is not None:
                 progress(self.report.entries, done=self.files_done, total=self.files_listed)
 
+        def in_worker(file: LogFile) -> tuple[bool, bytes | None, bool, bytes | None]:
+            self.keep_leaves = True  # (in the worker process only)
+            key = (file.day, file.segment)
+            there = check(file)
+            vouched = key in self.vouched_files
+            return there, self.content_keys.get(key), vouched, self.kept_leaves.pop(key, None)
+
+        def take(file: LogFile, result: tuple[bool, bytes | None, bool, bytes | None]) -> bool:
+            there, content, vouched, leaves = result
+            key = (file.day, file.segment)
+            if content is not None:
+                self.content_keys[key] = content
+            if vouched:
+                self.vouched_files.add(key)
+            if leaves is not None:
+                feed = LeafFeed(self.feeds[key])
+                feed.add_kept(leaves)
+                feed.commit()
+            return there
+
+        runs = workers.file_runs(files, sizes, count)
         try:
-            return workers.check_files(self, files, check, count, done)
+            return workers.check_files(self, runs, in_worker, take, count, done)
         finally:
             self.progress = progress
 
@@ -939,7 +969,7 @@ class _Verifier:
                 else:
                     scan = None  # a new file under an old name: checked as a new one
             if scan is None:
-                feed = LeafFeed(self.feeds[key]) if key in self.feeds else None
+                feed = LeafFeed(self.feeds[key], self.keep_leaves) if key in self.feeds else None
                 scan = self.scan(file, known, feed)
             if (
                 scan.problems
@@ -954,6 +984,8 @@ class _Verifier:
                 scan = self.scan(file, known)
             elif scan.feed is not None:
                 scan.feed.commit()  # the one scan verify keeps of this file
+                if scan.feed.kept is not None:  # a worker's: for the parent's heads
+                    self.kept_leaves[key] = scan.feed.kept
         except IntegrityError as exc:
             if _vanished(file):
                 return False
