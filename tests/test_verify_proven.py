@@ -465,3 +465,31 @@ def test_a_writer_never_sealed_is_recorded_and_a_change_still_found(
             (f"date={DAYS[1]}/alpha.jsonl", 2, "chain break")  # (no checkpoint to tell more)
         ]
         assert report.to_dict() == _fresh(store, tmp_path, monkeypatch, **period)
+
+
+@pytest.mark.parametrize("held", [1 << 30, 2000], ids=["held", "read again"])
+def test_a_file_read_in_several_chunks_is_recorded_and_a_change_still_found(
+    store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: int
+) -> None:
+    """Files bigger than a read (8 MiB in real use; 1 KiB here), checked from the chunks their
+    key was hashed from, or, over the size held in memory, read again for the check (the key
+    recorded is then that of the bytes read the second time)."""
+    filescan = importlib.import_module("auditcli.integrity.verify.filescan")
+    monkeypatch.setattr(filescan.LineSource, "CHUNK", 1024)
+    monkeypatch.setattr(filescan, "_HELD_MAX", held)
+    assert _file(store, "alpha").stat().st_size > 2 * 1024
+    shutil.rmtree(_record_dir(tmp_path))
+    for period in ({"last_day": DAYS[0]}, {}):
+        first, counts = _verify_counting(store, monkeypatch, **period)
+        assert first.ok and counts["scanned"] == 2  # (the whole store: the other day's)
+        report, counts = _verify_counting(store, monkeypatch, **period)
+        assert counts["scanned"] == 0 and counts["fed"] == 0
+        assert report.to_dict() == first.to_dict()
+    _change_byte(_file(store, "alpha"))
+    for period in ({"last_day": DAYS[0]}, {}):
+        report, counts = _verify_counting(store, monkeypatch, **period)
+        assert counts["scanned"] == 1
+        assert [(p.file, p.line, p.kind) for p in report.problems] == [
+            (f"date={DAYS[0]}/alpha.jsonl", 2, "altered entry")
+        ]
+        assert report.to_dict() == _fresh(store, tmp_path, monkeypatch, **period)

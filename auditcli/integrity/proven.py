@@ -3,13 +3,13 @@ that a repeat verify of the same bytes need not prove it again.
 
 Verify reads every data file of a store and hashes every line three times (its chain link, its
 Merkle leaf, its share of the writer's tree): most of its time. On a repeat verify nearly all
-files are the ones it already checked. For each plain data file read in one piece, verify
-hashes the file's name and whole content (`content_key`, SHA-256: one pass, what `sha256sum`
-does) and records, for a file whose lines were all found right, what its line-by-line check
-gave: the number of lines, the last line's link, and the link at each line count a seal
-checkpointed. For each Merkle tree head recomputed from such files it records the SHA-256 of
-the head's leaf hashes under a key binding the head's manifest, the manifest it extends and
-the content keys of its files.
+files are the ones it already checked. For each plain data file made of whole lines only (no
+torn end, no line over the size limit), verify hashes the file's name and whole content as it
+reads it (`content_key`, SHA-256: one pass, what `sha256sum` does) and records, for a file
+whose lines were all found right, what its line-by-line check gave: the number of lines, the
+last line's link, and the link at each line count a seal checkpointed. For each Merkle tree
+head recomputed from such files it records the SHA-256 of the head's leaf hashes under a key
+binding the head's manifest, the manifest it extends and the content keys of its files.
 
 A repeat verify hashes each file again: when the key is recorded, the lines of those exact
 bytes under that name are known to be right, so only the checks that depend on anything else
@@ -39,6 +39,7 @@ import contextlib
 import hashlib
 import os
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import orjson
 
@@ -64,11 +65,17 @@ def location() -> str:
 
 def content_key(name: str, data: bytes) -> bytes:
     """The key of a data file named `name` (`date=…/<file>`) whose whole content is `data`."""
+    hashed = content_hasher(name)
+    hashed.update(data)
+    return hashed.digest()
+
+
+def content_hasher(name: str) -> Any:
+    """A SHA-256 that gives `content_key(name, data)` once fed `data` (in pieces, as read)."""
     hashed = hashlib.sha256(_TAG)
     hashed.update(name.encode())
     hashed.update(b"\x00")
-    hashed.update(data)
-    return hashed.digest()
+    return hashed
 
 
 def head_key(extends: str | None, manifest_hash: str, files: Iterable[bytes]) -> bytes:

@@ -38,7 +38,7 @@ from auditcli.integrity.manifests import (
     receipt_records,
     records_of,
 )
-from auditcli.integrity.proven import Proven, content_key, head_key
+from auditcli.integrity.proven import Proven, content_hasher, head_key
 from auditcli.integrity.redaction import Redactions
 from auditcli.integrity.sealstate import check_state
 from auditcli.integrity.tree import TreeCheck, TreeHead, foreign_receipts, gives
@@ -48,7 +48,7 @@ from auditcli.store import GZIP, PARTITION_PREFIX, PLAIN, AuditStore, LineSource
 from auditcli.timeparse import format_utc, parse_utc
 
 from .checkpoints import FileHistory
-from .filescan import FileScan, whole_content
+from .filescan import FileScan, keyable
 from .results import LEGACY_HOST, HostReport, VerifyReport
 
 
@@ -1075,18 +1075,18 @@ class _Verifier:
             if file is None:
                 return None
             source = LineSource(file)
+            hashed = content_hasher(source.file.name)
+            feed = LeafFeed([(first, end, job, index)])
             try:
-                content, _ = whole_content(source, source.chunks())
+                for chunk in source.chunks():
+                    hashed.update(chunk)
+                    lines = chunk.split(b"\n")
+                    lines.pop()
+                    feed.add(lines)
             except IntegrityError:
                 return None
-            if content is None:
-                return None
-            if content_key(source.file.name, content) != self.content_keys.get(at):  # type: ignore[arg-type]
+            if not keyable(source) or hashed.digest() != self.content_keys.get(at):  # type: ignore[arg-type]
                 return None  # changed since its scan
-            lines = content.split(b"\n")
-            lines.pop()
-            feed = LeafFeed([(first, end, job, index)])
-            feed.add(lines)
             feed.commit()
         return job.digest.digest() if job.complete and gives(job.frontier, head) else None
 
