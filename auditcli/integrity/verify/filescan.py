@@ -207,8 +207,8 @@ class FileScan:
         results are then the record's, and the checks after the loop run on them as on any
         file. Otherwise the chunks just read, when the file is at most `_HELD_MAX` bytes, or
         the file read again: the key recorded is then that of the bytes the loop checked."""
-        if self.proven is None or self.redacted:
-            return source.chunks()
+        if self.proven is None or self.redacted or source.file.compressed or source.start:
+            return source.chunks()  # (never keyed: not hashed, nor inflated twice)
         hashed = content_hasher(source.file.name)
         held: list[bytes] | None = []
         size = 0
