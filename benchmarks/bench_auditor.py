@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from run import (
     ENV,
     PY,
     Report,
+    Sample,
     compare,
     machine,
     run_once,
@@ -60,6 +62,19 @@ listfile, sql = sys.argv[1], sys.argv[2]
 )
 
 
+def forget_verified() -> None:
+    """Empty the user's record of what earlier verifies proved (integrity/proven.py)."""
+    cache = Path(ENV.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    shutil.rmtree(cache / "auditcli" / "verified", ignore_errors=True)
+
+
+def audit_run(argv: list[str], cold: bool) -> Sample:
+    """One timed run of `audit` (`cold`: on an empty record of verified files)."""
+    if cold:
+        forget_verified()
+    return run_once(argv, env=ENV)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--logs", type=Path, required=True, help="a store you may write into")
@@ -76,6 +91,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--baseline", help="another `audit` executable timed in the same rounds (e.g. main's)"
+    )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="empty the record of verified files ($XDG_CACHE_HOME/auditcli/verified) before"
+        " each audit run: report's integrity check then hashes every line (see docs/fleet.md)",
     )
     args = parser.parse_args()
     work = args.logs.parent / f"{args.logs.name}.bench"
@@ -116,7 +137,7 @@ def main() -> int:
         argv, values = questions[name]
         sql = " ".join(SQL[name].format(src="{src}", **values).split())
         tools = {
-            "audit": lambda argv=argv: run_once(argv, env=ENV),
+            "audit": lambda argv=argv: audit_run(argv, args.cold),
             "duckdb": lambda sql=sql: run_once([PY, str(duck), str(listfile), sql], env=ENV),
         }
         if args.baseline:

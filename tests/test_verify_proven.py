@@ -62,9 +62,12 @@ def _record_dir(tmp_path: Path) -> Path:
     return tmp_path / "cache" / "auditcli" / "verified"  # XDG_CACHE_HOME: see conftest.py
 
 
-def _verify_counting(store: AuditStore, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, dict]:
-    """verify, counting the files the record vouched for, the lines hashed into Merkle leaves
-    by the scans, and the tree heads recomputed by reading their files again."""
+def _verify_counting(
+    store: AuditStore, monkeypatch: pytest.MonkeyPatch, **options: Any
+) -> tuple[Any, dict]:
+    """verify (with `options`, e.g. first_day), counting the files the record vouched for,
+    the lines hashed into Merkle leaves by the scans, and the tree heads recomputed by reading
+    their files again."""
     counts = {"vouched": 0, "scanned": 0, "fed": 0, "reread": 0}
     scan_run, feed_add = verify_module.FileScan.run, verify_module.LeafFeed.add
     reread = tree_module._recomputed_leaves
@@ -85,15 +88,17 @@ def _verify_counting(store: AuditStore, monkeypatch: pytest.MonkeyPatch) -> tupl
         patch.setattr(verify_module.FileScan, "run", run)
         patch.setattr(verify_module.LeafFeed, "add", add)
         patch.setattr(tree_module, "_recomputed_leaves", recomputed)
-        return integrity.verify(store, workers=1), counts
+        return integrity.verify(store, workers=1, **options), counts
 
 
-def _fresh(store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+def _fresh(
+    store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **options: Any
+) -> dict:
     """The report of a first verify (an empty record elsewhere), the record left as it was."""
     with monkeypatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(tmp_path / "fresh-cache"))
         shutil.rmtree(tmp_path / "fresh-cache", ignore_errors=True)
-        return integrity.verify(store, workers=1).to_dict()
+        return integrity.verify(store, workers=1, **options).to_dict()
 
 
 def _file(store: AuditStore, writer: str, day: str = DAYS[0]) -> Path:
@@ -228,12 +233,133 @@ def test_a_record_in_a_directory_others_can_write_is_not_believed(
     assert [(p.file.split("/")[1], p.kind) for p in report.problems] == [("alpha", "tree head")]
 
 
-def test_a_verify_of_some_days_neither_reads_nor_writes_the_record(
+def _entries(tmp_path: Path, writer: str) -> list[list[Any]]:
+    """The file entries of `writer`'s record."""
+    (record,) = _record_dir(tmp_path).glob(f"*-{writer}.json")
+    return list(orjson.loads(record.read_bytes())["files"].values())
+
+
+def test_a_verify_of_some_days_records_its_days_and_a_whole_store_verify_the_rest(
     store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shutil.rmtree(_record_dir(tmp_path))
-    report = integrity.verify(store, first_day=DAYS[1], workers=1)
-    assert report.ok and not _record_dir(tmp_path).exists()
+    report, counts = _verify_counting(store, monkeypatch, first_day=DAYS[1])
+    assert report.ok and counts["vouched"] == 0 and counts["scanned"] == 2
+    assert [entry[3] for entry in _entries(tmp_path, "alpha")] == [f"date={DAYS[1]}/alpha.jsonl"]
+    report, counts = _verify_counting(store, monkeypatch, first_day=DAYS[1])
+    assert counts == {"vouched": 2, "scanned": 0, "fed": 0, "reread": 0}
+    assert report.to_dict() == _fresh(store, tmp_path, monkeypatch, first_day=DAYS[1])
+    # A whole-store verify takes the period's files from the record and checks the others;
+    # the tree heads, which a verify of some days neither checks nor records, are hashed
+    # from every file (the vouched ones read again), so its report is a first verify's.
+    report, counts = _verify_counting(store, monkeypatch)
+    assert counts["vouched"] == 2 and counts["scanned"] == 2
+    assert report.ok and report.to_dict() == _fresh(store, tmp_path, monkeypatch)
+
+
+def test_a_verify_of_some_days_reads_a_whole_store_record_and_keeps_all_it_did_not_check(
+    store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report, counts = _verify_counting(store, monkeypatch, last_day=DAYS[0])
+    assert counts == {"vouched": 2, "scanned": 0, "fed": 0, "reread": 0}
+    assert report.to_dict() == _fresh(store, tmp_path, monkeypatch, last_day=DAYS[0])
+    # One of its files since grew by a right line: checked in full, recorded anew, and its
+    # old entry dropped (one entry per file); the other day's entries and the heads stay.
+    AuditStore(store.root, writer_id="alpha").append(
+        [
+            {
+                "action": "login",
+                "actorId": "late",
+                "organizationId": "org-1",
+                "createdAt": f"{DAYS[0]}T09:00:00.000Z",
+            }
+        ]
+    )
+    report, counts = _verify_counting(store, monkeypatch, last_day=DAYS[0])
+    assert report.ok and counts["vouched"] == 1 and counts["scanned"] == 1
+    assert sorted(entry[3] for entry in _entries(tmp_path, "alpha")) == [
+        f"date={day}/alpha.jsonl" for day in DAYS
+    ]
+    # (alpha's tree head binds the grown file's old bytes: hashed from its files once more.)
+    report, counts = _verify_counting(store, monkeypatch)
+    assert counts["vouched"] == 4 and counts["scanned"] == 0
+    assert report.ok and report.to_dict() == _fresh(store, tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [_change_byte, _change_link, _delete_line, _garbage_line, _truncate, _swap_hosts],
+)
+def test_a_file_changed_after_a_verify_of_its_day_is_found_as_a_first_verify_finds_it(
+    store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tamper: Any
+) -> None:
+    """The record written by a verify of some days only: a later verify of those days and a
+    later whole-store verify both check the changed file in full and name what a first
+    verify names."""
+    shutil.rmtree(_record_dir(tmp_path))
+    assert integrity.verify(store, first_day=DAYS[0], last_day=DAYS[0], workers=1).ok
+    tamper(_file(store, "alpha"))
+    period = {"first_day": DAYS[0], "last_day": DAYS[0]}
+    report, counts = _verify_counting(store, monkeypatch, **period)
+    assert not report.ok and counts["vouched"] == 1 and counts["scanned"] == 1
+    assert report.to_dict() == _fresh(store, tmp_path, monkeypatch, **period)
+    assert {p.file for p in report.problems} >= {f"date={DAYS[0]}/alpha.jsonl"}
+    # (A file cut at a line end has right lines: recorded by then, and still found cut.)
+    report, counts = _verify_counting(store, monkeypatch)
+    assert counts["vouched"] == (2 if tamper is _truncate else 1)
+    assert not report.ok and report.to_dict() == _fresh(store, tmp_path, monkeypatch)
+
+
+def test_a_forged_record_is_not_believed_by_a_verify_of_some_days_nor_kept_past_the_tree(
+    store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _forge(store, tmp_path)
+    os.chmod(_record_dir(tmp_path), 0o777)
+    report, counts = _verify_counting(store, monkeypatch, last_day=DAYS[0])
+    assert counts["vouched"] == 0
+    assert [(p.file, p.line, p.kind) for p in report.problems] == [
+        (f"date={DAYS[0]}/alpha.jsonl", 2, "altered entry")
+    ]
+    # Where only this user can write, a verify of some days (no tree check) believes the
+    # forged entry for the file's lines, as a whole-store verify does; it keeps the heads,
+    # so the next whole-store verify still recomputes alpha's head and names the change.
+    os.chmod(_record_dir(tmp_path), 0o700)
+    _verify_counting(store, monkeypatch, last_day=DAYS[0])
+    report, counts = _verify_counting(store, monkeypatch)
+    assert counts["vouched"] == 4 and counts["reread"] >= 1
+    assert [(p.file.split("/")[1], p.kind) for p in report.problems] == [("alpha", "tree head")]
+
+
+def test_verify_and_report_of_some_days_on_the_command_line_after_a_recorded_run(
+    store: AuditStore, tmp_path: Path, cli: Any
+) -> None:
+    """`audit verify --since/--until` and `audit report`, each run twice (the second on the
+    record the first wrote), then after a byte changed: exit 5 and the same problem as on an
+    empty record; the report says FAILED with it."""
+    shutil.rmtree(_record_dir(tmp_path))
+    days = ["--since", DAYS[0], "--until", DAYS[0]]
+    report = ["report", *days, "-o", "-", "-f", "md"]
+    for _ in range(2):
+        assert cli("verify", *days, "-f", "json").exit_code == 0
+        assert "- **Integrity of the period:** verified" in cli(*report).stdout
+    assert _entries(tmp_path, "alpha") and _entries(tmp_path, "bravo")
+    _change_byte(_file(store, "alpha"))
+    after = cli("verify", *days, "-f", "json")
+    assert after.exit_code == 5
+    problems = orjson.loads(after.stdout)["problems"]
+    assert problems == [
+        {
+            "file": f"date={DAYS[0]}/alpha.jsonl",
+            "line": 2,
+            "kind": "altered entry",
+            "detail": "the entry does not match its chain link (edited)",
+        }
+    ]
+    rendered = cli(*report).stdout
+    assert "- **Integrity of the period:** FAILED" in rendered and "altered entry" in rendered
+    shutil.rmtree(_record_dir(tmp_path))
+    cold = cli("verify", *days, "-f", "json")
+    assert cold.exit_code == 5 and cold.stdout == after.stdout
 
 
 def test_worker_processes_read_and_write_the_record_alike(
@@ -298,7 +424,7 @@ def test_a_record_written_short_never_replaces_the_one_before(
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))\n"
         "record = Proven(sys.argv[1], 'alpha')\n"
-        "record.note_file(bytes(32), 1, bytes(32), {})\n"
+        "record.note_file(bytes(32), 'date=2026-11-18/alpha.jsonl', 1, bytes(32), {})\n"
         "record.save()\n"
     )
     done = subprocess.run(
@@ -307,3 +433,63 @@ def test_a_record_written_short_never_replaces_the_one_before(
     assert done.returncode == 0, done.stderr
     assert record.read_bytes() == before
     assert [p.name for p in _record_dir(tmp_path).iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_writer_never_sealed_is_recorded_and_a_change_still_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No manifest at all (a store nobody seals): the record holds what each file's own lines
+    gave, for a verify of some days and a whole-store verify alike."""
+    store = AuditStore(tmp_path / "unsealed", writer_id="alpha")
+    for day in DAYS:
+        store.append(
+            [
+                {
+                    "action": "login",
+                    "actorId": f"alpha-{i}",
+                    "organizationId": "org-1",
+                    "createdAt": f"{day}T08:{i:02d}:00.000Z",
+                }
+                for i in range(8)
+            ]
+        )
+    assert _verify_counting(store, monkeypatch, first_day=DAYS[1])[1]["scanned"] == 1
+    report, counts = _verify_counting(store, monkeypatch)
+    assert report.ok and counts["vouched"] == 1 and counts["scanned"] == 1
+    report, counts = _verify_counting(store, monkeypatch, first_day=DAYS[1])
+    assert counts["vouched"] == 1 and counts["scanned"] == 0
+    _change_byte(_file(store, "alpha", DAYS[1]))
+    for period in ({"first_day": DAYS[1]}, {}):
+        report, counts = _verify_counting(store, monkeypatch, **period)
+        assert [(p.file, p.line, p.kind) for p in report.problems] == [
+            (f"date={DAYS[1]}/alpha.jsonl", 2, "chain break")  # (no checkpoint to tell more)
+        ]
+        assert report.to_dict() == _fresh(store, tmp_path, monkeypatch, **period)
+
+
+@pytest.mark.parametrize("held", [1 << 30, 2000], ids=["held", "read again"])
+def test_a_file_read_in_several_chunks_is_recorded_and_a_change_still_found(
+    store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: int
+) -> None:
+    """Files bigger than a read (8 MiB in real use; 1 KiB here), checked from the chunks their
+    key was hashed from, or, over the size held in memory, read again for the check (the key
+    recorded is then that of the bytes read the second time)."""
+    filescan = importlib.import_module("auditcli.integrity.verify.filescan")
+    monkeypatch.setattr(filescan.LineSource, "CHUNK", 1024)
+    monkeypatch.setattr(filescan, "_HELD_MAX", held)
+    assert _file(store, "alpha").stat().st_size > 2 * 1024
+    shutil.rmtree(_record_dir(tmp_path))
+    for period in ({"last_day": DAYS[0]}, {}):
+        first, counts = _verify_counting(store, monkeypatch, **period)
+        assert first.ok and counts["scanned"] == 2  # (the whole store: the other day's)
+        report, counts = _verify_counting(store, monkeypatch, **period)
+        assert counts["scanned"] == 0 and counts["fed"] == 0
+        assert report.to_dict() == first.to_dict()
+    _change_byte(_file(store, "alpha"))
+    for period in ({"last_day": DAYS[0]}, {}):
+        report, counts = _verify_counting(store, monkeypatch, **period)
+        assert counts["scanned"] == 1
+        assert [(p.file, p.line, p.kind) for p in report.problems] == [
+            (f"date={DAYS[0]}/alpha.jsonl", 2, "altered entry")
+        ]
+        assert report.to_dict() == _fresh(store, tmp_path, monkeypatch, **period)

@@ -16,6 +16,8 @@ from auditcli import integrity
 from auditcli.errors import AuditError
 from auditcli.store import AuditStore
 
+workers_module = importlib.import_module("auditcli.integrity.workers")
+
 WRITERS = ("alpha", "bravo", "charlie", "delta")
 DAYS = ("2026-11-18", "2026-11-19", "2026-11-20")
 
@@ -138,3 +140,117 @@ def test_a_writers_manifests_are_freed_once_it_is_checked(fleet: AuditStore) -> 
     finally:
         gc.enable()
     assert sum(ref() is None for ref in left) == 0  # none was waiting for the collector
+
+
+ONE_WRITER_DAYS = tuple(f"2026-11-{day:02d}" for day in range(10, 19))
+
+
+@pytest.fixture
+def one_writer(tmp_path: Path) -> AuditStore:
+    """One writer, nine days, sealed twice (signed), a day grown after the second seal."""
+    key = tmp_path / "seal.key"
+    integrity.generate_keys(key)
+    store = AuditStore(tmp_path / "logs", writer_id="alpha")
+    for day in ONE_WRITER_DAYS[:6]:
+        store.append(_entries("alpha", day, 5))
+    integrity.seal(store, signing_key=key)
+    for day in ONE_WRITER_DAYS[5:]:
+        store.append(_entries("alpha", day, 4, 20))
+    integrity.seal(store, signing_key=key)
+    store.append(_entries("alpha", ONE_WRITER_DAYS[-1], 2, 40))  # not yet covered
+    return store
+
+
+PERIODS = [{}, {"first_day": ONE_WRITER_DAYS[1], "last_day": ONE_WRITER_DAYS[-1]}]
+
+
+def _one_writer_both(
+    store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, period: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A verify (of `period`) in one process and with the files split over two workers, each
+    on an empty record of its own; the records they write must be the same too, and no tree
+    head is recomputed by reading its files again (the workers' leaves were fed to it)."""
+    told: list[tuple[int | None, int | None]] = []
+    forked: list[int] = []
+    reread: list[int] = []
+    tree_module = importlib.import_module("auditcli.integrity.tree")
+    real_map, real_reread = workers_module.forked_map, tree_module._recomputed_leaves
+
+    def progress(entries: int, *, done: int | None = None, total: int | None = None) -> None:
+        told.append((done, total))
+
+    def counting(function: Any, items: Any, count: int, failed: str) -> Any:
+        items = list(items)
+        forked.append(len(items))
+        return real_map(function, items, count, failed)
+
+    def rereading(*args: Any, **kwargs: Any) -> Any:
+        reread.append(1)
+        return real_reread(*args, **kwargs)
+
+    monkeypatch.setattr(workers_module, "forked_map", counting)
+    monkeypatch.setattr(tree_module, "_recomputed_leaves", rereading)
+    reports, records, rereads = [], [], []
+    for workers, cache in ((1, "one"), (2, "two")):
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / cache))
+        report = integrity.verify(store, workers=workers, progress=progress, **period)
+        reports.append(report.to_dict())
+        records.append({p.name: p.read_bytes() for p in (tmp_path / cache).rglob("*.json")})
+        rereads.append(len(reread))
+    assert forked and forked[0] > 1  # the second verify did split the writer's files
+    assert told[-1][0] == told[-1][1]  # told to the last file
+    assert records[1] == records[0]
+    assert rereads[1] == rereads[0] * 2  # as many heads read again as by one process
+    if reports[0]["ok"]:
+        assert rereads == [0, 0]  # every head was given all its leaves by the scans
+    return reports[0], reports[1]
+
+
+@pytest.mark.parametrize("period", PERIODS, ids=["whole store", "some days"])
+def test_one_writers_files_split_over_workers_give_the_same_report_and_record(
+    one_writer: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, period: dict
+) -> None:
+    sequential, parallel = _one_writer_both(one_writer, tmp_path, monkeypatch, period)
+    assert sequential["ok"] and parallel == sequential
+    assert parallel["uncovered"] == 2
+    assert (parallel["files"], parallel["treeHeads"]) == ((8, 0) if period else (9, 2))
+
+
+@pytest.mark.parametrize("period", PERIODS, ids=["whole store", "some days"])
+def test_one_writers_tampered_files_split_over_workers_give_the_same_problems(
+    one_writer: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, period: dict
+) -> None:
+    root = one_writer.root
+    edited = root / f"date={ONE_WRITER_DAYS[2]}" / "alpha.jsonl"
+    edited.write_bytes(edited.read_bytes().replace(b"alpha-3", b"alpha-9", 1))
+    (root / f"date={ONE_WRITER_DAYS[4]}" / "alpha.jsonl").unlink()
+    cut = root / f"date={ONE_WRITER_DAYS[6]}" / "alpha.jsonl"
+    cut.write_bytes(b"".join(cut.read_bytes().splitlines(keepends=True)[:2]))
+    torn = root / f"date={ONE_WRITER_DAYS[7]}" / "alpha.jsonl"
+    torn.write_bytes(torn.read_bytes() + b'{"id":"half')
+    sequential, parallel = _one_writer_both(one_writer, tmp_path, monkeypatch, period)
+    assert not sequential["ok"] and parallel == sequential
+    kinds = [(p["file"].split("/")[0][5:], p["kind"]) for p in parallel["problems"]]
+    for found in [
+        (ONE_WRITER_DAYS[2], "altered entry"),
+        (ONE_WRITER_DAYS[4], "deleted file"),
+        (ONE_WRITER_DAYS[6], "truncated file"),
+        (ONE_WRITER_DAYS[7], "torn line"),
+    ]:
+        assert found in kinds
+
+
+def test_a_worker_checking_files_that_dies_fails_the_run(
+    one_writer: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verify_module = importlib.import_module("auditcli.integrity.verify.verifier")
+    real = verify_module._Verifier.check_file
+
+    def dying(self: Any, file: Any) -> bool:
+        if file.day == ONE_WRITER_DAYS[5]:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return bool(real(self, file))
+
+    monkeypatch.setattr(verify_module._Verifier, "check_file", dying)
+    with pytest.raises(AuditError, match="worker process died"):
+        integrity.verify(one_writer, first_day=ONE_WRITER_DAYS[1], workers=2)

@@ -17,7 +17,7 @@ from hashlib import sha256
 from typing import Any
 
 from .manifests import Manifest, file_key
-from .merkle import Frontier, leaf_digests
+from .merkle import HASH_SIZE, Frontier, leaf_digests
 from .tree import TreeHead, head_of
 
 FileKey = tuple[str, str]
@@ -75,15 +75,22 @@ def plan_feeds(manifests: Sequence[Manifest]) -> tuple[dict[int, Pending], dict[
 
 class LeafFeed:
     """The leaf hashes one scan of one file gives the heads that cover its lines. Fed a copy
-    of each head's state; `commit()` makes it theirs once the scan is the one verify keeps."""
+    of each head's state; `commit()` makes it theirs once the scan is the one verify keeps.
 
-    def __init__(self, wants: Iterable[tuple[int, int, Pending, int]]) -> None:
+    `keep`: a worker process's scan (workers.check_files), whose heads are the parent's: the
+    leaf hashes are only kept (`kept`, concatenated once committed), and the parent gives them
+    to its own feed of the file (`add_kept`), in file order."""
+
+    def __init__(self, wants: Iterable[tuple[int, int, Pending, int]], keep: bool = False) -> None:
         self.wants = [
             (first, end, job, index, job.frontier.copy(), job.digest.copy(), [0])
             for first, end, job, index in wants
         ]
         self.end = max((end for _, end, *_ in self.wants), default=0)
         self.line = 0  # lines of the file fed so far
+        self.keep = keep
+        self.leaves: list[bytes] = []  # with `keep`: the leaf hashes so far
+        self.kept: bytes | None = None  # with `keep`: all of them, once committed
 
     def add(self, lines: Sequence[bytes]) -> None:
         """The next whole lines of the file (without their newlines), in file order."""
@@ -93,7 +100,20 @@ class LeafFeed:
             return
         wanted = lines[: self.end - first] if first + len(lines) > self.end else lines
         leaves = leaf_digests(wanted)
-        last = first + len(wanted)
+        if self.keep:
+            self.leaves += leaves
+        else:
+            self.extend(first, leaves)
+
+    def add_kept(self, kept: bytes) -> None:
+        """The leaf hashes a worker's feed of the same file `kept`, from its first line."""
+        self.line = len(kept) // HASH_SIZE
+        self.extend(0, [kept[at : at + HASH_SIZE] for at in range(0, len(kept), HASH_SIZE)])
+
+    def extend(self, first: int, leaves: Sequence[bytes]) -> None:
+        """Extend each head's copy with the leaf hashes of its ranges among `leaves`, those of
+        the file's lines from line `first` (0-based) on."""
+        last = first + len(leaves)
         for start, end, _, _, frontier, digest, fed in self.wants:
             low, high = max(start, first), min(end, last)
             if low < high:
@@ -104,7 +124,11 @@ class LeafFeed:
 
     def commit(self) -> None:
         """Hand the fed state to the heads: a range fed whole, and the next its head expects,
-        moves the head on; anything else leaves the head to the tree check's own reading."""
+        moves the head on; anything else leaves the head to the tree check's own reading.
+        (With `keep`: the leaf hashes are final, for the parent.)"""
+        if self.keep:
+            self.kept, self.leaves = b"".join(self.leaves), []
+            return
         for start, end, job, index, frontier, digest, fed in self.wants:
             if job.broken:
                 continue

@@ -1,5 +1,6 @@
 """Work spread over forked worker processes: `forked_map`, and on it verify's writers, merged
-in writer order (seal's first read of a store's files uses `forked_map` too).
+in writer order, and one writer's files, merged in file order (seal's first read of a store's
+files uses `forked_map` too).
 
 Each writer is checked against its own chain, so writers are independent once the store is
 surveyed and the legacy chain and receipts are read: a worker forked then inherits all of
@@ -7,6 +8,13 @@ that, checks one writer at a time exactly as a sequential verify would (same cod
 state before it), and sends back only what that writer added to the report. The parent folds
 those additions in writer order, so the report is the sequential one. Memory stays one
 writer's state per process.
+
+Within a writer, once its chain is read, each file is checked against its own chain links and
+the checkpoints read from the manifests, which no other file's check changes: a store with one
+big writer forks after its chain and checks runs of its files side by side (`check_files`).
+The Merkle tree heads, whose leaves run across files in order, are fed by the parent from the
+leaf hashes each worker's scan sends back, in file order; what ties the files together
+(missing files, coverage, tree heads) is checked by the parent afterwards, as before.
 """
 
 from __future__ import annotations
@@ -38,6 +46,12 @@ _LISTS = (
     ("verifier", "torn_notes"),
     ("verifier", "legacy_elsewhere"),
 )
+#: A writer's counters a file check adds to.
+_HOST_COUNTED = ("files", "entries", "uncovered")
+#: Runs of files per worker process (a little more than one: a slow run is not waited for alone).
+_RUNS_PER_WORKER = 4
+#: A run of files holds about this many bytes at most (a run's leaf hashes come back whole).
+_RUN_BYTES = 32 << 20
 #: Below this many files (and bytes) a second process costs more than it saves.
 PARALLEL_FILES = 200
 PARALLEL_BYTES = 32 << 20
@@ -192,3 +206,82 @@ def check_writers(
         for delta in deltas:
             merge(verifier, delta)
             done()
+
+
+@dataclass
+class FilesDelta:
+    """What checking a run of one writer's files added: the verifier's additions (`capture`),
+    the writer's counters, what each file's check returned, and the record entries
+    (proven.py) the checks used or made."""
+
+    delta: WriterDelta
+    host: dict[str, int]
+    results: list[Any]
+    proven: dict[str, list]
+    proven_changed: bool
+
+
+def _capture_files(verifier: Any, run: Sequence[Any], check: Callable[[Any], Any]) -> FilesDelta:
+    """Check the files of `run` with `check` and return what that added to `verifier`."""
+    host, proven = verifier.host, verifier.proven
+    counted = {name: getattr(host, name) for name in _HOST_COUNTED}
+    used = set(proven.used_files) if proven is not None else set()
+    results: list[Any] = []
+    delta = capture(verifier, lambda: results.extend(check(file) for file in run))
+    return FilesDelta(
+        delta,
+        {name: getattr(host, name) - counted[name] for name in _HOST_COUNTED},
+        results,
+        {k: v for k, v in proven.used_files.items() if k not in used} if proven else {},
+        proven.changed if proven is not None else False,
+    )
+
+
+def file_runs(files: Sequence[T], sizes: Sequence[int], count: int) -> list[Sequence[T]]:
+    """`files` cut into runs of consecutive files for `count` processes: about
+    `_RUNS_PER_WORKER` runs per process, and none much over `_RUN_BYTES` (what a run's check
+    sends back grows with its lines)."""
+    target = min(sum(sizes) // (count * _RUNS_PER_WORKER), _RUN_BYTES)
+    runs: list[Sequence[T]] = []
+    start, held = 0, 0
+    for at, size in enumerate(sizes):
+        held += size
+        if held >= target or at == len(sizes) - 1:
+            runs.append(files[start : at + 1])
+            start, held = at + 1, 0
+    return runs
+
+
+def check_files(
+    verifier: Any,
+    runs: Sequence[Sequence[T]],
+    check: Callable[[T], R],
+    take: Callable[[T, R], bool],
+    count: int,
+    done: Callable[[], None],
+) -> list[bool]:
+    """`check(file)` for each file of one writer's `runs` (file_runs) in `count` forked
+    processes; in the parent, in file order, the additions of each run merged into `verifier`
+    (its writer's report and record too), then `take(file, what check returned)` for each of
+    its files (False: the file vanished) and `done()`. Returns what `take` returned."""
+    deltas = forked_map(
+        lambda run: _capture_files(verifier, run, check),
+        runs,
+        count,
+        "verify: a worker process died; nothing was judged",
+    )
+    found: list[bool] = []
+    host, proven = verifier.host, verifier.proven
+    with contextlib.closing(deltas):  # a failure here stops the workers at once
+        for run, added in zip(runs, deltas, strict=True):
+            merge(verifier, added.delta)
+            for name, value in added.host.items():
+                setattr(host, name, getattr(host, name) + value)
+            if proven is not None:
+                proven.used_files.update(added.proven)
+                proven.changed = proven.changed or added.proven_changed
+            found.extend(
+                take(file, result) for file, result in zip(run, added.results, strict=True)
+            )
+            done()
+    return found

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 from binascii import hexlify
 from bisect import bisect_left
 from collections import deque
@@ -27,13 +26,17 @@ from auditcli.integrity.constants import (
     _WINDOW,
 )
 from auditcli.integrity.leaffeed import LeafFeed
-from auditcli.integrity.proven import FileProof, Proven, content_key
+from auditcli.integrity.proven import FileProof, Proven, content_hasher
 from auditcli.integrity.redaction import hashed_input, line_accepted
 from auditcli.lines import Overlong
 from auditcli.query import Problem
 from auditcli.store import LineSource, LogFile
 
 from .checkpoints import FileHistory, Label
+
+#: A file up to this size is checked from the chunks its content key was hashed from; a
+#: bigger one is read again for its check (memory stays bounded).
+_HELD_MAX = 32 << 20
 
 
 class FileScan:
@@ -64,7 +67,7 @@ class FileScan:
         self.searched = 0
         self.head = b""  # the last line's link (the genesis value for an empty file)
         self.redacted: Mapping[int, set[str]] | None = None  # lines redaction receipts name
-        #: The record of earlier verifies (proven.py), for a whole-store verify; then the
+        #: The record of earlier verifies (proven.py) when verify keeps one; then the
         #: file's content key when it was read in one piece, and whether the record vouched.
         self.proven: Proven | None = None
         self.content_key: bytes | None = None
@@ -199,27 +202,47 @@ class FileScan:
         self, source: LineSource, by_line: Mapping[int, Mapping[bytes, Label]]
     ) -> Iterator[bytes]:
         """The file's chunks for the line loop; none when the record of earlier verifies
-        vouches for its bytes (a plain file read in one piece whose content key is recorded,
-        with the link at each line count checkpointed now): the loop's results are then the
-        record's, and the checks after the loop run on them as on any file."""
-        chunks = source.chunks()
-        if self.proven is None or self.redacted:
-            return chunks
-        first, chunks = whole_content(source, chunks)
-        if first is None:
-            return chunks
-        self.content_key = content_key(source.file.name, first)
-        proof = self.proven.file(self.content_key)
-        if proof is None:
-            return chunks
-        lines, head, links = proof
-        wanted = [k for k in by_line if 0 < k <= lines]
-        if any(k not in links for k in wanted):
-            return chunks  # a checkpoint at a line count not recorded: checked in full
-        self.vouched = True
-        self.lines, self.head, self.bytes = lines, head, len(first)
-        self.at_line.update((k, links[k]) for k in wanted)
-        return iter(())
+        vouches for its bytes (a plain file of whole lines whose content key, hashed as it is
+        read here, is recorded, with the link at each line count checkpointed now): the loop's
+        results are then the record's, and the checks after the loop run on them as on any
+        file. Otherwise the chunks just read, when the file is at most `_HELD_MAX` bytes, or
+        the file read again: the key recorded is then that of the bytes the loop checked."""
+        if self.proven is None or self.redacted or source.file.compressed or source.start:
+            return source.chunks()  # (never keyed: not hashed, nor inflated twice)
+        hashed = content_hasher(source.file.name)
+        held: list[bytes] | None = []
+        size = 0
+        for chunk in source.chunks():
+            hashed.update(chunk)
+            size += len(chunk)
+            if held is not None:
+                held.append(chunk)
+                if size > _HELD_MAX:
+                    held = None  # checked from a second read (memory stays bounded)
+        key = hashed.digest() if keyable(source) else None
+        proof = self.proven.file(key) if key is not None else None
+        if proof is not None:
+            lines, head, links = proof
+            wanted = [k for k in by_line if 0 < k <= lines]
+            if all(k in links for k in wanted):  # (else a checkpoint not recorded: in full)
+                self.vouched, self.content_key = True, key
+                self.lines, self.head, self.bytes = lines, head, size
+                self.at_line.update((k, links[k]) for k in wanted)
+                return iter(())
+        if held is not None:
+            self.content_key = key
+            return iter(held)
+        return self.read_again(source)
+
+    def read_again(self, source: LineSource) -> Iterator[bytes]:
+        """The chunks of `source` read once more, from scratch; once they are all read, the
+        content key of those very bytes (when the file is one the record keys)."""
+        source.torn_line, source.torn_bytes, source.trailing_garbage = None, 0, 0
+        hashed = content_hasher(source.file.name)
+        for chunk in source.chunks():
+            hashed.update(chunk)
+            yield chunk
+        self.content_key = hashed.digest() if keyable(source) else None
 
     def malformed(self, n: int, detail: str) -> None:
         self.flagged.add(n)
@@ -416,25 +439,14 @@ def overlong_at(overlong: Sequence[Overlong], n: int) -> Overlong | None:
     return overlong[at] if at < len(overlong) and overlong[at].line == n else None
 
 
-def whole_content(
-    source: LineSource, chunks: Iterator[bytes]
-) -> tuple[bytes | None, Iterator[bytes]]:
-    """`(content, chunks)` for the chunks of `source` being read: `content` is the file's
-    bytes when it is a plain file read whole in one chunk, with no torn, too long or trailing
-    data (the only files the record of earlier verifies keys), else None; `chunks` yields
-    every chunk either way, those read here included."""
-    first = next(chunks, None)
-    if first is None:
-        return None, iter(())
-    second = next(chunks, None)
-    if second is not None:
-        return None, itertools.chain((first, second), chunks)
-    if (
+def keyable(source: LineSource) -> bool:
+    """Whether `source`, read to its end, is a file the record of earlier verifies keys: a
+    plain file read from its start, with no torn end, no line over the size limit and no
+    trailing data."""
+    return not (
         source.file.compressed
         or source.start
         or source.torn_line is not None
         or source.overlong
         or source.trailing_garbage
-    ):
-        return None, iter((first,))
-    return first, iter((first,))
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,7 +38,7 @@ from auditcli.integrity.manifests import (
     receipt_records,
     records_of,
 )
-from auditcli.integrity.proven import Proven, content_key, head_key
+from auditcli.integrity.proven import Proven, content_hasher, head_key
 from auditcli.integrity.redaction import Redactions
 from auditcli.integrity.sealstate import check_state
 from auditcli.integrity.tree import TreeCheck, TreeHead, foreign_receipts, gives
@@ -48,7 +48,7 @@ from auditcli.store import GZIP, PARTITION_PREFIX, PLAIN, AuditStore, LineSource
 from auditcli.timeparse import format_utc, parse_utc
 
 from .checkpoints import FileHistory
-from .filescan import FileScan, whole_content
+from .filescan import FileScan, keyable
 from .results import LEGACY_HOST, HostReport, VerifyReport
 
 
@@ -154,6 +154,9 @@ class _Verifier:
         self.statuses: list[str] = []
         self.progress: Progress | None = None
         self.workers: int | None = None
+        self.split_files = True  # a writer's files may be checked by workers (check_files)
+        self.keep_leaves = False  # in such a worker: Merkle leaves kept for the parent
+        self.kept_leaves: dict[tuple[str, str], bytes] = {}  # file key -> leaves (keep_leaves)
         self.derived = True  # check the line indexes and checkpoints (see verify())
         self.files_listed = 0
         self.files_done = 0
@@ -640,6 +643,8 @@ class _Verifier:
                 self.check_writer(writer, writer in chained)
             return
         progress, self.progress = self.progress, None  # told here, not by the workers
+        # A worker checking whole writers checks each one's files itself (no fork in a fork).
+        self.split_files = False
 
         def done() -> None:
             if progress is not None:
@@ -654,7 +659,7 @@ class _Verifier:
                 done,
             )
         finally:
-            self.progress = progress
+            self.progress, self.split_files = progress, True
 
     def listed_file(self, day: str, segment: str, compressed: bool) -> LogFile:
         """The LogFile of one `writer_files` item."""
@@ -669,13 +674,10 @@ class _Verifier:
         return path
 
     def listed_bytes(self) -> int:
-        """The bytes of the files listed (a gzip file counted 5 times: what it inflates to)."""
-        total = 0
-        for files in self.writer_files.values():
-            for item in files:
-                with contextlib.suppress(OSError):
-                    total += self.listed_file(*item).path.stat().st_size * (5 if item[2] else 1)
-        return total
+        """The bytes of the files listed (see _files_bytes)."""
+        return _files_bytes(
+            self.listed_file(*item) for files in self.writer_files.values() for item in files
+        )
 
     def check_writer(self, writer: str, chained: bool) -> None:
         """Check one writer's chain, its files against it, and what the fleet file says."""
@@ -722,8 +724,11 @@ class _Verifier:
                     "not a manifest; planted or left behind",
                 )
         trees = self.trees if chained else None
-        # What earlier whole-store verifies proved about exact bytes (proven.py).
-        self.proven = Proven(str(self.store.root), writer) if trees else None
+        # What earlier verifies proved about exact bytes (proven.py), of any writer's files
+        # (sealed or not: an entry says what the file's own lines gave); a verify of some
+        # days keeps what the record holds of the others.
+        period = None if self.trees else (self.first_day, self.last_day)
+        self.proven = Proven(str(self.store.root), writer, period)
         chain = self.check_chain(writer, names, self.keys_for(writer), receipts, trees is not None)
         # The tree heads are recomputed from the same reads as the chain links (leaffeed.py).
         streamed, self.feeds = plan_feeds(chain.read) if trees else ({}, {})
@@ -762,14 +767,8 @@ class _Verifier:
                     f" expected one since {self.max_age_since}"
                     " (seal not running, or the newest manifests were deleted)",
                 )
-        seen: set[tuple[str, str]] = set()
-        for file in files:
-            if self.check_file(file):
-                seen.add((file.day, file.segment))
-            self.files_done += 1
-            if self.progress is not None:
-                self.progress(self.report.entries, done=self.files_done, total=self.files_listed)
-        self.check_missing(seen)
+        found = self.check_files(files)
+        self.check_missing({(f.day, f.segment) for f, t in zip(files, found, strict=True) if t})
         if trees:  # after the files: a file's problem explains its heads'
             self.proven_heads(streamed)
             others = foreign_receipts(self.store, writer, (m for m, _ in self.receipts))
@@ -787,6 +786,65 @@ class _Verifier:
             manifest.memo.clear()
         host.problems = len(self.report.problems) - start
         self.report.hosts.append(host)
+
+    def check_files(self, files: Sequence[LogFile]) -> list[bool]:
+        """Check one writer's files in order (whether each was there: check_file). When they
+        are many or big, and this is not already a worker checking whole writers, runs of
+        them are checked in forked worker processes (workers.check_files): each sends back,
+        per file, what the tree check and the record need, and the Merkle leaves of its lines,
+        which the parent feeds to the heads in file order. The same report and record."""
+        sizes: list[int] = []
+
+        def size() -> int:
+            sizes[:] = [_files_bytes([file]) for file in files]
+            return sum(sizes)
+
+        count = 1
+        if self.split_files:
+            count = workers.worker_count(len(files), size, len(files), self.workers)
+
+        def check(file: LogFile) -> bool:
+            there = self.check_file(file)
+            self.files_done += 1
+            if self.progress is not None:
+                self.progress(self.report.entries, done=self.files_done, total=self.files_listed)
+            return there
+
+        if count < 2:
+            return [check(file) for file in files]
+        if len(sizes) != len(files):
+            size()
+        progress, self.progress = self.progress, None  # told here, not by the workers
+
+        def done() -> None:
+            if progress is not None:
+                progress(self.report.entries, done=self.files_done, total=self.files_listed)
+
+        def in_worker(file: LogFile) -> tuple[bool, bytes | None, bool, bytes | None]:
+            self.keep_leaves = True  # (in the worker process only)
+            key = (file.day, file.segment)
+            there = check(file)
+            vouched = key in self.vouched_files
+            return there, self.content_keys.get(key), vouched, self.kept_leaves.pop(key, None)
+
+        def take(file: LogFile, result: tuple[bool, bytes | None, bool, bytes | None]) -> bool:
+            there, content, vouched, leaves = result
+            key = (file.day, file.segment)
+            if content is not None:
+                self.content_keys[key] = content
+            if vouched:
+                self.vouched_files.add(key)
+            if leaves is not None:
+                feed = LeafFeed(self.feeds[key])
+                feed.add_kept(leaves)
+                feed.commit()
+            return there
+
+        runs = workers.file_runs(files, sizes, count)
+        try:
+            return workers.check_files(self, runs, in_worker, take, count, done)
+        finally:
+            self.progress = progress
 
     def missing_chain(self, writer: str, entry: FleetWriter | None, days: Sequence[str]) -> None:
         """A writer without a chain of its own: a problem when the fleet file or --public-key
@@ -911,7 +969,7 @@ class _Verifier:
                 else:
                     scan = None  # a new file under an old name: checked as a new one
             if scan is None:
-                feed = LeafFeed(self.feeds[key]) if key in self.feeds else None
+                feed = LeafFeed(self.feeds[key], self.keep_leaves) if key in self.feeds else None
                 scan = self.scan(file, known, feed)
             if (
                 scan.problems
@@ -926,6 +984,8 @@ class _Verifier:
                 scan = self.scan(file, known)
             elif scan.feed is not None:
                 scan.feed.commit()  # the one scan verify keeps of this file
+                if scan.feed.kept is not None:  # a worker's: for the parent's heads
+                    self.kept_leaves[key] = scan.feed.kept
         except IntegrityError as exc:
             if _vanished(file):
                 return False
@@ -933,13 +993,13 @@ class _Verifier:
             return True
         if scan.lines == 0 and _vanished(file):
             return False
+        name = scan.source.file.name if scan.source else file.name
         if scan.content_key is not None:
             self.content_keys[key] = scan.content_key
             if scan.vouched:
                 self.vouched_files.add(key)
             if scan.proof is not None and self.proven is not None:
-                self.proven.note_file(scan.content_key, *scan.proof)
-        name = scan.source.file.name if scan.source else file.name
+                self.proven.note_file(scan.content_key, name, *scan.proof)
         report.files += 1
         host.files += 1
         report.entries += scan.lines
@@ -1015,18 +1075,18 @@ class _Verifier:
             if file is None:
                 return None
             source = LineSource(file)
+            hashed = content_hasher(source.file.name)
+            feed = LeafFeed([(first, end, job, index)])
             try:
-                content, _ = whole_content(source, source.chunks())
+                for chunk in source.chunks():
+                    hashed.update(chunk)
+                    lines = chunk.split(b"\n")
+                    lines.pop()
+                    feed.add(lines)
             except IntegrityError:
                 return None
-            if content is None:
-                return None
-            if content_key(source.file.name, content) != self.content_keys.get(at):  # type: ignore[arg-type]
+            if not keyable(source) or hashed.digest() != self.content_keys.get(at):  # type: ignore[arg-type]
                 return None  # changed since its scan
-            lines = content.split(b"\n")
-            lines.pop()
-            feed = LeafFeed([(first, end, job, index)])
-            feed.add(lines)
             feed.commit()
         return job.digest.digest() if job.complete and gives(job.frontier, head) else None
 
@@ -1161,6 +1221,15 @@ class _Verifier:
                 f" newer than their writer's latest seal ({where}):"
                 " they verify by their chains only until the next seal."
             )
+
+
+def _files_bytes(files: Iterable[LogFile]) -> int:
+    """The bytes of `files` (a gzip file counted 5 times: what it inflates to)."""
+    total = 0
+    for file in files:
+        with contextlib.suppress(OSError):
+            total += file.path.stat().st_size * (5 if file.compressed else 1)
+    return total
 
 
 def _vanished(file: LogFile) -> bool:
