@@ -162,10 +162,10 @@ def _swap_hosts(path: Path) -> None:
     shutil.copyfile(path.with_name("bravo.jsonl"), path)
 
 
-@pytest.mark.parametrize(
-    "tamper",
-    [_change_byte, _change_link, _delete_line, _garbage_line, _truncate, _swap_hosts],
-)
+TAMPERS = [_change_byte, _change_link, _delete_line, _garbage_line, _truncate, _swap_hosts]
+
+
+@pytest.mark.parametrize("tamper", TAMPERS)
 def test_a_file_changed_since_is_checked_in_full_and_named_as_a_first_verify_names_it(
     store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tamper: Any
 ) -> None:
@@ -286,10 +286,7 @@ def test_a_verify_of_some_days_reads_a_whole_store_record_and_keeps_all_it_did_n
     assert report.ok and report.to_dict() == _fresh(store, tmp_path, monkeypatch)
 
 
-@pytest.mark.parametrize(
-    "tamper",
-    [_change_byte, _change_link, _delete_line, _garbage_line, _truncate, _swap_hosts],
-)
+@pytest.mark.parametrize("tamper", TAMPERS)
 def test_a_file_changed_after_a_verify_of_its_day_is_found_as_a_first_verify_finds_it(
     store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tamper: Any
 ) -> None:
