@@ -254,3 +254,38 @@ def test_a_worker_checking_files_that_dies_fails_the_run(
     monkeypatch.setattr(verify_module._Verifier, "check_file", dying)
     with pytest.raises(AuditError, match="worker process died"):
         integrity.verify(one_writer, first_day=ONE_WRITER_DAYS[1], workers=2)
+
+
+def test_a_file_bigger_than_a_run_sends_no_leaf_hashes_back_and_gives_the_same_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run holds about `_RUN_BYTES` of files at most (the leaf hashes of its lines come back
+    whole, 32 bytes a line): a file bigger than that alone is not sent back as leaf hashes
+    from a worker (it would hold them all), yet the report, the record and the tree heads are
+    the ones a single process gives, with no tree head read again."""
+    key = tmp_path / "seal.key"
+    integrity.generate_keys(key)
+    store = AuditStore(tmp_path / "logs", writer_id="alpha")
+    for index, day in enumerate(ONE_WRITER_DAYS):
+        store.append(_entries("alpha", day, 60 if index == 3 else 3))
+    integrity.seal(store, signing_key=key)
+    big = store.root / f"date={ONE_WRITER_DAYS[3]}" / "alpha.jsonl"
+    monkeypatch.setattr(workers_module, "_RUN_BYTES", big.stat().st_size // 4)
+    shipped: list[int] = []  # file bytes whose leaf hashes one run sent back
+    real_map = workers_module.forked_map
+
+    def measuring(function: Any, items: Any, count: int, failed: str) -> Any:
+        items = list(items)
+        for run, added in zip(items, real_map(function, items, count, failed), strict=True):
+            shipped.append(
+                sum(
+                    file.path.stat().st_size
+                    for file, result in zip(run, added.results, strict=True)
+                    if result is not None and result[3]
+                )
+            )
+            yield added
+
+    monkeypatch.setattr(workers_module, "forked_map", measuring)
+    _one_writer_both(store, tmp_path, monkeypatch, {})
+    assert shipped and max(shipped) <= workers_module._RUN_BYTES

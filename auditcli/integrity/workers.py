@@ -240,16 +240,26 @@ def _capture_files(verifier: Any, run: Sequence[Any], check: Callable[[Any], Any
 def file_runs(files: Sequence[T], sizes: Sequence[int], count: int) -> list[Sequence[T]]:
     """`files` cut into runs of consecutive files for `count` processes: about
     `_RUNS_PER_WORKER` runs per process, and none much over `_RUN_BYTES` (what a run's check
-    sends back grows with its lines)."""
+    sends back grows with its lines) but a file bigger than that (`too_big`), alone."""
     target = min(sum(sizes) // (count * _RUNS_PER_WORKER), _RUN_BYTES)
     runs: list[Sequence[T]] = []
     start, held = 0, 0
     for at, size in enumerate(sizes):
+        if too_big(size) and start < at:  # a run of its own (see too_big)
+            runs.append(files[start:at])
+            start, held = at, 0
         held += size
         if held >= target or at == len(sizes) - 1:
             runs.append(files[start : at + 1])
             start, held = at + 1, 0
     return runs
+
+
+def too_big(size: int) -> bool:
+    """Whether a file of `size` bytes (file_runs) is too big for a worker to check: it would
+    send back the leaf hashes of all its lines at once. Alone in its run, the caller checks
+    it itself in its turn."""
+    return size > _RUN_BYTES
 
 
 def check_files(

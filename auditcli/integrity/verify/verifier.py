@@ -820,14 +820,24 @@ class _Verifier:
             if progress is not None:
                 progress(self.report.entries, done=self.files_done, total=self.files_listed)
 
-        def in_worker(file: LogFile) -> tuple[bool, bytes | None, bool, bytes | None]:
-            self.keep_leaves = True  # (in the worker process only)
+        # A file too big for a worker to send all its leaf hashes back: alone in its run, and
+        # checked here in its turn (its leaves fed to the heads as read, memory bounded).
+        big = {(f.day, f.segment) for f, s in zip(files, sizes, strict=True) if workers.too_big(s)}
+
+        def in_worker(file: LogFile) -> tuple[bool, bytes | None, bool, bytes | None] | None:
             key = (file.day, file.segment)
+            if key in big:
+                return None
+            self.keep_leaves = True  # (in the worker process only)
             there = check(file)
             vouched = key in self.vouched_files
             return there, self.content_keys.get(key), vouched, self.kept_leaves.pop(key, None)
 
-        def take(file: LogFile, result: tuple[bool, bytes | None, bool, bytes | None]) -> bool:
+        def take(
+            file: LogFile, result: tuple[bool, bytes | None, bool, bytes | None] | None
+        ) -> bool:
+            if result is None:  # (big: see above)
+                return check(file)
             there, content, vouched, leaves = result
             key = (file.day, file.segment)
             if content is not None:
