@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from run import (
     Report,
     Sample,
     compare,
+    forget_verified,
     machine,
     run_once,
     seconds,
@@ -60,12 +60,6 @@ listfile, sql = sys.argv[1], sys.argv[2]
     print(*row)
 """
 )
-
-
-def forget_verified() -> None:
-    """Empty the user's record of what earlier verifies proved (integrity/proven.py)."""
-    cache = Path(ENV.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    shutil.rmtree(cache / "auditcli" / "verified", ignore_errors=True)
 
 
 def audit_run(argv: list[str], cold: bool) -> Sample:

@@ -16,13 +16,23 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import AUDIT, ENV, Report, Sample, compare, machine, run_once, seconds, setup_env
+from run import (
+    AUDIT,
+    ENV,
+    Report,
+    Sample,
+    compare,
+    forget_verified,
+    machine,
+    run_once,
+    seconds,
+    setup_env,
+)
 
 
 def period_files(logs: Path, since: str, until: str) -> list[str]:
@@ -48,7 +58,6 @@ def main() -> int:
     cache = work / "verify-cache"
     cache.mkdir(mode=0o700, exist_ok=True)
     ENV["XDG_CACHE_HOME"] = str(cache)
-    record = cache / "auditcli" / "verified"
     argv = ["-d", str(args.logs), "verify", "--since", args.since, "--until", args.until]
     argv += ["-f", "json"]
     files = period_files(args.logs, args.since, args.until)
@@ -57,7 +66,7 @@ def main() -> int:
     print(f"# {len(files)} files, {size / 1e6:.0f} MB, {args.since} to {args.until}", flush=True)
 
     def cold() -> Sample:
-        shutil.rmtree(record, ignore_errors=True)
+        forget_verified()
         return run_once([AUDIT, *argv], env=ENV)
 
     tools = {

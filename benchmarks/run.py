@@ -258,6 +258,13 @@ def setup_env(data: Path) -> None:
     ENV.pop("AUDIT_LOG_DIR", None)
 
 
+def forget_verified() -> None:
+    """Empty the record of what earlier verifies proved (auditcli/integrity/proven.py) under
+    ENV's XDG_CACHE_HOME, so that the next `audit` run checks every line (a cold verify)."""
+    cache = Path(ENV.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    shutil.rmtree(cache / "auditcli" / "verified", ignore_errors=True)
+
+
 def machine() -> str:
     model = platform.processor() or "unknown CPU"
     try:
