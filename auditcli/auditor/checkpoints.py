@@ -399,9 +399,8 @@ class Checkpoints:
         found: Point | None = None
         while start > 0:
             day = wanted[start - 1]
-            body = _load(self.store, day, "state", self.sources[day], names)
-            if body is not None:
-                found = _point(body)
+            found = _saved_point(self.store, day, self.sources[day], names)
+            if found is not None:
                 break
             start -= 1
         if start < len(wanted):
@@ -427,12 +426,12 @@ class Checkpoints:
         if body is None:
             index = self.days.index(day)
             before = None
-            if index and far:
-                before = self.point(day)
-            elif index:
+            if index:
                 previous = self.days[index - 1]
-                found = _load(self.store, previous, "state", self.sources[previous], STATE_PARTS)
-                before = _point(found) if found is not None else None
+                if far:
+                    before = self.point(day)
+                else:
+                    before = _saved_point(self.store, previous, self.sources[previous])
             if index and (before is None or before.day != self.days[index - 1]):
                 return None
             self._build(before, [day])
@@ -490,9 +489,9 @@ class Checkpoints:
         """The latest current state checkpoint of the last `tries` settled days, its header
         only; never built here (None when there is none)."""
         for day in reversed(self.days[-tries:]):
-            body = _load(self.store, day, "state", self.sources[day], ())
-            if body is not None:
-                return _point(body)
+            found = _saved_point(self.store, day, self.sources[day], ())
+            if found is not None:
+                return found
         return None
 
     def _build(self, start: Point | None, days: list[str]) -> Point | None:
@@ -508,6 +507,15 @@ class Checkpoints:
             return _Builder(self.store, start, self.progress).run(directory, days, self.sources)
         finally:
             os.close(directory)
+
+
+def _saved_point(
+    store: AuditStore, day: str, source: str, parts: Iterable[str] = STATE_PARTS
+) -> Point | None:
+    """The state checkpoint of `day` with its `parts` read, if it was built from `source`
+    (`_load`); else None. Never built here."""
+    body = _load(store, day, "state", source, parts)
+    return _point(body) if body is not None else None
 
 
 def _point(body: dict[str, Any]) -> Point:
@@ -717,12 +725,7 @@ def check_checkpoints(
     days = checkpoints.days
     if first_day is not None:
         before = [day for day in days if day < min(current)]
-        body = (
-            _load(store, before[-1], "state", checkpoints.sources[before[-1]], STATE_PARTS)
-            if before
-            else None
-        )
-        start = _point(body) if body is not None else None
+        start = _saved_point(store, before[-1], checkpoints.sources[before[-1]]) if before else None
         days = days[days.index(start.day) + 1 :] if start is not None else days
     builder = _Builder(store, start)
     for day in days:
