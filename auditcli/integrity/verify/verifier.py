@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -642,24 +642,34 @@ class _Verifier:
             for writer in writers:
                 self.check_writer(writer, writer in chained)
             return
-        progress, self.progress = self.progress, None  # told here, not by the workers
         # A worker checking whole writers checks each one's files itself (no fork in a fork).
         self.split_files = False
-
-        def done() -> None:
-            if progress is not None:
-                progress(self.report.entries, done=self.files_done, total=self.files_listed)
-
         try:
-            workers.check_writers(
-                self,
-                writers,
-                lambda writer: self.check_writer(writer, writer in chained),
-                count,
-                done,
-            )
+            with self.progress_told_here() as done:
+                workers.check_writers(
+                    self,
+                    writers,
+                    lambda writer: self.check_writer(writer, writer in chained),
+                    count,
+                    done,
+                )
         finally:
-            self.progress, self.split_files = progress, True
+            self.split_files = True
+
+    @contextlib.contextmanager
+    def progress_told_here(self) -> Iterator[Callable[[], None]]:
+        """While forked workers check: progress is told by this process alone, through the
+        function yielded (called as each worker's result is merged), not by the workers."""
+        progress, self.progress = self.progress, None
+        try:
+            yield lambda: self.tell_progress(progress)
+        finally:
+            self.progress = progress
+
+    def tell_progress(self, progress: Progress | None) -> None:
+        """Tell `progress` (if any) the entries and files checked so far."""
+        if progress is not None:
+            progress(self.report.entries, done=self.files_done, total=self.files_listed)
 
     def listed_file(self, day: str, segment: str, compressed: bool) -> LogFile:
         """The LogFile of one `writer_files` item."""
@@ -806,19 +816,13 @@ class _Verifier:
         def check(file: LogFile) -> bool:
             there = self.check_file(file)
             self.files_done += 1
-            if self.progress is not None:
-                self.progress(self.report.entries, done=self.files_done, total=self.files_listed)
+            self.tell_progress(self.progress)
             return there
 
         if count < 2:
             return [check(file) for file in files]
         if len(sizes) != len(files):
             size()
-        progress, self.progress = self.progress, None  # told here, not by the workers
-
-        def done() -> None:
-            if progress is not None:
-                progress(self.report.entries, done=self.files_done, total=self.files_listed)
 
         # A file too big for a worker to send all its leaf hashes back: alone in its run, and
         # checked here in its turn (its leaves fed to the heads as read, memory bounded).
@@ -851,10 +855,8 @@ class _Verifier:
             return there
 
         runs = workers.file_runs(files, sizes, count)
-        try:
+        with self.progress_told_here() as done:
             return workers.check_files(self, runs, in_worker, take, count, done)
-        finally:
-            self.progress = progress
 
     def missing_chain(self, writer: str, entry: FleetWriter | None, days: Sequence[str]) -> None:
         """A writer without a chain of its own: a problem when the fleet file or --public-key
