@@ -214,9 +214,11 @@ class LineSource:
         self.overlong: list[Overlong] = []
 
     def chunks(self) -> Iterator[bytes]:
-        """Blocks of whole lines, in file order."""
+        """Blocks of whole lines, in file order (a second call reads the file afresh, and what
+        it met replaces what the first one met)."""
         blocks = self._gzip_blocks() if self.file.compressed else self._plain_blocks()
         self.overlong.clear()
+        self.torn_line, self.torn_bytes, self.trailing_garbage = None, 0, 0
         splitter = LineSplitter(chain.MAX_LINE, self.start, self.overlong)
         for chunk in splitter.chunks(blocks):
             self.lines, self.end = splitter.lines, splitter.end

@@ -237,7 +237,6 @@ class FileScan:
     def read_again(self, source: LineSource) -> Iterator[bytes]:
         """The chunks of `source` read once more, from scratch; once they are all read, the
         content key of those very bytes (when the file is one the record keys)."""
-        source.torn_line, source.torn_bytes, source.trailing_garbage = None, 0, 0
         hashed = content_hasher(source.file.name)
         for chunk in source.chunks():
             hashed.update(chunk)
